@@ -1,0 +1,219 @@
+"""Per-datapoint bounds and estimates of log p(x) for any model/guide pair, in nats.
+
+Everything here runs the pair under Pyro's handlers (trace the guide, replay the model) with a
+``"particles"`` plate left of the data plate, so K samples of z per datapoint are drawn in one
+vectorized pass. For each datapoint n and sample k the log-weight is
+
+    log w_nk = log p(x_n, z_nk) − log q(z_nk | x_n),   z_nk ~ q(z | x_n),
+
+from which:
+
+* ELBO_n      = mean_k log w_nk                         (an unbiased estimate of the ELBO),
+* log p(x_n) ≈ log mean_k exp(log w_nk)                 (importance sampling; the IWAE-K bound of
+  Burda et al., 2015, a lower bound in expectation that tightens as K grows),
+* reconstruction_n = mean_k log p(x_n | z_nk),  KL_n = mean_k [log q(z_nk|x_n) − log p(z_nk)].
+
+Contract: every sample site sits inside the ``"data"`` plate at ``dim=-1``, so each site's
+log-density has one entry per datapoint.
+"""
+
+from collections.abc import Callable
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+from pvae.objectives import log_mean_exp
+from pvae.sites import PARTICLES, X, Y, Z
+
+
+def _pair_args(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> tuple:
+    """Arguments for the pair: labels go only to models that declare ``conditional = True``."""
+    return (x, y) if getattr(model, "conditional", False) else (x,)
+
+
+def _per_datapoint(site: dict, shape: torch.Size) -> torch.Tensor:
+    log_prob = site["fn"].log_prob(site["value"])
+    if log_prob.shape != shape:
+        raise ValueError(
+            f"site {site['name']!r} has log-density of shape {tuple(log_prob.shape)}, expected "
+            f"{tuple(shape)} (particles, batch): put every sample site inside the 'data' plate"
+        )
+    return log_prob
+
+
+def site_log_probs(
+    model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Log-densities of every sample site for ``num_samples`` draws from the guide.
+
+    :returns: ``(model_terms, guide_terms)``: site name → tensor ``(num_samples, batch)``;
+        model terms include the observed sites.
+    """
+    args = _pair_args(model, x, y)
+    shape = torch.Size((num_samples, x.shape[0]))
+    with pyro.plate(PARTICLES, num_samples, dim=-2):
+        guide_trace = poutine.trace(guide).get_trace(*args)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
+    terms = []
+    for trace in (model_trace, guide_trace):
+        sites = {n: s for n, s in trace.nodes.items() if s["type"] == "sample" and not site_is_subsample(s)}
+        terms.append({n: _per_datapoint(s, shape) for n, s in sites.items()})
+    return terms[0], terms[1]
+
+
+def log_weights(
+    model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1
+) -> dict[str, torch.Tensor]:
+    """log p(x, z) − log q(z|x) and its parts, each ``(num_samples, batch)``.
+
+    :returns: ``{"log_w", "log_px_given_z", "log_pz", "log_qz"}``; ``log_px_given_z`` sums the
+        observed sites, ``log_pz`` the model's latent sites, ``log_qz`` the guide's sites.
+    """
+    model_terms, guide_terms = site_log_probs(model, guide, x, y, num_samples)
+    zero = x.new_zeros(num_samples, x.shape[0])
+    observed = {X, Y}
+    log_px_given_z = sum((t for n, t in model_terms.items() if n in observed), zero)
+    log_pz = sum((t for n, t in model_terms.items() if n not in observed), zero)
+    log_qz = sum(guide_terms.values(), zero)
+    return {
+        "log_w": log_px_given_z + log_pz - log_qz,
+        "log_px_given_z": log_px_given_z,
+        "log_pz": log_pz,
+        "log_qz": log_qz,
+    }
+
+
+@torch.no_grad()
+def bounds(
+    model: torch.nn.Module,
+    guide: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    num_samples: int = 1000,
+    max_elements: int = 1 << 24,
+) -> dict[str, torch.Tensor]:
+    """Per-datapoint ELBO, its two terms and the importance-sampled log p(x), with K = ``num_samples``.
+
+    The K samples are drawn in chunks so that a chunk's decoder output holds at most
+    ``max_elements`` numbers: memory stays bounded for any K.
+
+    :returns: ``{"elbo", "reconstruction", "kl", "log_px"}``, each a tensor ``(batch,)`` in nats.
+    """
+    per_sample = max(1, x[0].numel() * x.shape[0])
+    chunk = max(1, min(num_samples, max_elements // per_sample))
+    log_w, recon, kl = [], x.new_zeros(x.shape[0]), x.new_zeros(x.shape[0])
+    for start in range(0, num_samples, chunk):
+        k = min(chunk, num_samples - start)
+        parts = log_weights(model, guide, x, y, k)
+        log_w.append(parts["log_w"])
+        recon += parts["log_px_given_z"].sum(0)
+        kl += (parts["log_qz"] - parts["log_pz"]).sum(0)
+    recon, kl = recon / num_samples, kl / num_samples
+    return {
+        "elbo": recon - kl,
+        "reconstruction": recon,
+        "kl": kl,
+        "log_px": log_mean_exp(torch.cat(log_w), dim=0),
+    }
+
+
+def evaluate(
+    model: torch.nn.Module,
+    guide: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    num_samples: int = 1000,
+    batch_size: int = 100,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """Averages over a dataset of :func:`bounds`, with standard errors, in nats per datapoint.
+
+    :param x: datapoints ``(N, ...)``; binary for Bernoulli likelihoods.
+    :param y: labels ``(N,)``, used by conditional models only.
+    :param num_samples: K, the importance samples per datapoint.
+    :param batch_size: datapoints per pass.
+    :param progress: called with the number of datapoints done after each batch.
+    :returns: ``elbo``, ``reconstruction``, ``kl``, ``log_px`` (means), ``elbo_se`` and
+        ``log_px_se`` (standard errors of the means over datapoints), ``n`` and ``iwae_samples``.
+    """
+    was_training = (model.training, guide.training)
+    model.eval(), guide.eval()
+    try:
+        parts: dict[str, list[torch.Tensor]] = {}
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start : start + batch_size]
+            yb = None if y is None else y[start : start + batch_size]
+            for key, value in bounds(model, guide, xb, yb, num_samples).items():
+                parts.setdefault(key, []).append(value)
+            if progress is not None:
+                progress(xb.shape[0])
+    finally:
+        model.train(was_training[0]), guide.train(was_training[1])
+    values = {key: torch.cat(chunks) for key, chunks in parts.items()}
+    n = x.shape[0]
+    result = {key: float(v.mean()) for key, v in values.items()}
+    for key in ("elbo", "log_px"):
+        result[f"{key}_se"] = float(values[key].std() / n**0.5) if n > 1 else float("nan")
+    result.update(n=n, iwae_samples=num_samples)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Points in latent space, for pictures.
+
+
+@torch.no_grad()
+def posterior_mean(guide: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 64) -> torch.Tensor:
+    """E_q[z | x] ``(batch, z_dim)``: the guide distribution's ``mean``, or a Monte Carlo average."""
+    args = (x,) if y is None else (x, y)
+    site = poutine.trace(guide).get_trace(*args).nodes[Z]
+    try:
+        return site["fn"].mean
+    except NotImplementedError:
+        with pyro.plate(PARTICLES, num_samples, dim=-2):
+            return poutine.trace(guide).get_trace(*args).nodes[Z]["value"].mean(0)
+
+
+@torch.no_grad()
+def decode_mean(model: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """E[x | z] under the model's likelihood, ``(batch, *x_shape)``."""
+    return model.decode(z, y).mean
+
+
+@torch.no_grad()
+def reconstruct(model, guide, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """E[x | z = E_q[z|x]]: the decoder's mean at the guide's mean."""
+    cond_y = y if getattr(model, "conditional", False) else None
+    return decode_mean(model, posterior_mean(guide, x, cond_y), cond_y)
+
+
+@torch.no_grad()
+def sample_prior(model, n: int, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Decoder means at ``n`` draws from the prior, ``(n, *x_shape)``."""
+    return decode_mean(model, model.prior((n,)).sample(), y)
+
+
+@torch.no_grad()
+def interpolate(model, guide, x0: torch.Tensor, x1: torch.Tensor, steps: int = 10) -> torch.Tensor:
+    """Decoder means along the straight line between the posterior means of ``x0`` and ``x1``.
+
+    :returns: ``(steps, *x_shape)``, from x0's end to x1's.
+    """
+    z = posterior_mean(guide, torch.stack([x0, x1]))  # (2, z_dim)
+    t = torch.linspace(0, 1, steps, dtype=z.dtype).unsqueeze(-1)  # (steps, 1)
+    return decode_mean(model, (1 - t) * z[0] + t * z[1])
+
+
+def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """The latent points themselves when 2-D, else their first two principal components.
+
+    :returns: ``(points (N, 2), description)``.
+    """
+    if z.shape[-1] <= 2:
+        return z if z.shape[-1] == 2 else torch.cat([z, torch.zeros_like(z)], -1), "latent mean"
+    centred = z - z.mean(0)
+    _, s, v = torch.linalg.svd(centred, full_matrices=False)
+    explained = float((s[:2] ** 2).sum() / (s**2).sum())
+    return centred @ v[:2].T, f"PCA of latent means ({explained:.0%} of variance)"

@@ -1,0 +1,100 @@
+"""Pictures of what a VAE does. Each ``plot_*`` function takes data and returns a ``Figure``;
+nothing here writes files (the CLI and the experiments do).
+"""
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed; figures are saved by the caller
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from pvae import evaluate as ev  # noqa: E402
+from pvae.data import Dataset  # noqa: E402
+
+
+def _grid(images: torch.Tensor, ncol: int) -> torch.Tensor:
+    """Tile ``(N, C, H, W)`` images into one ``(rows·H, ncol·W)`` grey image with 1-pixel gaps."""
+    n, _, h, w = images.shape
+    rows = math.ceil(n / ncol)
+    canvas = torch.ones(rows * (h + 1) - 1, ncol * (w + 1) - 1)
+    for i, image in enumerate(images):
+        r, c = divmod(i, ncol)
+        canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = image.mean(0)
+    return canvas
+
+
+def plot_images(images: torch.Tensor, ncol: int = 10, title: str = "", row_labels: list[str] | None = None) -> Figure:
+    """A grid of images ``(N, C, H, W)`` in [0, 1], ``ncol`` per row."""
+    grid = _grid(images.detach().cpu(), ncol)
+    rows = math.ceil(images.shape[0] / ncol)
+    fig, ax = plt.subplots(figsize=(ncol * 0.6 + 0.8, rows * 0.6 + 0.6))
+    ax.imshow(grid.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if row_labels:
+        h = images.shape[-2] + 1
+        ax.set_yticks([h * i + h / 2 - 1 for i in range(len(row_labels))], row_labels)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reconstructions(x: torch.Tensor, x_rec: torch.Tensor, ncol: int = 10) -> Figure:
+    """Test images (odd rows) above their reconstructions (even rows)."""
+    n = (x.shape[0] // ncol) * ncol
+    pairs = torch.stack([x[:n].view(-1, ncol, *x.shape[1:]), x_rec[:n].view(-1, ncol, *x.shape[1:])], 1)
+    labels = ["data", "recon."] * (n // ncol)
+    return plot_images(pairs.reshape(-1, *x.shape[1:]), ncol, "test images and their reconstructions", labels)
+
+
+def plot_curves(metrics: list[dict]) -> Figure:
+    """Training loss (negative objective) and validation ELBO per epoch, in nats per datapoint."""
+    epochs = [m["epoch"] for m in metrics]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [-m["train_loss"] for m in metrics], label="train objective (−loss)")
+    ax.plot(epochs, [m["val_elbo"] for m in metrics], label="validation ELBO")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per datapoint")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_latent(points: torch.Tensor, labels: torch.Tensor, title: str = "latent space") -> Figure:
+    """2-D latent points coloured by class label."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    scatter = ax.scatter(points[:, 0].cpu(), points[:, 1].cpu(), c=labels.cpu(), cmap="tab10", s=6, alpha=0.8)
+    fig.colorbar(scatter, ax=ax, label="label")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int = 100, seed: int = 0) -> dict[str, Figure]:
+    """The standard figures of a trained pair on ``dataset``'s test split, by file stem.
+
+    ``curves`` (when there are metrics), ``reconstructions``, ``samples`` (decoder means at
+    prior draws), ``interpolation`` (between the first test images of two classes) and
+    ``latent`` (posterior means coloured by label; PCA when z has more than two dimensions).
+    """
+    torch.manual_seed(seed)
+    test = dataset.test
+    figures = {}
+    if metrics:
+        figures["curves"] = plot_curves(metrics)
+    x, y = test.x[:n], test.y[:n]
+    figures["reconstructions"] = plot_reconstructions(x[:50], ev.reconstruct(model, guide, x[:50], y[:50]))
+    figures["samples"] = plot_images(ev.sample_prior(model, n), 10, "decoder means at samples from the prior")
+    first, second = int(torch.nonzero(y == y[0])[0]), int(torch.nonzero(y != y[0])[0])
+    figures["interpolation"] = plot_images(
+        ev.interpolate(model, guide, x[first], x[second], steps=10), 10, "interpolation between two test images"
+    )
+    z = ev.posterior_mean(guide, test.x[:2000])
+    points, how = ev.project_2d(z)
+    figures["latent"] = plot_latent(points, test.y[:2000], f"{how}, {len(points)} test images")
+    return figures

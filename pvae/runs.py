@@ -1,0 +1,176 @@
+"""The run directory: how stages (train, evaluate, plot) talk to each other.
+
+::
+
+    RUN/
+      config.json      the resolved configuration
+      checkpoint.pt    modules, optimizer, RNG states, epoch
+      metrics.jsonl    one line per epoch
+      summary.json     final numbers, one key per stage or split
+      figures/         PNGs
+
+Every file is written atomically: to a temporary file in the same folder, flushed to disk, then
+renamed over the old one, so a crash leaves the previous version whole, never half a file.
+"""
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+CONFIG = "config.json"
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+FIGURES = "figures"
+
+
+class RunError(RuntimeError):
+    """A run directory is missing, incomplete, or would be overwritten."""
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def rng_state() -> dict[str, Any]:
+    """The state of every random number generator training touches."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+class Run:
+    """A run directory.
+
+    :param path: the directory.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, config: dict, overwrite: bool = False) -> "Run":
+        """Start a run in ``path`` and write its ``config.json``.
+
+        :raises RunError: if ``path`` already holds a run and ``overwrite`` is false.
+        """
+        run = cls(path)
+        if run.path.exists() and any(run.path.iterdir()):
+            if not (run.path / CONFIG).exists() and not overwrite:
+                raise RunError(f"{run.path} is not empty and holds no run; choose another --out")
+            if not overwrite:
+                raise RunError(f"{run.path} already holds a run; pass --overwrite to replace it, or choose another --out")
+            shutil.rmtree(run.path)
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_json(run.path / CONFIG, config)
+        return run
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Run":
+        """Open an existing run.
+
+        :raises RunError: if ``path`` has no ``config.json``.
+        """
+        run = cls(path)
+        if not (run.path / CONFIG).is_file():
+            raise RunError(f"{run.path} is not a run directory (no {CONFIG}); train one with `pvae train --out {run.path}`")
+        return run
+
+    @property
+    def config(self) -> dict:
+        """The resolved configuration the run was made with."""
+        return json.loads((self.path / CONFIG).read_text())
+
+    @property
+    def figures(self) -> Path:
+        """The folder for figures (created on demand)."""
+        (self.path / FIGURES).mkdir(exist_ok=True)
+        return self.path / FIGURES
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Write ``checkpoint.pt`` atomically."""
+        atomic_write(self.path / CHECKPOINT, lambda handle: torch.save(state, handle))
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        """Read ``checkpoint.pt``.
+
+        :raises RunError: if the run has none yet.
+        """
+        path = self.path / CHECKPOINT
+        if not path.is_file():
+            raise RunError(f"{self.path} has no {CHECKPOINT}: its training did not finish an epoch")
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Replace ``metrics.jsonl`` with ``rows``, one JSON object per line, atomically."""
+        text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
+        atomic_write(self.path / METRICS, lambda handle: handle.write(text.encode()))
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """The rows of ``metrics.jsonl`` (empty before the first epoch ends)."""
+        path = self.path / METRICS
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def summary(self) -> dict[str, Any]:
+        """``summary.json`` as a dict (empty before anything was summarised)."""
+        path = self.path / SUMMARY
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def update_summary(self, **entries: Any) -> dict[str, Any]:
+        """Set top-level keys of ``summary.json``, keeping the others; written atomically."""
+        summary = self.summary()
+        summary.update(entries)
+        write_json(self.path / SUMMARY, summary)
+        return summary
+
+
+def restore(path: str | os.PathLike):
+    """Rebuild a trained run: its config, data, and model and guide with the saved parameters.
+
+    :returns: ``(run, config, dataset, model, guide)``; model and guide are in eval mode.
+    """
+    from pvae import data
+    from pvae.config import RunConfig, build_pair
+
+    run = Run.open(path)
+    config = RunConfig.from_dict(run.config)
+    dataset = data.load(config.data)
+    model, guide = build_pair(config.pair, dataset.x_shape)
+    state = run.load_checkpoint()
+    model.load_state_dict(state["model"])
+    guide.load_state_dict(state["guide"])
+    return run, config, dataset, model.eval(), guide.eval()
