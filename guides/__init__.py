@@ -5,9 +5,8 @@ A guide is a ``PyroModule`` with the model's signature, ``forward(x, y=None)``, 
 (``z_dim``, ``hidden``).
 """
 
-from pvae.registry import lookup
-
 from guides.gaussian import GaussianGuide
+from pvae.registry import lookup
 
 #: Name → guide class; ``--guide`` chooses from these (or ``module:ClassName``).
 GUIDES = {"gaussian": GaussianGuide}

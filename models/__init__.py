@@ -10,10 +10,9 @@ observes ``"x"`` inside the ``"data"`` plate, and which offers
 Its constructor takes ``x_shape`` first, then keywords (``z_dim``, ``hidden``, ``likelihood``).
 """
 
-from pvae.registry import lookup
-
 from models.linear import LinearGaussian
 from models.vae import VAE
+from pvae.registry import lookup
 
 #: Name → model class; ``--model`` chooses from these (or ``module:ClassName``).
 MODELS = {"vae": VAE, "linear": LinearGaussian}

@@ -24,9 +24,13 @@ class LinearGaussian(VAE):
     :param likelihood: must be ``"gaussian"``.
     """
 
-    def __init__(self, x_shape: Sequence[int], z_dim: int = 2, hidden: Sequence[int] = (), likelihood: str = "gaussian"):
+    def __init__(
+        self, x_shape: Sequence[int], z_dim: int = 2, hidden: Sequence[int] = (), likelihood: str = "gaussian"
+    ):
         if tuple(hidden) or likelihood != "gaussian":
-            raise ValueError("LinearGaussian has an affine decoder and a Gaussian likelihood: use hidden=() and likelihood='gaussian'")
+            raise ValueError(
+                "LinearGaussian has an affine decoder and a Gaussian likelihood: use hidden=() and likelihood='gaussian'"
+            )
         super().__init__(x_shape, z_dim, (), "gaussian")
 
     def _affine(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

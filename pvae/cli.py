@@ -13,7 +13,9 @@ def _hidden(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(w) for w in text.split(",") if w.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--hidden takes comma-separated widths such as 400 or 512,256, not {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--hidden takes comma-separated widths such as 400 or 512,256, not {text!r}"
+        ) from None
 
 
 def _positive(kind):
@@ -37,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a model/guide pair, then evaluate and plot it")
     train.add_argument("--data", default="digits", choices=DATASETS, help="dataset (default: digits, bundled)")
-    train.add_argument("--data-dir", help="folder holding the IDX files (default: $PVAE_DATA, ~/.cache/pvae, system paths)")
+    train.add_argument(
+        "--data-dir", help="folder holding the IDX files (default: $PVAE_DATA, ~/.cache/pvae, system paths)"
+    )
     train.add_argument("--model", default="vae", help="model name or module:ClassName (default: vae)")
     train.add_argument("--guide", default="gaussian", help="guide name or module:ClassName (default: gaussian)")
     train.add_argument("--likelihood", default="bernoulli", help="observation model (default: bernoulli)")
@@ -59,9 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="ELBO, its terms and importance-sampled log p(x) of a run")
     evaluate.add_argument("run", help="run directory")
-    evaluate.add_argument("--iwae-samples", type=_positive(int), default=1000, help="K samples from q(z|x) (default: 1000)")
+    evaluate.add_argument(
+        "--iwae-samples", type=_positive(int), default=1000, help="K samples from q(z|x) (default: 1000)"
+    )
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
-    evaluate.add_argument("--limit", type=_positive(int), help="evaluate only the first N datapoints of the split")
+    evaluate.add_argument("--limit", type=_positive(int), help="only the first N datapoints (summary key SPLIT_firstN)")
     evaluate.add_argument("--batch-size", type=_positive(int), default=100)
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the samples of z")
 
@@ -92,13 +98,20 @@ def _train(args) -> Path:
     run = Run.open(out) if args.resume else Run.create(out, config.to_dict(), overwrite=args.overwrite)
     if args.resume and RunConfig.from_dict(run.config) != config:
         raise ValueError(f"--resume needs the same settings as the run in {out}; see its config.json")
-    print(f"training {args.model}/{args.guide} on {args.data} ({len(dataset.train)} train, {len(dataset.val)} val, "
-          f"{len(dataset.test)} test) for {epochs} epochs → {out}", file=sys.stderr)
+    print(
+        f"training {args.model}/{args.guide} on {args.data} ({len(dataset.train)} train, {len(dataset.val)} val, "
+        f"{len(dataset.test)} test) for {epochs} epochs → {out}",
+        file=sys.stderr,
+    )
     history = fit(model, guide, dataset, config.train, run=run, resume=args.resume, progress=not args.no_progress)
-    run.update_summary(train={
-        "epochs": len(history), "final_train_loss": history[-1]["train_loss"], "final_val_elbo": history[-1]["val_elbo"],
-        "seconds_per_epoch": sum(m["seconds"] for m in history) / len(history),
-    })
+    run.update_summary(
+        train={
+            "epochs": len(history),
+            "final_train_loss": history[-1]["train_loss"],
+            "final_val_elbo": history[-1]["val_elbo"],
+            "seconds_per_epoch": sum(m["seconds"] for m in history) / len(history),
+        }
+    )
     _evaluate_run(out, "test", args.iwae_samples, None, 100, args.seed)
     _plot_run(out)
     return out
@@ -117,13 +130,21 @@ def _evaluate_run(path, split: str, k: int, limit: int | None, batch_size: int, 
     tic = time.perf_counter()
     result = evaluate(model, guide, x, y, num_samples=k, batch_size=batch_size)
     result["seconds"] = time.perf_counter() - tic
-    result["datapoints"] = f"first {len(x)} of the {split} split" if limit else f"all {len(x)} of the {split} split"
-    result["binarization"] = (f"{config.data.binarize}: binarized once with seed {config.data.seed + (2 if split == 'test' else 1)}"
-                              if config.data.binarize != "none" and split != "train" else config.data.binarize)
-    run.update_summary(**{split: result})
-    print(f"{split}: ELBO {result['elbo']:.2f} (reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}), "
-          f"log p(x) ≈ {result['log_px']:.2f} ± {result['log_px_se']:.2f} with K={k}, nats per datapoint "
-          f"[{result['datapoints']}]")
+    result["datapoints"] = (
+        f"first {len(x)} of the {split} split" if len(x) < len(part) else f"all {len(x)} of the {split} split"
+    )
+    result["binarization"] = (
+        f"{config.data.binarize}: binarized once with seed {config.data.seed + (2 if split == 'test' else 1)}"
+        if config.data.binarize != "none" and split != "train"
+        else config.data.binarize
+    )
+    key = f"{split}_first{len(x)}" if limit and limit < len(part) else split
+    run.update_summary(**{key: result})
+    print(
+        f"{split}: ELBO {result['elbo']:.2f} (reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}), "
+        f"log p(x) ≈ {result['log_px']:.2f} ± {result['log_px_se']:.2f} with K={k}, nats per datapoint "
+        f"[{result['datapoints']}]"
+    )
     return result
 
 

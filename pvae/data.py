@@ -180,8 +180,12 @@ class IDXSpec:
 
 
 def _mnist_files(md5: tuple[str, str, str, str]) -> dict[str, tuple[str, str]]:
-    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    names = (
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    )
     roles = ("train_images", "train_labels", "test_images", "test_labels")
     return {role: (name, digest) for role, name, digest in zip(roles, names, md5)}
 
@@ -189,20 +193,38 @@ def _mnist_files(md5: tuple[str, str, str, str]) -> dict[str, tuple[str, str]]:
 #: The 28×28 IDX datasets.
 IDX_DATASETS: dict[str, IDXSpec] = {
     "mnist": IDXSpec(
-        files=_mnist_files(("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-                            "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c")),
+        files=_mnist_files(
+            (
+                "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "d53e105ee54ea40749a09fcbcd1e9432",
+                "9fb629c4189551a2d022fa330f9573f3",
+                "ec29112dd5afa0611ce80d1b7f02629c",
+            )
+        ),
         mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
     ),
     "fashion-mnist": IDXSpec(
-        files=_mnist_files(("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-                            "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")),
+        files=_mnist_files(
+            (
+                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "25c81989df183df01b3e8a0aad5dffbe",
+                "bef4ecab320f06d8554ea6380940ec79",
+                "bb300cfdad3c16e7a12a480ee83cd310",
+            )
+        ),
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         system_dirs=(DEBIAN_FASHION_MNIST,),
         hint="on Debian/Ubuntu: `apt-get install dataset-fashion-mnist`; or pass --data-dir",
     ),
     "kmnist": IDXSpec(
-        files=_mnist_files(("bdb82020997e1d708af4cf47b453dcf7", "e144d726b3acfaa3e44228e80efcd344",
-                            "5c965bf0a639b31b8f53240b1b52f4d7", "7320c461ea6c1c855c0b718fb2a4b134")),
+        files=_mnist_files(
+            (
+                "bdb82020997e1d708af4cf47b453dcf7",
+                "e144d726b3acfaa3e44228e80efcd344",
+                "5c965bf0a639b31b8f53240b1b52f4d7",
+                "7320c461ea6c1c855c0b718fb2a4b134",
+            )
+        ),
         mirrors=("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
     ),
 }
@@ -283,7 +305,9 @@ def locate_idx(name: str, data_dir: str | None = None, allow_download: bool = Tr
         paths = {}
         try:
             for role, (file_name, md5) in spec.files.items():
-                paths[role] = _find(target_dir, file_name) or _download_any(spec, file_name, target_dir / file_name, md5)
+                paths[role] = _find(target_dir, file_name) or _download_any(
+                    spec, file_name, target_dir / file_name, md5
+                )
             return paths
         except (OSError, DataError) as error:
             errors.append(str(error))

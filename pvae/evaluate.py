@@ -165,7 +165,9 @@ def evaluate(
 
 
 @torch.no_grad()
-def posterior_mean(guide: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 64) -> torch.Tensor:
+def posterior_mean(
+    guide: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 64
+) -> torch.Tensor:
     """E_q[z | x] ``(batch, z_dim)``: the guide distribution's ``mean``, or a Monte Carlo average."""
     args = (x,) if y is None else (x, y)
     site = poutine.trace(guide).get_trace(*args).nodes[Z]

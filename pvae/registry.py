@@ -23,6 +23,4 @@ def lookup(table: Mapping[str, T], name: str, what: str) -> T:
             return getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as error:
             raise ValueError(f"cannot load {what} {name!r}: {error}") from error
-    raise ValueError(
-        f"unknown {what} {name!r}; choose one of {sorted(table)} or give 'module:ClassName'"
-    )
+    raise ValueError(f"unknown {what} {name!r}; choose one of {sorted(table)} or give 'module:ClassName'")

@@ -91,7 +91,9 @@ class Run:
             if not (run.path / CONFIG).exists() and not overwrite:
                 raise RunError(f"{run.path} is not empty and holds no run; choose another --out")
             if not overwrite:
-                raise RunError(f"{run.path} already holds a run; pass --overwrite to replace it, or choose another --out")
+                raise RunError(
+                    f"{run.path} already holds a run; pass --overwrite to replace it, or choose another --out"
+                )
             shutil.rmtree(run.path)
         run.path.mkdir(parents=True, exist_ok=True)
         write_json(run.path / CONFIG, config)
@@ -105,7 +107,9 @@ class Run:
         """
         run = cls(path)
         if not (run.path / CONFIG).is_file():
-            raise RunError(f"{run.path} is not a run directory (no {CONFIG}); train one with `pvae train --out {run.path}`")
+            raise RunError(
+                f"{run.path} is not a run directory (no {CONFIG}); train one with `pvae train --out {run.path}`"
+            )
         return run
 
     @property

@@ -116,8 +116,13 @@ def fit(
         )
         bar.set_postfix(loss=f"{history[-1]['train_loss']:.2f}", val_elbo=f"{val['elbo']:.2f}")
         if run is not None:
-            state = {"model": model.state_dict(), "guide": guide.state_dict(), "optimizer": optimizer.state_dict(),
-                     "rng": rng_state(), "epoch": epoch + 1}
+            state = {
+                "model": model.state_dict(),
+                "guide": guide.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": rng_state(),
+                "epoch": epoch + 1,
+            }
             run.save_checkpoint(state)
             run.write_metrics(history)
     bar.close()

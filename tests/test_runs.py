@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from pvae.runs import Run, RunError, atomic_write, write_json
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "summary.json"
+    write_json(path, {"elbo": -90.0})
+
+    def crash(handle):
+        handle.write(b'{"elbo": -8')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, crash)
+    assert json.loads(path.read_text()) == {"elbo": -90.0}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary file left behind
+
+
+def test_an_existing_run_is_not_overwritten_unless_asked(tmp_path):
+    run = Run.create(tmp_path / "run", {"a": 1})
+    run.update_summary(test={"elbo": -1.0})
+    with pytest.raises(RunError, match="already holds a run; pass --overwrite"):
+        Run.create(tmp_path / "run", {"a": 2})
+    assert Run.open(tmp_path / "run").config == {"a": 1}
+    Run.create(tmp_path / "run", {"a": 2}, overwrite=True)
+    assert Run.open(tmp_path / "run").config == {"a": 2}
+    assert Run(tmp_path / "run").summary() == {}
+
+
+def test_a_non_run_folder_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="not empty and holds no run"):
+        Run.create(tmp_path, {})
+    with pytest.raises(RunError, match="not a run directory"):
+        Run.open(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_summary_updates_keep_other_keys(tmp_path):
+    run = Run.create(tmp_path / "r", {})
+    run.update_summary(train={"epochs": 3})
+    run.update_summary(test={"elbo": -25.0})
+    assert run.summary() == {"train": {"epochs": 3}, "test": {"elbo": -25.0}}
+    run.write_metrics([{"epoch": 1}, {"epoch": 2}])
+    assert run.metrics() == [{"epoch": 1}, {"epoch": 2}]
