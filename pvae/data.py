@@ -187,7 +187,7 @@ def _mnist_files(md5: tuple[str, str, str, str]) -> dict[str, tuple[str, str]]:
         "t10k-labels-idx1-ubyte.gz",
     )
     roles = ("train_images", "train_labels", "test_images", "test_labels")
-    return {role: (name, digest) for role, name, digest in zip(roles, names, md5)}
+    return {role: (name, digest) for role, name, digest in zip(roles, names, md5, strict=True)}
 
 
 #: The 28×28 IDX datasets.

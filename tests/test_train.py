@@ -41,7 +41,7 @@ def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_run(digits, tmp_pa
     model, guide = _pair(digits, seed=99)  # fresh parameters: everything must come from the checkpoint
     resumed = fit(model, guide, digits, config, run=run, resume=True, progress=False)
     assert len(resumed) == 4
-    for a, b in zip(straight, resumed):
+    for a, b in zip(straight, resumed, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["val_elbo"] == pytest.approx(b["val_elbo"], rel=1e-5)
     assert Run(tmp_path / "b").load_checkpoint()["epoch"] == 4
