@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive(int), default=128)
     train.add_argument("--lr", type=_positive(float), default=1e-3)
     train.add_argument("--particles", type=_positive(int), default=1, help="samples of z per datapoint and step")
+    train.add_argument("--jit", action="store_true", help="compile the loss with torch.jit.trace (faster steps)")
+    train.add_argument("--validate", action="store_true", help="keep Pyro's checks on for every step, not the first")
     train.add_argument("--binarize", default="dynamic", choices=BINARIZE)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", help="run directory (default: runs/<time>-<data>-<model>)")
@@ -88,7 +90,9 @@ def _train(args) -> Path:
     config = RunConfig(
         data=data.DataConfig(args.data, args.data_dir, args.binarize, seed=args.seed),
         pair=PairConfig(args.model, args.guide, args.z_dim, args.hidden, args.likelihood),
-        train=TrainConfig(args.elbo, args.beta, epochs, args.batch_size, args.lr, args.particles, args.seed),
+        train=TrainConfig(
+            args.elbo, args.beta, epochs, args.batch_size, args.lr, args.particles, args.seed, args.jit, args.validate
+        ),
     )
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{args.data}-{args.model.replace(':', '.')}")
     dataset = data.load(config.data)

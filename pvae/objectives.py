@@ -13,8 +13,10 @@ Scaling the model side only would give log p(x|z) + beta·log p(z) − log q(z|x
 """
 
 import math
+import warnings
 from collections.abc import Callable, Collection
 
+import pyro
 import torch
 from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
@@ -106,3 +108,43 @@ def loss_module(
 def log_mean_exp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """log(mean(exp(x))) along ``dim``, computed stably."""
     return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
+
+
+class TracedLoss(torch.nn.Module):
+    """A loss module compiled with ``torch.jit.trace``, once per shape of its tensor inputs.
+
+    Tracing records the tensor operations of one call of the model, the guide and the
+    estimator, including the draws of z (the noise is redrawn at every call), and replays them
+    without Pyro's Python-level bookkeeping. Valid for pairs with static structure: the same
+    sites, in the same order, for every batch. A Python float in the pair, such as beta, is
+    frozen into the trace; to change it, build a new loss. (``torch.jit`` is deprecated upstream
+    in favour of ``torch.compile``, which still breaks its graph on Pyro's handlers.)
+
+    :param loss_fn: a loss module, e.g. from :func:`loss_module`.
+    """
+
+    def __init__(self, loss_fn: torch.nn.Module):
+        super().__init__()
+        self.loss_fn = loss_fn
+        self._compiled: dict[tuple, torch.jit.ScriptModule] = {}
+
+    @property
+    def compilations(self) -> int:
+        """How many times a trace was recorded (one per distinct input shape)."""
+        return len(self._compiled)
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        key = tuple((a.shape, a.dtype) for a in args)
+        if key not in self._compiled:
+            cuda = sorted({a.device for a in args if a.device.type == "cuda"}, key=str)
+            # fork_rng: the tracing run's draws are undone, so a call draws the same noise as
+            # the eager loss would, compiled or not.
+            with warnings.catch_warnings(), pyro.validation_enabled(False), torch.random.fork_rng(cuda):
+                # The tracer warns about every Python-level branch on a tensor: Pyro's NaN checks
+                # and zero tests, which are constant for a static pair.
+                warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+                warnings.filterwarnings(
+                    "ignore", message=r".*torch\.jit\.trace.*deprecated", category=DeprecationWarning
+                )
+                self._compiled[key] = torch.jit.trace(self.loss_fn, args, check_trace=False)
+        return self._compiled[key](*args)

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from pvae import data as pdata
 from pvae.evaluate import _pair_args, evaluate
-from pvae.objectives import loss_module, make_elbo
+from pvae.objectives import TracedLoss, loss_module, make_elbo
 from pvae.runs import Run, rng_state, set_rng_state
 
 
@@ -29,6 +29,9 @@ class TrainConfig:
     :param lr: Adam's learning rate.
     :param num_particles: samples of z per datapoint and step.
     :param seed: seeds torch, numpy and Python's RNGs (initialisation, batches, binarization, z).
+    :param jit: compile the loss with ``torch.jit.trace`` (see :class:`pvae.objectives.TracedLoss`).
+    :param validate: keep Pyro's argument and support checks on for every step; by default they
+        check the first batch only, since they cost about as much as the rest of Pyro's bookkeeping.
     """
 
     elbo: str = "meanfield"
@@ -38,6 +41,24 @@ class TrainConfig:
     lr: float = 1e-3
     num_particles: int = 1
     seed: int = 0
+    jit: bool = False
+    validate: bool = False
+
+
+def make_loss(model: torch.nn.Module, guide: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
+    """The loss module ``fit`` trains: the negative (beta-)ELBO summed over a batch."""
+    elbo = make_elbo(config.elbo, num_particles=config.num_particles, vectorize_particles=config.num_particles > 1)
+    loss_fn = loss_module(model, guide, elbo, beta=config.beta)
+    return TracedLoss(loss_fn) if config.jit else loss_fn
+
+
+def step(loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, *args: torch.Tensor) -> torch.Tensor:
+    """One gradient step on a batch; returns the loss in nats per datapoint (detached)."""
+    loss = loss_fn(*args) / args[0].shape[0]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
 
 
 def check_compatible(model: torch.nn.Module, dataset: pdata.Dataset) -> None:
@@ -77,11 +98,13 @@ def fit(
     """
     check_compatible(model, dataset)
     pyro.set_rng_seed(config.seed)
-    elbo = make_elbo(config.elbo, num_particles=config.num_particles, vectorize_particles=config.num_particles > 1)
-    loss_fn = loss_module(model, guide, elbo, beta=config.beta)
+    loss_fn = make_loss(model, guide, config)
     train = dataset.train
-    # One pass first: Pyro creates some parameters lazily, and the optimizer must see them all.
-    loss_fn(*_pair_args(model, _binary(dataset, train.x[:2]), train.y[:2]))
+    # One validated pass first: it checks data and pair, and Pyro creates some parameters
+    # lazily, which the optimizer must see.
+    eager = loss_fn.loss_fn if isinstance(loss_fn, TracedLoss) else loss_fn
+    with pyro.validation_enabled(True):
+        eager(*_pair_args(model, _binary(dataset, train.x[:2]), train.y[:2]))
     optimizer = torch.optim.Adam(loss_fn.parameters(), lr=config.lr)
     history: list[dict] = []
     start = 0
@@ -97,18 +120,17 @@ def fit(
     for epoch in range(start, config.epochs):
         bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
         tic, total = time.perf_counter(), torch.zeros(())
-        for step, (x, y) in enumerate(pdata.batches(train, config.batch_size)):
-            loss = loss_fn(*_pair_args(model, _binary(dataset, x), y)) / x.shape[0]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach() * x.shape[0]
-            bar.update()
-            if step % 20 == 0:
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, step {step}; lower --lr")
-                bar.set_postfix(loss=f"{value:.2f}")
+        with pyro.validation_enabled(config.validate):
+            for i, (x, y) in enumerate(pdata.batches(train, config.batch_size)):
+                loss = step(loss_fn, optimizer, *_pair_args(model, _binary(dataset, x), y))
+                total += loss * x.shape[0]
+                bar.update()
+                if i % 20 == 0:
+                    if not math.isfinite(float(loss)):
+                        raise FloatingPointError(
+                            f"loss became {float(loss)} at epoch {epoch + 1}, step {i}; lower --lr"
+                        )
+                    bar.set_postfix(loss=f"{float(loss):.2f}")
         seconds = time.perf_counter() - tic
         val = evaluate(model, guide, dataset.val.x, dataset.val.y, num_samples=1, batch_size=1000)
         history.append(
