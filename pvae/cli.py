@@ -3,6 +3,7 @@
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from pvae import __version__
@@ -99,9 +100,16 @@ def _train(args) -> Path:
     pyro.set_rng_seed(args.seed)
     model, guide = build_pair(config.pair, dataset.x_shape)
     check_compatible(model, dataset)
-    run = Run.open(out) if args.resume else Run.create(out, config.to_dict(), overwrite=args.overwrite)
-    if args.resume and RunConfig.from_dict(run.config) != config:
-        raise ValueError(f"--resume needs the same settings as the run in {out}; see its config.json")
+    if args.resume:
+        run = Run.open(out)
+        saved = RunConfig.from_dict(run.config)
+        if replace(saved, train=replace(saved.train, epochs=epochs)) != config:
+            raise ValueError(
+                f"--resume needs the settings of the run in {out} (only --epochs may change); see its config.json"
+            )
+        run.write_config(config.to_dict())
+    else:
+        run = Run.create(out, config.to_dict(), overwrite=args.overwrite)
     print(
         f"training {args.model}/{args.guide} on {args.data} ({len(dataset.train)} train, {len(dataset.val)} val, "
         f"{len(dataset.test)} test) for {epochs} epochs → {out}",
@@ -137,11 +145,7 @@ def _evaluate_run(path, split: str, k: int, limit: int | None, batch_size: int, 
     result["datapoints"] = (
         f"first {len(x)} of the {split} split" if len(x) < len(part) else f"all {len(x)} of the {split} split"
     )
-    result["binarization"] = (
-        f"{config.data.binarize}: binarized once with seed {config.data.seed + (2 if split == 'test' else 1)}"
-        if config.data.binarize != "none" and split != "train"
-        else config.data.binarize
-    )
+    result["binarization"] = config.data.binarization_of(split)
     key = f"{split}_first{len(x)}" if limit and limit < len(part) else split
     run.update_summary(**{key: result})
     print(

@@ -28,8 +28,8 @@ from pvae.objectives import log_mean_exp
 from pvae.sites import PARTICLES, X, Y, Z
 
 
-def _pair_args(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> tuple:
-    """Arguments for the pair: labels go only to models that declare ``conditional = True``."""
+def pair_args(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> tuple:
+    """The arguments a pair is called with: labels go only to models that declare ``conditional = True``."""
     return (x, y) if getattr(model, "conditional", False) else (x,)
 
 
@@ -51,7 +51,7 @@ def site_log_probs(
     :returns: ``(model_terms, guide_terms)``: site name → tensor ``(num_samples, batch)``;
         model terms include the observed sites.
     """
-    args = _pair_args(model, x, y)
+    args = pair_args(model, x, y)
     shape = torch.Size((num_samples, x.shape[0]))
     with pyro.plate(PARTICLES, num_samples, dim=-2):
         guide_trace = poutine.trace(guide).get_trace(*args)
@@ -139,7 +139,8 @@ def evaluate(
         ``log_px_se`` (standard errors of the means over datapoints), ``n`` and ``iwae_samples``.
     """
     was_training = (model.training, guide.training)
-    model.eval(), guide.eval()
+    model.eval()
+    guide.eval()
     try:
         parts: dict[str, list[torch.Tensor]] = {}
         for start in range(0, x.shape[0], batch_size):
@@ -150,7 +151,8 @@ def evaluate(
             if progress is not None:
                 progress(xb.shape[0])
     finally:
-        model.train(was_training[0]), guide.train(was_training[1])
+        model.train(was_training[0])
+        guide.train(was_training[1])
     values = {key: torch.cat(chunks) for key, chunks in parts.items()}
     n = x.shape[0]
     result = {key: float(v.mean()) for key, v in values.items()}

@@ -147,4 +147,7 @@ class TracedLoss(torch.nn.Module):
                     "ignore", message=r".*torch\.jit\.trace.*deprecated", category=DeprecationWarning
                 )
                 self._compiled[key] = torch.jit.trace(self.loss_fn, args, check_trace=False)
-        return self._compiled[key](*args)
+        # Plain autograd through the recorded graph: on CPU, the profiling executor's
+        # differentiable subgraphs are slower (its ReLU gradient is a compare and a multiply).
+        with torch.jit.optimized_execution(False):
+            return self._compiled[key](*args)

@@ -20,7 +20,7 @@ def _grid(images: torch.Tensor, ncol: int) -> torch.Tensor:
     """Tile ``(N, C, H, W)`` images into one ``(rows·H, ncol·W)`` grey image with 1-pixel gaps."""
     n, _, h, w = images.shape
     rows = math.ceil(n / ncol)
-    canvas = torch.ones(rows * (h + 1) - 1, ncol * (w + 1) - 1)
+    canvas = torch.full((rows * (h + 1) - 1, ncol * (w + 1) - 1), 0.25)  # light grey gaps
     for i, image in enumerate(images):
         r, c = divmod(i, ncol)
         canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = image.mean(0)
@@ -90,9 +90,12 @@ def run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int = 10
     x, y = test.x[:n], test.y[:n]
     figures["reconstructions"] = plot_reconstructions(x[:50], ev.reconstruct(model, guide, x[:50], y[:50]))
     figures["samples"] = plot_images(ev.sample_prior(model, n), 10, "decoder means at samples from the prior")
-    first, second = int(torch.nonzero(y == y[0])[0]), int(torch.nonzero(y != y[0])[0])
+    first, second = 0, int(torch.nonzero(y != y[0])[0])  # two test images of different classes
+    path = ev.interpolate(model, guide, x[first], x[second], steps=10)
     figures["interpolation"] = plot_images(
-        ev.interpolate(model, guide, x[first], x[second], steps=10), 10, "interpolation between two test images"
+        torch.cat([x[first : first + 1], path, x[second : second + 1]]),
+        12,
+        "two test images (ends) and decoder means along the line between their latent means",
     )
     z = ev.posterior_mean(guide, test.x[:2000])
     points, how = ev.project_2d(z)

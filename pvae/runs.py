@@ -96,8 +96,12 @@ class Run:
                 )
             shutil.rmtree(run.path)
         run.path.mkdir(parents=True, exist_ok=True)
-        write_json(run.path / CONFIG, config)
+        run.write_config(config)
         return run
+
+    def write_config(self, config: dict) -> None:
+        """Write ``config.json`` atomically."""
+        write_json(self.path / CONFIG, config)
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "Run":

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pvae import data as pdata
-from pvae.evaluate import _pair_args, evaluate
+from pvae.evaluate import evaluate, pair_args
 from pvae.objectives import TracedLoss, loss_module, make_elbo
 from pvae.runs import Run, rng_state, set_rng_state
 
@@ -104,7 +104,7 @@ def fit(
     # lazily, which the optimizer must see.
     eager = loss_fn.loss_fn if isinstance(loss_fn, TracedLoss) else loss_fn
     with pyro.validation_enabled(True):
-        eager(*_pair_args(model, _binary(dataset, train.x[:2]), train.y[:2]))
+        eager(*pair_args(model, _binary(dataset, train.x[:2]), train.y[:2]))
     optimizer = torch.optim.Adam(loss_fn.parameters(), lr=config.lr)
     history: list[dict] = []
     start = 0
@@ -122,7 +122,7 @@ def fit(
         tic, total = time.perf_counter(), torch.zeros(())
         with pyro.validation_enabled(config.validate):
             for i, (x, y) in enumerate(pdata.batches(train, config.batch_size)):
-                loss = step(loss_fn, optimizer, *_pair_args(model, _binary(dataset, x), y))
+                loss = step(loss_fn, optimizer, *pair_args(model, _binary(dataset, x), y))
                 total += loss * x.shape[0]
                 bar.update()
                 if i % 20 == 0:

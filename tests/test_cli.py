@@ -70,3 +70,16 @@ def test_bad_input_gets_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--data", "cifar"])
     assert "invalid choice: 'cifar'" in capsys.readouterr().err
+
+
+def test_resume_extends_a_run_and_refuses_other_settings(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    common = ["train", "--z-dim", "2", "--hidden", "32", "--iwae-samples", "10", "--out", out, "--no-progress"]
+    assert main([*common, "--epochs", "1"]) == 0
+    assert main([*common, "--epochs", "3", "--resume"]) == 0
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["epochs"] == 3
+    capsys.readouterr()
+    assert main([*common, "--epochs", "4", "--resume", "--lr", "0.01"]) == 2
+    assert "only --epochs may change" in capsys.readouterr().err

@@ -1,0 +1,135 @@
+"""Time a training step of pvae's VAE against a hand-written PyTorch VAE, in one process.
+
+Both run the same networks from the same initial weights with the same Adam, on the same
+batches. Steps are timed in interleaved rounds (a round times ``--steps`` steps of every
+variant in turn), so drifts of the machine hit every variant alike; each round gives a ratio to
+the reference, and the table reports the median ratio and its interquartile range. A second
+copy of the reference is timed as a control: its ratio shows the noise of the measurement.
+
+    python experiments/bench_speed.py                 # batch sizes 32, 128, 512
+    python experiments/bench_speed.py --rounds 5 --steps 5 --batch-sizes 32   # a quick look
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pyro
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_vae import ReferenceVAE  # noqa: E402
+
+from pvae.config import PairConfig, build_pair  # noqa: E402
+from pvae.runs import write_json  # noqa: E402
+from pvae.train import TrainConfig, make_loss, step  # noqa: E402
+
+#: Variant name → TrainConfig overrides for the pvae step.
+VARIANTS = {
+    "pvae trace": dict(elbo="trace"),
+    "pvae meanfield": dict(elbo="meanfield"),
+    "pvae trace --jit": dict(elbo="trace", jit=True),
+    "pvae meanfield --jit": dict(elbo="meanfield", jit=True),
+}
+
+
+def _steppers(batch: torch.Tensor, z_dim: int, hidden: tuple[int, ...], lr: float, variants: list[str]) -> dict:
+    """One zero-argument training step per variant, all from the same initial weights."""
+    torch.manual_seed(0)
+    model, guide = build_pair(PairConfig(z_dim=z_dim, hidden=hidden), tuple(batch.shape[1:]))
+    initial = (model.state_dict(), guide.state_dict())
+    steppers = {}
+    for name in ("reference", "reference (control copy)"):
+        ref = ReferenceVAE.like(model, guide)
+        optimizer = torch.optim.Adam(ref.parameters(), lr=lr)
+        steppers[name] = lambda ref=ref, optimizer=optimizer: step(ref, optimizer, batch)
+    for name in variants:
+        m, g = build_pair(PairConfig(z_dim=z_dim, hidden=hidden), tuple(batch.shape[1:]))
+        m.load_state_dict(initial[0]), g.load_state_dict(initial[1])
+        loss_fn = make_loss(m, g, TrainConfig(**VARIANTS[name]))
+        loss_fn(batch)  # parameters exist before the optimizer is built; JIT compiles here
+        optimizer = torch.optim.Adam(loss_fn.parameters(), lr=lr)
+        steppers[name] = lambda loss_fn=loss_fn, optimizer=optimizer: step(loss_fn, optimizer, batch)
+    return steppers
+
+
+def measure(
+    batch_size: int, rounds: int, steps: int, warmup: int, variants: list[str], z_dim=20, hidden=(400,)
+) -> dict:
+    """Milliseconds per step and per-round ratios to the reference for one batch size."""
+    batch = torch.bernoulli(torch.full((batch_size, 1, 28, 28), 0.13))  # the ink density of MNIST
+    steppers = _steppers(batch, z_dim, hidden, 1e-3, variants)
+    times = {name: [] for name in steppers}
+    with pyro.validation_enabled(False):  # as in fit after its first, validated batch
+        for fn in steppers.values():
+            for _ in range(warmup):
+                fn()
+        for _ in range(rounds):
+            for name, fn in steppers.items():
+                tic = time.perf_counter()
+                for _ in range(steps):
+                    fn()
+                times[name].append((time.perf_counter() - tic) / steps * 1e3)
+    rows = {}
+    for name, ms in times.items():
+        ratios = sorted(a / b for a, b in zip(ms, times["reference"], strict=True))
+        q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+        rows[name] = {
+            "ms_per_step": statistics.median(ms),
+            "ratio": statistics.median(ratios),
+            "q25": q[0],
+            "q75": q[2],
+        }
+    return rows
+
+
+def to_markdown(results: dict) -> str:
+    """The results as a Markdown table, one row per variant, one column pair per batch size."""
+    sizes = list(results)
+    head = "| variant | " + " | ".join(f"batch {b}: ms/step | ratio [IQR]" for b in sizes) + " |"
+    lines = [head, "|---|" + "---:|---:|" * len(sizes)]
+    for name in results[sizes[0]]:
+        cells = []
+        for b in sizes:
+            r = results[b][name]
+            cells += [f"{r['ms_per_step']:.2f}", f"{r['ratio']:.2f} [{r['q25']:.2f}, {r['q75']:.2f}]"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512])
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--out", default=f"runs/bench_speed-{time.strftime('%Y%m%d-%H%M%S')}")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = {}
+    for b in args.batch_sizes:
+        results[b] = measure(b, args.rounds, args.steps, args.warmup, args.variants)
+        print(f"batch {b}: " + ", ".join(f"{n} {r['ratio']:.2f}" for n, r in results[b].items()), flush=True)
+    table = to_markdown(results)
+    print(f"\n{torch.get_num_threads()} torch threads, {args.rounds} rounds of {args.steps} steps\n\n{table}")
+    out = Path(args.out)
+    meta = {
+        "threads": torch.get_num_threads(),
+        "rounds": args.rounds,
+        "steps": args.steps,
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+    }
+    write_json(out / "results.json", {"settings": meta, "results": {str(b): r for b, r in results.items()}})
+    (out / "results.md").write_text(table)
+    print(f"results in {out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
