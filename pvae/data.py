@@ -8,8 +8,6 @@ mirrors and checked against the published MD5 sums.
 import gzip
 import hashlib
 import os
-import shutil
-import tempfile
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from pvae.runs import atomic_write
 
 #: Where the Debian package ``dataset-fashion-mnist`` installs the real Fashion-MNIST.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -264,31 +264,22 @@ def _find(directory: Path, file_name: str) -> Path | None:
     return None
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(url: str, target: Path, md5: str) -> Path:
-    """Fetch ``url`` to ``target`` through a temporary file, verify its MD5, then rename.
+    """Fetch ``url`` to ``target``, verifying its MD5 before the file appears under its name.
 
     :raises DataError: when the checksum fails (nothing is left at ``target``).
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            shutil.copyfileobj(response, out)
-        got = _md5(Path(tmp))
-        if got != md5:
-            raise DataError(f"{url}: checksum failed (MD5 {got}, expected {md5}); the file was not kept")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    def fetch(out) -> None:
+        digest = hashlib.md5()
+        with urllib.request.urlopen(url, timeout=60) as response:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
+        if digest.hexdigest() != md5:
+            raise DataError(f"{url}: checksum failed (MD5 {digest.hexdigest()}, expected {md5}); the file was not kept")
+
+    atomic_write(target, fetch)
     return target
 
 

@@ -39,6 +39,7 @@ def test_train_writes_a_complete_run(trained):
     assert -45 < metrics[0]["val_elbo"] < -25
     test = json.loads((trained / "summary.json").read_text())["test"]
     assert test["n"] == 360 and test["iwae_samples"] == 50
+    assert test["binarization"] == "binarized once with seed 2" and test["datapoints"] == "all 360 of the test split"
     assert test["elbo"] == pytest.approx(test["reconstruction"] - test["kl"], abs=1e-4)
     assert test["kl"] > 0 and test["elbo"] < test["log_px"] < 0
     for name in ("curves", "reconstructions", "samples", "interpolation", "latent"):

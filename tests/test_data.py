@@ -119,7 +119,7 @@ def test_failed_checksum_keeps_nothing_and_says_so(monkeypatch, tmp_path):
     with pytest.raises(DataError, match="checksum failed"):
         data.load(DataConfig("mnist", data_dir=str(target), val_size=5))
     assert not (target / "mnist" / "t10k-labels-idx1-ubyte.gz").exists()
-    assert not [p for p in (target / "mnist").iterdir() if p.name.endswith(".part")]
+    assert not [p for p in (target / "mnist").iterdir() if p.name.endswith(".tmp")]
 
 
 def test_missing_dataset_says_where_it_looked_and_how_to_get_it(monkeypatch, tmp_path):

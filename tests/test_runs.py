@@ -19,6 +19,17 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary file left behind
 
 
+def test_written_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "config.json", {})
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o644
+
+
 def test_an_existing_run_is_not_overwritten_unless_asked(tmp_path):
     run = Run.create(tmp_path / "run", {"a": 1})
     run.update_summary(test={"elbo": -1.0})

@@ -85,7 +85,8 @@ def test_pvae_is_at_least_as_good_as_the_hand_written_vae_on_fashion_mnist(tmp_p
     pvae, by_hand = results["pvae (pvae evaluate)"], results["pvae (hand-written estimator)"]
     ref = results["hand-written VAE (hand-written estimator)"]
     assert pvae["log_px"] == pytest.approx(by_hand["log_px"], abs=0.1)
-    # Same data, networks, initial weights and budget: pvae's VAE is no worse than the hand-written one
-    # (the standard error of a difference of two runs' means over the same 1000 images is about 0.3 nats).
+    # Same data, networks, initial weights and budget: pvae's VAE is no worse than the hand-written one.
+    # Measured: pvae - reference = -0.17 (ELBO), +0.10 (log p(x)) with seed 0; a change of seed moves
+    # either model by 0.5-0.9 nats, so 0.5 is a margin for noise, not for a worse pvae.
     assert pvae["elbo"] > ref["elbo"] - 0.5
     assert pvae["log_px"] > ref["log_px"] - 0.5
