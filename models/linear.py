@@ -29,8 +29,8 @@ class LinearGaussian(VAE):
     ):
         if tuple(hidden) or likelihood != "gaussian":
             raise ValueError(
-                "LinearGaussian has an affine decoder and a Gaussian likelihood: "
-                "use hidden=() and likelihood='gaussian'"
+                "LinearGaussian has an affine decoder and a Gaussian likelihood: use hidden=() and "
+                "likelihood='gaussian' (on the command line: --hidden '' --likelihood gaussian)"
             )
         super().__init__(x_shape, z_dim, (), "gaussian")
 

@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--jit", action="store_true", help="compile the loss with torch.jit.trace (faster steps)")
     train.add_argument("--validate", action="store_true", help="keep Pyro's checks on for every step, not the first")
     train.add_argument("--binarize", default="dynamic", choices=BINARIZE)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and draws of z")
+    train.add_argument("--data-seed", type=int, default=0, help="seed of the splits and fixed binarizations")
     train.add_argument("--out", help="run directory (default: runs/<time>-<data>-<model>)")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -89,7 +90,7 @@ def _train(args) -> Path:
 
     epochs = args.epochs or (100 if args.data == "digits" else 10)
     config = RunConfig(
-        data=data.DataConfig(args.data, args.data_dir, args.binarize, seed=args.seed),
+        data=data.DataConfig(args.data, args.data_dir, args.binarize, seed=args.data_seed),
         pair=PairConfig(args.model, args.guide, args.z_dim, args.hidden, args.likelihood),
         train=TrainConfig(
             args.elbo, args.beta, epochs, args.batch_size, args.lr, args.particles, args.seed, args.jit, args.validate
@@ -117,7 +118,7 @@ def _train(args) -> Path:
     )
     history = fit(model, guide, dataset, config.train, run=run, resume=args.resume, progress=not args.no_progress)
     run.update_summary(
-        train={
+        training={
             "epochs": len(history),
             "final_train_loss": history[-1]["train_loss"],
             "final_val_elbo": history[-1]["val_elbo"],
@@ -132,11 +133,12 @@ def _train(args) -> Path:
 def _evaluate_run(path, split: str, k: int, limit: int | None, batch_size: int, seed: int) -> dict:
     import pyro
 
+    from pvae.data import evaluation_split
     from pvae.evaluate import evaluate
     from pvae.runs import restore
 
     run, config, dataset, model, guide = restore(path)
-    part = dataset.split(split)
+    part = evaluation_split(dataset, config.data, split)
     x, y = part.x[:limit], part.y[:limit]
     pyro.set_rng_seed(seed)
     tic = time.perf_counter()
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             _evaluate_run(args.run, args.split, args.iwae_samples, args.limit, args.batch_size, args.seed)
         elif args.command == "plot":
             _plot_run(args.run)
-    except (DataError, RunError, ValueError) as error:
+    except (DataError, RunError, ValueError, FloatingPointError) as error:
         print(f"pvae {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

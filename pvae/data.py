@@ -55,9 +55,9 @@ class DataConfig:
     download: bool = True
 
     def binarization_of(self, split: str) -> str:
-        """How the images of ``split`` were binarized, in words (for result tables)."""
-        if self.binarize == "none" or (self.binarize == "dynamic" and split == "train"):
-            return self.binarize
+        """How :func:`evaluation_split` binarized ``split``, in words (for result tables)."""
+        if self.binarize == "none":
+            return "none (grey levels)"
         return f"binarized once with seed {self.seed + _SEED_OFFSETS[split]}"
 
 
@@ -355,6 +355,18 @@ def _load_digits(config: DataConfig) -> tuple[Split, Split]:
     n_test = 360
     test, train = order[:n_test], order[n_test:]
     return Split(x[train], y[train]), Split(x[test], y[test])
+
+
+def evaluation_split(dataset: Dataset, config: DataConfig, name: str) -> Split:
+    """Split ``name`` as evaluation sees it: fixed binary pixels whenever binarization is on.
+
+    Under dynamic binarization the training split keeps its grey levels for the trainer; to
+    score it, it is binarized once with its own fixed seed, as static binarization would.
+    """
+    split = dataset.split(name)
+    if name == "train" and config.binarize == "dynamic":
+        return _binarized(split, config.seed + _SEED_OFFSETS["train"])
+    return split
 
 
 def _binarized(split: Split, seed: int) -> Split:

@@ -25,7 +25,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from pvae.objectives import log_mean_exp
-from pvae.sites import PARTICLES, X, Y, Z
+from pvae.sites import PARTICLES, Z
 
 
 def pair_args(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> tuple:
@@ -38,7 +38,8 @@ def _per_datapoint(site: dict, shape: torch.Size) -> torch.Tensor:
     if log_prob.shape != shape:
         raise ValueError(
             f"site {site['name']!r} has log-density of shape {tuple(log_prob.shape)}, expected "
-            f"{tuple(shape)} (particles, batch): put every sample site inside the 'data' plate"
+            f"{tuple(shape)} (particles, batch): declare the dimensions of one datapoint with "
+            "`.to_event(...)` and put every sample site inside the 'data' plate"
         )
     return log_prob
 
@@ -48,8 +49,9 @@ def site_log_probs(
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Log-densities of every sample site for ``num_samples`` draws from the guide.
 
-    :returns: ``(model_terms, guide_terms)``: site name → tensor ``(num_samples, batch)``;
-        model terms include the observed sites.
+    :returns: ``(model_terms, guide_terms, observed)``: site name → tensor ``(num_samples, batch)``
+        for model and guide (model terms include the observed sites), and the names of the
+        model's observed sites.
     """
     args = pair_args(model, x, y)
     shape = torch.Size((num_samples, x.shape[0]))
@@ -60,7 +62,8 @@ def site_log_probs(
     for trace in (model_trace, guide_trace):
         sites = {n: s for n, s in trace.nodes.items() if s["type"] == "sample" and not site_is_subsample(s)}
         terms.append({n: _per_datapoint(s, shape) for n, s in sites.items()})
-    return terms[0], terms[1]
+    observed = {n for n, s in model_trace.nodes.items() if s["type"] == "sample" and s["is_observed"]}
+    return terms[0], terms[1], observed
 
 
 def log_weights(
@@ -71,9 +74,8 @@ def log_weights(
     :returns: ``{"log_w", "log_px_given_z", "log_pz", "log_qz"}``; ``log_px_given_z`` sums the
         observed sites, ``log_pz`` the model's latent sites, ``log_qz`` the guide's sites.
     """
-    model_terms, guide_terms = site_log_probs(model, guide, x, y, num_samples)
+    model_terms, guide_terms, observed = site_log_probs(model, guide, x, y, num_samples)
     zero = x.new_zeros(num_samples, x.shape[0])
-    observed = {X, Y}
     log_px_given_z = sum((t for n, t in model_terms.items() if n in observed), zero)
     log_pz = sum((t for n, t in model_terms.items() if n not in observed), zero)
     log_qz = sum(guide_terms.values(), zero)

@@ -82,7 +82,12 @@ def run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int = 10
     prior draws), ``interpolation`` (between the first test images of two classes) and
     ``latent`` (posterior means coloured by label; PCA when z has more than two dimensions).
     """
-    torch.manual_seed(seed)
+    with torch.random.fork_rng():  # the caller's random stream is left as it was
+        torch.manual_seed(seed)
+        return _run_figures(model, guide, dataset, metrics, n)
+
+
+def _run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int) -> dict[str, Figure]:
     test = dataset.test
     figures = {}
     if metrics:
@@ -90,7 +95,8 @@ def run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int = 10
     x, y = test.x[:n], test.y[:n]
     figures["reconstructions"] = plot_reconstructions(x[:50], ev.reconstruct(model, guide, x[:50], y[:50]))
     figures["samples"] = plot_images(ev.sample_prior(model, n), 10, "decoder means at samples from the prior")
-    first, second = 0, int(torch.nonzero(y != y[0])[0])  # two test images of different classes
+    others = torch.nonzero(y != y[0])
+    first, second = 0, int(others[0]) if len(others) else 1  # of different classes where possible
     path = ev.interpolate(model, guide, x[first], x[second], steps=10)
     figures["interpolation"] = plot_images(
         torch.cat([x[first : first + 1], path, x[second : second + 1]]),

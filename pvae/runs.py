@@ -95,7 +95,7 @@ class Run:
         """
         run = cls(path)
         if run.path.exists() and any(run.path.iterdir()):
-            if not (run.path / CONFIG).exists() and not overwrite:
+            if not (run.path / CONFIG).exists():  # never delete a folder that is not a run
                 raise RunError(f"{run.path} is not empty and holds no run; choose another --out")
             if not overwrite:
                 raise RunError(

@@ -126,12 +126,10 @@ def fit(
                 total += loss * x.shape[0]
                 bar.update()
                 if i % 20 == 0:
-                    if not math.isfinite(float(loss)):
-                        raise FloatingPointError(
-                            f"loss became {float(loss)} at epoch {epoch + 1}, step {i}; lower --lr"
-                        )
                     bar.set_postfix(loss=f"{float(loss):.2f}")
         seconds = time.perf_counter() - tic
+        if not torch.isfinite(total):  # before anything is evaluated or saved
+            raise FloatingPointError(f"the loss became {float(total)} in epoch {epoch + 1}; try a lower --lr")
         val = evaluate(model, guide, dataset.val.x, dataset.val.y, num_samples=1, batch_size=1000)
         history.append(
             {"epoch": epoch + 1, "train_loss": float(total) / len(train), "val_elbo": val["elbo"], "seconds": seconds}
@@ -145,8 +143,8 @@ def fit(
                 "rng": rng_state(),
                 "epoch": epoch + 1,
             }
+            run.write_metrics(history)  # first: a checkpoint never gets ahead of its metrics
             run.save_checkpoint(state)
-            run.write_metrics(history)
     bar.close()
     return history
 

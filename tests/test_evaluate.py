@@ -49,7 +49,6 @@ def test_exact_posterior_guide_makes_every_bound_equal_log_px():
     # log w = log p(x) for every z when q is the posterior: no Monte Carlo error at all.
     for key in ("elbo", "log_px"):
         assert torch.allclose(out[key], exact, atol=1e-4), key
-    assert torch.allclose(out["elbo"], out["reconstruction"] - out["kl"], atol=1e-5)
 
 
 @torch.no_grad()
@@ -70,6 +69,10 @@ def test_elbo_gap_is_the_kl_to_the_posterior_and_log_px_tightens_with_k():
     assert torch.allclose(out["elbo"], exact - kl, atol=0.25)
     assert abs(float((out["elbo"] - (exact - kl)).mean())) < 0.015
     assert abs(float((exact - out["log_px"]).mean())) < 0.01
+    # The KL term is KL(q(z|x) || p(z)), here in closed form for a diagonal Gaussian against N(0, I).
+    loc, scale = guide.encode(x)
+    kl_prior = 0.5 * (loc**2 + scale**2 - 1 - 2 * scale.log()).sum(-1)
+    assert abs(float((out["kl"] - kl_prior).mean())) < 0.02
     means = [float(bounds(model, guide, x, num_samples=k)["log_px"].mean()) for k in (1, 10, 100, 1000)]
     assert means == sorted(means), means
     assert means[0] < float(exact.mean()) - 0.5 * float(kl.mean())  # K=1 is the ELBO, far below

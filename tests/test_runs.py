@@ -45,6 +45,8 @@ def test_a_non_run_folder_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(RunError, match="not empty and holds no run"):
         Run.create(tmp_path, {})
+    with pytest.raises(RunError, match="not empty and holds no run"):
+        Run.create(tmp_path, {}, overwrite=True)  # --overwrite replaces runs, never other folders
     with pytest.raises(RunError, match="not a run directory"):
         Run.open(tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"

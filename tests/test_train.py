@@ -117,3 +117,26 @@ def test_training_with_jit_matches_eager_training(digits):
     jit = fit(model, guide, digits, TrainConfig(epochs=4, batch_size=100, seed=5, jit=True), progress=False)
     assert jit[-1]["val_elbo"] == pytest.approx(eager[-1]["val_elbo"], abs=1.0)
     assert jit[-1]["val_elbo"] > jit[0]["val_elbo"] + 3
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro's own warning, step by step
+def test_a_diverging_loss_stops_training_before_anything_is_saved(digits, tmp_path):
+    model, guide = _pair(digits)
+    run = Run.create(tmp_path / "r", {})
+    with pytest.raises(FloatingPointError, match="try a lower --lr"):
+        fit(model, guide, digits, TrainConfig(epochs=2, lr=1e30), run=run, progress=False)
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_vectorized_particles_average_the_same_elbo_with_less_variance(digits):
+    from pvae.objectives import loss_module, make_elbo
+
+    model, guide = _pair(digits)
+    x = digits.test.x[:32]
+    with torch.no_grad():
+        one = torch.stack([loss_module(model, guide, make_elbo("trace"))(x) for _ in range(400)])
+        eight = torch.stack([loss_module(model, guide, make_elbo("trace", 8, True))(x) for _ in range(400)])
+    # Same expectation (within four standard errors); eight particles divide the variance by about 8.
+    se = (one.var() / 400 + eight.var() / 400).sqrt()
+    assert abs(float(one.mean() - eight.mean())) < 4 * float(se)
+    assert 5 < float(one.var() / eight.var()) < 12
