@@ -129,8 +129,20 @@ def test_trained_linear_vae_reaches_the_ppca_likelihood(ppca_data):
     gap = exact - per_point["elbo"]
     assert float(gap.mean()) > -3 * float(gap.std()) / len(gap) ** 0.5
     assert result["elbo"] <= result["log_px"]
-    # ... and training found the maximum-likelihood pPCA (the MLE fitted on the training split).
+    # ... training found the maximum-likelihood pPCA (the MLE fitted on the training split) ...
     assert train_exact == pytest.approx(_ppca_mle_log_likelihood(dataset.train.x, 2), abs=0.02)
+    # ... and the diagonal guide recovered the exact posterior of the trained model: training
+    # rotated W until p(z|x) is (nearly) diagonal, and the guide's mean is off by 0.15 posterior
+    # standard deviations (root mean square; measured), its scale by at most 10%.
+    with torch.no_grad():
+        post = model.posterior(test)
+        loc, scale = guide.encode(test)
+    cov = post.covariance_matrix[0]
+    assert abs(float(cov[0, 1] / (cov[0, 0] * cov[1, 1]).sqrt())) < 0.05
+    post_sd = cov.diagonal().sqrt()
+    z_err = (loc - post.mean) / post_sd
+    assert bool((z_err.pow(2).mean(0).sqrt() < 0.25).all())
+    assert torch.allclose(scale, post_sd.expand_as(scale), rtol=0.15)
 
 
 def test_project_2d_keeps_a_planar_cloud_whole():
