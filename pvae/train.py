@@ -110,7 +110,8 @@ def fit(
     start = 0
     if resume and run is not None:
         state = run.load_checkpoint()
-        model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
+        model.load_state_dict(state["model"])
+        guide.load_state_dict(state["guide"])
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         start, history = state["epoch"], run.metrics()[: state["epoch"]]
