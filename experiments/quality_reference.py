@@ -34,7 +34,7 @@ def train_reference(ref: ReferenceVAE, dataset: data.Dataset, config: TrainConfi
     tic = time.perf_counter()
     for _ in range(config.epochs):
         for x, _ in data.batches(dataset.train, config.batch_size):
-            step(ref, optimizer, data.binarize(x) if dataset.binarize == "dynamic" else x)
+            step(ref, optimizer, dataset.training_batch(x))
     return (time.perf_counter() - tic) / config.epochs
 
 

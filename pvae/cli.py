@@ -144,11 +144,10 @@ def _evaluate_run(path, split: str, k: int, limit: int | None, batch_size: int, 
     tic = time.perf_counter()
     result = evaluate(model, guide, x, y, num_samples=k, batch_size=batch_size)
     result["seconds"] = time.perf_counter() - tic
-    result["datapoints"] = (
-        f"first {len(x)} of the {split} split" if len(x) < len(part) else f"all {len(x)} of the {split} split"
-    )
+    partial = len(x) < len(part)
+    result["datapoints"] = f"{'first' if partial else 'all'} {len(x)} of the {split} split"
     result["binarization"] = config.data.binarization_of(split)
-    key = f"{split}_first{len(x)}" if limit and limit < len(part) else split
+    key = f"{split}_first{len(x)}" if partial else split
     run.update_summary(**{key: result})
     print(
         f"{split}: ELBO {result['elbo']:.2f} (reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}), "

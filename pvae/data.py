@@ -97,6 +97,11 @@ class Dataset:
         """Whether every split the model sees holds only zeros and ones."""
         return self.binarize != "none"
 
+    def training_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """A training batch as the trainer feeds it: a fresh binary draw under dynamic
+        binarization, else ``x`` as stored."""
+        return binarize(x) if self.binarize == "dynamic" else x
+
     def split(self, name: str) -> Split:
         """The split called ``train``, ``val`` or ``test``."""
         if name not in ("train", "val", "test"):

@@ -46,7 +46,7 @@ def _per_datapoint(site: dict, shape: torch.Size) -> torch.Tensor:
 
 def site_log_probs(
     model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], set[str]]:
     """Log-densities of every sample site for ``num_samples`` draws from the guide.
 
     :returns: ``(model_terms, guide_terms, observed)``: site name → tensor ``(num_samples, batch)``

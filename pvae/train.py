@@ -104,7 +104,7 @@ def fit(
     # lazily, which the optimizer must see.
     eager = loss_fn.loss_fn if isinstance(loss_fn, TracedLoss) else loss_fn
     with pyro.validation_enabled(True):
-        eager(*pair_args(model, _binary(dataset, train.x[:2]), train.y[:2]))
+        eager(*pair_args(model, dataset.training_batch(train.x[:2]), train.y[:2]))
     optimizer = torch.optim.Adam(loss_fn.parameters(), lr=config.lr)
     history: list[dict] = []
     start = 0
@@ -123,7 +123,7 @@ def fit(
         tic, total = time.perf_counter(), torch.zeros(())
         with pyro.validation_enabled(config.validate):
             for i, (x, y) in enumerate(pdata.batches(train, config.batch_size)):
-                loss = step(loss_fn, optimizer, *pair_args(model, _binary(dataset, x), y))
+                loss = step(loss_fn, optimizer, *pair_args(model, dataset.training_batch(x), y))
                 total += loss * x.shape[0]
                 bar.update()
                 if i % 20 == 0:
@@ -148,8 +148,3 @@ def fit(
             run.save_checkpoint(state)
     bar.close()
     return history
-
-
-def _binary(dataset: pdata.Dataset, x: torch.Tensor) -> torch.Tensor:
-    """A fresh binary draw of a training batch under dynamic binarization; else ``x`` as stored."""
-    return pdata.binarize(x) if dataset.binarize == "dynamic" else x
