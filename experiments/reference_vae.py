@@ -31,8 +31,8 @@ class ReferenceVAE(nn.Module):
     def like(cls, model: nn.Module, guide: nn.Module) -> "ReferenceVAE":
         """A reference with the same sizes and the same initial weights as a pvae pair."""
         hidden = tuple(layer.out_features for layer in model.decoder if isinstance(layer, nn.Linear))[:-1]
-        ref = cls(guide.encoder[0].in_features, model.z_dim, hidden)
-        ref.encoder.load_state_dict(guide.encoder.state_dict())
+        ref = cls(guide.encoder.net[0].in_features, model.z_dim, hidden)
+        ref.encoder.load_state_dict(guide.encoder.net.state_dict())
         ref.decoder.load_state_dict(model.decoder.state_dict())
         return ref
 

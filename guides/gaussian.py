@@ -1,6 +1,5 @@
-"""The diagonal Gaussian guide q(z | x) = N(mu(x), diag sigma(x)^2) with an MLP encoder."""
+"""The diagonal Gaussian guide q(z | x) = N(mu(x), diag sigma(x)^2)."""
 
-import math
 from collections.abc import Sequence
 
 import pyro
@@ -8,7 +7,7 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from pvae.nets import MLP
+from pvae.nets import encoder
 from pvae.sites import DATA, Z
 
 
@@ -17,19 +16,19 @@ class GaussianGuide(PyroModule):
 
     :param x_shape: shape of one datapoint.
     :param z_dim: latent dimension.
-    :param hidden: hidden widths of the MLP encoder; ``()`` makes it affine.
+    :param hidden: hidden widths of the encoder; ``()`` makes an MLP encoder affine.
+    :param net: encoder family, a name from :data:`pvae.nets.NETS`.
     """
 
-    def __init__(self, x_shape: Sequence[int], z_dim: int = 20, hidden: Sequence[int] = (400,)):
+    def __init__(self, x_shape: Sequence[int], z_dim: int = 20, hidden: Sequence[int] = (400,), net: str = "mlp"):
         super().__init__()
         self.x_shape = tuple(x_shape)
         self.z_dim = z_dim
-        self.encoder = MLP(math.prod(self.x_shape), hidden, 2 * z_dim)
+        self.encoder = encoder(net, self.x_shape, hidden, 2 * z_dim)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation of q(z | x), each ``(batch, z_dim)``."""
-        flat = x.reshape(x.shape[: x.dim() - len(self.x_shape)] + (-1,))
-        loc, log_scale = self.encoder(flat).chunk(2, dim=-1)
+        loc, log_scale = self.encoder(x).chunk(2, dim=-1)
         return loc, log_scale.exp()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

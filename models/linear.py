@@ -32,7 +32,7 @@ class LinearGaussian(VAE):
                 "LinearGaussian has an affine decoder and a Gaussian likelihood: use hidden=() and "
                 "likelihood='gaussian' (on the command line: --hidden '' --likelihood gaussian)"
             )
-        super().__init__(x_shape, z_dim, (), "gaussian")
+        super().__init__(x_shape, z_dim, (), "gaussian", net="mlp")
 
     def _affine(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         layer = self.decoder[0]

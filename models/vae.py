@@ -1,6 +1,5 @@
 """The variational autoencoder's generative model p(x | z) p(z) (Kingma & Welling, 2014)."""
 
-import math
 from collections.abc import Sequence
 
 import pyro
@@ -9,7 +8,7 @@ import torch
 from pyro.nn import PyroModule
 
 from pvae.likelihoods import get_likelihood
-from pvae.nets import MLP
+from pvae.nets import decoder
 from pvae.sites import DATA, X, Z
 
 
@@ -17,12 +16,18 @@ class VAE(PyroModule):
     """p(z) = N(0, I), x | z ~ likelihood(decoder(z)).
 
     Sites: ``"z"`` (latent) and ``"x"`` (observed), both in the ``"data"`` plate at ``dim=-1``.
+    Variants override one hook each: :meth:`prior`, :meth:`decode`, or :meth:`label` (the
+    conditional models observe ``"y"`` there).
 
     :param x_shape: shape of one datapoint, e.g. ``(1, 28, 28)``.
     :param z_dim: latent dimension.
-    :param hidden: hidden widths of the MLP decoder; ``()`` makes it affine.
+    :param hidden: hidden widths of the decoder; ``()`` makes an MLP decoder affine.
     :param likelihood: a name from :data:`pvae.likelihoods.LIKELIHOODS`.
+    :param net: decoder family, a name from :data:`pvae.nets.NETS`.
     """
+
+    #: Latent sites beta scales (see :func:`pvae.objectives.loss_module`).
+    latent_sites: tuple[str, ...] = (Z,)
 
     def __init__(
         self,
@@ -30,15 +35,20 @@ class VAE(PyroModule):
         z_dim: int = 20,
         hidden: Sequence[int] = (400,),
         likelihood: str = "bernoulli",
+        net: str = "mlp",
     ):
         super().__init__()
         self.x_shape = tuple(x_shape)
         self.z_dim = z_dim
         self.likelihood = get_likelihood(likelihood)(self.x_shape)
-        out_dim = math.prod(self.x_shape) * self.likelihood.params_per_pixel
-        self.decoder = MLP(z_dim, hidden, out_dim)
+        self.decoder = decoder(net, self.code_dim, hidden, self.x_shape, self.likelihood.params_per_pixel)
         self.register_buffer("prior_loc", torch.zeros(z_dim), persistent=False)
         self.register_buffer("prior_scale", torch.ones(z_dim), persistent=False)
+
+    @property
+    def code_dim(self) -> int:
+        """Width of the decoder's input."""
+        return self.z_dim
 
     def prior(self, batch_shape: Sequence[int] = ()) -> dist.Distribution:
         """p(z) with the given batch shape; event shape ``(z_dim,)``."""
@@ -48,7 +58,12 @@ class VAE(PyroModule):
         """p(x | z) for ``z`` of shape ``(..., z_dim)``; event shape ``x_shape``."""
         return self.likelihood(self.decoder(z))
 
+    def label(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        """The label site, inside the data plate: none here; conditional models observe ``"y"``."""
+        return None
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         with pyro.plate(DATA, x.shape[0]):
+            y = self.label(y)
             z = pyro.sample(Z, self.prior())
-            pyro.sample(X, self.decode(z), obs=x)
+            pyro.sample(X, self.decode(z, y), obs=x)

@@ -99,7 +99,7 @@ def _train(args) -> Path:
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{args.data}-{args.model.replace(':', '.')}")
     dataset = data.load(config.data)
     pyro.set_rng_seed(args.seed)
-    model, guide = build_pair(config.pair, dataset.x_shape)
+    model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
     check_compatible(model, dataset)
     if args.resume:
         run = Run.open(out)

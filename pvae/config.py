@@ -1,5 +1,6 @@
 """Frozen configurations, one per concern, and how a run's model and guide are built from them."""
 
+import inspect
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -17,6 +18,9 @@ class PairConfig:
     :param z_dim: latent dimension.
     :param hidden: hidden widths of the decoder and the encoder.
     :param likelihood: a name from :data:`pvae.likelihoods.LIKELIHOODS`.
+    :param net: network family of encoder and decoder, a name from :data:`pvae.nets.NETS`.
+    :param flows: transforms in a flow guide (``guides.iaf``).
+    :param aux_weight: weight of the semi-supervised guide's classification loss (``guides.m2``).
     """
 
     model: str = "vae"
@@ -24,6 +28,9 @@ class PairConfig:
     z_dim: int = 20
     hidden: tuple[int, ...] = (400,)
     likelihood: str = "bernoulli"
+    net: str = "mlp"
+    flows: int | None = None
+    aux_weight: float | None = None
 
 
 @dataclass(frozen=True)
@@ -56,11 +63,44 @@ class RunConfig:
         return cls(**parts)
 
 
-def build_pair(config: PairConfig, x_shape: tuple[int, ...]) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Instantiate the model and guide ``config`` names for data of shape ``x_shape``."""
+#: Options :func:`build_pair` offers each constructor; a class takes those its signature names.
+MODEL_OPTIONS = ("z_dim", "hidden", "likelihood", "net")
+GUIDE_OPTIONS = ("z_dim", "hidden", "net", "flows", "aux_weight")
+
+
+def build_pair(
+    config: PairConfig, x_shape: tuple[int, ...], num_classes: int = 10
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Instantiate the model and guide ``config`` names for data of shape ``x_shape``.
+
+    Each constructor gets ``x_shape``, then the options of :data:`MODEL_OPTIONS` or
+    :data:`GUIDE_OPTIONS` its signature accepts (``None`` means "the class's default"), and
+    ``num_classes`` if it asks for it.
+
+    :raises ValueError: when an option was set that the class does not take (e.g. ``--flows``
+        for a guide without flows).
+    """
     from guides import get_guide
     from models import get_model
 
-    model = get_model(config.model)(x_shape, z_dim=config.z_dim, hidden=config.hidden, likelihood=config.likelihood)
-    guide = get_guide(config.guide)(x_shape, z_dim=config.z_dim, hidden=config.hidden)
+    model = _construct(get_model(config.model), config, MODEL_OPTIONS, x_shape, num_classes, "model")
+    guide = _construct(get_guide(config.guide), config, GUIDE_OPTIONS, x_shape, num_classes, "guide")
     return model, guide
+
+
+def _construct(cls: type, config: PairConfig, names: tuple[str, ...], x_shape, num_classes: int, what: str):
+    parameters = inspect.signature(cls).parameters
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    defaults = PairConfig()
+    kwargs = {}
+    for name in names:
+        value = getattr(config, name)
+        if name in parameters or takes_all:
+            if value is not None:
+                kwargs[name] = value
+        elif value != getattr(defaults, name):
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"the {what} {cls.__name__} takes no {name!r} option: drop {flag}")
+    if "num_classes" in parameters:
+        kwargs["num_classes"] = num_classes
+    return cls(x_shape, **kwargs)

@@ -184,7 +184,7 @@ def restore(path: str | os.PathLike):
     run = Run.open(path)
     config = RunConfig.from_dict(run.config)
     dataset = data.load(config.data)
-    model, guide = build_pair(config.pair, dataset.x_shape)
+    model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
     state = run.load_checkpoint()
     model.load_state_dict(state["model"])
     guide.load_state_dict(state["guide"])

@@ -32,7 +32,7 @@ def _guide_at(model, scale_factor=1.0, shift=0.0):
     a = m_inv @ weight.T  # posterior mean = a (x - b)
     std = (sigma**2 * torch.diagonal(m_inv)).sqrt() * scale_factor
     with torch.no_grad():
-        layer = guide.encoder[0]
+        layer = guide.encoder.net[0]
         layer.weight.zero_()
         layer.weight[:2] = a
         layer.bias[:2] = -a @ bias + shift
