@@ -7,7 +7,11 @@ option switches every body of a pair between families:
 * a *decoder* maps codes ``(..., in_dim)`` to ``(..., prod(x_shape) * per_pixel)``, the flat
   parameters a likelihood in :mod:`pvae.likelihoods` reads.
 
-Leading dimensions (particles, enumerated labels) pass through both.
+Leading dimensions (particles, enumerated labels) pass through both. With several parameters
+per pixel the flat output is parameter-major: it reshapes to ``(..., per_pixel, *x_shape)``.
+
+Families: ``"mlp"`` (fully connected, any ``x_shape``) and ``"conv"`` (strided convolutions, images
+``(C, H, W)`` only).
 """
 
 import math
@@ -55,21 +59,149 @@ class MLPEncoder(nn.Module):
 
 
 def mlp_decoder(in_dim: int, hidden: Sequence[int], x_shape: Sequence[int], per_pixel: int = 1) -> nn.Module:
-    """An :class:`MLP` decoder ``(..., in_dim)`` → ``(..., prod(x_shape) * per_pixel)``."""
+    """An :class:`MLP` decoder ``(..., in_dim)`` → ``(..., prod(x_shape) * per_pixel)``.
+
+    :param in_dim: width of the input's last dimension.
+    :param hidden: hidden widths.
+    :param x_shape: shape of one datapoint.
+    :param per_pixel: parameters per pixel the likelihood reads.
+    """
     return MLP(in_dim, hidden, math.prod(x_shape) * per_pixel)
+
+
+#: Output channels of the convolutions of :class:`ConvEncoder`, in order; :class:`ConvDecoder`
+#: mirrors them. Each 3×3 convolution has stride 2, so two of them shrink 28×28 to 7×7 and 8×8 to 2×2.
+CONV_CHANNELS = (32, 64)
+
+
+def _image_shape(x_shape: Sequence[int]) -> tuple[int, int, int]:
+    """``x_shape`` as ``(C, H, W)``, or a ValueError naming the fix."""
+    x_shape = tuple(x_shape)
+    if len(x_shape) != 3:
+        raise ValueError(
+            f"the conv net needs images of shape (C, H, W), but x_shape is {x_shape}; "
+            "use the 'mlp' net for data that are not images, or give grey images one channel, e.g. (1, 28, 28)"
+        )
+    return x_shape  # type: ignore[return-value]
+
+
+def _halved(size: int, layers: int) -> list[int]:
+    """Spatial sizes after each of ``layers`` stride-2 convolutions (3×3, padding 1): ``ceil(size / 2)`` each."""
+    sizes = [size]
+    for _ in range(layers):
+        sizes.append((sizes[-1] + 1) // 2)
+    return sizes
+
+
+class ConvEncoder(nn.Module):
+    """Strided convolutions, then an :class:`MLP` head: images ``(..., C, H, W)`` → ``(..., out_dim)``.
+
+    Each entry of ``channels`` is a ``Conv2d`` (3×3, stride 2, padding 1) followed by ``ReLU``;
+    the feature map is flattened and the head maps it to ``out_dim``.
+
+    :param x_shape: ``(C, H, W)``.
+    :param hidden: widths of the fully connected layers between the flattened feature map and
+        ``out_dim``; ``()`` maps the features to the output with one ``Linear``.
+    :param out_dim: output width.
+    :param channels: output channels of the convolutions.
+    :raises ValueError: when ``x_shape`` is not ``(C, H, W)``.
+    """
+
+    def __init__(
+        self, x_shape: Sequence[int], hidden: Sequence[int], out_dim: int, channels: Sequence[int] = CONV_CHANNELS
+    ):
+        super().__init__()
+        self.x_shape = _image_shape(x_shape)
+        c, h, w = self.x_shape
+        layers: list[nn.Module] = []
+        for width in channels:
+            layers += [nn.Conv2d(c, width, 3, stride=2, padding=1), nn.ReLU()]
+            c = width
+        self.convs = nn.Sequential(*layers)
+        self.head = MLP(c * _halved(h, len(channels))[-1] * _halved(w, len(channels))[-1], hidden, out_dim)
+
+    def forward(self, x):
+        batch = x.shape[:-3]  # leading dims: particles, enumerated labels, data
+        features = self.convs(x.reshape((-1,) + self.x_shape))  # (prod(batch), channels[-1], h, w)
+        return self.head(features.flatten(1)).reshape(batch + (-1,))
+
+
+class ConvDecoder(nn.Module):
+    """An :class:`MLP` to a feature map, then transposed convolutions: ``(..., in_dim)`` →
+    ``(..., prod(x_shape) * per_pixel)``, the mirror image of :class:`ConvEncoder`.
+
+    The MLP ends in ``ReLU`` and is reshaped to ``(channels[-1], h, w)``, the encoder's last
+    feature map; each transposed convolution (3×3, stride 2, padding 1) doubles the size, with
+    an ``output_padding`` of 0 or 1 chosen so that the output is exactly ``H × W`` whether the
+    encoder's ``ceil(size / 2)`` rounded up or not. The last one has ``per_pixel * C`` channels
+    and no activation; its output ``(per_pixel * C, H, W)`` is flattened in that order, so with
+    ``per_pixel=1`` the flat vector reshapes to ``(C, H, W)`` pixel for pixel.
+
+    :param in_dim: width of the input's last dimension.
+    :param hidden: widths of the fully connected layers between the input and the feature map.
+    :param x_shape: ``(C, H, W)``.
+    :param per_pixel: parameters per pixel the likelihood reads.
+    :param channels: the encoder's convolution channels; used in reverse.
+    :raises ValueError: when ``x_shape`` is not ``(C, H, W)``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: Sequence[int],
+        x_shape: Sequence[int],
+        per_pixel: int = 1,
+        channels: Sequence[int] = CONV_CHANNELS,
+    ):
+        super().__init__()
+        self.x_shape = _image_shape(x_shape)
+        c, h, w = self.x_shape
+        heights, widths = _halved(h, len(channels)), _halved(w, len(channels))
+        self.feature_shape = (channels[-1], heights[-1], widths[-1])
+        self.head = nn.Sequential(MLP(in_dim, hidden, math.prod(self.feature_shape)), nn.ReLU())
+        outs = list(reversed(channels[:-1])) + [per_pixel * c]
+        layers: list[nn.Module] = []
+        for i, width in enumerate(outs):
+            size_in, size_out = (heights[-1 - i], widths[-1 - i]), (heights[-2 - i], widths[-2 - i])
+            # A 3×3 stride-2 transposed conv with padding 1 gives 2 * size - 1 + output_padding.
+            padding = tuple(o - (2 * n - 1) for n, o in zip(size_in, size_out, strict=True))
+            layers.append(nn.ConvTranspose2d(channels[-1 - i], width, 3, stride=2, padding=1, output_padding=padding))
+            layers.append(nn.ReLU())
+        self.deconvs = nn.Sequential(*layers[:-1])  # no activation on the likelihood's parameters
+
+    def forward(self, z):
+        batch = z.shape[:-1]
+        features = self.head(z).reshape((-1,) + self.feature_shape)  # (prod(batch), channels[-1], h, w)
+        return self.deconvs(features).reshape(batch + (-1,))  # flattens (per_pixel * C, H, W)
 
 
 #: Net family → (encoder factory, decoder factory); ``--net`` chooses from these.
 NETS: dict[str, tuple[Callable[..., nn.Module], Callable[..., nn.Module]]] = {
     "mlp": (MLPEncoder, mlp_decoder),
+    "conv": (ConvEncoder, ConvDecoder),
 }
 
 
 def encoder(net: str, x_shape: Sequence[int], hidden: Sequence[int], out_dim: int) -> nn.Module:
-    """An encoder ``(..., *x_shape)`` → ``(..., out_dim)`` of family ``net`` (a key of :data:`NETS`)."""
+    """An encoder ``(..., *x_shape)`` → ``(..., out_dim)`` of family ``net``.
+
+    :param net: a key of :data:`NETS`, or ``"module:Name"``.
+    :param x_shape: shape of one datapoint.
+    :param hidden: widths of the fully connected layers (for ``"conv"``: those after the convolutions).
+    :param out_dim: output width.
+    :raises ValueError: for an unknown ``net``, or an ``x_shape`` the family cannot take.
+    """
     return lookup(NETS, net, "net")[0](x_shape, hidden, out_dim)
 
 
 def decoder(net: str, in_dim: int, hidden: Sequence[int], x_shape: Sequence[int], per_pixel: int = 1) -> nn.Module:
-    """A decoder ``(..., in_dim)`` → ``(..., prod(x_shape) * per_pixel)`` of family ``net``."""
+    """A decoder ``(..., in_dim)`` → ``(..., prod(x_shape) * per_pixel)`` of family ``net``.
+
+    :param net: a key of :data:`NETS`, or ``"module:Name"``.
+    :param in_dim: width of the input's last dimension.
+    :param hidden: widths of the fully connected layers (for ``"conv"``: those before the transposed convolutions).
+    :param x_shape: shape of one datapoint.
+    :param per_pixel: parameters per pixel the likelihood reads.
+    :raises ValueError: for an unknown ``net``, or an ``x_shape`` the family cannot take.
+    """
     return lookup(NETS, net, "net")[1](in_dim, hidden, x_shape, per_pixel)
