@@ -5,11 +5,25 @@ A guide is a ``PyroModule`` with the model's signature, ``forward(x, y=None)``, 
 (``z_dim``, ``hidden``).
 """
 
+from guides.conditional_gaussian import ConditionalGaussianGuide
+from guides.delta import DeltaGuide
+from guides.fullrank import FullRankGuide
 from guides.gaussian import GaussianGuide
+from guides.iaf import IAFGuide
+from guides.m2 import M2Guide
+from guides.two_layer import TwoLayerGuide
 from pvae.registry import lookup
 
 #: Name → guide class; ``--guide`` chooses from these (or ``module:ClassName``).
-GUIDES = {"gaussian": GaussianGuide}
+GUIDES = {
+    "gaussian": GaussianGuide,
+    "delta": DeltaGuide,
+    "conditional-gaussian": ConditionalGaussianGuide,
+    "m2": M2Guide,
+    "fullrank": FullRankGuide,
+    "iaf": IAFGuide,
+    "two-layer": TwoLayerGuide,
+}
 
 
 def get_guide(name: str) -> type:

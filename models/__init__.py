@@ -5,17 +5,32 @@ observes ``"x"`` inside the ``"data"`` plate, and which offers
 
 * ``prior(batch_shape)``: the distribution of z,
 * ``decode(z, y=None)``: the distribution of x given z (its ``mean`` is what pictures show),
-* ``z_dim`` and ``x_shape``; ``conditional = True`` if it observes labels ``y``.
+* ``z_dim`` and ``x_shape``; ``conditional = True`` if it observes labels ``y``,
+  ``semi_supervised = True`` if it takes them where known; ``num_classes`` if its decoder reads one;
+* ``latent_sites``: the sites beta scales (default ``("z",)``);
+* optionally ``default_guide`` and ``default_elbo``: what ``pvae train --model NAME`` uses unless
+  ``--guide``/``--elbo`` say otherwise.
 
-Its constructor takes ``x_shape`` first, then keywords (``z_dim``, ``hidden``, ``likelihood``).
+Its constructor takes ``x_shape`` first, then keywords (``z_dim``, ``hidden``, ``likelihood``,
+``net``, ``num_classes``): :func:`pvae.config.build_pair` passes those its signature names.
 """
 
+from models.cvae import CVAE
 from models.linear import LinearGaussian
+from models.m2 import M2
+from models.two_layer import TwoLayerVAE
 from models.vae import VAE
 from pvae.registry import lookup
 
 #: Name → model class; ``--model`` chooses from these (or ``module:ClassName``).
-MODELS = {"vae": VAE, "linear": LinearGaussian}
+MODELS = {"vae": VAE, "linear": LinearGaussian, "cvae": CVAE, "m2": M2, "two-layer": TwoLayerVAE}
+
+
+#: Names ``--model`` also accepts that stand for several settings at once.
+PRESETS: dict[str, dict] = {
+    # The plain autoencoder: the VAE's model, a point-mass guide, no latent term in the loss.
+    "ae": {"model": "vae", "guide": "delta", "beta": 0.0},
+}
 
 
 def get_model(name: str) -> type:

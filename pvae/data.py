@@ -43,8 +43,11 @@ class DataConfig:
         or ``none`` (grey levels).
     :param val_size: datapoints held out of the training split for validation; ``None`` takes
         the dataset's default (180 for digits, 5000 for the 28×28 sets).
-    :param seed: seed of the split and of the fixed binarizations.
+    :param seed: seed of the split, of the fixed binarizations and of the kept labels.
     :param download: whether a missing IDX dataset may be downloaded.
+    :param labels: keep this many training labels, balanced over the classes, and mark the others
+        missing (``-1``), for semi-supervised learning; ``None`` keeps every label. Validation and
+        test keep all of theirs.
     """
 
     name: str = "digits"
@@ -53,6 +56,7 @@ class DataConfig:
     val_size: int | None = None
     seed: int = 0
     download: bool = True
+    labels: int | None = None
 
     def binarization_of(self, split: str) -> str:
         """How :func:`evaluation_split` binarized ``split``, in words (for result tables)."""
@@ -61,15 +65,30 @@ class DataConfig:
         return f"binarized once with seed {self.seed + _SEED_OFFSETS[split]}"
 
 
+#: The label of a datapoint whose label was dropped (see ``DataConfig.labels``).
+MISSING = -1
+
+
 @dataclass(frozen=True)
 class Split:
-    """One split: ``x`` images ``(N, C, H, W)`` in [0, 1], ``y`` integer labels ``(N,)``."""
+    """One split: ``x`` images ``(N, C, H, W)`` in [0, 1], ``y`` integer labels ``(N,)``
+    (:data:`MISSING` where a label was dropped)."""
 
     x: torch.Tensor
     y: torch.Tensor
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+    @property
+    def labelled(self) -> torch.Tensor:
+        """Boolean mask ``(N,)`` of the datapoints that keep their label."""
+        return self.y != MISSING
+
+    @property
+    def fully_labelled(self) -> bool:
+        """Whether no label is missing."""
+        return bool(self.labelled.all())
 
 
 @dataclass(frozen=True)
@@ -128,6 +147,58 @@ def batches(
     for start in range(0, len(split), batch_size):
         index = order[start : start + batch_size]
         yield split.x[index], split.y[index]
+
+
+def semi_supervised_batches(
+    split: Split, batch_size: int, generator: torch.Generator | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Alternate a batch of unlabelled datapoints ``(x, None)`` with a batch of labelled ones ``(x, y)``.
+
+    One pass covers the unlabelled datapoints once; the labelled ones, usually far fewer, are
+    drawn in turn from a fresh permutation whenever one runs out, so that every step of the
+    semi-supervised objective sees labels (Kingma et al., 2014, draw both kinds in every batch).
+    Labelled batches hold ``min(batch_size, number of labels)`` datapoints.
+
+    :raises DataError: if the split has no labelled or no unlabelled datapoint.
+    """
+    labelled = torch.nonzero(split.labelled).squeeze(1)
+    unlabelled = torch.nonzero(~split.labelled).squeeze(1)
+    if len(labelled) == 0 or len(unlabelled) == 0:
+        raise DataError(
+            f"semi-supervised batches need labelled and unlabelled datapoints; this split has {len(labelled)} "
+            f"labelled of {len(split)} (choose --labels between 1 and {len(split) - 1})"
+        )
+    size = min(batch_size, len(labelled))
+    pool = labelled[torch.randperm(len(labelled), generator=generator)]
+    order = unlabelled[torch.randperm(len(unlabelled), generator=generator)]
+    for start in range(0, len(order), batch_size):
+        yield split.x[order[start : start + batch_size]], None
+        if len(pool) < size:
+            pool = torch.cat([pool, labelled[torch.randperm(len(labelled), generator=generator)]])
+        index, pool = pool[:size], pool[size:]
+        yield split.x[index], split.y[index]
+
+
+def keep_labels(split: Split, n: int, num_classes: int, generator: torch.Generator) -> Split:
+    """``split`` with only ``n`` labels kept, as evenly over the classes as ``n`` allows.
+
+    Class c keeps ``n // num_classes`` labels, one more for the first ``n % num_classes``
+    classes; the kept datapoints are drawn with ``generator``; every other label becomes
+    :data:`MISSING`.
+
+    :raises DataError: if ``n`` is out of range or a class has too few datapoints.
+    """
+    if not 0 < n < len(split):
+        raise DataError(f"--labels must be between 1 and {len(split) - 1} for this split, got {n}")
+    y = torch.full_like(split.y, MISSING)
+    for c in range(num_classes):
+        members = torch.nonzero(split.y == c).squeeze(1)
+        want = n // num_classes + (c < n % num_classes)
+        if len(members) < want:
+            raise DataError(f"class {c} has {len(members)} training datapoints, fewer than the {want} labels asked")
+        chosen = members[torch.randperm(len(members), generator=generator)[:want]]
+        y[chosen] = split.y[chosen]
+    return Split(split.x, y)
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,4 +479,6 @@ def load(config: DataConfig = DataConfig()) -> Dataset:
         if config.binarize == "static":
             train = _binarized(train, config.seed + _SEED_OFFSETS["train"])
     num_classes = int(max(train.y.max(), test.y.max())) + 1
+    if config.labels is not None:
+        train = keep_labels(train, config.labels, num_classes, torch.Generator().manual_seed(config.seed + 4))
     return Dataset(config.name, train, val, test, config.binarize, num_classes)

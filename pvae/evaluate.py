@@ -28,9 +28,16 @@ from pvae.objectives import log_mean_exp
 from pvae.sites import PARTICLES, Z
 
 
-def pair_args(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> tuple:
-    """The arguments a pair is called with: labels go only to models that declare ``conditional = True``."""
-    return (x, y) if getattr(model, "conditional", False) else (x,)
+def pair_args(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, training: bool = False) -> tuple:
+    """The arguments a pair is called with.
+
+    Labels go to models that declare ``conditional = True`` (they observe every label), and, in
+    training only, to models that declare ``semi_supervised = True`` (``y=None`` marks an
+    unlabelled batch); evaluation scores those on x alone, summing over the label.
+    """
+    conditional = getattr(model, "conditional", False)
+    semi = training and getattr(model, "semi_supervised", False)
+    return (x, y) if (conditional or semi) and y is not None else (x,)
 
 
 def _per_datapoint(site: dict, shape: torch.Size) -> torch.Tensor:
@@ -138,7 +145,10 @@ def evaluate(
     :param batch_size: datapoints per pass.
     :param progress: called with the number of datapoints done after each batch.
     :returns: ``elbo``, ``reconstruction``, ``kl``, ``log_px`` (means), ``elbo_se`` and
-        ``log_px_se`` (standard errors of the means over datapoints), ``n`` and ``iwae_samples``.
+        ``log_px_se`` (standard errors of the means over datapoints), ``n`` and ``iwae_samples``;
+        ``accuracy`` for guides with a ``classify(x)`` method (logits of q(y|x)). For a guide
+        that declares ``point_estimate = True`` (the autoencoder's Delta), ``elbo``, ``kl`` and
+        ``log_px`` and their errors are ``None``: a point mass has no density to bound with.
     """
     was_training = (model.training, guide.training)
     model.eval()
@@ -160,8 +170,24 @@ def evaluate(
     result = {key: float(v.mean()) for key, v in values.items()}
     for key in ("elbo", "log_px"):
         result[f"{key}_se"] = float(values[key].std() / n**0.5) if n > 1 else float("nan")
+    if getattr(guide, "point_estimate", False):
+        # q(z|x) is a point mass: KL(q ‖ p) is infinite, so the ELBO is −∞, and a point proposes
+        # no importance samples. Only the reconstruction term means something.
+        result.update(elbo=None, kl=None, log_px=None, elbo_se=None, log_px_se=None)
+    if hasattr(guide, "classify") and y is not None:
+        result["accuracy"] = accuracy(guide, x, y, batch_size)
     result.update(n=n, iwae_samples=num_samples)
     return result
+
+
+@torch.no_grad()
+def accuracy(guide: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """Fraction of ``x`` whose most probable class under ``guide.classify`` (logits) is ``y``."""
+    hits = sum(
+        int((guide.classify(x[i : i + batch_size]).argmax(-1) == y[i : i + batch_size]).sum())
+        for i in range(0, len(x), batch_size)
+    )
+    return hits / len(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,16 +214,32 @@ def decode_mean(model: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None 
     return model.decode(z, y).mean
 
 
+def decodes_labels(model: torch.nn.Module) -> bool:
+    """Whether the model's decoder reads a label (it has ``num_classes``: the CVAE, M2)."""
+    return getattr(model, "num_classes", None) is not None
+
+
 @torch.no_grad()
 def reconstruct(model, guide, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-    """E[x | z = E_q[z|x]]: the decoder's mean at the guide's mean."""
-    cond_y = y if getattr(model, "conditional", False) else None
+    """E[x | z = E_q[z|x]]: the decoder's mean at the guide's mean (given the labels, for models
+    whose decoder reads one)."""
+    cond_y = y if decodes_labels(model) else None
     return decode_mean(model, posterior_mean(guide, x, cond_y), cond_y)
 
 
 @torch.no_grad()
 def sample_prior(model, n: int, y: torch.Tensor | None = None) -> torch.Tensor:
-    """Decoder means at ``n`` draws from the prior, ``(n, *x_shape)``."""
+    """Decoder means at ``n`` draws from the prior, ``(n, *x_shape)``; ``y`` ``(n,)`` chooses the
+    classes for a model whose decoder reads a label.
+
+    :raises ValueError: if ``y`` is given to a model that has no labels, or missing for one that needs them.
+    """
+    if decodes_labels(model) and y is None:
+        raise ValueError(f"{type(model).__name__} generates a chosen class: pass the labels y (--label)")
+    if y is not None and not decodes_labels(model):
+        raise ValueError(f"{type(model).__name__} does not condition on labels: drop y (--label)")
+    if y is not None and not 0 <= int(y.min()) <= int(y.max()) < model.num_classes:
+        raise ValueError(f"labels must lie in 0..{model.num_classes - 1}, got {y.unique().tolist()}")
     return decode_mean(model, model.prior((n,)).sample(), y)
 
 

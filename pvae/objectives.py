@@ -7,27 +7,59 @@ sites by beta, and :func:`loss_module` applies it to *both* model and guide, so 
 * ``TraceMeanField_ELBO`` computes  E_q[log p(x|z)] − beta · KL(q(z|x) ‖ p(z))  (its analytic KL
   is scaled by the guide site's scale),
 
-that is reconstruction − beta·KL with either estimator (Higgins et al., 2017). beta=1 is the
+* ``TraceEnum_ELBO`` sums enumerated discrete sites exactly and scales the latent sites' terms as
+  ``Trace_ELBO`` does,
+
+that is reconstruction − beta·KL with each estimator (Higgins et al., 2017). beta=1 is the
 VAE's ELBO; beta>1 the beta-VAE; beta=0 with a Delta guide leaves reconstruction alone.
 Scaling the model side only would give log p(x|z) + beta·log p(z) − log q(z|x): not beta·KL.
+For estimators that average *weights* rather than log-weights (IWAE, Rényi), a scale on the
+latent sites lands inside the log-mean-exp, log mean_k exp(log p(x|z_k) + beta·(log p(z_k) −
+log q(z_k|x))): that is a different objective, not reconstruction − beta·KL.
+
+A schedule of beta over training (KL annealing) is a :class:`BetaSchedule`; the trainer writes
+the current value into the loss module's beta tensor before every step.
 """
 
 import math
 import warnings
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 import pyro
 import torch
-from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
+from pyro.util import warn_if_nan
 
 from pvae.registry import lookup
 from pvae.sites import Z
 
-#: Estimator name → ELBO class; ``--elbo`` chooses from these.
+
+class MeanFieldELBO(TraceMeanField_ELBO):
+    """``TraceMeanField_ELBO`` whose loss keeps its value under ``torch.jit.trace``.
+
+    Pyro's version returns ``loss + (surrogate − float(surrogate))``; a trace records the float as
+    a constant, so every later call of the traced loss returned 2·loss − (the loss at tracing
+    time): right gradients, wrong values. With a reparameterized guide, which this estimator
+    requires, the surrogate *is* the loss, so it is returned as it is.
+    """
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        loss = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            _, surrogate = self._differentiable_loss_particle(model_trace, guide_trace)
+            loss = loss + surrogate / self.num_particles
+        warn_if_nan(loss, "loss")
+        return loss
+
+
+#: Estimator name → ELBO class; ``--elbo`` chooses from these. ``enum`` sums discrete latent
+#: sites marked ``infer={"enumerate": "parallel"}`` exactly (the semi-supervised M2 needs it).
 ESTIMATORS: dict[str, Callable[..., ELBO]] = {
     "trace": Trace_ELBO,
-    "meanfield": TraceMeanField_ELBO,
+    "meanfield": MeanFieldELBO,
+    "enum": TraceEnum_ELBO,
 }
 
 
@@ -68,14 +100,15 @@ class BetaScaled(torch.nn.Module):
     """A model or guide run under :class:`BetaScale`; its parameters stay those of ``fn``.
 
     :param fn: the model or guide module.
-    :param beta: the scale of the latent sites.
+    :param beta: the scale of the latent sites: a 0-dim tensor, held (not copied) as a buffer, so
+        that writing into it changes beta for eager and traced losses alike.
     :param sites: names of the latent sites to scale.
     """
 
-    def __init__(self, fn: torch.nn.Module, beta: float, sites: Collection[str] = (Z,)):
+    def __init__(self, fn: torch.nn.Module, beta: torch.Tensor, sites: Collection[str] = (Z,)):
         super().__init__()
         self.fn = fn
-        self.beta = beta
+        self.register_buffer("beta", beta, persistent=False)
         self.sites = tuple(sites)
 
     def forward(self, *args, **kwargs):
@@ -83,26 +116,132 @@ class BetaScaled(torch.nn.Module):
             return self.fn(*args, **kwargs)
 
 
+class Loss(torch.nn.Module):
+    """The negative (beta-)ELBO of a pair as a module, plus the guide's auxiliary loss if it has one.
+
+    ``loss(x)`` or ``loss(x, y)`` returns a differentiable sum over the batch. A guide may define
+    ``auxiliary_loss(x, y)`` (a summed loss of labelled datapoints, such as the semi-supervised
+    M2's classification term); it is added whenever labels are passed.
+
+    :param model: the generative model.
+    :param guide: the amortized guide.
+    :param elbo: an estimator, e.g. from :func:`make_elbo`.
+    :param beta: scale of the latent sites in model and guide; ``None`` leaves the pair unwrapped
+        (the ELBO, and no handler on the hot path).
+    :param sites: names of the latent sites beta applies to.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        guide: torch.nn.Module,
+        elbo: ELBO,
+        beta: float | None = None,
+        sites: Collection[str] = (Z,),
+    ):
+        super().__init__()
+        if beta is not None and beta < 0:
+            raise ValueError(f"beta must be non-negative, got {beta}")
+        self.guide = guide
+        if beta is not None:
+            shared = torch.tensor(float(beta))  # one tensor behind both wrappers
+            model, guide = BetaScaled(model, shared, sites), BetaScaled(guide, shared, sites)
+        self.elbo_loss = elbo(model, guide)
+        self.beta = None if beta is None else shared
+
+    def set_beta(self, value: float) -> None:
+        """Change beta in place (for a schedule); the loss must have been built with a beta."""
+        if self.beta is None:
+            raise ValueError("this loss was built without beta; pass beta= to scale the latent sites")
+        self.beta.fill_(value)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        args = (x,) if y is None else (x, y)
+        loss = self.elbo_loss(*args)
+        auxiliary = getattr(self.guide, "auxiliary_loss", None)
+        if y is not None and auxiliary is not None:
+            loss = loss + auxiliary(x, y)
+        return loss
+
+
 def loss_module(
     model: torch.nn.Module,
     guide: torch.nn.Module,
     elbo: ELBO,
     beta: float = 1.0,
-    sites: Collection[str] = (Z,),
-) -> torch.nn.Module:
+    sites: Collection[str] | None = None,
+    scheduled: bool = False,
+) -> Loss:
     """The negative (beta-)ELBO as a module: ``loss_fn(x)`` returns a differentiable sum over the batch.
 
     :param model: the generative model.
     :param guide: the amortized guide.
     :param elbo: an estimator, e.g. from :func:`make_elbo`.
     :param beta: scale of the latent sites in model and guide; 1 leaves the ELBO unchanged.
-    :param sites: names of the latent sites beta applies to.
+    :param sites: names of the latent sites beta applies to; default: the model's
+        ``latent_sites``, else ``("z",)``.
+    :param scheduled: keep the beta handler even at beta=1, so :meth:`Loss.set_beta` can move it.
     """
-    if beta < 0:
-        raise ValueError(f"beta must be non-negative, got {beta}")
-    if beta != 1.0:
-        model, guide = BetaScaled(model, beta, sites), BetaScaled(guide, beta, sites)
-    return elbo(model, guide)
+    sites = tuple(sites) if sites is not None else tuple(getattr(model, "latent_sites", (Z,)))
+    return Loss(model, guide, elbo, beta if (beta != 1.0 or scheduled) else None, sites)
+
+
+@dataclass(frozen=True)
+class BetaSchedule:
+    """beta as a function of training progress, in epochs (fractional: step / steps per epoch).
+
+    * ``constant``: ``beta`` throughout;
+    * ``linear-warmup``: from 0 up to ``beta`` linearly over the first ``warmup`` epochs, then
+      ``beta`` (KL annealing, Bowman et al., 2016);
+    * ``cyclical``: ``cycles`` equal cycles over ``epochs``; in each, 0 up to ``beta`` linearly
+      over the first ``ramp`` fraction, then ``beta`` (Fu et al., 2019).
+
+    :param name: a key of :data:`BETA_SCHEDULES`.
+    :param beta: the final (or constant) value.
+    :param epochs: length of training, for ``cyclical``.
+    :param warmup: epochs of the linear warm-up.
+    :param cycles: number of cycles.
+    :param ramp: fraction of each cycle spent rising.
+    """
+
+    name: str = "constant"
+    beta: float = 1.0
+    epochs: int = 1
+    warmup: float = 10.0
+    cycles: int = 4
+    ramp: float = 0.5
+
+    def __post_init__(self):
+        lookup(BETA_SCHEDULES, self.name, "beta schedule")
+        if self.beta < 0:
+            raise ValueError(f"beta must be non-negative, got {self.beta}")
+        if self.warmup <= 0 or self.cycles < 1 or not 0 < self.ramp <= 1:
+            raise ValueError(
+                f"beta schedule needs warmup > 0, cycles ≥ 1 and 0 < ramp ≤ 1; got warmup={self.warmup}, "
+                f"cycles={self.cycles}, ramp={self.ramp}"
+            )
+
+    @property
+    def is_constant(self) -> bool:
+        """Whether beta never moves."""
+        return self.name == "constant"
+
+    def __call__(self, epoch: float) -> float:
+        """beta after ``epoch`` epochs of training."""
+        return self.beta * BETA_SCHEDULES[self.name](self, epoch)
+
+
+def _cycle_fraction(s: BetaSchedule, epoch: float) -> float:
+    length = s.epochs / s.cycles
+    return min(1.0, (epoch % length) / length / s.ramp)
+
+
+#: Schedule name → fraction of beta reached after a (fractional) number of epochs.
+BETA_SCHEDULES: dict[str, Callable[[BetaSchedule, float], float]] = {
+    "constant": lambda s, epoch: 1.0,
+    "linear-warmup": lambda s, epoch: min(1.0, epoch / s.warmup),
+    "cyclical": _cycle_fraction,
+}
 
 
 def log_mean_exp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
@@ -116,8 +255,9 @@ class TracedLoss(torch.nn.Module):
     Tracing records the tensor operations of one call of the model, the guide and the
     estimator, including the draws of z (the noise is redrawn at every call), and replays them
     without Pyro's Python-level bookkeeping. Valid for pairs with static structure: the same
-    sites, in the same order, for every batch. A Python float in the pair, such as beta, is
-    frozen into the trace; to change it, build a new loss. (``torch.jit`` is deprecated upstream
+    sites, in the same order, for every batch. A Python float in the pair is frozen into the
+    trace; beta is a tensor buffer, so changing it (:meth:`Loss.set_beta`) reaches the trace.
+    (``torch.jit`` is deprecated upstream
     in favour of ``torch.compile``, which still breaks its graph on Pyro's handlers.)
 
     :param loss_fn: a loss module, e.g. from :func:`loss_module`.

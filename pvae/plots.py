@@ -52,11 +52,15 @@ def plot_reconstructions(x: torch.Tensor, x_rec: torch.Tensor, ncol: int = 10) -
 
 
 def plot_curves(metrics: list[dict]) -> Figure:
-    """Training loss (negative objective) and validation ELBO per epoch, in nats per datapoint."""
+    """Per epoch, in nats per datapoint: the training objective (−loss), the same objective on
+    validation (reconstruction − beta·KL) and, where the guide has a density, the validation ELBO."""
     epochs = [m["epoch"] for m in metrics]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [-m["train_loss"] for m in metrics], label="train objective (−loss)")
-    ax.plot(epochs, [m["val_elbo"] for m in metrics], label="validation ELBO")
+    if all("val_objective" in m for m in metrics):
+        ax.plot(epochs, [m["val_objective"] for m in metrics], label="validation objective")
+    if all(m.get("val_elbo") is not None for m in metrics):
+        ax.plot(epochs, [m["val_elbo"] for m in metrics], "--", label="validation ELBO")
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per datapoint")
     ax.legend()
@@ -75,12 +79,22 @@ def plot_latent(points: torch.Tensor, labels: torch.Tensor, title: str = "latent
     return fig
 
 
+def plot_class_samples(model, per_class: int = 10, num_classes: int | None = None) -> Figure:
+    """Decoder means at prior draws of z, one row per class, for a model whose decoder reads a label."""
+    num_classes = num_classes or model.num_classes
+    y = torch.arange(num_classes).repeat_interleave(per_class)
+    images = ev.sample_prior(model, len(y), y)
+    rows = [str(c) for c in range(num_classes)]
+    return plot_images(images, per_class, "samples given the class (one row per label)", rows)
+
+
 def run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int = 100, seed: int = 0) -> dict[str, Figure]:
     """The standard figures of a trained pair on ``dataset``'s test split, by file stem.
 
     ``curves`` (when there are metrics), ``reconstructions``, ``samples`` (decoder means at
-    prior draws), ``interpolation`` (between the first test images of two classes) and
-    ``latent`` (posterior means coloured by label; PCA when z has more than two dimensions).
+    prior draws; for a model whose decoder reads a label, one row per class), ``interpolation``
+    (between the first test images of two classes; unconditional models) and ``latent``
+    (posterior means coloured by label; PCA when z has more than two dimensions).
     """
     with torch.random.fork_rng():  # the caller's random stream is left as it was
         torch.manual_seed(seed)
@@ -89,21 +103,25 @@ def run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int = 10
 
 def _run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int) -> dict[str, Figure]:
     test = dataset.test
+    labelled = ev.decodes_labels(model)
     figures = {}
     if metrics:
         figures["curves"] = plot_curves(metrics)
     x, y = test.x[:n], test.y[:n]
     figures["reconstructions"] = plot_reconstructions(x[:50], ev.reconstruct(model, guide, x[:50], y[:50]))
-    figures["samples"] = plot_images(ev.sample_prior(model, n), 10, "decoder means at samples from the prior")
-    others = torch.nonzero(y != y[0])
-    first, second = 0, int(others[0]) if len(others) else 1  # of different classes where possible
-    path = ev.interpolate(model, guide, x[first], x[second], steps=10)
-    figures["interpolation"] = plot_images(
-        torch.cat([x[first : first + 1], path, x[second : second + 1]]),
-        12,
-        "two test images (ends) and decoder means along the line between their latent means",
-    )
-    z = ev.posterior_mean(guide, test.x[:2000])
+    if labelled:
+        figures["samples"] = plot_class_samples(model, 10, dataset.num_classes)
+    else:
+        figures["samples"] = plot_images(ev.sample_prior(model, n), 10, "decoder means at samples from the prior")
+        others = torch.nonzero(y != y[0])
+        first, second = 0, int(others[0]) if len(others) else 1  # of different classes where possible
+        path = ev.interpolate(model, guide, x[first], x[second], steps=10)
+        figures["interpolation"] = plot_images(
+            torch.cat([x[first : first + 1], path, x[second : second + 1]]),
+            12,
+            "two test images (ends) and decoder means along the line between their latent means",
+        )
+    z = ev.posterior_mean(guide, test.x[:2000], test.y[:2000] if labelled else None)
     points, how = ev.project_2d(z)
     figures["latent"] = plot_latent(points, test.y[:2000], f"{how}, {len(points)} test images")
     return figures

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from pvae import data as pdata
 from pvae.evaluate import evaluate, pair_args
-from pvae.objectives import TracedLoss, loss_module, make_elbo
+from pvae.objectives import BetaSchedule, Loss, TracedLoss, loss_module, make_elbo
 from pvae.runs import Run, rng_state, set_rng_state
 
 
@@ -23,7 +23,13 @@ class TrainConfig:
     """How to fit a pair.
 
     :param elbo: estimator name from :data:`pvae.objectives.ESTIMATORS`.
-    :param beta: scale of the latent site in model and guide (1: the ELBO).
+    :param beta: scale of the latent sites in model and guide (1: the ELBO); under a schedule,
+        the value it reaches.
+    :param beta_schedule: ``constant``, ``linear-warmup`` or ``cyclical`` (see
+        :class:`pvae.objectives.BetaSchedule`).
+    :param beta_warmup: epochs of the linear warm-up.
+    :param beta_cycles: cycles of the cyclical schedule over training.
+    :param beta_ramp: fraction of each cycle in which beta rises.
     :param epochs: passes over the training split.
     :param batch_size: datapoints per step.
     :param lr: Adam's learning rate.
@@ -43,12 +49,23 @@ class TrainConfig:
     seed: int = 0
     jit: bool = False
     validate: bool = False
+    beta_schedule: str = "constant"
+    beta_warmup: float = 10.0
+    beta_cycles: int = 4
+    beta_ramp: float = 0.5
+
+    def schedule(self) -> BetaSchedule:
+        """beta over training."""
+        return BetaSchedule(
+            self.beta_schedule, self.beta, self.epochs, self.beta_warmup, self.beta_cycles, self.beta_ramp
+        )
 
 
 def make_loss(model: torch.nn.Module, guide: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
     """The loss module ``fit`` trains: the negative (beta-)ELBO summed over a batch."""
     elbo = make_elbo(config.elbo, num_particles=config.num_particles, vectorize_particles=config.num_particles > 1)
-    loss_fn = loss_module(model, guide, elbo, beta=config.beta)
+    schedule = config.schedule()
+    loss_fn = loss_module(model, guide, elbo, beta=schedule(0.0), scheduled=not schedule.is_constant)
     return TracedLoss(loss_fn) if config.jit else loss_fn
 
 
@@ -61,8 +78,16 @@ def step(loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, *args: torc
     return loss.detach()
 
 
-def check_compatible(model: torch.nn.Module, dataset: pdata.Dataset) -> None:
-    """Refuse grey-level data for a likelihood that only makes sense for binary pixels.
+def check_compatible(
+    model: torch.nn.Module,
+    dataset: pdata.Dataset,
+    config: TrainConfig | None = None,
+    guide: torch.nn.Module | None = None,
+) -> None:
+    """Refuse data or settings a pair cannot train on: grey levels for a likelihood of binary
+    pixels, the wrong datapoint shape, missing labels for a conditional model, a semi-supervised
+    model without the enumerating estimator, the mean-field estimator for a guide that declares
+    ``mean_field = False``.
 
     :raises ValueError: naming the fix.
     """
@@ -71,10 +96,27 @@ def check_compatible(model: torch.nn.Module, dataset: pdata.Dataset) -> None:
         raise ValueError(
             f"the {type(likelihood).__name__} likelihood needs binary pixels but binarize='none' keeps "
             "grey levels; use --binarize dynamic (or static), or a likelihood for grey levels "
-            "(--likelihood gaussian)"
+            "(--likelihood continuous-bernoulli, or --likelihood gaussian)"
         )
     if tuple(getattr(model, "x_shape", dataset.x_shape)) != dataset.x_shape:
         raise ValueError(f"the model expects datapoints of shape {model.x_shape}, the data has {dataset.x_shape}")
+    if getattr(model, "conditional", False) and not dataset.train.fully_labelled:
+        raise ValueError(
+            f"{type(model).__name__} observes the label of every datapoint, but some training labels were "
+            "dropped (--labels); train it on all labels, or use the semi-supervised model (--model m2)"
+        )
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is not None and num_classes < dataset.num_classes:
+        raise ValueError(f"the model has {num_classes} classes, the data {dataset.num_classes}")
+    if config is not None and config.elbo == "meanfield" and not getattr(guide, "mean_field", True):
+        raise ValueError(
+            f"{type(guide).__name__} makes one latent depend on another, which the mean-field estimator "
+            "ignores: use --elbo trace"
+        )
+    if getattr(model, "semi_supervised", False) and config is not None and config.elbo != "enum":
+        raise ValueError(
+            f"{type(model).__name__} sums over the unknown labels by enumeration: use --elbo enum, not {config.elbo!r}"
+        )
 
 
 def fit(
@@ -94,17 +136,23 @@ def fit(
     :param resume: continue from the run's checkpoint (parameters, optimizer, RNG, epoch).
     :param progress: show a tqdm bar with epoch, step and loss.
     :returns: the metrics, one dict per epoch: ``epoch``, ``train_loss`` (the negative
-        objective, averaged over the epoch), ``val_elbo``, ``seconds`` (training only).
+        objective, averaged over the epoch's datapoints), ``val_elbo`` (``None`` for a guide
+        without a density), ``val_objective`` (reconstruction − beta·KL on validation, beta at the
+        end of the epoch: the quantity ``train_loss`` estimates), ``beta``, ``val_accuracy`` (for
+        guides that classify) and ``seconds`` (training only).
     """
-    check_compatible(model, dataset)
+    check_compatible(model, dataset, config, guide)
     pyro.set_rng_seed(config.seed)
     loss_fn = make_loss(model, guide, config)
+    schedule = config.schedule()
     train = dataset.train
+    semi_supervised = getattr(model, "semi_supervised", False) and not train.fully_labelled
     # One validated pass first: it checks data and pair, and Pyro creates some parameters
     # lazily, which the optimizer must see.
-    eager = loss_fn.loss_fn if isinstance(loss_fn, TracedLoss) else loss_fn
+    eager: Loss = loss_fn.loss_fn if isinstance(loss_fn, TracedLoss) else loss_fn
+    y0 = train.y[:2] if bool(train.labelled[:2].all()) else None
     with pyro.validation_enabled(True):
-        eager(*pair_args(model, dataset.training_batch(train.x[:2]), train.y[:2]))
+        eager(*pair_args(model, dataset.training_batch(train.x[:2]), y0, training=True))
     optimizer = torch.optim.Adam(loss_fn.parameters(), lr=config.lr)
     history: list[dict] = []
     start = 0
@@ -116,26 +164,42 @@ def fit(
         set_rng_state(state["rng"])
         start, history = state["epoch"], run.metrics()[: state["epoch"]]
 
-    steps = math.ceil(len(train) / config.batch_size)
+    batches = pdata.semi_supervised_batches if semi_supervised else pdata.batches
+    if semi_supervised:  # an unlabelled batch, then a labelled one
+        steps = 2 * math.ceil(int((~train.labelled).sum()) / config.batch_size)
+    else:
+        steps = math.ceil(len(train) / config.batch_size)
     bar = tqdm(total=steps * (config.epochs - start), disable=not progress, unit="step", dynamic_ncols=True)
     for epoch in range(start, config.epochs):
         bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
-        tic, total = time.perf_counter(), torch.zeros(())
+        tic, total, seen = time.perf_counter(), torch.zeros(()), 0
         with pyro.validation_enabled(config.validate):
-            for i, (x, y) in enumerate(pdata.batches(train, config.batch_size)):
-                loss = step(loss_fn, optimizer, *pair_args(model, dataset.training_batch(x), y))
+            for i, (x, y) in enumerate(batches(train, config.batch_size)):
+                if not schedule.is_constant:
+                    eager.set_beta(schedule(epoch + i / steps))
+                loss = step(loss_fn, optimizer, *pair_args(model, dataset.training_batch(x), y, training=True))
                 total += loss * x.shape[0]
+                seen += x.shape[0]
                 bar.update()
                 if i % 20 == 0:
                     bar.set_postfix(loss=f"{float(loss):.2f}")
         seconds = time.perf_counter() - tic
         if not torch.isfinite(total):  # before anything is evaluated or saved
             raise FloatingPointError(f"the loss became {float(total)} in epoch {epoch + 1}; try a lower --lr")
+        beta = schedule(epoch + (steps - 1) / steps)  # at the epoch's last step
         val = evaluate(model, guide, dataset.val.x, dataset.val.y, num_samples=1, batch_size=1000)
-        history.append(
-            {"epoch": epoch + 1, "train_loss": float(total) / len(train), "val_elbo": val["elbo"], "seconds": seconds}
-        )
-        bar.set_postfix(loss=f"{history[-1]['train_loss']:.2f}", val_elbo=f"{val['elbo']:.2f}")
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": float(total) / seen,
+            "val_elbo": val["elbo"],
+            "val_objective": val["reconstruction"] - beta * val["kl"] if beta else val["reconstruction"],
+            "beta": beta,
+            "seconds": seconds,
+        }
+        if "accuracy" in val:
+            metrics["val_accuracy"] = val["accuracy"]
+        history.append(metrics)
+        bar.set_postfix(loss=f"{metrics['train_loss']:.2f}", val=f"{metrics['val_objective']:.2f}")
         if run is not None:
             state = {
                 "model": model.state_dict(),

@@ -68,7 +68,8 @@ def test_train_refuses_to_overwrite_a_run(trained, capsys):
 
 def test_bad_input_gets_a_clear_error(tmp_path, capsys):
     assert main(["train", "--model", "vea", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
-    assert "unknown model 'vea'; choose one of ['linear', 'vae']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown model 'vea'; choose one of ['cvae', 'linear', 'm2', " in err and "the preset ae" in err
     assert main(["train", "--binarize", "none", "--out", str(tmp_path / "g"), "--no-progress"]) == 2
     assert "--likelihood gaussian" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path)]) == 2
@@ -89,3 +90,50 @@ def test_resume_extends_a_run_and_refuses_other_settings(tmp_path, capsys):
     capsys.readouterr()
     assert main([*common, "--epochs", "4", "--resume", "--lr", "0.01"]) == 2
     assert "only --epochs may change" in capsys.readouterr().err
+
+
+def test_ae_preset_trains_the_autoencoder_and_reports_no_bound(tmp_path, capsys):
+    out = tmp_path / "ae"
+    common = ["--z-dim", "2", "--hidden", "32", "--epochs", "2", "--iwae-samples", "5", "--no-progress"]
+    assert main(["train", "--model", "ae", *common, "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["pair"]["model"], config["pair"]["guide"], config["train"]["beta"]) == ("vae", "delta", 0.0)
+    test = json.loads((out / "summary.json").read_text())["test"]
+    assert test["elbo"] is None and test["log_px"] is None and test["reconstruction"] < 0
+    assert "the guide is a point mass" in capsys.readouterr().out
+    assert main(["train", "--model", "ae", "--beta", "1", *common, "--out", str(tmp_path / "x")]) == 2
+    assert "--model ae means --beta 0.0" in capsys.readouterr().err
+    assert main(["train", "--flows", "2", *common, "--out", str(tmp_path / "y")]) == 2
+    assert "takes no 'flows' option: drop --flows" in capsys.readouterr().err
+
+
+def test_cvae_samples_the_class_asked_for(tmp_path, capsys):
+    out = tmp_path / "cvae"
+    common = ["--z-dim", "2", "--hidden", "32", "--epochs", "1", "--iwae-samples", "5", "--no-progress"]
+    assert main(["train", "--model", "cvae", *common, "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["pair"]["guide"] == "conditional-gaussian"
+    assert (out / "figures" / "samples.png").read_bytes().startswith(PNG)  # one row per class
+    assert main(["sample", str(out), "--label", "3", "-n", "20"]) == 0
+    assert (out / "figures" / "samples-label-3.png").read_bytes().startswith(PNG)
+    assert main(["sample", str(out)]) == 2
+    assert "pass the labels y (--label)" in capsys.readouterr().err
+    assert main(["sample", str(out), "--label", "12"]) == 2
+    assert "labels must lie in 0..9" in capsys.readouterr().err
+
+
+def test_sample_refuses_a_label_for_an_unconditional_model(trained, capsys):
+    assert main(["sample", str(trained), "--label", "3"]) == 2
+    assert "does not condition on labels" in capsys.readouterr().err
+    assert main(["sample", str(trained), "-n", "10", "--out", str(trained / "s.png")]) == 0
+    assert (trained / "s.png").read_bytes().startswith(PNG)
+
+
+def test_m2_preset_uses_enumeration_and_reports_accuracy(tmp_path):
+    out = tmp_path / "m2"
+    args = ["--model", "m2", "--labels", "50", "--z-dim", "2", "--hidden", "32", "--epochs", "1"]
+    assert main(["train", *args, "--iwae-samples", "5", "--no-progress", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["pair"]["guide"], config["train"]["elbo"], config["data"]["labels"]) == ("m2", "enum", 50)
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= summary["test"]["accuracy"] <= 1.0 and "final_val_accuracy" in summary["training"]
+    assert summary["test"]["elbo"] <= summary["test"]["log_px"]

@@ -182,3 +182,37 @@ def test_batches_visit_every_datapoint_once():
     assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, ds.train.x.flatten(1).tolist()))
     sizes = [len(x) for x, _ in data.batches(ds.train, 100)]
     assert sizes == [100] * 12 + [57]
+
+
+def test_kept_labels_are_balanced_fixed_and_true():
+    full = data.load(DataConfig("digits"))
+    ds = data.load(DataConfig("digits", labels=53))
+    kept = ds.train.labelled
+    assert int(kept.sum()) == 53
+    counts = torch.bincount(ds.train.y[kept], minlength=10)
+    assert counts.tolist() == [6, 6, 6] + [5] * 7  # 53 = 10·5 + 3: the first three classes get one more
+    assert torch.equal(ds.train.y[kept], full.train.y[kept])  # kept labels are the true ones
+    assert torch.equal(ds.train.x, full.train.x) and torch.equal(ds.test.y, full.test.y)
+    assert torch.equal(data.load(DataConfig("digits", labels=53)).train.y, ds.train.y)
+    assert not torch.equal(data.load(DataConfig("digits", labels=53, seed=1)).train.labelled, kept)
+    with pytest.raises(DataError, match="--labels must be between 1 and"):
+        data.load(DataConfig("digits", labels=5000))
+
+
+def test_semi_supervised_batches_pair_every_unlabelled_batch_with_labels():
+    ds = data.load(DataConfig("digits", labels=30))
+    out = list(data.semi_supervised_batches(ds.train, 100, torch.Generator().manual_seed(0)))
+    unlabelled = [x for x, y in out if y is None]
+    labelled = [(x, y) for x, y in out if y is not None]
+    assert [y is None for _, y in out] == [True, False] * 13  # 1227 unlabelled in batches of 100
+    seen = torch.cat([x.flatten(1) for x in unlabelled])
+    rows = ds.train.x[~ds.train.labelled].flatten(1)
+    assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, rows.tolist()))  # each once
+    assert all(len(x) == 30 and (y != data.MISSING).all() for x, y in labelled)
+    # every labelled batch is the 30 labelled datapoints, in a new order
+    index = {tuple(r): int(c) for r, c in zip(ds.train.x.flatten(1).tolist(), ds.train.y.tolist(), strict=True)}
+    for x, y in labelled:
+        assert [index[tuple(r)] for r in x.flatten(1).tolist()] == y.tolist()
+        assert sorted(y.tolist()) == sorted(ds.train.y[ds.train.labelled].tolist())
+    with pytest.raises(DataError, match="labelled and unlabelled"):
+        next(data.semi_supervised_batches(data.load(DataConfig("digits")).train, 100))

@@ -63,3 +63,37 @@ def test_negative_beta_is_refused():
 def test_log_mean_exp_is_stable_and_exact():
     x = torch.tensor([[1000.0, 1000.0 + torch.log(torch.tensor(3.0))], [-5.0, -5.0]])
     assert torch.allclose(log_mean_exp(x, dim=1), torch.tensor([1000.0 + torch.log(torch.tensor(2.0)), -5.0]))
+
+
+def test_beta_schedules_take_the_values_they_promise():
+    from pvae.objectives import BetaSchedule
+
+    warm = BetaSchedule("linear-warmup", beta=2.0, epochs=20, warmup=4)
+    assert [warm(e) for e in (0, 1, 2, 4, 10)] == [0.0, 0.5, 1.0, 2.0, 2.0]
+    cyc = BetaSchedule("cyclical", beta=1.0, epochs=8, cycles=2, ramp=0.5)  # cycles of 4 epochs, 2 rising
+    assert [cyc(e) for e in (0, 1, 2, 3, 3.99, 4, 5, 6)] == pytest.approx([0, 0.5, 1, 1, 1, 0, 0.5, 1])
+    assert BetaSchedule("constant", beta=3.0)(17) == 3.0
+    with pytest.raises(ValueError, match="unknown beta schedule 'cosine'"):
+        BetaSchedule("cosine")
+    with pytest.raises(ValueError, match="0 < ramp ≤ 1"):
+        BetaSchedule("cyclical", ramp=1.5)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_set_beta_moves_the_loss_eager_and_traced(jit):
+    from pvae.objectives import TracedLoss
+
+    x = torch.bernoulli(torch.rand(16, 1, 8, 8))
+    model, guide = VAE((1, 8, 8), z_dim=3, hidden=(32,)), GaussianGuide((1, 8, 8), z_dim=3, hidden=(32,))
+    loss_fn = loss_module(model, guide, make_elbo("meanfield"), beta=1.0, scheduled=True)
+    run = TracedLoss(loss_fn) if jit else loss_fn
+    for seed, beta in enumerate((0.0, 0.3, 2.0)):
+        loss_fn.set_beta(beta)
+        pyro.set_rng_seed(seed)  # a draw other than the tracing one, too
+        loss = run(x)
+        pyro.set_rng_seed(seed)
+        assert torch.allclose(loss, _by_hand(model, guide, x, beta, analytic_kl=True), rtol=1e-5), beta
+    if jit:
+        assert run.compilations == 1  # one trace served every beta
+    with pytest.raises(ValueError, match="built without beta"):
+        loss_module(model, guide, make_elbo("trace")).set_beta(0.5)

@@ -15,11 +15,51 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):
-    (code,) = re.findall(r"```python\n(.*?)```", README, re.S)
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
     # Twenty epochs on digits: about -29 nats of ELBO, and log p(x) above it.
     scores = namespace["scores"]
     assert -35 < scores["elbo"] < scores["log_px"] < -20
     assert (tmp_path / "samples.png").read_bytes().startswith(b"\x89PNG")
+    # the section on writing a pair trains the example from Python, from the checkout's root
+    (own_pair,) = [b for b in blocks[1:] if "from laplace_vae import" in b]
+    monkeypatch.chdir(ROOT)
+    exec(compile(own_pair, "README.md", "exec"), namespace)
+    scores = namespace["evaluate"](namespace["model"], namespace["guide"], namespace["digits"].test.x, num_samples=10)
+    assert -40 < scores["elbo"] < -20
+
+
+def test_readme_shows_the_example_pair_as_it_is_in_examples():
+    example = (ROOT / "examples" / "laplace_vae.py").read_text()
+    assert example in re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+def test_example_pair_trains_from_the_command_line(tmp_path):
+    import pyro
+    import torch
+    from pyro import poutine
+
+    from pvae.cli import main
+    from pvae.evaluate import log_weights
+    from pvae.runs import restore
+
+    path = ROOT / "examples" / "laplace_vae.py"
+    out = tmp_path / "laplace"
+    args = ["--model", f"{path}:LaplaceVAE", "--guide", f"{path}:LaplaceGuide", "--z-dim", "8", "--hidden", "128"]
+    assert main(["train", *args, "--epochs", "10", "--iwae-samples", "100", "--no-progress", "--out", str(out)]) == 0
+    run, _, dataset, model, guide = restore(out)
+    metrics = run.metrics()
+    assert metrics[-1]["val_elbo"] > metrics[0]["val_elbo"] + 3
+    test = run.summary()["test"]
+    assert test["elbo"] < test["log_px"] < 0
+    # the engine scores the pair with its own densities: a Laplace prior and a Laplace guide
+    x = dataset.test.x[:20]
+    torch.manual_seed(1)
+    parts = log_weights(model, guide, x, num_samples=3)
+    torch.manual_seed(1)
+    with pyro.plate("particles", 3, dim=-2):  # the same draw, (3, 20, 8)
+        z = poutine.trace(guide).get_trace(x).nodes["z"]["value"]
+    laplace = torch.distributions.Laplace(0.0, 1.0)
+    assert torch.allclose(parts["log_pz"], laplace.log_prob(z).sum(-1), atol=1e-4)

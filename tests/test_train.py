@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -75,9 +77,9 @@ def test_run_config_round_trips_through_json():
 
 
 def test_unknown_model_and_guide_names_list_the_choices():
-    with pytest.raises(ValueError, match="unknown model 'vea'; choose one of \\['linear', 'vae'\\]"):
+    with pytest.raises(ValueError, match="unknown model 'vea'; choose one of \\['cvae', 'linear', 'm2'"):
         build_pair(PairConfig(model="vea"), (1, 8, 8))
-    with pytest.raises(ValueError, match="unknown guide 'gauss'; choose one of \\['gaussian'\\]"):
+    with pytest.raises(ValueError, match="unknown guide 'gauss'; choose one of \\['conditional-gaussian', 'delta'"):
         build_pair(PairConfig(guide="gauss"), (1, 8, 8))
 
 
@@ -140,3 +142,14 @@ def test_vectorized_particles_average_the_same_elbo_with_less_variance(digits):
     se = (one.var() / 400 + eight.var() / 400).sqrt()
     assert abs(float(one.mean() - eight.mean())) < 4 * float(se)
     assert 5 < float(one.var() / eight.var()) < 12
+
+
+def test_fit_follows_the_beta_schedule(digits):
+    model, guide = _pair(digits)
+    config = TrainConfig(epochs=4, batch_size=200, beta_schedule="linear-warmup", beta_warmup=2.0, beta=0.8)
+    history = fit(model, guide, digits, config, progress=False)
+    steps = math.ceil(len(digits.train) / 200)
+    expected = [0.8 * min(1.0, (epoch + (steps - 1) / steps) / 2.0) for epoch in range(4)]
+    assert [m["beta"] for m in history] == pytest.approx(expected)
+    for m in history:  # the validation objective is reconstruction − beta·KL at that beta
+        assert m["val_objective"] >= m["val_elbo"] - 1e-9

@@ -1,0 +1,165 @@
+"""Every model/guide pair through the one trainer, on one dataset: bounds, cost, and what labels buy.
+
+For each pair: the test ELBO and importance-sampled log p(x) (K samples) on the first
+``--test-points`` test images, seconds per training epoch, and where it applies the CVAE's
+conditional accuracy (a logistic regression trained on real training images recognises the
+class asked for in generated samples) and M2's test accuracy with few labels. Pairs are trained
+with the same budget: ``--epochs``, ``--z-dim``, ``--hidden``, batch 128, Adam 1e-3.
+
+    python experiments/zoo.py --data digits
+    python experiments/zoo.py --data fashion-mnist --epochs 10 --test-points 1000
+"""
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from pvae import data
+from pvae.config import PairConfig, RunConfig, build_pair
+from pvae.evaluate import evaluate, sample_prior
+from pvae.runs import Run, atomic_write, write_json
+from pvae.train import TrainConfig, fit
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row: a pair, the settings it differs by from the VAE, and a note for the table."""
+
+    name: str
+    pair: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    note: str = ""
+
+
+ENTRIES = [
+    Entry("vae", note="diagonal Gaussian guide"),
+    Entry("ae", {"guide": "delta"}, {"beta": 0.0}, note="Delta guide, beta 0: reconstruction only"),
+    Entry("beta-vae (β=4)", train={"beta": 4.0}, note="trained on reconstruction − 4·KL; scored on the ELBO"),
+    Entry("vae, cyclical β", train={"beta_schedule": "cyclical"}, note="4 cycles, rising over half of each"),
+    Entry("full-rank guide", {"guide": "fullrank"}, note="Cholesky factor from the encoder"),
+    Entry("iaf guide (2 flows)", {"guide": "iaf", "flows": 2}, note="conditional affine autoregressive"),
+    Entry("two-layer", {"model": "two-layer", "guide": "two-layer"}, {"elbo": "trace"}, note="z2 → z1 → x"),
+    Entry("conv vae", {"net": "conv"}, note="conv encoder and decoder"),
+    Entry("cvae", {"model": "cvae", "guide": "conditional-gaussian"}, note="log p(x, y) = log p(x|y) − log 10"),
+    Entry("m2, 100 labels", {"model": "m2", "guide": "m2"}, {"elbo": "enum"}, {"labels": 100}),
+    Entry("m2, 1000 labels", {"model": "m2", "guide": "m2"}, {"elbo": "enum"}, {"labels": 1000}),
+    Entry(
+        "vae, continuous Bernoulli",
+        {"likelihood": "continuous-bernoulli"},
+        data={"binarize": "none"},
+        note="grey levels: a density, not comparable",
+    ),
+]
+
+
+def _flat(x: torch.Tensor):
+    return x.reshape(len(x), -1).numpy()
+
+
+def conditional_accuracy(model, classifier, num_classes: int, per_class: int = 100) -> float:
+    """Fraction of samples drawn for class k (decoder means) that ``classifier`` calls k."""
+    y = torch.arange(num_classes).repeat_interleave(per_class)
+    images = sample_prior(model, len(y), y)
+    return float((torch.from_numpy(classifier.predict(_flat(images))) == y).float().mean())
+
+
+def run_entry(entry: Entry, args, base: RunConfig, classifier) -> dict:
+    config = RunConfig(
+        data=replace(base.data, **entry.data),
+        pair=replace(base.pair, **entry.pair),
+        train=replace(base.train, **entry.train),
+    )
+    dataset = data.load(config.data)
+    torch.manual_seed(config.train.seed)
+    model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
+    slug = "".join(c if c.isalnum() else "-" for c in entry.name).strip("-")
+    run = Run.create(Path(args.out) / slug, config.to_dict(), overwrite=True)
+    history = fit(model, guide, dataset, config.train, run=run, progress=False)
+    test = dataset.test
+    n = min(args.test_points, len(test))
+    torch.manual_seed(0)
+    scores = evaluate(model, guide, test.x[:n], test.y[:n], num_samples=args.iwae_samples)
+    row = {
+        "pair": entry.name,
+        "elbo": scores["elbo"],
+        "log_px": scores["log_px"],
+        "log_px_se": scores["log_px_se"],
+        "reconstruction": scores["reconstruction"],
+        "kl": scores["kl"],
+        "seconds_per_epoch": sum(m["seconds"] for m in history) / len(history),
+        "accuracy": scores.get("accuracy"),
+        "note": entry.note,
+    }
+    if getattr(model, "conditional", False):
+        torch.manual_seed(0)
+        row["conditional_accuracy"] = conditional_accuracy(model, classifier, dataset.num_classes)
+    run.update_summary(test=scores, row=row)
+    print(_line(row), flush=True)
+    return row
+
+
+def _fmt(value, spec=".2f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _line(row: dict) -> str:
+    extra = ""
+    if row.get("accuracy") is not None:
+        extra = f"test accuracy {row['accuracy']:.1%}"
+    if row.get("conditional_accuracy") is not None:
+        extra = f"conditional accuracy {row['conditional_accuracy']:.1%}"
+    return (
+        f"| {row['pair']} | {_fmt(row['elbo'])} | {_fmt(row['log_px'])} | {_fmt(row['reconstruction'])} | "
+        f"{row['seconds_per_epoch']:.2f} | {extra} | {row['note']} |"
+    )
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="digits", choices=data.DATASETS)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--epochs", type=int, help="default: 100 for digits, 10 otherwise")
+    parser.add_argument("--z-dim", type=int, default=20)
+    parser.add_argument("--hidden", type=int, default=400)
+    parser.add_argument("--test-points", type=int, default=10_000, help="score the first N test images")
+    parser.add_argument("--iwae-samples", type=int, default=1000)
+    parser.add_argument("--only", nargs="*", help="names of the rows to run (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=f"runs/zoo-{time.strftime('%Y%m%d-%H%M%S')}")
+    args = parser.parse_args(argv)
+    epochs = args.epochs or (100 if args.data == "digits" else 10)
+    base = RunConfig(
+        data=data.DataConfig(args.data, args.data_dir),
+        pair=PairConfig(z_dim=args.z_dim, hidden=(args.hidden,)),
+        train=TrainConfig(epochs=epochs, seed=args.seed),
+    )
+    real = data.load(data.DataConfig(args.data, args.data_dir, binarize="none"))
+    subset = slice(0, 10_000)  # enough for a linear classifier of real images
+    classifier = LogisticRegression(max_iter=300).fit(_flat(real.train.x[subset]), real.train.y[subset].numpy())
+    classifier_accuracy = classifier.score(_flat(real.test.x), real.test.y.numpy())
+    print(f"classifier of real images: {classifier_accuracy:.1%} on the test split", flush=True)
+    header = (
+        f"{args.data}, {epochs} epochs, z={args.z_dim}, hidden {args.hidden}; first {args.test_points} test images, "
+        f"K={args.iwae_samples}; nats per datapoint\n\n"
+        "| pair | ELBO | log p(x) | reconstruction | s/epoch | accuracy | note |\n"
+        "| --- | --- | --- | --- | --- | --- | --- |"
+    )
+    print(header, flush=True)
+    rows = [run_entry(e, args, base, classifier) for e in ENTRIES if not args.only or e.name in args.only]
+    write_json(
+        Path(args.out) / "results.json", {"args": vars(args), "classifier_accuracy": classifier_accuracy, "rows": rows}
+    )
+    table = "\n".join([header, *map(_line, rows)]) + f"\n\nclassifier of real test images: {classifier_accuracy:.1%}\n"
+    atomic_write(Path(args.out) / "results.md", lambda handle: handle.write(table.encode()))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,31 @@
+"""The semi-supervised generative model M2 (Kingma, Rezende, Mohamed & Welling, 2014)."""
+
+import pyro
+import torch
+
+from models.cvae import CVAE
+from pvae.sites import Y
+
+
+class M2(CVAE):
+    """p(y) uniform, p(z) = N(0, I), x | y, z ~ likelihood(decoder([z, onehot(y)])).
+
+    The CVAE's generative model, with the label *latent* where it is unknown: ``forward(x)``
+    samples ``"y"`` (the guide's q(y|x) proposes it; ``TraceEnum_ELBO`` sums it out exactly),
+    ``forward(x, y)`` observes it. Trained with ``guides.m2.M2Guide`` and ``--elbo enum``; the
+    log-likelihood :func:`pvae.evaluate.evaluate` reports is log p(x), the label summed out by
+    importance sampling from q(y|x).
+
+    Its constructor is the CVAE's.
+    """
+
+    #: Labels are observed where known; evaluation scores x alone.
+    conditional = False
+    #: Training passes labelled batches with ``y`` and unlabelled ones without.
+    semi_supervised = True
+    #: What ``pvae train --model ...`` trains with unless told otherwise.
+    default_guide = "m2"
+    default_elbo = "enum"
+
+    def label(self, y: torch.Tensor | None) -> torch.Tensor:
+        return pyro.sample(Y, self.label_prior(), obs=y)
