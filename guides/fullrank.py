@@ -26,8 +26,8 @@ class FullRankGuide(PyroModule):
     Titsias & Lázaro-Gredilla, 2014, amortized as in Kingma & Welling, 2014.
 
     Pyro 1.9.2 registers no analytic KL between a ``MultivariateNormal`` and the models'
-    ``Normal(...).to_event(1)`` prior, so ``TraceMeanField_ELBO`` estimates that term by
-    sampling (log q(z|x) − log p(z)); the estimate is unbiased.
+    ``Normal(...).to_event(1)`` prior; :func:`pvae.objectives.kl_mvn_diagonal` does, so
+    ``TraceMeanField_ELBO`` computes that term in closed form (``Trace_ELBO`` samples it).
 
     :param x_shape: shape of one datapoint.
     :param z_dim: latent dimension.

@@ -97,3 +97,20 @@ def test_set_beta_moves_the_loss_eager_and_traced(jit):
         assert run.compilations == 1  # one trace served every beta
     with pytest.raises(ValueError, match="built without beta"):
         loss_module(model, guide, make_elbo("trace")).set_beta(0.5)
+
+
+def test_full_rank_kl_to_a_diagonal_prior_is_the_closed_form():
+    from pvae.objectives import kl_mvn_diagonal  # noqa: F401  (registers it)
+
+    torch.manual_seed(0)
+    a = torch.randn(4, 3, 3)
+    q = dist.MultivariateNormal(torch.randn(4, 3), scale_tril=torch.linalg.cholesky(a @ a.mT + 0.5 * torch.eye(3)))
+    p = dist.Normal(torch.randn(3), torch.rand(3) + 0.5).to_event(1)
+    exact = torch.distributions.kl_divergence(
+        q, dist.MultivariateNormal(p.base_dist.loc, torch.diag(p.base_dist.scale**2))
+    )
+    assert torch.allclose(torch.distributions.kl_divergence(q, p.expand((4,))), exact, atol=1e-5)
+    samples = q.sample((200_000,))
+    log_ratio = q.log_prob(samples) - p.log_prob(samples)  # (200000, 4)
+    standard_error = log_ratio.std(0) / len(samples) ** 0.5
+    assert ((log_ratio.mean(0) - exact).abs() < 4 * standard_error).all()
