@@ -8,9 +8,11 @@ with the same budget: ``--epochs``, ``--z-dim``, ``--hidden``, batch 128, Adam 1
 
     python experiments/zoo.py --data digits
     python experiments/zoo.py --data fashion-mnist --epochs 10 --test-points 1000
+    python experiments/zoo.py --data digits --out runs/zoo-digits --only cvae   # rerun a row, keep the rest
 """
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -134,6 +136,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--out", default=f"runs/zoo-{time.strftime('%Y%m%d-%H%M%S')}")
     args = parser.parse_args(argv)
     epochs = args.epochs or (100 if args.data == "digits" else 10)
+    unknown = set(args.only or ()) - {e.name for e in ENTRIES}
+    if unknown:
+        parser.error(f"unknown rows {sorted(unknown)}; the rows are {[e.name for e in ENTRIES]}")
     base = RunConfig(
         data=data.DataConfig(args.data, args.data_dir),
         pair=PairConfig(z_dim=args.z_dim, hidden=(args.hidden,)),
@@ -152,9 +157,16 @@ def main(argv=None) -> list[dict]:
     )
     print(header, flush=True)
     rows = [run_entry(e, args, base, classifier) for e in ENTRIES if not args.only or e.name in args.only]
-    write_json(
-        Path(args.out) / "results.json", {"args": vars(args), "classifier_accuracy": classifier_accuracy, "rows": rows}
-    )
+    results_path = Path(args.out) / "results.json"
+    if args.only and results_path.exists():  # rerunning some rows: keep the others of the same setting
+        previous = json.loads(results_path.read_text())
+        same = {k: v for k, v in previous["args"].items() if k not in ("only", "out")}
+        if same != {k: v for k, v in vars(args).items() if k not in ("only", "out")}:
+            raise SystemExit(f"{results_path} holds rows of other settings; use another --out")
+        fresh = {r["pair"]: r for r in rows}
+        kept = {r["pair"]: r for r in previous["rows"] if r["pair"] not in fresh}
+        rows = [{**kept, **fresh}[e.name] for e in ENTRIES if e.name in kept or e.name in fresh]
+    write_json(results_path, {"args": vars(args), "classifier_accuracy": classifier_accuracy, "rows": rows})
     table = "\n".join([header, *map(_line, rows)]) + f"\n\nclassifier of real test images: {classifier_accuracy:.1%}\n"
     atomic_write(Path(args.out) / "results.md", lambda handle: handle.write(table.encode()))
     return rows

@@ -90,3 +90,22 @@ def test_pvae_is_at_least_as_good_as_the_hand_written_vae_on_fashion_mnist(tmp_p
     # either model by 0.5-0.9 nats, so 0.5 is a margin for noise, not for a worse pvae.
     assert pvae["elbo"] > ref["elbo"] - 0.5
     assert pvae["log_px"] > ref["log_px"] - 0.5
+
+
+def test_zoo_smoke_and_rerunning_a_row_keeps_the_others(tmp_path):
+    import zoo
+
+    common = ["--data", "digits", "--epochs", "1", "--z-dim", "2", "--hidden", "16", "--test-points", "20"]
+    common += ["--iwae-samples", "5", "--out", str(tmp_path)]
+    rows = zoo.main([*common, "--only", "vae", "ae", "cvae", "m2, 100 labels"])
+    by_name = {r["pair"]: r for r in rows}
+    assert by_name["ae"]["elbo"] is None and by_name["ae"]["reconstruction"] < 0
+    assert by_name["vae"]["elbo"] <= by_name["vae"]["log_px"] < 0
+    assert 0 <= by_name["cvae"]["conditional_accuracy"] <= 1 and 0 <= by_name["m2, 100 labels"]["accuracy"] <= 1
+    assert (tmp_path / "vae" / "checkpoint.pt").exists()
+    again = zoo.main([*common, "--only", "vae"])
+    assert [r["pair"] for r in again] == ["vae", "ae", "cvae", "m2, 100 labels"]
+    assert again[1] == by_name["ae"]
+    assert "| cvae |" in (tmp_path / "results.md").read_text()
+    with pytest.raises(SystemExit):
+        zoo.main([*common, "--only", "vea"])
