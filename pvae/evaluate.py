@@ -150,6 +150,8 @@ def evaluate(
         that declares ``point_estimate = True`` (the autoencoder's Delta), ``elbo``, ``kl`` and
         ``log_px`` and their errors are ``None``: a point mass has no density to bound with.
     """
+    if getattr(guide, "point_estimate", False):
+        num_samples = 1  # every draw from a point mass is the same
     was_training = (model.training, guide.training)
     model.eval()
     guide.eval()
@@ -198,14 +200,19 @@ def accuracy(guide: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 def posterior_mean(
     guide: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 64
 ) -> torch.Tensor:
-    """E_q[z | x] ``(batch, z_dim)``: the guide distribution's ``mean``, or a Monte Carlo average."""
+    """E_q[z | x] ``(batch, z_dim)``: the mean of the guide's distribution of ``"z"`` when that is
+    q(z | x) itself, else a Monte Carlo average over ``num_samples`` draws (flows, which have no
+    closed-form mean, and guides where z depends on another latent, such as the two-layer one)."""
     args = (x,) if y is None else (x, y)
-    site = poutine.trace(guide).get_trace(*args).nodes[Z]
-    try:
-        return site["fn"].mean
-    except NotImplementedError:
-        with pyro.plate(PARTICLES, num_samples, dim=-2):
-            return poutine.trace(guide).get_trace(*args).nodes[Z]["value"].mean(0)
+    trace = poutine.trace(guide).get_trace(*args)
+    others = [n for n, s in trace.nodes.items() if s["type"] == "sample" and n != Z and not site_is_subsample(s)]
+    if not others:
+        try:
+            return trace.nodes[Z]["fn"].mean
+        except NotImplementedError:
+            pass
+    with pyro.plate(PARTICLES, num_samples, dim=-2):
+        return poutine.trace(guide).get_trace(*args).nodes[Z]["value"].mean(0)
 
 
 @torch.no_grad()

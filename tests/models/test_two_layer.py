@@ -222,3 +222,17 @@ def test_longer_training_puts_information_in_the_latents(digits, one_thread):
     assert result["log_px"] > _mean_digit_log_likelihood(digits) + 2, result
     assert result["kl"] > 2, result
     assert history[-1]["val_elbo"] > -25.5, history[-1]
+
+
+def test_posterior_mean_averages_over_the_lower_latent():
+    from pvae.evaluate import posterior_mean
+
+    model, guide = build_pair(PairConfig("two-layer", "two-layer", z_dim=3, hidden=(16,)), (1, 8, 8))
+    x = torch.bernoulli(torch.full((4, 1, 8, 8), 0.4))
+    # E_q[z2 | x] = E_{q(z1|x)} [mean of q(z2 | z1)], by Monte Carlo with many draws of z1
+    z1 = guide.z1_given_x(x).sample((20000,))  # (20000, 4, z1_dim)
+    expected = guide.z_given_z1(z1).mean.mean(0)
+    torch.manual_seed(0)
+    first = posterior_mean(guide, x, num_samples=4000)
+    assert torch.allclose(first, expected, atol=0.03)
+    assert torch.allclose(posterior_mean(guide, x, num_samples=4000), first, atol=0.03)  # not one random draw
