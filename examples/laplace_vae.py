@@ -17,9 +17,10 @@ class LaplaceVAE(PyroModule):
         self.x_shape, self.z_dim = tuple(x_shape), z_dim
         self.likelihood = Bernoulli(x_shape)
         self.decoder = decoder("mlp", z_dim, hidden, x_shape)
+        self.register_buffer("loc", torch.zeros(z_dim))  # moves with .to(device)
 
     def prior(self, batch_shape=()):
-        return dist.Laplace(torch.zeros(self.z_dim), 1.0).to_event(1).expand(batch_shape)
+        return dist.Laplace(self.loc, 1.0).to_event(1).expand(batch_shape)
 
     def decode(self, z, y=None):
         return self.likelihood(self.decoder(z))

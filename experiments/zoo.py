@@ -52,6 +52,12 @@ ENTRIES = [
     Entry("m2, 100 labels", {"model": "m2", "guide": "m2"}, {"elbo": "enum"}, {"labels": 100}),
     Entry("m2, 1000 labels", {"model": "m2", "guide": "m2"}, {"elbo": "enum"}, {"labels": 1000}),
     Entry(
+        "linear (pPCA)",
+        {"model": "linear", "hidden": (), "likelihood": "gaussian"},
+        data={"binarize": "none"},
+        note="affine decoder and encoder, grey levels: a density, not comparable",
+    ),
+    Entry(
         "vae, continuous Bernoulli",
         {"likelihood": "continuous-bernoulli"},
         data={"binarize": "none"},

@@ -53,6 +53,7 @@ class ConditionalGaussianGuide(PyroModule):
         return loc, log_scale.exp()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample ``"z"`` from q(z | x, y); the labels are required."""
         if y is None:
             raise ValueError("the conditional Gaussian guide q(z|x,y) needs the labels y")
         loc, scale = self.encode(x, y)

@@ -40,5 +40,6 @@ class DeltaGuide(PyroModule):
         return self.encoder(x)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample ``"z"`` from the point mass at f(x)."""
         with pyro.plate(DATA, x.shape[0]):
             return pyro.sample(Z, dist.Delta(self.encode(x)).to_event(1))

@@ -32,6 +32,7 @@ class GaussianGuide(PyroModule):
         return loc, log_scale.exp()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample ``"z"`` from q(z | x); labels are ignored."""
         loc, scale = self.encode(x)
         with pyro.plate(DATA, x.shape[0]):
             return pyro.sample(Z, dist.Normal(loc, scale).to_event(1))

@@ -63,6 +63,7 @@ class M2Guide(PyroModule):
         return self.aux_weight * F.cross_entropy(self.classify(x), y, reduction="sum")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample ``"z"`` given ``y``; without labels, first ``"y"`` from q(y|x), marked for enumeration."""
         with pyro.plate(DATA, x.shape[0]):
             if y is None:
                 y = pyro.sample(Y, dist.Categorical(logits=self.classify(x)), infer={"enumerate": "parallel"})

@@ -7,16 +7,15 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from models.two_layer import Z1, diagonal_normal, stage_sizes
-from pvae.nets import MLP, encoder
-from pvae.sites import DATA, Z
+from pvae.nets import MLP, diagonal_normal, encoder, stage_sizes
+from pvae.sites import DATA, Z1, Z
 
 
 class TwoLayerGuide(PyroModule):
     """q(z1 | x) = N(mu(x), diag sigma(x)^2), then q(z2 | z1) = N(mu(z1), diag sigma(z1)^2).
 
-    Sites: the lower latent ``"z1"`` (:data:`models.two_layer.Z1`) and the top latent z2 as ``"z"``,
-    matching :class:`models.two_layer.TwoLayerVAE`; sizes mirror it (:func:`models.two_layer.stage_sizes`).
+    Sites: the lower latent ``"z1"`` (:data:`pvae.sites.Z1`) and the top latent z2 as ``"z"``,
+    matching :class:`models.two_layer.TwoLayerVAE`; sizes mirror it (:func:`pvae.nets.stage_sizes`).
     z2 depends on z1, so the guide is not mean-field: train it with an estimator that scores samples
     (``trace``), not ``meanfield``, whose analytic KL of z1 would ignore that dependence (Pyro warns
     under validation that it cannot verify the mean-field restriction).

@@ -46,6 +46,7 @@ class CVAE(VAE):
 
     @property
     def code_dim(self) -> int:
+        """z and the one-hot label."""
         return self.z_dim + self.num_classes
 
     def label_prior(self) -> dist.Distribution:
@@ -62,6 +63,7 @@ class CVAE(VAE):
         return self.likelihood(self.decoder(code))
 
     def label(self, y: torch.Tensor | None) -> torch.Tensor:
+        """Observe ``"y"`` under the uniform p(y); the labels are required."""
         if y is None:
             raise ValueError(f"{type(self).__name__} observes the label of every datapoint: pass y")
         return pyro.sample(Y, self.label_prior(), obs=y)

@@ -28,4 +28,5 @@ class M2(CVAE):
     default_elbo = "enum"
 
     def label(self, y: torch.Tensor | None) -> torch.Tensor:
+        """Observe ``"y"`` where given, else sample it from p(y) (the guide proposes it)."""
         return pyro.sample(Y, self.label_prior(), obs=y)

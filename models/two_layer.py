@@ -24,32 +24,8 @@ import pyro.distributions as dist
 import torch
 
 from models.vae import VAE
-from pvae.nets import MLP
-from pvae.sites import DATA, X, Z
-
-#: The lower latent site z1 (the top latent z2 is the engine's ``"z"``); the guide samples it too.
-Z1 = "z1"
-
-
-def stage_sizes(z_dim: int, hidden: Sequence[int], z1_dim: int | None = None) -> tuple[int, tuple[int, ...]]:
-    """The sizes model and guide share: z1's dimension and the hidden widths between z1 and z2.
-
-    :param z_dim: dimension of the top latent z2.
-    :param hidden: hidden widths of the networks between x and z1.
-    :param z1_dim: dimension of z1; ``None`` takes ``2 * z_dim`` (Burda's 100 for a z2 of 50).
-    :returns: ``(z1_dim, upper_hidden)``, where ``upper_hidden`` halves each width in ``hidden`` (at least 1).
-    """
-    return (2 * z_dim if z1_dim is None else z1_dim), tuple(max(1, width // 2) for width in hidden)
-
-
-def diagonal_normal(out: torch.Tensor) -> dist.Distribution:
-    """N(loc, diag scale^2) from a network output ``(..., 2 * dim)`` holding loc and log-scale.
-
-    :param out: the two halves ``[loc, log_scale]`` along the last dimension.
-    :returns: a distribution with event shape ``(dim,)`` and batch shape ``out.shape[:-1]``.
-    """
-    loc, log_scale = out.chunk(2, dim=-1)
-    return dist.Normal(loc, log_scale.exp()).to_event(1)
+from pvae.nets import MLP, diagonal_normal, stage_sizes
+from pvae.sites import DATA, Z1, X, Z
 
 
 class TwoLayerVAE(VAE):

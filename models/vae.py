@@ -63,6 +63,7 @@ class VAE(PyroModule):
         return None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """Sample ``"z"`` from the prior and observe ``x`` (and the label, for conditional models)."""
         with pyro.plate(DATA, x.shape[0]):
             y = self.label(y)
             z = pyro.sample(Z, self.prior())

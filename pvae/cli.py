@@ -120,7 +120,15 @@ def resolve_pair(args) -> tuple[str, str, str, float]:
     guide = args.guide or preset.get("guide") or getattr(cls, "default_guide", "gaussian")
     elbo = args.elbo or preset.get("elbo") or getattr(cls, "default_elbo", "meanfield")
     beta = args.beta if args.beta is not None else preset.get("beta", 1.0)
-    return preset["model"], guide, elbo, beta
+    if beta == 0 and args.beta_schedule != "constant":
+        raise ValueError(f"--beta-schedule {args.beta_schedule} moves beta from 0 up to --beta, which is 0 here")
+    return _absolute(preset["model"]), _absolute(guide), elbo, beta
+
+
+def _absolute(name: str) -> str:
+    """``path/to/file.py:Class`` with an absolute path, so that a run can be restored from anywhere."""
+    module, sep, attr = name.rpartition(":")
+    return f"{Path(module).resolve()}{sep}{attr}" if sep and module.endswith(".py") else name
 
 
 def _train(args) -> Path:
@@ -154,7 +162,8 @@ def _train(args) -> Path:
             args.beta_ramp,
         ),
     )
-    out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{args.data}-{args.model.replace(':', '.')}")
+    config.train.schedule()  # refuses a bad beta or schedule before anything is written
+    out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{args.data}-{Path(model_name).stem}")
     dataset = data.load(config.data)
     pyro.set_rng_seed(args.seed)
     model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
@@ -164,7 +173,12 @@ def _train(args) -> Path:
         saved = RunConfig.from_dict(run.config)
         if replace(saved, train=replace(saved.train, epochs=epochs)) != config:
             raise ValueError(
-                f"--resume needs the settings of the run in {out} (only --epochs may change); see its config.json"
+                f"--resume needs the settings of the run in {out} (only --epochs may change); these differ: "
+                f"{', '.join(_differences(saved.to_dict(), config.to_dict(), {'epochs'}))}"
+            )
+        if epochs != saved.train.epochs and saved.train.beta_schedule == "cyclical":
+            raise ValueError(
+                "a cyclical beta schedule spreads its cycles over --epochs: resume it with the same --epochs"
             )
         run.write_config(config.to_dict())
     else:
@@ -211,6 +225,19 @@ def _evaluate_run(path, split: str, k: int, limit: int | None, batch_size: int, 
     run.update_summary(**{key: result})
     print(f"{split}: {describe(result, k)} [{result['datapoints']}]")
     return result
+
+
+def _differences(a: dict, b: dict, ignore: set[str], prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two nested config dicts."""
+    names = []
+    for key in sorted(set(a) | set(b)):
+        if key in ignore:
+            continue
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            names += _differences(a[key], b[key], ignore, f"{prefix}{key}.")
+        elif a.get(key) != b.get(key):
+            names.append(f"{prefix}{key} ({a.get(key)!r} → {b.get(key)!r})")
+    return names
 
 
 def describe(result: dict, k: int) -> str:

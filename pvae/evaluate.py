@@ -25,7 +25,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from pvae.objectives import log_mean_exp
-from pvae.sites import PARTICLES, Z
+from pvae.sites import PARTICLES, Y, Z
 
 
 def pair_args(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, training: bool = False) -> tuple:
@@ -78,17 +78,20 @@ def log_weights(
 ) -> dict[str, torch.Tensor]:
     """log p(x, z) − log q(z|x) and its parts, each ``(num_samples, batch)``.
 
-    :returns: ``{"log_w", "log_px_given_z", "log_pz", "log_qz"}``; ``log_px_given_z`` sums the
-        observed sites, ``log_pz`` the model's latent sites, ``log_qz`` the guide's sites.
+    :returns: ``{"log_w", "log_px_given_z", "log_py", "log_pz", "log_qz"}``; ``log_px_given_z``
+        sums the observed sites but the label, ``log_py`` the observed label ``"y"`` (zero when
+        there is none), ``log_pz`` the model's latent sites, ``log_qz`` the guide's sites.
     """
     model_terms, guide_terms, observed = site_log_probs(model, guide, x, y, num_samples)
     zero = x.new_zeros(num_samples, x.shape[0])
-    log_px_given_z = sum((t for n, t in model_terms.items() if n in observed), zero)
+    log_px_given_z = sum((t for n, t in model_terms.items() if n in observed and n != Y), zero)
+    log_py = sum((t for n, t in model_terms.items() if n in observed and n == Y), zero)
     log_pz = sum((t for n, t in model_terms.items() if n not in observed), zero)
     log_qz = sum(guide_terms.values(), zero)
     return {
-        "log_w": log_px_given_z + log_pz - log_qz,
+        "log_w": log_px_given_z + log_py + log_pz - log_qz,
         "log_px_given_z": log_px_given_z,
+        "log_py": log_py,
         "log_pz": log_pz,
         "log_qz": log_qz,
     }
@@ -108,21 +111,25 @@ def bounds(
     The K samples are drawn in chunks so that a chunk's decoder output holds at most
     ``max_elements`` numbers: memory stays bounded for any K.
 
-    :returns: ``{"elbo", "reconstruction", "kl", "log_px"}``, each a tensor ``(batch,)`` in nats.
+    :returns: ``{"elbo", "reconstruction", "log_py", "kl", "log_px"}``, each a tensor ``(batch,)``
+        in nats. For a model that observes a label (the CVAE), ``log_py`` is its log p(y), and
+        ``elbo`` and ``log_px`` bound and estimate the joint log p(x, y); else ``log_py`` is 0.
     """
     per_sample = max(1, x[0].numel() * x.shape[0])
     chunk = max(1, min(num_samples, max_elements // per_sample))
-    log_w, recon, kl = [], x.new_zeros(x.shape[0]), x.new_zeros(x.shape[0])
+    log_w, recon, label, kl = [], x.new_zeros(x.shape[0]), x.new_zeros(x.shape[0]), x.new_zeros(x.shape[0])
     for start in range(0, num_samples, chunk):
         k = min(chunk, num_samples - start)
         parts = log_weights(model, guide, x, y, k)
         log_w.append(parts["log_w"])
         recon += parts["log_px_given_z"].sum(0)
+        label += parts["log_py"].sum(0)
         kl += (parts["log_qz"] - parts["log_pz"]).sum(0)
-    recon, kl = recon / num_samples, kl / num_samples
+    recon, label, kl = recon / num_samples, label / num_samples, kl / num_samples
     return {
-        "elbo": recon - kl,
+        "elbo": recon + label - kl,
         "reconstruction": recon,
+        "log_py": label,
         "kl": kl,
         "log_px": log_mean_exp(torch.cat(log_w), dim=0),
     }
@@ -144,7 +151,8 @@ def evaluate(
     :param num_samples: K, the importance samples per datapoint.
     :param batch_size: datapoints per pass.
     :param progress: called with the number of datapoints done after each batch.
-    :returns: ``elbo``, ``reconstruction``, ``kl``, ``log_px`` (means), ``elbo_se`` and
+    :returns: ``elbo``, ``reconstruction``, ``kl``, ``log_px`` (means), ``log_py`` (models that
+        observe a label: the label's term, so that elbo = reconstruction + log_py − kl), ``elbo_se`` and
         ``log_px_se`` (standard errors of the means over datapoints), ``n`` and ``iwae_samples``;
         ``accuracy`` for guides with a ``classify(x)`` method (logits of q(y|x)). For a guide
         that declares ``point_estimate = True`` (the autoencoder's Delta), ``elbo``, ``kl`` and
@@ -176,6 +184,8 @@ def evaluate(
         # q(z|x) is a point mass: KL(q ‖ p) is infinite, so the ELBO is −∞, and a point proposes
         # no importance samples. Only the reconstruction term means something.
         result.update(elbo=None, kl=None, log_px=None, elbo_se=None, log_px_se=None)
+    if not bool(values["log_py"].any()):
+        del result["log_py"]  # no label observed: keep the summary to what applies
     if hasattr(guide, "classify") and y is not None:
         result["accuracy"] = accuracy(guide, x, y, batch_size)
     result.update(n=n, iwae_samples=num_samples)
@@ -184,12 +194,15 @@ def evaluate(
 
 @torch.no_grad()
 def accuracy(guide: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
-    """Fraction of ``x`` whose most probable class under ``guide.classify`` (logits) is ``y``."""
+    """Fraction of the labelled datapoints of ``x`` whose most probable class under
+    ``guide.classify`` (logits) is ``y``; datapoints whose label was dropped (``-1``) are skipped."""
+    keep = y >= 0
+    x, y = x[keep], y[keep]
     hits = sum(
         int((guide.classify(x[i : i + batch_size]).argmax(-1) == y[i : i + batch_size]).sum())
         for i in range(0, len(x), batch_size)
     )
-    return hits / len(x)
+    return hits / len(x) if len(x) else float("nan")
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,12 +250,12 @@ def reconstruct(model, guide, x: torch.Tensor, y: torch.Tensor | None = None) ->
 @torch.no_grad()
 def sample_prior(model, n: int, y: torch.Tensor | None = None) -> torch.Tensor:
     """Decoder means at ``n`` draws from the prior, ``(n, *x_shape)``; ``y`` ``(n,)`` chooses the
-    classes for a model whose decoder reads a label.
+    classes for a model whose decoder reads a label (drawn from its p(y) when not given).
 
-    :raises ValueError: if ``y`` is given to a model that has no labels, or missing for one that needs them.
+    :raises ValueError: if ``y`` is given to a model that has no labels, or lies outside its classes.
     """
     if decodes_labels(model) and y is None:
-        raise ValueError(f"{type(model).__name__} generates a chosen class: pass the labels y (--label)")
+        y = model.label_prior().sample((n,))  # classes drawn from p(y): samples of the marginal p(x)
     if y is not None and not decodes_labels(model):
         raise ValueError(f"{type(model).__name__} does not condition on labels: drop y (--label)")
     if y is not None and not 0 <= int(y.min()) <= int(y.max()) < model.num_classes:

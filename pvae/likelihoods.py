@@ -84,6 +84,8 @@ class ContinuousBernoulli(nn.Module):
     """
 
     requires_binary = False
+    #: On pixels of exactly 0 or 1, C(λ) → ∞ as λ → 0 or 1: the density has no maximum.
+    requires_grey = True
     params_per_pixel = 1
 
     def __init__(self, x_shape: Sequence[int]):

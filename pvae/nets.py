@@ -17,6 +17,8 @@ Families: ``"mlp"`` (fully connected, any ``x_shape``) and ``"conv"`` (strided c
 import math
 from collections.abc import Callable, Sequence
 
+import pyro.distributions as dist
+import torch
 from torch import nn
 
 from pvae.registry import lookup
@@ -56,6 +58,13 @@ class MLPEncoder(nn.Module):
 
     def forward(self, x):
         return self.net(x.reshape(x.shape[: x.dim() - len(self.x_shape)] + (-1,)))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before encoders were wrapped name the MLP's layers directly
+        # (``encoder.0.weight``); read them as ``encoder.net.0.weight``.
+        for key in [k for k in state_dict if k.startswith(prefix) and k[len(prefix) :].split(".")[0].isdigit()]:
+            state_dict[f"{prefix}net.{key[len(prefix) :]}"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def mlp_decoder(in_dim: int, hidden: Sequence[int], x_shape: Sequence[int], per_pixel: int = 1) -> nn.Module:
@@ -205,3 +214,28 @@ def decoder(net: str, in_dim: int, hidden: Sequence[int], x_shape: Sequence[int]
     :raises ValueError: for an unknown ``net``, or an ``x_shape`` the family cannot take.
     """
     return lookup(NETS, net, "net")[1](in_dim, hidden, x_shape, per_pixel)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared by the two-layer model and its guide.
+
+
+def stage_sizes(z_dim: int, hidden: Sequence[int], z1_dim: int | None = None) -> tuple[int, tuple[int, ...]]:
+    """The sizes model and guide share: z1's dimension and the hidden widths between z1 and z2.
+
+    :param z_dim: dimension of the top latent z2.
+    :param hidden: hidden widths of the networks between x and z1.
+    :param z1_dim: dimension of z1; ``None`` takes ``2 * z_dim`` (Burda's 100 for a z2 of 50).
+    :returns: ``(z1_dim, upper_hidden)``, where ``upper_hidden`` halves each width in ``hidden`` (at least 1).
+    """
+    return (2 * z_dim if z1_dim is None else z1_dim), tuple(max(1, width // 2) for width in hidden)
+
+
+def diagonal_normal(out: torch.Tensor) -> dist.Distribution:
+    """N(loc, diag scale^2) from a network output ``(..., 2 * dim)`` holding loc and log-scale.
+
+    :param out: the two halves ``[loc, log_scale]`` along the last dimension.
+    :returns: a distribution with event shape ``(dim,)`` and batch shape ``out.shape[:-1]``.
+    """
+    loc, log_scale = out.chunk(2, dim=-1)
+    return dist.Normal(loc, log_scale.exp()).to_event(1)

@@ -75,7 +75,9 @@ def make_elbo(name: str, num_particles: int = 1, vectorize_particles: bool = Fal
     if num_particles < 1:
         raise ValueError(f"num_particles must be at least 1, got {num_particles}")
     factory = lookup(ESTIMATORS, name, "estimator")
-    return factory(num_particles=num_particles, vectorize_particles=vectorize_particles, max_plate_nesting=1)
+    options = {"strict_enumeration_warning": False} if issubclass(factory, TraceEnum_ELBO) else {}
+    # (labelled batches of M2 have nothing to enumerate; that is expected, not worth a warning)
+    return factory(num_particles=num_particles, vectorize_particles=vectorize_particles, max_plate_nesting=1, **options)
 
 
 class BetaScale(Messenger):

@@ -57,7 +57,7 @@ def plot_curves(metrics: list[dict]) -> Figure:
     epochs = [m["epoch"] for m in metrics]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [-m["train_loss"] for m in metrics], label="train objective (−loss)")
-    if all("val_objective" in m for m in metrics):
+    if all(m.get("val_objective") is not None for m in metrics):
         ax.plot(epochs, [m["val_objective"] for m in metrics], label="validation objective")
     if all(m.get("val_elbo") is not None for m in metrics):
         ax.plot(epochs, [m["val_elbo"] for m in metrics], "--", label="validation ELBO")

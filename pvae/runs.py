@@ -186,6 +186,12 @@ def restore(path: str | os.PathLike):
     dataset = data.load(config.data)
     model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
     state = run.load_checkpoint()
-    model.load_state_dict(state["model"])
-    guide.load_state_dict(state["guide"])
+    try:
+        model.load_state_dict(state["model"])
+        guide.load_state_dict(state["guide"])
+    except RuntimeError as error:
+        raise RunError(
+            f"the checkpoint in {run.path} does not fit the pair its config.json builds "
+            f"({config.pair.model}/{config.pair.guide}): {str(error).splitlines()[0]}"
+        ) from error
     return run, config, dataset, model.eval(), guide.eval()

@@ -6,6 +6,8 @@ constants, never string literals.
 
 #: The latent variable, sampled by the model's prior and by the guide.
 Z = "z"
+#: The lower latent of the two-layer model (z2 → z1 → x; its top latent is ``Z``).
+Z1 = "z1"
 #: The observation, sampled by the model with ``obs=x``.
 X = "x"
 #: The label, observed by conditional models (``obs=y``).

@@ -113,10 +113,34 @@ def check_compatible(
             f"{type(guide).__name__} makes one latent depend on another, which the mean-field estimator "
             "ignores: use --elbo trace"
         )
-    if getattr(model, "semi_supervised", False) and config is not None and config.elbo != "enum":
+    semi = getattr(model, "semi_supervised", False)
+    if semi and guide is not None and not hasattr(guide, "classify"):
+        raise ValueError(
+            f"{type(model).__name__} leaves unknown labels to the guide, but {type(guide).__name__} proposes none "
+            "(it has no classify(x)): use --guide m2"
+        )
+    if not semi and not getattr(model, "conditional", False) and not dataset.train.fully_labelled:
+        raise ValueError(
+            f"--labels drops training labels, which only a semi-supervised model uses; {type(model).__name__} "
+            "ignores labels: drop --labels, or use --model m2"
+        )
+    if getattr(likelihood, "requires_grey", False) and dataset.is_binary:
+        raise ValueError(
+            f"the {type(likelihood).__name__} likelihood is for grey levels: on binary pixels its density grows "
+            "without bound as the decoder saturates; use --binarize none, or --likelihood bernoulli"
+        )
+    if semi and config is not None and config.elbo != "enum":
         raise ValueError(
             f"{type(model).__name__} sums over the unknown labels by enumeration: use --elbo enum, not {config.elbo!r}"
         )
+
+
+def _objective(scores: dict, beta: float) -> float | None:
+    """reconstruction (+ the label's term) − beta·KL: what the training loss estimates, per datapoint."""
+    value = scores["reconstruction"] + scores.get("log_py", 0.0)
+    if beta == 0:
+        return value
+    return None if scores["kl"] is None else value - beta * scores["kl"]
 
 
 def fit(
@@ -137,9 +161,12 @@ def fit(
     :param progress: show a tqdm bar with epoch, step and loss.
     :returns: the metrics, one dict per epoch: ``epoch``, ``train_loss`` (the negative
         objective, averaged over the epoch's datapoints), ``val_elbo`` (``None`` for a guide
-        without a density), ``val_objective`` (reconstruction − beta·KL on validation, beta at the
-        end of the epoch: the quantity ``train_loss`` estimates), ``beta``, ``val_accuracy`` (for
-        guides that classify) and ``seconds`` (training only).
+        without a density), ``val_reconstruction`` and ``val_kl``, ``val_objective``
+        (reconstruction − beta·KL on validation, beta at the epoch's last step: the quantity
+        ``train_loss`` estimates, except for M2, whose training loss adds the classifier's term
+        and scales only z's KL where this scales the label's too; ``None`` for a point-mass guide
+        with beta > 0), ``beta``, ``val_accuracy`` (for guides that classify) and ``seconds``
+        (training only).
     """
     check_compatible(model, dataset, config, guide)
     pyro.set_rng_seed(config.seed)
@@ -192,14 +219,16 @@ def fit(
             "epoch": epoch + 1,
             "train_loss": float(total) / seen,
             "val_elbo": val["elbo"],
-            "val_objective": val["reconstruction"] - beta * val["kl"] if beta else val["reconstruction"],
+            "val_reconstruction": val["reconstruction"],
+            "val_kl": val["kl"],
+            "val_objective": _objective(val, beta),
             "beta": beta,
             "seconds": seconds,
         }
         if "accuracy" in val:
             metrics["val_accuracy"] = val["accuracy"]
         history.append(metrics)
-        bar.set_postfix(loss=f"{metrics['train_loss']:.2f}", val=f"{metrics['val_objective']:.2f}")
+        bar.set_postfix(loss=f"{metrics['train_loss']:.2f}", val=f"{metrics['val_objective'] or float('nan'):.2f}")
         if run is not None:
             state = {
                 "model": model.state_dict(),

@@ -115,8 +115,8 @@ def test_cvae_samples_the_class_asked_for(tmp_path, capsys):
     assert (out / "figures" / "samples.png").read_bytes().startswith(PNG)  # one row per class
     assert main(["sample", str(out), "--label", "3", "-n", "20"]) == 0
     assert (out / "figures" / "samples-label-3.png").read_bytes().startswith(PNG)
-    assert main(["sample", str(out)]) == 2
-    assert "pass the labels y (--label)" in capsys.readouterr().err
+    assert main(["sample", str(out), "-n", "30"]) == 0  # classes drawn from p(y)
+    assert (out / "figures" / "samples.png").read_bytes().startswith(PNG)
     assert main(["sample", str(out), "--label", "12"]) == 2
     assert "labels must lie in 0..9" in capsys.readouterr().err
 
@@ -135,5 +135,42 @@ def test_m2_preset_uses_enumeration_and_reports_accuracy(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert (config["pair"]["guide"], config["train"]["elbo"], config["data"]["labels"]) == ("m2", "enum", 50)
     summary = json.loads((out / "summary.json").read_text())
-    assert 0.0 <= summary["test"]["accuracy"] <= 1.0 and "final_val_accuracy" in summary["training"]
-    assert summary["test"]["elbo"] <= summary["test"]["log_px"]
+    from pvae.evaluate import accuracy
+    from pvae.runs import restore
+
+    _, _, dataset, _, guide = restore(out)
+    assert summary["test"]["accuracy"] == accuracy(guide, dataset.test.x, dataset.test.y)
+    assert summary["training"]["final_val_accuracy"] == accuracy(guide, dataset.val.x, dataset.val.y)
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--labels", "50"], "--labels drops training labels, which only a semi-supervised model uses"),
+        (["--model", "m2", "--guide", "gaussian", "--labels", "50"], "proposes none (it has no classify(x))"),
+        (["--model", "ae", "--beta-schedule", "cyclical"], "moves beta from 0 up to --beta, which is 0 here"),
+        (["--likelihood", "continuous-bernoulli"], "use --binarize none"),
+        (["--model", "two-layer", "--elbo", "meanfield"], "use --elbo trace"),
+        (["--beta-schedule", "cyclical", "--beta-ramp", "1.5"], "0 < ramp ≤ 1"),
+        (["--beta", "-1"], "beta must be non-negative"),
+    ],
+)
+def test_settings_that_cannot_train_are_refused_before_anything_is_written(tmp_path, capsys, flags, message):
+    out = tmp_path / "run"
+    assert main(["train", *flags, "--epochs", "1", "--no-progress", "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "config.json").exists()
+
+
+def test_a_pair_named_by_file_is_stored_with_its_absolute_path(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "laplace_vae.py"
+    (tmp_path / "pair.py").write_text(example.read_text())
+    monkeypatch.chdir(tmp_path)
+    args = ["--model", "pair.py:LaplaceVAE", "--guide", "pair.py:LaplaceGuide", "--z-dim", "2", "--hidden", "16"]
+    assert main(["train", *args, "--epochs", "1", "--iwae-samples", "5", "--no-progress", "--out", "r"]) == 0
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["pair"]["model"] == f"{tmp_path / 'pair.py'}:LaplaceVAE"
+    monkeypatch.chdir(tmp_path.parent)  # another working directory: the run still restores
+    assert main(["sample", str(tmp_path / "r"), "-n", "10"]) == 0

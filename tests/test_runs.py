@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from pvae.runs import Run, RunError, atomic_write, write_json
 
@@ -59,3 +60,14 @@ def test_summary_updates_keep_other_keys(tmp_path):
     assert run.summary() == {"train": {"epochs": 3}, "test": {"elbo": -25.0}}
     run.write_metrics([{"epoch": 1}, {"epoch": 2}])
     assert run.metrics() == [{"epoch": 1}, {"epoch": 2}]
+
+
+def test_checkpoints_from_before_encoders_were_wrapped_still_load():
+    from guides.gaussian import GaussianGuide
+
+    guide = GaussianGuide((1, 8, 8), z_dim=3, hidden=(16,))
+    old = {k.replace("encoder.net.", "encoder."): v.clone() for k, v in guide.state_dict().items()}
+    assert "encoder.0.weight" in old
+    fresh = GaussianGuide((1, 8, 8), z_dim=3, hidden=(16,))
+    fresh.load_state_dict(old)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), guide.state_dict().values(), strict=True))

@@ -14,6 +14,7 @@ from pvae.train import TrainConfig, fit
 
 
 def test_cvae_log_weight_is_the_joint_with_a_uniform_label_by_hand():
+    # log w = log p(x | z, y) + log p(y) + log p(z) − log q(z | x, y), each term by hand
     model, guide = build_pair(PairConfig("cvae", "conditional-gaussian", z_dim=3, hidden=(16,)), (1, 8, 8))
     x = torch.bernoulli(torch.full((6, 1, 8, 8), 0.4))
     y = torch.tensor([0, 1, 2, 3, 9, 9])
@@ -25,7 +26,8 @@ def test_cvae_log_weight_is_the_joint_with_a_uniform_label_by_hand():
     code = torch.cat([z, F.one_hot(y, 10).float().expand(4, 6, 10)], -1)
     logits = model.decoder(code)
     log_px_z = -F.binary_cross_entropy_with_logits(logits, x.reshape(6, -1).expand(4, 6, 64), reduction="none").sum(-1)
-    assert torch.allclose(parts["log_px_given_z"], log_px_z - math.log(10), atol=1e-4)
+    assert torch.allclose(parts["log_px_given_z"], log_px_z, atol=1e-4)
+    assert torch.allclose(parts["log_py"], torch.full((4, 6), -math.log(10)))  # the uniform p(y)
     assert torch.allclose(parts["log_pz"], torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1), atol=1e-4)
 
 
@@ -33,8 +35,7 @@ def test_cvae_needs_labels_everywhere():
     model, guide = build_pair(PairConfig("cvae", "conditional-gaussian", z_dim=3, hidden=(16,)), (1, 8, 8))
     with pytest.raises(ValueError, match="pass y"):
         model(torch.zeros(2, 1, 8, 8))
-    with pytest.raises(ValueError, match="--label"):
-        sample_prior(model, 3)
+    assert sample_prior(model, 3).shape == (3, 1, 8, 8)  # without labels, classes drawn from p(y)
     with pytest.raises(ValueError, match=r"0\.\.9"):
         sample_prior(model, 2, torch.tensor([3, 10]))
     partial = data.load(data.DataConfig("digits", labels=50))

@@ -11,13 +11,14 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 
 from guides.two_layer import TwoLayerGuide
-from models.two_layer import Z1, TwoLayerVAE, stage_sizes
+from models.two_layer import TwoLayerVAE
 from pvae import data
 from pvae.config import PairConfig, build_pair
 from pvae.evaluate import bounds, evaluate, log_weights, site_log_probs
+from pvae.nets import stage_sizes
 from pvae.objectives import loss_module, make_elbo
 from pvae.plots import run_figures
-from pvae.sites import PARTICLES, X, Z
+from pvae.sites import PARTICLES, Z1, X, Z
 from pvae.train import TrainConfig, fit
 
 X_SHAPE = (1, 8, 8)
