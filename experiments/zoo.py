@@ -77,6 +77,15 @@ def conditional_accuracy(model, classifier, num_classes: int, per_class: int = 1
     return float((torch.from_numpy(classifier.predict(_flat(images))) == y).float().mean())
 
 
+def labelled_only_accuracy(dataset: data.Dataset, config: data.DataConfig) -> float:
+    """Test accuracy of a logistic regression trained on the kept labels alone, on the images as the
+    model sees them (binarized once where the model's are binarized)."""
+    train = data.evaluation_split(dataset, config, "train")
+    kept = train.labelled
+    baseline = LogisticRegression(max_iter=1000).fit(_flat(train.x[kept]), train.y[kept].numpy())
+    return float(baseline.score(_flat(dataset.test.x), dataset.test.y.numpy()))
+
+
 def run_entry(entry: Entry, args, base: RunConfig, classifier) -> dict:
     config = RunConfig(
         data=replace(base.data, **entry.data),
@@ -107,6 +116,8 @@ def run_entry(entry: Entry, args, base: RunConfig, classifier) -> dict:
     if getattr(model, "conditional", False):
         torch.manual_seed(0)
         row["conditional_accuracy"] = conditional_accuracy(model, classifier, dataset.num_classes)
+    if getattr(model, "semi_supervised", False):
+        row["baseline_accuracy"] = labelled_only_accuracy(dataset, config.data)
     run.update_summary(test=scores, row=row)
     print(_line(row), flush=True)
     return row
@@ -120,6 +131,8 @@ def _line(row: dict) -> str:
     extra = ""
     if row.get("accuracy") is not None:
         extra = f"test accuracy {row['accuracy']:.1%}"
+        if row.get("baseline_accuracy") is not None:
+            extra += f" (logistic regression on the same labels: {row['baseline_accuracy']:.1%})"
     if row.get("conditional_accuracy") is not None:
         extra = f"conditional accuracy {row['conditional_accuracy']:.1%}"
     return (
@@ -156,7 +169,8 @@ def main(argv=None) -> list[dict]:
     classifier_accuracy = classifier.score(_flat(real.test.x), real.test.y.numpy())
     print(f"classifier of real images: {classifier_accuracy:.1%} on the test split", flush=True)
     header = (
-        f"{args.data}, {epochs} epochs, z={args.z_dim}, hidden {args.hidden}; first {args.test_points} test images, "
+        f"{args.data}, {epochs} epochs, z={args.z_dim}, hidden {args.hidden}; "
+        f"{min(args.test_points, len(real.test))} test images, "
         f"K={args.iwae_samples}; nats per datapoint\n\n"
         "| pair | ELBO | log p(x) | reconstruction | s/epoch | accuracy | note |\n"
         "| --- | --- | --- | --- | --- | --- | --- |"

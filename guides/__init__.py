@@ -1,8 +1,15 @@
 """Amortized guides q(z | x), one per file, and the registry that names them.
 
 A guide is a ``PyroModule`` with the model's signature, ``forward(x, y=None)``, that samples
-``"z"`` inside the ``"data"`` plate. Its constructor takes ``x_shape`` first, then keywords
-(``z_dim``, ``hidden``).
+``"z"`` inside the ``"data"`` plate. Its constructor takes ``x_shape`` first, then the keywords
+it wants among ``z_dim``, ``hidden``, ``net``, ``flows``, ``aux_weight`` and ``num_classes``
+(:func:`pvae.config.build_pair` passes those its signature names). Optional declarations the
+engine reads:
+
+* ``point_estimate = True``: q is a point mass (no ELBO or log p(x) is reported);
+* ``mean_field = False``: one latent depends on another (the ``meanfield`` estimator is refused);
+* ``classify(x)``: logits of q(y | x) (``evaluate`` reports accuracy; M2 needs it);
+* ``auxiliary_loss(x, y)``: a summed loss on labelled batches, added to the negative ELBO.
 """
 
 from guides.conditional_gaussian import ConditionalGaussianGuide

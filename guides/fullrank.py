@@ -6,6 +6,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
+from torch import nn
 
 from pvae.nets import encoder
 from pvae.sites import DATA, Z
@@ -44,6 +45,14 @@ class FullRankGuide(PyroModule):
         self.register_buffer("tril_rows", rows, persistent=False)
         self.register_buffer("tril_cols", cols, persistent=False)
         self.encoder = encoder(net, self.x_shape, hidden, 2 * z_dim + len(rows))
+        # Start as the diagonal guide: the off-diagonal entries come from zeroed output rows. With
+        # the usual random initialisation, z_dim = 50 gives rows of L with up to 49 entries of
+        # size 0.3 or so: prior-sized noise that the encoder had to unlearn first (on
+        # Fashion-MNIST the guide trailed the diagonal one by 7 nats after 10 epochs).
+        last = [m for m in self.encoder.modules() if isinstance(m, nn.Linear)][-1]
+        with torch.no_grad():
+            last.weight[2 * z_dim :].zero_()
+            last.bias[2 * z_dim :].zero_()
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean ``(batch, z_dim)`` and lower-triangular Cholesky factor ``(batch, z_dim, z_dim)`` of q(z | x)."""

@@ -102,6 +102,7 @@ def test_zoo_smoke_and_rerunning_a_row_keeps_the_others(tmp_path):
     assert by_name["ae"]["elbo"] is None and by_name["ae"]["reconstruction"] < 0
     assert by_name["vae"]["elbo"] <= by_name["vae"]["log_px"] < 0
     assert 0 <= by_name["cvae"]["conditional_accuracy"] <= 1 and 0 <= by_name["m2, 100 labels"]["accuracy"] <= 1
+    assert 0.5 < by_name["m2, 100 labels"]["baseline_accuracy"] < 1  # a logistic regression on 100 digits
     assert (tmp_path / "vae" / "checkpoint.pt").exists()
     again = zoo.main([*common, "--only", "vae"])
     assert [r["pair"] for r in again] == ["vae", "ae", "cvae", "m2, 100 labels"]

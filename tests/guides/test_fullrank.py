@@ -251,3 +251,14 @@ def test_fullrank_guide_trains_on_digits_through_build_pair(digits):
     # Measured: -40.3, -34.8, -32.0 nats per digit.
     assert all(math.isfinite(e) for e in elbos)
     assert elbos[-1] > elbos[0] + 4, elbos
+
+
+def test_a_fresh_full_rank_guide_starts_diagonal_and_learns_correlations():
+    guide = FullRankGuide((1, 8, 8), z_dim=4, hidden=(16,))
+    x = torch.rand(3, 1, 8, 8)
+    _, scale_tril = guide.encode(x)
+    assert torch.equal(scale_tril, torch.diag_embed(scale_tril.diagonal(dim1=-2, dim2=-1)))
+    # the zeroed rows still receive gradient, so the off-diagonal entries can move
+    scale_tril[..., 1, 0].sum().backward()
+    last = guide.encoder.net[-1]
+    assert last.weight.grad[2 * 4 :].abs().sum() > 0
