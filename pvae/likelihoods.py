@@ -25,6 +25,8 @@ class Bernoulli(nn.Module):
     #: Data must be exactly 0 or 1 (binarize grey levels first).
     requires_binary = True
     params_per_pixel = 1
+    #: The per-pixel distribution, parametrised by ``logits``.
+    pixel = dist.Bernoulli
 
     def __init__(self, x_shape: Sequence[int]):
         super().__init__()
@@ -32,7 +34,7 @@ class Bernoulli(nn.Module):
 
     def forward(self, out: torch.Tensor) -> dist.Distribution:
         logits = out.reshape(out.shape[:-1] + self.x_shape)
-        return dist.Bernoulli(logits=logits).to_event(len(self.x_shape))
+        return self.pixel(logits=logits).to_event(len(self.x_shape))
 
 
 class Gaussian(nn.Module):
@@ -70,7 +72,7 @@ class GaussianPerPixel(Gaussian):
         super().__init__(x_shape, per_pixel=True, init_scale=init_scale)
 
 
-class ContinuousBernoulli(nn.Module):
+class ContinuousBernoulli(Bernoulli):
     """Continuous Bernoulli pixels (Loaiza-Ganem & Cunningham, 2019) with logits from the decoder.
 
     The density on [0, 1] is p(x | λ) = C(λ) λ^x (1 − λ)^(1 − x), with the normalising constant
@@ -86,15 +88,7 @@ class ContinuousBernoulli(nn.Module):
     requires_binary = False
     #: On pixels of exactly 0 or 1, C(λ) → ∞ as λ → 0 or 1: the density has no maximum.
     requires_grey = True
-    params_per_pixel = 1
-
-    def __init__(self, x_shape: Sequence[int]):
-        super().__init__()
-        self.x_shape = tuple(x_shape)
-
-    def forward(self, out: torch.Tensor) -> dist.Distribution:
-        logits = out.reshape(out.shape[:-1] + self.x_shape)
-        return dist.ContinuousBernoulli(logits=logits).to_event(len(self.x_shape))
+    pixel = dist.ContinuousBernoulli
 
 
 #: Name → likelihood class; ``--likelihood`` chooses from these.
