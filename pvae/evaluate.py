@@ -33,7 +33,7 @@ def pair_args(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, t
 
     Labels go to models that declare ``conditional = True`` (they observe every label), and, in
     training only, to models that declare ``semi_supervised = True`` (``y=None`` marks an
-    unlabelled batch); evaluation scores those on x alone, summing over the label.
+    unlabelled batch); evaluation scores those on x alone, the guide proposing the label.
     """
     conditional = getattr(model, "conditional", False)
     semi = training and getattr(model, "semi_supervised", False)
@@ -158,7 +158,8 @@ def evaluate(
         that declares ``point_estimate = True`` (the autoencoder's Delta), ``elbo``, ``kl`` and
         ``log_px`` and their errors are ``None``: a point mass has no density to bound with.
     """
-    if getattr(guide, "point_estimate", False):
+    point_mass = getattr(guide, "point_estimate", False)
+    if point_mass:
         num_samples = 1  # every draw from a point mass is the same
     was_training = (model.training, guide.training)
     model.eval()
@@ -180,7 +181,7 @@ def evaluate(
     result = {key: float(v.mean()) for key, v in values.items()}
     for key in ("elbo", "log_px"):
         result[f"{key}_se"] = float(values[key].std() / n**0.5) if n > 1 else float("nan")
-    if getattr(guide, "point_estimate", False):
+    if point_mass:
         # q(z|x) is a point mass: KL(q ‖ p) is infinite, so the ELBO is −∞, and a point proposes
         # no importance samples. Only the reconstruction term means something.
         result.update(elbo=None, kl=None, log_px=None, elbo_se=None, log_px_se=None)

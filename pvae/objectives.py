@@ -145,7 +145,9 @@ class Loss(torch.nn.Module):
         super().__init__()
         if beta is not None and beta < 0:
             raise ValueError(f"beta must be non-negative, got {beta}")
-        self.guide = guide
+        # the guide's own loss on labelled batches (M2's classifier), kept as a bound method: the
+        # guide itself is registered once, inside the ELBO module
+        self.auxiliary_loss = getattr(guide, "auxiliary_loss", None)
         if beta is not None:
             shared = torch.tensor(float(beta))  # one tensor behind both wrappers
             model, guide = BetaScaled(model, shared, sites), BetaScaled(guide, shared, sites)
@@ -161,9 +163,8 @@ class Loss(torch.nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         args = (x,) if y is None else (x, y)
         loss = self.elbo_loss(*args)
-        auxiliary = getattr(self.guide, "auxiliary_loss", None)
-        if y is not None and auxiliary is not None:
-            loss = loss + auxiliary(x, y)
+        if y is not None and self.auxiliary_loss is not None:
+            loss = loss + self.auxiliary_loss(x, y)
         return loss
 
 

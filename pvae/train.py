@@ -100,10 +100,16 @@ def check_compatible(
         )
     if tuple(getattr(model, "x_shape", dataset.x_shape)) != dataset.x_shape:
         raise ValueError(f"the model expects datapoints of shape {model.x_shape}, the data has {dataset.x_shape}")
-    if getattr(model, "conditional", False) and not dataset.train.fully_labelled:
+    semi = getattr(model, "semi_supervised", False)
+    if not semi and not dataset.train.fully_labelled:  # only the semi-supervised model takes --labels
+        if getattr(model, "conditional", False):
+            raise ValueError(
+                f"{type(model).__name__} observes the label of every datapoint, but some training labels were "
+                "dropped (--labels); train it on all labels, or use the semi-supervised model (--model m2)"
+            )
         raise ValueError(
-            f"{type(model).__name__} observes the label of every datapoint, but some training labels were "
-            "dropped (--labels); train it on all labels, or use the semi-supervised model (--model m2)"
+            f"--labels drops training labels, which only a semi-supervised model uses; {type(model).__name__} "
+            "ignores labels: drop --labels, or use --model m2"
         )
     num_classes = getattr(model, "num_classes", None)
     if num_classes is not None and num_classes < dataset.num_classes:
@@ -113,16 +119,10 @@ def check_compatible(
             f"{type(guide).__name__} makes one latent depend on another, which the mean-field estimator "
             "ignores: use --elbo trace"
         )
-    semi = getattr(model, "semi_supervised", False)
     if semi and guide is not None and not hasattr(guide, "classify"):
         raise ValueError(
             f"{type(model).__name__} leaves unknown labels to the guide, but {type(guide).__name__} proposes none "
             "(it has no classify(x)): use --guide m2"
-        )
-    if not semi and not getattr(model, "conditional", False) and not dataset.train.fully_labelled:
-        raise ValueError(
-            f"--labels drops training labels, which only a semi-supervised model uses; {type(model).__name__} "
-            "ignores labels: drop --labels, or use --model m2"
         )
     if getattr(likelihood, "requires_grey", False) and dataset.is_binary:
         raise ValueError(
@@ -228,7 +228,10 @@ def fit(
         if "accuracy" in val:
             metrics["val_accuracy"] = val["accuracy"]
         history.append(metrics)
-        bar.set_postfix(loss=f"{metrics['train_loss']:.2f}", val=f"{metrics['val_objective'] or float('nan'):.2f}")
+        val_objective = metrics["val_objective"]
+        bar.set_postfix(
+            loss=f"{metrics['train_loss']:.2f}", val="—" if val_objective is None else f"{val_objective:.2f}"
+        )
         if run is not None:
             state = {
                 "model": model.state_dict(),
