@@ -21,6 +21,7 @@ A schedule of beta over training (KL annealing) is a :class:`BetaSchedule`; the 
 the current value into the loss module's beta tensor before every step.
 """
 
+import inspect
 import math
 import warnings
 from collections.abc import Callable, Collection
@@ -28,11 +29,12 @@ from dataclasses import dataclass
 
 import pyro
 import torch
-from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
+from pyro.infer import ELBO, RenyiELBO, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
 from pyro.util import warn_if_nan
 from torch.distributions import Independent, MultivariateNormal, Normal, register_kl
 
+from pvae.dreg import DReG_ELBO
 from pvae.registry import lookup
 from pvae.sites import Z
 
@@ -55,29 +57,101 @@ class MeanFieldELBO(TraceMeanField_ELBO):
         return loss
 
 
-#: Estimator name → ELBO class; ``--elbo`` chooses from these. ``enum`` sums discrete latent
-#: sites marked ``infer={"enumerate": "parallel"}`` exactly (the semi-supervised M2 needs it).
+class IWAE_ELBO(RenyiELBO):
+    """The importance-weighted bound of Burda et al. (2015): ``RenyiELBO`` at alpha = 0,
+
+    IWAE_K = E[log (1/K) Σₖ p(x, zₖ) / q(zₖ|x)],  zₖ ~ q(z|x),
+
+    a lower bound on log p(x) for every K that tightens as K grows; K = 1 is the ELBO. Its
+    gradient weights each particle's by its normalised importance weight.
+
+    :param num_particles: K.
+    :param max_plate_nesting: bound on nested plates (the batch plate: 1).
+    :param vectorize_particles: draw the K particles in one vectorized pass.
+    :param strict_enumeration_warning: as for every Pyro ELBO.
+    """
+
+    def __init__(
+        self,
+        num_particles: int = 2,
+        max_plate_nesting: float = float("inf"),
+        vectorize_particles: bool = False,
+        strict_enumeration_warning: bool = True,
+    ):
+        super().__init__(
+            alpha=0.0,
+            num_particles=num_particles,
+            max_plate_nesting=max_plate_nesting,
+            vectorize_particles=vectorize_particles,
+            strict_enumeration_warning=strict_enumeration_warning,
+        )
+
+
+#: Estimator name → ELBO class; ``--elbo`` chooses from these.
+#:
+#: * ``trace``: Trace_ELBO, Monte Carlo estimate of every term;
+#: * ``meanfield``: TraceMeanField_ELBO, the KL term in closed form where one is known;
+#: * ``graph``: TraceGraph_ELBO, score-function terms restricted to their downstream costs (the
+#:   same estimator as ``trace`` for a reparameterized guide);
+#: * ``iwae``: the importance-weighted bound with K = ``num_particles``;
+#: * ``renyi``: the Rényi bound of order alpha (Li & Turner, 2016); alpha = 0 is ``iwae``;
+#: * ``dreg``: the IWAE bound with doubly-reparameterized guide gradients (:class:`DReG_ELBO`);
+#: * ``enum``: TraceEnum_ELBO, which sums discrete latent sites marked
+#:   ``infer={"enumerate": "parallel"}`` exactly (the semi-supervised M2 needs it).
+#:
+#: ``graph``, ``iwae`` and ``renyi`` have no ``differentiable_loss``: they train through
+#: ``loss_and_grads`` (see :meth:`Loss.loss_and_grads`).
 ESTIMATORS: dict[str, Callable[..., ELBO]] = {
     "trace": Trace_ELBO,
     "meanfield": MeanFieldELBO,
+    "graph": TraceGraph_ELBO,
+    "iwae": IWAE_ELBO,
+    "renyi": RenyiELBO,
+    "dreg": DReG_ELBO,
     "enum": TraceEnum_ELBO,
 }
 
+#: alpha of ``renyi`` when none is given (alpha = 0 is ``iwae``, alpha → 1 the ELBO).
+DEFAULT_ALPHA = 0.5
 
-def make_elbo(name: str, num_particles: int = 1, vectorize_particles: bool = False) -> ELBO:
+
+def make_elbo(name: str, num_particles: int = 1, vectorize_particles: bool = False, alpha: float | None = None) -> ELBO:
     """Build the estimator registered as ``name``.
 
     :param name: a key of :data:`ESTIMATORS`.
-    :param num_particles: samples of z per datapoint and step.
+    :param num_particles: samples of z per datapoint and step (K of the importance-weighted bounds).
     :param vectorize_particles: draw the particles in one vectorized pass instead of a loop.
-    :raises ValueError: naming the valid choices when ``name`` is unknown.
+    :param alpha: order of the Rényi bound, for estimators that take one (``renyi``; default
+        :data:`DEFAULT_ALPHA`).
+    :raises ValueError: naming the valid choices when ``name`` is unknown, or when ``alpha`` is
+        given to an estimator without one, or is 1.
     """
     if num_particles < 1:
         raise ValueError(f"num_particles must be at least 1, got {num_particles}")
     factory = lookup(ESTIMATORS, name, "estimator")
-    options = {"strict_enumeration_warning": False} if issubclass(factory, TraceEnum_ELBO) else {}
-    # (labelled batches of M2 have nothing to enumerate; that is expected, not worth a warning)
+    options = {}
+    if "alpha" in inspect.signature(factory).parameters:
+        options["alpha"] = DEFAULT_ALPHA if alpha is None else alpha
+        if options["alpha"] == 1:
+            raise ValueError("the Rényi bound of order alpha=1 is the ELBO: use --elbo trace, or another alpha")
+    elif alpha is not None:
+        with_alpha = sorted(n for n, f in ESTIMATORS.items() if "alpha" in inspect.signature(f).parameters)
+        raise ValueError(f"--alpha is the order of the Rényi bound: only {', '.join(with_alpha)} take it, not {name}")
+    if issubclass(factory, TraceEnum_ELBO):
+        # labelled batches of M2 have nothing to enumerate: expected, not worth a warning
+        options["strict_enumeration_warning"] = False
     return factory(num_particles=num_particles, vectorize_particles=vectorize_particles, max_plate_nesting=1, **options)
+
+
+def is_differentiable(elbo: ELBO) -> bool:
+    """Whether ``elbo`` has a ``differentiable_loss`` (else it trains through ``loss_and_grads``)."""
+    return hasattr(elbo, "differentiable_loss")
+
+
+def is_traceable(elbo: ELBO) -> bool:
+    """Whether ``torch.jit.trace`` can compile the estimator's loss: it needs a differentiable
+    loss whose gradient the recorded operations give (not :class:`DReG_ELBO`'s gradient hook)."""
+    return is_differentiable(elbo) and getattr(elbo, "traceable", True)
 
 
 class BetaScale(Messenger):
@@ -160,12 +234,85 @@ class Loss(torch.nn.Module):
             raise ValueError("this loss was built without beta; pass beta= to scale the latent sites")
         self.beta.fill_(value)
 
+    @property
+    def elbo(self) -> ELBO:
+        """The estimator."""
+        return self.elbo_loss.elbo
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether calling the module gives a differentiable loss; else use :meth:`loss_and_grads`."""
+        return is_differentiable(self.elbo)
+
+    @property
+    def traceable(self) -> bool:
+        """Whether :class:`TracedLoss` can compile this loss (see :func:`is_traceable`)."""
+        return is_traceable(self.elbo)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.differentiable:
+            raise TypeError(
+                f"{type(self.elbo).__name__} has no differentiable loss; train it with "
+                "pvae.objectives.backward(loss_fn, x), which calls its loss_and_grads"
+            )
         args = (x,) if y is None else (x, y)
         loss = self.elbo_loss(*args)
         if y is not None and self.auxiliary_loss is not None:
             loss = loss + self.auxiliary_loss(x, y)
         return loss
+
+    @torch.no_grad()
+    def estimate(self, x: torch.Tensor, y: torch.Tensor | None = None) -> float:
+        """The estimator's value of the loss, summed over the batch, without gradients (its
+        ``loss``; every estimator has one). Excludes the guide's auxiliary loss."""
+        args = (x,) if y is None else (x, y)
+        return float(self.elbo.loss(self.elbo_loss.model, self.elbo_loss.guide, *args))
+
+    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
+        """Add ``scale`` times the gradient of the loss to each parameter's ``.grad``, through the
+        estimator's ``loss_and_grads`` (which calls ``backward`` itself), and return the loss,
+        summed over the batch and detached. Works for every estimator.
+
+        :raises RuntimeError: if the estimator left every gradient empty (Pyro's ``RenyiELBO``
+            backpropagates only when its traces hold ``param`` sites: the pair must be ``PyroModule`` s).
+        """
+        if self.differentiable:
+            loss = self(x, y)
+            (loss * scale).backward()
+            return loss.detach()
+        params = list(self.parameters())
+        kept = [p.grad for p in params]  # set aside, so that only this call's gradient is scaled
+        for p in params:
+            p.grad = None
+        args = (x,) if y is None else (x, y)
+        loss = torch.as_tensor(self.elbo.loss_and_grads(self.elbo_loss.model, self.elbo_loss.guide, *args))
+        if all(p.grad is None for p in params):
+            raise RuntimeError(
+                f"{type(self.elbo).__name__}.loss_and_grads computed no gradient: the model and guide must be "
+                "PyroModules, whose parameters appear as param sites in Pyro's traces"
+            )
+        if y is not None and self.auxiliary_loss is not None:
+            auxiliary = self.auxiliary_loss(x, y)
+            auxiliary.backward()
+            loss = loss + auxiliary.detach()
+        for p, grad in zip(params, kept, strict=True):
+            if p.grad is not None and scale != 1.0:
+                p.grad.mul_(scale)
+            if grad is not None:
+                p.grad = grad if p.grad is None else p.grad + grad
+        return loss
+
+
+def backward(loss_fn: torch.nn.Module, *args: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Add ``scale`` times the gradient of ``loss_fn(*args)`` to the parameters' ``.grad``, for
+    any loss module (:class:`Loss`, :class:`TracedLoss`, or any module returning a loss), and
+    return the loss, detached. Estimators without a differentiable loss go through their
+    ``loss_and_grads``."""
+    if isinstance(loss_fn, Loss):
+        return loss_fn.loss_and_grads(*args, scale=scale)
+    loss = loss_fn(*args)
+    (loss * scale).backward()
+    return loss.detach()
 
 
 def loss_module(
@@ -290,6 +437,10 @@ class TracedLoss(torch.nn.Module):
 
     def __init__(self, loss_fn: torch.nn.Module):
         super().__init__()
+        if not getattr(loss_fn, "traceable", True):
+            elbo = type(loss_fn.elbo).__name__
+            why = "has no differentiable loss" if not loss_fn.differentiable else "shapes its gradient with a hook"
+            raise ValueError(f"torch.jit.trace cannot compile {elbo}: it {why}; drop --jit")
         self.loss_fn = loss_fn
         self._compiled: dict[tuple, torch.jit.ScriptModule] = {}
 

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from pvae import data as pdata
 from pvae.evaluate import evaluate, pair_args
-from pvae.objectives import BetaSchedule, Loss, TracedLoss, loss_module, make_elbo
+from pvae.objectives import BetaSchedule, Loss, TracedLoss, backward, is_traceable, loss_module, make_elbo
 from pvae.runs import Run, rng_state, set_rng_state
 
 
@@ -33,7 +33,12 @@ class TrainConfig:
     :param epochs: passes over the training split.
     :param batch_size: datapoints per step.
     :param lr: Adam's learning rate.
-    :param num_particles: samples of z per datapoint and step.
+    :param num_particles: samples of z per datapoint and step (K of ``iwae``, ``renyi``, ``dreg``).
+    :param vectorize: draw the particles in one vectorized pass (else a Python loop over them).
+    :param alpha: order of the Rényi bound (``renyi`` only; default
+        :data:`pvae.objectives.DEFAULT_ALPHA`).
+    :param max_seconds: stop once the training steps have taken this long (for comparisons at
+        equal wall-clock time); the last epoch is then partial.
     :param seed: seeds torch, numpy and Python's RNGs (initialisation, batches, binarization, z).
     :param jit: compile the loss with ``torch.jit.trace`` (see :class:`pvae.objectives.TracedLoss`).
     :param validate: keep Pyro's argument and support checks on for every step; by default they
@@ -46,6 +51,9 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     num_particles: int = 1
+    vectorize: bool = True
+    alpha: float | None = None
+    max_seconds: float | None = None
     seed: int = 0
     jit: bool = False
     validate: bool = False
@@ -63,19 +71,25 @@ class TrainConfig:
 
 def make_loss(model: torch.nn.Module, guide: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
     """The loss module ``fit`` trains: the negative (beta-)ELBO summed over a batch."""
-    elbo = make_elbo(config.elbo, num_particles=config.num_particles, vectorize_particles=config.num_particles > 1)
+    elbo = make_elbo(
+        config.elbo,
+        num_particles=config.num_particles,
+        vectorize_particles=config.vectorize and config.num_particles > 1,
+        alpha=config.alpha,
+    )
     schedule = config.schedule()
     loss_fn = loss_module(model, guide, elbo, beta=schedule(0.0), scheduled=not schedule.is_constant)
     return TracedLoss(loss_fn) if config.jit else loss_fn
 
 
 def step(loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, *args: torch.Tensor) -> torch.Tensor:
-    """One gradient step on a batch; returns the loss in nats per datapoint (detached)."""
-    loss = loss_fn(*args) / args[0].shape[0]
+    """One gradient step on a batch, for every estimator (those without a differentiable loss
+    through their ``loss_and_grads``); returns the loss in nats per datapoint (detached)."""
+    n = args[0].shape[0]
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss = backward(loss_fn, *args, scale=1.0 / n) / n
     optimizer.step()
-    return loss.detach()
+    return loss
 
 
 def check_compatible(
@@ -87,7 +101,8 @@ def check_compatible(
     """Refuse data or settings a pair cannot train on: grey levels for a likelihood of binary
     pixels, the wrong datapoint shape, missing labels for a conditional model, a semi-supervised
     model without the enumerating estimator, the mean-field estimator for a guide that declares
-    ``mean_field = False``.
+    ``mean_field = False``, an unknown estimator or a bad alpha, ``--jit`` with an estimator it
+    cannot compile.
 
     :raises ValueError: naming the fix.
     """
@@ -133,6 +148,17 @@ def check_compatible(
         raise ValueError(
             f"{type(model).__name__} sums over the unknown labels by enumeration: use --elbo enum, not {config.elbo!r}"
         )
+    if config is not None:
+        elbo = make_elbo(config.elbo, alpha=config.alpha)  # refuses an unknown name or a bad alpha
+        if config.jit and not is_traceable(elbo):
+            reason = (
+                "weights its guide gradient with a hook that a trace does not record"
+                if hasattr(elbo, "differentiable_loss")
+                else "has no differentiable loss (it trains through loss_and_grads)"
+            )
+            raise ValueError(
+                f"--jit compiles the loss with torch.jit.trace, but --elbo {config.elbo} {reason}: drop --jit"
+            )
 
 
 def _objective(scores: dict, beta: float) -> float | None:
@@ -159,7 +185,8 @@ def fit(
 
     :param resume: continue from the run's checkpoint (parameters, optimizer, RNG, epoch).
     :param progress: show a tqdm bar with epoch, step and loss.
-    :returns: the metrics, one dict per epoch: ``epoch``, ``train_loss`` (the negative
+    :returns: the metrics, one dict per epoch: ``epoch``, ``steps`` (fewer than an epoch's
+        when ``config.max_seconds`` ends training), ``train_loss`` (the negative
         objective, averaged over the epoch's datapoints), ``val_elbo`` (``None`` for a guide
         without a density), ``val_reconstruction`` and ``val_kl``, ``val_objective``
         (reconstruction − beta·KL on validation, beta at the epoch's last step: the quantity
@@ -179,7 +206,7 @@ def fit(
     eager: Loss = loss_fn.loss_fn if isinstance(loss_fn, TracedLoss) else loss_fn
     y0 = train.y[:2] if bool(train.labelled[:2].all()) else None
     with pyro.validation_enabled(True):
-        eager(*pair_args(model, dataset.training_batch(train.x[:2]), y0, training=True))
+        eager.estimate(*pair_args(model, dataset.training_batch(train.x[:2]), y0, training=True))
     optimizer = torch.optim.Adam(loss_fn.parameters(), lr=config.lr)
     history: list[dict] = []
     start = 0
@@ -197,9 +224,11 @@ def fit(
     else:
         steps = math.ceil(len(train) / config.batch_size)
     bar = tqdm(total=steps * (config.epochs - start), disable=not progress, unit="step", dynamic_ncols=True)
+    trained = sum(m["seconds"] for m in history)  # seconds of training steps so far
     for epoch in range(start, config.epochs):
         bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
-        tic, total, seen = time.perf_counter(), torch.zeros(()), 0
+        tic, total, seen, taken = time.perf_counter(), torch.zeros(()), 0, 0
+        out_of_time = False
         with pyro.validation_enabled(config.validate):
             for i, (x, y) in enumerate(batches(train, config.batch_size)):
                 if not schedule.is_constant:
@@ -207,16 +236,22 @@ def fit(
                 loss = step(loss_fn, optimizer, *pair_args(model, dataset.training_batch(x), y, training=True))
                 total += loss * x.shape[0]
                 seen += x.shape[0]
+                taken += 1
                 bar.update()
                 if i % 20 == 0:
                     bar.set_postfix(loss=f"{float(loss):.2f}")
+                if config.max_seconds is not None and trained + time.perf_counter() - tic >= config.max_seconds:
+                    out_of_time = True
+                    break
         seconds = time.perf_counter() - tic
+        trained += seconds
         if not torch.isfinite(total):  # before anything is evaluated or saved
             raise FloatingPointError(f"the loss became {float(total)} in epoch {epoch + 1}; try a lower --lr")
-        beta = schedule(epoch + (steps - 1) / steps)  # at the epoch's last step
+        beta = schedule(epoch + (taken - 1) / steps)  # at the epoch's last step
         val = evaluate(model, guide, dataset.val.x, dataset.val.y, num_samples=1, batch_size=1000)
         metrics = {
             "epoch": epoch + 1,
+            "steps": taken,
             "train_loss": float(total) / seen,
             "val_elbo": val["elbo"],
             "val_reconstruction": val["reconstruction"],
@@ -242,5 +277,7 @@ def fit(
             }
             run.write_metrics(history)  # first: a checkpoint never gets ahead of its metrics
             run.save_checkpoint(state)
+        if out_of_time:
+            break
     bar.close()
     return history
