@@ -63,7 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive(int), help="default: 100 for digits, 10 otherwise")
     train.add_argument("--batch-size", type=_positive(int), default=128)
     train.add_argument("--lr", type=_positive(float), default=1e-3)
-    train.add_argument("--particles", type=_positive(int), default=1, help="samples of z per datapoint and step")
+    train.add_argument(
+        "--particles", type=_positive(int), default=1, help="samples of z per datapoint and step (K of iwae/renyi/dreg)"
+    )
+    train.add_argument(
+        "--vectorize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="draw the particles in one vectorized pass (default) or loop over them",
+    )
+    train.add_argument("--alpha", type=float, help="order of the Rényi bound, --elbo renyi only (default 0.5)")
     train.add_argument("--jit", action="store_true", help="compile the loss with torch.jit.trace (faster steps)")
     train.add_argument("--validate", action="store_true", help="keep Pyro's checks on for every step, not the first")
     train.add_argument("--binarize", default="dynamic", choices=BINARIZE)
@@ -94,7 +103,46 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=_positive(int), default=100, help="how many (default: 100)")
     sample.add_argument("--seed", type=int, default=0, help="seed of the draws of z")
     sample.add_argument("--out", help="PNG to write (default: RUN/figures/samples[-label-K].png)")
+    compare = sub.add_parser(
+        "compare-elbos",
+        help="compare ELBO estimators on a trained pair: bounds, gradient signal-to-noise, cost, result of training",
+    )
+    compare.add_argument("run", help="run directory of the trained pair")
+    compare.add_argument(
+        "--estimators",
+        type=_names,
+        help=f"comma-separated, of {','.join(ESTIMATORS)} (default: all the pair can use)",
+    )
+    compare.add_argument("--particles", type=_hidden, default=(1, 5, 10, 50), help="values of K (default: 1,5,10,50)")
+    compare.add_argument("--alpha", type=float, default=0.5, help="order of the Rényi bound (default: 0.5)")
+    compare.add_argument("--points", type=_positive(int), default=100, help="test points of the bounds (default: 100)")
+    compare.add_argument("--repeats", type=_positive(int), default=20, help="estimates of each bound (default: 20)")
+    compare.add_argument("--grad-points", type=_positive(int), default=16, help="test points of the gradient batch")
+    compare.add_argument("--grad-repeats", type=_positive(int), default=200, help="gradient estimates (default: 200)")
+    compare.add_argument("--cost-batch", type=_positive(int), default=128, help="datapoints per timed step")
+    compare.add_argument("--cost-steps", type=_positive(int), default=20, help="timed steps per estimator and K")
+    compare.add_argument(
+        "--train-epochs",
+        type=int,
+        default=0,
+        help="train a fresh pair with each estimator for N epochs (default: 0, skip)",
+    )
+    compare.add_argument("--train-particles", type=_positive(int), default=5, help="K of the training runs")
+    compare.add_argument(
+        "--train-seconds",
+        type=float,
+        help="budget of the equal-time runs (default: what the first estimator took; 0: none)",
+    )
+    compare.add_argument("--test-points", type=_positive(int), default=1000, help="test points of the trained pairs")
+    compare.add_argument("--iwae-samples", type=_positive(int), default=1000, help="K of their test log p(x)")
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--out", help="folder of results.json, results.md and figures (default: RUN/elbos)")
     return parser
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """``"trace,iwae"`` → ("trace", "iwae")."""
+    return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 def resolve_pair(args) -> tuple[str, str, str, float]:
@@ -147,19 +195,21 @@ def _train(args) -> Path:
             model_name, guide_name, args.z_dim, args.hidden, args.likelihood, args.net, args.flows, args.aux_weight
         ),
         train=TrainConfig(
-            elbo,
-            beta,
-            epochs,
-            args.batch_size,
-            args.lr,
-            args.particles,
-            args.seed,
-            args.jit,
-            args.validate,
-            args.beta_schedule,
-            args.beta_warmup,
-            args.beta_cycles,
-            args.beta_ramp,
+            elbo=elbo,
+            beta=beta,
+            epochs=epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            num_particles=args.particles,
+            vectorize=args.vectorize,
+            alpha=args.alpha,
+            seed=args.seed,
+            jit=args.jit,
+            validate=args.validate,
+            beta_schedule=args.beta_schedule,
+            beta_warmup=args.beta_warmup,
+            beta_cycles=args.beta_cycles,
+            beta_ramp=args.beta_ramp,
         ),
     )
     config.train.schedule()  # refuses a bad beta or schedule before anything is written
@@ -296,6 +346,94 @@ def _plot_run(path) -> list[Path]:
     return written
 
 
+def _compare_run(args) -> Path:
+    import pyro
+
+    from pvae.compare import CompareConfig, compare_estimators
+    from pvae.config import build_pair
+    from pvae.data import evaluation_split
+    from pvae.objectives import ESTIMATORS
+    from pvae.runs import restore
+
+    run, config, dataset, model, guide = restore(args.run)
+    reasons = applicable_estimators(model, guide, dataset, config.train)
+    names = args.estimators or tuple(n for n, why in reasons.items() if why is True)
+    for name in names:
+        if name not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
+        if reasons[name] is not True:
+            raise ValueError(f"--estimators {name}: {reasons[name]}")
+    if not names:
+        raise ValueError(f"no estimator applies to this pair: {next(iter(reasons.values()))}")
+    settings = CompareConfig(
+        estimators=names,
+        particles=args.particles,
+        alpha=args.alpha,
+        points=args.points,
+        value_repeats=args.repeats,
+        grad_points=args.grad_points,
+        grad_repeats=args.grad_repeats,
+        cost_batch=args.cost_batch,
+        cost_steps=args.cost_steps,
+        train_epochs=args.train_epochs,
+        train_particles=args.train_particles,
+        train_seconds=args.train_seconds,
+        test_points=args.test_points,
+        iwae_samples=args.iwae_samples,
+        seed=args.seed,
+    )
+    test = evaluation_split(dataset, config.data, "test")
+
+    def build():
+        return build_pair(config.pair, dataset.x_shape, dataset.num_classes)
+
+    pyro.set_rng_seed(args.seed)
+    results = compare_estimators(model, guide, dataset, test.x, settings, build, config.train)
+    results["run"] = str(run.path)
+    out = Path(args.out) if args.out else run.path / "elbos"
+    write_comparison(results, out, f"ELBO estimators: {config.pair.model}/{config.pair.guide} on {config.data.name}")
+    print(f"results in {out}: results.json, results.md, figures/")
+    return out
+
+
+def applicable_estimators(model, guide, dataset, train) -> dict:
+    """Estimator name → ``True`` for those the pair can train with, else the reason it cannot."""
+    from dataclasses import replace as _replace
+
+    from pvae.objectives import ESTIMATORS
+    from pvae.train import check_compatible
+
+    if getattr(guide, "point_estimate", False):
+        return {n: "a point-mass guide has no density, so every bound is −∞" for n in ESTIMATORS}
+    reasons = {}
+    for name in ESTIMATORS:
+        try:
+            check_compatible(model, dataset, _replace(train, elbo=name, jit=False, alpha=None), guide)
+            reasons[name] = True
+        except ValueError as error:
+            reasons[name] = str(error)
+    return reasons
+
+
+def write_comparison(results: dict, out: Path, title: str) -> None:
+    """``results.json``, ``results.md`` and the figures of a comparison, each written atomically."""
+    import matplotlib.pyplot as plt
+
+    from pvae.compare import results_markdown
+    from pvae.plots import comparison_figures
+    from pvae.runs import atomic_write, write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", results)
+    text = results_markdown(results, title)
+    atomic_write(out / "results.md", lambda handle: handle.write(text.encode()))
+    for name, fig in comparison_figures(results).items():
+        atomic_write(
+            out / "figures" / f"{name}.png", lambda handle, fig=fig: fig.savefig(handle, format="png", dpi=120)
+        )
+        plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pvae`` console script."""
     args = build_parser().parse_args(argv)
@@ -312,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
             _plot_run(args.run)
         elif args.command == "sample":
             _sample_run(args.run, args.label, args.n, args.seed, args.out)
+        elif args.command == "compare-elbos":
+            _compare_run(args)
     except (DataError, RunError, ValueError, FloatingPointError) as error:
         print(f"pvae {args.command}: error: {error}", file=sys.stderr)
         return 2

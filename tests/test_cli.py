@@ -105,6 +105,8 @@ def test_ae_preset_trains_the_autoencoder_and_reports_no_bound(tmp_path, capsys)
     assert "--model ae means --beta 0.0" in capsys.readouterr().err
     assert main(["train", "--flows", "2", *common, "--out", str(tmp_path / "y")]) == 2
     assert "takes no 'flows' option: drop --flows" in capsys.readouterr().err
+    assert main(["compare-elbos", str(out)]) == 2
+    assert "point-mass guide has no density" in capsys.readouterr().err
 
 
 def test_cvae_samples_the_class_asked_for(tmp_path, capsys):
@@ -174,3 +176,41 @@ def test_a_pair_named_by_file_is_stored_with_its_absolute_path(tmp_path, monkeyp
     assert config["pair"]["model"] == f"{tmp_path / 'pair.py'}:LaplaceVAE"
     monkeypatch.chdir(tmp_path.parent)  # another working directory: the run still restores
     assert main(["sample", str(tmp_path / "r"), "-n", "10"]) == 0
+
+
+def test_compare_elbos_writes_tables_and_figures_and_refuses_what_the_pair_cannot_use(trained, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    small = ["--particles", "1,4", "--repeats", "3", "--grad-repeats", "3", "--cost-steps", "2", "--points", "20"]
+    assert (
+        main(
+            [
+                "compare-elbos",
+                str(trained),
+                "--estimators",
+                "meanfield,renyi",
+                "--alpha",
+                "0.2",
+                *small,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert [r["label"] for r in results["values"]] == [
+        "meanfield K=1",
+        "meanfield K=4",
+        "renyi α=0.2 K=1",
+        "renyi α=0.2 K=4",
+    ]
+    assert results["settings"]["points"] == 20 and results["training"] == []
+    assert results["exact_log_px"] is None  # a VAE has no closed-form log p(x)
+    # Rényi bounds rise with K (alpha < 1), within the noise of three estimates
+    renyi = [r for r in results["values"] if r["estimator"] == "renyi"]
+    assert renyi[1]["mean"] > renyi[0]["mean"] - 3 * (renyi[0]["se"] + renyi[1]["se"])
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["bounds.png", "cost.png", "gradient-snr.png"]
+    assert all((out / "figures" / n).read_bytes().startswith(PNG) for n in ("bounds.png", "cost.png"))
+    assert "| renyi α=0.2 |" in (out / "results.md").read_text()
+    assert main(["compare-elbos", str(trained), "--estimators", "elbow", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown estimator 'elbow'" in capsys.readouterr().err

@@ -1,0 +1,493 @@
+"""Comparing ELBO estimators on one model/guide pair: value, gradient signal-to-noise, cost, result.
+
+Every measurement runs an estimator through the same loss module the trainer uses
+(:func:`pvae.objectives.loss_module`, :func:`pvae.objectives.backward`), so what is compared is
+what ``fit`` trains. Values are in nats per datapoint.
+
+* :func:`bound_values` — each bound's mean and standard error over repeated estimates on one
+  batch (the ordering ELBO ≤ IWAE-K ≤ IWAE-K' ≤ log p(x) is checked by :func:`ordering`);
+* :func:`gradient_stats` — per-parameter mean and variance of the gradient over repeated
+  estimates on one batch, and the signal-to-noise ratio |mean| / std of Rainforth et al. (2018),
+  for the guide's (encoder) and the model's (decoder) parameters separately;
+* :func:`step_cost` — median seconds per training step and peak memory of one step;
+* :func:`train_each` — the test log p(x) after training with each estimator for the same number
+  of epochs, and for the same wall-clock time.
+"""
+
+import copy
+import math
+import statistics
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import pyro
+import torch
+from pyro.infer import ELBO
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from pvae import data as pdata
+from pvae.evaluate import evaluate
+from pvae.objectives import backward, loss_module, make_elbo
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """One estimator setting: a registry name, K, and alpha for the Rényi bound.
+
+    :param name: a key of :data:`pvae.objectives.ESTIMATORS`.
+    :param particles: K, samples of z per datapoint.
+    :param alpha: order of the Rényi bound (``renyi`` only).
+    :param vectorize: draw the K particles in one vectorized pass.
+    """
+
+    name: str
+    particles: int = 1
+    alpha: float | None = None
+    vectorize: bool = True
+
+    @property
+    def label(self) -> str:
+        """``"iwae K=5"``, ``"renyi α=0.5 K=5"``."""
+        alpha = f" α={self.alpha:g}" if self.alpha is not None else ""
+        return f"{self.name}{alpha} K={self.particles}"
+
+    def elbo(self) -> ELBO:
+        """The Pyro estimator."""
+        return make_elbo(self.name, self.particles, self.vectorize and self.particles > 1, self.alpha)
+
+    def as_dict(self) -> dict:
+        """JSON-ready fields and the label."""
+        return {"estimator": self.name, "particles": self.particles, "alpha": self.alpha, "label": self.label}
+
+
+def estimator_grid(names: Sequence[str], particles: Sequence[int], alpha: float = 0.5) -> list[Estimator]:
+    """Every estimator at every K; ``renyi`` gets ``alpha``, the others none."""
+    return [Estimator(n, k, alpha if n == "renyi" else None) for n in names for k in particles]
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Values at fixed parameters
+
+
+@torch.no_grad()
+def bound_values(
+    model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, estimators: Sequence[Estimator], repeats: int = 20
+) -> list[dict]:
+    """Each estimator's bound on the batch ``x``, estimated ``repeats`` times.
+
+    :returns: one dict per estimator: its fields, ``mean`` (the bound, nats per datapoint),
+        ``se`` (standard error of that mean over the repeats), ``sd`` (standard deviation of one
+        estimate of the batch average: the estimator's noise), ``repeats``.
+    """
+    if repeats < 2:
+        raise ValueError(f"a standard error needs at least 2 repeats, got {repeats}")
+    rows = []
+    for est in estimators:
+        loss_fn = loss_module(model, guide, est.elbo())
+        values = torch.tensor([-loss_fn.estimate(x) / len(x) for _ in range(repeats)], dtype=torch.float64)
+        sd = float(values.std())
+        rows.append(
+            {**est.as_dict(), "mean": float(values.mean()), "se": sd / repeats**0.5, "sd": sd, "repeats": repeats}
+        )
+    return rows
+
+
+def ordering(rows: list[dict], log_px: float | None = None, z: float = 3.0) -> dict:
+    """Check ELBO ≤ IWAE-K ≤ IWAE-K' (K < K') ≤ log p(x) within ``z`` standard errors.
+
+    The ELBO is every ``trace``, ``meanfield`` and ``graph`` row (any K: they estimate the same
+    bound); IWAE-K the ``iwae`` and ``dreg`` rows (the same bound too).
+
+    :returns: ``{"holds": bool, "violations": [text, ...], "chain": [(label, mean, se), ...]}``.
+    """
+    elbo = [r for r in rows if r["estimator"] in ("trace", "meanfield", "graph")]
+    iwae = [r for r in rows if r["estimator"] in ("iwae", "dreg")]
+    chain: list[tuple[str, float, float]] = []
+    if elbo:
+        best = min(elbo, key=lambda r: r["se"])  # the most precise estimate of the same ELBO
+        chain.append(("ELBO (" + best["label"] + ")", best["mean"], best["se"]))
+    for k in sorted({r["particles"] for r in iwae}):
+        best = min((r for r in iwae if r["particles"] == k), key=lambda r: r["se"])
+        chain.append((f"IWAE-{k} ({best['label']})", best["mean"], best["se"]))
+    if log_px is not None:
+        chain.append(("log p(x)", log_px, 0.0))
+    violations = []
+    for (a, ma, sa), (b, mb, sb) in zip(chain, chain[1:], strict=False):
+        if ma - mb > z * math.hypot(sa, sb):
+            violations.append(f"{a} = {ma:.3f} ± {sa:.3f} exceeds {b} = {mb:.3f} ± {sb:.3f}")
+    return {"holds": not violations, "violations": violations, "chain": chain}
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Gradient variance and signal-to-noise
+
+
+def gradient_stats(
+    model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, estimator: Estimator, repeats: int = 100
+) -> dict:
+    """Statistics of ``repeats`` independent estimates of the gradient of the loss (nats per
+    datapoint) on the fixed batch ``x``, for the guide's and the model's parameters apart.
+
+    For parameter j with mean gradient m_j and standard deviation s_j over the repeats, the
+    signal-to-noise ratio is SNR_j = |m_j| / s_j (Rainforth et al., 2018). With R repeats an SNR
+    estimate cannot fall much below 1/√R: |m_j| carries noise of size s_j/√R.
+
+    :returns: ``{"encoder": {...}, "decoder": {...}}``, each with ``snr_mean`` and
+        ``snr_median`` over parameters, ``variance`` (mean over parameters of s_j²),
+        ``mean_norm`` (‖m‖), ``parameters`` (how many), ``repeats``.
+    """
+    if repeats < 2:
+        raise ValueError(f"a variance needs at least 2 repeats, got {repeats}")
+    loss_fn = loss_module(model, guide, estimator.elbo())
+    loss_fn.estimate(x[:2])  # lazily created parameters
+    groups = {"encoder": list(guide.parameters()), "decoder": list(model.parameters())}
+    sums = {g: torch.zeros(sum(p.numel() for p in ps), dtype=torch.float64) for g, ps in groups.items()}
+    squares = {g: torch.zeros_like(s) for g, s in sums.items()}
+    for _ in range(repeats):
+        for p in loss_fn.parameters():
+            p.grad = None
+        backward(loss_fn, x, scale=1.0 / len(x))
+        for g, ps in groups.items():
+            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in ps])
+            flat = flat.double()
+            sums[g] += flat
+            squares[g] += flat**2
+    for p in loss_fn.parameters():
+        p.grad = None
+    return {g: _snr_summary(sums[g], squares[g], repeats) for g in groups}
+
+
+def _snr_summary(total: torch.Tensor, squares: torch.Tensor, n: int) -> dict:
+    mean = total / n
+    var = ((squares - n * mean**2) / (n - 1)).clamp_min(0)
+    noisy = var > 0  # parameters the estimator moves at random (others have no SNR)
+    snr = mean[noisy].abs() / var[noisy].sqrt()
+    return {
+        "snr_mean": float(snr.mean()) if len(snr) else float("nan"),
+        "snr_median": float(snr.median()) if len(snr) else float("nan"),
+        "variance": float(var.mean()),
+        "mean_norm": float(mean.norm()),
+        "parameters": int(mean.numel()),
+        "repeats": n,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Cost
+
+
+class PeakMemory(TorchDispatchMode):
+    """Bytes of tensor storage allocated while active: the current total and its peak.
+
+    Counts storages created by operations inside the context (activations, saved tensors,
+    gradients), each once, and frees them when they are garbage; tensors that existed before
+    (parameters) are not counted. On CUDA, ``torch.cuda.max_memory_allocated`` measures the same
+    thing without this bookkeeping.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.current = 0
+        self.peak = 0
+        self._live: set[int] = set()
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self.current -= nbytes
+        self._live.discard(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                storage = t.untyped_storage()
+                key, nbytes = id(storage), storage.nbytes()
+                if nbytes and key not in self._live:
+                    self._live.add(key)
+                    self.current += nbytes
+                    weakref.finalize(storage, self._free, key, nbytes)
+        self.peak = max(self.peak, self.current)
+        return out
+
+
+def step_cost(
+    model: torch.nn.Module,
+    guide: torch.nn.Module,
+    x: torch.Tensor,
+    estimator: Estimator,
+    steps: int = 20,
+    warmup: int = 3,
+    lr: float = 1e-3,
+) -> dict:
+    """Median seconds of a training step (loss, gradient, Adam) on the batch ``x``, and the
+    peak memory one step allocates, on copies of the pair (the originals are not changed).
+
+    :returns: ``{"seconds": median, "seconds_iqr": (q1, q3), "peak_mib": MiB, "steps": steps}``.
+    """
+    from pvae.train import step
+
+    model, guide = copy.deepcopy(model), copy.deepcopy(guide)
+    loss_fn = loss_module(model, guide, estimator.elbo())
+    loss_fn.estimate(x[:2])
+    optimizer = torch.optim.Adam(loss_fn.parameters(), lr=lr)
+    for _ in range(warmup):
+        step(loss_fn, optimizer, x)
+    times = []
+    for _ in range(steps):
+        tic = time.perf_counter()
+        step(loss_fn, optimizer, x)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - tic)
+    if x.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step(loss_fn, optimizer, x)
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        with PeakMemory() as meter:
+            step(loss_fn, optimizer, x)
+        peak = meter.peak
+    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return {"seconds": statistics.median(times), "seconds_iqr": (q[0], q[2]), "peak_mib": peak / 2**20, "steps": steps}
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Result of training
+
+
+def train_each(
+    build,
+    dataset: pdata.Dataset,
+    test_x: torch.Tensor,
+    estimators: Sequence[Estimator],
+    train,
+    epochs: int,
+    seconds: float | None = None,
+    iwae_samples: int = 1000,
+    progress: bool = False,
+) -> list[dict]:
+    """Train a fresh pair with each estimator, for ``epochs`` epochs or, when ``seconds`` is
+    given, for that many seconds of training steps (up to ``epochs`` epochs), and score each on
+    ``test_x``.
+
+    :param build: called with no arguments, returns a freshly initialised ``(model, guide)``;
+        the seed is set before each call, so every estimator starts from the same parameters.
+    :param train: the :class:`pvae.train.TrainConfig` whose estimator settings are replaced.
+    :returns: one dict per estimator: its fields, ``budget`` (``"epochs"`` or ``"seconds"``),
+        ``epochs`` (fractional: steps / steps per epoch), ``train_seconds``, ``elbo``, ``log_px``
+        and ``log_px_se`` on the test points, ``iwae_samples``.
+    """
+    from pvae.train import fit
+
+    rows = []
+    for est in estimators:
+        config = replace(
+            train,
+            elbo=est.name,
+            num_particles=est.particles,
+            alpha=est.alpha,
+            vectorize=est.vectorize,
+            epochs=epochs,
+            max_seconds=seconds,
+            jit=False,
+        )
+        pyro.set_rng_seed(train.seed)
+        model, guide = build()
+        history = fit(model, guide, dataset, config, progress=progress)
+        per_epoch = math.ceil(len(dataset.train) / config.batch_size)
+        pyro.set_rng_seed(train.seed)
+        scores = evaluate(model, guide, test_x, num_samples=iwae_samples)
+        rows.append(
+            {
+                **est.as_dict(),
+                "budget": "epochs" if seconds is None else "seconds",
+                "epochs": sum(m["steps"] for m in history) / per_epoch,
+                "train_seconds": sum(m["seconds"] for m in history),
+                "elbo": scores["elbo"],
+                "log_px": scores["log_px"],
+                "log_px_se": scores["log_px_se"],
+                "iwae_samples": iwae_samples,
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# All four, as one table
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """What :func:`compare_estimators` measures, and on how much data.
+
+    :param estimators: registry names to compare.
+    :param particles: the values of K.
+    :param alpha: order of the Rényi bound for ``renyi``.
+    :param points: test datapoints the bounds are estimated on.
+    :param value_repeats: estimates of each bound (its standard error comes from their spread).
+    :param grad_points: test datapoints in the fixed batch of the gradient estimates.
+    :param grad_repeats: gradient estimates per estimator and K.
+    :param cost_batch: training datapoints per timed step.
+    :param cost_steps: timed steps per estimator and K.
+    :param train_epochs: epochs of each training run (0: skip the training comparison).
+    :param train_particles: K of every training run.
+    :param train_seconds: wall-clock budget of the equal-time runs; ``None``: what the first
+        estimator took for ``train_epochs``; 0: no equal-time runs.
+    :param test_points: test datapoints the trained pairs are scored on.
+    :param iwae_samples: K of the scoring log p(x).
+    :param seed: seeds every draw.
+    """
+
+    estimators: tuple[str, ...] = ("trace", "meanfield", "graph", "enum", "iwae", "renyi", "dreg")
+    particles: tuple[int, ...] = (1, 5, 10, 50)
+    alpha: float = 0.5
+    points: int = 100
+    value_repeats: int = 20
+    grad_points: int = 16
+    grad_repeats: int = 200
+    cost_batch: int = 128
+    cost_steps: int = 20
+    train_epochs: int = 0
+    train_particles: int = 5
+    train_seconds: float | None = None
+    test_points: int = 1000
+    iwae_samples: int = 1000
+    seed: int = 0
+
+
+def compare_estimators(
+    model: torch.nn.Module,
+    guide: torch.nn.Module,
+    dataset: pdata.Dataset,
+    test_x: torch.Tensor,
+    config: CompareConfig = CompareConfig(),
+    build=None,
+    train=None,
+    progress=print,
+) -> dict:
+    """Every measurement of this module for the trained pair ``(model, guide)``.
+
+    :param test_x: test datapoints (binarized as the pair expects); the bounds use the first
+        ``config.points``, the gradients the first ``config.grad_points``.
+    :param build: returns a fresh ``(model, guide)``, for the training comparison.
+    :param train: the :class:`pvae.train.TrainConfig` of the training comparison.
+    :param progress: called with a line of text as each part finishes (``None``: silent).
+    :returns: ``{"settings", "values", "exact_log_px", "ordering", "gradients", "cost",
+        "training"}``; ``exact_log_px`` only for models with an exact ``log_marginal``.
+    """
+    say = progress or (lambda text: None)
+    grid = estimator_grid(config.estimators, config.particles, config.alpha)
+    model.eval()
+    guide.eval()
+    pyro.set_rng_seed(config.seed)
+    x = test_x[: config.points]
+    values = bound_values(model, guide, x, grid, config.value_repeats)
+    exact = float(model.log_marginal(x).mean()) if hasattr(model, "log_marginal") else None
+    say(f"values: {len(values)} bounds on {len(x)} test points")
+    gradients = []
+    for est in grid:
+        pyro.set_rng_seed(config.seed)
+        stats = gradient_stats(model, guide, test_x[: config.grad_points], est, config.grad_repeats)
+        gradients.append({**est.as_dict(), **stats})
+    say(f"gradients: {len(gradients)} estimators × {config.grad_repeats} repeats")
+    cost_x = dataset.training_batch(dataset.train.x[: config.cost_batch])
+    cost = []
+    for est in grid:
+        pyro.set_rng_seed(config.seed)
+        cost.append({**est.as_dict(), **step_cost(model, guide, cost_x, est, config.cost_steps)})
+    say(f"cost: {len(cost)} estimators, {config.cost_steps} steps of {len(cost_x)} datapoints")
+    training = []
+    if config.train_epochs > 0:
+        if build is None or train is None:
+            raise ValueError("the training comparison needs build (a fresh pair) and train (a TrainConfig)")
+        trained = [
+            Estimator(n, config.train_particles, config.alpha if n == "renyi" else None) for n in config.estimators
+        ]
+        test = test_x[: config.test_points]
+        training = train_each(build, dataset, test, trained, train, config.train_epochs, None, config.iwae_samples)
+        say(f"training: {len(trained)} estimators, {config.train_epochs} epochs each")
+        seconds = training[0]["train_seconds"] if config.train_seconds is None else config.train_seconds
+        if seconds:  # as long as the first estimator took, up to 100 times the epochs
+            limit = 100 * config.train_epochs
+            training += train_each(build, dataset, test, trained, train, limit, seconds, config.iwae_samples)
+            say(f"training: {len(trained)} estimators, {seconds:.1f} s each")
+    return {
+        "settings": {k: getattr(config, k) for k in config.__dataclass_fields__},
+        "values": values,
+        "exact_log_px": exact,
+        "ordering": ordering(values, exact),
+        "gradients": gradients,
+        "cost": cost,
+        "training": training,
+    }
+
+
+def results_markdown(results: dict, title: str = "ELBO estimators") -> str:
+    """The tables of :func:`compare_estimators` as Markdown: one row per estimator, one column per K."""
+    s = results["settings"]
+    lines = [f"# {title}", ""]
+
+    def table(rows: list[dict], cell, header: str) -> None:
+        ks = sorted({r["particles"] for r in rows})
+        names = list(dict.fromkeys(r["label"].rsplit(" K=", 1)[0] for r in rows))
+        lines.extend([f"| {header} | " + " | ".join(f"K={k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"])
+        for name in names:
+            by_k = {r["particles"]: r for r in rows if r["label"].rsplit(" K=", 1)[0] == name}
+            lines.append(f"| {name} | " + " | ".join(cell(by_k[k]) if k in by_k else "" for k in ks) + " |")
+        lines.append("")
+
+    lines += [
+        f"## Bounds at fixed parameters ({s['points']} test points, {s['value_repeats']} estimates each)",
+        "",
+        "Mean ± standard error of the bound, nats per datapoint; sd: spread of one estimate of the batch average.",
+        "",
+    ]
+    table(results["values"], lambda r: f"{r['mean']:.3f} ± {r['se']:.3f} (sd {r['sd']:.3f})", "estimator")
+    if results.get("exact_log_px") is not None:
+        lines += [f"Exact log p(x) of the same points: {results['exact_log_px']:.3f}.", ""]
+    order = results["ordering"]
+    chain = " ≤ ".join(f"{name} {mean:.3f}" for name, mean, _ in order["chain"])
+    verdict = "holds" if order["holds"] else "is violated: " + "; ".join(order["violations"])
+    lines += [f"Ordering (within 3 standard errors) {verdict}: {chain}.", ""]
+
+    lines += [
+        f"## Gradient signal-to-noise ({s['grad_points']} test points, {s['grad_repeats']} estimates each)",
+        "",
+        "Mean over parameters of |mean| / std of each parameter's gradient: encoder (guide) / decoder (model).",
+        "",
+    ]
+    table(
+        results["gradients"], lambda r: f"{r['encoder']['snr_mean']:.3f} / {r['decoder']['snr_mean']:.2f}", "estimator"
+    )
+    lines += ["Mean gradient variance per parameter: encoder / decoder.", ""]
+    table(
+        results["gradients"], lambda r: f"{r['encoder']['variance']:.2e} / {r['decoder']['variance']:.2e}", "estimator"
+    )
+
+    lines += [
+        f"## Cost ({s['cost_batch']} datapoints per step, median of {s['cost_steps']} steps)",
+        "",
+        "Milliseconds per training step (loss, gradient, Adam) · peak memory one step allocates.",
+        "",
+    ]
+    table(results["cost"], lambda r: f"{1000 * r['seconds']:.1f} ms · {r['peak_mib']:.1f} MiB", "estimator")
+
+    if results["training"]:
+        lines += [
+            f"## Result of training (K={s['train_particles']}, test log p(x) with K={s['iwae_samples']} "
+            f"on {s['test_points']} test points)",
+            "",
+            "| estimator | budget | epochs | seconds | test ELBO | test log p(x) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in results["training"]:
+            budget = "same epochs" if r["budget"] == "epochs" else "same time"
+            lines.append(
+                f"| {r['label']} | {budget} | {r['epochs']:.1f} | {r['train_seconds']:.1f} | {r['elbo']:.2f} | "
+                f"{r['log_px']:.2f} ± {r['log_px_se']:.2f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
