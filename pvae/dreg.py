@@ -3,7 +3,6 @@ does not ship."""
 
 import math
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.infer import ELBO
@@ -75,9 +74,9 @@ class DReG_ELBO(ELBO):
     def _get_trace(self, model, guide, args, kwargs):
         raise NotImplementedError("DReG_ELBO draws its particles in _particle_traces")
 
-    def _particle_traces(self, model, guide, args, kwargs):
+    def _particle_traces(self, model, guide, stopped, args, kwargs):
         """One draw (or one vectorized batch of draws) of the guide, and the model and the
-        parameter-detached guide evaluated at a copy of it.
+        parameter-detached guide ``stopped`` evaluated at a copy of it.
 
         :returns: ``(model_trace, stopped_guide_trace, copies)``; ``copies`` are the draws the
             bound is evaluated at, whose gradients the caller reweights.
@@ -96,7 +95,6 @@ class DReG_ELBO(ELBO):
             site["value"] = site["value"].clone()
             copies.append(site["value"])
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-        stopped = _detached(guide)
         stopped_trace = poutine.trace(poutine.replay(stopped, trace=guide_trace)).get_trace(*args, **kwargs)
         if is_validation_enabled():
             check_model_guide_match(model_trace, stopped_trace, self.max_plate_nesting)
@@ -116,11 +114,14 @@ class DReG_ELBO(ELBO):
         if self.max_plate_nesting == float("inf"):
             self._guess_max_plate_nesting(model, guide, args, kwargs)
         vectorized = self.vectorize_particles and self.num_particles > 1
+        stopped = _detached(guide)
         if vectorized:
-            with pyro.plate("num_particles_vectorized", self.num_particles, dim=-self.max_plate_nesting):
-                passes = [self._particle_traces(model, guide, args, kwargs)]
+            # the particle plate wraps each program, inside the handlers: a replayed site is
+            # then broadcast over the particles like a sampled one
+            wrap = self._vectorized_num_particles
+            passes = [self._particle_traces(wrap(model), wrap(guide), wrap(stopped), args, kwargs)]
         else:
-            passes = [self._particle_traces(model, guide, args, kwargs) for _ in range(self.num_particles)]
+            passes = [self._particle_traces(model, guide, stopped, args, kwargs) for _ in range(self.num_particles)]
         log_w = []
         for model_trace, stopped_trace, _ in passes:
             sum_dims = get_dependent_plate_dims(model_trace.nodes.values())
