@@ -143,6 +143,7 @@ def evaluate(
     num_samples: int = 1000,
     batch_size: int = 100,
     progress: Callable[[int], None] | None = None,
+    per_datapoint: bool = False,
 ) -> dict[str, float]:
     """Averages over a dataset of :func:`bounds`, with standard errors, in nats per datapoint.
 
@@ -151,6 +152,8 @@ def evaluate(
     :param num_samples: K, the importance samples per datapoint.
     :param batch_size: datapoints per pass.
     :param progress: called with the number of datapoints done after each batch.
+    :param per_datapoint: also return ``per_datapoint``: the tensors ``(N,)`` of :func:`bounds`
+        the means are taken over (for paired comparisons of two pairs on the same datapoints).
     :returns: ``elbo``, ``reconstruction``, ``kl``, ``log_px`` (means), ``log_py`` (models that
         observe a label: the label's term, so that elbo = reconstruction + log_py − kl), ``elbo_se`` and
         ``log_px_se`` (standard errors of the means over datapoints), ``n`` and ``iwae_samples``;
@@ -190,6 +193,8 @@ def evaluate(
     if hasattr(guide, "classify") and y is not None:
         result["accuracy"] = accuracy(guide, x, y, batch_size)
     result.update(n=n, iwae_samples=num_samples)
+    if per_datapoint:
+        result["per_datapoint"] = values
     return result
 
 

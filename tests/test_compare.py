@@ -112,6 +112,10 @@ def test_train_each_gives_every_estimator_the_same_start_and_budget(digits):
     assert [r["label"] for r in rows] == ["trace K=1", "iwae K=3"]
     assert all(r["budget"] == "epochs" and r["epochs"] == pytest.approx(2.0) for r in rows)
     assert all(r["elbo"] < r["log_px"] < 0 for r in rows)
+    # paired differences against the first estimator: the same test points, so the same mean difference
+    assert rows[0]["log_px_diff"] == 0.0
+    assert rows[1]["log_px_diff"] == pytest.approx(rows[1]["log_px"] - rows[0]["log_px"], abs=1e-4)
+    assert rows[1]["log_px_diff_se"] < rows[1]["log_px_se"]
     timed = train_each(lambda: _pair(digits, 7), digits, test, [Estimator("trace")], base, 50, seconds=0.0)
     steps_per_epoch = math.ceil(len(digits.train) / 128)
     assert timed[0]["budget"] == "seconds" and timed[0]["epochs"] == pytest.approx(1 / steps_per_epoch)
