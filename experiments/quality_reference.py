@@ -60,7 +60,9 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     dataset = data.load(data.DataConfig(args.data, args.data_dir, "dynamic", seed=args.seed))
-    config = TrainConfig("meanfield", 1.0, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, jit=args.jit)
+    config = TrainConfig(
+        "meanfield", 1.0, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, jit=args.jit
+    )
     torch.manual_seed(args.seed)
     model, guide = build_pair(PairConfig(z_dim=args.z_dim, hidden=(args.hidden,)), dataset.x_shape)
     ref = ReferenceVAE.like(model, guide)  # the same initial weights
