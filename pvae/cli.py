@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--cost-batch", type=_positive(int), default=128, help="datapoints per timed step")
     compare.add_argument("--cost-steps", type=_positive(int), default=20, help="timed steps per estimator and K")
     compare.add_argument(
+        "--jit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the losses torch.jit.trace compiles (trace, meanfield, enum); default: yes",
+    )
+    compare.add_argument(
         "--train-epochs",
         type=int,
         default=0,
@@ -375,6 +381,7 @@ def _compare_run(args) -> Path:
         grad_repeats=args.grad_repeats,
         cost_batch=args.cost_batch,
         cost_steps=args.cost_steps,
+        jit=args.jit,
         train_epochs=args.train_epochs,
         train_particles=args.train_particles,
         train_seconds=args.train_seconds,

@@ -30,7 +30,7 @@ from torch.utils._pytree import tree_flatten
 
 from pvae import data as pdata
 from pvae.evaluate import evaluate
-from pvae.objectives import backward, loss_module, make_elbo
+from pvae.objectives import TracedLoss, backward, is_traceable, loss_module, make_elbo
 
 
 @dataclass(frozen=True)
@@ -41,18 +41,22 @@ class Estimator:
     :param particles: K, samples of z per datapoint.
     :param alpha: order of the Rényi bound (``renyi`` only).
     :param vectorize: draw the K particles in one vectorized pass.
+    :param jit: compile the loss with ``torch.jit.trace`` (timed by :func:`step_cost`; the other
+        measurements are those of the eager estimator, which the trace replays).
     """
 
     name: str
     particles: int = 1
     alpha: float | None = None
     vectorize: bool = True
+    jit: bool = False
 
     @property
     def label(self) -> str:
-        """``"iwae K=5"``, ``"renyi α=0.5 K=5"``."""
+        """``"iwae K=5"``, ``"renyi α=0.5 K=5"``, ``"trace --jit K=5"``."""
         alpha = f" α={self.alpha:g}" if self.alpha is not None else ""
-        return f"{self.name}{alpha} K={self.particles}"
+        jit = " --jit" if self.jit else ""
+        return f"{self.name}{alpha}{jit} K={self.particles}"
 
     def elbo(self) -> ELBO:
         """The Pyro estimator."""
@@ -60,7 +64,13 @@ class Estimator:
 
     def as_dict(self) -> dict:
         """JSON-ready fields and the label."""
-        return {"estimator": self.name, "particles": self.particles, "alpha": self.alpha, "label": self.label}
+        return {
+            "estimator": self.name,
+            "particles": self.particles,
+            "alpha": self.alpha,
+            "jit": self.jit,
+            "label": self.label,
+        }
 
 
 def estimator_grid(names: Sequence[str], particles: Sequence[int], alpha: float = 0.5) -> list[Estimator]:
@@ -231,6 +241,8 @@ def step_cost(
     model, guide = copy.deepcopy(model), copy.deepcopy(guide)
     loss_fn = loss_module(model, guide, estimator.elbo())
     loss_fn.estimate(x[:2])
+    if estimator.jit:
+        loss_fn = TracedLoss(loss_fn)  # compiled during the warm-up steps
     optimizer = torch.optim.Adam(loss_fn.parameters(), lr=lr)
     for _ in range(warmup):
         step(loss_fn, optimizer, x)
@@ -340,6 +352,7 @@ class CompareConfig:
     :param grad_repeats: gradient estimates per estimator and K.
     :param cost_batch: training datapoints per timed step.
     :param cost_steps: timed steps per estimator and K.
+    :param jit: also time the estimators ``torch.jit.trace`` can compile (``--jit``).
     :param train_epochs: epochs of each training run (0: skip the training comparison).
     :param train_particles: K of every training run.
     :param train_seconds: wall-clock budget of the equal-time runs; ``None``: what the first
@@ -358,6 +371,7 @@ class CompareConfig:
     grad_repeats: int = 200
     cost_batch: int = 128
     cost_steps: int = 20
+    jit: bool = True
     train_epochs: int = 0
     train_particles: int = 5
     train_seconds: float | None = None
@@ -403,7 +417,8 @@ def compare_estimators(
     say(f"gradients: {len(gradients)} estimators × {config.grad_repeats} repeats")
     cost_x = dataset.training_batch(dataset.train.x[: config.cost_batch])
     cost = []
-    for est in grid:
+    compiled = [replace(e, jit=True) for e in grid if config.jit and is_traceable(e.elbo())]
+    for est in grid + compiled:
         pyro.set_rng_seed(config.seed)
         cost.append({**est.as_dict(), **step_cost(model, guide, cost_x, est, config.cost_steps)})
     say(f"cost: {len(cost)} estimators, {config.cost_steps} steps of {len(cost_x)} datapoints")

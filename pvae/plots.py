@@ -147,14 +147,15 @@ def estimator_color(name: str) -> tuple:
 
 
 def _series(rows: list[dict]) -> list[tuple[str, str, list[dict]]]:
-    """Rows grouped by ``(estimator, alpha)`` in order of first appearance, each group sorted by K:
-    ``[(estimator, legend label, rows), ...]``; the legend label carries renyi's alpha."""
+    """Rows grouped by ``(estimator, alpha, jit)`` in order of first appearance, each group sorted
+    by K: ``[(estimator, legend label, rows), ...]``; the legend label carries renyi's alpha and
+    ``--jit`` for compiled losses."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["estimator"], row.get("alpha")), []).append(row)
+        groups.setdefault((row["estimator"], row.get("alpha"), bool(row.get("jit"))), []).append(row)
     series = []
-    for (name, alpha), group in groups.items():
-        label = name if alpha is None else f"{name} α={alpha:g}"
+    for (name, alpha, jit), group in groups.items():
+        label = (name if alpha is None else f"{name} α={alpha:g}") + (" --jit" if jit else "")
         series.append((name, label, sorted(group, key=lambda r: r["particles"])))
     return series
 
@@ -257,9 +258,12 @@ def plot_step_cost(rows: list[dict]) -> Figure:
         below = [s - r["seconds_iqr"][0] for s, r in zip(seconds, group, strict=True)]
         above = [r["seconds_iqr"][1] - s for s, r in zip(seconds, group, strict=True)]
         color = estimator_color(name)
-        time_ax.errorbar(ks, seconds, yerr=[below, above], marker="o", capsize=3, color=color, label=label)
+        style = "--" if label.endswith("--jit") else "-"  # a compiled loss: the estimator's colour, dashed
+        time_ax.errorbar(
+            ks, seconds, yerr=[below, above], marker="o", capsize=3, color=color, linestyle=style, label=label
+        )
         peak = [float("nan") if r.get("peak_mib") is None else r["peak_mib"] for r in group]
-        memory_ax.plot(ks, peak, marker="o", color=color, label=label)
+        memory_ax.plot(ks, peak, marker="o", color=color, linestyle=style, label=label)
     for ax in (time_ax, memory_ax):
         _k_axis(ax, rows)
     time_ax.set_ylabel("seconds per training step (median, IQR)")
@@ -279,9 +283,11 @@ def plot_training_results(rows: list[dict]) -> Figure:
     epochs, same wall-clock time), one horizontal bar per estimator setting, each annotated with
     the epochs it trained.
 
-    The x axis spans the data, not 0, so that differences of a few nats show; each bar starts at
-    the axis' left limit and ends at its ``log_px`` (longer is better), with error bars of
-    ``log_px_se``.
+    Rows with ``log_px_diff`` (from :func:`pvae.compare.train_each`) are drawn as differences
+    from the first row of their budget, with ±2 paired standard errors: the spread of log p(x)
+    over test points, which the paired differences cancel, would hide them. Otherwise the x axis
+    spans the data, not 0, so that differences of a few nats show; each bar starts at the axis'
+    left limit and ends at its ``log_px`` (longer is better), with error bars of ``log_px_se``.
 
     :param rows: the rows of :func:`pvae.compare.train_each` (``estimator``, ``label``,
         ``budget``, ``epochs``, ``train_seconds``, ``log_px``, ``log_px_se``).
@@ -298,6 +304,10 @@ def plot_training_results(rows: list[dict]) -> Figure:
         axes[0].set_axis_off()
     for ax, budget in zip(axes[: len(budgets)], budgets, strict=True):
         group = [r for r in rows if r["budget"] == budget]
+        if all(r.get("log_px_diff") is not None for r in group):
+            _paired_bars(ax, group)
+            ax.set_title(_BUDGET_TITLES.get(budget, f"budget: {budget}"))
+            continue
         values = [r["log_px"] for r in group]
         errors = [r.get("log_px_se") or 0.0 for r in group]
         low = min(v - e for v, e in zip(values, errors, strict=True))
@@ -331,6 +341,36 @@ def plot_training_results(rows: list[dict]) -> Figure:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _paired_bars(ax, group: list[dict]) -> None:
+    """Bars of each row's ``log_px_diff`` from 0, ±2 paired standard errors, annotated with
+    its test log p(x) and the epochs it trained."""
+    positions = list(range(len(group)))
+    values = [r["log_px_diff"] for r in group]
+    errors = [2 * (r.get("log_px_diff_se") or 0.0) for r in group]
+    ax.barh(
+        positions,
+        values,
+        xerr=errors,
+        capsize=3,
+        color=[estimator_color(r["estimator"]) for r in group],
+        alpha=0.85,
+    )
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    for y, r, v, e in zip(positions, group, values, errors, strict=True):
+        text = f"{r['log_px']:.2f}, {r['epochs']:.1f} ep"
+        ax.annotate(
+            text, (max(v, 0.0) + e, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize="small"
+        )
+    low = min(min(v - e for v, e in zip(values, errors, strict=True)), 0.0)
+    high = max(max(v + e for v, e in zip(values, errors, strict=True)), 0.0)
+    span = max(high - low, 0.1)
+    ax.set_xlim(low - 0.1 * span, high + 0.6 * span)  # room for the annotations on the right
+    ax.set_yticks(positions, [r["label"] for r in group])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"test log p(x) minus {group[0]['label']}'s (nats per datapoint), ±2 paired s.e.")
+    ax.grid(axis="x", alpha=0.3)
 
 
 def comparison_figures(results: dict) -> dict[str, Figure]:

@@ -191,7 +191,8 @@ def fit(
         without a density), ``val_reconstruction`` and ``val_kl``, ``val_objective``
         (reconstruction − beta·KL on validation, beta at the epoch's last step: the quantity
         ``train_loss`` estimates, except for M2, whose training loss adds the classifier's term
-        and scales only z's KL where this scales the label's too; ``None`` for a point-mass guide
+        and scales only z's KL where this scales the label's too, and for ``iwae``, ``renyi``
+        and ``dreg`` with K > 1, whose training loss is a tighter bound; ``None`` for a point-mass guide
         with beta > 0), ``beta``, ``val_accuracy`` (for guides that classify) and ``seconds``
         (training only).
     """

@@ -152,3 +152,29 @@ def test_results_markdown_has_one_row_per_estimator_and_a_column_per_k(digits):
     assert f"{expected['mean']:.3f} ± {expected['se']:.3f}" in iwae
     assert any(line.startswith("| renyi α=0.3 |") for line in text.splitlines())
     assert "2.0 ms · 1.5 MiB" in text
+
+
+def test_compiled_losses_are_timed_as_their_own_rows(digits):
+    model, guide = _pair(digits)
+    x = digits.training_batch(digits.train.x[:64])
+    eager = step_cost(model, guide, x, Estimator("trace", 4), steps=3, warmup=1)
+    traced = step_cost(model, guide, x, Estimator("trace", 4, jit=True), steps=3, warmup=1)
+    assert Estimator("trace", 4, jit=True).label == "trace --jit K=4"
+    # the same tensors are allocated, replayed by the trace: memory within a third of the eager step's
+    assert traced["peak_mib"] == pytest.approx(eager["peak_mib"], rel=0.35)
+    assert traced["seconds"] > 0
+
+
+def test_plot_step_cost_draws_a_compiled_loss_dashed_in_its_estimators_colour():
+    from pvae.plots import estimator_color, plot_step_cost
+
+    rows = [
+        {**Estimator("trace", k, jit=jit).as_dict(), "seconds": s, "seconds_iqr": (s, s), "peak_mib": 1.0, "steps": 3}
+        for k, jit, s in [(1, False, 0.004), (5, False, 0.006), (1, True, 0.003), (5, True, 0.005)]
+    ]
+    fig = plot_step_cost(rows)
+    lines = {line.get_label(): line for line in fig.axes[1].get_lines()}
+    assert set(lines) == {"trace", "trace --jit"}
+    assert lines["trace --jit"].get_linestyle() == "--" and lines["trace"].get_linestyle() == "-"
+    assert lines["trace --jit"].get_color() == lines["trace"].get_color()
+    assert tuple(lines["trace"].get_color()) == tuple(estimator_color("trace"))[: len(lines["trace"].get_color())]

@@ -258,3 +258,23 @@ def test_training_results_missing_budget_and_empty():
     fig = plot_training_results([])
     assert "no training results" in fig.axes[0].texts[0].get_text()
     plt.close(fig)
+
+
+def test_training_results_with_paired_differences_draw_the_differences():
+    rows = training_rows()
+    for r in rows:
+        first = next(f for f in rows if f["budget"] == r["budget"])
+        r["log_px_diff"] = r["log_px"] - first["log_px"]
+        r["log_px_diff_se"] = 0.02
+    fig = plot_training_results(rows)
+    for ax, budget in zip(fig.axes, ("epochs", "seconds"), strict=True):
+        mine = [r for r in rows if r["budget"] == budget]
+        patches = sorted((p for p in ax.patches if p.get_height() > 0), key=lambda p: p.get_y())
+        # bars start at 0 and end at the difference from the first row
+        np.testing.assert_allclose([p.get_x() for p in patches], 0.0, atol=1e-12)
+        np.testing.assert_allclose([p.get_width() for p in patches], [r["log_px_diff"] for r in mine])
+        (bars,) = [c for c in ax.containers if hasattr(c, "has_xerr")]
+        ends = bar_extents(bars)
+        np.testing.assert_allclose((ends[:, 1] - ends[:, 0]) / 2, 0.04)  # ±2 paired standard errors
+        assert [t.get_text() for t in ax.texts] == [f"{r['log_px']:.2f}, {r['epochs']:.1f} ep" for r in mine]
+        assert "minus trace K=1's" in ax.get_xlabel()
