@@ -8,7 +8,7 @@ Flags this script does not know go to ``pvae compare-elbos`` (see ``pvae compare
 
     python experiments/elbo_estimators.py --data digits --out runs/elbos-digits --train-epochs 100
     python experiments/elbo_estimators.py --data fashion-mnist --out runs/elbos-fmnist --base-epochs 10 \\
-        --train-epochs 5 --test-points 1000
+        --train-epochs 10
     python experiments/elbo_estimators.py --data digits --model linear --out runs/elbos-ppca   # exact log p(x)
 """
 

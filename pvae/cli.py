@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_names,
         help=f"comma-separated, of {','.join(ESTIMATORS)} (default: all the pair can use)",
     )
-    compare.add_argument("--particles", type=_hidden, default=(1, 5, 10, 50), help="values of K (default: 1,5,10,50)")
+    compare.add_argument("--particles", type=_ks, default=(1, 5, 10, 50), help="values of K (default: 1,5,10,50)")
     compare.add_argument("--alpha", type=float, default=0.5, help="order of the Rényi bound (default: 0.5)")
     compare.add_argument("--points", type=_positive(int), default=100, help="test points of the bounds (default: 100)")
     compare.add_argument("--repeats", type=_positive(int), default=20, help="estimates of each bound (default: 20)")
@@ -129,14 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument(
         "--train-epochs",
-        type=int,
+        type=_non_negative(int),
         default=0,
         help="train a fresh pair with each estimator for N epochs (default: 0, skip)",
     )
     compare.add_argument("--train-particles", type=_positive(int), default=5, help="K of the training runs")
     compare.add_argument(
         "--train-seconds",
-        type=float,
+        type=_non_negative(float),
         help="budget of the equal-time runs (default: what the first estimator took; 0: none)",
     )
     compare.add_argument("--test-points", type=_positive(int), default=1000, help="test points of the trained pairs")
@@ -148,7 +148,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _names(text: str) -> tuple[str, ...]:
     """``"trace,iwae"`` → ("trace", "iwae")."""
-    return tuple(n.strip() for n in text.split(",") if n.strip())
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one name, e.g. trace,iwae")
+    return names
+
+
+def _ks(text: str) -> tuple[int, ...]:
+    """``"1,5,10"`` → (1, 5, 10): positive numbers of particles."""
+    try:
+        ks = tuple(int(k) for k in text.split(",") if k.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"takes comma-separated numbers of particles such as 1,5,10, not {text!r}"
+        ) from None
+    if not ks or min(ks) < 1:
+        raise argparse.ArgumentTypeError(f"takes positive numbers of particles such as 1,5,10, not {text!r}")
+    return ks
+
+
+def _non_negative(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+        return value
+
+    return parse
 
 
 def resolve_pair(args) -> tuple[str, str, str, float]:
@@ -358,15 +384,17 @@ def _compare_run(args) -> Path:
     from pvae.compare import CompareConfig, compare_estimators
     from pvae.config import build_pair
     from pvae.data import evaluation_split
-    from pvae.objectives import ESTIMATORS
+    from pvae.objectives import ESTIMATORS, make_elbo
     from pvae.runs import restore
 
+    for name in args.estimators or ():  # before anything runs
+        if name not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
+    make_elbo("renyi", alpha=args.alpha)  # refuses alpha = 1 before anything runs
     run, config, dataset, model, guide = restore(args.run)
     reasons = applicable_estimators(model, guide, dataset, config.train)
     names = args.estimators or tuple(n for n, why in reasons.items() if why is True)
     for name in names:
-        if name not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
         if reasons[name] is not True:
             raise ValueError(f"--estimators {name}: {reasons[name]}")
     if not names:
@@ -404,9 +432,14 @@ def _compare_run(args) -> Path:
 
 
 def applicable_estimators(model, guide, dataset, train) -> dict:
-    """Estimator name → ``True`` for those the pair can train with, else the reason it cannot."""
-    from dataclasses import replace as _replace
+    """Which estimators a pair can train with.
 
+    :param model: the generative model.
+    :param guide: the guide.
+    :param dataset: the data it trains on.
+    :param train: its :class:`pvae.train.TrainConfig`; each estimator is checked in its place.
+    :returns: estimator name → ``True``, or the reason the pair cannot use it.
+    """
     from pvae.objectives import ESTIMATORS
     from pvae.train import check_compatible
 
@@ -415,7 +448,7 @@ def applicable_estimators(model, guide, dataset, train) -> dict:
     reasons = {}
     for name in ESTIMATORS:
         try:
-            check_compatible(model, dataset, _replace(train, elbo=name, jit=False, alpha=None), guide)
+            check_compatible(model, dataset, replace(train, elbo=name, jit=False, alpha=None), guide)
             reasons[name] = True
         except ValueError as error:
             reasons[name] = str(error)
@@ -423,7 +456,12 @@ def applicable_estimators(model, guide, dataset, train) -> dict:
 
 
 def write_comparison(results: dict, out: Path, title: str) -> None:
-    """``results.json``, ``results.md`` and the figures of a comparison, each written atomically."""
+    """Write ``results.json``, ``results.md`` and the figures of a comparison, each atomically.
+
+    :param results: what :func:`pvae.compare.compare_estimators` returned.
+    :param out: the folder (created if missing).
+    :param title: the heading of ``results.md``.
+    """
     import matplotlib.pyplot as plt
 
     from pvae.compare import results_markdown

@@ -156,6 +156,7 @@ def gradient_stats(
     groups = {"encoder": list(guide.parameters()), "decoder": list(model.parameters())}
     sums = {g: torch.zeros(sum(p.numel() for p in ps), dtype=torch.float64) for g, ps in groups.items()}
     squares = {g: torch.zeros_like(s) for g, s in sums.items()}
+    shifts: dict[str, torch.Tensor] = {}  # the first draw: sums of g − shift do not cancel catastrophically
     for _ in range(repeats):
         for p in loss_fn.parameters():
             p.grad = None
@@ -163,16 +164,19 @@ def gradient_stats(
         for g, ps in groups.items():
             flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in ps])
             flat = flat.double()
-            sums[g] += flat
-            squares[g] += flat**2
+            shift = shifts.setdefault(g, flat)
+            sums[g] += flat - shift
+            squares[g] += (flat - shift) ** 2
     for p in loss_fn.parameters():
         p.grad = None
-    return {g: _snr_summary(sums[g], squares[g], repeats) for g in groups}
+    return {g: _snr_summary(sums[g], squares[g], repeats, shifts[g]) for g in groups}
 
 
-def _snr_summary(total: torch.Tensor, squares: torch.Tensor, n: int) -> dict:
-    mean = total / n
-    var = ((squares - n * mean**2) / (n - 1)).clamp_min(0)
+def _snr_summary(total: torch.Tensor, squares: torch.Tensor, n: int, shift: torch.Tensor | float = 0.0) -> dict:
+    """SNR, variance and mean from the sums of n draws minus ``shift`` and of their squares."""
+    offset = total / n
+    mean = offset + shift
+    var = ((squares - n * offset**2) / (n - 1)).clamp_min(0)
     noisy = var > 0  # parameters the estimator moves at random (others have no SNR)
     snr = mean[noisy].abs() / var[noisy].sqrt()
     return {
@@ -193,9 +197,10 @@ class PeakMemory(TorchDispatchMode):
     """Bytes of tensor storage allocated while active: the current total and its peak.
 
     Counts storages created by operations inside the context (activations, saved tensors,
-    gradients), each once, and frees them when they are garbage; tensors that existed before
-    (parameters) are not counted. On CUDA, ``torch.cuda.max_memory_allocated`` measures the same
-    thing without this bookkeeping.
+    gradients, an optimizer's temporaries), each once, and frees them when they are garbage. An
+    output that shares its storage with an input (an in-place update, a view, ``detach``) is not
+    new memory, so tensors that existed before (parameters, optimizer state) are not counted.
+    On CUDA, ``torch.cuda.max_memory_allocated`` measures the same thing without this bookkeeping.
     """
 
     def __init__(self):
@@ -210,11 +215,14 @@ class PeakMemory(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        inputs = {
+            t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)
+        }
         for t in tree_flatten(out)[0]:
             if isinstance(t, torch.Tensor) and t.device.type == "cpu":
                 storage = t.untyped_storage()
-                key, nbytes = id(storage), storage.nbytes()
-                if nbytes and key not in self._live:
+                key, nbytes = storage.data_ptr(), storage.nbytes()
+                if nbytes and key not in self._live and key not in inputs:
                     self._live.add(key)
                     self.current += nbytes
                     weakref.finalize(storage, self._free, key, nbytes)
@@ -407,7 +415,8 @@ def compare_estimators(
     pyro.set_rng_seed(config.seed)
     x = test_x[: config.points]
     values = bound_values(model, guide, x, grid, config.value_repeats)
-    exact = float(model.log_marginal(x).mean()) if hasattr(model, "log_marginal") else None
+    with torch.no_grad():
+        exact = float(model.log_marginal(x).mean()) if hasattr(model, "log_marginal") else None
     say(f"values: {len(values)} bounds on {len(x)} test points")
     gradients = []
     for est in grid:

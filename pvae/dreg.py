@@ -38,6 +38,11 @@ class DReG_ELBO(ELBO):
     model, :math:`\tilde w_k^2` for the guide, one backward pass. With K = 1 this is the
     "sticking the landing" ELBO gradient of Roeder et al. (2017).
 
+    Under a scale s on a guide site (beta, from :class:`pvae.objectives.BetaScale`), log wₖ
+    holds s·log q, the score term is s times smaller, and the same identity gives the weight
+    :math:`\tilde w_k((1 - s) + s\,\tilde w_k)` instead of :math:`\tilde w_k^2`: the hook
+    multiplies by :math:`(1 - s) + s\,\tilde w_k` (s = 1: DReG; s = 0: no score term to remove).
+
     Requirements: every guide site is reparameterized (no discrete or enumerated latents), the
     guide is a ``torch.nn.Module`` (its parameters are detached by
     :func:`torch.func.functional_call`), and the loss is not traced by ``torch.jit`` (the second
@@ -79,7 +84,8 @@ class DReG_ELBO(ELBO):
         parameter-detached guide ``stopped`` evaluated at a copy of it.
 
         :returns: ``(model_trace, stopped_guide_trace, copies)``; ``copies`` are the draws the
-            bound is evaluated at, whose gradients the caller reweights.
+            bound is evaluated at, whose gradients the caller reweights, each with its site's
+            scale: ``[(value, scale), ...]``.
         """
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         copies = []
@@ -93,7 +99,7 @@ class DReG_ELBO(ELBO):
                 )
             # the guide's own later sites keep using the original draw; the bound sees the copy
             site["value"] = site["value"].clone()
-            copies.append(site["value"])
+            copies.append((site["value"], site["scale"]))
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         stopped_trace = poutine.trace(poutine.replay(stopped, trace=guide_trace)).get_trace(*args, **kwargs)
         if is_validation_enabled():
@@ -108,7 +114,7 @@ class DReG_ELBO(ELBO):
                         check_site_shape(site, self.max_plate_nesting)
         return model_trace, stopped_trace, copies
 
-    def _log_weights(self, model, guide, args, kwargs) -> tuple[torch.Tensor, list[list[torch.Tensor]], int]:
+    def _log_weights(self, model, guide, args, kwargs) -> tuple[torch.Tensor, list[list[tuple]], int]:
         """log w with the particles along one dimension, the draws of each particle pass, and
         that dimension."""
         if self.max_plate_nesting == float("inf"):
@@ -155,9 +161,9 @@ class DReG_ELBO(ELBO):
         if torch.is_grad_enabled() and surrogate.requires_grad:
             for i, draws in enumerate(copies):
                 w = weights if dim != 0 else weights[i]  # this pass's weights
-                for value in draws:
+                for value, scale in draws:
                     if value.requires_grad:
-                        value.register_hook(_scale_by(w))
+                        value.register_hook(_scale_by((1 - scale) + scale * w))
         loss = -(bound.sum() + (surrogate - surrogate.detach()))
         warn_if_nan(loss, "loss")
         return loss
@@ -170,7 +176,7 @@ class DReG_ELBO(ELBO):
 
 
 def _scale_by(weights: torch.Tensor):
-    """A gradient hook multiplying the gradient of a draw by its particle's weight."""
+    """A gradient hook multiplying the gradient of a draw by its particle's factor."""
 
     def hook(grad: torch.Tensor) -> torch.Tensor:
         w = weights

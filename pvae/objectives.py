@@ -151,7 +151,16 @@ def is_differentiable(elbo: ELBO) -> bool:
 def is_traceable(elbo: ELBO) -> bool:
     """Whether ``torch.jit.trace`` can compile the estimator's loss: it needs a differentiable
     loss whose gradient the recorded operations give (not :class:`DReG_ELBO`'s gradient hook)."""
-    return is_differentiable(elbo) and getattr(elbo, "traceable", True)
+    return untraceable_reason(elbo) is None
+
+
+def untraceable_reason(elbo: ELBO) -> str | None:
+    """Why ``torch.jit.trace`` cannot compile the estimator's loss, or ``None`` if it can."""
+    if not is_differentiable(elbo):
+        return f"{type(elbo).__name__} has no differentiable loss (it trains through loss_and_grads)"
+    if not getattr(elbo, "traceable", True):
+        return f"{type(elbo).__name__} weights its gradient with a hook that a trace does not record"
+    return None
 
 
 class BetaScale(Messenger):
@@ -273,7 +282,7 @@ class Loss(torch.nn.Module):
         estimator's ``loss_and_grads`` (which calls ``backward`` itself), and return the loss,
         summed over the batch and detached. Works for every estimator.
 
-        :raises RuntimeError: if the estimator left every gradient empty (Pyro's ``RenyiELBO``
+        :raises ValueError: if the estimator left every gradient empty (Pyro's ``RenyiELBO``
             backpropagates only when its traces hold ``param`` sites: the pair must be ``PyroModule`` s).
         """
         if self.differentiable:
@@ -287,7 +296,9 @@ class Loss(torch.nn.Module):
         args = (x,) if y is None else (x, y)
         loss = torch.as_tensor(self.elbo.loss_and_grads(self.elbo_loss.model, self.elbo_loss.guide, *args))
         if all(p.grad is None for p in params):
-            raise RuntimeError(
+            for p, grad in zip(params, kept, strict=True):
+                p.grad = grad
+            raise ValueError(
                 f"{type(self.elbo).__name__}.loss_and_grads computed no gradient: the model and guide must be "
                 "PyroModules, whose parameters appear as param sites in Pyro's traces"
             )
@@ -437,10 +448,9 @@ class TracedLoss(torch.nn.Module):
 
     def __init__(self, loss_fn: torch.nn.Module):
         super().__init__()
-        if not getattr(loss_fn, "traceable", True):
-            elbo = type(loss_fn.elbo).__name__
-            why = "has no differentiable loss" if not loss_fn.differentiable else "shapes its gradient with a hook"
-            raise ValueError(f"torch.jit.trace cannot compile {elbo}: it {why}; drop --jit")
+        why = untraceable_reason(loss_fn.elbo) if isinstance(loss_fn, Loss) else None
+        if why is not None:
+            raise ValueError(f"torch.jit.trace cannot compile the loss: {why}; drop --jit")
         self.loss_fn = loss_fn
         self._compiled: dict[tuple, torch.jit.ScriptModule] = {}
 

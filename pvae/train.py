@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from pvae import data as pdata
 from pvae.evaluate import evaluate, pair_args
-from pvae.objectives import BetaSchedule, Loss, TracedLoss, backward, is_traceable, loss_module, make_elbo
+from pvae.objectives import BetaSchedule, Loss, TracedLoss, backward, loss_module, make_elbo, untraceable_reason
 from pvae.runs import Run, rng_state, set_rng_state
 
 
@@ -150,15 +150,9 @@ def check_compatible(
         )
     if config is not None:
         elbo = make_elbo(config.elbo, alpha=config.alpha)  # refuses an unknown name or a bad alpha
-        if config.jit and not is_traceable(elbo):
-            reason = (
-                "weights its guide gradient with a hook that a trace does not record"
-                if hasattr(elbo, "differentiable_loss")
-                else "has no differentiable loss (it trains through loss_and_grads)"
-            )
-            raise ValueError(
-                f"--jit compiles the loss with torch.jit.trace, but --elbo {config.elbo} {reason}: drop --jit"
-            )
+        why = untraceable_reason(elbo)
+        if config.jit and why is not None:
+            raise ValueError(f"--jit compiles the loss with torch.jit.trace, but {why}: drop --jit")
 
 
 def _objective(scores: dict, beta: float) -> float | None:

@@ -214,3 +214,10 @@ def test_compare_elbos_writes_tables_and_figures_and_refuses_what_the_pair_canno
     assert "| renyi α=0.2 |" in (out / "results.md").read_text()
     assert main(["compare-elbos", str(trained), "--estimators", "elbow", "--out", str(tmp_path / "x")]) == 2
     assert "unknown estimator 'elbow'" in capsys.readouterr().err
+    assert main(["compare-elbos", str(trained), "--alpha", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "alpha=1 is the ELBO" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before anything ran
+    for flag, value in [("--particles", ""), ("--particles", "0,5"), ("--train-seconds", "-1")]:
+        with pytest.raises(SystemExit):
+            main(["compare-elbos", str(trained), flag, value])
+        assert f"argument {flag}" in capsys.readouterr().err
