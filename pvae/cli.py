@@ -19,11 +19,13 @@ def _hidden(text: str) -> tuple[int, ...]:
         ) from None
 
 
-def _positive(kind):
+def _positive(kind, zero: bool = False):
+    """A parser of positive numbers of ``kind`` (with ``zero``: non-negative ones)."""
+
     def parse(text: str):
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {'non-negative' if zero else 'positive'}, got {text}")
         return value
 
     return parse
@@ -129,14 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument(
         "--train-epochs",
-        type=_non_negative(int),
+        type=_positive(int, zero=True),
         default=0,
         help="train a fresh pair with each estimator for N epochs (default: 0, skip)",
     )
     compare.add_argument("--train-particles", type=_positive(int), default=5, help="K of the training runs")
     compare.add_argument(
         "--train-seconds",
-        type=_non_negative(float),
+        type=_positive(float, zero=True),
         help="budget of the equal-time runs (default: what the first estimator took; 0: none)",
     )
     compare.add_argument("--test-points", type=_positive(int), default=1000, help="test points of the trained pairs")
@@ -165,16 +167,6 @@ def _ks(text: str) -> tuple[int, ...]:
     if not ks or min(ks) < 1:
         raise argparse.ArgumentTypeError(f"takes positive numbers of particles such as 1,5,10, not {text!r}")
     return ks
-
-
-def _non_negative(kind):
-    def parse(text: str):
-        value = kind(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
-        return value
-
-    return parse
 
 
 def resolve_pair(args) -> tuple[str, str, str, float]:
