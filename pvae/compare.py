@@ -31,6 +31,7 @@ from torch.utils._pytree import tree_flatten
 from pvae import data as pdata
 from pvae.evaluate import evaluate
 from pvae.objectives import TracedLoss, backward, is_traceable, loss_module, make_elbo
+from pvae.train import fit, step
 
 
 @dataclass(frozen=True)
@@ -52,23 +53,29 @@ class Estimator:
     jit: bool = False
 
     @property
+    def setting(self) -> str:
+        """The estimator without K: ``"iwae"``, ``"renyi α=0.5"``, ``"trace --jit"`` (one row
+        of a table, one line of a figure)."""
+        alpha = f" α={self.alpha:g}" if self.alpha is not None else ""
+        return f"{self.name}{alpha}{' --jit' if self.jit else ''}"
+
+    @property
     def label(self) -> str:
         """``"iwae K=5"``, ``"renyi α=0.5 K=5"``, ``"trace --jit K=5"``."""
-        alpha = f" α={self.alpha:g}" if self.alpha is not None else ""
-        jit = " --jit" if self.jit else ""
-        return f"{self.name}{alpha}{jit} K={self.particles}"
+        return f"{self.setting} K={self.particles}"
 
     def elbo(self) -> ELBO:
         """The Pyro estimator."""
         return make_elbo(self.name, self.particles, self.vectorize and self.particles > 1, self.alpha)
 
     def as_dict(self) -> dict:
-        """JSON-ready fields and the label."""
+        """JSON-ready fields, the setting and the label."""
         return {
             "estimator": self.name,
             "particles": self.particles,
             "alpha": self.alpha,
             "jit": self.jit,
+            "setting": self.setting,
             "label": self.label,
         }
 
@@ -244,8 +251,6 @@ def step_cost(
 
     :returns: ``{"seconds": median, "seconds_iqr": (q1, q3), "peak_mib": MiB, "steps": steps}``.
     """
-    from pvae.train import step
-
     model, guide = copy.deepcopy(model), copy.deepcopy(guide)
     loss_fn = loss_module(model, guide, estimator.elbo())
     loss_fn.estimate(x[:2])
@@ -303,8 +308,6 @@ def train_each(
         and its paired standard error (much smaller than either ``log_px_se``, since the
         points' own spread cancels).
     """
-    from pvae.train import fit
-
     rows, first = [], None
     for est in estimators:
         config = replace(
@@ -464,10 +467,10 @@ def results_markdown(results: dict, title: str = "ELBO estimators") -> str:
 
     def table(rows: list[dict], cell, header: str) -> None:
         ks = sorted({r["particles"] for r in rows})
-        names = list(dict.fromkeys(r["label"].rsplit(" K=", 1)[0] for r in rows))
+        names = list(dict.fromkeys(r["setting"] for r in rows))
         lines.extend([f"| {header} | " + " | ".join(f"K={k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"])
         for name in names:
-            by_k = {r["particles"]: r for r in rows if r["label"].rsplit(" K=", 1)[0] == name}
+            by_k = {r["particles"]: r for r in rows if r["setting"] == name}
             lines.append(f"| {name} | " + " | ".join(cell(by_k[k]) if k in by_k else "" for k in ks) + " |")
         lines.append("")
 

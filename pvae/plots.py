@@ -147,17 +147,16 @@ def estimator_color(name: str) -> tuple:
 
 
 def _series(rows: list[dict]) -> list[tuple[str, str, list[dict]]]:
-    """Rows grouped by ``(estimator, alpha, jit)`` in order of first appearance, each group sorted
-    by K: ``[(estimator, legend label, rows), ...]``; the legend label carries renyi's alpha and
-    ``--jit`` for compiled losses."""
-    groups: dict[tuple, list[dict]] = {}
+    """Rows grouped by their ``setting`` (:attr:`pvae.compare.Estimator.setting`: the estimator,
+    renyi's alpha, ``--jit``) in order of first appearance, each group sorted by K:
+    ``[(estimator, legend label, rows), ...]``."""
+    groups: dict[str, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["estimator"], row.get("alpha"), bool(row.get("jit"))), []).append(row)
-    series = []
-    for (name, alpha, jit), group in groups.items():
-        label = (name if alpha is None else f"{name} α={alpha:g}") + (" --jit" if jit else "")
-        series.append((name, label, sorted(group, key=lambda r: r["particles"])))
-    return series
+        groups.setdefault(row["setting"], []).append(row)
+    return [
+        (group[0]["estimator"], setting, sorted(group, key=lambda r: r["particles"]))
+        for setting, group in groups.items()
+    ]
 
 
 def _k_axis(ax, rows: list[dict]) -> None:

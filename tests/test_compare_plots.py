@@ -18,8 +18,8 @@ KS = [1, 5, 50]
 
 def fields(name: str, k: int, alpha: float | None = None) -> dict:
     """What :meth:`pvae.compare.Estimator.as_dict` gives."""
-    label = f"{name}{f' α={alpha:g}' if alpha is not None else ''} K={k}"
-    return {"estimator": name, "particles": k, "alpha": alpha, "label": label}
+    setting = f"{name}{f' α={alpha:g}' if alpha is not None else ''}"
+    return {"estimator": name, "particles": k, "alpha": alpha, "setting": setting, "label": f"{setting} K={k}"}
 
 
 def value_rows(ks=KS) -> list[dict]:
