@@ -1,0 +1,235 @@
+"""Posterior diagnostics against probabilistic PCA, whose posterior and log p(x) are exact.
+
+The model is the correlated pPCA of ``test_fullrank.py``: z ∈ R², x ∈ R⁵, and every posterior
+p(z|x) is a Gaussian with correlation −0.847 that a full-rank guide can represent exactly and a
+diagonal one cannot.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from guides.fullrank import FullRankGuide
+from guides.gaussian import GaussianGuide
+from pvae.diagnostics import (
+    DiagnoseConfig,
+    NotApplicable,
+    compare_to_reference,
+    diagnose,
+    gap_decomposition,
+    importance_diagnostics,
+    nuts_reference,
+    reference_check,
+)
+from pvae.sites import Z
+from tests.guides.test_fullrank import _correlated_ppca, _min_diagonal_gap, _one_thread, _set_to_posterior
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    with _one_thread():
+        yield
+
+
+def _exact_guide(model, narrow: float = 1.0) -> FullRankGuide:
+    """The affine full-rank guide set to p(z|x), its Cholesky factor multiplied by ``narrow``."""
+    guide = _set_to_posterior(FullRankGuide((5,), z_dim=2, hidden=()), model)
+    with torch.no_grad():
+        layer = guide.encoder.net[0]
+        layer.bias[2:4] += math.log(narrow)
+        layer.bias[4:] *= narrow
+    return guide.requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def ppca():
+    torch.manual_seed(3)
+    model = _correlated_ppca()
+    return model, model.marginal().sample((20,))
+
+
+@pytest.fixture(scope="module")
+def nuts(ppca):
+    """NUTS on the first three datapoints: 2 chains of 300 draws after 200 warm-up steps."""
+    model, x = ppca
+    with _one_thread():
+        return nuts_reference(model, x[:3], chains=2, warmup=200, draws=300, seed=0)
+
+
+def test_nuts_recovers_the_exact_posterior(ppca, nuts):
+    """Means within 4 Monte Carlo standard errors (sd / √ESS), standard deviations within 10%,
+    the correlation within 0.05 of −0.847, and the convergence check passes."""
+    model, x = ppca
+    draws, stats = nuts
+    z = draws[Z]  # (chains, draws, 3, 2)
+    assert z.shape == (2, 300, 3, 2)
+    converged, check = reference_check(draws, stats, DiagnoseConfig(min_ess=200))
+    assert converged, check
+    exact = model.posterior(x[:3])
+    pooled = z.reshape(-1, 3, 2)
+    sd = exact.covariance_matrix.diagonal(dim1=-2, dim2=-1).sqrt().numpy()
+    error = (pooled.mean(0) - exact.loc.numpy()) / (sd / math.sqrt(check["min_ess_bulk"]))
+    assert np.abs(error).max() < 4
+    np.testing.assert_allclose(pooled.std(0), sd, rtol=0.1)
+    for n in range(3):
+        assert np.corrcoef(pooled[:, n].T)[0, 1] == pytest.approx(-0.847, abs=0.05)
+
+
+def test_the_exact_guide_matches_nuts_and_a_narrow_one_does_not(ppca, nuts):
+    """Against NUTS, the exact posterior has mean errors near 0, sd ratios near 1 and 90% intervals
+    that cover 90% of the draws; a guide 0.3 times as wide has sd ratios 0.3 and covers about
+    P(|N(0,1)| < 0.3 · 1.645) = 0.38 of them."""
+    model, x = ppca
+    draws, _ = nuts
+    for narrow, sd_ratio, coverage in ((1.0, 1.0, 0.9), (0.3, 0.3, 0.38)):
+        guide = _exact_guide(model, narrow)
+        c = compare_to_reference(draws, {Z: _guide_draws(guide, x[:3], 4000)}, coverage=0.9)[Z]
+        assert np.abs(c["mean_error"]).max() < 0.25
+        np.testing.assert_allclose(c["sd_ratio"], sd_ratio, rtol=0.12)
+        np.testing.assert_allclose(c["coverage"], coverage, atol=0.06)
+
+
+def _guide_draws(guide, x, n):
+    from pvae.diagnostics import _guide_draws as draws
+
+    return draws(guide, guide, x, None, n, [Z])[Z].numpy()
+
+
+def test_unconverged_chains_are_refused():
+    """Chains stuck at different places give R-hat ≫ 1.01, and the check names it."""
+    rng = np.random.default_rng(0)
+    stuck = rng.standard_normal((4, 200, 3, 2)) + np.arange(4)[:, None, None, None]
+    converged, check = reference_check({Z: stuck}, {"diverging": np.zeros((4, 200), bool)}, DiagnoseConfig())
+    assert not converged
+    assert check["max_r_hat"] > 1.5
+    assert any(reason.startswith("R-hat") for reason in check["reasons"])
+    mixed = rng.standard_normal((4, 500, 3, 2))
+    diverging = np.zeros((4, 500), bool)
+    assert reference_check({Z: mixed}, {"diverging": diverging}, DiagnoseConfig())[0]
+    diverging[1, 7] = True
+    converged, check = reference_check({Z: mixed}, {"diverging": diverging}, DiagnoseConfig())
+    assert not converged and check["reasons"] == ["1 divergent transitions"]
+
+
+def test_k_hat_is_small_for_the_exact_posterior_and_large_for_a_narrow_guide(ppca):
+    """For a proposal N(m, c² Σ) of the target N(m, Σ), the weights' tail has shape k = 1 − c²
+    (log w is (1 − c²) χ²/2 plus a constant): the exact posterior gives constant weights,
+    c = 0.3 gives k = 0.91 > 0.7, and c = 1.5 bounded weights (k < 0)."""
+    model, x = ppca
+    exact = importance_diagnostics(model, _exact_guide(model), x, num_samples=2000)
+    assert (exact["k_hat"] < 0.5).all()
+    assert exact["ess"].min() > 0.99
+    torch.testing.assert_close(exact["log_px"], model.log_marginal(x).double(), atol=1e-4, rtol=0)
+    # k̂ rests on the largest 3√K weights: at K = 10⁴ one datapoint's k̂ has a standard deviation of
+    # about (1 + k) / √300 = 0.11, the mean of 20 about 0.025.
+    narrow = importance_diagnostics(model, _exact_guide(model, 0.3), x, num_samples=10000)
+    assert float((narrow["k_hat"] > 0.7).double().mean()) >= 0.9
+    assert float(narrow["k_hat"].mean()) == pytest.approx(1 - 0.3**2, abs=0.06)
+    assert narrow["ess"].max() < 0.2
+    wide = importance_diagnostics(model, _exact_guide(model, 1.5), x, num_samples=2000)
+    assert (wide["k_hat"] < 0).all()
+
+
+def _perturbed(guide, scale: float = 0.3, seed: int = 0):
+    """The guide with noise added to its encoder: an amortization error to find."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in guide.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=generator))
+    return guide.requires_grad_(False)
+
+
+def _kl_to_posterior(guide, model, x) -> torch.Tensor:
+    """KL(q(z|x) ‖ p(z|x)) per datapoint, in closed form: log p(x) − ELBO(q)."""
+    from pyro import poutine
+
+    q = poutine.trace(guide).get_trace(x).nodes[Z]["fn"]
+    if not isinstance(q, torch.distributions.MultivariateNormal):
+        q = torch.distributions.MultivariateNormal(q.mean, torch.diag_embed(q.variance))
+    return torch.distributions.kl_divergence(q, model.posterior(x)).double()
+
+
+SETTINGS = DiagnoseConfig(log_px_samples=2000, elbo_samples=2000, local_particles=16, local_steps=2000)
+
+
+def test_gaps_of_a_full_rank_guide(ppca):
+    """The family holds the posterior: the approximation gap is 0 and the amortization gap is the
+    whole of KL(q_φ(z|x) ‖ p(z|x)); log p(x) is the exact one."""
+    model, x = ppca
+    guide = _perturbed(_exact_guide(model), 0.03)
+    gaps = gap_decomposition(model, guide, x, config=SETTINGS)
+    exact = model.log_marginal(x).double()
+    se = gaps["log_px_se"]
+    assert se.max() < 0.03  # the mixture weights 1 / (½ + ½ q_φ / p(z|x)) have a relative sd near 1, K = 2000
+    assert ((gaps["log_px"] - exact).abs() < 4 * se).all()  # the estimate is within its error
+    assert (exact - gaps["local_elbo"]).abs().max() < 1e-3  # the local optimum is the posterior
+    assert (gaps["approximation_gap"].abs() < 4 * se + 1e-3).all()
+    kl = _kl_to_posterior(guide, model, x)
+    assert kl.mean() > 0.3  # the perturbation is large enough to matter
+    assert ((gaps["amortization_gap"] - kl).abs() < 4 * gaps["amortized_elbo_se"] + 1e-3).all()
+    torch.testing.assert_close(
+        gaps["approximation_gap"] + gaps["amortization_gap"], gaps["log_px"] - gaps["amortized_elbo"]
+    )
+
+
+def test_gaps_of_a_diagonal_guide(ppca):
+    """The best diagonal Gaussian of a correlated posterior is KL-distance
+    ½(log det Σ + Σ_i log Λ_ii) away from it (Λ = Σ⁻¹), for every datapoint: that is the
+    approximation gap; the amortization gap is what the encoder adds, ≥ 0."""
+    model, x = ppca
+    torch.manual_seed(0)
+    guide = GaussianGuide((5,), z_dim=2, hidden=()).requires_grad_(False)
+    gaps = gap_decomposition(model, guide, x, config=SETTINGS)
+    best = _min_diagonal_gap(model.posterior(x[:1]).covariance_matrix[0])
+    assert best > 0.5
+    exact = model.log_marginal(x).double()
+    # the local optimum is the best diagonal Gaussian: exact log p(x) − its ELBO is the closed form
+    assert ((exact - gaps["local_elbo"] - best).abs() < 4 * gaps["local_elbo_se"] + 0.01).all()
+    # the decomposition's importance-sampled log p(x) (a narrow proposal: its error is larger)
+    assert ((gaps["log_px"] - exact).abs() < 4 * gaps["log_px_se"]).all()
+    assert float(gaps["approximation_gap"].mean()) == pytest.approx(best, abs=0.05)
+    kl = _kl_to_posterior(guide, model, x)
+    error = gaps["amortized_elbo_se"] + gaps["local_elbo_se"]
+    assert ((gaps["amortization_gap"] - (kl - best)).abs() < 4 * error).all()
+    assert (gaps["amortization_gap"] > -2 * error).all()
+
+
+def test_gaps_do_not_apply_to_a_flow():
+    from guides.iaf import IAFGuide
+    from models.vae import VAE
+
+    model, guide = VAE((5,), z_dim=2, hidden=(8,), likelihood="gaussian"), IAFGuide((5,), z_dim=2, hidden=(8,))
+    with pytest.raises(NotApplicable, match="TransformedDistribution"):
+        gap_decomposition(model, guide, torch.randn(3, 5), config=SETTINGS)
+
+
+def test_diagnose_reports_every_part_on_ppca(ppca):
+    """The whole report on the exact guide: k̂ small, NUTS converged and agreeing, gaps 0."""
+    model, x = ppca
+    config = DiagnoseConfig(
+        points=10,
+        samples=500,
+        nuts_points=2,
+        chains=2,
+        warmup=150,
+        draws=200,
+        min_ess=150,
+        max_r_hat=1.05,  # short chains: the accuracy of NUTS is the first test's
+        log_px_samples=500,
+        elbo_samples=500,
+        local_steps=300,
+        latent_points=20,
+    )
+    results, idata = diagnose(model, _exact_guide(model), x, config=config)
+    assert results["not_applicable"] == {}
+    assert results["importance"]["fraction_k_above_0.7"] == 0
+    assert results["nuts"]["converged"], results["nuts"]["convergence"]
+    assert results["nuts"]["comparison"][Z]["median_sd_ratio"] == pytest.approx(1, abs=0.1)
+    assert results["gaps"]["approximation_gap"]["max"] < 4 * results["gaps"]["log_px_se"]["max"] + 1e-3
+    assert abs(results["gaps"]["amortization_gap"]["mean"]) < 0.01
+    assert results["latent"]["active"] == [0, 1]
+    assert set(idata.groups()) >= {"posterior", "guide", "sample_stats", "observed_data"}
+    assert idata.posterior[Z].shape == (2, 200, 2, 2)
+    assert idata.guide[Z].shape == (1, 400, 2, 2)
