@@ -98,4 +98,6 @@ def load_netcdf(path: str | os.PathLike) -> "arviz.InferenceData":
 
 def plot_dist(values: np.ndarray, ax, **kwargs):
     """ArviZ's density plot of one scalar's draws on ``ax`` (keywords go to ``arviz.plot_dist``)."""
-    return arviz.plot_dist(np.asarray(values, dtype=np.float64), ax=ax, **kwargs)
+    with warnings.catch_warnings():  # 0.23 calls a Matplotlib API that newer Matplotlib deprecates
+        warnings.filterwarnings("ignore", "Passing a dict or None as alias_mapping")
+        return arviz.plot_dist(np.asarray(values, dtype=np.float64), ax=ax, **kwargs)

@@ -145,6 +145,27 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--iwae-samples", type=_positive(int), default=1000, help="K of their test log p(x)")
     compare.add_argument("--seed", type=int, default=0)
     compare.add_argument("--out", help="folder of results.json, results.md and figures (default: RUN/elbos)")
+    diagnose = sub.add_parser("diagnose", help="how good is q(z|x): PSIS k̂, NUTS, the gaps, posterior collapse")
+    diagnose.add_argument("run", help="run directory")
+    diagnose.add_argument(
+        "--n-points", type=_positive(int), default=100, help="datapoints of k̂ and of the gaps (default: 100)"
+    )
+    diagnose.add_argument("--samples", type=_positive(int), default=1000, help="draws of q per datapoint for k̂")
+    diagnose.add_argument(
+        "--nuts-points", type=_positive(int, zero=True), default=5, help="datapoints NUTS samples (0: none; default 5)"
+    )
+    diagnose.add_argument("--chains", type=_positive(int), default=4, help="NUTS chains (default: 4)")
+    diagnose.add_argument("--nuts-warmup", type=_positive(int), default=500, help="NUTS warm-up steps per chain")
+    diagnose.add_argument("--nuts-draws", type=_positive(int), default=500, help="NUTS draws kept per chain")
+    diagnose.add_argument(
+        "--log-px-samples", type=_positive(int), default=5000, help="K of log p(x) in the gaps (default: 5000)"
+    )
+    diagnose.add_argument(
+        "--latent-points", type=_positive(int), default=1000, help="datapoints of active units and I(x;z)"
+    )
+    diagnose.add_argument("--split", default="test", choices=("train", "val", "test"))
+    diagnose.add_argument("--seed", type=int, default=0, help="seed of every draw")
+    diagnose.add_argument("--out", help="folder of the results (default: RUN/diagnostics)")
     return parser
 
 
@@ -423,6 +444,113 @@ def _compare_run(args) -> Path:
     return out
 
 
+def _diagnose_run(args) -> Path:
+    import matplotlib.pyplot as plt
+
+    from pvae import az
+    from pvae.data import evaluation_split
+    from pvae.diagnostics import DiagnoseConfig, diagnose
+    from pvae.evaluate import reconstruct
+    from pvae.plots import diagnostic_figures
+    from pvae.runs import atomic_write, restore, write_json
+
+    config = DiagnoseConfig(
+        points=args.n_points,
+        samples=args.samples,
+        nuts_points=args.nuts_points,
+        chains=args.chains,
+        warmup=args.nuts_warmup,
+        draws=args.nuts_draws,
+        log_px_samples=args.log_px_samples,
+        latent_points=args.latent_points,
+        seed=args.seed,
+    )  # refuses bad settings before the run is read
+    run, run_config, dataset, model, guide = restore(args.run)
+    part = evaluation_split(dataset, run_config.data, args.split)
+    tic = time.perf_counter()
+    results, idata = diagnose(
+        model, guide, part.x, part.y, config, progress=lambda name: print(f"diagnose: {name} ...", file=sys.stderr)
+    )
+    results.update(
+        run=str(run.path),
+        pair=f"{run_config.pair.model}/{run_config.pair.guide}",
+        split=args.split,
+        binarization=run_config.data.binarization_of(args.split),
+        seconds=time.perf_counter() - tic,
+    )
+    out = Path(args.out) if args.out else run.path / "diagnostics"
+    write_json(out / "diagnostics.json", results)
+    if idata is not None:
+        az.save_netcdf(idata, out / "posterior.nc")
+    worst = None
+    if "importance" in results and part.x.dim() == 4:  # images: the worst datapoints beside their reconstructions
+        order = results["importance"]["worst"][:10]
+        k_hat = results["importance"]["per_datapoint"]["k_hat"]
+        x = part.x[order]
+        worst = (x, reconstruct(model, guide, x, part.y[order]), [k_hat[i] for i in order])
+    for name, fig in diagnostic_figures(results, idata, worst).items():
+        atomic_write(
+            out / "figures" / f"{name}.png", lambda handle, fig=fig: fig.savefig(handle, format="png", dpi=120)
+        )
+        plt.close(fig)
+    print(describe_diagnostics(results))
+    print(f"results in {out}: diagnostics.json{', posterior.nc' if idata is not None else ''}, figures/")
+    return out
+
+
+def describe_diagnostics(results: dict) -> str:
+    """The numbers of a diagnosis, one line per part, and what did not apply."""
+    lines = []
+    if "importance" in results:
+        r, k = results["importance"], results["importance"]["k_hat"]
+        lines.append(
+            f"importance (N={len(r['worst'])}, K={results['settings']['samples']}): Pareto k̂ median {k['median']:.2f}, "
+            f"max {k['max']:.2f}; {r['fraction_k_above_0.7']:.0%} of datapoints above 0.7, "
+            f"{r['fraction_k_above_0.5']:.0%} above 0.5; ESS {r['ess_fraction']['median']:.1%} of K (median)"
+        )
+    if "nuts" in results:
+        r, c = results["nuts"], results["nuts"]["convergence"]
+        head = (
+            f"NUTS ({r['datapoints']} datapoints): max R-hat {c['max_r_hat']:.3f}, min ESS bulk "
+            f"{c['min_ess_bulk']:.0f} / tail {c['min_ess_tail']:.0f}, {c['divergences']} divergences"
+        )
+        if not r["converged"]:
+            lines.append(f"{head}; {r['refused']}")
+        for site, m in (r["comparison"] or {}).items():
+            lines.append(
+                f"{head}; guide vs NUTS on {site!r}: median |mean error| {m['median_abs_mean_error']:.2f} sd "
+                f"(max {m['max_abs_mean_error']:.2f}), median sd ratio {m['median_sd_ratio']:.2f} "
+                f"({m['min_sd_ratio']:.2f}–{m['max_sd_ratio']:.2f}), {results['settings']['coverage']:.0%} intervals "
+                f"cover {m['mean_coverage']:.1%} of NUTS draws"
+            )
+    if "gaps" in results:
+        g = results["gaps"]
+        lines.append(
+            f"gaps (N={len(g['per_datapoint']['log_px'])}): log p(x) {g['log_px']['mean']:.2f}, best local ELBO "
+            f"{g['local_elbo']['mean']:.2f}, amortized ELBO {g['amortized_elbo']['mean']:.2f}; approximation gap "
+            f"{g['approximation_gap']['mean']:.2f} ± {g['approximation_gap']['se']:.2f}, amortization gap "
+            f"{g['amortization_gap']['mean']:.2f} ± {g['amortization_gap']['se']:.2f} nats"
+        )
+    if "latent" in results:
+        r = results["latent"]
+        text = f"latent: {len(r['active'])} of {len(r['activity'])} dimensions active"
+        if "mutual_information" in r:
+            saturated = (
+                " (at its ceiling log N: more points would raise it)"
+                if r["mutual_information"] > r["log_n"] - 0.05
+                else ""
+            )
+            text += (
+                f"; KL {r['kl']:.2f}; I(x;z) ≈ {r['mutual_information']:.2f} of at most log N = {r['log_n']:.2f}"
+                f"{saturated}; KL(q(z) ‖ p(z)) {r['marginal_kl']:.2f}; {r['prior_holes']:.1%} of prior draws "
+                "fall where q(z) is below its own 1% quantile (1% if q(z) = p(z))"
+            )
+        lines.append(text)
+    for name, reason in results["not_applicable"].items():
+        lines.append(f"not applicable, {name}: {reason}")
+    return "\n".join(lines)
+
+
 def applicable_estimators(model, guide, dataset, train) -> dict:
     """Which estimators a pair can train with.
 
@@ -489,6 +617,8 @@ def main(argv: list[str] | None = None) -> int:
             _sample_run(args.run, args.label, args.n, args.seed, args.out)
         elif args.command == "compare-elbos":
             _compare_run(args)
+        elif args.command == "diagnose":
+            _diagnose_run(args)
     except (DataError, RunError, ValueError, FloatingPointError) as error:
         print(f"pvae {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -221,3 +221,33 @@ def test_compare_elbos_writes_tables_and_figures_and_refuses_what_the_pair_canno
         with pytest.raises(SystemExit):
             main(["compare-elbos", str(trained), flag, value])
         assert f"argument {flag}" in capsys.readouterr().err
+
+
+def test_diagnose_writes_its_report_and_refuses_bad_settings(trained, tmp_path, capsys):
+    """``pvae diagnose`` on the digits run: diagnostics.json with every part, the NetCDF file with
+    both groups, the figures; bad settings are refused before the run is read."""
+    out = tmp_path / "diag"
+    flags = ["--n-points", "6", "--samples", "100", "--nuts-points", "2", "--chains", "2", "--nuts-warmup", "30"]
+    flags += ["--nuts-draws", "30", "--log-px-samples", "60", "--latent-points", "40", "--out", str(out)]
+    assert main(["diagnose", str(trained), *flags]) == 0
+    printed = capsys.readouterr().out
+    assert "Pareto k̂ median" in printed and "approximation gap" in printed and "dimensions active" in printed
+    results = json.loads((out / "diagnostics.json").read_text())
+    assert results["not_applicable"] == {}
+    assert results["settings"]["points"] == 6 and results["settings"]["chains"] == 2
+    assert len(results["importance"]["per_datapoint"]["k_hat"]) == 6
+    gaps = results["gaps"]["per_datapoint"]
+    for a, b, px, elbo in zip(
+        gaps["approximation_gap"], gaps["amortization_gap"], gaps["log_px"], gaps["amortized_elbo"], strict=True
+    ):
+        assert a + b == pytest.approx(px - elbo)
+    from pvae import az
+
+    idata = az.load_netcdf(out / "posterior.nc")
+    assert idata.posterior["z"].shape == (2, 30, 2, 2) and idata.guide["z"].shape == (1, 60, 2, 2)
+    names = {p.name for p in (out / "figures").iterdir()}
+    assert names == {"khat.png", "worst.png", "marginals.png", "gaps.png", "kl-per-dim.png"}
+    assert main(["diagnose", str(trained), "--samples", "20", "--out", str(tmp_path / "bad")]) == 2
+    assert "samples must be at least 100" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    assert main(["diagnose", str(tmp_path / "missing")]) == 2
