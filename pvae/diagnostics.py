@@ -24,7 +24,8 @@ files or draws figures.
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -160,6 +161,19 @@ def log_joint(
     return sum(s["fn"].log_prob(s["value"]) for s in _sample_sites(trace).values())
 
 
+@contextmanager
+def _frozen(module: torch.nn.Module) -> Iterator[None]:
+    """Hold ``module``'s parameters fixed (no gradients) inside the block."""
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+
+
 @torch.no_grad()
 def _guide_draws(guide, model, x, y, num_samples: int, sites) -> dict[str, torch.Tensor]:
     """Draws of the model's latent ``sites`` from the guide, ``(num_samples, batch, *event)`` each."""
@@ -240,15 +254,12 @@ def nuts_reference(
     :raises NotApplicable: if a latent is discrete or not real-valued.
     """
     sites = _require_continuous(model, x, y)
-    frozen = [p for p in model.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)  # the decoder is fixed: only z gets gradients
 
     def potential(values):
         return -log_joint(model, x, y, values).sum()
 
     samples, diverging, step_sizes = {n: [] for n in sites}, [], []
-    try:
+    with _frozen(model):  # the decoder is fixed: only z gets gradients
         for chain in range(chains):
             pyro.set_rng_seed(seed + chain)
             init = {n: site["value"] for n, site in latent_sites(model, x, y).items()}
@@ -261,9 +272,6 @@ def nuts_reference(
             flags[mcmc.diagnostics()["divergences"]["chain 0"]] = True
             diverging.append(flags)
             step_sizes.append(kernel.step_size)
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
     return {n: np.stack(v) for n, v in samples.items()}, {
         "diverging": np.stack(diverging),
         "step_size": np.asarray(step_sizes),
@@ -403,9 +411,6 @@ def optimize_local(
     """
     local = _LocalGaussian(q)
     eps = _whitened_normal(config.local_particles, *local.loc.shape)  # (S, N, d)
-    frozen = [p for p in model.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
     values = []
 
     def closure():
@@ -429,11 +434,8 @@ def optimize_local(
         tolerance_change=config.local_tol,
         history_size=50,
     )
-    try:
+    with _frozen(model):
         optimizer.step(closure)
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
     return local, {"evaluations": len(values), "elbo_start": values[0], "elbo_end": values[-1]}
 
 
