@@ -89,10 +89,8 @@ class DiagnoseConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("points", "samples", "chains", "warmup", "draws", "log_px_samples", "local_particles"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("elbo_samples", "latent_points", "local_steps"):
+        positive = ("points", "chains", "warmup", "draws", "log_px_samples", "local_particles", "local_steps")
+        for name in (*positive, "elbo_samples", "latent_points"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.nuts_points < 0:
