@@ -353,12 +353,11 @@ def describe(result: dict, k: int) -> str:
 
 
 def _sample_run(path, label: int | None, n: int, seed: int, out: str | None) -> Path:
-    import matplotlib.pyplot as plt
     import torch
 
     from pvae.evaluate import sample_prior
     from pvae.plots import plot_images
-    from pvae.runs import atomic_write, restore
+    from pvae.runs import restore, save_figure
 
     run, _, _, model, _ = restore(path)
     y = None if label is None else torch.full((n,), label, dtype=torch.long)
@@ -368,24 +367,21 @@ def _sample_run(path, label: int | None, n: int, seed: int, out: str | None) -> 
     title = "decoder means at samples from the prior" + ("" if label is None else f", class {label}")
     fig = plot_images(images, 10, title)
     target = Path(out) if out else run.figures / ("samples.png" if label is None else f"samples-label-{label}.png")
-    atomic_write(target, lambda handle: fig.savefig(handle, format="png", dpi=120))
-    plt.close(fig)
+    save_figure(fig, target)
     print(f"{n} samples{'' if label is None else f' of class {label}'} in {target}")
     return target
 
 
 def _plot_run(path) -> list[Path]:
-    import matplotlib.pyplot as plt
 
     from pvae.plots import run_figures
-    from pvae.runs import atomic_write, restore
+    from pvae.runs import restore, save_figure
 
     run, _, dataset, model, guide = restore(path)
     written = []
     for name, fig in run_figures(model, guide, dataset, run.metrics()).items():
         target = run.figures / f"{name}.png"
-        atomic_write(target, lambda handle, fig=fig: fig.savefig(handle, format="png", dpi=120))
-        plt.close(fig)
+        save_figure(fig, target)
         written.append(target)
     print(f"figures: {', '.join(p.name for p in written)} in {run.figures}")
     return written
@@ -445,14 +441,13 @@ def _compare_run(args) -> Path:
 
 
 def _diagnose_run(args) -> Path:
-    import matplotlib.pyplot as plt
 
     from pvae import az
     from pvae.data import evaluation_split
     from pvae.diagnostics import DiagnoseConfig, diagnose
     from pvae.evaluate import reconstruct
     from pvae.plots import diagnostic_figures
-    from pvae.runs import atomic_write, restore, write_json
+    from pvae.runs import restore, save_figure, write_json
 
     config = DiagnoseConfig(
         points=args.n_points,
@@ -489,10 +484,7 @@ def _diagnose_run(args) -> Path:
         x = part.x[order]
         worst = (x, reconstruct(model, guide, x, part.y[order]), [k_hat[i] for i in order])
     for name, fig in diagnostic_figures(results, idata, worst).items():
-        atomic_write(
-            out / "figures" / f"{name}.png", lambda handle, fig=fig: fig.savefig(handle, format="png", dpi=120)
-        )
-        plt.close(fig)
+        save_figure(fig, out / "figures" / f"{name}.png")
     print(describe_diagnostics(results))
     print(f"results in {out}: diagnostics.json{', posterior.nc' if idata is not None else ''}, figures/")
     return out
@@ -582,21 +574,17 @@ def write_comparison(results: dict, out: Path, title: str) -> None:
     :param out: the folder (created if missing).
     :param title: the heading of ``results.md``.
     """
-    import matplotlib.pyplot as plt
 
     from pvae.compare import results_markdown
     from pvae.plots import comparison_figures
-    from pvae.runs import atomic_write, write_json
+    from pvae.runs import atomic_write, save_figure, write_json
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", results)
     text = results_markdown(results, title)
     atomic_write(out / "results.md", lambda handle: handle.write(text.encode()))
     for name, fig in comparison_figures(results).items():
-        atomic_write(
-            out / "figures" / f"{name}.png", lambda handle, fig=fig: fig.savefig(handle, format="png", dpi=120)
-        )
-        plt.close(fig)
+        save_figure(fig, out / "figures" / f"{name}.png")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,7 +38,7 @@ from pyro.infer import MCMC, NUTS
 from pyro.poutine.util import site_is_subsample
 
 from pvae import az
-from pvae.evaluate import log_weights, pair_args, posterior_mean
+from pvae.evaluate import log_weights, pair_args, posterior_mean, sample_chunks
 from pvae.objectives import log_mean_exp
 from pvae.sites import DATA, PARTICLES, Z
 
@@ -221,10 +221,7 @@ def _rows(y, start, size):
 
 def _chunked_log_weights(model, guide, x, y, num_samples: int, max_elements: int = 1 << 24) -> torch.Tensor:
     """``(num_samples, batch)`` log-weights, drawn in chunks that bound the decoder's output."""
-    chunk = max(1, min(num_samples, max_elements // max(1, x[0].numel() * x.shape[0])))
-    return torch.cat(
-        [log_weights(model, guide, x, y, min(chunk, num_samples - s))["log_w"] for s in range(0, num_samples, chunk)]
-    )
+    return torch.cat([log_weights(model, guide, x, y, k)["log_w"] for k in sample_chunks(x, num_samples, max_elements)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -512,11 +509,10 @@ def mixture_log_px(
         is below 0.7 (above it the estimate is likely too low by more than ``se``).
     """
     per_proposal = max(1, num_samples // len(proposals))
-    chunk = max(1, min(per_proposal, max_elements // max(1, x[0].numel() * x.shape[0])))
     log_w = []
     for proposal in proposals:
-        for start in range(0, per_proposal, chunk):
-            z = proposal.sample((min(chunk, per_proposal - start),))  # (S, N, d)
+        for k in sample_chunks(x, per_proposal, max_elements):
+            z = proposal.sample((k,))  # (S, N, d)
             log_q = torch.logsumexp(torch.stack([q.log_prob(z) for q in proposals]), 0) - math.log(len(proposals))
             log_w.append(log_joint(model, x, y, {Z: z}, len(z)).double() - log_q.double())
     log_w = torch.cat(log_w)  # (K, N)

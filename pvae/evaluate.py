@@ -97,6 +97,13 @@ def log_weights(
     }
 
 
+def sample_chunks(x: torch.Tensor, num_samples: int, max_elements: int = 1 << 24) -> list[int]:
+    """Sizes of the chunks that draw ``num_samples`` samples of z for the batch ``x``, each chunk's
+    decoder output (samples × batch × pixels) holding at most ``max_elements`` numbers."""
+    chunk = max(1, min(num_samples, max_elements // max(1, x[0].numel() * x.shape[0])))
+    return [min(chunk, num_samples - start) for start in range(0, num_samples, chunk)]
+
+
 @torch.no_grad()
 def bounds(
     model: torch.nn.Module,
@@ -115,11 +122,8 @@ def bounds(
         in nats. For a model that observes a label (the CVAE), ``log_py`` is its log p(y), and
         ``elbo`` and ``log_px`` bound and estimate the joint log p(x, y); else ``log_py`` is 0.
     """
-    per_sample = max(1, x[0].numel() * x.shape[0])
-    chunk = max(1, min(num_samples, max_elements // per_sample))
     log_w, recon, label, kl = [], x.new_zeros(x.shape[0]), x.new_zeros(x.shape[0]), x.new_zeros(x.shape[0])
-    for start in range(0, num_samples, chunk):
-        k = min(chunk, num_samples - start)
+    for k in sample_chunks(x, num_samples, max_elements):
         parts = log_weights(model, guide, x, y, k)
         log_w.append(parts["log_w"])
         recon += parts["log_px_given_z"].sum(0)

@@ -66,6 +66,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
+    """Write a matplotlib figure as a PNG atomically, then close it."""
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=dpi))
+    plt.close(fig)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
