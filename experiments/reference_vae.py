@@ -1,6 +1,6 @@
 """A VAE written by hand in plain PyTorch: the yardstick pvae's speed and quality are measured against.
 
-The same networks as ``models.vae.VAE`` with ``guides.gaussian.GaussianGuide`` (MLP encoder to
+The same networks as ``pvae.models.vae.VAE`` with ``pvae.guides.gaussian.GaussianGuide`` (MLP encoder to
 mean and log-scale, MLP decoder to Bernoulli logits), the reparameterized sample, and the
 negative ELBO with the analytic KL of two Gaussians — no Pyro anywhere.
 """

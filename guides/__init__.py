@@ -12,13 +12,13 @@ engine reads:
 * ``auxiliary_loss(x, y)``: a summed loss on labelled batches, added to the negative ELBO.
 """
 
-from guides.conditional_gaussian import ConditionalGaussianGuide
-from guides.delta import DeltaGuide
-from guides.fullrank import FullRankGuide
-from guides.gaussian import GaussianGuide
-from guides.iaf import IAFGuide
-from guides.m2 import M2Guide
-from guides.two_layer import TwoLayerGuide
+from pvae.guides.conditional_gaussian import ConditionalGaussianGuide
+from pvae.guides.delta import DeltaGuide
+from pvae.guides.fullrank import FullRankGuide
+from pvae.guides.gaussian import GaussianGuide
+from pvae.guides.iaf import IAFGuide
+from pvae.guides.m2 import M2Guide
+from pvae.guides.two_layer import TwoLayerGuide
 from pvae.registry import lookup
 
 #: Name → guide class; ``--guide`` chooses from these (or ``module:ClassName``).

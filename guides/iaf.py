@@ -40,7 +40,7 @@ class IAFGuide(PyroModule):
     value inverts each step coordinate by coordinate (``z_dim`` passes per step).
 
     ``flows=0`` is the diagonal Gaussian itself: the guide then returns
-    ``Normal(mu, sigma).to_event(1)``, the distribution of :class:`guides.gaussian.GaussianGuide`
+    ``Normal(mu, sigma).to_event(1)``, the distribution of :class:`pvae.guides.gaussian.GaussianGuide`
     (with its analytic KL under ``TraceMeanField_ELBO``), and the encoder emits no context.
     With flows, q(z|x) is a ``TransformedDistribution``: Pyro 1.9.2 has no analytic KL for it,
     so ``TraceMeanField_ELBO`` samples log q(z|x) − log p(z) as ``Trace_ELBO`` does; it has no

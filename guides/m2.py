@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule
 
-from guides.conditional_gaussian import ConditionalGaussianGuide
+from pvae.guides.conditional_gaussian import ConditionalGaussianGuide
 from pvae.nets import encoder
 from pvae.sites import DATA, Y, Z
 

@@ -15,7 +15,7 @@ class TwoLayerGuide(PyroModule):
     """q(z1 | x) = N(mu(x), diag sigma(x)^2), then q(z2 | z1) = N(mu(z1), diag sigma(z1)^2).
 
     Sites: the lower latent ``"z1"`` (:data:`pvae.sites.Z1`) and the top latent z2 as ``"z"``,
-    matching :class:`models.two_layer.TwoLayerVAE`; sizes mirror it (:func:`pvae.nets.stage_sizes`).
+    matching :class:`pvae.models.two_layer.TwoLayerVAE`; sizes mirror it (:func:`pvae.nets.stage_sizes`).
     z2 depends on z1, so the guide is not mean-field: train it with an estimator that scores samples
     (``trace``), not ``meanfield``, whose analytic KL of z1 would ignore that dependence (Pyro warns
     under validation that it cannot verify the mean-field restriction).

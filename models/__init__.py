@@ -15,11 +15,11 @@ Its constructor takes ``x_shape`` first, then keywords (``z_dim``, ``hidden``, `
 ``net``, ``num_classes``): :func:`pvae.config.build_pair` passes those its signature names.
 """
 
-from models.cvae import CVAE
-from models.linear import LinearGaussian
-from models.m2 import M2
-from models.two_layer import TwoLayerVAE
-from models.vae import VAE
+from pvae.models.cvae import CVAE
+from pvae.models.linear import LinearGaussian
+from pvae.models.m2 import M2
+from pvae.models.two_layer import TwoLayerVAE
+from pvae.models.vae import VAE
 from pvae.registry import lookup
 
 #: Name → model class; ``--model`` chooses from these (or ``module:ClassName``).

@@ -7,7 +7,7 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 
-from models.vae import VAE
+from pvae.models.vae import VAE
 from pvae.sites import Y
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import pyro.distributions as dist
 import torch
 
-from models.vae import VAE
+from pvae.models.vae import VAE
 
 
 class LinearGaussian(VAE):

@@ -3,7 +3,7 @@
 import pyro
 import torch
 
-from models.cvae import CVAE
+from pvae.models.cvae import CVAE
 from pvae.sites import Y
 
 
@@ -12,7 +12,7 @@ class M2(CVAE):
 
     The CVAE's generative model, with the label *latent* where it is unknown: ``forward(x)``
     samples ``"y"`` (the guide's q(y|x) proposes it; ``TraceEnum_ELBO`` sums it out exactly),
-    ``forward(x, y)`` observes it. Trained with ``guides.m2.M2Guide`` and ``--elbo enum``; the
+    ``forward(x, y)`` observes it. Trained with ``pvae.guides.m2.M2Guide`` and ``--elbo enum``; the
     log-likelihood :func:`pvae.evaluate.evaluate` reports is log p(x), the label summed out by
     importance sampling from q(y|x).
 

@@ -7,7 +7,7 @@
 
 The *top* latent z2 takes the engine's site name ``"z"``, so :meth:`TwoLayerVAE.prior` is p(z2) and
 the engine's pictures and latent plots show z2; the lower latent is the site :data:`Z1`, which the
-matching guide (:class:`guides.two_layer.TwoLayerGuide`) imports from here.
+matching guide (:class:`pvae.guides.two_layer.TwoLayerGuide`) imports from here.
 
 Sizes follow Burda et al., who used z1 of 100 and z2 of 50 dimensions, two deterministic layers of
 200 units between x and z1 and two of 100 between z1 and z2: ``hidden`` gives the widths of the
@@ -23,7 +23,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from models.vae import VAE
+from pvae.models.vae import VAE
 from pvae.nets import MLP, diagonal_normal, stage_sizes
 from pvae.sites import DATA, Z1, X, Z
 

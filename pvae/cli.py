@@ -195,7 +195,7 @@ def resolve_pair(args) -> tuple[str, str, str, float]:
 
     :raises ValueError: when a flag contradicts the preset it was given with.
     """
-    from models import MODELS, PRESETS, get_model
+    from pvae.models import MODELS, PRESETS, get_model
 
     if args.model not in MODELS and args.model not in PRESETS and ":" not in args.model:
         raise ValueError(

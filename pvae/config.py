@@ -13,14 +13,14 @@ from pvae.train import TrainConfig
 class PairConfig:
     """Which model and guide, and their sizes.
 
-    :param model: a name from ``models.MODELS`` or ``"module:ClassName"``.
-    :param guide: a name from ``guides.GUIDES`` or ``"module:ClassName"``.
+    :param model: a name from ``pvae.models.MODELS`` or ``"module:ClassName"``.
+    :param guide: a name from ``pvae.guides.GUIDES`` or ``"module:ClassName"``.
     :param z_dim: latent dimension.
     :param hidden: hidden widths of the decoder and the encoder.
     :param likelihood: a name from :data:`pvae.likelihoods.LIKELIHOODS`.
     :param net: network family of encoder and decoder, a name from :data:`pvae.nets.NETS`.
-    :param flows: transforms in a flow guide (``guides.iaf``).
-    :param aux_weight: weight of the semi-supervised guide's classification loss (``guides.m2``).
+    :param flows: transforms in a flow guide (``pvae.guides.iaf``).
+    :param aux_weight: weight of the semi-supervised guide's classification loss (``pvae.guides.m2``).
     """
 
     model: str = "vae"
@@ -80,8 +80,8 @@ def build_pair(
     :raises ValueError: when an option was set that the class does not take (e.g. ``--flows``
         for a guide without flows).
     """
-    from guides import get_guide
-    from models import get_model
+    from pvae.guides import get_guide
+    from pvae.models import get_model
 
     model = _construct(get_model(config.model), config, MODEL_OPTIONS, x_shape, num_classes, "model")
     guide = _construct(get_guide(config.guide), config, GUIDE_OPTIONS, x_shape, num_classes, "guide")

@@ -105,8 +105,8 @@ def test_iwae_encoder_snr_falls_with_k_and_dreg_repairs_it():
     """Rainforth et al. (2018): the importance-weighted bound's inference-network SNR decreases
     with K while the generative network's increases; DReG (Tucker et al., 2018) removes the
     decrease. Checked on a probabilistic PCA whose guide is not its posterior."""
-    from guides.gaussian import GaussianGuide
-    from models.linear import LinearGaussian
+    from pvae.guides.gaussian import GaussianGuide
+    from pvae.models.linear import LinearGaussian
 
     torch.manual_seed(0)
     model, guide = LinearGaussian((5,), z_dim=2), GaussianGuide((5,), z_dim=2, hidden=())

@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from guides.fullrank import FullRankGuide
-from guides.gaussian import GaussianGuide
 from pvae.diagnostics import (
     DiagnoseConfig,
     NotApplicable,
@@ -23,6 +21,8 @@ from pvae.diagnostics import (
     nuts_reference,
     reference_check,
 )
+from pvae.guides.fullrank import FullRankGuide
+from pvae.guides.gaussian import GaussianGuide
 from pvae.sites import Z
 from tests.guides.test_fullrank import _correlated_ppca, _min_diagonal_gap, _one_thread, _set_to_posterior
 
@@ -197,8 +197,8 @@ def test_gaps_of_a_diagonal_guide(ppca):
 
 
 def test_gaps_do_not_apply_to_a_flow():
-    from guides.iaf import IAFGuide
-    from models.vae import VAE
+    from pvae.guides.iaf import IAFGuide
+    from pvae.models.vae import VAE
 
     model, guide = VAE((5,), z_dim=2, hidden=(8,), likelihood="gaussian"), IAFGuide((5,), z_dim=2, hidden=(8,))
     with pytest.raises(NotApplicable, match="TransformedDistribution"):

@@ -16,9 +16,9 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from guides.gaussian import GaussianGuide
-from models.linear import LinearGaussian
 from pvae.compare import Estimator, bound_values, ordering
+from pvae.guides.gaussian import GaussianGuide
+from pvae.models.linear import LinearGaussian
 from pvae.objectives import TracedLoss, backward, loss_module, make_elbo
 
 # ------------------------------------------------------------------------------------------

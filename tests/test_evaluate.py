@@ -6,9 +6,9 @@ import pyro
 import pytest
 import torch
 
-from guides.gaussian import GaussianGuide
-from models.linear import LinearGaussian
 from pvae.evaluate import bounds, evaluate, log_weights, project_2d
+from pvae.guides.gaussian import GaussianGuide
+from pvae.models.linear import LinearGaussian
 from pvae.train import TrainConfig, fit
 from tests.conftest import make_dataset
 

@@ -10,17 +10,17 @@ import math
 import pytest
 import torch
 
-from guides.conditional_gaussian import ConditionalGaussianGuide
-from guides.delta import DeltaGuide
-from guides.fullrank import FullRankGuide
-from guides.gaussian import GaussianGuide
-from guides.iaf import IAFGuide
-from guides.m2 import M2Guide
-from models.cvae import CVAE
-from models.linear import LinearGaussian
-from models.m2 import M2
-from models.vae import VAE
 from pvae.diagnostics import DiagnoseConfig, diagnose, latent_usage
+from pvae.guides.conditional_gaussian import ConditionalGaussianGuide
+from pvae.guides.delta import DeltaGuide
+from pvae.guides.fullrank import FullRankGuide
+from pvae.guides.gaussian import GaussianGuide
+from pvae.guides.iaf import IAFGuide
+from pvae.guides.m2 import M2Guide
+from pvae.models.cvae import CVAE
+from pvae.models.linear import LinearGaussian
+from pvae.models.m2 import M2
+from pvae.models.vae import VAE
 from tests.guides.test_fullrank import _correlated_ppca, _fit_guide, _one_thread, _set_to_posterior
 
 #: Lengths of the decoder's columns for latent dimensions 0-3: dimensions 1 and 3 are unused.

@@ -3,8 +3,8 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from guides.gaussian import GaussianGuide
-from models.vae import VAE
+from pvae.guides.gaussian import GaussianGuide
+from pvae.models.vae import VAE
 from pvae.objectives import ESTIMATORS, BetaScale, log_mean_exp, loss_module, make_elbo
 
 

@@ -63,7 +63,7 @@ def test_summary_updates_keep_other_keys(tmp_path):
 
 
 def test_checkpoints_from_before_encoders_were_wrapped_still_load():
-    from guides.gaussian import GaussianGuide
+    from pvae.guides.gaussian import GaussianGuide
 
     guide = GaussianGuide((1, 8, 8), z_dim=3, hidden=(16,))
     old = {k.replace("encoder.net.", "encoder."): v.clone() for k, v in guide.state_dict().items()}

@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from guides.gaussian import GaussianGuide
-from models.vae import VAE
 from pvae import data
 from pvae.config import PairConfig, RunConfig, build_pair
+from pvae.guides.gaussian import GaussianGuide
+from pvae.models.vae import VAE
 from pvae.runs import Run
 from pvae.train import TrainConfig, check_compatible, fit
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from guides.delta import DeltaGuide
-from models.vae import VAE
 from pvae import data
 from pvae.evaluate import evaluate
+from pvae.guides.delta import DeltaGuide
+from pvae.models.vae import VAE
 from pvae.objectives import loss_module, make_elbo
 from pvae.train import TrainConfig, fit
 

@@ -13,12 +13,12 @@ import pytest
 import torch
 from pyro import poutine
 
-from guides.fullrank import FullRankGuide
-from guides.gaussian import GaussianGuide
-from models.linear import LinearGaussian
 from pvae import data
 from pvae.config import PairConfig, build_pair
 from pvae.evaluate import bounds
+from pvae.guides.fullrank import FullRankGuide
+from pvae.guides.gaussian import GaussianGuide
+from pvae.models.linear import LinearGaussian
 from pvae.objectives import loss_module, make_elbo
 from pvae.train import TrainConfig, fit
 

@@ -10,11 +10,11 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 
-from guides.two_layer import TwoLayerGuide
-from models.two_layer import TwoLayerVAE
 from pvae import data
 from pvae.config import PairConfig, build_pair
 from pvae.evaluate import bounds, evaluate, log_weights, site_log_probs
+from pvae.guides.two_layer import TwoLayerGuide
+from pvae.models.two_layer import TwoLayerVAE
 from pvae.nets import stage_sizes
 from pvae.objectives import loss_module, make_elbo
 from pvae.plots import run_figures
