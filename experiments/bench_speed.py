@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_vae import ReferenceVAE  # noqa: E402
 
 from pvae.config import PairConfig, build_pair  # noqa: E402
-from pvae.runs import write_json  # noqa: E402
+from pvae.files import write_json  # noqa: E402
 from pvae.train import TrainConfig, make_loss, step  # noqa: E402
 
 #: Variant name → TrainConfig overrides for the pvae step.

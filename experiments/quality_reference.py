@@ -23,7 +23,7 @@ from reference_vae import ReferenceVAE  # noqa: E402
 from pvae import data  # noqa: E402
 from pvae.config import PairConfig, build_pair  # noqa: E402
 from pvae.evaluate import evaluate  # noqa: E402
-from pvae.runs import write_json  # noqa: E402
+from pvae.files import write_json  # noqa: E402
 from pvae.train import TrainConfig, fit, step  # noqa: E402
 
 

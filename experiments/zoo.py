@@ -24,7 +24,8 @@ from sklearn.linear_model import LogisticRegression
 from pvae import data
 from pvae.config import PairConfig, RunConfig, build_pair
 from pvae.evaluate import evaluate, sample_prior
-from pvae.runs import Run, atomic_write, write_json
+from pvae.files import atomic_write, write_json
+from pvae.runs import Run
 from pvae.train import TrainConfig, fit
 
 

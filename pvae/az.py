@@ -16,7 +16,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # 0.23 announces the 1.x refactor on import
     import arviz
 
-from pvae.runs import atomic_path
+from pvae.files import atomic_path
 
 #: The groups of the ``InferenceData`` that :func:`inference_data` builds.
 NUTS_GROUP = "posterior"

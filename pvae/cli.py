@@ -302,9 +302,9 @@ def _train(args) -> Path:
 def _evaluate_run(path, split: str, k: int, limit: int | None, batch_size: int, seed: int) -> dict:
     import pyro
 
+    from pvae.config import restore
     from pvae.data import evaluation_split
     from pvae.evaluate import evaluate
-    from pvae.runs import restore
 
     run, config, dataset, model, guide = restore(path)
     part = evaluation_split(dataset, config.data, split)
@@ -355,9 +355,10 @@ def describe(result: dict, k: int) -> str:
 def _sample_run(path, label: int | None, n: int, seed: int, out: str | None) -> Path:
     import torch
 
+    from pvae.config import restore
     from pvae.evaluate import sample_prior
+    from pvae.files import save_figure
     from pvae.plots import plot_images
-    from pvae.runs import restore, save_figure
 
     run, _, _, model, _ = restore(path)
     y = None if label is None else torch.full((n,), label, dtype=torch.long)
@@ -374,8 +375,9 @@ def _sample_run(path, label: int | None, n: int, seed: int, out: str | None) -> 
 
 def _plot_run(path) -> list[Path]:
 
+    from pvae.config import restore
+    from pvae.files import save_figure
     from pvae.plots import run_figures
-    from pvae.runs import restore, save_figure
 
     run, _, dataset, model, guide = restore(path)
     written = []
@@ -391,10 +393,9 @@ def _compare_run(args) -> Path:
     import pyro
 
     from pvae.compare import CompareConfig, compare_estimators
-    from pvae.config import build_pair
+    from pvae.config import build_pair, restore
     from pvae.data import evaluation_split
     from pvae.objectives import ESTIMATORS, make_elbo
-    from pvae.runs import restore
 
     for name in args.estimators or ():  # before anything runs
         if name not in ESTIMATORS:
@@ -443,11 +444,12 @@ def _compare_run(args) -> Path:
 def _diagnose_run(args) -> Path:
 
     from pvae import az
+    from pvae.config import restore
     from pvae.data import evaluation_split
     from pvae.diagnostics import DiagnoseConfig, diagnose
     from pvae.evaluate import reconstruct
+    from pvae.files import save_figure, write_json
     from pvae.plots import diagnostic_figures
-    from pvae.runs import restore, save_figure, write_json
 
     config = DiagnoseConfig(
         points=args.n_points,
@@ -576,8 +578,8 @@ def write_comparison(results: dict, out: Path, title: str) -> None:
     """
 
     from pvae.compare import results_markdown
+    from pvae.files import atomic_write, save_figure, write_json
     from pvae.plots import comparison_figures
-    from pvae.runs import atomic_write, save_figure, write_json
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", results)

@@ -1,11 +1,14 @@
 """Frozen configurations, one per concern, and how a run's model and guide are built from them."""
 
 import inspect
+import os
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
+from pvae import data
 from pvae.data import DataConfig
+from pvae.runs import Run, RunError
 from pvae.train import TrainConfig
 
 
@@ -86,6 +89,29 @@ def build_pair(
     model = _construct(get_model(config.model), config, MODEL_OPTIONS, x_shape, num_classes, "model")
     guide = _construct(get_guide(config.guide), config, GUIDE_OPTIONS, x_shape, num_classes, "guide")
     return model, guide
+
+
+def restore(path: str | os.PathLike):
+    """Rebuild a trained run: its config, data, and model and guide with the saved parameters.
+
+    :param path: the run directory.
+    :returns: ``(run, config, dataset, model, guide)``; model and guide are in eval mode.
+    :raises RunError: if ``path`` is not a run, has no checkpoint, or its checkpoint does not fit the pair.
+    """
+    run = Run.open(path)
+    config = RunConfig.from_dict(run.config)
+    dataset = data.load(config.data)
+    model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
+    state = run.load_checkpoint()
+    try:
+        model.load_state_dict(state["model"])
+        guide.load_state_dict(state["guide"])
+    except RuntimeError as error:
+        raise RunError(
+            f"the checkpoint in {run.path} does not fit the pair its config.json builds "
+            f"({config.pair.model}/{config.pair.guide}): {str(error).splitlines()[0]}"
+        ) from error
+    return run, config, dataset, model.eval(), guide.eval()
 
 
 def _construct(cls: type, config: PairConfig, names: tuple[str, ...], x_shape, num_classes: int, what: str):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pvae.runs import atomic_write
+from pvae.files import atomic_write
 
 #: Where the Debian package ``dataset-fashion-mnist`` installs the real Fashion-MNIST.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -9,22 +9,21 @@
       summary.json     final numbers, one key per stage or split
       figures/         PNGs
 
-Every file is written atomically: to a temporary file in the same folder, flushed to disk, then
-renamed over the old one, so a crash leaves the previous version whole, never half a file.
+Every file is written atomically (:mod:`pvae.files`), so a crash leaves the previous version whole,
+never half a file. :func:`pvae.config.restore` rebuilds a trained run's pair from its directory.
 """
 
 import json
 import os
 import random
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
+
+from pvae.files import atomic_write, write_json
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
@@ -35,55 +34,6 @@ FIGURES = "figures"
 
 class RunError(RuntimeError):
     """A run directory is missing, incomplete, or would be overwritten."""
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary file name beside ``path``, renamed to ``path`` when the block ends without error.
-
-    For writers that want a file name rather than a handle (NetCDF); the temporary file is
-    removed if the block raises, so ``path`` is either the old file or the whole new one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
-    """Write a matplotlib figure as a PNG atomically, then close it."""
-    import matplotlib.pyplot as plt
-
-    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=dpi))
-    plt.close(fig)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n"
-    atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def rng_state() -> dict[str, Any]:
@@ -191,27 +141,3 @@ class Run:
         summary.update(entries)
         write_json(self.path / SUMMARY, summary)
         return summary
-
-
-def restore(path: str | os.PathLike):
-    """Rebuild a trained run: its config, data, and model and guide with the saved parameters.
-
-    :returns: ``(run, config, dataset, model, guide)``; model and guide are in eval mode.
-    """
-    from pvae import data
-    from pvae.config import RunConfig, build_pair
-
-    run = Run.open(path)
-    config = RunConfig.from_dict(run.config)
-    dataset = data.load(config.data)
-    model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
-    state = run.load_checkpoint()
-    try:
-        model.load_state_dict(state["model"])
-        guide.load_state_dict(state["guide"])
-    except RuntimeError as error:
-        raise RunError(
-            f"the checkpoint in {run.path} does not fit the pair its config.json builds "
-            f"({config.pair.model}/{config.pair.guide}): {str(error).splitlines()[0]}"
-        ) from error
-    return run, config, dataset, model.eval(), guide.eval()

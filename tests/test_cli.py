@@ -137,8 +137,8 @@ def test_m2_preset_uses_enumeration_and_reports_accuracy(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert (config["pair"]["guide"], config["train"]["elbo"], config["data"]["labels"]) == ("m2", "enum", 50)
     summary = json.loads((out / "summary.json").read_text())
+    from pvae.config import restore
     from pvae.evaluate import accuracy
-    from pvae.runs import restore
 
     _, _, dataset, _, guide = restore(out)
     assert summary["test"]["accuracy"] == accuracy(guide, dataset.test.x, dataset.test.y)

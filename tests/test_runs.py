@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from pvae.runs import Run, RunError, atomic_write, write_json
+from pvae.files import atomic_write, write_json
+from pvae.runs import Run, RunError
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
