@@ -358,7 +358,7 @@ def _sample_run(path, label: int | None, n: int, seed: int, out: str | None) -> 
     from pvae.config import restore
     from pvae.evaluate import sample_prior
     from pvae.files import save_figure
-    from pvae.plots import plot_images
+    from pvae.plots.run import plot_images
 
     run, _, _, model, _ = restore(path)
     y = None if label is None else torch.full((n,), label, dtype=torch.long)
@@ -377,7 +377,7 @@ def _plot_run(path) -> list[Path]:
 
     from pvae.config import restore
     from pvae.files import save_figure
-    from pvae.plots import run_figures
+    from pvae.plots.run import run_figures
 
     run, _, dataset, model, guide = restore(path)
     written = []
@@ -449,7 +449,7 @@ def _diagnose_run(args) -> Path:
     from pvae.diagnostics import DiagnoseConfig, diagnose
     from pvae.evaluate import reconstruct
     from pvae.files import save_figure, write_json
-    from pvae.plots import diagnostic_figures
+    from pvae.plots.diagnostics import diagnostic_figures
 
     config = DiagnoseConfig(
         points=args.n_points,
@@ -579,7 +579,7 @@ def write_comparison(results: dict, out: Path, title: str) -> None:
 
     from pvae.compare import results_markdown
     from pvae.files import atomic_write, save_figure, write_json
-    from pvae.plots import comparison_figures
+    from pvae.plots.comparison import comparison_figures
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", results)

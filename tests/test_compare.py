@@ -198,7 +198,7 @@ def test_compiled_losses_are_timed_as_their_own_rows(digits):
 
 
 def test_plot_step_cost_draws_a_compiled_loss_dashed_in_its_estimators_colour():
-    from pvae.plots import estimator_color, plot_step_cost
+    from pvae.plots.comparison import estimator_color, plot_step_cost
 
     rows = [
         {**Estimator("trace", k, jit=jit).as_dict(), "seconds": s, "seconds_iqr": (s, s), "peak_mib": 1.0, "steps": 3}

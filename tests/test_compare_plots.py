@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 
-from pvae.plots import (
+from pvae.plots.comparison import (
     estimator_color,
     plot_bound_values,
     plot_gradient_snr,

@@ -10,7 +10,7 @@ import torch
 from matplotlib.colors import to_rgba
 
 from pvae import az
-from pvae.plots import (
+from pvae.plots.diagnostics import (
     diagnostic_figures,
     plot_gaps,
     plot_khat,

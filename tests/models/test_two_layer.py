@@ -17,7 +17,7 @@ from pvae.guides.two_layer import TwoLayerGuide
 from pvae.models.two_layer import TwoLayerVAE
 from pvae.nets import stage_sizes
 from pvae.objectives import loss_module, make_elbo
-from pvae.plots import run_figures
+from pvae.plots.run import run_figures
 from pvae.sites import PARTICLES, Z1, X, Z
 from pvae.train import TrainConfig, fit
 

@@ -1,0 +1,123 @@
+"""Figures of one trained run, for the person who trained it: images, reconstructions, learning
+curves, the latent space and class-conditional samples (``pvae train``, ``pvae plot``, ``pvae sample``).
+"""
+
+import math
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+from pvae import evaluate as ev
+from pvae.data import Dataset
+
+
+def _grid(images: torch.Tensor, ncol: int) -> torch.Tensor:
+    """Tile ``(N, C, H, W)`` images into one ``(rows·H, ncol·W)`` grey image with 1-pixel gaps."""
+    n, _, h, w = images.shape
+    rows = math.ceil(n / ncol)
+    canvas = torch.full((rows * (h + 1) - 1, ncol * (w + 1) - 1), 0.25)  # light grey gaps
+    for i, image in enumerate(images):
+        r, c = divmod(i, ncol)
+        canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = image.mean(0)
+    return canvas
+
+
+def plot_images(images: torch.Tensor, ncol: int = 10, title: str = "", row_labels: list[str] | None = None) -> Figure:
+    """A grid of images ``(N, C, H, W)`` in [0, 1], ``ncol`` per row."""
+    grid = _grid(images.detach().cpu(), ncol)
+    rows = math.ceil(images.shape[0] / ncol)
+    fig, ax = plt.subplots(figsize=(ncol * 0.6 + 0.8, rows * 0.6 + 0.6))
+    ax.imshow(grid.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if row_labels:
+        h = images.shape[-2] + 1
+        ax.set_yticks([h * i + h / 2 - 1 for i in range(len(row_labels))], row_labels)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reconstructions(x: torch.Tensor, x_rec: torch.Tensor, ncol: int = 10) -> Figure:
+    """Test images (odd rows) above their reconstructions (even rows)."""
+    n = (x.shape[0] // ncol) * ncol
+    pairs = torch.stack([x[:n].view(-1, ncol, *x.shape[1:]), x_rec[:n].view(-1, ncol, *x.shape[1:])], 1)
+    labels = ["data", "recon."] * (n // ncol)
+    return plot_images(pairs.reshape(-1, *x.shape[1:]), ncol, "test images and their reconstructions", labels)
+
+
+def plot_curves(metrics: list[dict]) -> Figure:
+    """Per epoch, in nats per datapoint: the training objective (−loss), the same objective on
+    validation (reconstruction − beta·KL) and, where the guide has a density, the validation ELBO."""
+    epochs = [m["epoch"] for m in metrics]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [-m["train_loss"] for m in metrics], label="train objective (−loss)")
+    if all(m.get("val_objective") is not None for m in metrics):
+        ax.plot(epochs, [m["val_objective"] for m in metrics], label="validation objective")
+    if all(m.get("val_elbo") is not None for m in metrics):
+        ax.plot(epochs, [m["val_elbo"] for m in metrics], "--", label="validation ELBO")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per datapoint")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_latent(points: torch.Tensor, labels: torch.Tensor, title: str = "latent space") -> Figure:
+    """2-D latent points coloured by class label."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    scatter = ax.scatter(points[:, 0].cpu(), points[:, 1].cpu(), c=labels.cpu(), cmap="tab10", s=6, alpha=0.8)
+    fig.colorbar(scatter, ax=ax, label="label")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_samples(model, per_class: int = 10, num_classes: int | None = None) -> Figure:
+    """Decoder means at prior draws of z, one row per class, for a model whose decoder reads a label."""
+    num_classes = num_classes or model.num_classes
+    y = torch.arange(num_classes).repeat_interleave(per_class)
+    images = ev.sample_prior(model, len(y), y)
+    rows = [str(c) for c in range(num_classes)]
+    return plot_images(images, per_class, "samples given the class (one row per label)", rows)
+
+
+def run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int = 100, seed: int = 0) -> dict[str, Figure]:
+    """The standard figures of a trained pair on ``dataset``'s test split, by file stem.
+
+    ``curves`` (when there are metrics), ``reconstructions``, ``samples`` (decoder means at
+    prior draws; for a model whose decoder reads a label, one row per class), ``interpolation``
+    (between the first test images of two classes; unconditional models) and ``latent``
+    (posterior means coloured by label; PCA when z has more than two dimensions).
+    """
+    with torch.random.fork_rng():  # the caller's random stream is left as it was
+        torch.manual_seed(seed)
+        return _run_figures(model, guide, dataset, metrics, n)
+
+
+def _run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int) -> dict[str, Figure]:
+    test = dataset.test
+    labelled = ev.decodes_labels(model)
+    figures = {}
+    if metrics:
+        figures["curves"] = plot_curves(metrics)
+    x, y = test.x[:n], test.y[:n]
+    figures["reconstructions"] = plot_reconstructions(x[:50], ev.reconstruct(model, guide, x[:50], y[:50]))
+    if labelled:
+        figures["samples"] = plot_class_samples(model, 10, dataset.num_classes)
+    else:
+        figures["samples"] = plot_images(ev.sample_prior(model, n), 10, "decoder means at samples from the prior")
+        others = torch.nonzero(y != y[0])
+        first, second = 0, int(others[0]) if len(others) else 1  # of different classes where possible
+        path = ev.interpolate(model, guide, x[first], x[second], steps=10)
+        figures["interpolation"] = plot_images(
+            torch.cat([x[first : first + 1], path, x[second : second + 1]]),
+            12,
+            "two test images (ends) and decoder means along the line between their latent means",
+        )
+    z = ev.posterior_mean(guide, test.x[:2000], test.y[:2000] if labelled else None)
+    points, how = ev.project_2d(z)
+    figures["latent"] = plot_latent(points, test.y[:2000], f"{how}, {len(points)} test images")
+    return figures
