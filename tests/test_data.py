@@ -1,73 +1,16 @@
-import gzip
-import hashlib
-
 import numpy as np
 import pytest
 import torch
 
 from pvae import data
-from pvae.data import DataConfig, DataError, read_idx, write_idx
-
-
-def _write_mnist_like(folder, n_train=30, n_test=10, gz=True):
-    """Four small IDX files in the layout of MNIST; returns the arrays written."""
-    rng = np.random.default_rng(0)
-    arrays = {
-        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem, array in arrays.items():
-        write_idx(folder / (stem + (".gz" if gz else "")), array)
-    return arrays
-
-
-@pytest.mark.parametrize("name", ["a.idx", "a.idx.gz"])
-def test_idx_round_trip(tmp_path, name):
-    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    write_idx(tmp_path / name, array)
-    assert np.array_equal(read_idx(tmp_path / name), array)
-
-
-def test_idx_header_is_the_published_format(tmp_path):
-    write_idx(tmp_path / "labels", np.array([7, 2, 1], dtype=np.uint8))
-    raw = (tmp_path / "labels").read_bytes()
-    assert raw == bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1])  # magic 0x00000801, count 3, data
-
-
-@pytest.mark.parametrize(
-    "content,message",
-    [
-        (b"", "bad magic number"),
-        (bytes([1, 0, 8, 1, 0, 0, 0, 1, 5]), "bad magic number"),
-        (bytes([0, 0, 0x0D, 1, 0, 0, 0, 1, 5]), "type code 0x0d is not supported"),
-        (bytes([0, 0, 8, 3, 0, 0, 0, 2]), "truncated IDX header"),
-        (bytes([0, 0, 8, 1, 0, 0, 0, 4, 5, 6]), "wrong size: 10 bytes .* needs 12"),
-        (bytes([0, 0, 8, 1, 0, 0, 0, 1, 5, 6]), "wrong size"),
-    ],
-)
-def test_corrupt_idx_is_refused_with_the_file_name(tmp_path, content, message):
-    path = tmp_path / "broken-idx1-ubyte"
-    path.write_bytes(content)
-    with pytest.raises(DataError, match=message) as info:
-        read_idx(path)
-    assert str(path) in str(info.value)
-
-
-def test_truncated_gzip_is_refused_with_the_file_name(tmp_path):
-    path = tmp_path / "images.gz"
-    write_idx(path, np.zeros((5, 28, 28), dtype=np.uint8))
-    path.write_bytes(path.read_bytes()[:-12])
-    with pytest.raises(DataError, match="cannot be read as gzip") as info:
-        read_idx(path)
-    assert str(path) in str(info.value)
+from pvae.data import DataConfig, DataError
+from pvae.idx import write_idx
+from tests.test_idx import write_mnist_like
 
 
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_dataset_loads_from_data_dir(tmp_path, gz):
-    arrays = _write_mnist_like(tmp_path / "mnist", gz=gz)
+    arrays = write_mnist_like(tmp_path / "mnist", gz=gz)
     ds = data.load(DataConfig("mnist", data_dir=str(tmp_path), binarize="none", val_size=5, download=False))
     assert (len(ds.train), len(ds.val), len(ds.test)) == (25, 5, 10)
     assert ds.x_shape == (1, 28, 28)
@@ -81,59 +24,10 @@ def test_idx_dataset_loads_from_data_dir(tmp_path, gz):
 
 
 def test_labels_that_do_not_match_images_are_refused(tmp_path):
-    _write_mnist_like(tmp_path)
+    write_mnist_like(tmp_path)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(3, dtype=np.uint8))
     with pytest.raises(DataError, match="do not match 3 labels"):
         data.load(DataConfig("mnist", data_dir=str(tmp_path), val_size=5, download=False))
-
-
-def _local_mirror(monkeypatch, tmp_path, corrupt=False):
-    mirror = tmp_path / "mirror"
-    _write_mnist_like(mirror)
-    if corrupt:
-        (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"not what was published"))
-    spec = data.IDX_DATASETS["mnist"]
-    files = {}
-    for role, (name, _) in spec.files.items():
-        digest = hashlib.md5((mirror / name).read_bytes()).hexdigest()
-        files[role] = (name, digest if not (corrupt and "t10k-labels" in name) else "0" * 32)
-    patched = data.IDXSpec(files=files, mirrors=("file:///nonexistent/", mirror.as_uri() + "/"))
-    monkeypatch.setitem(data.IDX_DATASETS, "mnist", patched)
-    monkeypatch.delenv(data.DATA_ENV, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-
-
-def test_download_falls_through_mirrors_and_verifies_checksums(monkeypatch, tmp_path):
-    _local_mirror(monkeypatch, tmp_path)
-    target = tmp_path / "data"
-    ds = data.load(DataConfig("mnist", data_dir=str(target), val_size=5))
-    assert len(ds.test) == 10
-    assert sorted(p.name for p in (target / "mnist").iterdir()) == sorted(
-        n for n, _ in data.IDX_DATASETS["mnist"].files.values()
-    )
-
-
-def test_failed_checksum_keeps_nothing_and_says_so(monkeypatch, tmp_path):
-    _local_mirror(monkeypatch, tmp_path, corrupt=True)
-    target = tmp_path / "data"
-    with pytest.raises(DataError, match="checksum failed"):
-        data.load(DataConfig("mnist", data_dir=str(target), val_size=5))
-    assert not (target / "mnist" / "t10k-labels-idx1-ubyte.gz").exists()
-    assert not [p for p in (target / "mnist").iterdir() if p.name.endswith(".tmp")]
-
-
-def test_missing_dataset_says_where_it_looked_and_how_to_get_it(monkeypatch, tmp_path):
-    spec = data.IDX_DATASETS["fashion-mnist"]
-    monkeypatch.setitem(
-        data.IDX_DATASETS, "fashion-mnist", data.IDXSpec(spec.files, spec.mirrors, (tmp_path / "sys",), spec.hint)
-    )
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv(data.DATA_ENV, raising=False)
-    with pytest.raises(DataError) as info:
-        data.load(DataConfig("fashion-mnist", data_dir=str(tmp_path / "mine"), download=False))
-    message = str(info.value)
-    assert str(tmp_path / "mine") in message and str(tmp_path / "sys") in message
-    assert "apt-get install dataset-fashion-mnist" in message and "--data-dir" in message
 
 
 def test_unknown_names_list_the_choices():

@@ -75,7 +75,7 @@ def test_reference_vae_matches_pvae_at_the_same_weights():
 @pytest.mark.slow
 def test_pvae_is_at_least_as_good_as_the_hand_written_vae_on_fashion_mnist(tmp_path):
     """The issue's bar, on the real data: 10 epochs, z=50, first 1000 test images, K=1000."""
-    from pvae.data import DEBIAN_FASHION_MNIST
+    from pvae.idx import DEBIAN_FASHION_MNIST
 
     if not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip("needs `apt-get install dataset-fashion-mnist`")
