@@ -27,7 +27,7 @@ class FullRankGuide(PyroModule):
     Titsias & Lázaro-Gredilla, 2014, amortized as in Kingma & Welling, 2014.
 
     Pyro 1.9.2 registers no analytic KL between a ``MultivariateNormal`` and the models'
-    ``Normal(...).to_event(1)`` prior; :func:`pvae.objectives.kl_mvn_diagonal` does, so
+    ``Normal(...).to_event(1)`` prior; :func:`pvae.estimators.kl_mvn_diagonal` does, so
     ``TraceMeanField_ELBO`` computes that term in closed form (``Trace_ELBO`` samples it).
 
     :param x_shape: shape of one datapoint.

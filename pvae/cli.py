@@ -34,7 +34,8 @@ def _positive(kind, zero: bool = False):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from pvae.data import BINARIZE, DATASETS
-    from pvae.objectives import BETA_SCHEDULES, ESTIMATORS
+    from pvae.estimators import ESTIMATORS
+    from pvae.objectives import BETA_SCHEDULES
 
     parser = argparse.ArgumentParser(prog="pvae", description="Variational autoencoders as Pyro model/guide pairs.")
     parser.add_argument("--version", action="version", version=f"pvae {__version__}")
@@ -395,7 +396,7 @@ def _compare_run(args) -> Path:
     from pvae.compare import CompareConfig, compare_estimators
     from pvae.config import build_pair, restore
     from pvae.data import evaluation_split
-    from pvae.objectives import ESTIMATORS, make_elbo
+    from pvae.estimators import ESTIMATORS, make_elbo
 
     for name in args.estimators or ():  # before anything runs
         if name not in ESTIMATORS:
@@ -554,7 +555,7 @@ def applicable_estimators(model, guide, dataset, train) -> dict:
     :param train: its :class:`pvae.train.TrainConfig`; each estimator is checked in its place.
     :returns: estimator name → ``True``, or the reason the pair cannot use it.
     """
-    from pvae.objectives import ESTIMATORS
+    from pvae.estimators import ESTIMATORS
     from pvae.train import check_compatible
 
     if getattr(guide, "point_estimate", False):

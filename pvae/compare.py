@@ -29,8 +29,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from pvae import data as pdata
+from pvae.estimators import is_traceable, make_elbo
 from pvae.evaluate import evaluate
-from pvae.objectives import TracedLoss, backward, is_traceable, loss_module, make_elbo
+from pvae.objectives import TracedLoss, backward, loss_module
 from pvae.train import fit, step
 
 
@@ -38,7 +39,7 @@ from pvae.train import fit, step
 class Estimator:
     """One estimator setting: a registry name, K, and alpha for the Rényi bound.
 
-    :param name: a key of :data:`pvae.objectives.ESTIMATORS`.
+    :param name: a key of :data:`pvae.estimators.ESTIMATORS`.
     :param particles: K, samples of z per datapoint.
     :param alpha: order of the Rényi bound (``renyi`` only).
     :param vectorize: draw the K particles in one vectorized pass.

@@ -13,8 +13,9 @@ import torch
 from tqdm.auto import tqdm
 
 from pvae import data as pdata
+from pvae.estimators import make_elbo, untraceable_reason
 from pvae.evaluate import evaluate, pair_args
-from pvae.objectives import BetaSchedule, Loss, TracedLoss, backward, loss_module, make_elbo, untraceable_reason
+from pvae.objectives import BetaSchedule, Loss, TracedLoss, backward, loss_module
 from pvae.runs import Run, rng_state, set_rng_state
 
 
@@ -22,7 +23,7 @@ from pvae.runs import Run, rng_state, set_rng_state
 class TrainConfig:
     """How to fit a pair.
 
-    :param elbo: estimator name from :data:`pvae.objectives.ESTIMATORS`.
+    :param elbo: estimator name from :data:`pvae.estimators.ESTIMATORS`.
     :param beta: scale of the latent sites in model and guide (1: the ELBO); under a schedule,
         the value it reaches.
     :param beta_schedule: ``constant``, ``linear-warmup`` or ``cyclical`` (see
@@ -36,7 +37,7 @@ class TrainConfig:
     :param num_particles: samples of z per datapoint and step (K of ``iwae``, ``renyi``, ``dreg``).
     :param vectorize: draw the particles in one vectorized pass (else a Python loop over them).
     :param alpha: order of the Rényi bound (``renyi`` only; default
-        :data:`pvae.objectives.DEFAULT_ALPHA`).
+        :data:`pvae.estimators.DEFAULT_ALPHA`).
     :param max_seconds: stop once the training steps have taken this long (for comparisons at
         equal wall-clock time); the last epoch is then partial.
     :param seed: seeds torch, numpy and Python's RNGs (initialisation, batches, binarization, z).

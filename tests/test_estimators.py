@@ -17,11 +17,13 @@ import pytest
 import torch
 
 from pvae.compare import Estimator, bound_values, ordering
+from pvae.estimators import make_elbo
 from pvae.guides.gaussian import GaussianGuide
 from pvae.models.linear import LinearGaussian
-from pvae.objectives import TracedLoss, backward, loss_module, make_elbo
 
 # ------------------------------------------------------------------------------------------
+from pvae.objectives import TracedLoss, backward, loss_module
+
 # Exact objectives
 
 

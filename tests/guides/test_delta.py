@@ -5,10 +5,11 @@ import torch
 import torch.nn.functional as F
 
 from pvae import data
+from pvae.estimators import make_elbo
 from pvae.evaluate import evaluate
 from pvae.guides.delta import DeltaGuide
 from pvae.models.vae import VAE
-from pvae.objectives import loss_module, make_elbo
+from pvae.objectives import loss_module
 from pvae.train import TrainConfig, fit
 
 

@@ -12,10 +12,11 @@ from pyro.distributions.transforms import AffineAutoregressive, Permute
 
 from pvae import data
 from pvae.config import PairConfig, build_pair
+from pvae.estimators import make_elbo
 from pvae.evaluate import bounds, posterior_mean
 from pvae.guides.gaussian import GaussianGuide
 from pvae.guides.iaf import IAFGuide
-from pvae.objectives import loss_module, make_elbo
+from pvae.objectives import loss_module
 from pvae.train import TrainConfig, fit
 from tests.guides.test_fullrank import _correlated_ppca, _fit_guide, _min_diagonal_gap, _one_thread, _ppca_draws
 

@@ -75,7 +75,8 @@ def test_m2_with_50_labels_beats_logistic_regression_on_the_same_labels():
 
 
 def test_traced_m2_loss_matches_the_eager_one_on_both_kinds_of_batch():
-    from pvae.objectives import TracedLoss, make_elbo
+    from pvae.estimators import make_elbo
+    from pvae.objectives import TracedLoss
 
     model, guide = _pair()
     eager = loss_module(model, guide, make_elbo("enum"))

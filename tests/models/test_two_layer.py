@@ -12,11 +12,12 @@ from pyro.infer import Trace_ELBO
 
 from pvae import data
 from pvae.config import PairConfig, build_pair
+from pvae.estimators import make_elbo
 from pvae.evaluate import bounds, evaluate, log_weights, site_log_probs
 from pvae.guides.two_layer import TwoLayerGuide
 from pvae.models.two_layer import TwoLayerVAE
 from pvae.nets import stage_sizes
-from pvae.objectives import loss_module, make_elbo
+from pvae.objectives import loss_module
 from pvae.plots.run import run_figures
 from pvae.sites import PARTICLES, Z1, X, Z
 from pvae.train import TrainConfig, fit
