@@ -178,6 +178,11 @@ def fit(
     After each epoch: the validation ELBO (one sample of z per datapoint, nats per datapoint),
     and, with a ``run``, an atomic checkpoint and ``metrics.jsonl``.
 
+    :param model: the generative model.
+    :param guide: the amortized guide.
+    :param dataset: the data; ``dataset.val`` is scored after every epoch.
+    :param config: estimator, beta, optimizer and budget.
+    :param run: the run directory to write metrics and checkpoints to (None: nothing is written).
     :param resume: continue from the run's checkpoint (parameters, optimizer, RNG, epoch).
     :param progress: show a tqdm bar with epoch, step and loss.
     :returns: the metrics, one dict per epoch: ``epoch``, ``steps`` (fewer than an epoch's
@@ -194,47 +199,36 @@ def fit(
     check_compatible(model, dataset, config, guide)
     pyro.set_rng_seed(config.seed)
     loss_fn = make_loss(model, guide, config)
+    eager: Loss = loss_fn.loss_fn if isinstance(loss_fn, TracedLoss) else loss_fn
     schedule = config.schedule()
     train = dataset.train
     semi_supervised = getattr(model, "semi_supervised", False) and not train.fully_labelled
-    # One validated pass first: it checks data and pair, and Pyro creates some parameters
-    # lazily, which the optimizer must see.
-    eager: Loss = loss_fn.loss_fn if isinstance(loss_fn, TracedLoss) else loss_fn
-    y0 = train.y[:2] if bool(train.labelled[:2].all()) else None
-    with pyro.validation_enabled(True):
-        eager.estimate(*pair_args(model, dataset.training_batch(train.x[:2]), y0, training=True))
-    optimizer = torch.optim.Adam(loss_fn.parameters(), lr=config.lr)
-    history: list[dict] = []
-    start = 0
-    if resume and run is not None:
-        state = run.load_checkpoint()
-        model.load_state_dict(state["model"])
-        guide.load_state_dict(state["guide"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        start, history = state["epoch"], run.metrics()[: state["epoch"]]
 
+    # parameters: Pyro creates some lazily, on a first (validated) pass, and the optimizer must see them
+    _first_pass(eager, model, dataset)
+    optimizer = torch.optim.Adam(loss_fn.parameters(), lr=config.lr)
+    start, history = _resume(run, model, guide, optimizer) if resume and run is not None else (0, [])
+
+    # the plan: an unlabelled then a labelled batch per step pair when semi-supervised
     batches = pdata.semi_supervised_batches if semi_supervised else pdata.batches
-    if semi_supervised:  # an unlabelled batch, then a labelled one
-        steps = 2 * math.ceil(int((~train.labelled).sum()) / config.batch_size)
-    else:
-        steps = math.ceil(len(train) / config.batch_size)
+    steps = _steps_per_epoch(train, config.batch_size, semi_supervised)
     bar = tqdm(total=steps * (config.epochs - start), disable=not progress, unit="step", dynamic_ncols=True)
     trained = sum(m["seconds"] for m in history)  # seconds of training steps so far
     for epoch in range(start, config.epochs):
+        # train one epoch; `taken` is the step counter, beta follows fractional epochs
         bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
         tic, total, seen, taken = time.perf_counter(), torch.zeros(()), 0, 0
         out_of_time = False
         with pyro.validation_enabled(config.validate):
-            for i, (x, y) in enumerate(batches(train, config.batch_size)):
+            for x, y in batches(train, config.batch_size):
                 if not schedule.is_constant:
-                    eager.set_beta(schedule(epoch + i / steps))
+                    eager.set_beta(schedule(epoch + taken / steps))
                 loss = step(loss_fn, optimizer, *pair_args(model, dataset.training_batch(x), y, training=True))
-                total += loss * x.shape[0]
+                total += loss * x.shape[0]  # nats summed over the epoch's datapoints
                 seen += x.shape[0]
                 taken += 1
                 bar.update()
-                if i % 20 == 0:
+                if taken % 20 == 1:
                     bar.set_postfix(loss=f"{float(loss):.2f}")
                 if config.max_seconds is not None and trained + time.perf_counter() - tic >= config.max_seconds:
                     out_of_time = True
@@ -243,37 +237,79 @@ def fit(
         trained += seconds
         if not torch.isfinite(total):  # before anything is evaluated or saved
             raise FloatingPointError(f"the loss became {float(total)} in epoch {epoch + 1}; try a lower --lr")
+
+        # validate and log
         beta = schedule(epoch + (taken - 1) / steps)  # at the epoch's last step
         val = evaluate(model, guide, dataset.val.x, dataset.val.y, num_samples=1, batch_size=1000)
-        metrics = {
-            "epoch": epoch + 1,
-            "steps": taken,
-            "train_loss": float(total) / seen,
-            "val_elbo": val["elbo"],
-            "val_reconstruction": val["reconstruction"],
-            "val_kl": val["kl"],
-            "val_objective": _objective(val, beta),
-            "beta": beta,
-            "seconds": seconds,
-        }
-        if "accuracy" in val:
-            metrics["val_accuracy"] = val["accuracy"]
-        history.append(metrics)
-        val_objective = metrics["val_objective"]
+        history.append(_epoch_metrics(epoch + 1, taken, float(total) / seen, val, beta, seconds))
+        val_objective = history[-1]["val_objective"]
         bar.set_postfix(
-            loss=f"{metrics['train_loss']:.2f}", val="—" if val_objective is None else f"{val_objective:.2f}"
+            loss=f"{history[-1]['train_loss']:.2f}", val="—" if val_objective is None else f"{val_objective:.2f}"
         )
+
+        # checkpoint: metrics first, so a checkpoint never gets ahead of its metrics
         if run is not None:
-            state = {
-                "model": model.state_dict(),
-                "guide": guide.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng": rng_state(),
-                "epoch": epoch + 1,
-            }
-            run.write_metrics(history)  # first: a checkpoint never gets ahead of its metrics
-            run.save_checkpoint(state)
+            run.write_metrics(history)
+            run.save_checkpoint(_checkpoint(model, guide, optimizer, epoch + 1))
         if out_of_time:
             break
     bar.close()
     return history
+
+
+def _first_pass(eager: Loss, model: torch.nn.Module, dataset: pdata.Dataset) -> None:
+    """One validated estimate on two datapoints: checks data and pair, and creates lazy parameters."""
+    train = dataset.train
+    y0 = train.y[:2] if bool(train.labelled[:2].all()) else None
+    with pyro.validation_enabled(True):
+        eager.estimate(*pair_args(model, dataset.training_batch(train.x[:2]), y0, training=True))
+
+
+def _steps_per_epoch(train: pdata.Split, batch_size: int, semi_supervised: bool) -> int:
+    """Gradient steps in one epoch: over the unlabelled datapoints, twice (an unlabelled batch, then a
+    labelled one), when semi-supervised; else over every datapoint."""
+    if semi_supervised:
+        return 2 * math.ceil(int((~train.labelled).sum()) / batch_size)
+    return math.ceil(len(train) / batch_size)
+
+
+def _checkpoint(model: torch.nn.Module, guide: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> dict:
+    """What ``checkpoint.pt`` holds after ``epoch`` epochs: enough to continue bit for bit."""
+    return {
+        "model": model.state_dict(),
+        "guide": guide.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": rng_state(),
+        "epoch": epoch,
+    }
+
+
+def _resume(
+    run: Run, model: torch.nn.Module, guide: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[int, list[dict]]:
+    """Load the run's checkpoint into the pair, the optimizer and the RNGs; returns the epochs done and
+    their metrics."""
+    state = run.load_checkpoint()
+    model.load_state_dict(state["model"])
+    guide.load_state_dict(state["guide"])
+    optimizer.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"])
+    return state["epoch"], run.metrics()[: state["epoch"]]
+
+
+def _epoch_metrics(epoch: int, steps: int, train_loss: float, val: dict, beta: float, seconds: float) -> dict:
+    """One row of ``metrics.jsonl`` (the keys :func:`fit` documents)."""
+    metrics = {
+        "epoch": epoch,
+        "steps": steps,
+        "train_loss": train_loss,
+        "val_elbo": val["elbo"],
+        "val_reconstruction": val["reconstruction"],
+        "val_kl": val["kl"],
+        "val_objective": _objective(val, beta),
+        "beta": beta,
+        "seconds": seconds,
+    }
+    if "accuracy" in val:
+        metrics["val_accuracy"] = val["accuracy"]
+    return metrics
