@@ -176,3 +176,28 @@ def test_diagnostic_figures_returns_exactly_what_applies():
     # the k̂ figure draws the importance part's numbers
     k_ax = figures["khat"].axes[0]
     assert sum(p.get_height() for p in k_ax.patches) == len(K_HAT)
+
+
+def test_khat_histogram_ticks_whole_counts():
+    fig = plot_khat([0.1, 0.6, 0.8])  # one datapoint per bin: matplotlib alone would tick 0.25, 0.5, ...
+    ticks = fig.axes[0].get_yticks()
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+
+
+def nuts_part(converged: bool) -> dict:
+    check = {"max_r_hat": 1.05, "min_ess_bulk": 40.0, "min_ess_tail": 35.0, "divergences": 0}
+    if not converged:
+        check["reasons"] = ["R-hat 1.050 > 1.01", "bulk ESS 40 < 100"]
+    return {"datapoints": 3, "converged": converged, "convergence": check}
+
+
+def test_marginals_of_unconverged_nuts_say_so_in_the_title():
+    figures = diagnostic_figures({**results(parts=()), "nuts": nuts_part(converged=False)}, idata())
+    title = figures["marginals"]._suptitle
+    assert (
+        title.get_text()
+        == "NUTS did not converge (R-hat 1.050 > 1.01; bulk ESS 40 < 100): its draws are not the posterior of z"
+    )
+    assert to_rgba(title.get_color()) == to_rgba("tab:red")
+    figures = diagnostic_figures({**results(parts=()), "nuts": nuts_part(converged=True)}, idata())
+    assert figures["marginals"]._suptitle.get_text() == "posterior marginals of z: NUTS against the guide"

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from pvae import az  # ArviZ only through pvae.az
 
@@ -46,6 +47,7 @@ def plot_khat(k_hat: list[float] | torch.Tensor) -> Figure:
     ax.set_title(f"Pareto k̂ of {values.size} datapoints: {above:.1%} above 0.7")
     ax.set_xlabel("Pareto k̂ of the importance weights")
     ax.set_ylabel("datapoints")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no fractional ticks
     ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
@@ -85,7 +87,7 @@ def _site_draws(idata, group: str, site: str) -> np.ndarray:
     return values.reshape(*values.shape[:3], -1)
 
 
-def plot_marginals(idata, site: str = "z", points: int = 3, dims: int = 4) -> Figure:
+def plot_marginals(idata, site: str = "z", points: int = 3, dims: int = 4, unconverged: str | None = None) -> Figure:
     """1-D posterior marginals of the NUTS draws (pooled over chains) against the guide's draws.
 
     Rows are the first ``points`` datapoints; columns the ``dims`` latent dimensions with the
@@ -96,6 +98,8 @@ def plot_marginals(idata, site: str = "z", points: int = 3, dims: int = 4) -> Fi
     :param site: the latent site.
     :param points: how many datapoints (at most the number there are).
     :param dims: how many latent dimensions (at most the number there are).
+    :param unconverged: why NUTS did not converge (None: it did); the title then says that the
+        NUTS curves are not the posterior, in red.
     :returns: the figure, a ``points × dims`` grid of density plots.
     """
     nuts = _site_draws(idata, az.NUTS_GROUP, site)
@@ -117,7 +121,13 @@ def plot_marginals(idata, site: str = "z", points: int = 3, dims: int = 4) -> Fi
             if not first and ax.get_legend() is not None:
                 ax.get_legend().remove()
     axes[0, 0].legend(fontsize="small")
-    fig.suptitle(f"posterior marginals of {site}: NUTS against the guide")
+    if unconverged is None:
+        fig.suptitle(f"posterior marginals of {site}: NUTS against the guide")
+    else:
+        fig.suptitle(
+            f"NUTS did not converge ({unconverged}): its draws are not the posterior of {site}",
+            color="tab:red",
+        )
     fig.tight_layout()
     return fig
 
@@ -211,7 +221,8 @@ def diagnostic_figures(results: dict, idata=None, worst: tuple | None = None) ->
 
     :param results: the results dict: ``khat`` when it has ``importance``, ``gaps`` when it has
         ``gaps``, ``kl-per-dim`` when it has ``latent``.
-    :param idata: the ``InferenceData`` of the NUTS and guide draws: ``marginals`` (None: none).
+    :param idata: the ``InferenceData`` of the NUTS and guide draws: ``marginals`` (None: none),
+        titled as unconverged when ``results["nuts"]`` says NUTS did not converge.
     :param worst: ``(x, reconstructions, k_hat)`` of the datapoints with the largest k̂, sorted:
         ``worst`` (None: none).
     :returns: name → figure.
@@ -222,7 +233,9 @@ def diagnostic_figures(results: dict, idata=None, worst: tuple | None = None) ->
     if worst is not None:
         figures["worst"] = plot_worst_points(*worst)
     if idata is not None:
-        figures["marginals"] = plot_marginals(idata)
+        nuts = results.get("nuts", {})
+        reasons = None if nuts.get("converged", True) else "; ".join(nuts["convergence"].get("reasons", ["unknown"]))
+        figures["marginals"] = plot_marginals(idata, unconverged=reasons)
     if "gaps" in results:
         figures["gaps"] = plot_gaps(results["gaps"])
     if "latent" in results:

@@ -49,7 +49,11 @@ def plot_reconstructions(x: torch.Tensor, x_rec: torch.Tensor, ncol: int = 10) -
 
 def plot_curves(metrics: list[dict]) -> Figure:
     """Per epoch, in nats per datapoint: the training objective (−loss), the same objective on
-    validation (reconstruction − beta·KL) and, where the guide has a density, the validation ELBO."""
+    validation (reconstruction − beta·KL) and, where the guide has a density, the validation ELBO.
+
+    :param metrics: the rows of ``metrics.jsonl`` (:func:`pvae.train.fit`).
+    :returns: the figure, titled "learning curves".
+    """
     epochs = [m["epoch"] for m in metrics]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [-m["train_loss"] for m in metrics], label="train objective (−loss)")
@@ -57,6 +61,7 @@ def plot_curves(metrics: list[dict]) -> Figure:
         ax.plot(epochs, [m["val_objective"] for m in metrics], label="validation objective")
     if all(m.get("val_elbo") is not None for m in metrics):
         ax.plot(epochs, [m["val_elbo"] for m in metrics], "--", label="validation ELBO")
+    ax.set_title("learning curves")
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per datapoint")
     ax.legend()
