@@ -117,9 +117,18 @@ def ordering(rows: list[dict], log_px: float | None = None, z: float = 3.0) -> d
     """Check ELBO ≤ IWAE-K ≤ IWAE-K' (K < K') ≤ log p(x) within ``z`` standard errors.
 
     The ELBO is every ``trace``, ``meanfield`` and ``graph`` row (any K: they estimate the same
-    bound); IWAE-K the ``iwae`` and ``dreg`` rows (the same bound too).
+    bound); IWAE-K the ``iwae`` and ``dreg`` rows (the same bound too). IWAE-1 *is* the ELBO, so
+    their estimates fall either way round: a link whose means are in the wrong order but within
+    the tolerance is reported as equal within noise (``≈``), not as ``≤``.
 
-    :returns: ``{"holds": bool, "violations": [text, ...], "chain": [(label, mean, se), ...]}``.
+    :param rows: the rows of :func:`bound_values`.
+    :param log_px: the exact log p(x), the chain's last link (None: left out).
+    :param z: the tolerance, in standard errors of the difference.
+    :returns: ``{"holds": bool, "violations": [text, ...], "chain": [(label, mean, se), ...],
+        "links": [{"lower", "upper", "difference", "tolerance", "relation"}, ...], "z": z}``, one link
+        per consecutive pair of the chain: ``difference`` = lower mean − upper mean, ``tolerance`` =
+        ``z`` standard errors of it, ``relation`` ``"≤"`` (the means are in order), ``"≈"`` (out of
+        order within the tolerance) or ``">"`` (a violation).
     """
     elbo = [r for r in rows if r["estimator"] in ("trace", "meanfield", "graph")]
     iwae = [r for r in rows if r["estimator"] in ("iwae", "dreg")]
@@ -132,11 +141,36 @@ def ordering(rows: list[dict], log_px: float | None = None, z: float = 3.0) -> d
         chain.append((f"IWAE-{k} ({best['label']})", best["mean"], best["se"]))
     if log_px is not None:
         chain.append(("log p(x)", log_px, 0.0))
-    violations = []
+    links, violations = [], []
     for (a, ma, sa), (b, mb, sb) in zip(chain, chain[1:], strict=False):
-        if ma - mb > z * math.hypot(sa, sb):
+        difference, tolerance = ma - mb, z * math.hypot(sa, sb)
+        relation = "≤" if difference <= 0 else ("≈" if difference <= tolerance else ">")
+        links.append({"lower": a, "upper": b, "difference": difference, "tolerance": tolerance, "relation": relation})
+        if relation == ">":
             violations.append(f"{a} = {ma:.3f} ± {sa:.3f} exceeds {b} = {mb:.3f} ± {sb:.3f}")
-    return {"holds": not violations, "violations": violations, "chain": chain}
+    return {"holds": not violations, "violations": violations, "chain": chain, "links": links, "z": z}
+
+
+def ordering_markdown(order: dict) -> str:
+    """The chain of :func:`ordering` as one honest sentence: ``≤`` only where the means are in order,
+    ``≈`` with the difference and the tolerance where they are not but agree within it.
+
+    :param order: what :func:`ordering` returned.
+    """
+    if not order["chain"]:
+        return "Ordering: no bound to order."
+    z = order.get("z", 3.0)
+    name, mean, _ = order["chain"][0]
+    text = f"{name} {mean:.3f}"
+    for link, (name, mean, _) in zip(order["links"], order["chain"][1:], strict=True):
+        text += f" {link['relation']} {name} {mean:.3f}"
+        if link["relation"] == "≈":
+            text += f" (lower by {link['difference']:.3f}, within {z:g} SE = {link['tolerance']:.3f})"
+    if not order["holds"]:
+        return f"Ordering ELBO ≤ IWAE-K ≤ log p(x) is violated: {'; '.join(order['violations'])}. Chain: {text}."
+    within = any(link["relation"] == "≈" for link in order["links"])
+    verdict = f"holds within {z:g} standard errors" if within else "holds"
+    return f"Ordering ELBO ≤ IWAE-K ≤ log p(x) {verdict}: {text}."
 
 
 # --------------------------------------------------------------------------------------------
@@ -484,10 +518,7 @@ def results_markdown(results: dict, title: str = "ELBO estimators") -> str:
     table(results["values"], lambda r: f"{r['mean']:.3f} ± {r['se']:.3f} (sd {r['sd']:.3f})", "estimator")
     if results.get("exact_log_px") is not None:
         lines += [f"Exact log p(x) of the same points: {results['exact_log_px']:.3f}.", ""]
-    order = results["ordering"]
-    chain = " ≤ ".join(f"{name} {mean:.3f}" for name, mean, _ in order["chain"])
-    verdict = "holds" if order["holds"] else "is violated: " + "; ".join(order["violations"])
-    lines += [f"Ordering (within 3 standard errors) {verdict}: {chain}.", ""]
+    lines += [ordering_markdown(results["ordering"]), ""]
 
     lines += [
         f"## Gradient signal-to-noise ({s['grad_points']} test points, {s['grad_repeats']} estimates each)",

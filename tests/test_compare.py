@@ -14,6 +14,7 @@ from pvae.compare import (
     estimator_grid,
     gradient_stats,
     ordering,
+    ordering_markdown,
     results_markdown,
     step_cost,
     train_each,
@@ -210,3 +211,43 @@ def test_plot_step_cost_draws_a_compiled_loss_dashed_in_its_estimators_colour():
     assert lines["trace --jit"].get_linestyle() == "--" and lines["trace"].get_linestyle() == "-"
     assert lines["trace --jit"].get_color() == lines["trace"].get_color()
     assert tuple(lines["trace"].get_color()) == tuple(estimator_color("trace"))[: len(lines["trace"].get_color())]
+
+
+def _bound(estimator: str, k: int, mean: float, se: float) -> dict:
+    return {**Estimator(estimator, k).as_dict(), "mean": mean, "se": se}
+
+
+def test_ordering_prints_only_true_inequalities_and_says_what_holds_within_noise():
+    # the report that was wrong: the ELBO's estimate above IWAE-1's (the same bound), printed with ≤
+    rows = [
+        _bound("graph", 5, -23.648, 0.010),
+        _bound("dreg", 1, -23.694, 0.020),
+        _bound("iwae", 5, -23.100, 0.010),
+    ]
+    order = ordering(rows)
+    assert order["holds"]
+    assert [link["relation"] for link in order["links"]] == ["≈", "≤"]
+    assert order["links"][0]["difference"] == pytest.approx(0.046)
+    assert order["links"][0]["tolerance"] == pytest.approx(3 * math.hypot(0.010, 0.020))
+    text = ordering_markdown(order)
+    assert text == (
+        "Ordering ELBO ≤ IWAE-K ≤ log p(x) holds within 3 standard errors: ELBO (graph K=5) -23.648 ≈ "
+        "IWAE-1 (dreg K=1) -23.694 (lower by 0.046, within 3 SE = 0.067) ≤ IWAE-5 (iwae K=5) -23.100."
+    )
+    # every "a ≤ b" the sentence prints is true of the printed numbers
+    chain = order["chain"]
+    for link, (_, lower, _), (_, upper, _) in zip(order["links"], chain[:-1], chain[1:], strict=True):
+        assert (link["relation"] == "≤") == (lower <= upper)
+
+
+def test_ordering_in_order_holds_plainly_and_a_violation_is_named():
+    rows = [_bound("trace", 1, -30.0, 0.1), _bound("iwae", 5, -29.0, 0.1)]
+    assert ordering_markdown(ordering(rows, log_px=-28.5)) == (
+        "Ordering ELBO ≤ IWAE-K ≤ log p(x) holds: ELBO (trace K=1) -30.000 ≤ IWAE-5 (iwae K=5) -29.000 "
+        "≤ log p(x) -28.500."
+    )
+    order = ordering(rows, log_px=-29.5)  # IWAE-5 above log p(x) by 5 SE
+    assert not order["holds"] and [link["relation"] for link in order["links"]] == ["≤", ">"]
+    text = ordering_markdown(order)
+    assert text.startswith("Ordering ELBO ≤ IWAE-K ≤ log p(x) is violated: IWAE-5 (iwae K=5) = -29.000 ± 0.100 exceeds")
+    assert "-29.000 > log p(x) -29.500" in text
