@@ -24,6 +24,10 @@ class LinearGaussian(VAE):
     :param likelihood: must be ``"gaussian"``.
     """
 
+    #: The only options it takes, so ``pvae train --model linear`` needs no other flag (the guide
+    #: gets ``hidden=()`` too: an affine encoder, the family of the exact posterior's mean).
+    defaults = {"hidden": (), "likelihood": "gaussian"}
+
     def __init__(
         self, x_shape: Sequence[int], z_dim: int = 2, hidden: Sequence[int] = (), likelihood: str = "gaussian"
     ):
