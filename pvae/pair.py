@@ -310,14 +310,10 @@ def traits(model: torch.nn.Module, guide: torch.nn.Module | None = None) -> Trai
 
     :param model: the generative model.
     :param guide: its guide; ``None`` reads the model alone (the guide's traits keep their defaults).
-    :raises ValueError: naming the attribute and the fix, for a member of :class:`Model` or
-        :class:`Guide` that is missing, a misspelt or retired trait name, a trait declared on the
-        wrong side, or a value of the wrong kind.
+    :raises ValueError: naming the attribute and the fix, for a misspelt or retired trait name, a
+        trait declared on the wrong side, or a value of the wrong kind.
     """
     name = type(model).__name__
-    for member in ("forward", "prior", "decode", "z_dim"):
-        if not hasattr(model, member):
-            raise ValueError(f"the model {name} has no {member!r}, which every model needs (see pvae.pair.Model)")
     fields: dict[str, Any] = dict(_model_class_traits(type(model)))
     _refuse_near_misses(_instance_names(model), type(model), "model")  # set in __init__: num_classes, a typo ...
     num_classes = getattr(model, "num_classes", None)
@@ -330,13 +326,11 @@ def traits(model: torch.nn.Module, guide: torch.nn.Module | None = None) -> Trai
     fields.update(
         model=name,
         num_classes=num_classes,
-        z_dim=model.z_dim,
+        z_dim=getattr(model, "z_dim", None),
         x_shape=None if x_shape is None else tuple(x_shape),
         exact_marginal=fields.pop("log_marginal"),
     )
     if guide is not None:
-        if not callable(guide):
-            raise ValueError(f"the guide {type(guide).__name__} is not callable (see pvae.pair.Guide)")
         declared = dict(_guide_class_traits(type(guide)))
         _refuse_near_misses(_instance_names(guide), type(guide), "guide")
         fields.update(
@@ -366,16 +360,22 @@ def check_pair(model: torch.nn.Module, guide: torch.nn.Module) -> Traits:
     that observes them; without, for a semi-supervised one, whose label is then latent), leaving
     every random number generator as it was.
 
-    :raises ValueError: naming both classes and the fix, when the ``z_dim``\\ s disagree, the model
-        has no latent site ``"z"``, ``latent_sites`` names a site the model does not sample, or the
-        guide samples a site the model does not have or misses one it has.
+    :raises ValueError: naming both classes and the fix, when the model lacks a member of
+        :class:`Model`, the ``z_dim``\\ s disagree, the model has no latent site ``"z"``,
+        ``latent_sites`` names a site the model does not sample, or the guide samples a site the
+        model does not have or misses one it has.
     """
+    for member in ("forward", "prior", "decode", "z_dim", "x_shape"):
+        if not hasattr(model, member):
+            raise ValueError(
+                f"the model {type(model).__name__} has no {member!r}, which every model needs: see pvae.pair.Model"
+            )
+    if not callable(guide):
+        raise ValueError(f"the guide {type(guide).__name__} is not callable: see pvae.pair.Guide")
     pair = traits(model, guide)
     names = f"the model {pair.model} and the guide {pair.guide}"
     if pair.guide_z_dim is not None and pair.guide_z_dim != pair.z_dim:
         raise ValueError(f"{names} disagree on z_dim ({pair.z_dim} and {pair.guide_z_dim}): build both with one z_dim")
-    if pair.x_shape is None:
-        return pair
     reference = next(iter(model.parameters()), None)
     device = reference.device if reference is not None else None
     x = torch.zeros((2, *pair.x_shape), device=device)
