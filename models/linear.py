@@ -34,7 +34,7 @@ class LinearGaussian(VAE):
         if tuple(hidden) or likelihood != "gaussian":
             raise ValueError(
                 "LinearGaussian has an affine decoder and a Gaussian likelihood: use hidden=() and "
-                "likelihood='gaussian' (on the command line: --hidden '' --likelihood gaussian)"
+                "likelihood='gaussian' (on the command line: drop --hidden and --likelihood, it brings its own)"
             )
         super().__init__(x_shape, z_dim, (), "gaussian", net="mlp")
 

@@ -269,7 +269,8 @@ def _model_class_traits(cls: type) -> dict[str, Any]:
             f"{cls.__name__}.defaults must map options among {', '.join(OPTIONS)} to values, got {options!r}"
         )
     declared["defaults"] = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items()))
-    declared.update({name: callable(getattr(cls, name, None)) for name in MODEL_METHODS})
+    declared["exact_marginal"] = callable(getattr(cls, "log_marginal", None))
+    declared["label_prior"] = callable(getattr(cls, "label_prior", None))
     return declared
 
 
@@ -284,7 +285,8 @@ def _guide_class_traits(cls: type) -> dict[str, Any]:
     for name, value in declared.items():
         if not isinstance(value, bool):
             raise ValueError(f"{cls.__name__}.{name} must be True or False, got {value!r}")
-    declared.update({name: callable(getattr(cls, name, None)) for name in GUIDE_METHODS})
+    declared["classifies"] = callable(getattr(cls, "classify", None))
+    declared["auxiliary_loss"] = callable(getattr(cls, "auxiliary_loss", None))
     return declared
 
 
@@ -314,7 +316,7 @@ def traits(model: torch.nn.Module, guide: torch.nn.Module | None = None) -> Trai
         trait declared on the wrong side, or a value of the wrong kind.
     """
     name = type(model).__name__
-    fields: dict[str, Any] = dict(_model_class_traits(type(model)))
+    fields: dict[str, Any] = dict(_model_class_traits(type(model)))  # a copy: the class's record is cached
     _refuse_near_misses(_instance_names(model), type(model), "model")  # set in __init__: num_classes, a typo ...
     num_classes = getattr(model, "num_classes", None)
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
@@ -328,16 +330,11 @@ def traits(model: torch.nn.Module, guide: torch.nn.Module | None = None) -> Trai
         num_classes=num_classes,
         z_dim=getattr(model, "z_dim", None),
         x_shape=None if x_shape is None else tuple(x_shape),
-        exact_marginal=fields.pop("log_marginal"),
     )
     if guide is not None:
-        declared = dict(_guide_class_traits(type(guide)))
         _refuse_near_misses(_instance_names(guide), type(guide), "guide")
         fields.update(
-            declared,
-            guide=type(guide).__name__,
-            guide_z_dim=getattr(guide, "z_dim", None),
-            classifies=declared.pop("classify"),
+            _guide_class_traits(type(guide)), guide=type(guide).__name__, guide_z_dim=getattr(guide, "z_dim", None)
         )
     return Traits(**fields)
 
