@@ -22,7 +22,7 @@ from pvae.cli import main as pvae
 BASES = {
     "vae": ["--model", "vae", "--elbo", "meanfield"],
     # probabilistic PCA on grey levels: its exact log p(x) sits beside the bounds
-    "linear": ["--model", "linear", "--hidden", "", "--likelihood", "gaussian", "--binarize", "none", "--z-dim", "10"],
+    "linear": ["--model", "linear", "--binarize", "none", "--z-dim", "10"],  # it brings hidden=() and gaussian
 }
 
 

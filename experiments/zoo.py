@@ -25,6 +25,7 @@ from pvae import data
 from pvae.config import PairConfig, RunConfig, build_pair
 from pvae.evaluate import evaluate, sample_prior
 from pvae.files import atomic_write, write_json
+from pvae.pair import traits
 from pvae.runs import Run
 from pvae.train import TrainConfig, fit
 
@@ -114,10 +115,11 @@ def run_entry(entry: Entry, args, base: RunConfig, classifier) -> dict:
         "accuracy": scores.get("accuracy"),
         "note": entry.note,
     }
-    if getattr(model, "conditional", False):
+    pair = traits(model, guide)
+    if pair.labels == "observed":
         torch.manual_seed(0)
         row["conditional_accuracy"] = conditional_accuracy(model, classifier, dataset.num_classes)
-    if getattr(model, "semi_supervised", False):
+    if pair.labels == "semi-supervised":
         row["baseline_accuracy"] = labelled_only_accuracy(dataset, config.data)
     run.update_summary(test=scores, row=row)
     print(_line(row), flush=True)

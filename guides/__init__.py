@@ -3,8 +3,8 @@
 A guide is a ``PyroModule`` with the model's signature, ``forward(x, y=None)``, that samples
 ``"z"`` inside the ``"data"`` plate. Its constructor takes ``x_shape`` first, then the keywords
 it wants among ``z_dim``, ``hidden``, ``net``, ``flows``, ``aux_weight`` and ``num_classes``
-(:func:`pvae.config.build_pair` passes those its signature names). Optional declarations the
-engine reads:
+(:func:`pvae.config.build_pair` passes those its signature names). Optional traits the engine
+reads (:mod:`pvae.pair` lists them all):
 
 * ``point_estimate = True``: q is a point mass (no ELBO or log p(x) is reported);
 * ``mean_field = False``: one latent depends on another (the ``meanfield`` estimator is refused);

@@ -5,11 +5,12 @@ observes ``"x"`` inside the ``"data"`` plate, and which offers
 
 * ``prior(batch_shape)``: the distribution of z,
 * ``decode(z, y=None)``: the distribution of x given z (its ``mean`` is what pictures show),
-* ``z_dim`` and ``x_shape``; ``conditional = True`` if it observes labels ``y``,
-  ``semi_supervised = True`` if it takes them where known; ``num_classes`` if its decoder reads one;
-* ``latent_sites``: the sites beta scales (default ``("z",)``);
-* optionally ``default_guide`` and ``default_elbo``: what ``pvae train --model NAME`` uses unless
-  ``--guide``/``--elbo`` say otherwise.
+* ``z_dim`` and ``x_shape``,
+
+and declares its optional traits as class attributes (:mod:`pvae.pair` lists them all): ``labels``
+(``"none"``, ``"observed"`` or ``"semi-supervised"``), ``num_classes`` if its decoder reads a label,
+``latent_sites`` (the sites beta scales, default ``("z",)``), ``default_guide``, ``default_elbo`` and
+``defaults`` (the options ``pvae train --model NAME`` uses unless flags say otherwise).
 
 Its constructor takes ``x_shape`` first, then keywords (``z_dim``, ``hidden``, ``likelihood``,
 ``net``, ``num_classes``): :func:`pvae.config.build_pair` passes those its signature names.

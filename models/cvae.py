@@ -26,8 +26,8 @@ class CVAE(VAE):
     :param num_classes: number of labels.
     """
 
-    #: Labels are passed to model and guide in training and evaluation alike.
-    conditional = True
+    #: Every datapoint's label is observed, in training and evaluation alike.
+    labels = "observed"
     #: What ``pvae train --model ...`` trains with unless told otherwise.
     default_guide = "conditional-gaussian"
 

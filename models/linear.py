@@ -24,13 +24,17 @@ class LinearGaussian(VAE):
     :param likelihood: must be ``"gaussian"``.
     """
 
+    #: The only options it takes, so ``pvae train --model linear`` needs no other flag (the guide
+    #: gets ``hidden=()`` too: an affine encoder, the family of the exact posterior's mean).
+    defaults = {"hidden": (), "likelihood": "gaussian"}
+
     def __init__(
         self, x_shape: Sequence[int], z_dim: int = 2, hidden: Sequence[int] = (), likelihood: str = "gaussian"
     ):
         if tuple(hidden) or likelihood != "gaussian":
             raise ValueError(
                 "LinearGaussian has an affine decoder and a Gaussian likelihood: use hidden=() and "
-                "likelihood='gaussian' (on the command line: --hidden '' --likelihood gaussian)"
+                "likelihood='gaussian' (on the command line: drop --hidden and --likelihood, it brings its own)"
             )
         super().__init__(x_shape, z_dim, (), "gaussian", net="mlp")
 

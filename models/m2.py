@@ -19,10 +19,9 @@ class M2(CVAE):
     Its constructor is the CVAE's.
     """
 
-    #: Labels are observed where known; evaluation scores x alone.
-    conditional = False
-    #: Training passes labelled batches with ``y`` and unlabelled ones without.
-    semi_supervised = True
+    #: Labels are observed where known in training (labelled batches with ``y``, unlabelled ones
+    #: without); evaluation scores x alone.
+    labels = "semi-supervised"
     #: What ``pvae train --model ...`` trains with unless told otherwise.
     default_guide = "m2"
     default_elbo = "enum"

@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default="vae", help="model name, preset (ae) or module:ClassName / path.py:ClassName (default: vae)"
     )
     train.add_argument("--guide", help="guide name or module:ClassName (default: the model's, gaussian for a VAE)")
-    train.add_argument("--likelihood", default="bernoulli", help="observation model (default: bernoulli)")
-    train.add_argument("--net", default="mlp", help="encoder/decoder family: mlp or conv (default: mlp)")
+    train.add_argument("--likelihood", help="observation model (default: the model's, bernoulli for a VAE)")
+    train.add_argument("--net", help="encoder/decoder family: mlp or conv (default: the model's, mlp)")
     train.add_argument("--flows", type=_positive(int), help="transforms of a flow guide (--guide iaf)")
     train.add_argument("--aux-weight", type=float, help="weight of M2's classification loss (default 50)")
     train.add_argument("--labels", type=_positive(int), help="keep N training labels, balanced per class (M2)")
@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--beta-warmup", type=_positive(float), default=10.0, help="epochs of linear-warmup")
     train.add_argument("--beta-cycles", type=_positive(int), default=4, help="cycles of the cyclical schedule")
     train.add_argument("--beta-ramp", type=_positive(float), default=0.5, help="rising fraction of each cycle")
-    train.add_argument("--z-dim", type=_positive(int), default=20)
-    train.add_argument("--hidden", type=_hidden, default=(400,), help="hidden widths, e.g. 400 or 512,256")
+    train.add_argument("--z-dim", type=_positive(int), help="latent dimension (default: the model's, 20 for a VAE)")
+    train.add_argument("--hidden", type=_hidden, help="hidden widths, e.g. 400 or 512,256 (default: the model's)")
     train.add_argument("--epochs", type=_positive(int), help="default: 100 for digits, 10 otherwise")
     train.add_argument("--batch-size", type=_positive(int), default=128)
     train.add_argument("--lr", type=_positive(float), default=1e-3)
@@ -191,54 +191,23 @@ def _ks(text: str) -> tuple[int, ...]:
     return ks
 
 
-def resolve_pair(args) -> tuple[str, str, str, float]:
-    """``(model, guide, elbo, beta)`` from the flags, the ``--model`` preset and the model's defaults.
-
-    :raises ValueError: when a flag contradicts the preset it was given with.
-    """
-    from pvae.models import MODELS, PRESETS, get_model
-
-    if args.model not in MODELS and args.model not in PRESETS and ":" not in args.model:
-        raise ValueError(
-            f"unknown model {args.model!r}; choose one of {sorted(MODELS)}, the preset "
-            f"{' or '.join(sorted(PRESETS))}, or give module:ClassName"
-        )
-    preset = PRESETS.get(args.model, {"model": args.model})
-    for key in ("guide", "beta", "elbo"):
-        given = getattr(args, key)
-        if key in preset and given is not None and given != preset[key]:
-            raise ValueError(
-                f"--model {args.model} means --{key} {preset[key]}; drop --{key} {given}, or name the model itself"
-            )
-    cls = get_model(preset["model"])
-    guide = args.guide or preset.get("guide") or getattr(cls, "default_guide", "gaussian")
-    elbo = args.elbo or preset.get("elbo") or getattr(cls, "default_elbo", "meanfield")
-    beta = args.beta if args.beta is not None else preset.get("beta", 1.0)
-    if beta == 0 and args.beta_schedule != "constant":
-        raise ValueError(f"--beta-schedule {args.beta_schedule} moves beta from 0 up to --beta, which is 0 here")
-    return _absolute(preset["model"]), _absolute(guide), elbo, beta
-
-
-def _absolute(name: str) -> str:
-    """``path/to/file.py:Class`` with an absolute path, so that a run can be restored from anywhere."""
-    module, sep, attr = name.rpartition(":")
-    return f"{Path(module).resolve()}{sep}{attr}" if sep and module.endswith(".py") else name
-
-
 def _train(args) -> Path:
     import pyro
 
     from pvae import data
-    from pvae.config import PairConfig, RunConfig, build_pair
+    from pvae.config import PairConfig, RunConfig, build_pair, resolve
+    from pvae.pair import check_compatible, resolve_pair, traits
     from pvae.runs import Run
-    from pvae.train import TrainConfig, check_compatible, fit
+    from pvae.train import TrainConfig, fit
 
     epochs = args.epochs or (100 if args.data == "digits" else 10)
-    model_name, guide_name, elbo, beta = resolve_pair(args)
+    model_name, guide_name, elbo, beta = resolve_pair(args.model, args.guide, args.elbo, args.beta, args.beta_schedule)
     config = RunConfig(
         data=data.DataConfig(args.data, args.data_dir, args.binarize, seed=args.data_seed, labels=args.labels),
-        pair=PairConfig(
-            model_name, guide_name, args.z_dim, args.hidden, args.likelihood, args.net, args.flows, args.aux_weight
+        pair=resolve(
+            PairConfig(
+                model_name, guide_name, args.z_dim, args.hidden, args.likelihood, args.net, args.flows, args.aux_weight
+            )
         ),
         train=TrainConfig(
             elbo=elbo,
@@ -263,7 +232,7 @@ def _train(args) -> Path:
     dataset = data.load(config.data)
     pyro.set_rng_seed(args.seed)
     model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
-    check_compatible(model, dataset, config.train, guide)
+    check_compatible(traits(model, guide), dataset, config.train)
     if args.resume:
         run = Run.open(out)
         saved = RunConfig.from_dict(run.config)
@@ -397,13 +366,14 @@ def _compare_run(args) -> Path:
     from pvae.config import build_pair, restore
     from pvae.data import evaluation_split
     from pvae.estimators import ESTIMATORS, make_elbo
+    from pvae.pair import applicable_estimators, traits
 
     for name in args.estimators or ():  # before anything runs
         if name not in ESTIMATORS:
             raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
     make_elbo("renyi", alpha=args.alpha)  # refuses alpha = 1 before anything runs
     run, config, dataset, model, guide = restore(args.run)
-    reasons = applicable_estimators(model, guide, dataset, config.train)
+    reasons = applicable_estimators(traits(model, guide), dataset, config.train)
     names = args.estimators or tuple(n for n, why in reasons.items() if why is True)
     for name in names:
         if reasons[name] is not True:
@@ -544,30 +514,6 @@ def describe_diagnostics(results: dict) -> str:
     for name, reason in results["not_applicable"].items():
         lines.append(f"not applicable, {name}: {reason}")
     return "\n".join(lines)
-
-
-def applicable_estimators(model, guide, dataset, train) -> dict:
-    """Which estimators a pair can train with.
-
-    :param model: the generative model.
-    :param guide: the guide.
-    :param dataset: the data it trains on.
-    :param train: its :class:`pvae.train.TrainConfig`; each estimator is checked in its place.
-    :returns: estimator name → ``True``, or the reason the pair cannot use it.
-    """
-    from pvae.estimators import ESTIMATORS
-    from pvae.train import check_compatible
-
-    if getattr(guide, "point_estimate", False):
-        return {n: "a point-mass guide has no density, so every bound is −∞" for n in ESTIMATORS}
-    reasons = {}
-    for name in ESTIMATORS:
-        try:
-            check_compatible(model, dataset, replace(train, elbo=name, jit=False, alpha=None), guide)
-            reasons[name] = True
-        except ValueError as error:
-            reasons[name] = str(error)
-    return reasons
 
 
 def write_comparison(results: dict, out: Path, title: str) -> None:

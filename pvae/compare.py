@@ -32,6 +32,7 @@ from pvae import data as pdata
 from pvae.estimators import is_traceable, make_elbo
 from pvae.evaluate import evaluate
 from pvae.objectives import TracedLoss, backward, loss_module
+from pvae.pair import traits
 from pvae.train import fit, step
 
 
@@ -454,7 +455,7 @@ def compare_estimators(
     x = test_x[: config.points]
     values = bound_values(model, guide, x, grid, config.value_repeats)
     with torch.no_grad():
-        exact = float(model.log_marginal(x).mean()) if hasattr(model, "log_marginal") else None
+        exact = float(model.log_marginal(x).mean()) if traits(model, guide).exact_marginal else None
     say(f"values: {len(values)} bounds on {len(x)} test points")
     gradients = []
     for est in grid:

@@ -2,7 +2,7 @@
 
 import inspect
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
@@ -16,9 +16,14 @@ from pvae.train import TrainConfig
 class PairConfig:
     """Which model and guide, and their sizes.
 
+    Options left at ``None`` take the model's default (its ``defaults``, see :mod:`pvae.pair`), else the
+    default of the class that takes the option (the model's constructor first, then the guide's);
+    :func:`resolve` fills them in, and ``config.json`` records the resolved values.
+
     :param model: a name from ``pvae.models.MODELS`` or ``"module:ClassName"``.
-    :param guide: a name from ``pvae.guides.GUIDES`` or ``"module:ClassName"``.
-    :param z_dim: latent dimension.
+    :param guide: a name from ``pvae.guides.GUIDES`` or ``"module:ClassName"``; ``None``: the model's
+        ``default_guide``.
+    :param z_dim: latent dimension, of model and guide alike.
     :param hidden: hidden widths of the decoder and the encoder.
     :param likelihood: a name from :data:`pvae.likelihoods.LIKELIHOODS`.
     :param net: network family of encoder and decoder, a name from :data:`pvae.nets.NETS`.
@@ -27,11 +32,11 @@ class PairConfig:
     """
 
     model: str = "vae"
-    guide: str = "gaussian"
-    z_dim: int = 20
-    hidden: tuple[int, ...] = (400,)
-    likelihood: str = "bernoulli"
-    net: str = "mlp"
+    guide: str | None = None
+    z_dim: int | None = None
+    hidden: tuple[int, ...] | None = None
+    likelihood: str | None = None
+    net: str | None = None
     flows: int | None = None
     aux_weight: float | None = None
 
@@ -71,23 +76,75 @@ MODEL_OPTIONS = ("z_dim", "hidden", "likelihood", "net")
 GUIDE_OPTIONS = ("z_dim", "hidden", "net", "flows", "aux_weight")
 
 
-def build_pair(
-    config: PairConfig, x_shape: tuple[int, ...], num_classes: int = 10
-) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Instantiate the model and guide ``config`` names for data of shape ``x_shape``.
+def resolve(config: PairConfig) -> PairConfig:
+    """``config`` with its guide and every option left at ``None`` filled in: the model's
+    ``default_guide`` and ``defaults`` (:func:`pvae.pair.model_defaults`), else the default of the
+    model's constructor, else the guide's. An option no class of the pair takes stays ``None``.
 
-    Each constructor gets ``x_shape``, then the options of :data:`MODEL_OPTIONS` or
-    :data:`GUIDE_OPTIONS` its signature accepts (``None`` means "the class's default"), and
-    ``num_classes`` if it asks for it.
-
-    :raises ValueError: when an option was set that the class does not take (e.g. ``--flows``
-        for a guide without flows).
+    :raises ValueError: for an unknown model or guide, a misspelt declaration of the model, or an
+        option set that neither class takes (e.g. ``--flows`` for a guide without flows).
     """
     from pvae.guides import get_guide
     from pvae.models import get_model
+    from pvae.pair import model_defaults
 
-    model = _construct(get_model(config.model), config, MODEL_OPTIONS, x_shape, num_classes, "model")
-    guide = _construct(get_guide(config.guide), config, GUIDE_OPTIONS, x_shape, num_classes, "guide")
+    model_cls = get_model(config.model)
+    default_guide, _, defaults = model_defaults(model_cls)
+    guide = config.guide if config.guide is not None else default_guide
+    guide_cls = get_guide(guide)
+    takes = {"model": _keywords(model_cls), "guide": _keywords(guide_cls)}
+    values = {}
+    for name in dict.fromkeys(MODEL_OPTIONS + GUIDE_OPTIONS):
+        value = getattr(config, name)
+        takers = [what for what, options in (("model", MODEL_OPTIONS), ("guide", GUIDE_OPTIONS)) if name in options]
+        taken = [what for what in takers if takes[what] is None or name in takes[what]]
+        if value is None:
+            value = defaults.get(name)
+        elif not taken:
+            flag = "--" + name.replace("_", "-")
+            owner = model_cls if takers == ["model"] else guide_cls
+            raise ValueError(f"the {takers[-1]} {owner.__name__} takes no {name!r} option: drop {flag}")
+        for what in taken:
+            if value is None:
+                value = (takes[what] or {}).get(name)
+        values[name] = tuple(value) if isinstance(value, list) else value
+    return replace(config, guide=guide, **values)
+
+
+def _keywords(cls: type) -> dict | None:
+    """Keyword → default of a constructor (``inspect.Parameter.empty`` where it has none);
+    ``None`` for one that takes ``**kwargs``."""
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return {
+        name: (None if p.default is inspect.Parameter.empty else p.default)
+        for name, p in parameters.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+
+
+def build_pair(
+    config: PairConfig, x_shape: tuple[int, ...], num_classes: int = 10
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Instantiate the model and guide ``config`` names for data of shape ``x_shape``, and check that
+    they fit each other (:func:`pvae.pair.check_pair`).
+
+    Each constructor gets ``x_shape``, then the options of :data:`MODEL_OPTIONS` or
+    :data:`GUIDE_OPTIONS` its signature accepts, as :func:`resolve` resolves them (``None``: the
+    class's default), and ``num_classes`` if it asks for it.
+
+    :raises ValueError: for an option set that the class does not take, or a model and guide that
+        do not fit each other (``z_dim``, their latent sites).
+    """
+    from pvae.guides import get_guide
+    from pvae.models import get_model
+    from pvae.pair import check_pair
+
+    config = resolve(config)
+    model = _construct(get_model(config.model), config, MODEL_OPTIONS, x_shape, num_classes)
+    guide = _construct(get_guide(config.guide), config, GUIDE_OPTIONS, x_shape, num_classes)
+    check_pair(model, guide)
     return model, guide
 
 
@@ -114,19 +171,9 @@ def restore(path: str | os.PathLike):
     return run, config, dataset, model.eval(), guide.eval()
 
 
-def _construct(cls: type, config: PairConfig, names: tuple[str, ...], x_shape, num_classes: int, what: str):
-    parameters = inspect.signature(cls).parameters
-    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    defaults = PairConfig()
-    kwargs = {}
-    for name in names:
-        value = getattr(config, name)
-        if name in parameters or takes_all:
-            if value is not None:
-                kwargs[name] = value
-        elif value != getattr(defaults, name):
-            flag = "--" + name.replace("_", "-")
-            raise ValueError(f"the {what} {cls.__name__} takes no {name!r} option: drop {flag}")
-    if "num_classes" in parameters:
+def _construct(cls: type, config: PairConfig, names: tuple[str, ...], x_shape, num_classes: int):
+    takes = _keywords(cls)
+    kwargs = {n: getattr(config, n) for n in names if (takes is None or n in takes) and getattr(config, n) is not None}
+    if takes is not None and "num_classes" in takes:
         kwargs["num_classes"] = num_classes
     return cls(x_shape, **kwargs)

@@ -40,6 +40,7 @@ from pyro.poutine.util import site_is_subsample
 from pvae import az
 from pvae.evaluate import log_weights, pair_args, posterior_mean, sample_chunks
 from pvae.objectives import log_mean_exp
+from pvae.pair import traits
 from pvae.sites import DATA, PARTICLES, Z
 
 
@@ -562,7 +563,8 @@ def latent_usage(
     """
     if len(x) < 2:
         raise ValueError(f"latent usage needs at least 2 datapoints (a variance over x), got {len(x)}")
-    guide_y = y if getattr(model, "conditional", False) else None  # as evaluation calls the guide
+    pair = traits(model, guide)
+    guide_y = y if pair.takes_labels() else None  # as evaluation calls the guide
     means = torch.cat(
         [
             posterior_mean(guide, x[i : i + batch_size], _rows(guide_y, i, batch_size))
@@ -571,7 +573,7 @@ def latent_usage(
     )  # (N, z_dim)
     activity = means.var(0)
     out: dict = {"activity": activity, "active": (activity > threshold).nonzero().flatten().tolist()}
-    if getattr(guide, "point_estimate", False):
+    if pair.point_estimate:
         out["not_applicable"] = "KL per dimension, I(x; z) and q(z) against p(z): the guide is a point mass"
         return out
     try:
@@ -654,7 +656,7 @@ def diagnose(
 
 def _diagnose(model, guide, x, y, config: DiagnoseConfig, say: Callable[[str], None]) -> tuple[dict, object | None]:
     results: dict = {"settings": asdict(config), "not_applicable": {}}
-    point_mass = getattr(guide, "point_estimate", False)
+    point_mass = traits(model, guide).point_estimate
     xs, ys = x[: config.points], _rows(y, 0, config.points)
 
     def part(name: str, run: Callable[[], dict]) -> None:

@@ -25,19 +25,19 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from pvae.objectives import log_mean_exp
+from pvae.pair import traits
 from pvae.sites import PARTICLES, Y, Z
 
 
 def pair_args(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, training: bool = False) -> tuple:
     """The arguments a pair is called with.
 
-    Labels go to models that declare ``conditional = True`` (they observe every label), and, in
-    training only, to models that declare ``semi_supervised = True`` (``y=None`` marks an
-    unlabelled batch); evaluation scores those on x alone, the guide proposing the label.
+    Labels go to models that declare ``labels = "observed"`` (they observe every label), and, in
+    training only, to those that declare ``labels = "semi-supervised"`` (``y=None`` marks an
+    unlabelled batch); evaluation scores those on x alone, the guide proposing the label
+    (:meth:`pvae.pair.Traits.takes_labels`).
     """
-    conditional = getattr(model, "conditional", False)
-    semi = training and getattr(model, "semi_supervised", False)
-    return (x, y) if (conditional or semi) and y is not None else (x,)
+    return (x, y) if y is not None and traits(model).takes_labels(training) else (x,)
 
 
 def _per_datapoint(site: dict, shape: torch.Size) -> torch.Tensor:
@@ -165,7 +165,8 @@ def evaluate(
         that declares ``point_estimate = True`` (the autoencoder's Delta), ``elbo``, ``kl`` and
         ``log_px`` and their errors are ``None``: a point mass has no density to bound with.
     """
-    point_mass = getattr(guide, "point_estimate", False)
+    pair = traits(model, guide)
+    point_mass = pair.point_estimate
     if point_mass:
         num_samples = 1  # every draw from a point mass is the same
     was_training = (model.training, guide.training)
@@ -194,7 +195,7 @@ def evaluate(
         result.update(elbo=None, kl=None, log_px=None, elbo_se=None, log_px_se=None)
     if not bool(values["log_py"].any()):
         del result["log_py"]  # no label observed: keep the summary to what applies
-    if hasattr(guide, "classify") and y is not None:
+    if pair.classifies and y is not None:
         result["accuracy"] = accuracy(guide, x, y, batch_size)
     result.update(n=n, iwae_samples=num_samples)
     if per_datapoint:
@@ -246,7 +247,7 @@ def decode_mean(model: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None 
 
 def decodes_labels(model: torch.nn.Module) -> bool:
     """Whether the model's decoder reads a label (it has ``num_classes``: the CVAE, M2)."""
-    return getattr(model, "num_classes", None) is not None
+    return traits(model).decodes_labels
 
 
 @torch.no_grad()
@@ -264,12 +265,15 @@ def sample_prior(model, n: int, y: torch.Tensor | None = None) -> torch.Tensor:
 
     :raises ValueError: if ``y`` is given to a model that has no labels, or lies outside its classes.
     """
-    if decodes_labels(model) and y is None:
+    pair = traits(model)
+    if pair.decodes_labels and y is None:
+        if not pair.label_prior:
+            raise ValueError(f"{pair.model} has no label_prior() to draw classes from: pass y (--label)")
         y = model.label_prior().sample((n,))  # classes drawn from p(y): samples of the marginal p(x)
-    if y is not None and not decodes_labels(model):
-        raise ValueError(f"{type(model).__name__} does not condition on labels: drop y (--label)")
-    if y is not None and not 0 <= int(y.min()) <= int(y.max()) < model.num_classes:
-        raise ValueError(f"labels must lie in 0..{model.num_classes - 1}, got {y.unique().tolist()}")
+    if y is not None and not pair.decodes_labels:
+        raise ValueError(f"{pair.model} does not condition on labels: drop y (--label)")
+    if y is not None and not 0 <= int(y.min()) <= int(y.max()) < pair.num_classes:
+        raise ValueError(f"labels must lie in 0..{pair.num_classes - 1}, got {y.unique().tolist()}")
     return decode_mean(model, model.prior((n,)).sample(), y)
 
 

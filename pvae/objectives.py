@@ -33,6 +33,7 @@ from pyro.infer import ELBO
 from pyro.poutine.messenger import Messenger
 
 from pvae.estimators import is_differentiable, is_traceable, untraceable_reason
+from pvae.pair import traits
 from pvae.registry import lookup
 from pvae.sites import Z
 
@@ -104,7 +105,7 @@ class Loss(torch.nn.Module):
             raise ValueError(f"beta must be non-negative, got {beta}")
         # the guide's own loss on labelled batches (M2's classifier), kept as a bound method: the
         # guide itself is registered once, inside the ELBO module
-        self.auxiliary_loss = getattr(guide, "auxiliary_loss", None)
+        self.auxiliary_loss = guide.auxiliary_loss if traits(model, guide).auxiliary_loss else None
         if beta is not None:
             shared = torch.tensor(float(beta))  # one tensor behind both wrappers
             model, guide = BetaScaled(model, shared, sites), BetaScaled(guide, shared, sites)
@@ -218,7 +219,7 @@ def loss_module(
         ``latent_sites``, else ``("z",)``.
     :param scheduled: keep the beta handler even at beta=1, so :meth:`Loss.set_beta` can move it.
     """
-    sites = tuple(sites) if sites is not None else tuple(getattr(model, "latent_sites", (Z,)))
+    sites = tuple(sites) if sites is not None else traits(model).latent_sites
     return Loss(model, guide, elbo, beta if (beta != 1.0 or scheduled) else None, sites)
 
 

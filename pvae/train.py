@@ -13,9 +13,10 @@ import torch
 from tqdm.auto import tqdm
 
 from pvae import data as pdata
-from pvae.estimators import make_elbo, untraceable_reason
+from pvae.estimators import make_elbo
 from pvae.evaluate import evaluate, pair_args
 from pvae.objectives import BetaSchedule, Loss, TracedLoss, backward, loss_module
+from pvae.pair import check_compatible, check_pair, traits
 from pvae.runs import Run, rng_state, set_rng_state
 
 
@@ -93,69 +94,6 @@ def step(loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, *args: torc
     return loss
 
 
-def check_compatible(
-    model: torch.nn.Module,
-    dataset: pdata.Dataset,
-    config: TrainConfig | None = None,
-    guide: torch.nn.Module | None = None,
-) -> None:
-    """Refuse data or settings a pair cannot train on: grey levels for a likelihood of binary
-    pixels, the wrong datapoint shape, missing labels for a conditional model, a semi-supervised
-    model without the enumerating estimator, the mean-field estimator for a guide that declares
-    ``mean_field = False``, an unknown estimator or a bad alpha, ``--jit`` with an estimator it
-    cannot compile.
-
-    :raises ValueError: naming the fix.
-    """
-    likelihood = getattr(model, "likelihood", None)
-    if getattr(likelihood, "requires_binary", False) and not dataset.is_binary:
-        raise ValueError(
-            f"the {type(likelihood).__name__} likelihood needs binary pixels but binarize='none' keeps "
-            "grey levels; use --binarize dynamic (or static), or a likelihood for grey levels "
-            "(--likelihood continuous-bernoulli, or --likelihood gaussian)"
-        )
-    if tuple(getattr(model, "x_shape", dataset.x_shape)) != dataset.x_shape:
-        raise ValueError(f"the model expects datapoints of shape {model.x_shape}, the data has {dataset.x_shape}")
-    semi = getattr(model, "semi_supervised", False)
-    if not semi and not dataset.train.fully_labelled:  # only the semi-supervised model takes --labels
-        if getattr(model, "conditional", False):
-            raise ValueError(
-                f"{type(model).__name__} observes the label of every datapoint, but some training labels were "
-                "dropped (--labels); train it on all labels, or use the semi-supervised model (--model m2)"
-            )
-        raise ValueError(
-            f"--labels drops training labels, which only a semi-supervised model uses; {type(model).__name__} "
-            "ignores labels: drop --labels, or use --model m2"
-        )
-    num_classes = getattr(model, "num_classes", None)
-    if num_classes is not None and num_classes < dataset.num_classes:
-        raise ValueError(f"the model has {num_classes} classes, the data {dataset.num_classes}")
-    if config is not None and config.elbo == "meanfield" and not getattr(guide, "mean_field", True):
-        raise ValueError(
-            f"{type(guide).__name__} makes one latent depend on another, which the mean-field estimator "
-            "ignores: use --elbo trace"
-        )
-    if semi and guide is not None and not hasattr(guide, "classify"):
-        raise ValueError(
-            f"{type(model).__name__} leaves unknown labels to the guide, but {type(guide).__name__} proposes none "
-            "(it has no classify(x)): use --guide m2"
-        )
-    if getattr(likelihood, "requires_grey", False) and dataset.is_binary:
-        raise ValueError(
-            f"the {type(likelihood).__name__} likelihood is for grey levels: on binary pixels its density grows "
-            "without bound as the decoder saturates; use --binarize none, or --likelihood bernoulli"
-        )
-    if semi and config is not None and config.elbo != "enum":
-        raise ValueError(
-            f"{type(model).__name__} sums over the unknown labels by enumeration: use --elbo enum, not {config.elbo!r}"
-        )
-    if config is not None:
-        elbo = make_elbo(config.elbo, alpha=config.alpha)  # refuses an unknown name or a bad alpha
-        why = untraceable_reason(elbo)
-        if config.jit and why is not None:
-            raise ValueError(f"--jit compiles the loss with torch.jit.trace, but {why}: drop --jit")
-
-
 def _objective(scores: dict, beta: float) -> float | None:
     """reconstruction (+ the label's term) − beta·KL: what the training loss estimates, per datapoint."""
     value = scores["reconstruction"] + scores.get("log_py", 0.0)
@@ -196,13 +134,13 @@ def fit(
         with beta > 0), ``beta``, ``val_accuracy`` (for guides that classify) and ``seconds``
         (training only).
     """
-    check_compatible(model, dataset, config, guide)
+    check_compatible(check_pair(model, guide), dataset, config)
     pyro.set_rng_seed(config.seed)
     loss_fn = make_loss(model, guide, config)
     eager: Loss = loss_fn.loss_fn if isinstance(loss_fn, TracedLoss) else loss_fn
     schedule = config.schedule()
     train = dataset.train
-    semi_supervised = getattr(model, "semi_supervised", False) and not train.fully_labelled
+    semi_supervised = traits(model).labels == "semi-supervised" and not train.fully_labelled
 
     # parameters: Pyro creates some lazily, on a first (validated) pass, and the optimizer must see them
     _first_pass(eager, model, dataset)

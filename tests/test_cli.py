@@ -149,7 +149,11 @@ def test_m2_preset_uses_enumeration_and_reports_accuracy(tmp_path):
     "flags,message",
     [
         (["--labels", "50"], "--labels drops training labels, which only a semi-supervised model uses"),
-        (["--model", "m2", "--guide", "gaussian", "--labels", "50"], "proposes none (it has no classify(x))"),
+        (
+            ["--model", "m2", "--guide", "gaussian", "--labels", "50"],
+            "M2 and the guide GaussianGuide do not fit: the guide does not propose ['y']",
+        ),
+        (["--model", "vae", "--guide", "m2"], "the guide samples ['y'], which the model does not have"),
         (["--model", "ae", "--beta-schedule", "cyclical"], "moves beta from 0 up to --beta, which is 0 here"),
         (["--likelihood", "continuous-bernoulli"], "use --binarize none"),
         (["--model", "two-layer", "--elbo", "meanfield"], "use --elbo trace"),

@@ -48,8 +48,12 @@ def _imported(tree: ast.AST, module: str, top_level: bool) -> set[str]:
 
 
 def _top_level(body: list[ast.stmt]):
-    """Statements run when the module is imported: the body, and the branches of its ``if``/``try``."""
+    """Statements run when the module is imported: the body, and the branches of its ``if``/``try``
+    (not ``if TYPE_CHECKING:``, which only type checkers run)."""
     for node in body:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            yield from _top_level(node.orelse)
+            continue
         yield node
         if isinstance(node, ast.If):
             yield from _top_level(node.body + node.orelse)

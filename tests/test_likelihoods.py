@@ -6,7 +6,8 @@ import torch
 from pvae.config import PairConfig, build_pair
 from pvae.data import DataConfig, load
 from pvae.likelihoods import LIKELIHOODS, ContinuousBernoulli, Gaussian, GaussianPerPixel, get_likelihood
-from pvae.train import TrainConfig, check_compatible, fit
+from pvae.pair import check_compatible, traits
+from pvae.train import TrainConfig, fit
 from tests.conftest import make_dataset
 
 #: λ near 0 and 1, inside torch's Taylor window (0.499, 0.501) around 1/2, at 1/2, just outside it, and in between.
@@ -118,10 +119,10 @@ def test_gaussian_log_density_is_the_normal_formula_summed_over_pixels(name, sca
 def test_grey_levels_suit_the_continuous_bernoulli_but_not_the_bernoulli():
     grey = make_dataset(torch.rand(800, 1, 4, 4), binarize="none")
     model, _ = build_pair(PairConfig(likelihood="continuous-bernoulli", z_dim=2, hidden=(8,)), grey.x_shape)
-    check_compatible(model, grey)
+    check_compatible(traits(model), grey)
     model, _ = build_pair(PairConfig(likelihood="bernoulli", z_dim=2, hidden=(8,)), grey.x_shape)
     with pytest.raises(ValueError, match="needs binary pixels"):
-        check_compatible(model, grey)
+        check_compatible(traits(model), grey)
 
 
 def test_a_continuous_bernoulli_vae_trains_on_grey_digits():

@@ -7,8 +7,9 @@ from pvae import data
 from pvae.config import PairConfig, RunConfig, build_pair
 from pvae.guides.gaussian import GaussianGuide
 from pvae.models.vae import VAE
+from pvae.pair import check_compatible, traits
 from pvae.runs import Run
-from pvae.train import TrainConfig, check_compatible, fit
+from pvae.train import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_bernoulli_on_grey_levels_is_refused_with_the_fix():
     grey = data.load(data.DataConfig("digits", binarize="none"))
     model = VAE(grey.x_shape)
     with pytest.raises(ValueError, match="needs binary pixels.*--binarize dynamic.*--likelihood gaussian"):
-        check_compatible(model, grey)
+        check_compatible(traits(model), grey)
     with pytest.raises(ValueError, match="needs binary pixels"):
         fit(model, GaussianGuide(grey.x_shape), grey, TrainConfig(epochs=1), progress=False)
 
@@ -232,4 +233,4 @@ def test_max_seconds_ends_training_after_the_step_that_spends_it(digits, tmp_pat
 def test_estimator_settings_that_cannot_train_are_refused(digits, settings, message):
     model, guide = _pair(digits)
     with pytest.raises(ValueError, match=message):
-        check_compatible(model, digits, TrainConfig(**settings), guide)
+        check_compatible(traits(model, guide), digits, TrainConfig(**settings))
