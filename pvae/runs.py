@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -215,3 +216,23 @@ def restore(path: str | os.PathLike):
             f"({config.pair.model}/{config.pair.guide}): {str(error).splitlines()[0]}"
         ) from error
     return run, config, dataset, model.eval(), guide.eval()
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where ``pvae train`` writes its run, and what it shows meanwhile.
+
+    :param out: run directory (None: runs/<time>-<data>-<model>).
+    :param overwrite: replace a run already in --out.
+    :param resume: continue the run in --out from its checkpoint (only --epochs may change).
+    :param progress: show a progress bar.
+    """
+
+    out: str | None = None
+    overwrite: bool = False
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.overwrite and self.resume:
+            raise ValueError("--resume continues the run in --out, --overwrite replaces it: give one of them")
