@@ -181,11 +181,13 @@ def _train(args) -> Path:
     try:
         history = fit(model, guide, dataset, config.train, run=run, resume=options.resume, progress=options.progress)
     except KeyboardInterrupt:
+        from tqdm.auto import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):  # fit's bar, left open: closed before the message
+            bar.close()
         done = len(run.metrics())
-        if options.progress:
-            print(file=sys.stderr)  # end the progress bar's line
         if done == 0:
-            raise Interrupted("interrupted in the first epoch, before any checkpoint; run the command again") from None
+            raise Interrupted("interrupted in the first epoch, before any checkpoint") from None
         raise Interrupted(
             f"interrupted after epoch {done} of {epochs}; the same command with --resume continues from {out}"
         ) from None

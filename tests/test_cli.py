@@ -159,6 +159,7 @@ def test_m2_preset_uses_enumeration_and_reports_accuracy(tmp_path):
     "flags,message",
     [
         (["--labels", "50"], "--labels drops training labels, which only a semi-supervised model uses"),
+        (["--model", "m2", "--labels", "5"], "--labels 5 leaves some of the 10 classes without a labelled datapoint"),
         (["--model", "m2", "--guide", "gaussian", "--labels", "50"], "proposes none (it has no classify(x))"),
         (["--model", "ae", "--beta-schedule", "cyclical"], "moves beta from 0 up to --beta, which is 0 here"),
         (["--likelihood", "continuous-bernoulli"], "use --binarize none"),
@@ -294,6 +295,12 @@ def test_ctrl_c_during_training_says_how_to_go_on_and_resume_continues(tmp_path,
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1]
     monkeypatch.setattr(pvae.train, "step", real_step)
     assert main([*common, "--no-progress", "--resume"]) == 0
+    assert json.loads((out / "summary.json").read_text())["training"]["epochs"] == 2
+    steps.clear()
+    monkeypatch.setattr(pvae.train, "step", step)
+    first = ["train", "--z-dim", "2", "--hidden", "16", "--epochs", "1", "--out", str(tmp_path / "early")]
+    assert main([*first, "--batch-size", "64"]) == 130  # the 15th of 20 steps: still in epoch 1
+    assert capsys.readouterr().err.splitlines()[-1].endswith("interrupted in the first epoch, before any checkpoint")
     assert json.loads((out / "summary.json").read_text())["training"]["epochs"] == 2
 
 
