@@ -8,6 +8,7 @@ Ctrl-C as one line and exit status 130 (128 + SIGINT, the shell's convention).
 """
 
 import argparse
+import importlib
 import sys
 import time
 from dataclasses import replace
@@ -19,17 +20,6 @@ from pvae.options import add_options, from_args
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT), distinct from 2, a bad input.
 INTERRUPTED = 130
 
-#: Subcommand → its one-line help.
-COMMANDS = {
-    "train": "train a model/guide pair, then evaluate and plot it",
-    "evaluate": "ELBO, its terms and importance-sampled log p(x) of a run",
-    "plot": "write the figures of a run into RUN/figures",
-    "sample": "draw images from a trained model, of one class if it has labels",
-    "compare-elbos": "compare ELBO estimators on a trained pair: bounds, gradient signal-to-noise, cost, "
-    "result of training",
-    "diagnose": "how good is q(z|x): PSIS k̂, NUTS, the gaps, posterior collapse",
-}
-
 #: Options of ``pvae train`` whose default comes from other options (the model, its preset, the data).
 TRAIN_DEFAULTS = {
     "guide": (None, "the model's; gaussian for a VAE"),
@@ -38,39 +28,45 @@ TRAIN_DEFAULTS = {
     "epochs": (None, "100 for digits, 10 otherwise"),
 }
 
+#: Subcommand → its one-line help, and the config classes whose fields are its options, each with
+#: the keyword arguments of :func:`pvae.options.add_options` (which fields, which defaults come
+#: from elsewhere). Classes are named, not imported, so that a command imports only what it runs.
+COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
+    "train": (
+        "train a model/guide pair, then evaluate and plot it",
+        [
+            ("pvae.data:DataConfig", {}),
+            ("pvae.config:PairConfig", {"defaults": TRAIN_DEFAULTS}),
+            ("pvae.train:TrainConfig", {"defaults": TRAIN_DEFAULTS}),
+            ("pvae.evaluate:EvaluateConfig", {"only": ("samples",)}),  # K of the final test log p(x)
+            ("pvae.runs:RunOptions", {}),
+        ],
+    ),
+    "evaluate": ("ELBO, its terms and importance-sampled log p(x) of a run", [("pvae.evaluate:EvaluateConfig", {})]),
+    "plot": ("write the figures of a run into RUN/figures", []),
+    "sample": ("draw images from a trained model, of one class if it has labels", [("pvae.evaluate:SampleConfig", {})]),
+    "compare-elbos": (
+        "compare ELBO estimators on a trained pair: bounds, gradient signal-to-noise, cost, result of training",
+        [("pvae.compare:CompareConfig", {"defaults": {"estimators": (None, "all the pair can use")}})],
+    ),
+    "diagnose": (
+        "how good is q(z|x): PSIS k̂, NUTS, the gaps, posterior collapse",
+        [("pvae.diagnostics:DiagnoseConfig", {})],
+    ),
+}
+
 
 def command_options(command: str) -> list[tuple[type, dict]]:
-    """The config classes whose fields are ``command``'s options, each with the keyword arguments
-    of :func:`pvae.options.add_options` (which fields, which defaults come from elsewhere).
+    """The config classes of ``command`` (see :data:`COMMANDS`), imported, with their keyword
+    arguments of :func:`pvae.options.add_options`.
 
     :param command: a key of :data:`COMMANDS`.
     """
-    from pvae.compare import CompareConfig
-    from pvae.config import PairConfig
-    from pvae.data import DataConfig
-    from pvae.evaluate import EvaluateConfig, SampleConfig
-    from pvae.runs import RunOptions
-    from pvae.train import TrainConfig
-
-    if command == "train":
-        return [
-            (DataConfig, {}),
-            (PairConfig, {"defaults": TRAIN_DEFAULTS}),
-            (TrainConfig, {"defaults": TRAIN_DEFAULTS}),
-            (EvaluateConfig, {"only": ("samples",)}),  # K of the final test log p(x)
-            (RunOptions, {}),
-        ]
-    if command == "evaluate":
-        return [(EvaluateConfig, {})]
-    if command == "sample":
-        return [(SampleConfig, {})]
-    if command == "compare-elbos":
-        return [(CompareConfig, {"defaults": {"estimators": (None, "all the pair can use")}})]
-    if command == "diagnose":
-        from pvae.diagnostics import DiagnoseConfig
-
-        return [(DiagnoseConfig, {})]
-    return []
+    classes = []
+    for name, kwargs in COMMANDS[command][1]:
+        module, _, attr = name.partition(":")
+        classes.append((getattr(importlib.import_module(module), attr), kwargs))
+    return classes
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -82,7 +78,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pvae", description="Variational autoencoders as Pyro model/guide pairs.")
     parser.add_argument("--version", action="version", version=f"pvae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command, text in COMMANDS.items():
+    for command, (text, _) in COMMANDS.items():
         child = sub.add_parser(command, help=text, description=text[0].upper() + text[1:] + ".")
         if command != "train":
             child.add_argument("run", help="run directory")
@@ -379,6 +375,34 @@ def applicable_estimators(model, guide, dataset, train) -> dict:
     return reasons
 
 
+def _train_command(args) -> None:
+    out = _train(args)
+    print(f"results in {out}: summary.json, metrics.jsonl, checkpoint.pt, figures/")
+
+
+def _evaluate_command(args) -> None:
+    from pvae.evaluate import EvaluateConfig
+
+    _evaluate_run(args.run, from_args(EvaluateConfig, args))
+
+
+def _sample_command(args) -> None:
+    from pvae.evaluate import SampleConfig
+
+    _sample_run(args.run, from_args(SampleConfig, args))
+
+
+#: Subcommand → what runs it, given the parsed arguments.
+_HANDLERS = {
+    "train": _train_command,
+    "evaluate": _evaluate_command,
+    "plot": lambda args: _plot_run(args.run),
+    "sample": _sample_command,
+    "compare-elbos": _compare_run,
+    "diagnose": _diagnose_run,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pvae`` console script.
 
@@ -388,23 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if a in COMMANDS), None)
     args = build_parser(only=command).parse_args(argv)
     from pvae.data import DataError
-    from pvae.evaluate import EvaluateConfig, SampleConfig
     from pvae.runs import RunError
 
     try:
-        if args.command == "train":
-            out = _train(args)
-            print(f"results in {out}: summary.json, metrics.jsonl, checkpoint.pt, figures/")
-        elif args.command == "evaluate":
-            _evaluate_run(args.run, from_args(EvaluateConfig, args))
-        elif args.command == "plot":
-            _plot_run(args.run)
-        elif args.command == "sample":
-            _sample_run(args.run, from_args(SampleConfig, args))
-        elif args.command == "compare-elbos":
-            _compare_run(args)
-        elif args.command == "diagnose":
-            _diagnose_run(args)
+        _HANDLERS[args.command](args)
     except (DataError, RunError, ValueError, FloatingPointError) as error:
         print(f"pvae {args.command}: error: {error}", file=sys.stderr)
         return 2
