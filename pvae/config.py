@@ -34,8 +34,8 @@ class PairConfig:
     aux_weight: float | None = None
 
     def __post_init__(self):
-        options.positive(self, "z_dim", "flows")
-        options.positive(self, "aux_weight", zero=True)
+        options.positive(self, "z_dim")
+        options.positive(self, "flows", "aux_weight", zero=True)
         options.require(
             self,
             "hidden",

@@ -25,7 +25,7 @@ REFUSED = [
     ("train", ["--hidden", "0"], PairConfig, {"hidden": (0,)}, "--hidden must be positive widths"),
     ("train", ["--hidden", "400,0"], PairConfig, {"hidden": (400, 0)}, "--hidden must be positive widths"),
     ("train", ["--z-dim", "0"], PairConfig, {"z_dim": 0}, "--z-dim must be a positive number, not 0"),
-    ("train", ["--flows", "-2"], PairConfig, {"flows": -2}, "--flows must be a positive number"),
+    ("train", ["--flows", "-2"], PairConfig, {"flows": -2}, "--flows must be a non-negative number, not -2"),
     ("train", ["--aux-weight", "nan"], PairConfig, {"aux_weight": NAN}, "--aux-weight must be a non-negative"),
     ("train", ["--beta", "nan"], TrainConfig, {"beta": NAN}, "--beta must be a non-negative number, not nan"),
     ("train", ["--beta", "inf"], TrainConfig, {"beta": INF}, "--beta must be a non-negative number, not inf"),
