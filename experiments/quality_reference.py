@@ -53,13 +53,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--test-points", type=int, default=1000, help="score the first N test images")
-    parser.add_argument("--iwae-samples", type=int, default=1000)
+    parser.add_argument("--samples", type=int, default=1000, help="K, importance samples per datapoint of log p(x)")
     parser.add_argument("--jit", action="store_true", help="train pvae with its traced loss")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=f"runs/quality_reference-{time.strftime('%Y%m%d-%H%M%S')}")
     args = parser.parse_args(argv)
 
-    dataset = data.load(data.DataConfig(args.data, args.data_dir, "dynamic", seed=args.seed))
+    dataset = data.load(data.DataConfig(args.data, args.data_dir, "dynamic", data_seed=args.seed))
     config = TrainConfig(
         "meanfield", 1.0, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, jit=args.jit
     )
@@ -73,11 +73,11 @@ def main(argv=None) -> dict:
 
     x = dataset.test.x[: args.test_points]
     torch.manual_seed(args.seed + 10)
-    pvae_eval = evaluate(model, guide, x, num_samples=args.iwae_samples)
+    pvae_eval = evaluate(model, guide, x, num_samples=args.samples)
     torch.manual_seed(args.seed + 10)
-    pvae_by_hand = _score(*ReferenceVAE.like(model, guide).bounds(x, args.iwae_samples))
+    pvae_by_hand = _score(*ReferenceVAE.like(model, guide).bounds(x, args.samples))
     torch.manual_seed(args.seed + 10)
-    ref_by_hand = _score(*ref.bounds(x, args.iwae_samples))
+    ref_by_hand = _score(*ref.bounds(x, args.samples))
     results = {
         "settings": {
             **vars(args),

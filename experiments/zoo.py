@@ -103,7 +103,7 @@ def run_entry(entry: Entry, args, base: RunConfig, classifier) -> dict:
     test = dataset.test
     n = min(args.test_points, len(test))
     torch.manual_seed(0)
-    scores = evaluate(model, guide, test.x[:n], test.y[:n], num_samples=args.iwae_samples)
+    scores = evaluate(model, guide, test.x[:n], test.y[:n], num_samples=args.samples)
     row = {
         "pair": entry.name,
         "elbo": scores["elbo"],
@@ -152,7 +152,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--z-dim", type=int, default=20)
     parser.add_argument("--hidden", type=int, default=400)
     parser.add_argument("--test-points", type=int, default=10_000, help="score the first N test images")
-    parser.add_argument("--iwae-samples", type=int, default=1000)
+    parser.add_argument("--samples", type=int, default=1000, help="K, importance samples per datapoint of log p(x)")
     parser.add_argument("--only", nargs="*", help="names of the rows to run (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=f"runs/zoo-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -174,7 +174,7 @@ def main(argv=None) -> list[dict]:
     header = (
         f"{args.data}, {epochs} epochs, z={args.z_dim}, hidden {args.hidden}; "
         f"{min(args.test_points, len(real.test))} test images, "
-        f"K={args.iwae_samples}; nats per datapoint\n\n"
+        f"K={args.samples}; nats per datapoint\n\n"
         "| pair | ELBO | log p(x) | reconstruction | s/epoch | accuracy | note |\n"
         "| --- | --- | --- | --- | --- | --- | --- |"
     )

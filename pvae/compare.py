@@ -20,7 +20,8 @@ import statistics
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pyro
 import torch
@@ -29,11 +30,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from pvae import data as pdata
-from pvae.estimators import is_traceable, make_elbo
+from pvae import options
+from pvae.estimators import ESTIMATORS, is_traceable, make_elbo
 from pvae.evaluate import evaluate
 from pvae.objectives import TracedLoss, backward, loss_module
 from pvae.pair import traits
-from pvae.train import fit, step
+from pvae.train import check_alpha, fit, step
 
 
 @dataclass(frozen=True)
@@ -349,7 +351,7 @@ def train_each(
         config = replace(
             train,
             elbo=est.name,
-            num_particles=est.particles,
+            particles=est.particles,
             alpha=est.alpha,
             vectorize=est.vectorize,
             epochs=epochs,
@@ -388,32 +390,38 @@ def train_each(
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """What :func:`compare_estimators` measures, and on how much data.
+    """What :func:`compare_estimators` measures, on how much data, and where ``pvae compare-elbos``
+    writes it.
 
-    :param estimators: registry names to compare.
-    :param particles: the values of K.
+    :param estimators: registry names to compare, comma-separated on the command line.
+    :param particles: the values of K, the particles of each estimator.
     :param alpha: order of the Rényi bound for ``renyi``.
     :param points: test datapoints the bounds are estimated on.
-    :param value_repeats: estimates of each bound (its standard error comes from their spread).
+    :param repeats: estimates of each bound (its standard error comes from their spread).
     :param grad_points: test datapoints in the fixed batch of the gradient estimates.
     :param grad_repeats: gradient estimates per estimator and K.
     :param cost_batch: training datapoints per timed step.
     :param cost_steps: timed steps per estimator and K.
-    :param jit: also time the estimators ``torch.jit.trace`` can compile (``--jit``).
-    :param train_epochs: epochs of each training run (0: skip the training comparison).
+    :param jit: also time the losses ``torch.jit.trace`` can compile (trace, meanfield, enum).
+    :param train_epochs: train a fresh pair with each estimator for N epochs (0: skip the
+        training comparison).
     :param train_particles: K of every training run.
-    :param train_seconds: wall-clock budget of the equal-time runs; ``None``: what the first
+    :param train_seconds: wall-clock budget of the equal-time runs; None: what the first
         estimator took for ``train_epochs``; 0: no equal-time runs.
     :param test_points: test datapoints the trained pairs are scored on.
-    :param iwae_samples: K of the scoring log p(x).
+    :param samples: K, importance samples per datapoint of the trained pairs' test log p(x).
     :param seed: seeds every draw.
+    :param out: folder of results.json, results.md and figures/ (None: RUN/elbos).
     """
 
-    estimators: tuple[str, ...] = ("trace", "meanfield", "graph", "enum", "iwae", "renyi", "dreg")
+    estimators: tuple[str, ...] = field(
+        default=("trace", "meanfield", "graph", "enum", "iwae", "renyi", "dreg"),
+        metadata=options.choices(lambda: ESTIMATORS),
+    )
     particles: tuple[int, ...] = (1, 5, 10, 50)
     alpha: float = 0.5
     points: int = 100
-    value_repeats: int = 20
+    repeats: int = 20
     grad_points: int = 16
     grad_repeats: int = 200
     cost_batch: int = 128
@@ -423,8 +431,20 @@ class CompareConfig:
     train_particles: int = 5
     train_seconds: float | None = None
     test_points: int = 1000
-    iwae_samples: int = 1000
+    samples: int = 1000
     seed: int = 0
+    out: str | None = None
+
+    def __post_init__(self):
+        options.check_choices(self)
+        options.require(self, "estimators", self.estimators is None or len(self.estimators) > 0, "at least one name")
+        options.require(
+            self, "particles", len(self.particles) > 0 and min(self.particles) >= 1, "positive numbers such as 1,5,10"
+        )
+        options.positive(self, "points", "repeats", "grad_points", "grad_repeats", "cost_batch", "cost_steps")
+        options.positive(self, "train_particles", "test_points", "samples")
+        options.positive(self, "train_epochs", "train_seconds", zero=True)
+        check_alpha(self)
 
 
 def compare_estimators(
@@ -453,7 +473,7 @@ def compare_estimators(
     guide.eval()
     pyro.set_rng_seed(config.seed)
     x = test_x[: config.points]
-    values = bound_values(model, guide, x, grid, config.value_repeats)
+    values = bound_values(model, guide, x, grid, config.repeats)
     with torch.no_grad():
         exact = float(model.log_marginal(x).mean()) if traits(model, guide).exact_marginal else None
     say(f"values: {len(values)} bounds on {len(x)} test points")
@@ -478,12 +498,12 @@ def compare_estimators(
             Estimator(n, config.train_particles, config.alpha if n == "renyi" else None) for n in config.estimators
         ]
         test = test_x[: config.test_points]
-        training = train_each(build, dataset, test, trained, train, config.train_epochs, None, config.iwae_samples)
+        training = train_each(build, dataset, test, trained, train, config.train_epochs, None, config.samples)
         say(f"training: {len(trained)} estimators, {config.train_epochs} epochs each")
         seconds = training[0]["train_seconds"] if config.train_seconds is None else config.train_seconds
         if seconds:  # as long as the first estimator took, up to 100 times the epochs
             limit = 100 * config.train_epochs
-            training += train_each(build, dataset, test, trained, train, limit, seconds, config.iwae_samples)
+            training += train_each(build, dataset, test, trained, train, limit, seconds, config.samples)
             say(f"training: {len(trained)} estimators, {seconds:.1f} s each")
     return {
         "settings": {k: getattr(config, k) for k in config.__dataclass_fields__},
@@ -511,7 +531,7 @@ def results_markdown(results: dict, title: str = "ELBO estimators") -> str:
         lines.append("")
 
     lines += [
-        f"## Bounds at fixed parameters ({s['points']} test points, {s['value_repeats']} estimates each)",
+        f"## Bounds at fixed parameters ({s['points']} test points, {s['repeats']} estimates each)",
         "",
         "Mean ± standard error of the bound, nats per datapoint; sd: spread of one estimate of the batch average.",
         "",
@@ -545,7 +565,7 @@ def results_markdown(results: dict, title: str = "ELBO estimators") -> str:
 
     if results["training"]:
         lines += [
-            f"## Result of training (K={s['train_particles']}, test log p(x) with K={s['iwae_samples']} "
+            f"## Result of training (K={s['train_particles']}, test log p(x) with K={s['samples']} "
             f"on {s['test_points']} test points)",
             "",
             "Δ: test log p(x) minus the first row's of the same budget, ± its paired standard error.",
@@ -561,3 +581,21 @@ def results_markdown(results: dict, title: str = "ELBO estimators") -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def write_comparison(results: dict, out: Path, title: str) -> None:
+    """Write ``results.json``, ``results.md`` and the figures of a comparison, each atomically.
+
+    :param results: what :func:`pvae.compare.compare_estimators` returned.
+    :param out: the folder (created if missing).
+    :param title: the heading of ``results.md``.
+    """
+    from pvae.files import atomic_write, save_figure, write_json
+    from pvae.plots.comparison import comparison_figures
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", results)
+    text = results_markdown(results, title)
+    atomic_write(out / "results.md", lambda handle: handle.write(text.encode()))
+    for name, fig in comparison_figures(results).items():
+        save_figure(fig, out / "figures" / f"{name}.png")

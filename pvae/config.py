@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
-from pvae import data
+from pvae import data, options
 from pvae.data import DataConfig
 from pvae.runs import Run, RunError
 from pvae.train import TrainConfig
@@ -40,6 +40,20 @@ class PairConfig:
     flows: int | None = None
     aux_weight: float | None = None
 
+    def __post_init__(self):
+        options.positive(self, "z_dim")
+        options.positive(self, "flows", "aux_weight", zero=True)
+        options.require(
+            self,
+            "hidden",
+            self.hidden is None or all(width > 0 for width in self.hidden),
+            'positive widths such as 400 or 512,256 (or "" for none)',
+        )
+
+
+#: Keys of ``config.json`` that runs written by earlier versions spell differently: section → old → new.
+RENAMED = {"data": {"name": "data", "seed": "data_seed"}, "train": {"num_particles": "particles"}}
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -55,10 +69,14 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        """The inverse of :meth:`to_dict`; unknown keys are refused."""
+        """The inverse of :meth:`to_dict`; unknown keys are refused, the names of older runs'
+        keys (:data:`RENAMED`) are read as today's."""
         parts = {}
         for f in fields(cls):
             sub = dict(d.get(f.name, {}))
+            for old, new in RENAMED.get(f.name, {}).items():
+                if old in sub and new not in sub:
+                    sub[new] = sub.pop(old)
             kind = f.default_factory  # type: ignore[misc]
             known = {g.name for g in fields(kind)}
             unknown = set(sub) - known

@@ -6,14 +6,17 @@ mirrors and checked against the published MD5 sums (:mod:`pvae.idx`).
 """
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from pvae import options
 from pvae.idx import IDX_DATASETS, DataError, locate_idx, read_idx
 
 BINARIZE = ("dynamic", "static", "none")
+#: The splits of every dataset.
+SPLITS = ("train", "val", "test")
 #: Each split's fixed binarization draws from its own seed (``seed + offset``), so the test
 #: set's bits do not depend on the sizes of the other splits.
 _SEED_OFFSETS = {"val": 1, "test": 2, "train": 3}
@@ -23,34 +26,41 @@ _SEED_OFFSETS = {"val": 1, "test": 2, "train": 3}
 class DataConfig:
     """Which data, how split and how binarized.
 
-    :param name: ``digits``, ``mnist``, ``fashion-mnist`` or ``kmnist``.
+    :param data: the dataset: ``digits`` (bundled), ``mnist``, ``fashion-mnist`` or ``kmnist``.
     :param data_dir: directory holding the IDX files (or where downloads go); only this directory
         is used when given, and it must exist (:func:`pvae.idx.locate_idx`).
     :param binarize: ``dynamic`` (a fresh Bernoulli draw of every training batch; validation and
-        test binarized once with ``seed``), ``static`` (every split binarized once with ``seed``)
-        or ``none`` (grey levels).
-    :param val_size: datapoints held out of the training split for validation; ``None`` takes
+        test binarized once with ``data_seed``), ``static`` (every split binarized once with
+        ``data_seed``) or ``none`` (grey levels).
+    :param val_size: datapoints held out of the training split for validation; None takes
         the dataset's default (180 for digits, 5000 for the 28×28 sets).
-    :param seed: seed of the split, of the fixed binarizations and of the kept labels.
+    :param data_seed: seed of the split, of the fixed binarizations and of the kept labels.
     :param download: whether a missing IDX dataset may be downloaded.
-    :param labels: keep this many training labels, balanced over the classes, and mark the others
-        missing (``-1``), for semi-supervised learning; ``None`` keeps every label. Validation and
-        test keep all of theirs.
+    :param labels: keep N training labels, balanced over the classes, and mark the others
+        missing (-1), for semi-supervised learning (``--model m2``); None keeps every label.
+        Validation and test keep all of theirs.
     """
 
-    name: str = "digits"
+    data: str = field(default="digits", metadata=options.choices(lambda: DATASETS))
     data_dir: str | None = None
-    binarize: str = "dynamic"
+    binarize: str = field(default="dynamic", metadata=options.choices(BINARIZE))
     val_size: int | None = None
-    seed: int = 0
+    data_seed: int = 0
     download: bool = True
     labels: int | None = None
+
+    def __post_init__(self):
+        try:
+            options.check_choices(self)
+            options.positive(self, "val_size", "labels")
+        except ValueError as error:
+            raise DataError(str(error)) from None
 
     def binarization_of(self, split: str) -> str:
         """How :func:`evaluation_split` binarized ``split``, in words (for result tables)."""
         if self.binarize == "none":
             return "none (grey levels)"
-        return f"binarized once with seed {self.seed + _SEED_OFFSETS[split]}"
+        return f"binarized once with seed {self.data_seed + _SEED_OFFSETS[split]}"
 
 
 #: The label of a datapoint whose label was dropped (see ``DataConfig.labels``).
@@ -178,6 +188,11 @@ def keep_labels(split: Split, n: int, num_classes: int, generator: torch.Generat
     """
     if not 0 < n < len(split):
         raise DataError(f"--labels must be between 1 and {len(split) - 1} for this split, got {n}")
+    if n < num_classes:
+        raise DataError(
+            f"--labels {n} leaves some of the {num_classes} classes without a labelled datapoint: "
+            f"give --labels {num_classes} or more"
+        )
     y = torch.full_like(split.y, MISSING)
     for c in range(num_classes):
         members = torch.nonzero(split.y == c).squeeze(1)
@@ -214,7 +229,7 @@ def _load_digits(config: DataConfig) -> tuple[Split, Split]:
     bunch = load_digits()
     x = torch.tensor(bunch.images, dtype=torch.float32).div_(16.0).unsqueeze(1)  # (1797, 1, 8, 8)
     y = torch.tensor(bunch.target, dtype=torch.int64)
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.data_seed))
     n_test = 360
     test, train = order[:n_test], order[n_test:]
     return Split(x[train], y[train]), Split(x[test], y[test])
@@ -228,7 +243,7 @@ def evaluation_split(dataset: Dataset, config: DataConfig, name: str) -> Split:
     """
     split = dataset.split(name)
     if name == "train" and config.binarize == "dynamic":
-        return _binarized(split, config.seed + _SEED_OFFSETS["train"])
+        return _binarized(split, config.data_seed + _SEED_OFFSETS["train"])
     return split
 
 
@@ -246,26 +261,26 @@ def load(config: DataConfig = DataConfig()) -> Dataset:
     """
     if config.binarize not in BINARIZE:
         raise DataError(f"unknown binarization {config.binarize!r}; choose one of {list(BINARIZE)}")
-    if config.name == "digits":
+    if config.data == "digits":
         train, test = _load_digits(config)
         val_size = 180 if config.val_size is None else config.val_size
-    elif config.name in IDX_DATASETS:
-        train, test = _load_idx(config.name, config)
+    elif config.data in IDX_DATASETS:
+        train, test = _load_idx(config.data, config)
         val_size = 5000 if config.val_size is None else config.val_size
     else:
-        raise DataError(f"unknown dataset {config.name!r}; choose one of {list(DATASETS)}")
+        raise DataError(f"unknown dataset {config.data!r}; choose one of {list(DATASETS)}")
     if not 0 < val_size < len(train):
         raise DataError(f"val_size must be between 1 and {len(train) - 1}, got {val_size}")
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.data_seed)
     order = torch.randperm(len(train), generator=generator)
     val = Split(train.x[order[:val_size]], train.y[order[:val_size]])
     train = Split(train.x[order[val_size:]], train.y[order[val_size:]])
     if config.binarize != "none":
-        val = _binarized(val, config.seed + _SEED_OFFSETS["val"])
-        test = _binarized(test, config.seed + _SEED_OFFSETS["test"])
+        val = _binarized(val, config.data_seed + _SEED_OFFSETS["val"])
+        test = _binarized(test, config.data_seed + _SEED_OFFSETS["test"])
         if config.binarize == "static":
-            train = _binarized(train, config.seed + _SEED_OFFSETS["train"])
+            train = _binarized(train, config.data_seed + _SEED_OFFSETS["train"])
     num_classes = int(max(train.y.max(), test.y.max())) + 1
     if config.labels is not None:
-        train = keep_labels(train, config.labels, num_classes, torch.Generator().manual_seed(config.seed + 4))
-    return Dataset(config.name, train, val, test, config.binarize, num_classes)
+        train = keep_labels(train, config.labels, num_classes, torch.Generator().manual_seed(config.data_seed + 4))
+    return Dataset(config.data, train, val, test, config.binarize, num_classes)

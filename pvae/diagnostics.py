@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pyro
@@ -37,7 +37,8 @@ from pyro.distributions import constraints
 from pyro.infer import MCMC, NUTS
 from pyro.poutine.util import site_is_subsample
 
-from pvae import az
+from pvae import az, options
+from pvae.data import SPLITS
 from pvae.evaluate import log_weights, pair_args, posterior_mean, sample_chunks
 from pvae.objectives import log_mean_exp
 from pvae.pair import traits
@@ -46,19 +47,19 @@ from pvae.sites import DATA, PARTICLES, Z
 
 @dataclass(frozen=True)
 class DiagnoseConfig:
-    """Settings of :func:`diagnose`; the defaults are those of ``pvae diagnose``.
+    """Settings of :func:`diagnose` and of ``pvae diagnose``, whose defaults they are.
 
-    :param points: N, datapoints of the importance diagnostics and the gap decomposition.
-    :param samples: K, draws from q(z|x) per datapoint for k̂.
+    :param points: N, datapoints of the importance diagnostics and of the gap decomposition.
+    :param khat_samples: draws from q(z|x) per datapoint for the Pareto k̂.
     :param nuts_points: M, datapoints whose posterior NUTS samples (0 skips NUTS).
     :param chains: NUTS chains, each from its own draw from the prior.
-    :param warmup: NUTS adaptation steps per chain.
-    :param draws: NUTS draws kept per chain.
+    :param nuts_warmup: NUTS adaptation steps per chain.
+    :param nuts_draws: NUTS draws kept per chain.
     :param max_r_hat: largest rank-normalized split-R̂ accepted.
     :param min_ess: smallest bulk and tail ESS accepted, over all chains (Vehtari et al.: 100 per chain).
     :param max_divergences: divergent transitions accepted (a divergence means NUTS missed a region).
     :param coverage: mass of the guide's central interval whose coverage of the NUTS draws is reported.
-    :param log_px_samples: K of the importance-sampled log p(x) of the gap decomposition.
+    :param samples: K, importance samples per datapoint of the log p(x) of the gap decomposition.
     :param local_particles: the fixed draws of the sample-average ELBO whose maximum over the
         local variational parameters is sought (:func:`optimize_local`).
     :param local_steps: most L-BFGS iterations of that optimization.
@@ -67,46 +68,46 @@ class DiagnoseConfig:
     :param elbo_samples: draws per datapoint of the reported ELBOs (amortized and local).
     :param latent_points: datapoints of the latent-space statistics (active units, I(x; z)).
     :param active_threshold: Cov_x E_q[z_j | x] above which dimension j is active (Burda et al.: 0.01).
+    :param split: the split diagnosed: ``train``, ``val`` or ``test``.
     :param seed: seed of every draw.
+    :param out: folder of the results (None: RUN/diagnostics).
     """
 
     points: int = 100
-    samples: int = 1000
+    khat_samples: int = 1000
     nuts_points: int = 5
     chains: int = 4
-    warmup: int = 500
-    draws: int = 500
+    nuts_warmup: int = 500
+    nuts_draws: int = 500
     max_r_hat: float = 1.01
     min_ess: float = 400.0
     max_divergences: int = 0
     coverage: float = 0.9
-    log_px_samples: int = 5000
+    samples: int = 5000
     local_particles: int = 128
     local_steps: int = 500
     local_tol: float = 1e-6
     elbo_samples: int = 1000
     latent_points: int = 1000
     active_threshold: float = 0.01
+    split: str = field(default="test", metadata=options.choices(SPLITS))
     seed: int = 0
+    out: str | None = None
 
     def __post_init__(self):
-        positive = ("points", "chains", "warmup", "draws", "log_px_samples", "local_particles", "local_steps")
-        for name in (*positive, "elbo_samples", "latent_points"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.nuts_points < 0:
-            raise ValueError(f"nuts_points must be non-negative (0 skips NUTS), got {self.nuts_points}")
-        if self.samples < 100:
-            raise ValueError(
-                f"samples must be at least 100, got {self.samples}: k̂ fits the largest 3√K weights, and "
-                "ArviZ reports +inf below 5 of them"
-            )
-        if self.latent_points < 2:
-            raise ValueError(f"latent_points must be at least 2 (a variance over datapoints), got {self.latent_points}")
-        if self.chains < 2:
-            raise ValueError("chains must be at least 2: R-hat compares chains")
-        if not 0 < self.coverage < 1:
-            raise ValueError(f"coverage must lie in (0, 1), got {self.coverage}")
+        options.check_choices(self)
+        positive = ("points", "chains", "nuts_warmup", "nuts_draws", "samples", "local_particles", "local_steps")
+        options.positive(self, *positive, "elbo_samples", "latent_points", "max_r_hat", "min_ess", "local_tol")
+        options.positive(self, "nuts_points", "max_divergences", "active_threshold", zero=True)
+        options.require(
+            self,
+            "khat_samples",
+            self.khat_samples >= 100,
+            "at least 100: k̂ fits the largest 3√K weights, and ArviZ reports +inf below 5 of them",
+        )
+        options.require(self, "latent_points", self.latent_points >= 2, "at least 2 (a variance over datapoints)")
+        options.require(self, "chains", self.chains >= 2, "at least 2: R-hat compares chains")
+        options.require(self, "coverage", 0 < self.coverage < 1, "a mass in (0, 1)")
 
 
 class NotApplicable(ValueError):
@@ -452,7 +453,7 @@ def gap_decomposition(
 ) -> dict:
     """Cremer et al.'s decomposition of the inference gap, per datapoint, in nats.
 
-    * ``log_px``: importance sampling with K = ``config.log_px_samples`` draws from the even
+    * ``log_px``: importance sampling with K = ``config.samples`` draws from the even
       mixture of the local optimum, the local optimum twice as wide and the amortized q
       (:func:`mixture_log_px`), with the Pareto k̂ of its weights;
     * ``local_elbo``: the ELBO of the best Gaussian of the guide's family for that datapoint
@@ -479,7 +480,7 @@ def gap_decomposition(
             elbos[name], elbos[f"{name}_se"] = log_w.mean(0), log_w.std(0) / len(log_w) ** 0.5
     # the local optimum, twice as wide (a reverse-KL optimum is narrower than the posterior), and q_φ
     proposals = [local.distribution(), local.distribution(widen=2.0), q]
-    log_px, log_px_se, log_px_k = mixture_log_px(model, x, y, proposals, config.log_px_samples)
+    log_px, log_px_se, log_px_k = mixture_log_px(model, x, y, proposals, config.samples)
     return {
         "log_px": log_px,
         "log_px_se": log_px_se,
@@ -674,7 +675,7 @@ def _diagnose(model, guide, x, y, config: DiagnoseConfig, say: Callable[[str], N
         except NotApplicable as reason:
             results["not_applicable"][name] = str(reason)
 
-    part("importance", lambda: _importance_summary(importance_diagnostics(model, guide, xs, ys, config.samples)))
+    part("importance", lambda: _importance_summary(importance_diagnostics(model, guide, xs, ys, config.khat_samples)))
     idata = None
 
     def reference() -> dict:
@@ -722,8 +723,8 @@ def _importance_summary(d: dict) -> dict:
 
 def _reference_summary(model, guide, x, y, config: DiagnoseConfig) -> tuple[dict, object]:
     xm, ym = x[: config.nuts_points], _rows(y, 0, config.nuts_points)
-    draws, stats = nuts_reference(model, xm, ym, config.chains, config.warmup, config.draws, config.seed)
-    q = {n: v.numpy() for n, v in _guide_draws(guide, model, xm, ym, config.chains * config.draws, draws).items()}
+    draws, stats = nuts_reference(model, xm, ym, config.chains, config.nuts_warmup, config.nuts_draws, config.seed)
+    q = {n: v.numpy() for n, v in _guide_draws(guide, model, xm, ym, config.chains * config.nuts_draws, draws).items()}
     dims = {n: ["datapoint", *_event_dims(n, v.ndim - 3)] for n, v in draws.items()}
     idata = az.inference_data(
         nuts=draws,
@@ -787,3 +788,60 @@ def _gaps_summary(d: dict) -> dict:
 
 def _latent_summary(d: dict) -> dict:
     return {key: value.tolist() if isinstance(value, torch.Tensor) else value for key, value in d.items()}
+
+
+def describe_diagnostics(results: dict) -> str:
+    """The numbers of a diagnosis, one line per part, and what did not apply.
+
+    :param results: what :func:`diagnose` returned.
+    """
+    lines = []
+    if "importance" in results:
+        r, k = results["importance"], results["importance"]["k_hat"]
+        khat_samples = results["settings"]["khat_samples"]
+        lines.append(
+            f"importance (N={len(r['worst'])}, K={khat_samples}): Pareto k̂ median {k['median']:.2f}, "
+            f"max {k['max']:.2f}; {r['fraction_k_above_0.7']:.0%} of datapoints above 0.7, "
+            f"{r['fraction_k_above_0.5']:.0%} above 0.5; ESS {r['ess_fraction']['median']:.1%} of K (median)"
+        )
+    if "nuts" in results:
+        r, c = results["nuts"], results["nuts"]["convergence"]
+        head = (
+            f"NUTS ({r['datapoints']} datapoints): max R-hat {c['max_r_hat']:.3f}, min ESS bulk "
+            f"{c['min_ess_bulk']:.0f} / tail {c['min_ess_tail']:.0f}, {c['divergences']} divergences"
+        )
+        if not r["converged"]:
+            lines.append(f"{head}; {r['refused']}")
+        for site, m in (r["comparison"] or {}).items():
+            lines.append(
+                f"{head}; guide vs NUTS on {site!r}: median |mean error| {m['median_abs_mean_error']:.2f} sd "
+                f"(max {m['max_abs_mean_error']:.2f}), median sd ratio {m['median_sd_ratio']:.2f} "
+                f"({m['min_sd_ratio']:.2f}–{m['max_sd_ratio']:.2f}), {results['settings']['coverage']:.0%} intervals "
+                f"cover {m['mean_coverage']:.1%} of NUTS draws"
+            )
+    if "gaps" in results:
+        g = results["gaps"]
+        lines.append(
+            f"gaps (N={len(g['per_datapoint']['log_px'])}): log p(x) {g['log_px']['mean']:.2f}, best local ELBO "
+            f"{g['local_elbo']['mean']:.2f}, amortized ELBO {g['amortized_elbo']['mean']:.2f}; approximation gap "
+            f"{g['approximation_gap']['mean']:.2f} ± {g['approximation_gap']['se']:.2f}, amortization gap "
+            f"{g['amortization_gap']['mean']:.2f} ± {g['amortization_gap']['se']:.2f} nats"
+        )
+    if "latent" in results:
+        r = results["latent"]
+        text = f"latent: {len(r['active'])} of {len(r['activity'])} dimensions active"
+        if "mutual_information" in r:
+            saturated = (
+                " (at its ceiling log N: more points would raise it)"
+                if r["mutual_information"] > r["log_n"] - 0.05
+                else ""
+            )
+            text += (
+                f"; KL {r['kl']:.2f}; I(x;z) ≈ {r['mutual_information']:.2f} of at most log N = {r['log_n']:.2f}"
+                f"{saturated}; KL(q(z) ‖ p(z)) {r['marginal_kl']:.2f}; {r['prior_holes']:.1%} of prior draws "
+                "fall where q(z) is below its own 1% quantile (1% if q(z) = p(z))"
+            )
+        lines.append(text)
+    for name, reason in results["not_applicable"].items():
+        lines.append(f"not applicable, {name}: {reason}")
+    return "\n".join(lines)

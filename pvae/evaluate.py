@@ -17,16 +17,72 @@ Contract: every sample site sits inside the ``"data"`` plate at ``dim=-1``, so e
 log-density has one entry per datapoint.
 """
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
+from pvae import options
+from pvae.data import SPLITS
 from pvae.objectives import log_mean_exp
 from pvae.pair import traits
 from pvae.sites import PARTICLES, Y, Z
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """What ``pvae evaluate`` scores, and how.
+
+    :param samples: K, importance samples from q(z|x) per datapoint for log p(x).
+    :param split: the split scored: ``train``, ``val`` or ``test``.
+    :param points: only the first N datapoints of the split (summary key SPLIT_firstN); None: all.
+    :param batch_size: datapoints per pass.
+    :param seed: seed of the draws of z.
+    """
+
+    samples: int = 1000
+    split: str = field(default="test", metadata=options.choices(SPLITS))
+    points: int | None = None
+    batch_size: int = 100
+    seed: int = 0
+
+    def __post_init__(self):
+        options.check_choices(self)
+        options.positive(self, "samples", "points", "batch_size")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """What ``pvae sample`` draws, and where it writes them.
+
+    :param label: the class to draw, for models whose decoder reads a label (None: classes
+        drawn from p(y)).
+    :param n: how many images.
+    :param seed: seed of the draws of z.
+    :param out: PNG to write (None: a new file RUN/figures/samples-seedS-nN.png, or
+        samples-labelL-seedS-nN.png, beside training's samples.png, which it never replaces).
+    """
+
+    label: int | None = None
+    n: int = 100
+    seed: int = 0
+    out: str | None = None
+
+    def __post_init__(self):
+        options.positive(self, "n")
+        options.positive(self, "label", zero=True)
+
+    def path(self, figures: Path) -> Path:
+        """The PNG this draw goes to: ``out``, else a file of ``figures`` named by the settings."""
+        if self.out is not None:
+            return Path(self.out)
+        label = "" if self.label is None else f"-label{self.label}"
+        return figures / f"samples{label}-seed{self.seed}-n{self.n}.png"
 
 
 def pair_args(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, training: bool = False) -> tuple:
@@ -299,3 +355,65 @@ def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, str]:
     _, s, v = torch.linalg.svd(centred, full_matrices=False)
     explained = float((s[:2] ** 2).sum() / (s**2).sum())
     return centred @ v[:2].T, f"PCA of latent means ({explained:.0%} of variance)"
+
+
+def check_finite(result: dict, split: str) -> None:
+    """Refuse an evaluation whose bounds are NaN or infinite (a diverged or damaged run).
+
+    :param result: what :func:`evaluate` returned.
+    :param split: the split it scored, for the message.
+    :raises FloatingPointError: naming the values and the fix.
+    """
+    bad = {k: result[k] for k in ("elbo", "reconstruction", "kl", "log_px") if _not_finite(result.get(k))}
+    if bad:
+        shown = ", ".join(f"{k} {v}" for k, v in bad.items())
+        raise FloatingPointError(
+            f"the {split} split scores {shown}: the run's parameters give non-finite densities (training diverged, "
+            "or the checkpoint was damaged); retrain the run, e.g. with a lower --lr"
+        )
+
+
+def check_parameters(model: torch.nn.Module, guide: torch.nn.Module) -> None:
+    """Refuse a pair whose parameters hold NaN or infinite values, before anything is computed.
+
+    :raises FloatingPointError: naming the first such parameters and the fix.
+    """
+    bad = [
+        f"{what}.{name}"
+        for what, module in (("model", model), ("guide", guide))
+        for name, value in module.named_parameters()
+        if not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise FloatingPointError(
+            f"the run's parameters hold NaN or infinite values ({', '.join(bad[:3])}{more}): training diverged, or "
+            "the checkpoint was damaged; retrain the run, e.g. with a lower --lr"
+        )
+
+
+def _not_finite(value) -> bool:
+    return value is not None and not math.isfinite(value)
+
+
+def describe(result: dict) -> str:
+    """One line of an evaluation's numbers, in nats per datapoint; its terms add up:
+    ELBO = reconstruction (+ log p(y) for a model that observes the label) − KL.
+
+    :param result: what :func:`evaluate` returned.
+    """
+    if result["elbo"] is None:
+        text = (
+            f"reconstruction {result['reconstruction']:.2f} nats per datapoint (the guide is a point mass: "
+            "no ELBO or log p(x))"
+        )
+    else:
+        label = f", log p(y) {result['log_py']:.2f}" if "log_py" in result else ""
+        text = (
+            f"ELBO {result['elbo']:.2f} (reconstruction {result['reconstruction']:.2f}{label}, KL {result['kl']:.2f}), "
+            f"log p(x) ≈ {result['log_px']:.2f} ± {result['log_px_se']:.2f} with K={result['iwae_samples']}, "
+            "nats per datapoint"
+        )
+    if "accuracy" in result:
+        text += f"; classifier accuracy {result['accuracy']:.2%}"
+    return text

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,23 @@ class Run:
         summary.update(entries)
         write_json(self.path / SUMMARY, summary)
         return summary
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where ``pvae train`` writes its run, and what it shows meanwhile.
+
+    :param out: run directory (None: runs/<time>-<data>-<model>).
+    :param overwrite: replace a run already in --out.
+    :param resume: continue the run in --out from its checkpoint (only --epochs may change).
+    :param progress: show a progress bar.
+    """
+
+    out: str | None = None
+    overwrite: bool = False
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.overwrite and self.resume:
+            raise ValueError("--resume continues the run in --out, --overwrite replaces it: give one of them")

@@ -6,16 +6,17 @@
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyro
 import torch
 from tqdm.auto import tqdm
 
 from pvae import data as pdata
-from pvae.estimators import make_elbo
+from pvae import options
+from pvae.estimators import ESTIMATORS, make_elbo
 from pvae.evaluate import evaluate, pair_args
-from pvae.objectives import BetaSchedule, Loss, TracedLoss, backward, loss_module
+from pvae.objectives import BETA_SCHEDULES, BetaSchedule, Loss, TracedLoss, backward, loss_module
 from pvae.pair import check_compatible, check_pair, traits
 from pvae.runs import Run, rng_state, set_rng_state
 
@@ -24,45 +25,53 @@ from pvae.runs import Run, rng_state, set_rng_state
 class TrainConfig:
     """How to fit a pair.
 
-    :param elbo: estimator name from :data:`pvae.estimators.ESTIMATORS`.
-    :param beta: scale of the latent sites in model and guide (1: the ELBO); under a schedule,
-        the value it reaches.
-    :param beta_schedule: ``constant``, ``linear-warmup`` or ``cyclical`` (see
-        :class:`pvae.objectives.BetaSchedule`).
+    :param elbo: the estimator, a name from :data:`pvae.estimators.ESTIMATORS`.
+    :param beta: scale of the latent sites' log-densities in model and guide (1: the ELBO); under
+        a schedule, the value it reaches.
+    :param beta_schedule: how beta moves over training: ``constant``, ``linear-warmup`` or
+        ``cyclical`` (see :class:`pvae.objectives.BetaSchedule`).
     :param beta_warmup: epochs of the linear warm-up.
     :param beta_cycles: cycles of the cyclical schedule over training.
     :param beta_ramp: fraction of each cycle in which beta rises.
     :param epochs: passes over the training split.
     :param batch_size: datapoints per step.
     :param lr: Adam's learning rate.
-    :param num_particles: samples of z per datapoint and step (K of ``iwae``, ``renyi``, ``dreg``).
+    :param particles: samples of z per datapoint and step (K of ``iwae``, ``renyi``, ``dreg``).
     :param vectorize: draw the particles in one vectorized pass (else a Python loop over them).
-    :param alpha: order of the Rényi bound (``renyi`` only; default
+    :param alpha: order of the Rényi bound, ``--elbo renyi`` only (None:
         :data:`pvae.estimators.DEFAULT_ALPHA`).
     :param max_seconds: stop once the training steps have taken this long (for comparisons at
         equal wall-clock time); the last epoch is then partial.
     :param seed: seeds torch, numpy and Python's RNGs (initialisation, batches, binarization, z).
-    :param jit: compile the loss with ``torch.jit.trace`` (see :class:`pvae.objectives.TracedLoss`).
+    :param jit: compile the loss with ``torch.jit.trace`` (faster steps; see
+        :class:`pvae.objectives.TracedLoss`).
     :param validate: keep Pyro's argument and support checks on for every step; by default they
         check the first batch only, since they cost about as much as the rest of Pyro's bookkeeping.
     """
 
-    elbo: str = "meanfield"
+    elbo: str = field(default="meanfield", metadata=options.choices(lambda: sorted(ESTIMATORS)))
     beta: float = 1.0
     epochs: int = 100
     batch_size: int = 128
     lr: float = 1e-3
-    num_particles: int = 1
+    particles: int = 1
     vectorize: bool = True
     alpha: float | None = None
     max_seconds: float | None = None
     seed: int = 0
     jit: bool = False
     validate: bool = False
-    beta_schedule: str = "constant"
+    beta_schedule: str = field(default="constant", metadata=options.choices(lambda: sorted(BETA_SCHEDULES)))
     beta_warmup: float = 10.0
     beta_cycles: int = 4
     beta_ramp: float = 0.5
+
+    def __post_init__(self):
+        options.check_choices(self)
+        options.positive(self, "epochs", "batch_size", "lr", "particles", "beta_warmup", "beta_cycles")
+        options.positive(self, "beta", "max_seconds", zero=True)
+        check_alpha(self)
+        options.require(self, "beta_ramp", 0 < self.beta_ramp <= 1, "a fraction of a cycle, 0 < ramp ≤ 1")
 
     def schedule(self) -> BetaSchedule:
         """beta over training."""
@@ -71,12 +80,18 @@ class TrainConfig:
         )
 
 
+def check_alpha(config) -> None:
+    """Refuse a Rényi order ``config.alpha`` that is NaN, infinite, negative or 1 (the ELBO itself)."""
+    options.positive(config, "alpha", zero=True)
+    options.require(config, "alpha", config.alpha != 1, "other than 1 (alpha=1 is the ELBO: use --elbo trace)")
+
+
 def make_loss(model: torch.nn.Module, guide: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
     """The loss module ``fit`` trains: the negative (beta-)ELBO summed over a batch."""
     elbo = make_elbo(
         config.elbo,
-        num_particles=config.num_particles,
-        vectorize_particles=config.vectorize and config.num_particles > 1,
+        num_particles=config.particles,
+        vectorize_particles=config.vectorize and config.particles > 1,
         alpha=config.alpha,
     )
     schedule = config.schedule()

@@ -19,7 +19,7 @@ def trained(tmp_path_factory):
             "2",
             "--hidden",
             "64",
-            "--iwae-samples",
+            "--samples",
             "50",
             "--out",
             str(out),
@@ -32,7 +32,7 @@ def trained(tmp_path_factory):
 
 def test_train_writes_a_complete_run(trained):
     config = json.loads((trained / "config.json").read_text())
-    assert config["pair"]["z_dim"] == 2 and config["train"]["epochs"] == 1 and config["data"]["name"] == "digits"
+    assert config["pair"]["z_dim"] == 2 and config["train"]["epochs"] == 1 and config["data"]["data"] == "digits"
     metrics = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 1 and metrics[0]["epoch"] == 1
     # After one epoch a digits VAE sits between the untrained -44 and the trained -23 nats.
@@ -47,12 +47,12 @@ def test_train_writes_a_complete_run(trained):
 
 
 def test_evaluate_and_plot_read_the_run(trained, capsys):
-    assert main(["evaluate", str(trained), "--iwae-samples", "200", "--split", "val", "--limit", "50"]) == 0
+    assert main(["evaluate", str(trained), "--samples", "200", "--split", "val", "--points", "50"]) == 0
     val = json.loads((trained / "summary.json").read_text())["val_first50"]
     assert val["n"] == 50 and val["iwae_samples"] == 200 and val["datapoints"] == "first 50 of the val split"
     assert "log p(x)" in capsys.readouterr().out
     # The training split, binary under its own fixed seed, goes under its own key.
-    assert main(["evaluate", str(trained), "--iwae-samples", "20", "--split", "train", "--limit", "30"]) == 0
+    assert main(["evaluate", str(trained), "--samples", "20", "--split", "train", "--points", "30"]) == 0
     summary = json.loads((trained / "summary.json").read_text())
     assert summary["train_first30"]["binarization"] == "binarized once with seed 3"
     assert summary["training"]["epochs"] == 1 and summary["train_first30"]["elbo"] < 0
@@ -81,7 +81,7 @@ def test_bad_input_gets_a_clear_error(tmp_path, capsys):
 
 def test_resume_extends_a_run_and_refuses_other_settings(tmp_path, capsys):
     out = str(tmp_path / "run")
-    common = ["train", "--z-dim", "2", "--hidden", "32", "--iwae-samples", "10", "--out", out, "--no-progress"]
+    common = ["train", "--z-dim", "2", "--hidden", "32", "--samples", "10", "--out", out, "--no-progress"]
     assert main([*common, "--epochs", "1"]) == 0
     assert main([*common, "--epochs", "3", "--resume"]) == 0
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -94,7 +94,7 @@ def test_resume_extends_a_run_and_refuses_other_settings(tmp_path, capsys):
 
 def test_ae_preset_trains_the_autoencoder_and_reports_no_bound(tmp_path, capsys):
     out = tmp_path / "ae"
-    common = ["--z-dim", "2", "--hidden", "32", "--epochs", "2", "--iwae-samples", "5", "--no-progress"]
+    common = ["--z-dim", "2", "--hidden", "32", "--epochs", "2", "--samples", "5", "--no-progress"]
     assert main(["train", "--model", "ae", *common, "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())
     assert (config["pair"]["model"], config["pair"]["guide"], config["train"]["beta"]) == ("vae", "delta", 0.0)
@@ -109,18 +109,28 @@ def test_ae_preset_trains_the_autoencoder_and_reports_no_bound(tmp_path, capsys)
     assert "point-mass guide has no density" in capsys.readouterr().err
 
 
-def test_cvae_samples_the_class_asked_for(tmp_path, capsys):
+def test_cvae_samples_the_class_asked_for_and_its_summary_adds_up(tmp_path, capsys):
     out = tmp_path / "cvae"
-    common = ["--z-dim", "2", "--hidden", "32", "--epochs", "1", "--iwae-samples", "5", "--no-progress"]
+    common = ["--z-dim", "2", "--hidden", "32", "--epochs", "1", "--samples", "5", "--no-progress"]
     assert main(["train", "--model", "cvae", *common, "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["pair"]["guide"] == "conditional-gaussian"
-    assert (out / "figures" / "samples.png").read_bytes().startswith(PNG)  # one row per class
+    # the printed terms add up: ELBO = reconstruction + log p(y) − KL
+    test = json.loads((out / "summary.json").read_text())["test"]
+    assert test["elbo"] == pytest.approx(test["reconstruction"] + test["log_py"] - test["kl"], abs=1e-4)
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("test: "))
+    assert f"(reconstruction {test['reconstruction']:.2f}, log p(y) {test['log_py']:.2f}, KL" in line
+    training_samples = (out / "figures" / "samples.png").read_bytes()  # one row per class
+    assert training_samples.startswith(PNG)
     assert main(["sample", str(out), "--label", "3", "-n", "20"]) == 0
-    assert (out / "figures" / "samples-label-3.png").read_bytes().startswith(PNG)
+    assert (out / "figures" / "samples-label3-seed0-n20.png").read_bytes().startswith(PNG)
     assert main(["sample", str(out), "-n", "30"]) == 0  # classes drawn from p(y)
-    assert (out / "figures" / "samples.png").read_bytes().startswith(PNG)
+    target = out / "figures" / "samples-seed0-n30.png"
+    assert target.read_bytes().startswith(PNG) and str(target) in capsys.readouterr().out
+    assert (out / "figures" / "samples.png").read_bytes() == training_samples  # training's figure kept
     assert main(["sample", str(out), "--label", "12"]) == 2
     assert "labels must lie in 0..9" in capsys.readouterr().err
+    assert main(["sample", str(out), "--label", "-1"]) == 2
+    assert "--label must be a non-negative number, not -1" in capsys.readouterr().err
 
 
 def test_sample_refuses_a_label_for_an_unconditional_model(trained, capsys):
@@ -133,7 +143,7 @@ def test_sample_refuses_a_label_for_an_unconditional_model(trained, capsys):
 def test_m2_preset_uses_enumeration_and_reports_accuracy(tmp_path):
     out = tmp_path / "m2"
     args = ["--model", "m2", "--labels", "50", "--z-dim", "2", "--hidden", "32", "--epochs", "1"]
-    assert main(["train", *args, "--iwae-samples", "5", "--no-progress", "--out", str(out)]) == 0
+    assert main(["train", *args, "--samples", "5", "--no-progress", "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())
     assert (config["pair"]["guide"], config["train"]["elbo"], config["data"]["labels"]) == ("m2", "enum", 50)
     summary = json.loads((out / "summary.json").read_text())
@@ -154,11 +164,12 @@ def test_m2_preset_uses_enumeration_and_reports_accuracy(tmp_path):
             "M2 and the guide GaussianGuide do not fit: the guide does not propose ['y']",
         ),
         (["--model", "vae", "--guide", "m2"], "the guide samples ['y'], which the model does not have"),
+        (["--model", "m2", "--labels", "5"], "--labels 5 leaves some of the 10 classes without a labelled datapoint"),
         (["--model", "ae", "--beta-schedule", "cyclical"], "moves beta from 0 up to --beta, which is 0 here"),
         (["--likelihood", "continuous-bernoulli"], "use --binarize none"),
         (["--model", "two-layer", "--elbo", "meanfield"], "use --elbo trace"),
         (["--beta-schedule", "cyclical", "--beta-ramp", "1.5"], "0 < ramp ≤ 1"),
-        (["--beta", "-1"], "beta must be non-negative"),
+        (["--beta", "-1"], "--beta must be a non-negative number, not -1.0"),
     ],
 )
 def test_settings_that_cannot_train_are_refused_before_anything_is_written(tmp_path, capsys, flags, message):
@@ -168,14 +179,17 @@ def test_settings_that_cannot_train_are_refused_before_anything_is_written(tmp_p
     assert not (out / "config.json").exists()
 
 
-def test_a_pair_named_by_file_is_stored_with_its_absolute_path(tmp_path, monkeypatch):
+def test_a_pair_named_by_file_is_stored_with_its_absolute_path(tmp_path, monkeypatch, capsys):
     from pathlib import Path
 
     example = Path(__file__).resolve().parents[1] / "examples" / "laplace_vae.py"
     (tmp_path / "pair.py").write_text(example.read_text())
     monkeypatch.chdir(tmp_path)
     args = ["--model", "pair.py:LaplaceVAE", "--guide", "pair.py:LaplaceGuide", "--z-dim", "2", "--hidden", "16"]
-    assert main(["train", *args, "--epochs", "1", "--iwae-samples", "5", "--no-progress", "--out", "r"]) == 0
+    assert main(["train", *args, "--epochs", "1", "--samples", "5", "--no-progress", "--out", "r"]) == 0
+    banner = capsys.readouterr().err.splitlines()[0]
+    assert banner.startswith("training pair.py:LaplaceVAE/pair.py:LaplaceGuide (meanfield, beta 1.0) on digits")
+    assert str(tmp_path / "pair.py") not in banner
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["pair"]["model"] == f"{tmp_path / 'pair.py'}:LaplaceVAE"
     monkeypatch.chdir(tmp_path.parent)  # another working directory: the run still restores
@@ -217,22 +231,27 @@ def test_compare_elbos_writes_tables_and_figures_and_refuses_what_the_pair_canno
     assert all((out / "figures" / n).read_bytes().startswith(PNG) for n in ("bounds.png", "cost.png"))
     assert "| renyi α=0.2 |" in (out / "results.md").read_text()
     assert main(["compare-elbos", str(trained), "--estimators", "elbow", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown estimator 'elbow'" in capsys.readouterr().err
+    assert "--estimators 'elbow' is not one of trace, meanfield" in capsys.readouterr().err
     assert main(["compare-elbos", str(trained), "--alpha", "1", "--out", str(tmp_path / "x")]) == 2
     assert "alpha=1 is the ELBO" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # refused before anything ran
-    for flag, value in [("--particles", ""), ("--particles", "0,5"), ("--train-seconds", "-1")]:
-        with pytest.raises(SystemExit):
-            main(["compare-elbos", str(trained), flag, value])
-        assert f"argument {flag}" in capsys.readouterr().err
+    for flag, value in [("--particles", ""), ("--particles", "0,5"), ("--train-seconds", "-1"), ("--alpha", "nan")]:
+        assert main(["compare-elbos", str(trained), flag, value, "--out", str(tmp_path / "x")]) == 2
+        assert f"error: {flag} must be" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit):
+        main(["compare-elbos", str(trained), "--particles", "1,,5"])
+    assert (
+        "argument --particles: takes comma-separated integers such as 1,5,10,50, not '1,,5'" in capsys.readouterr().err
+    )
 
 
 def test_diagnose_writes_its_report_and_refuses_bad_settings(trained, tmp_path, capsys):
     """``pvae diagnose`` on the digits run: diagnostics.json with every part, the NetCDF file with
     both groups, the figures; bad settings are refused before the run is read."""
     out = tmp_path / "diag"
-    flags = ["--n-points", "6", "--samples", "100", "--nuts-points", "2", "--chains", "2", "--nuts-warmup", "30"]
-    flags += ["--nuts-draws", "30", "--log-px-samples", "60", "--latent-points", "40", "--out", str(out)]
+    flags = ["--points", "6", "--khat-samples", "100", "--nuts-points", "2", "--chains", "2", "--nuts-warmup", "30"]
+    flags += ["--nuts-draws", "30", "--samples", "60", "--latent-points", "40", "--out", str(out)]
     assert main(["diagnose", str(trained), *flags]) == 0
     printed = capsys.readouterr().out
     assert "Pareto k̂ median" in printed and "approximation gap" in printed and "dimensions active" in printed
@@ -251,7 +270,77 @@ def test_diagnose_writes_its_report_and_refuses_bad_settings(trained, tmp_path, 
     assert idata.posterior["z"].shape == (2, 30, 2, 2) and idata.guide["z"].shape == (1, 60, 2, 2)
     names = {p.name for p in (out / "figures").iterdir()}
     assert names == {"khat.png", "worst.png", "marginals.png", "gaps.png", "kl-per-dim.png"}
-    assert main(["diagnose", str(trained), "--samples", "20", "--out", str(tmp_path / "bad")]) == 2
-    assert "samples must be at least 100" in capsys.readouterr().err
+    assert main(["diagnose", str(trained), "--khat-samples", "20", "--out", str(tmp_path / "bad")]) == 2
+    assert "--khat-samples must be at least 100" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
     assert main(["diagnose", str(tmp_path / "missing")]) == 2
+
+
+def test_ctrl_c_during_training_says_how_to_go_on_and_resume_continues(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the second epoch: one line naming the last epoch kept, exit status 130 (128 + SIGINT),
+    no traceback; the same command with --resume then finishes the run."""
+    import pvae.train
+
+    out = tmp_path / "run"
+    common = ["train", "--z-dim", "2", "--hidden", "16", "--epochs", "2", "--samples", "5", "--out", str(out)]
+    real_step, steps = pvae.train.step, []
+
+    def step(*args):
+        steps.append(1)
+        if len(steps) == 15:  # 10 steps of 128 make an epoch of the 1257 training digits
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    monkeypatch.setattr(pvae.train, "step", step)
+    assert main([*common, "--no-progress"]) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"pvae train: interrupted after epoch 1 of 2; the same command with --resume continues from {out}"
+    assert not any("Traceback" in line for line in err)
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1]
+    monkeypatch.setattr(pvae.train, "step", real_step)
+    assert main([*common, "--no-progress", "--resume"]) == 0
+    assert json.loads((out / "summary.json").read_text())["training"]["epochs"] == 2
+    steps.clear()
+    monkeypatch.setattr(pvae.train, "step", step)
+    first = ["train", "--z-dim", "2", "--hidden", "16", "--epochs", "1", "--out", str(tmp_path / "early")]
+    assert main([*first, "--batch-size", "64"]) == 130  # the 15th of 20 steps: still in epoch 1
+    assert capsys.readouterr().err.splitlines()[-1].endswith("interrupted in the first epoch, before any checkpoint")
+    assert json.loads((out / "summary.json").read_text())["training"]["epochs"] == 2
+
+
+def test_evaluate_refuses_bounds_that_are_not_finite(trained, tmp_path, capsys):
+    """A run whose parameters went NaN: exit status 2 and a message, not ``ELBO nan`` with status 0;
+    the summary keeps what it had."""
+    import shutil
+
+    import torch
+
+    from pvae.runs import Run
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained, broken)
+    run = Run.open(broken)
+    state = run.load_checkpoint()
+    state["model"] = {k: torch.full_like(v, float("nan")) for k, v in state["model"].items()}
+    run.save_checkpoint(state)
+    before = (broken / "summary.json").read_text()
+    assert main(["evaluate", str(broken), "--samples", "5", "--points", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pvae evaluate: error: the run's parameters hold NaN or infinite values (model.decoder")
+    assert "retrain the run" in err and len(err.splitlines()) == 1
+    assert (broken / "summary.json").read_text() == before
+
+
+def test_evaluate_refuses_a_bound_that_comes_out_infinite(trained, monkeypatch, capsys):
+    import pvae.evaluate
+
+    real = pvae.evaluate.evaluate
+
+    def evaluate(*args, **kwargs):
+        return {**real(*args, **kwargs), "log_px": float("-inf")}
+
+    monkeypatch.setattr(pvae.evaluate, "evaluate", evaluate)
+    before = (trained / "summary.json").read_text()
+    assert main(["evaluate", str(trained), "--samples", "5", "--points", "10"]) == 2
+    assert "error: the test split scores log_px -inf: " in capsys.readouterr().err
+    assert (trained / "summary.json").read_text() == before

@@ -163,7 +163,7 @@ def test_results_markdown_has_one_row_per_estimator_and_a_column_per_k(digits):
     cost = [{**e.as_dict(), "seconds": 0.002, "seconds_iqr": (0.001, 0.003), "peak_mib": 1.5, "steps": 3} for e in grid]
     settings = {
         "points": 20,
-        "value_repeats": 3,
+        "repeats": 3,
         "grad_points": 4,
         "grad_repeats": 3,
         "cost_batch": 8,

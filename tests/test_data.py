@@ -31,10 +31,12 @@ def test_labels_that_do_not_match_images_are_refused(tmp_path):
 
 
 def test_unknown_names_list_the_choices():
-    with pytest.raises(DataError, match="unknown dataset 'cifar'.*fashion-mnist"):
-        data.load(DataConfig("cifar"))
-    with pytest.raises(DataError, match="unknown binarization 'always'.*dynamic"):
-        data.load(DataConfig(binarize="always"))
+    with pytest.raises(DataError, match="--data 'cifar' is not one of digits, mnist, fashion-mnist"):
+        DataConfig("cifar")
+    with pytest.raises(DataError, match="--binarize 'always' is not one of dynamic, static, none"):
+        DataConfig(binarize="always")
+    with pytest.raises(DataError, match="--labels must be a positive number, not 0"):
+        DataConfig(labels=0)
 
 
 def test_digits_splits_are_disjoint_fixed_and_complete():
@@ -52,7 +54,7 @@ def test_digits_splits_are_disjoint_fixed_and_complete():
     assert sorted(rows) == sorted(everything)
     again = data.load(DataConfig("digits", binarize="none"))
     assert torch.equal(again.test.x, ds.test.x)
-    other = data.load(DataConfig("digits", binarize="none", seed=1))
+    other = data.load(DataConfig("digits", binarize="none", data_seed=1))
     assert not torch.equal(other.test.x, ds.test.x)
 
 
@@ -88,9 +90,11 @@ def test_kept_labels_are_balanced_fixed_and_true():
     assert torch.equal(ds.train.y[kept], full.train.y[kept])  # kept labels are the true ones
     assert torch.equal(ds.train.x, full.train.x) and torch.equal(ds.test.y, full.test.y)
     assert torch.equal(data.load(DataConfig("digits", labels=53)).train.y, ds.train.y)
-    assert not torch.equal(data.load(DataConfig("digits", labels=53, seed=1)).train.labelled, kept)
+    assert not torch.equal(data.load(DataConfig("digits", labels=53, data_seed=1)).train.labelled, kept)
     with pytest.raises(DataError, match="--labels must be between 1 and"):
         data.load(DataConfig("digits", labels=5000))
+    with pytest.raises(DataError, match="--labels 9 leaves some of the 10 classes without a labelled datapoint"):
+        data.load(DataConfig("digits", labels=9))
 
 
 def test_semi_supervised_batches_pair_every_unlabelled_batch_with_labels():

@@ -151,7 +151,7 @@ def _kl_to_posterior(guide, model, x) -> torch.Tensor:
     return torch.distributions.kl_divergence(q, model.posterior(x)).double()
 
 
-SETTINGS = DiagnoseConfig(log_px_samples=2000, elbo_samples=2000, local_particles=16, local_steps=2000)
+SETTINGS = DiagnoseConfig(samples=2000, elbo_samples=2000, local_particles=16, local_steps=2000)
 
 
 def test_gaps_of_a_full_rank_guide(ppca):
@@ -210,14 +210,14 @@ def test_diagnose_reports_every_part_on_ppca(ppca):
     model, x = ppca
     config = DiagnoseConfig(
         points=10,
-        samples=500,
+        khat_samples=500,
         nuts_points=2,
         chains=2,
-        warmup=150,
-        draws=200,
+        nuts_warmup=150,
+        nuts_draws=200,
         min_ess=150,
         max_r_hat=1.05,  # short chains: the accuracy of NUTS is the first test's
-        log_px_samples=500,
+        samples=500,
         elbo_samples=500,
         local_steps=300,
         latent_points=20,

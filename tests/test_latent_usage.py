@@ -200,12 +200,12 @@ def test_a_collapsed_guide_uses_no_dimension():
 def _tiny_config() -> DiagnoseConfig:
     return DiagnoseConfig(
         points=8,
-        samples=100,
+        khat_samples=100,
         nuts_points=2,
         chains=2,
-        warmup=20,
-        draws=20,
-        log_px_samples=50,
+        nuts_warmup=20,
+        nuts_draws=20,
+        samples=50,
         elbo_samples=20,
         local_steps=100,
         latent_points=30,
@@ -227,14 +227,16 @@ SHAPE, SMALL = (1, 8, 8), {"z_dim": 3, "hidden": (16,)}
 @pytest.mark.parametrize(
     "settings, message",
     [
-        ({"points": 0}, "points must be positive"),
-        ({"elbo_samples": 0}, "elbo_samples must be positive"),
-        ({"latent_points": 0}, "latent_points must be positive"),
-        ({"samples": 20}, "samples must be at least 100"),
-        ({"latent_points": 1}, "latent_points must be at least 2"),
-        ({"chains": 1}, "chains must be at least 2"),
-        ({"nuts_points": -1}, "nuts_points must be non-negative"),
-        ({"coverage": 1.0}, "coverage must lie in"),
+        ({"points": 0}, "--points must be a positive number, not 0"),
+        ({"elbo_samples": 0}, "--elbo-samples must be a positive number"),
+        ({"latent_points": 0}, "--latent-points must be a positive number"),
+        ({"khat_samples": 20}, "--khat-samples must be at least 100"),
+        ({"latent_points": 1}, "--latent-points must be at least 2"),
+        ({"chains": 1}, "--chains must be at least 2"),
+        ({"nuts_points": -1}, "--nuts-points must be a non-negative number"),
+        ({"coverage": 1.0}, "--coverage must be a mass in"),
+        ({"min_ess": float("nan")}, "--min-ess must be a positive number, not nan"),
+        ({"split": "tset"}, "--split 'tset' is not one of train, val, test"),
     ],
 )
 def test_diagnose_config_rejects_settings_that_cannot_work(settings, message):

@@ -48,7 +48,7 @@ def test_example_pair_trains_from_the_command_line(tmp_path):
     path = ROOT / "examples" / "laplace_vae.py"
     out = tmp_path / "laplace"
     args = ["--model", f"{path}:LaplaceVAE", "--guide", f"{path}:LaplaceGuide", "--z-dim", "8", "--hidden", "128"]
-    assert main(["train", *args, "--epochs", "10", "--iwae-samples", "100", "--no-progress", "--out", str(out)]) == 0
+    assert main(["train", *args, "--epochs", "10", "--samples", "100", "--no-progress", "--out", str(out)]) == 0
     run, _, dataset, model, guide = restore(out)
     metrics = run.metrics()
     assert metrics[-1]["val_elbo"] > metrics[0]["val_elbo"] + 3

@@ -179,7 +179,7 @@ def test_every_registry_entry_trains_through_fit_and_improves_its_objective(digi
         return -sum(objective.estimate(x) for _ in range(5)) / (5 * len(x))
 
     before = value()
-    fit(model, guide, digits, TrainConfig(elbo=estimator, num_particles=k, epochs=4, batch_size=64), progress=False)
+    fit(model, guide, digits, TrainConfig(elbo=estimator, particles=k, epochs=4, batch_size=64), progress=False)
     after = value()
     # From about -44 nats untrained; four epochs gain well over 8 with every estimator.
     assert after > before + 8, (before, after)

@@ -39,7 +39,7 @@ def test_quality_reference_smoke(tmp_path):
             "32",
             "--test-points",
             "40",
-            "--iwae-samples",
+            "--samples",
             "300",
             "--out",
             str(tmp_path),
@@ -97,7 +97,7 @@ def test_zoo_smoke_and_rerunning_a_row_keeps_the_others(tmp_path):
     import zoo
 
     common = ["--data", "digits", "--epochs", "1", "--z-dim", "2", "--hidden", "16", "--test-points", "20"]
-    common += ["--iwae-samples", "5", "--out", str(tmp_path)]
+    common += ["--samples", "5", "--out", str(tmp_path)]
     rows = zoo.main([*common, "--only", "vae", "ae", "cvae", "m2, 100 labels"])
     by_name = {r["pair"]: r for r in rows}
     assert by_name["ae"]["elbo"] is None and by_name["ae"]["reconstruction"] < 0
@@ -119,7 +119,7 @@ def test_elbo_estimators_smoke(tmp_path):
     out = tmp_path / "elbos"
     flags = ["--data", "digits", "--base-epochs", "1", "--out", str(out), "--particles", "1,3"]
     flags += ["--estimators", "trace,iwae,dreg", "--repeats", "4", "--grad-repeats", "4", "--cost-steps", "2"]
-    flags += ["--train-epochs", "1", "--test-points", "30", "--iwae-samples", "20", "--points", "30"]
+    flags += ["--train-epochs", "1", "--test-points", "30", "--samples", "20", "--points", "30"]
     assert elbo_estimators.main(flags) == 0
     results = json.loads((out / "results.json").read_text())
     assert [r["label"] for r in results["values"]] == [

@@ -1,0 +1,230 @@
+"""Command-line options generated from frozen config dataclasses: each option is declared once.
+
+A field becomes the flag ``--field-name`` (a one-letter field ``-n``); its type comes from the
+annotation (``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]`` or ``tuple[str, ...]`` as a
+comma-separated list, any of them ``| None``), its default from the field, its help from the
+``:param name:`` line of the class docstring, and its choices from the field's metadata
+(:func:`choices`). Validation stays in the dataclass's ``__post_init__``, so that the Python API
+refuses what the command line refuses; :func:`flag` gives its messages the name the user typed.
+
+This module imports no other module of pvae.
+"""
+
+import argparse
+import dataclasses
+import inspect
+import math
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Sequence
+
+#: The key of a field's metadata that holds its choices: a sequence or a callable returning one.
+CHOICES = "choices"
+
+
+def choices(values: Sequence[str] | Callable[[], Iterable[str]]) -> dict:
+    """Field metadata declaring the allowed values of an option.
+
+    :param values: the names, or a callable returning them (for a registry filled after the
+        class is defined).
+    :returns: the ``metadata`` of :func:`dataclasses.field`.
+    """
+    return {CHOICES: values}
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of the field ``name``: ``z_dim`` → ``--z-dim``, ``n`` → ``-n``."""
+    return f"-{name}" if len(name) == 1 else "--" + name.replace("_", "-")
+
+
+def choices_of(f: dataclasses.Field) -> tuple[str, ...] | None:
+    """The allowed values of field ``f``, or ``None`` when any value of its type goes."""
+    values = f.metadata.get(CHOICES)
+    if values is None:
+        return None
+    return tuple(values() if callable(values) else values)
+
+
+def check_choices(config) -> None:
+    """Refuse a value outside its field's :func:`choices`, naming the flag and the allowed values.
+
+    :param config: a dataclass instance (called from its ``__post_init__``).
+    :raises ValueError: for the first field whose value is not among its choices.
+    """
+    for f in dataclasses.fields(config):
+        allowed = choices_of(f)
+        value = getattr(config, f.name)
+        if allowed is None or value is None:
+            continue
+        for item in value if isinstance(value, tuple) else (value,):
+            if item not in allowed:
+                raise ValueError(f"{flag(f.name)} {item!r} is not one of {', '.join(allowed)}")
+
+
+def require(config, name: str, ok: bool, what: str) -> None:
+    """Raise unless ``ok``: ``--name must be WHAT, not VALUE``.
+
+    :param config: the dataclass instance.
+    :param name: the field checked.
+    :param ok: whether its value is acceptable.
+    :param what: what it must be, in words that say the fix (``"a positive integer"``).
+    :raises ValueError: naming the flag, the rule and the value given.
+    """
+    if not ok:
+        value = getattr(config, name)
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        raise ValueError(f"{flag(name)} must be {what}, not {shown}")
+
+
+def positive(config, *names: str, zero: bool = False) -> None:
+    """Refuse a field of ``names`` that is not a positive (with ``zero``: non-negative) finite
+    number; ``None`` passes (it means "the default")."""
+    for name in names:
+        value = getattr(config, name)
+        if value is None:
+            continue
+        ok = math.isfinite(value) and (value >= 0 if zero else value > 0)
+        require(config, name, ok, "a non-negative number" if zero else "a positive number")
+
+
+def finite(config, *names: str) -> None:
+    """Refuse a field of ``names`` that is NaN or infinite; ``None`` passes."""
+    for name in names:
+        value = getattr(config, name)
+        require(config, name, value is None or math.isfinite(value), "a finite number")
+
+
+def docstring_params(cls: type) -> dict[str, str]:
+    """``:param name: text`` of ``cls``'s docstring, continuation lines joined: name → text."""
+    doc = inspect.getdoc(cls) or ""
+    params: dict[str, str] = {}
+    name = None
+    for line in doc.splitlines():
+        match = re.match(r":param (\w+):\s*(.*)", line.strip())
+        if match:
+            name = match.group(1)
+            params[name] = match.group(2)
+        elif name and line.startswith((" ", "\t")) and line.strip():
+            params[name] += " " + line.strip()
+        else:
+            name = None
+    return {k: re.sub(r"``(.*?)``|:\w+:`~?([^`]*)`", lambda m: m.group(1) or m.group(2), v) for k, v in params.items()}
+
+
+def _strip_none(annotation) -> tuple[object, bool]:
+    """``X | None`` → ``(X, True)``, ``X`` → ``(X, False)``."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+def _number(kind: type) -> Callable[[str], object]:
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _listing(kind: type, default) -> Callable[[str], tuple]:
+    """A parser of comma-separated values: ``"512,256"`` → (512, 256), ``""`` → ()."""
+    example = _shown(default) if isinstance(default, tuple) and default else ("512,256" if kind is int else "a,b")
+
+    def parse(text: str) -> tuple:
+        if not text.strip():
+            return ()
+        items = [item.strip() for item in text.split(",")]
+        try:
+            if "" in items:
+                raise ValueError
+            return tuple(kind(item) for item in items)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"takes comma-separated {'integers' if kind is int else 'names'} such as {example}, not {text!r}"
+            ) from None
+
+    parse.__name__ = f"list of {kind.__name__}"
+    return parse
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) if value else '"" (none)'
+    return str(value)
+
+
+def add_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    only: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+    defaults: dict[str, tuple[object, str]] | None = None,
+) -> None:
+    """Add one option per field of the dataclass ``cls`` to ``parser``.
+
+    :param parser: the (sub)command's parser.
+    :param cls: a dataclass whose docstring has a ``:param name:`` line for every field.
+    :param only: the fields to add (default: all but ``exclude``).
+    :param exclude: fields the command sets itself.
+    :param defaults: field → ``(default, words)`` for the fields whose command-line default is
+        worked out later from other options (e.g. the model's own estimator): ``words`` says how,
+        in the help.
+    :raises TypeError: for a field without help or of a type this module cannot parse.
+    """
+    helps = docstring_params(cls)
+    hints = typing.get_type_hints(cls)
+    defaults = defaults or {}
+    wanted = None if only is None else set(only)
+    for f in dataclasses.fields(cls):
+        if (wanted is not None and f.name not in wanted) or f.name in exclude:
+            continue
+        if f.name not in helps:
+            raise TypeError(f"{cls.__name__}.{f.name} has no ':param {f.name}:' line in the class docstring")
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        default, said = defaults.get(f.name, (default, None))
+        kind, optional = _strip_none(hints[f.name])
+        text = helps[f.name].replace("%", "%%").rstrip(".")
+        kwargs: dict = {"dest": f.name, "default": default}
+        if kind is bool:
+            if default:
+                kwargs["action"] = argparse.BooleanOptionalAction
+                text += " (default: on)"
+            else:
+                kwargs["action"] = "store_true"
+        else:
+            if typing.get_origin(kind) is tuple:
+                item = typing.get_args(kind)[0]
+                kwargs["type"] = _listing(item, default)
+                kwargs["metavar"] = "A,B,..."
+            elif kind in (int, float, str):
+                kwargs["type"] = kind if kind is str else _number(kind)
+                kwargs["metavar"] = {int: "N", float: "X", str: "TEXT"}[kind]
+            else:
+                raise TypeError(f"{cls.__name__}.{f.name}: cannot parse {hints[f.name]} from the command line")
+            allowed = choices_of(f)
+            if allowed is not None and typing.get_origin(kind) is tuple:
+                text += f", of {', '.join(allowed)}"
+            elif allowed is not None:
+                kwargs["choices"] = allowed
+                kwargs.pop("metavar")
+            if said is not None:
+                text += f" (default: {said})"
+            elif default is not None:
+                text += f" (default: {_shown(default)})"
+            elif optional and "None" not in text:
+                text += " (default: none)"
+        parser.add_argument(flag(f.name), help=text, **kwargs)
+
+
+def from_args(cls: type, args: argparse.Namespace, **values):
+    """An instance of ``cls`` from the parsed ``args``: every field found in ``args`` (others
+    keep their default), then ``values``, which win."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**given, **values})

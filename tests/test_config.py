@@ -1,0 +1,194 @@
+"""The configs: each option declared once, and the Python API refusing what the command line refuses."""
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import pytest
+
+from pvae import options
+from pvae.cli import COMMANDS, build_parser, command_options, main
+from pvae.compare import CompareConfig
+from pvae.config import PairConfig, RunConfig
+from pvae.data import DataConfig
+from pvae.diagnostics import DiagnoseConfig
+from pvae.evaluate import EvaluateConfig, SampleConfig
+from pvae.runs import RunOptions
+from pvae.train import TrainConfig
+
+NAN, INF = float("nan"), float("inf")
+
+# (command, flags, the config the flags make, its keyword arguments, words of the message)
+REFUSED = [
+    ("train", ["--hidden", "-5"], PairConfig, {"hidden": (-5,)}, "--hidden must be positive widths"),
+    ("train", ["--hidden", "0"], PairConfig, {"hidden": (0,)}, "--hidden must be positive widths"),
+    ("train", ["--hidden", "400,0"], PairConfig, {"hidden": (400, 0)}, "--hidden must be positive widths"),
+    ("train", ["--z-dim", "0"], PairConfig, {"z_dim": 0}, "--z-dim must be a positive number, not 0"),
+    ("train", ["--flows", "-2"], PairConfig, {"flows": -2}, "--flows must be a non-negative number, not -2"),
+    ("train", ["--aux-weight", "nan"], PairConfig, {"aux_weight": NAN}, "--aux-weight must be a non-negative"),
+    ("train", ["--beta", "nan"], TrainConfig, {"beta": NAN}, "--beta must be a non-negative number, not nan"),
+    ("train", ["--beta", "inf"], TrainConfig, {"beta": INF}, "--beta must be a non-negative number, not inf"),
+    ("train", ["--beta", "-1"], TrainConfig, {"beta": -1.0}, "--beta must be a non-negative number, not -1.0"),
+    ("train", ["--alpha", "nan"], TrainConfig, {"alpha": NAN}, "--alpha must be a non-negative number, not nan"),
+    ("train", ["--alpha", "-3"], TrainConfig, {"alpha": -3.0}, "--alpha must be a non-negative number, not -3.0"),
+    ("train", ["--alpha", "1"], TrainConfig, {"alpha": 1.0}, "alpha=1 is the ELBO: use --elbo trace"),
+    ("train", ["--lr", "0"], TrainConfig, {"lr": 0.0}, "--lr must be a positive number, not 0.0"),
+    ("train", ["--lr", "inf"], TrainConfig, {"lr": INF}, "--lr must be a positive number, not inf"),
+    ("train", ["--particles", "0"], TrainConfig, {"particles": 0}, "--particles must be a positive number, not 0"),
+    ("train", ["--epochs", "0"], TrainConfig, {"epochs": 0}, "--epochs must be a positive number, not 0"),
+    ("train", ["--batch-size", "-8"], TrainConfig, {"batch_size": -8}, "--batch-size must be a positive number"),
+    ("train", ["--beta-ramp", "1.5"], TrainConfig, {"beta_ramp": 1.5}, "0 < ramp ≤ 1"),
+    ("train", ["--max-seconds", "-1"], TrainConfig, {"max_seconds": -1.0}, "--max-seconds must be a non-negative"),
+    ("train", ["--labels", "0"], DataConfig, {"labels": 0}, "--labels must be a positive number, not 0"),
+    ("train", ["--val-size", "0"], DataConfig, {"val_size": 0}, "--val-size must be a positive number"),
+    ("train", ["--resume", "--overwrite"], RunOptions, {"resume": True, "overwrite": True}, "give one of them"),
+    ("evaluate", ["--samples", "0"], EvaluateConfig, {"samples": 0}, "--samples must be a positive number, not 0"),
+    ("evaluate", ["--points", "0"], EvaluateConfig, {"points": 0}, "--points must be a positive number, not 0"),
+    ("sample", ["-n", "0"], SampleConfig, {"n": 0}, "-n must be a positive number, not 0"),
+    ("sample", ["--label", "-1"], SampleConfig, {"label": -1}, "--label must be a non-negative number, not -1"),
+    ("compare-elbos", ["--repeats", "0"], CompareConfig, {"repeats": 0}, "--repeats must be a positive number"),
+    ("compare-elbos", ["--alpha", "-3"], CompareConfig, {"alpha": -3.0}, "--alpha must be a non-negative number"),
+    ("compare-elbos", ["--alpha", "1"], CompareConfig, {"alpha": 1.0}, "alpha=1 is the ELBO"),
+    ("compare-elbos", ["--particles", "0,5"], CompareConfig, {"particles": (0, 5)}, "--particles must be positive"),
+    ("compare-elbos", ["--estimators", "elbow"], CompareConfig, {"estimators": ("elbow",)}, "'elbow' is not one of"),
+    ("diagnose", ["--khat-samples", "20"], DiagnoseConfig, {"khat_samples": 20}, "--khat-samples must be at least 100"),
+    ("diagnose", ["--chains", "1"], DiagnoseConfig, {"chains": 1}, "--chains must be at least 2"),
+    ("diagnose", ["--coverage", "1.5"], DiagnoseConfig, {"coverage": 1.5}, "--coverage must be a mass in (0, 1)"),
+    ("diagnose", ["--samples", "0"], DiagnoseConfig, {"samples": 0}, "--samples must be a positive number, not 0"),
+]
+
+
+@pytest.mark.parametrize("command,flags,cls,kwargs,message", REFUSED, ids=[" ".join(c[1]) for c in REFUSED])
+def test_the_dataclass_and_the_command_line_refuse_the_same_values(
+    tmp_path, capsys, command, flags, cls, kwargs, message
+):
+    with pytest.raises(ValueError) as refused:
+        cls(**kwargs)
+    assert message in str(refused.value)
+    target = tmp_path / "out"
+    run = [] if command == "train" else [str(tmp_path / "no-run")]  # refused before the run is read
+    out = [] if command == "evaluate" else ["--out", str(target)]
+    assert main([command, *run, *flags, *out]) == 2
+    err = capsys.readouterr().err
+    assert err == f"pvae {command}: error: {refused.value}\n"
+    assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    "argv,words",
+    [
+        (["train", "--hidden", "400,,200"], "argument --hidden: takes comma-separated integers such as"),
+        (["train", "--z-dim", "two"], "argument --z-dim: expected an integer, not 'two'"),
+        (["train", "--beta", "one"], "argument --beta: expected a number, not 'one'"),
+        (["train", "--elbo", "elbow"], "argument --elbo: invalid choice: 'elbow'"),
+        (["evaluate", "RUN", "--split", "tset"], "argument --split: invalid choice: 'tset'"),
+        (["compare-elbos", "RUN", "--estimators", "trace,,iwae"], "takes comma-separated names such as"),
+    ],
+)
+def test_values_that_do_not_parse_name_the_flag_and_its_format(capsys, argv, words):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_an_empty_hidden_list_means_an_affine_map():
+    args = build_parser(only="train").parse_args(["train", "--hidden", ""])
+    assert args.hidden == () and PairConfig(hidden=args.hidden).hidden == ()
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_option_is_a_field_and_every_field_an_option(command):
+    """One declaration: the flags of a command are exactly the fields of its configs, the field
+    name spelt as the flag, with the field's default (or the one the command works out later)."""
+    parser = build_parser(only=command)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    flags = {a.dest: a for a in sub._actions if a.option_strings and a.dest != "help"}
+    fields = {}
+    for cls, kwargs in command_options(command):
+        only = kwargs.get("only")
+        for f in dataclasses.fields(cls):
+            if only is None or f.name in only:
+                fields[f.name] = (f, kwargs.get("defaults", {}), options.docstring_params(cls)[f.name])
+    assert set(flags) == set(fields)
+    for name, (f, later, text) in fields.items():
+        assert options.flag(name) in flags[name].option_strings
+        default = later[name][0] if name in later else f.default
+        assert flags[name].default == default, name
+        assert flags[name].help.startswith(text.rstrip(".").replace("%", "%%")), name
+
+
+def test_one_name_per_concept_across_commands():
+    """K importance samples is --samples, datapoints --points, wherever they appear."""
+
+    def dests(command):
+        parser = build_parser(only=command)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+        return {a.dest for a in sub._actions}
+
+    for command in ("train", "evaluate", "compare-elbos", "diagnose"):
+        assert "samples" in dests(command) and not {"iwae_samples", "log_px_samples"} & dests(command)
+    for command in ("evaluate", "compare-elbos", "diagnose"):
+        assert "points" in dests(command) and not {"limit", "n_points"} & dests(command)
+    assert "khat_samples" in dests("diagnose") and "particles" in dests("train")
+
+
+def test_help_choices_and_types_come_from_the_dataclass():
+    @dataclass(frozen=True)
+    class Example:
+        """An example.
+
+        :param width: how wide,
+            in pixels.
+        :param mode: how.
+        :param sizes: the sizes.
+        :param fast: go fast.
+        :param careful: be careful.
+        :param scale: a scale.
+        """
+
+        width: int = 3
+        mode: str = field(default="a", metadata=options.choices(("a", "b")))
+        sizes: tuple[int, ...] = (1, 2)
+        fast: bool = False
+        careful: bool = True
+        scale: float | None = None
+
+    parser = argparse.ArgumentParser()
+    options.add_options(parser, Example)
+    helps = {a.dest: a.help for a in parser._actions}
+    assert helps["width"] == "how wide, in pixels (default: 3)"
+    args = parser.parse_args(["--width", "5", "--mode", "b", "--sizes", "4,5,6", "--fast", "--no-careful"])
+    assert options.from_args(Example, args) == Example(5, "b", (4, 5, 6), True, False, None)
+    assert options.from_args(Example, parser.parse_args(["--scale", "0.5"])).scale == 0.5
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--mode", "c"])
+
+    @dataclass
+    class Undocumented:
+        """No parameters described."""
+
+        width: int = 3
+
+    with pytest.raises(TypeError, match=r"Undocumented.width has no ':param width:' line"):
+        options.add_options(argparse.ArgumentParser(), Undocumented)
+
+
+def test_config_json_of_earlier_runs_still_loads():
+    """Runs written before the options took their flags' names keep loading."""
+    old = {
+        "data": {"name": "digits", "data_dir": None, "binarize": "dynamic", "val_size": None, "seed": 3},
+        "pair": {"model": "vae", "guide": "gaussian", "z_dim": 2, "hidden": [64]},
+        "train": {"elbo": "iwae", "num_particles": 5, "epochs": 2},
+    }
+    config = RunConfig.from_dict(old)
+    assert (config.data.data, config.data.data_seed, config.train.particles) == ("digits", 3, 5)
+    assert config.pair.hidden == (64,)
+    assert RunConfig.from_dict(config.to_dict()) == config
+
+
+def test_defaults_are_valid():
+    for cls in (DataConfig, PairConfig, TrainConfig, EvaluateConfig, SampleConfig, CompareConfig, DiagnoseConfig):
+        cls()  # no default is refused
+    assert math.isfinite(TrainConfig().lr)
