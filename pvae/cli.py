@@ -144,10 +144,6 @@ def _train(args) -> Path:
     try:
         history = fit(model, guide, dataset, config.train, run=run, resume=options.resume, progress=options.progress)
     except KeyboardInterrupt:
-        from tqdm.auto import tqdm
-
-        for bar in list(getattr(tqdm, "_instances", ())):  # fit's bar, left open: closed before the message
-            bar.close()
         done = len(run.metrics())
         if done == 0:
             raise Interrupted("interrupted in the first epoch, before any checkpoint") from None

@@ -165,48 +165,48 @@ def fit(
     # the plan: an unlabelled then a labelled batch per step pair when semi-supervised
     batches = pdata.semi_supervised_batches if semi_supervised else pdata.batches
     steps = _steps_per_epoch(train, config.batch_size, semi_supervised)
-    bar = tqdm(total=steps * (config.epochs - start), disable=not progress, unit="step", dynamic_ncols=True)
-    trained = sum(m["seconds"] for m in history)  # seconds of training steps so far
-    for epoch in range(start, config.epochs):
-        # train one epoch; `taken` is the step counter, beta follows fractional epochs
-        bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
-        tic, total, seen, taken = time.perf_counter(), torch.zeros(()), 0, 0
-        out_of_time = False
-        with pyro.validation_enabled(config.validate):
-            for x, y in batches(train, config.batch_size):
-                if not schedule.is_constant:
-                    eager.set_beta(schedule(epoch + taken / steps))
-                loss = step(loss_fn, optimizer, *pair_args(model, dataset.training_batch(x), y, training=True))
-                total += loss * x.shape[0]  # nats summed over the epoch's datapoints
-                seen += x.shape[0]
-                taken += 1
-                bar.update()
-                if taken % 20 == 1:
-                    bar.set_postfix(loss=f"{float(loss):.2f}")
-                if config.max_seconds is not None and trained + time.perf_counter() - tic >= config.max_seconds:
-                    out_of_time = True
-                    break
-        seconds = time.perf_counter() - tic
-        trained += seconds
-        if not torch.isfinite(total):  # before anything is evaluated or saved
-            raise FloatingPointError(f"the loss became {float(total)} in epoch {epoch + 1}; try a lower --lr")
+    # the bar closes however training ends (Ctrl-C included), so nothing is left on the terminal
+    with tqdm(total=steps * (config.epochs - start), disable=not progress, unit="step", dynamic_ncols=True) as bar:
+        trained = sum(m["seconds"] for m in history)  # seconds of training steps so far
+        for epoch in range(start, config.epochs):
+            # train one epoch; `taken` is the step counter, beta follows fractional epochs
+            bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
+            tic, total, seen, taken = time.perf_counter(), torch.zeros(()), 0, 0
+            out_of_time = False
+            with pyro.validation_enabled(config.validate):
+                for x, y in batches(train, config.batch_size):
+                    if not schedule.is_constant:
+                        eager.set_beta(schedule(epoch + taken / steps))
+                    loss = step(loss_fn, optimizer, *pair_args(model, dataset.training_batch(x), y, training=True))
+                    total += loss * x.shape[0]  # nats summed over the epoch's datapoints
+                    seen += x.shape[0]
+                    taken += 1
+                    bar.update()
+                    if taken % 20 == 1:
+                        bar.set_postfix(loss=f"{float(loss):.2f}")
+                    if config.max_seconds is not None and trained + time.perf_counter() - tic >= config.max_seconds:
+                        out_of_time = True
+                        break
+            seconds = time.perf_counter() - tic
+            trained += seconds
+            if not torch.isfinite(total):  # before anything is evaluated or saved
+                raise FloatingPointError(f"the loss became {float(total)} in epoch {epoch + 1}; try a lower --lr")
 
-        # validate and log
-        beta = schedule(epoch + (taken - 1) / steps)  # at the epoch's last step
-        val = evaluate(model, guide, dataset.val.x, dataset.val.y, num_samples=1, batch_size=1000)
-        history.append(_epoch_metrics(epoch + 1, taken, float(total) / seen, val, beta, seconds))
-        val_objective = history[-1]["val_objective"]
-        bar.set_postfix(
-            loss=f"{history[-1]['train_loss']:.2f}", val="—" if val_objective is None else f"{val_objective:.2f}"
-        )
+            # validate and log
+            beta = schedule(epoch + (taken - 1) / steps)  # at the epoch's last step
+            val = evaluate(model, guide, dataset.val.x, dataset.val.y, num_samples=1, batch_size=1000)
+            history.append(_epoch_metrics(epoch + 1, taken, float(total) / seen, val, beta, seconds))
+            val_objective = history[-1]["val_objective"]
+            bar.set_postfix(
+                loss=f"{history[-1]['train_loss']:.2f}", val="—" if val_objective is None else f"{val_objective:.2f}"
+            )
 
-        # checkpoint: metrics first, so a checkpoint never gets ahead of its metrics
-        if run is not None:
-            run.write_metrics(history)
-            run.save_checkpoint(_checkpoint(model, guide, optimizer, epoch + 1))
-        if out_of_time:
-            break
-    bar.close()
+            # checkpoint: metrics first, so a checkpoint never gets ahead of its metrics
+            if run is not None:
+                run.write_metrics(history)
+                run.save_checkpoint(_checkpoint(model, guide, optimizer, epoch + 1))
+            if out_of_time:
+                break
     return history
 
 
