@@ -229,7 +229,8 @@ def _train(args) -> Path:
 
     from pvae import data
     from pvae.config import PairConfig, RunConfig, build_pair
-    from pvae.runs import Run
+    from pvae.memory import check_step_memory
+    from pvae.runs import Run, check_writable
     from pvae.train import TrainConfig, check_compatible, fit
 
     epochs = args.epochs or (100 if args.data == "digits" else 10)
@@ -259,12 +260,16 @@ def _train(args) -> Path:
     )
     config.train.schedule()  # refuses a bad beta or schedule before anything is written
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{args.data}-{Path(model_name).stem}")
+    check_writable(out)
     dataset = data.load(config.data)
     pyro.set_rng_seed(args.seed)
+    check_step_memory(
+        config.pair, dataset.x_shape, dataset.num_classes, args.batch_size, args.particles, "cpu", args.iwae_samples
+    )
     model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
     check_compatible(model, dataset, config.train, guide)
     if args.resume:
-        run = Run.open(out)
+        run = Run.open(out, writing=True)
         saved = RunConfig.from_dict(run.config)
         if replace(saved, train=replace(saved.train, epochs=epochs)) != config:
             raise ValueError(
@@ -357,8 +362,10 @@ def _sample_run(path, label: int | None, n: int, seed: int, out: str | None) -> 
 
     from pvae.evaluate import sample_prior
     from pvae.plots import plot_images
-    from pvae.runs import restore, save_figure
+    from pvae.runs import check_writable, restore, save_figure
 
+    if out:
+        check_writable(Path(out).parent, "--out")
     run, _, _, model, _ = restore(path)
     y = None if label is None else torch.full((n,), label, dtype=torch.long)
     with torch.random.fork_rng():
@@ -394,13 +401,15 @@ def _compare_run(args) -> Path:
     from pvae.config import build_pair
     from pvae.data import evaluation_split
     from pvae.objectives import ESTIMATORS, make_elbo
-    from pvae.runs import restore
+    from pvae.runs import check_writable, restore
 
     for name in args.estimators or ():  # before anything runs
         if name not in ESTIMATORS:
             raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
     make_elbo("renyi", alpha=args.alpha)  # refuses alpha = 1 before anything runs
     run, config, dataset, model, guide = restore(args.run)
+    out = Path(args.out) if args.out else run.path / "elbos"
+    check_writable(out, "--out" if args.out else "the results folder")
     reasons = applicable_estimators(model, guide, dataset, config.train)
     names = args.estimators or tuple(n for n, why in reasons.items() if why is True)
     for name in names:
@@ -434,7 +443,6 @@ def _compare_run(args) -> Path:
     pyro.set_rng_seed(args.seed)
     results = compare_estimators(model, guide, dataset, test.x, settings, build, config.train)
     results["run"] = str(run.path)
-    out = Path(args.out) if args.out else run.path / "elbos"
     write_comparison(results, out, f"ELBO estimators: {config.pair.model}/{config.pair.guide} on {config.data.name}")
     print(f"results in {out}: results.json, results.md, figures/")
     return out
@@ -447,7 +455,7 @@ def _diagnose_run(args) -> Path:
     from pvae.diagnostics import DiagnoseConfig, diagnose
     from pvae.evaluate import reconstruct
     from pvae.plots import diagnostic_figures
-    from pvae.runs import restore, save_figure, write_json
+    from pvae.runs import check_writable, restore, save_figure, write_json
 
     config = DiagnoseConfig(
         points=args.n_points,
@@ -461,6 +469,8 @@ def _diagnose_run(args) -> Path:
         seed=args.seed,
     )  # refuses bad settings before the run is read
     run, run_config, dataset, model, guide = restore(args.run)
+    out = Path(args.out) if args.out else run.path / "diagnostics"
+    check_writable(out, "--out" if args.out else "the results folder")
     part = evaluation_split(dataset, run_config.data, args.split)
     tic = time.perf_counter()
     results, idata = diagnose(
@@ -473,7 +483,6 @@ def _diagnose_run(args) -> Path:
         binarization=run_config.data.binarization_of(args.split),
         seconds=time.perf_counter() - tic,
     )
-    out = Path(args.out) if args.out else run.path / "diagnostics"
     write_json(out / "diagnostics.json", results)
     if idata is not None:
         az.save_netcdf(idata, out / "posterior.nc")
