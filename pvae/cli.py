@@ -270,6 +270,8 @@ def _train(args) -> Path:
     check_compatible(model, dataset, config.train, guide)
     if args.resume:
         run = Run.open(out, writing=True)
+        run.load_checkpoint()  # a broken checkpoint or metrics.jsonl is refused before config.json changes
+        run.metrics()
         saved = RunConfig.from_dict(run.config)
         if replace(saved, train=replace(saved.train, epochs=epochs)) != config:
             raise ValueError(
@@ -365,7 +367,7 @@ def _sample_run(path, label: int | None, n: int, seed: int, out: str | None) -> 
     from pvae.runs import check_writable, restore, save_figure
 
     if out:
-        check_writable(Path(out).parent, "--out")
+        check_writable(out, "--out", file=True)
     run, _, _, model, _ = restore(path)
     y = None if label is None else torch.full((n,), label, dtype=torch.long)
     with torch.random.fork_rng():

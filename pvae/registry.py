@@ -53,16 +53,23 @@ def lookup(table: Mapping[str, T], name: str, what: str, kind: type | None = Non
         raise ValueError(f"cannot load {what} {name!r}: {module_name} has no {attr!r}{found}")
     value = getattr(module, attr)
     if kind is not None and not (isinstance(value, type) and issubclass(value, kind)):
-        actual = (
-            f"a class that is not a {kind.__module__}.{kind.__qualname__}"
-            if isinstance(value, type)
-            else (f"a {type(value).__name__}, not a class")
-        )
-        raise ValueError(
-            f"{what} {name!r} is {actual}: give a class that subclasses {kind.__module__}.{kind.__qualname__} "
-            "(pyro.nn.PyroModule is one)"
-        )
+        base = _public_name(kind)
+        if isinstance(value, type):
+            actual = f"a class that is not a {base}"
+        else:
+            article = "an" if type(value).__name__[0] in "aeiou" else "a"
+            actual = f"{article} {type(value).__name__}, not a class"
+        raise ValueError(f"{what} {name!r} is {actual}: give a class that subclasses {base} (PyroModule is one)")
     return value
+
+
+def _public_name(cls: type) -> str:
+    """The shortest dotted name ``cls`` is exported under: ``torch.nn.Module``, not its defining module's."""
+    parts = cls.__module__.split(".")
+    for end in range(1, len(parts) + 1):
+        if getattr(sys.modules.get(".".join(parts[:end])), cls.__name__, None) is cls:
+            return f"{'.'.join(parts[:end])}.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _import(module_name: str) -> ModuleType:

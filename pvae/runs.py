@@ -312,29 +312,31 @@ def _remove_empty_folders(folder: Path) -> None:
             folder.rmdir()
 
 
-def check_writable(path: str | os.PathLike, option: str = "--out") -> None:
-    """Refuse, before any work, a folder that cannot be written: a file, a path under a file, a
-    read-only folder (or one under a read-only folder, if it does not exist yet).
+def check_writable(path: str | os.PathLike, option: str = "--out", file: bool = False) -> None:
+    """Refuse, before any work, a place that cannot be written: a file where a folder is meant (or a
+    folder where a file is), a path under a file, a read-only folder (or one under a read-only
+    folder, if it does not exist yet).
 
     Uses :func:`os.access`, so the superuser, for whom permission bits do not apply, passes.
 
-    :param path: the folder a command will write into (it may not exist yet).
+    :param path: the folder (or with ``file``, the file) a command will write (it may not exist yet).
     :param option: the option that named it, for the message.
+    :param file: ``path`` is a file to write, not a folder.
     :raises RunError: naming the path, the reason and the fix.
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
+    if file and path.is_dir():
+        raise RunError(f"{option} {path} is a folder: give the name of a file to write, e.g. {path / 'out.png'}")
+    if not file and path.exists() and not path.is_dir():
         raise RunError(f"{option} {path} is a file, not a folder: choose a folder (it is created if missing)")
-    existing = path
-    while not existing.exists():  # the nearest part of the path that exists will be written into
-        if existing.parent == existing:
-            break
+    existing = path.parent if file else path
+    while not existing.exists() and existing.parent != existing:  # the nearest part that exists is written into
         existing = existing.parent
-    if existing != path and not existing.is_dir():
-        raise RunError(f"{option} {path} lies under {existing}, which is a file: choose a folder elsewhere")
+    if not existing.is_dir():
+        raise RunError(f"{option} {path} lies under {existing}, which is a file: choose a place elsewhere")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise RunError(
-            f"{option} {path}: {existing} is read-only; choose a folder you can write to, or make it writable"
+            f"{option} {path}: {existing} is read-only; choose a place you can write to, or make it writable"
         )
 
 
@@ -356,6 +358,17 @@ def restore(path: str | os.PathLike):
     dataset = data.load(config.data)
     model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
     state = run.load_checkpoint()
+    broken = [
+        f"{part}.{name}"
+        for part in ("model", "guide")
+        for name, tensor in state[part].items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if broken:
+        raise RunError(
+            f"{run.path / CHECKPOINT} holds NaN or infinite weights ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}): its training diverged; train again with a lower --lr"
+        )
     try:
         model.load_state_dict(state["model"])
         guide.load_state_dict(state["guide"])
