@@ -311,9 +311,10 @@ def _evaluate_run(path, split: str, k: int, limit: int | None, batch_size: int, 
 
     from pvae.data import evaluation_split
     from pvae.evaluate import evaluate
-    from pvae.runs import restore
+    from pvae.runs import check_writable, restore
 
     run, config, dataset, model, guide = restore(path)
+    check_writable(run.path, "the run directory")  # summary.json is written after the work
     part = evaluation_split(dataset, config.data, split)
     x, y = part.x[:limit], part.y[:limit]
     pyro.set_rng_seed(seed)
@@ -369,6 +370,8 @@ def _sample_run(path, label: int | None, n: int, seed: int, out: str | None) -> 
     if out:
         check_writable(out, "--out", file=True)
     run, _, _, model, _ = restore(path)
+    if not out:
+        check_writable(run.path / "figures", "the run directory")
     y = None if label is None else torch.full((n,), label, dtype=torch.long)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -384,9 +387,10 @@ def _sample_run(path, label: int | None, n: int, seed: int, out: str | None) -> 
 def _plot_run(path) -> list[Path]:
 
     from pvae.plots import run_figures
-    from pvae.runs import restore, save_figure
+    from pvae.runs import check_writable, restore, save_figure
 
     run, _, dataset, model, guide = restore(path)
+    check_writable(run.path / "figures", "the run directory")
     written = []
     for name, fig in run_figures(model, guide, dataset, run.metrics()).items():
         target = run.figures / f"{name}.png"

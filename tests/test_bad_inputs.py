@@ -278,6 +278,10 @@ CASES += [
     Case("sample-out-is-a-folder", ["sample", "{run}", "--out", "{user}"], ("is a folder", "file")),
     Case("diagnose-run-read-only", READERS["diagnose"][:-2], ("read-only", "results folder"),
          prepare=lambda root: (root / "run").chmod(0o555)),
+    Case("evaluate-run-read-only", READERS["evaluate"], ("read-only", "run directory"),
+         prepare=lambda root: (root / "run").chmod(0o555)),
+    Case("plot-figures-read-only", ["plot", "{run}"], ("read-only", "run directory"),
+         prepare=lambda root: (root / "run" / "figures").chmod(0o555)),
     Case("overwrite-keeps-the-users-files", TRAIN + ["--out", "{run}", "--overwrite"], status=0,
          keep=("run/notes.txt", "run/figures/my-sketch.pdf"), prepare=_write("run/figures/my-sketch.pdf", "%PDF"),
          check=_reran),
@@ -418,6 +422,17 @@ def workspace(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+def _permission_bits_bind(root: Path) -> bool:
+    """Whether a folder without write permission is read-only to this process (not to the superuser,
+    unless it runs without the capability to override them)."""
+    probe = root / "probe"
+    probe.mkdir(mode=0o555)
+    try:
+        return not os.access(probe, os.W_OK)
+    finally:
+        probe.rmdir()
+
+
 def _make_writable(root: Path) -> None:
     for p in [root, *root.rglob("*")]:
         if p.is_dir() and not p.is_symlink():
@@ -427,8 +442,8 @@ def _make_writable(root: Path) -> None:
 @pytest.mark.parametrize("case", list(_params()))
 def test_bad_input(case: Case, workspace: Path, request, monkeypatch, capsys):
     """The command exits with ``case.status`` and one message with ``case.words``; no user file changes."""
-    if "read-only" in case.words and os.geteuid() == 0:
-        pytest.skip("permission bits do not bind the superuser: no folder is read-only to it")
+    if "read-only" in case.words and not _permission_bits_bind(workspace):
+        pytest.skip("permission bits do not bind this user (the superuser): no folder is read-only to it")
     if case.needs_run:
         trained = request.getfixturevalue("trained")
         shutil.copytree(trained, workspace / "run")
