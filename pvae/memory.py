@@ -23,9 +23,9 @@ import torch
 
 #: Copies of each parameter a step holds: the weight, its gradient, Adam's first and second moments.
 PARAMETER_COPIES = 4
-#: Bytes held per byte of layer output. Peak memory over the layers' outputs, measured on the MLP
-#: VAE of ``digits``: 1.7–2.0 for a training step (trace, meanfield, iwae, dreg; 200–2000 particles),
-#: 0.9 (z_dim 20) to 2.5 (z_dim 2000) for the log p(x) of 100 datapoints with K = 200–500.
+#: Bytes held per byte of layer output. The peak resident memory a pass adds over its layers' outputs,
+#: measured on the MLP VAE of ``digits``: 1.4–2.0 for a training step (trace, meanfield, iwae, dreg;
+#: 200–2000 particles), 0.9 (z_dim 20) to 2.5 (z_dim 2000) for the log p(x) of 100 datapoints, K = 100–500.
 ACTIVATION_FACTOR = 2.5
 #: Datapoints per pass of the log p(x) that training ends with.
 EVALUATION_BATCH = 100
