@@ -158,10 +158,20 @@ class Run:
         and ``diagnostics/``. What :meth:`create` deletes on ``overwrite``; every other file is the user's.
         """
         files = [self.path / name for name in (CONFIG, CHECKPOINT, METRICS, SUMMARY)]
-        for folder in OUTPUT_FOLDERS:
-            if (self.path / folder).is_dir():
-                files += [p for p in (self.path / folder).rglob("*") if p.suffix in OUTPUT_SUFFIXES]
+        for folder in self._output_folders():
+            files += [p for p in folder.iterdir() if p.suffix in OUTPUT_SUFFIXES]
         return [p for p in files if p.is_file() and not p.is_symlink()]
+
+    def _output_folders(self) -> list[Path]:
+        """:data:`OUTPUT_FOLDERS` and the folders inside them, never through a symbolic link (a link
+        to a user's folder of figures is not pvae's to clean)."""
+        folders = []
+        for name in OUTPUT_FOLDERS:
+            top = self.path / name
+            if top.is_dir() and not top.is_symlink():
+                for root, _, _ in os.walk(top):  # os.walk does not follow links
+                    folders.append(Path(root))
+        return folders
 
     def remove_temporary(self, older_than: float = 0.0) -> list[Path]:
         """Delete the temporary files that interrupted atomic writes left in the run (pvae's own
@@ -172,11 +182,8 @@ class Run:
         """
         if not self.path.is_dir():
             return []
-        folders = [self.path] + [p for f in OUTPUT_FOLDERS for p in [self.path / f, *(self.path / f).rglob("*")]]
         now, removed = time.time(), []
-        for folder in folders:
-            if not folder.is_dir() or folder.is_symlink():
-                continue
+        for folder in [self.path, *self._output_folders()]:
             for p in folder.iterdir():
                 if TEMPORARY.match(p.name) and p.is_file() and now - p.stat().st_mtime >= older_than:
                     try:
@@ -305,11 +312,9 @@ def _read_json(path: Path, what: str) -> Any:
 
 def _remove_empty_folders(folder: Path) -> None:
     if folder.is_dir() and not folder.is_symlink():
-        for child in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            if child.is_dir() and not child.is_symlink() and not any(child.iterdir()):
-                child.rmdir()
-        if not any(folder.iterdir()):
-            folder.rmdir()
+        for root, _, _ in os.walk(folder, topdown=False):  # deepest first; links are not followed
+            if not any(Path(root).iterdir()):
+                Path(root).rmdir()
 
 
 def check_writable(path: str | os.PathLike, option: str = "--out", file: bool = False) -> None:

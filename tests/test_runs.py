@@ -159,3 +159,16 @@ def test_a_place_that_cannot_be_written_is_refused(tmp_path, monkeypatch):
     with pytest.raises(RunError, match="is read-only"):
         Run.create(tmp_path / "run", {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # refused before anything was written
+
+
+def test_overwrite_never_follows_a_link_out_of_the_run(tmp_path):
+    mine = tmp_path / "my-figures"
+    mine.mkdir()
+    (mine / "figure.png").write_bytes(b"mine")
+    (mine / "empty").mkdir()
+    run = Run.create(tmp_path / "run", {})
+    run.save_checkpoint({"model": {}, "guide": {}})
+    (run.figures / "linked").symlink_to(mine)
+    (run.path / "elbos").symlink_to(mine)
+    Run.create(tmp_path / "run", {}, overwrite=True)
+    assert (mine / "figure.png").read_bytes() == b"mine" and (mine / "empty").is_dir()
