@@ -130,7 +130,10 @@ class Run:
         """
         run = cls(path)
         check_writable(run.path)
-        run.remove_temporary()
+        if run.path.is_dir() and (
+            (run.path / CONFIG).exists() or all(TEMPORARY.match(p.name) for p in run.path.iterdir())
+        ):
+            run.remove_temporary()  # only in a run (or what an interrupted first write left), never elsewhere
         if run.path.is_dir() and any(run.path.iterdir()):
             if not (run.path / CONFIG).exists():  # never touch a folder that is not a run
                 raise RunError(f"{run.path} is not empty and holds no run; choose another --out")

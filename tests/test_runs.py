@@ -172,3 +172,17 @@ def test_overwrite_never_follows_a_link_out_of_the_run(tmp_path):
     (run.path / "elbos").symlink_to(mine)
     Run.create(tmp_path / "run", {}, overwrite=True)
     assert (mine / "figure.png").read_bytes() == b"mine" and (mine / "empty").is_dir()
+
+
+def test_a_folder_that_is_not_a_run_is_never_cleaned(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    lookalike = tmp_path / ".draft.txt.abcd1234.tmp"
+    lookalike.write_text("mine too")
+    with pytest.raises(RunError, match="holds no run"):
+        Run.create(tmp_path, {})
+    assert lookalike.read_text() == "mine too"
+    (tmp_path / "notes.txt").unlink()
+    lookalike.unlink()
+    (tmp_path / ".config.json.x1y2z3w4.tmp").write_text("{")  # the first write of config.json, interrupted
+    assert Run.create(tmp_path, {"a": 1}).config == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
