@@ -12,6 +12,8 @@ reads (:mod:`pvae.pair` lists them all):
 * ``auxiliary_loss(x, y)``: a summed loss on labelled batches, added to the negative ELBO.
 """
 
+import torch
+
 from pvae.guides.conditional_gaussian import ConditionalGaussianGuide
 from pvae.guides.delta import DeltaGuide
 from pvae.guides.fullrank import FullRankGuide
@@ -35,4 +37,4 @@ GUIDES = {
 
 def get_guide(name: str) -> type:
     """The guide class registered as ``name``, or imported from ``"module:ClassName"``."""
-    return lookup(GUIDES, name, "guide")
+    return lookup(GUIDES, name, "guide", torch.nn.Module)

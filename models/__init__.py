@@ -16,6 +16,8 @@ Its constructor takes ``x_shape`` first, then keywords (``z_dim``, ``hidden``, `
 ``net``, ``num_classes``): :func:`pvae.config.build_pair` passes those its signature names.
 """
 
+import torch
+
 from pvae.models.cvae import CVAE
 from pvae.models.linear import LinearGaussian
 from pvae.models.m2 import M2
@@ -36,4 +38,4 @@ PRESETS: dict[str, dict] = {
 
 def get_model(name: str) -> type:
     """The model class registered as ``name``, or imported from ``"module:ClassName"``."""
-    return lookup(MODELS, name, "model")
+    return lookup(MODELS, name, "model", torch.nn.Module)

@@ -100,8 +100,9 @@ def _train(args) -> Path:
     from pvae import data
     from pvae.config import PairConfig, RunConfig, build_pair, resolve
     from pvae.evaluate import EvaluateConfig
+    from pvae.memory import check_step_memory
     from pvae.pair import check_compatible, resolve_pair, traits
-    from pvae.runs import Run, RunOptions
+    from pvae.runs import Run, RunOptions, check_writable
     from pvae.train import TrainConfig, fit
 
     # every option is checked before anything is read or written
@@ -117,12 +118,24 @@ def _train(args) -> Path:
     config.train.schedule()  # refuses a schedule that cannot work
     name = f"{short_name(model_name)}/{short_name(guide_name)}"
     out = Path(options.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{args.data}-{Path(model_name).stem}")
+    check_writable(out)
     dataset = data.load(config.data)
     pyro.set_rng_seed(args.seed)
+    check_step_memory(
+        config.pair,
+        dataset.x_shape,
+        dataset.num_classes,
+        config.train.batch_size,
+        config.train.particles,
+        "cpu",
+        evaluation.samples,
+    )
     model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
     check_compatible(traits(model, guide), dataset, config.train)
     if options.resume:
-        run = Run.open(out)
+        run = Run.open(out, writing=True)
+        run.load_checkpoint()  # a broken checkpoint or metrics.jsonl is refused before config.json changes
+        run.metrics()
         saved = RunConfig.from_dict(run.config)
         if replace(saved, train=replace(saved.train, epochs=epochs)) != config:
             raise ValueError(
@@ -173,10 +186,11 @@ def _evaluate_run(path, config) -> dict:
 
     from pvae.config import restore
     from pvae.data import evaluation_split
-    from pvae.evaluate import check_finite, check_parameters, describe, evaluate
+    from pvae.evaluate import check_finite, describe, evaluate
+    from pvae.runs import check_writable
 
     run, run_config, dataset, model, guide = restore(path)
-    check_parameters(model, guide)
+    check_writable(run.path, "the run directory")  # summary.json is written after the work
     part = evaluation_split(dataset, run_config.data, config.split)
     x, y = part.x[: config.points], part.y[: config.points]
     pyro.set_rng_seed(config.seed)
@@ -213,9 +227,14 @@ def _sample_run(path, config) -> Path:
     from pvae.evaluate import sample_prior
     from pvae.files import save_figure
     from pvae.plots.run import plot_images
+    from pvae.runs import check_writable
 
+    if config.out:
+        check_writable(config.out, "--out", file=True)
     run, _, _, model, _ = restore(path)
     label = config.label
+    if not config.out:
+        check_writable(run.path / "figures", "the run directory")
     y = None if label is None else torch.full((config.n,), label, dtype=torch.long)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
@@ -232,8 +251,10 @@ def _plot_run(path) -> list[Path]:
     from pvae.config import restore
     from pvae.files import save_figure
     from pvae.plots.run import run_figures
+    from pvae.runs import check_writable
 
     run, _, dataset, model, guide = restore(path)
+    check_writable(run.path / "figures", "the run directory")
     written = []
     for name, fig in run_figures(model, guide, dataset, run.metrics()).items():
         target = run.figures / f"{name}.png"
@@ -250,10 +271,13 @@ def _compare_run(args) -> Path:
     from pvae.config import build_pair, restore
     from pvae.data import evaluation_split
     from pvae.pair import applicable_estimators, traits
+    from pvae.runs import check_writable
 
     # checked before the run is read: the names, once the pair is known, are those it can use
     settings = from_args(CompareConfig, args, estimators=args.estimators or CompareConfig().estimators)
     run, config, dataset, model, guide = restore(args.run)
+    out = Path(settings.out) if settings.out else run.path / "elbos"
+    check_writable(out, "--out" if settings.out else "the results folder")
     reasons = applicable_estimators(traits(model, guide), dataset, config.train)
     names = args.estimators or tuple(n for n, why in reasons.items() if why is True)
     for name in names:
@@ -270,7 +294,6 @@ def _compare_run(args) -> Path:
     pyro.set_rng_seed(settings.seed)
     results = compare_estimators(model, guide, dataset, test.x, settings, build, config.train)
     results["run"] = str(run.path)
-    out = Path(settings.out) if settings.out else run.path / "elbos"
     pair = f"{short_name(config.pair.model)}/{short_name(config.pair.guide)}"
     write_comparison(results, out, f"ELBO estimators: {pair} on {config.data.data}")
     print(f"results in {out}: results.json, results.md, figures/")
@@ -285,9 +308,12 @@ def _diagnose_run(args) -> Path:
     from pvae.evaluate import reconstruct
     from pvae.files import save_figure, write_json
     from pvae.plots.diagnostics import diagnostic_figures
+    from pvae.runs import check_writable
 
     config = from_args(DiagnoseConfig, args)  # refuses bad settings before the run is read
     run, run_config, dataset, model, guide = restore(args.run)
+    out = Path(config.out) if config.out else run.path / "diagnostics"
+    check_writable(out, "--out" if config.out else "the results folder")
     part = evaluation_split(dataset, run_config.data, config.split)
     tic = time.perf_counter()
     results, idata = diagnose(
@@ -300,7 +326,6 @@ def _diagnose_run(args) -> Path:
         binarization=run_config.data.binarization_of(config.split),
         seconds=time.perf_counter() - tic,
     )
-    out = Path(config.out) if config.out else run.path / "diagnostics"
     write_json(out / "diagnostics.json", results)
     if idata is not None:
         az.save_netcdf(idata, out / "posterior.nc")

@@ -8,7 +8,7 @@ import torch
 
 from pvae import data, options
 from pvae.data import DataConfig
-from pvae.runs import Run, RunError
+from pvae.runs import CHECKPOINT, CONFIG, CORRUPT_FIX, Run, RunError
 from pvae.train import TrainConfig
 
 
@@ -143,7 +143,7 @@ def _keywords(cls: type) -> dict | None:
 
 
 def build_pair(
-    config: PairConfig, x_shape: tuple[int, ...], num_classes: int = 10
+    config: PairConfig, x_shape: tuple[int, ...], num_classes: int = 10, check: bool = True
 ) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Instantiate the model and guide ``config`` names for data of shape ``x_shape``, and check that
     they fit each other (:func:`pvae.pair.check_pair`).
@@ -152,6 +152,8 @@ def build_pair(
     :data:`GUIDE_OPTIONS` its signature accepts, as :func:`resolve` resolves them (``None``: the
     class's default), and ``num_classes`` if it asks for it.
 
+    :param check: trace the pair once to check that it fits (off only where tensors have no storage,
+        as on the ``meta`` device, where :mod:`pvae.memory` builds a pair to count its sizes).
     :raises ValueError: for an option set that the class does not take, or a model and guide that
         do not fit each other (``z_dim``, their latent sites).
     """
@@ -162,7 +164,8 @@ def build_pair(
     config = resolve(config)
     model = _construct(get_model(config.model), config, MODEL_OPTIONS, x_shape, num_classes)
     guide = _construct(get_guide(config.guide), config, GUIDE_OPTIONS, x_shape, num_classes)
-    check_pair(model, guide)
+    if check:
+        check_pair(model, guide)
     return model, guide
 
 
@@ -171,13 +174,28 @@ def restore(path: str | os.PathLike):
 
     :param path: the run directory.
     :returns: ``(run, config, dataset, model, guide)``; model and guide are in eval mode.
-    :raises RunError: if ``path`` is not a run, has no checkpoint, or its checkpoint does not fit the pair.
+    :raises RunError: if ``path`` is not a run, its config or checkpoint cannot be read, its weights are not
+        finite, or its checkpoint does not fit the pair.
     """
     run = Run.open(path)
-    config = RunConfig.from_dict(run.config)
+    try:
+        config = RunConfig.from_dict(run.config)
+    except (AttributeError, TypeError, ValueError) as error:
+        raise RunError(f"{run.path / CONFIG} is not a configuration this pvae reads ({error}): {CORRUPT_FIX}") from None
     dataset = data.load(config.data)
     model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
     state = run.load_checkpoint()
+    broken = [
+        f"{part}.{name}"
+        for part in ("model", "guide")
+        for name, tensor in state[part].items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if broken:
+        raise RunError(
+            f"{run.path / CHECKPOINT} holds NaN or infinite weights ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}): its training diverged; train again with a lower --lr"
+        )
     try:
         model.load_state_dict(state["model"])
         guide.load_state_dict(state["guide"])

@@ -373,25 +373,6 @@ def check_finite(result: dict, split: str) -> None:
         )
 
 
-def check_parameters(model: torch.nn.Module, guide: torch.nn.Module) -> None:
-    """Refuse a pair whose parameters hold NaN or infinite values, before anything is computed.
-
-    :raises FloatingPointError: naming the first such parameters and the fix.
-    """
-    bad = [
-        f"{what}.{name}"
-        for what, module in (("model", model), ("guide", guide))
-        for name, value in module.named_parameters()
-        if not bool(torch.isfinite(value).all())
-    ]
-    if bad:
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        raise FloatingPointError(
-            f"the run's parameters hold NaN or infinite values ({', '.join(bad[:3])}{more}): training diverged, or "
-            "the checkpoint was damaged; retrain the run, e.g. with a lower --lr"
-        )
-
-
 def _not_finite(value) -> bool:
     return value is not None and not math.isfinite(value)
 

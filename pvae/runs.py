@@ -16,7 +16,8 @@ never half a file. :func:`pvae.config.restore` rebuilds a trained run's pair fro
 import json
 import os
 import random
-import shutil
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,15 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 FIGURES = "figures"
+#: Folders whose files pvae writes (figures of train/plot/sample, compare-elbos, diagnose).
+OUTPUT_FOLDERS = (FIGURES, "elbos", "diagnostics")
+#: Kinds of file pvae writes inside :data:`OUTPUT_FOLDERS`.
+OUTPUT_SUFFIXES = (".png", ".json", ".md", ".nc")
+#: The name :func:`atomic_path` gives its temporary files: ``.NAME.XXXXXXXX.tmp`` (mkstemp's 8 characters).
+TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+#: Age in seconds past which a temporary file of a run being read counts as orphaned: a live write
+#: of another process (``pvae plot`` while training) finishes in less.
+STALE_SECONDS = 600.0
 
 
 class RunError(RuntimeError):
@@ -62,42 +72,114 @@ class Run:
     def create(cls, path: str | os.PathLike, config: dict, overwrite: bool = False) -> "Run":
         """Start a run in ``path`` and write its ``config.json``.
 
-        :raises RunError: if ``path`` already holds a run and ``overwrite`` is false.
+        A folder holding a run that never reached its first checkpoint (only ``config.json``) is
+        reused without ``overwrite``. ``overwrite`` deletes pvae's own files only (:meth:`own_files`):
+        a file of the user's in the folder (notes, a script) stays where it is.
+
+        :raises RunError: if ``path`` cannot be written (a file, under a file, read-only), holds a
+            trained run and ``overwrite`` is false, or is a non-empty folder that holds no run.
         """
         run = cls(path)
-        if run.path.exists() and any(run.path.iterdir()):
-            if not (run.path / CONFIG).exists():  # never delete a folder that is not a run
+        check_writable(run.path)
+        if run.path.is_dir() and (
+            (run.path / CONFIG).exists() or all(TEMPORARY.match(p.name) for p in run.path.iterdir())
+        ):
+            run.remove_temporary()  # only in a run (or what an interrupted first write left), never elsewhere
+        if run.path.is_dir() and any(run.path.iterdir()):
+            if not (run.path / CONFIG).exists():  # never touch a folder that is not a run
                 raise RunError(f"{run.path} is not empty and holds no run; choose another --out")
-            if not overwrite:
+            started = any((run.path / name).exists() for name in (CHECKPOINT, METRICS, SUMMARY))
+            if started and not overwrite:
                 raise RunError(
                     f"{run.path} already holds a run; pass --overwrite to replace it, or choose another --out"
                 )
-            shutil.rmtree(run.path)
-        run.path.mkdir(parents=True, exist_ok=True)
+            for own in run.own_files():
+                own.unlink()
+            for folder in OUTPUT_FOLDERS:
+                _remove_empty_folders(run.path / folder)
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RunError(
+                f"cannot create the run directory {run.path} ({error.strerror}): choose another --out"
+            ) from None
         run.write_config(config)
         return run
+
+    def own_files(self) -> list[Path]:
+        """The files of this run that pvae wrote: ``config.json``, ``checkpoint.pt``, ``metrics.jsonl``,
+        ``summary.json``, and the ``.png``/``.json``/``.md``/``.nc`` files under ``figures/``, ``elbos/``
+        and ``diagnostics/``. What :meth:`create` deletes on ``overwrite``; every other file is the user's.
+        """
+        files = [self.path / name for name in (CONFIG, CHECKPOINT, METRICS, SUMMARY)]
+        for folder in self._output_folders():
+            files += [p for p in folder.iterdir() if p.suffix in OUTPUT_SUFFIXES]
+        return [p for p in files if p.is_file() and not p.is_symlink()]
+
+    def _output_folders(self) -> list[Path]:
+        """:data:`OUTPUT_FOLDERS` and the folders inside them, never through a symbolic link (a link
+        to a user's folder of figures is not pvae's to clean)."""
+        folders = []
+        for name in OUTPUT_FOLDERS:
+            top = self.path / name
+            if top.is_dir() and not top.is_symlink():
+                for root, _, _ in os.walk(top):  # os.walk does not follow links
+                    folders.append(Path(root))
+        return folders
+
+    def remove_temporary(self, older_than: float = 0.0) -> list[Path]:
+        """Delete the temporary files that interrupted atomic writes left in the run (pvae's own
+        ``.NAME.XXXXXXXX.tmp`` names only).
+
+        :param older_than: keep the files modified less than this many seconds ago (a write in progress).
+        :returns: the files deleted.
+        """
+        if not self.path.is_dir():
+            return []
+        now, removed = time.time(), []
+        for folder in [self.path, *self._output_folders()]:
+            for p in folder.iterdir():
+                if TEMPORARY.match(p.name) and p.is_file() and now - p.stat().st_mtime >= older_than:
+                    try:
+                        p.unlink()
+                        removed.append(p)
+                    except OSError:  # a read-only run: leave it, reading still works
+                        pass
+        return removed
 
     def write_config(self, config: dict) -> None:
         """Write ``config.json`` atomically."""
         write_json(self.path / CONFIG, config)
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "Run":
-        """Open an existing run.
+    def open(cls, path: str | os.PathLike, writing: bool = False) -> "Run":
+        """Open an existing run, deleting the temporary files of interrupted writes.
 
+        :param writing: the caller will write the run's checkpoint (``train --resume``): every
+            temporary file is an orphan then; otherwise only those older than :data:`STALE_SECONDS`.
         :raises RunError: if ``path`` has no ``config.json``.
         """
         run = cls(path)
+        if run.path.exists() and not run.path.is_dir():
+            raise RunError(f"{run.path} is a file, not a run directory; give the folder `pvae train --out` wrote")
         if not (run.path / CONFIG).is_file():
             raise RunError(
                 f"{run.path} is not a run directory (no {CONFIG}); train one with `pvae train --out {run.path}`"
             )
+        run.remove_temporary(0.0 if writing else STALE_SECONDS)
         return run
 
     @property
     def config(self) -> dict:
-        """The resolved configuration the run was made with."""
-        return json.loads((self.path / CONFIG).read_text())
+        """The resolved configuration the run was made with.
+
+        :raises RunError: if ``config.json`` is not a JSON object.
+        """
+        path = self.path / CONFIG
+        config = _read_json(path, "configuration")
+        if not isinstance(config, dict):
+            raise RunError(f"{path} is not a run configuration (a JSON object): {CORRUPT_FIX}")
+        return config
 
     @property
     def figures(self) -> Path:
@@ -112,12 +194,22 @@ class Run:
     def load_checkpoint(self) -> dict[str, Any]:
         """Read ``checkpoint.pt``.
 
-        :raises RunError: if the run has none yet.
+        :raises RunError: if the run has none yet, or it is not a whole checkpoint (zero bytes,
+            truncated, another kind of file).
         """
         path = self.path / CHECKPOINT
         if not path.is_file():
             raise RunError(f"{self.path} has no {CHECKPOINT}: its training did not finish an epoch")
-        return torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:  # torch raises EOFError, UnpicklingError, RuntimeError, ValueError ...
+            kind = "empty (0 bytes)" if path.stat().st_size == 0 else "truncated or corrupt"
+            raise RunError(
+                f"{path} is not a readable checkpoint ({kind}: {str(error).splitlines()[0][:80]}): {CORRUPT_FIX}"
+            ) from error
+        if not isinstance(state, dict) or not {"model", "guide"} <= set(state):
+            raise RunError(f"{path} is not a pvae checkpoint (no model and guide state): {CORRUPT_FIX}")
+        return state
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Replace ``metrics.jsonl`` with ``rows``, one JSON object per line, atomically."""
@@ -129,12 +221,22 @@ class Run:
         path = self.path / METRICS
         if not path.is_file():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(_read_text(path).splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise RunError(f"{path}, line {number}, is not JSON ({error.msg}): {CORRUPT_FIX}") from None
+        return rows
 
     def summary(self) -> dict[str, Any]:
         """``summary.json`` as a dict (empty before anything was summarised)."""
         path = self.path / SUMMARY
-        return json.loads(path.read_text()) if path.is_file() else {}
+        summary = _read_json(path, "summary") if path.is_file() else {}
+        if not isinstance(summary, dict):
+            raise RunError(f"{path} is not a summary (a JSON object): {CORRUPT_FIX}")
+        return summary
 
     def update_summary(self, **entries: Any) -> dict[str, Any]:
         """Set top-level keys of ``summary.json``, keeping the others; written atomically."""
@@ -142,6 +244,59 @@ class Run:
         summary.update(entries)
         write_json(self.path / SUMMARY, summary)
         return summary
+
+
+CORRUPT_FIX = "train again with --overwrite, or restore the file from a copy"
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise RunError(f"{path} is not a text file (truncated or corrupt): {CORRUPT_FIX}") from None
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as error:
+        kind = "empty" if not path.read_bytes().strip() else f"line {error.lineno}: {error.msg}"
+        raise RunError(f"{path} is not a readable {what} ({kind}): {CORRUPT_FIX}") from None
+
+
+def _remove_empty_folders(folder: Path) -> None:
+    if folder.is_dir() and not folder.is_symlink():
+        for root, _, _ in os.walk(folder, topdown=False):  # deepest first; links are not followed
+            if not any(Path(root).iterdir()):
+                Path(root).rmdir()
+
+
+def check_writable(path: str | os.PathLike, option: str = "--out", file: bool = False) -> None:
+    """Refuse, before any work, a place that cannot be written: a file where a folder is meant (or a
+    folder where a file is), a path under a file, a read-only folder (or one under a read-only
+    folder, if it does not exist yet).
+
+    Uses :func:`os.access`, so the superuser, for whom permission bits do not apply, passes.
+
+    :param path: the folder (or with ``file``, the file) a command will write (it may not exist yet).
+    :param option: the option that named it, for the message.
+    :param file: ``path`` is a file to write, not a folder.
+    :raises RunError: naming the path, the reason and the fix.
+    """
+    path = Path(path)
+    if file and path.is_dir():
+        raise RunError(f"{option} {path} is a folder: give the name of a file to write, e.g. {path / 'out.png'}")
+    if not file and path.exists() and not path.is_dir():
+        raise RunError(f"{option} {path} is a file, not a folder: choose a folder (it is created if missing)")
+    existing = path.parent if file else path
+    while not existing.exists() and existing.parent != existing:  # the nearest part that exists is written into
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunError(f"{option} {path} lies under {existing}, which is a file: choose a place elsewhere")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunError(
+            f"{option} {path}: {existing} is read-only; choose a place you can write to, or make it writable"
+        )
 
 
 @dataclass(frozen=True)

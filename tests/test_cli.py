@@ -326,8 +326,10 @@ def test_evaluate_refuses_bounds_that_are_not_finite(trained, tmp_path, capsys):
     before = (broken / "summary.json").read_text()
     assert main(["evaluate", str(broken), "--samples", "5", "--points", "10"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("pvae evaluate: error: the run's parameters hold NaN or infinite values (model.decoder")
-    assert "retrain the run" in err and len(err.splitlines()) == 1
+    assert err.startswith(
+        f"pvae evaluate: error: {broken / 'checkpoint.pt'} holds NaN or infinite weights (model.decoder"
+    )
+    assert "train again with a lower --lr" in err and len(err.splitlines()) == 1
     assert (broken / "summary.json").read_text() == before
 
 

@@ -1,10 +1,12 @@
 import json
+import os
+import time
 
 import pytest
 import torch
 
 from pvae.files import atomic_write, write_json
-from pvae.runs import Run, RunError
+from pvae.runs import Run, RunError, check_writable
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -72,3 +74,116 @@ def test_checkpoints_from_before_encoders_were_wrapped_still_load():
     fresh = GaussianGuide((1, 8, 8), z_dim=3, hidden=(16,))
     fresh.load_state_dict(old)
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), guide.state_dict().values(), strict=True))
+
+
+def test_overwrite_deletes_pvaes_files_only(tmp_path):
+    run = Run.create(tmp_path / "run", {"a": 1})
+    run.save_checkpoint({"model": {}, "guide": {}})
+    run.update_summary(test={"elbo": -1.0})
+    (run.figures / "curves.png").write_bytes(b"png")
+    (run.path / "diagnostics" / "figures").mkdir(parents=True)
+    (run.path / "diagnostics" / "figures" / "k_hat.png").write_bytes(b"png")
+    (run.path / "notes.txt").write_text("mine")
+    (run.figures / "sketch.pdf").write_text("mine too")
+    (run.path / "scripts").mkdir()
+    (run.path / "scripts" / "plot.py").write_text("print(1)")
+    assert sorted(p.name for p in run.own_files()) == [
+        "checkpoint.pt", "config.json", "curves.png", "k_hat.png", "summary.json"
+    ]  # fmt: skip
+    Run.create(tmp_path / "run", {"a": 2}, overwrite=True)
+    left = sorted(str(p.relative_to(run.path)) for p in run.path.rglob("*") if p.is_file())
+    assert left == ["config.json", "figures/sketch.pdf", "notes.txt", "scripts/plot.py"]
+    assert not (run.path / "diagnostics").exists()  # emptied of pvae's files, so removed
+    assert (run.path / "notes.txt").read_text() == "mine" and Run.open(run.path).config == {"a": 2}
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_is_reused_without_overwrite(tmp_path):
+    Run.create(tmp_path / "run", {"a": 1})  # then the first epoch failed
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    assert Run.create(tmp_path / "run", {"a": 2}).config == {"a": 2}
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_orphaned_temporary_files_are_removed_and_live_ones_kept(tmp_path):
+    run = Run.create(tmp_path / "run", {})
+    stale, live = run.path / ".checkpoint.pt.ab12_xyz.tmp", run.figures / ".curves.png.0123abcd.tmp"
+    foreign = [run.path / "data.tmp", run.path / ".notes.tmp", run.path / ".a.b.tmp"]
+    for path in [stale, live, *foreign]:
+        path.write_bytes(b"x")
+    os.utime(stale, (time.time() - 3600,) * 2)
+    Run.open(run.path)  # a reader: another process may be writing `live` right now
+    assert not stale.exists() and live.exists()
+    Run.open(run.path, writing=True)  # train --resume: no other writer, every pvae temporary file is an orphan
+    assert not live.exists() and all(p.exists() for p in foreign)
+
+
+@pytest.mark.parametrize(
+    "name, content, words",
+    [
+        ("checkpoint.pt", b"", "checkpoint.pt is not a readable checkpoint (empty (0 bytes)"),
+        ("checkpoint.pt", b"PK\x03\x04 half a zip", "checkpoint.pt is not a readable checkpoint (truncated or corrupt"),
+        ("checkpoint.pt", None, "checkpoint.pt is not a pvae checkpoint"),
+        ("config.json", b'{"a": ', "config.json is not a readable configuration (line 1"),
+        ("config.json", b"", "config.json is not a readable configuration (empty)"),
+        ("config.json", b"3", "config.json is not a run configuration"),
+        ("metrics.jsonl", b'{"epoch": 1}\n{"epo', "metrics.jsonl, line 2, is not JSON"),
+        ("summary.json", b"[]", "summary.json is not a summary"),
+    ],
+)
+def test_a_broken_file_of_a_run_is_named_with_the_fix(tmp_path, name, content, words):
+    run = Run.create(tmp_path / "run", {})
+    if content is None:
+        torch.save([1, 2, 3], run.path / name)
+    else:
+        (run.path / name).write_bytes(content)
+    with pytest.raises(RunError) as caught:
+        {"checkpoint.pt": run.load_checkpoint, "config.json": lambda: run.config,
+         "metrics.jsonl": run.metrics, "summary.json": run.summary}[name]()  # fmt: skip
+    assert words in str(caught.value) and "train again with --overwrite, or restore the file from a copy" in str(
+        caught.value
+    )
+
+
+def test_a_place_that_cannot_be_written_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunError, match="is a file, not a folder"):
+        check_writable(tmp_path / "file")
+    with pytest.raises(RunError, match="lies under .*file, which is a file"):
+        check_writable(tmp_path / "file" / "run")
+    with pytest.raises(RunError, match="is a folder: give the name of a file"):
+        check_writable(tmp_path, file=True)
+    check_writable(tmp_path / "new" / "deeper")  # created later: its nearest existing parent is writable
+    # Permission bits do not bind the superuser; os.access is what the check asks.
+    monkeypatch.setattr(os, "access", lambda path, mode: str(path) != str(tmp_path))
+    with pytest.raises(RunError, match=r"--out .*new/run: .* is read-only"):
+        check_writable(tmp_path / "new" / "run")
+    with pytest.raises(RunError, match="is read-only"):
+        Run.create(tmp_path / "run", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # refused before anything was written
+
+
+def test_overwrite_never_follows_a_link_out_of_the_run(tmp_path):
+    mine = tmp_path / "my-figures"
+    mine.mkdir()
+    (mine / "figure.png").write_bytes(b"mine")
+    (mine / "empty").mkdir()
+    run = Run.create(tmp_path / "run", {})
+    run.save_checkpoint({"model": {}, "guide": {}})
+    (run.figures / "linked").symlink_to(mine)
+    (run.path / "elbos").symlink_to(mine)
+    Run.create(tmp_path / "run", {}, overwrite=True)
+    assert (mine / "figure.png").read_bytes() == b"mine" and (mine / "empty").is_dir()
+
+
+def test_a_folder_that_is_not_a_run_is_never_cleaned(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    lookalike = tmp_path / ".draft.txt.abcd1234.tmp"
+    lookalike.write_text("mine too")
+    with pytest.raises(RunError, match="holds no run"):
+        Run.create(tmp_path, {})
+    assert lookalike.read_text() == "mine too"
+    (tmp_path / "notes.txt").unlink()
+    lookalike.unlink()
+    (tmp_path / ".config.json.x1y2z3w4.tmp").write_text("{")  # the first write of config.json, interrupted
+    assert Run.create(tmp_path, {"a": 1}).config == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]

@@ -1,0 +1,465 @@
+"""Every bad input a new user tried: each ends with exit status 2 and one message that names the problem
+and the fix, before any work where possible, and no file of the user's changes.
+
+One parametrized test holds the whole list. Each case runs ``pvae.cli.main(argv)`` in-process in its
+own folder: ``run/`` is a copy of a tiny trained run (digits, one epoch) with the user's ``notes.txt``
+in it, ``user/`` holds a user's files (model files, a plain file, folders). Every file there is hashed
+before and after: a refused command changes none and writes none (Python's ``__pycache__`` aside), a
+command that succeeds keeps the user's files it names.
+
+The memory a machine has is fixed at 16 GB here, so the refusals of sizes that cannot fit do not
+depend on the machine that runs the tests.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from pvae.cli import main
+
+AVAILABLE = 16 * 10**9  # bytes of memory the tests pretend the machine has
+
+# Small settings every `train` case starts from (a case's own flags come after, so they win).
+TRAIN = ["train", "--epochs", "1", "--hidden", "16", "--z-dim", "4", "--samples", "10", "--no-progress"]
+
+
+@dataclass
+class Case:
+    """One bad input.
+
+    :param id: the test id.
+    :param argv: the command line; ``{run}`` is the trained run's copy, ``{user}`` the user's folder.
+    :param words: what the message must contain (case-insensitive).
+    :param status: the exit status expected.
+    :param prepare: called with the case's folder before the command runs (breaks a file, writes one).
+    :param keep: for a command that succeeds, the user's files (relative paths) that must stay unchanged.
+    :param check: called with the case's folder after the command, for what else must hold.
+    :param patch: called with ``monkeypatch`` before the command (simulates what argv cannot).
+    """
+
+    id: str
+    argv: list[str]
+    words: tuple[str, ...] = ()
+    status: int = 2
+    prepare: Callable[[Path], None] | None = None
+    keep: tuple[str, ...] = ()
+    check: Callable[[Path], None] | None = None
+    patch: Callable[[pytest.MonkeyPatch], None] | None = None
+    needs_run: bool = field(init=False)
+
+    def __post_init__(self):
+        self.needs_run = any("{run}" in a for a in self.argv) or self.prepare is not None
+
+
+# --- ways to break a run --------------------------------------------------------------------------
+
+
+def _write(relative: str, content: bytes | str) -> Callable[[Path], None]:
+    def prepare(root: Path) -> None:
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+
+    return prepare
+
+
+def _truncate(relative: str, fraction: float = 0.5) -> Callable[[Path], None]:
+    def prepare(root: Path) -> None:
+        path = root / relative
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * fraction)])
+
+    return prepare
+
+
+def _remove(relative: str) -> Callable[[Path], None]:
+    return lambda root: (root / relative).unlink()
+
+
+def _edit_config(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def prepare(root: Path) -> None:
+        path = root / "run" / "config.json"
+        config = json.loads(path.read_text())
+        change(config)
+        path.write_text(json.dumps(config))
+
+    return prepare
+
+
+def _nan_weights(root: Path) -> None:
+    path = root / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    for tensor in state["model"].values():
+        if tensor.is_floating_point():
+            tensor.fill_(float("nan"))
+    torch.save(state, path)
+
+
+def _stale_temporary(root: Path) -> None:
+    for relative in ("run/.checkpoint.pt.k2j4x_9a.tmp", "run/figures/.samples.png.0a1b2c3d.tmp"):
+        path = root / relative
+        path.write_bytes(b"half a file")
+        old = time.time() - 3600
+        os.utime(path, (old, old))
+
+
+def _gone(*relatives: str) -> Callable[[Path], None]:
+    def check(root: Path) -> None:
+        for relative in relatives:
+            assert not (root / relative).exists(), f"{relative} is still there"
+
+    return check
+
+
+def _reran(root: Path) -> None:
+    run = root / "run"
+    assert (run / "checkpoint.pt").is_file() and (run / "summary.json").is_file()
+    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 1
+
+
+def _failed_before_checkpoint(root: Path) -> None:
+    for name in ("checkpoint.pt", "metrics.jsonl", "summary.json"):
+        (root / "run" / name).unlink()
+    shutil.rmtree(root / "run" / "figures")
+
+
+def _read_only(relative: str) -> Callable[[Path], None]:
+    def prepare(root: Path) -> None:
+        (root / relative).mkdir(parents=True, exist_ok=True)
+        (root / relative).chmod(0o555)
+
+    return prepare
+
+
+def _interrupt_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pvae.runs import Run
+
+    save = Run.save_checkpoint
+
+    def save_then_interrupt(self, state):
+        save(self, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Run, "save_checkpoint", save_then_interrupt)
+
+
+USER_FILES = {
+    "syntax_error.py": "import torch\n\n\nclass Broken(torch.nn.Module:\n    pass\n",
+    "plain.py": "class Plain:\n    pass\n\n\ndef make_model(x_shape):\n    return None\n\n\nWIDTH = 3\n",
+    "raises.py": "import torch\n\nraise RuntimeError('this file needs a GPU')\n",
+    "no_z.py": '''import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+
+
+class NoZ(PyroModule):
+    """A model whose latent site is called "w"."""
+
+    def __init__(self, x_shape, z_dim=20, **options):
+        super().__init__()
+        self.x_shape, self.z_dim = tuple(x_shape), z_dim
+        self.decoder = torch.nn.Linear(z_dim, 64)
+
+    def prior(self, batch_shape):
+        return dist.Normal(torch.zeros(self.z_dim), 1.0).expand([*batch_shape, self.z_dim]).to_event(1)
+
+    def decode(self, w, y=None):
+        return dist.Bernoulli(logits=self.decoder(w)).to_event(1)
+
+    def forward(self, x, y=None):
+        with pyro.plate("data", x.shape[0]):
+            w = pyro.sample("w", dist.Normal(x.new_zeros(x.shape[0], self.z_dim), 1.0).to_event(1))
+            logits = self.decoder(w)
+            pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x.reshape(x.shape[0], -1))
+''',
+    "notes.txt": "a user's file\n",
+}
+
+
+# --- the list -------------------------------------------------------------------------------------
+
+READERS = {  # every command that reads a run, with small settings
+    "evaluate": ["evaluate", "{run}", "--samples", "5", "--points", "20"],
+    "plot": ["plot", "{run}"],
+    "sample": ["sample", "{run}", "-n", "4", "--out", "{user}/s.png"],
+    "diagnose": ["diagnose", "{run}", "--points", "4", "--khat-samples", "100", "--nuts-points", "0",
+                 "--samples", "20", "--latent-points", "20", "--out", "{user}/d"],
+    "compare-elbos": ["compare-elbos", "{run}", "--estimators", "trace", "--particles", "1", "--points", "5",
+                      "--repeats", "2", "--grad-points", "2", "--grad-repeats", "2", "--cost-steps", "1",
+                      "--no-jit", "--out", "{user}/c"],
+    "resume": TRAIN + ["--out", "{run}", "--resume", "--epochs", "2"],
+}  # fmt: skip
+
+CASES: list[Case] = []
+
+# A broken checkpoint.pt, for every command that reads one.
+for command, argv in READERS.items():
+    CASES += [
+        Case(f"{command}-checkpoint-zero-bytes", argv, ("checkpoint.pt", "empty", "--overwrite"),
+             prepare=_write("run/checkpoint.pt", b"")),
+        Case(f"{command}-checkpoint-truncated", argv, ("checkpoint.pt", "truncated", "--overwrite"),
+             prepare=_truncate("run/checkpoint.pt")),
+        Case(f"{command}-checkpoint-garbage", argv, ("checkpoint.pt", "corrupt", "copy"),
+             prepare=_write("run/checkpoint.pt", b"\x89PNG this is not a checkpoint")),
+        Case(f"{command}-config-garbage", argv, ("config.json", "not a readable configuration", "--overwrite"),
+             prepare=_write("run/config.json", '{"data": {"name": "digits"')),
+    ]  # fmt: skip
+
+CASES += [
+    # The rest of a run directory.
+    Case("evaluate-config-empty", READERS["evaluate"], ("config.json", "empty"), prepare=_write("run/config.json", "")),
+    Case("plot-config-not-an-object", ["plot", "{run}"], ("config.json", "json object"),
+         prepare=_write("run/config.json", "[1, 2, 3]")),
+    Case("evaluate-config-unknown-key", READERS["evaluate"], ("config.json", "unknown keys", "wdith"),
+         prepare=_edit_config(lambda c: c["pair"].update(wdith=3))),
+    Case("evaluate-config-binary", READERS["evaluate"], ("config.json", "not a text file"),
+         prepare=_write("run/config.json", b"\xff\xfe\x00garbage")),
+    Case("evaluate-checkpoint-of-another-pair", READERS["evaluate"], ("does not fit", "config.json"),
+         prepare=_edit_config(lambda c: c["pair"].update(hidden=[32]))),
+    Case("plot-metrics-corrupt", ["plot", "{run}"], ("metrics.jsonl", "line 1", "--overwrite"),
+         prepare=_write("run/metrics.jsonl", '{"epoch": 1, "train_lo')),
+    Case("resume-metrics-corrupt", READERS["resume"], ("metrics.jsonl", "not json"),
+         prepare=_write("run/metrics.jsonl", "not json\n")),
+    Case("evaluate-summary-corrupt", READERS["evaluate"], ("summary.json", "not a readable summary"),
+         prepare=_write("run/summary.json", "{")),
+    Case("evaluate-no-checkpoint", READERS["evaluate"], ("no checkpoint.pt", "did not finish an epoch"),
+         prepare=_remove("run/checkpoint.pt")),
+    Case("evaluate-missing-run", ["evaluate", "{user}/nothing"], ("not a run directory", "pvae train --out")),
+    Case("plot-run-is-a-file", ["plot", "{user}/notes.txt"], ("is a file", "not a run directory")),
+    Case("diagnose-folder-without-run", ["diagnose", "{user}"], ("not a run directory",)),
+    Case("resume-without-run", TRAIN + ["--out", "{user}/fresh", "--resume"], ("not a run directory",)),
+    Case("resume-with-other-settings", READERS["resume"] + ["--z-dim", "5"], ("--resume needs the settings", "z_dim")),
+    Case("stale-temporary-files-removed", READERS["evaluate"], status=0, prepare=_stale_temporary,
+         keep=("run/notes.txt", "run/checkpoint.pt"),
+         check=_gone("run/.checkpoint.pt.k2j4x_9a.tmp", "run/figures/.samples.png.0a1b2c3d.tmp")),
+    # Where results go.
+    Case("train-out-is-a-file", TRAIN + ["--out", "{user}/notes.txt"], ("--out", "is a file", "choose a folder")),
+    Case("train-out-under-a-file", TRAIN + ["--out", "{user}/notes.txt/run"], ("lies under", "which is a file")),
+    Case("train-out-read-only", TRAIN + ["--out", "{user}/locked/run"], ("read-only", "--out"),
+         prepare=_read_only("user/locked")),
+    Case("train-out-not-a-run", TRAIN + ["--out", "{user}"], ("holds no run", "choose another --out")),
+    Case("train-over-a-run", TRAIN + ["--out", "{run}"], ("already holds a run", "--overwrite")),
+    Case("diagnose-out-is-a-file", READERS["diagnose"][:-1] + ["{user}/notes.txt"], ("--out", "is a file")),
+    Case("compare-out-under-a-file", READERS["compare-elbos"][:-1] + ["{user}/notes.txt/c"], ("lies under",)),
+    Case("sample-out-under-a-file", ["sample", "{run}", "--out", "{user}/notes.txt/s.png"], ("lies under",)),
+    Case("sample-out-is-a-folder", ["sample", "{run}", "--out", "{user}"], ("is a folder", "file")),
+    Case("diagnose-run-read-only", READERS["diagnose"][:-2], ("read-only", "results folder"),
+         prepare=lambda root: (root / "run").chmod(0o555)),
+    Case("evaluate-run-read-only", READERS["evaluate"], ("read-only", "run directory"),
+         prepare=lambda root: (root / "run").chmod(0o555)),
+    Case("plot-figures-read-only", ["plot", "{run}"], ("read-only", "run directory"),
+         prepare=lambda root: (root / "run" / "figures").chmod(0o555)),
+    Case("overwrite-keeps-the-users-files", TRAIN + ["--out", "{run}", "--overwrite"], status=0,
+         keep=("run/notes.txt", "run/figures/my-sketch.pdf"), prepare=_write("run/figures/my-sketch.pdf", "%PDF"),
+         check=_reran),
+    Case("rerun-after-failure-before-first-checkpoint", TRAIN + ["--out", "{run}"], status=0,
+         prepare=_failed_before_checkpoint, keep=("run/notes.txt",), check=_reran),
+    Case("sample-keeps-the-trained-samples", ["sample", "{run}", "-n", "4"], status=0,
+         keep=("run/figures/samples.png",)),
+    # A user's model file.
+    Case("model-file-syntax-error", TRAIN + ["--model", "{user}/syntax_error.py:Broken", "--out", "{user}/r"],
+         ("syntax_error.py", "line 4", "fix the syntax error")),
+    Case("model-not-a-class", TRAIN + ["--model", "{user}/plain.py:make_model", "--out", "{user}/r"],
+         ("a function, not a class", "torch.nn.Module")),
+    Case("model-not-a-module", TRAIN + ["--model", "{user}/plain.py:Plain", "--out", "{user}/r"],
+         ("not a torch.nn.Module", "PyroModule")),
+    Case("guide-not-a-module", TRAIN + ["--guide", "{user}/plain.py:WIDTH", "--out", "{user}/r"],
+         ("guide", "an int, not a class", "torch.nn.Module")),
+    Case("model-class-missing", TRAIN + ["--model", "{user}/plain.py:VAE", "--out", "{user}/r"],
+         ("has no 'VAE'", "Plain")),
+    Case("model-file-missing", TRAIN + ["--model", "{user}/nofile.py:VAE", "--out", "{user}/r"], ("no python file",)),
+    Case("model-file-raises", TRAIN + ["--model", "{user}/raises.py:M", "--out", "{user}/r"],
+         ("raised RuntimeError", "needs a GPU", "fix the file")),
+    Case("model-module-missing", TRAIN + ["--model", "no_such_package.models:VAE", "--out", "{user}/r"],
+         ("no_such_package",)),
+    Case("model-unknown", TRAIN + ["--model", "vea", "--out", "{user}/r"], ("unknown model", "vae")),
+    Case("guide-unknown", TRAIN + ["--guide", "gausian", "--out", "{user}/r"], ("unknown guide", "gaussian")),
+    Case("model-without-z-site", TRAIN + ["--model", "{user}/no_z.py:NoZ", "--out", "{user}/r"],
+         ("no latent site 'z'", "['w']")),
+    Case("guide-does-not-fit-model", TRAIN + ["--guide", "m2", "--out", "{user}/r"], ("m2", "guide")),
+    # Sizes that cannot work or cannot fit.
+    Case("hidden-negative", TRAIN + ["--hidden", "-5", "--out", "{user}/r"], ("--hidden", "-5")),
+    Case("hidden-zero", TRAIN + ["--hidden", "0", "--out", "{user}/r"], ("--hidden", "0")),
+    Case("hidden-empty-width", TRAIN + ["--hidden", "400,,200", "--out", "{user}/r"], ("--hidden", "400,,200")),
+    Case("hidden-not-a-number", TRAIN + ["--hidden", "wide", "--out", "{user}/r"], ("--hidden", "wide")),
+    Case("hidden-too-large", TRAIN + ["--hidden", "100000000", "--out", "{user}/r"],
+         ("parameters", "GB", "16.0 GB available", "lower --hidden")),
+    Case("z-dim-too-large", TRAIN + ["--z-dim", "100000", "--samples", "1000", "--out", "{user}/r"],
+         ("log p(x)", "GB", "lower --samples or --z-dim")),
+    Case("particles-too-many", TRAIN + ["--hidden", "400", "--particles", "100000", "--out", "{user}/r"],
+         ("training step needs about", "GB", "16.0 GB available", "lower --particles or --batch-size")),
+    Case("z-dim-zero", TRAIN + ["--z-dim", "0", "--out", "{user}/r"], ("--z-dim", "positive")),
+    Case("particles-zero", TRAIN + ["--particles", "0", "--out", "{user}/r"], ("--particles", "positive")),
+    Case("batch-size-negative", TRAIN + ["--batch-size", "-1", "--out", "{user}/r"], ("--batch-size", "positive")),
+    Case("epochs-zero", TRAIN + ["--epochs", "0", "--out", "{user}/r"], ("--epochs", "positive")),
+    Case("lr-zero", TRAIN + ["--lr", "0", "--out", "{user}/r"], ("--lr", "positive")),
+    Case("lr-nan", TRAIN + ["--lr", "nan", "--out", "{user}/r"], ("--lr", "nan")),
+    Case("flows-negative", TRAIN + ["--guide", "iaf", "--flows", "-1", "--out", "{user}/r"], ("--flows", "-1")),
+    Case("flows-without-flow-guide", TRAIN + ["--flows", "2", "--out", "{user}/r"], ("--flows",)),
+    Case("samples-zero", TRAIN + ["--samples", "0", "--out", "{user}/r"], ("--samples", "positive")),
+    # Numbers that are not numbers, or not allowed.
+    Case("beta-nan", TRAIN + ["--beta", "nan", "--out", "{user}/r"], ("--beta", "nan")),
+    Case("beta-inf", TRAIN + ["--beta", "inf", "--out", "{user}/r"], ("--beta", "inf")),
+    Case("beta-negative", TRAIN + ["--beta", "-1", "--out", "{user}/r"], ("beta", "-1")),
+    Case("alpha-nan", TRAIN + ["--elbo", "renyi", "--alpha", "nan", "--out", "{user}/r"], ("--alpha", "nan")),
+    Case("alpha-negative", TRAIN + ["--elbo", "renyi", "--alpha", "-3", "--out", "{user}/r"], ("--alpha", "-3")),
+    Case("alpha-one", TRAIN + ["--elbo", "renyi", "--alpha", "1", "--out", "{user}/r"], ("alpha", "1")),
+    Case("labels-below-classes", TRAIN + ["--model", "m2", "--labels", "5", "--out", "{user}/r"],
+         ("--labels", "10")),
+    Case("labels-zero", TRAIN + ["--model", "m2", "--labels", "0", "--out", "{user}/r"], ("--labels", "positive")),
+    Case("beta-schedule-from-zero", TRAIN + ["--beta", "0", "--beta-schedule", "linear", "--out", "{user}/r"],
+         ("--beta-schedule",)),
+    Case("ae-with-a-guide", TRAIN + ["--model", "ae", "--guide", "gaussian", "--out", "{user}/r"],
+         ("--model ae means --guide delta",)),
+    # Names that do not exist.
+    Case("data-unknown", TRAIN + ["--data", "cifar", "--out", "{user}/r"], ("--data", "invalid choice")),
+    Case("elbo-unknown", TRAIN + ["--elbo", "elbow", "--out", "{user}/r"], ("--elbo", "invalid choice")),
+    Case("likelihood-unknown", TRAIN + ["--likelihood", "poisson", "--out", "{user}/r"],
+         ("unknown likelihood", "bernoulli")),
+    Case("net-unknown", TRAIN + ["--net", "resnet", "--out", "{user}/r"], ("unknown net", "mlp")),
+    Case("binarize-unknown", TRAIN + ["--binarize", "maybe", "--out", "{user}/r"], ("--binarize", "invalid choice")),
+    Case("command-unknown", ["trian"], ("invalid choice", "train")),
+    Case("option-unknown", TRAIN + ["--epoch", "3x", "--out", "{user}/r"], ("--epoch",)),
+    # Where the data come from.
+    Case("data-dir-missing", TRAIN + ["--data", "fashion-mnist", "--data-dir", "{user}/none", "--out", "{user}/r"],
+         ("--data-dir", "none")),
+    Case("data-dir-empty", TRAIN + ["--data", "fashion-mnist", "--data-dir", "{user}/empty", "--out", "{user}/r"],
+         ("--data-dir", "empty"), prepare=lambda root: (root / "user" / "empty").mkdir()),
+    Case("data-dir-a-file", TRAIN + ["--data", "fashion-mnist", "--data-dir", "{user}/notes.txt", "--out", "{user}/r"],
+         ("--data-dir", "notes.txt")),
+    # Every other command's own options.
+    Case("evaluate-nan-weights", READERS["evaluate"], ("checkpoint.pt", "nan", "--lr"), prepare=_nan_weights),
+    Case("evaluate-samples-zero", ["evaluate", "{run}", "--samples", "0"], ("--samples", "positive")),
+    Case("evaluate-points-zero", ["evaluate", "{run}", "--points", "0"], ("--points", "positive")),
+    Case("evaluate-split-unknown", ["evaluate", "{run}", "--split", "validation"], ("--split", "invalid choice")),
+    Case("sample-n-zero", ["sample", "{run}", "-n", "0"], ("-n", "positive")),
+    Case("sample-label-of-unconditional-model", ["sample", "{run}", "--label", "3"],
+         ("does not condition on labels", "--label")),
+    Case("compare-estimator-unknown", ["compare-elbos", "{run}", "--estimators", "trace,iwea"],
+         ("--estimators", "iwea", "not one of")),
+    Case("compare-particles-zero", ["compare-elbos", "{run}", "--particles", "0,5"], ("--particles", "positive")),
+    Case("compare-particles-garbage", ["compare-elbos", "{run}", "--particles", "1,,x"], ("--particles", "1,,x")),
+    Case("compare-alpha-one", ["compare-elbos", "{run}", "--alpha", "1"], ("alpha",)),
+    Case("diagnose-khat-samples-zero", ["diagnose", "{run}", "--khat-samples", "0"],
+         ("--khat-samples", "at least 100")),
+    Case("diagnose-chains-zero", ["diagnose", "{run}", "--chains", "0"], ("--chains", "positive")),
+    Case("diagnose-points-negative", ["diagnose", "{run}", "--points", "-4"], ("--points", "positive")),
+    # Ctrl-C while training.
+    Case("ctrl-c-during-training", TRAIN + ["--epochs", "2", "--out", "{user}/r"],
+         ("interrupted after epoch 1", "--resume"), status=130, patch=_interrupt_after_first_checkpoint),
+]  # fmt: skip
+
+
+def _params():
+    for case in CASES:
+        yield pytest.param(case, id=case.id)
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Relative path → SHA-256 of every file under ``root``."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A tiny trained run: digits, one epoch, 16 hidden units, 4 latent dimensions."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    status = main(TRAIN + ["--out", str(out)])
+    assert status == 0 and (out / "checkpoint.pt").is_file()
+    return out
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Path:
+    """A case's folder with ``user/`` holding the user's files."""
+    user = tmp_path / "user"
+    user.mkdir()
+    for name, text in USER_FILES.items():
+        (user / name).write_text(text)
+    monkeypatch.chdir(tmp_path)  # a command without --out writes under runs/ here, never elsewhere
+    return tmp_path
+
+
+def _permission_bits_bind(root: Path) -> bool:
+    """Whether a folder without write permission is read-only to this process (not to the superuser,
+    unless it runs without the capability to override them)."""
+    probe = root / "probe"
+    probe.mkdir(mode=0o555)
+    try:
+        return not os.access(probe, os.W_OK)
+    finally:
+        probe.rmdir()
+
+
+def _make_writable(root: Path) -> None:
+    for p in [root, *root.rglob("*")]:
+        if p.is_dir() and not p.is_symlink():
+            p.chmod(0o755)
+
+
+@pytest.mark.parametrize("case", list(_params()))
+def test_bad_input(case: Case, workspace: Path, request, monkeypatch, capsys):
+    """The command exits with ``case.status`` and one message with ``case.words``; no user file changes."""
+    if "read-only" in case.words and not _permission_bits_bind(workspace):
+        pytest.skip("permission bits do not bind this user (the superuser): no folder is read-only to it")
+    if case.needs_run:
+        trained = request.getfixturevalue("trained")
+        shutil.copytree(trained, workspace / "run")
+        (workspace / "run" / "notes.txt").write_text("my notes on this run\n")
+    if case.prepare is not None:
+        case.prepare(workspace)
+    import pvae.memory
+
+    monkeypatch.setattr(pvae.memory, "available_memory", lambda device="cpu": AVAILABLE)
+    if case.patch is not None:
+        case.patch(monkeypatch)
+    argv = [a.format(run=workspace / "run", user=workspace / "user") for a in case.argv]
+    before = _tree(workspace)
+    try:
+        try:
+            status = main(argv)
+        except SystemExit as exit_:  # argparse exits by itself
+            status = exit_.code
+        except BaseException as error:  # a traceback, a KeyboardInterrupt: what a user must never see
+            pytest.fail(f"{argv[0]} raised {type(error).__name__}: {error}")
+    finally:
+        _make_writable(workspace)
+    after = _tree(workspace)
+    err = capsys.readouterr().err
+    assert status == case.status, f"exit status {status}, expected {case.status}; stderr: {err[-600:]}"
+    if case.status == 130:  # Ctrl-C: one line that says what was kept and how to go on, no traceback
+        assert "Traceback" not in err and "error:" not in err, err[-600:]
+        line = next(line for line in err.splitlines() if "interrupted" in line).lower()
+        for word in case.words:
+            assert word.lower() in line, f"{word!r} not in: {line}"
+    elif case.status != 0:
+        assert err.count("error:") == 1, f"not one error line: {err[-600:]}"
+        message = err[err.index("error:") :].lower()
+        for word in case.words:
+            assert word.lower() in message, f"{word!r} not in: {message}"
+        assert after == before, "a refused command changed or wrote files: " + ", ".join(
+            sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        )
+    for relative in case.keep:
+        assert after.get(relative) == before.get(relative) and relative in before, f"{relative} changed or was lost"
+    if case.check is not None:
+        case.check(workspace)
+
+
+def test_the_list_holds_every_case():
+    """At least 60 cases, each id once."""
+    ids = [case.id for case in CASES]
+    assert len(ids) >= 60 and len(ids) == len(set(ids))
