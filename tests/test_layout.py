@@ -121,3 +121,27 @@ def test_pvae_never_imports_the_experiments(module):
     tree = ast.parse(MODULES[module].read_text())
     imported = _imported(tree, module, top_level=False)
     assert not {name for name in imported if name == "experiments" or name.startswith("experiments.")}
+
+
+def test_an_installed_pvae_adds_one_top_level_name():
+    """The distribution declares one top-level import name; ``pvae.models``/``pvae.guides`` come from the
+    repository's ``models/`` and ``guides/`` folders, not from top-level packages of those names."""
+    import importlib.metadata
+
+    assert importlib.metadata.distribution("pvae").read_text("top_level.txt").split() == ["pvae"]
+    assert importlib.util.find_spec("pvae.models").origin.endswith(str(Path("models", "__init__.py")))
+
+
+def test_a_users_models_py_neither_shadows_nor_is_shadowed(tmp_path):
+    """A research folder with its own ``models.py`` and ``guides.py`` (very common names) imports both
+    its files and pvae's registries."""
+    import subprocess
+    import sys
+
+    (tmp_path / "models.py").write_text("MINE = 'models'\n")
+    (tmp_path / "guides.py").write_text("MINE = 'guides'\n")
+    code = (
+        "import models, guides, pvae.models, pvae.guides\nprint(models.MINE, guides.MINE, 'vae' in pvae.models.MODELS)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["models", "guides", "True"]
