@@ -8,6 +8,7 @@ Ctrl-C as one line and exit status 130 (128 + SIGINT, the shell's convention).
 """
 
 import argparse
+import difflib
 import importlib
 import sys
 import time
@@ -26,6 +27,12 @@ TRAIN_DEFAULTS = {
     "elbo": (None, "the model's, else meanfield"),
     "beta": (None, "1, or the --model preset's"),
     "epochs": (None, "100 for digits, 10 otherwise"),
+    "z_dim": (None, "the model's; 20 for vae, 2 for linear"),
+    "hidden": (None, "the model's; 400 for vae, none (affine) for linear"),
+    "likelihood": (None, "the model's; bernoulli for vae, gaussian for linear"),
+    "net": (None, "the model's; mlp"),
+    "flows": (None, "the guide's; 2 for iaf"),
+    "aux_weight": (None, "the guide's; 50 for m2"),
 }
 
 #: Subcommand → its one-line help, and the config classes whose fields are its options, each with
@@ -69,17 +76,42 @@ def command_options(command: str) -> list[tuple[type, dict]]:
     return classes
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``PROG: error: ...``, with exit status 2, and
+    that takes no abbreviation of an option (``--epoch`` is not silently ``--epochs``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        """Print one line naming the problem (and ``--help``), and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """As argparse's, but an option this (sub)command does not have is an error that suggests the
+        nearest one it has (``--z_dim`` → ``--z-dim``)."""
+        parsed, extra = super().parse_known_args(args, namespace)
+        unknown = [a for a in extra if a.startswith("-")]
+        if unknown and self._subparsers is None:
+            given = unknown[0].split("=", 1)[0]
+            near = difflib.get_close_matches(given, list(self._option_string_actions), n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            self.error(f"no option {given}{hint}")
+        return parsed, extra
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of every subcommand.
 
     :param only: generate the options of this subcommand only (the others keep their name and
         help), so that a command imports only the modules it needs.
     """
-    parser = argparse.ArgumentParser(prog="pvae", description="Variational autoencoders as Pyro model/guide pairs.")
+    parser = Parser(prog="pvae", description="Variational autoencoders as Pyro model/guide pairs.")
     parser.add_argument("--version", action="version", version=f"pvae {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command, (text, _) in COMMANDS.items():
-        child = sub.add_parser(command, help=text, description=text[0].upper() + text[1:] + ".")
+        child = sub.add_parser(command, help=text, description=text[0].upper() + text[1:] + ".", allow_abbrev=False)
         if command != "train":
             child.add_argument("run", help="run directory")
         if only is None or only == command:
@@ -149,9 +181,11 @@ def _train(args) -> Path:
         run.write_config(config.to_dict())
     else:
         run = Run.create(out, config.to_dict(), overwrite=options.overwrite)
+    done = len(run.metrics()) if options.resume else 0
     print(
-        f"training {name} ({elbo}, beta {beta}) on {args.data} ({len(dataset.train)} train, {len(dataset.val)} val, "
-        f"{len(dataset.test)} test) for {epochs} epochs → {out}",
+        f"{f'resuming after epoch {done}: ' if done else ''}training {name} ({elbo}, beta {beta}) on {args.data} "
+        f"({len(dataset.train)} train, {len(dataset.val)} val, {len(dataset.test)} test) for {epochs} "
+        f"epoch{'s' if epochs != 1 else ''} → {out}",
         file=sys.stderr,
     )
     try:
@@ -172,8 +206,14 @@ def _train(args) -> Path:
     if "val_accuracy" in history[-1]:
         training["final_val_accuracy"] = history[-1]["val_accuracy"]
     run.update_summary(training=training)
-    _evaluate_run(out, evaluation)
-    _plot_run(out)
+    try:
+        _evaluate_run(out, evaluation)
+        _plot_run(out)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted after training ({len(history)} epochs, all saved in {out}); `pvae evaluate {out}` and "
+            f"`pvae plot {out}` finish the job"
+        ) from None
     return out
 
 
@@ -377,7 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if a in COMMANDS), None)
-    args = build_parser(only=command).parse_args(argv)
+    try:
+        args = build_parser(only=command).parse_args(argv)
+    except KeyboardInterrupt:  # while the modules a command needs are imported
+        print(f"\npvae {command or ''}: interrupted before anything ran".replace(" :", ":"), file=sys.stderr)
+        return INTERRUPTED
     from pvae.data import DataError
     from pvae.runs import RunError
 

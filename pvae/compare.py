@@ -436,6 +436,7 @@ class CompareConfig:
     out: str | None = None
 
     def __post_init__(self):
+        options.seed(self, "seed")
         options.check_choices(self)
         options.require(self, "estimators", self.estimators is None or len(self.estimators) > 0, "at least one name")
         options.require(

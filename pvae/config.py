@@ -20,13 +20,16 @@ class PairConfig:
     default of the class that takes the option (the model's constructor first, then the guide's);
     :func:`resolve` fills them in, and ``config.json`` records the resolved values.
 
-    :param model: a name from ``pvae.models.MODELS`` or ``"module:ClassName"``.
-    :param guide: a name from ``pvae.guides.GUIDES`` or ``"module:ClassName"``; ``None``: the model's
+    :param model: a name from ``pvae.models.MODELS`` (vae, cvae, m2, two-layer, linear), the preset ae
+        (the plain autoencoder), or your own class as ``module:ClassName`` or ``path/file.py:ClassName``.
+    :param guide: a name from ``pvae.guides.GUIDES`` (gaussian, fullrank, iaf, delta, conditional-gaussian,
+        m2, two-layer) or ``module:ClassName`` / ``path/file.py:ClassName``; ``None``: the model's
         ``default_guide``.
     :param z_dim: latent dimension, of model and guide alike.
     :param hidden: hidden widths of the decoder and the encoder.
-    :param likelihood: a name from :data:`pvae.likelihoods.LIKELIHOODS`.
-    :param net: network family of encoder and decoder, a name from :data:`pvae.nets.NETS`.
+    :param likelihood: a name from :data:`pvae.likelihoods.LIKELIHOODS` (bernoulli, continuous-bernoulli,
+        gaussian, gaussian-per-pixel).
+    :param net: network family of encoder and decoder, a name from :data:`pvae.nets.NETS` (mlp, conv).
     :param flows: transforms in a flow guide (``pvae.guides.iaf``).
     :param aux_weight: weight of the semi-supervised guide's classification loss (``pvae.guides.m2``).
     """

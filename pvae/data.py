@@ -51,6 +51,7 @@ class DataConfig:
 
     def __post_init__(self):
         try:
+            options.seed(self, "data_seed")
             options.check_choices(self)
             options.positive(self, "val_size", "labels")
         except ValueError as error:
@@ -270,7 +271,7 @@ def load(config: DataConfig = DataConfig()) -> Dataset:
     else:
         raise DataError(f"unknown dataset {config.data!r}; choose one of {list(DATASETS)}")
     if not 0 < val_size < len(train):
-        raise DataError(f"val_size must be between 1 and {len(train) - 1}, got {val_size}")
+        raise DataError(f"--val-size must be between 1 and {len(train) - 1} for {config.data}, not {val_size}")
     generator = torch.Generator().manual_seed(config.data_seed)
     order = torch.randperm(len(train), generator=generator)
     val = Split(train.x[order[:val_size]], train.y[order[:val_size]])

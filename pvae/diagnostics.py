@@ -95,6 +95,7 @@ class DiagnoseConfig:
     out: str | None = None
 
     def __post_init__(self):
+        options.seed(self, "seed")
         options.check_choices(self)
         positive = ("points", "chains", "nuts_warmup", "nuts_draws", "samples", "local_particles", "local_steps")
         options.positive(self, *positive, "elbo_samples", "latent_points", "max_r_hat", "min_ess", "local_tol")

@@ -52,6 +52,7 @@ class EvaluateConfig:
     seed: int = 0
 
     def __post_init__(self):
+        options.seed(self, "seed")
         options.check_choices(self)
         options.positive(self, "samples", "points", "batch_size")
 
@@ -74,6 +75,7 @@ class SampleConfig:
     out: str | None = None
 
     def __post_init__(self):
+        options.seed(self, "seed")
         options.positive(self, "n")
         options.positive(self, "label", zero=True)
 

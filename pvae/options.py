@@ -88,6 +88,17 @@ def positive(config, *names: str, zero: bool = False) -> None:
         require(config, name, ok, "a non-negative number" if zero else "a positive number")
 
 
+#: Seeds are what numpy's generators take: 0 ≤ seed < 2³².
+MAX_SEED = 2**32 - 1
+
+
+def seed(config, *names: str) -> None:
+    """Refuse a seed field of ``names`` outside ``0 … 2³² − 1``."""
+    for name in names:
+        value = getattr(config, name)
+        require(config, name, value is None or 0 <= value <= MAX_SEED, f"an integer from 0 to {MAX_SEED}")
+
+
 def finite(config, *names: str) -> None:
     """Refuse a field of ``names`` that is NaN or infinite; ``None`` passes."""
     for name in names:

@@ -6,6 +6,7 @@
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import pyro
@@ -67,6 +68,7 @@ class TrainConfig:
     beta_ramp: float = 0.5
 
     def __post_init__(self):
+        options.seed(self, "seed")
         options.check_choices(self)
         options.positive(self, "epochs", "batch_size", "lr", "particles", "beta_warmup", "beta_cycles")
         options.positive(self, "beta", "max_seconds", zero=True)
@@ -173,7 +175,9 @@ def fit(
             bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
             tic, total, seen, taken = time.perf_counter(), torch.zeros(()), 0, 0
             out_of_time = False
-            with pyro.validation_enabled(config.validate):
+            with pyro.validation_enabled(config.validate), warnings.catch_warnings():
+                # a non-finite loss is refused below, once, with the fix; Pyro's warning on every step would bury it
+                warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
                 for x, y in batches(train, config.batch_size):
                     if not schedule.is_constant:
                         eager.set_beta(schedule(epoch + taken / steps))
@@ -182,8 +186,12 @@ def fit(
                     seen += x.shape[0]
                     taken += 1
                     bar.update()
-                    if taken % 20 == 1:
-                        bar.set_postfix(loss=f"{float(loss):.2f}")
+                    if taken % 20 == 1:  # every 20 steps, so that the loss is not synchronised on every step
+                        value = float(loss)
+                        if not math.isfinite(value):  # stop now: a diverged step only spreads to the rest
+                            total = torch.tensor(value)
+                            break
+                        bar.set_postfix(loss=f"{value:.2f}")
                     if config.max_seconds is not None and trained + time.perf_counter() - tic >= config.max_seconds:
                         out_of_time = True
                         break

@@ -303,6 +303,13 @@ CASES += [
     Case("epochs-zero", TRAIN + ["--epochs", "0", "--out", "{user}/r"], ("--epochs", "positive")),
     Case("lr-zero", TRAIN + ["--lr", "0", "--out", "{user}/r"], ("--lr", "positive")),
     Case("lr-nan", TRAIN + ["--lr", "nan", "--out", "{user}/r"], ("--lr", "nan")),
+    # A mistyped flag, or an abbreviation argparse would otherwise take for another flag.
+    Case("flag-with-underscore", TRAIN + ["--z_dim", "5", "--out", "{user}/r"], ("no option --z_dim", "--z-dim")),
+    Case("flag-abbreviated", TRAIN + ["--epoch", "1", "--out", "{user}/r"], ("no option --epoch", "--epochs")),
+    Case("evaluate-flag-unknown", ["evaluate", "{run}", "--iwae-samples", "10"], ("no option --iwae-samples",)),
+    Case("seed-negative", TRAIN + ["--seed", "-1", "--out", "{user}/r"], ("--seed", "-1", "4294967295")),
+    Case("data-seed-too-large", TRAIN + ["--data-seed", "4294967296", "--out", "{user}/r"], ("--data-seed",)),
+    Case("val-size-too-large", TRAIN + ["--val-size", "5000", "--out", "{user}/r"], ("--val-size", "5000", "1436")),
     Case("flows-negative", TRAIN + ["--guide", "iaf", "--flows", "-1", "--out", "{user}/r"], ("--flows", "-1")),
     Case("flows-without-flow-guide", TRAIN + ["--flows", "2", "--out", "{user}/r"], ("--flows",)),
     Case("samples-zero", TRAIN + ["--samples", "0", "--out", "{user}/r"], ("--samples", "positive")),
@@ -447,6 +454,9 @@ def test_bad_input(case: Case, workspace: Path, request, monkeypatch, capsys):
             assert word.lower() in line, f"{word!r} not in: {line}"
     elif case.status != 0:
         assert err.count("error:") == 1, f"not one error line: {err[-600:]}"
+        lines = err.strip().splitlines()  # the error comes first, or after train's banner: no usage, no traceback
+        first = next(i for i, line in enumerate(lines) if "error:" in line)
+        assert first <= 1 and "usage:" not in err and "Traceback" not in err, err[-600:]
         message = err[err.index("error:") :].lower()
         for word in case.words:
             assert word.lower() in message, f"{word!r} not in: {message}"

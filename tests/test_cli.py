@@ -346,3 +346,18 @@ def test_evaluate_refuses_a_bound_that_comes_out_infinite(trained, monkeypatch, 
     assert main(["evaluate", str(trained), "--samples", "5", "--points", "10"]) == 2
     assert "error: the test split scores log_px -inf: " in capsys.readouterr().err
     assert (trained / "summary.json").read_text() == before
+
+
+def test_a_diverging_run_stops_with_one_line_and_a_plain_rerun_works(tmp_path, capsys):
+    """A learning rate that sends the loss to NaN stops training at once (not after a screen of Pyro's
+    warnings) with one error line and the fix; the run had no checkpoint, so the same --out trains again
+    without --overwrite."""
+    out = str(tmp_path / "run")
+    small = ["train", "--epochs", "2", "--hidden", "16", "--z-dim", "4", "--samples", "10", "--no-progress"]
+    assert main([*small, "--lr", "1e10", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "Encountered NaN" not in err and err.strip().splitlines()[-1] == (
+        "pvae train: error: the loss became nan in epoch 1; try a lower --lr"
+    )
+    assert main([*small, "--out", out]) == 0
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2

@@ -192,3 +192,24 @@ def test_defaults_are_valid():
     for cls in (DataConfig, PairConfig, TrainConfig, EvaluateConfig, SampleConfig, CompareConfig, DiagnoseConfig):
         cls()  # no default is refused
     assert math.isfinite(TrainConfig().lr)
+
+
+def test_the_help_of_the_pair_options_names_every_registered_choice():
+    """``pvae train --help`` lists the models, guides, likelihoods and nets by name: the docstring it
+    comes from keeps up with the registries."""
+    from pvae.config import PairConfig
+    from pvae.guides import GUIDES
+    from pvae.likelihoods import LIKELIHOODS
+    from pvae.models import MODELS, PRESETS
+    from pvae.nets import NETS
+    from pvae.options import docstring_params
+
+    helps = docstring_params(PairConfig)
+    for option, names in (
+        ("model", [*MODELS, *PRESETS]),
+        ("guide", GUIDES),
+        ("likelihood", LIKELIHOODS),
+        ("net", NETS),
+    ):
+        listed = {w.strip(",.()") for w in helps[option].split()}
+        assert set(names) <= listed, (option, set(names) - listed)
