@@ -41,6 +41,13 @@ def lookup(table: Mapping[str, T], name: str, what: str, kind: type | None = Non
         where = f"{error.filename}, line {error.lineno}" if error.filename else module_name
         text = f": {error.text.strip()}" if error.text and error.text.strip() else ""
         raise ValueError(f"cannot load {what} {name!r}: {where}: {error.msg}{text}; fix the syntax error") from None
+    except ModuleNotFoundError as error:
+        if module_name.endswith(".py") or error.name != module_name.split(".")[0]:  # an import inside the file
+            raise ValueError(
+                f"cannot load {what} {name!r}: {module_name} imports {error.name!r}, which is not installed; "
+                f"install it (pip install ...) or remove the import"
+            ) from None
+        raise ValueError(f"cannot load {what} {name!r}: {error}; check the module name") from None
     except (ImportError, OSError) as error:
         raise ValueError(f"cannot load {what} {name!r}: {error}; check the file or module name") from None
     except Exception as error:  # the user's module raised while it ran

@@ -199,7 +199,10 @@ class Run:
         """
         path = self.path / CHECKPOINT
         if not path.is_file():
-            raise RunError(f"{self.path} has no {CHECKPOINT}: its training did not finish an epoch")
+            raise RunError(
+                f"{self.path} has no {CHECKPOINT}: its training did not finish an epoch; train it again (the same "
+                "command, without --resume)"
+            )
         try:
             state = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as error:  # torch raises EOFError, UnpicklingError, RuntimeError, ValueError ...

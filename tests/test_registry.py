@@ -34,3 +34,11 @@ def test_a_name_that_is_not_an_import_is_refused(name, words):
     with pytest.raises(ValueError) as caught:
         lookup({"vae": torch.nn.Module}, name, "model", torch.nn.Module)
     assert words in str(caught.value)
+
+
+def test_a_missing_package_imported_by_the_users_file_is_named_as_such(tmp_path):
+    (tmp_path / "needs.py").write_text("import nosuchpkg_for_pvae_tests\n")
+    with pytest.raises(ValueError, match=r"needs.py imports 'nosuchpkg_for_pvae_tests', which is not installed"):
+        lookup({}, f"{tmp_path}/needs.py:Model", "model", torch.nn.Module)
+    with pytest.raises(ValueError, match=r"No module named 'nosuchmod_for_pvae'; check the module name"):
+        lookup({}, "nosuchmod_for_pvae:Model", "model", torch.nn.Module)
