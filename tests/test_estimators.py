@@ -20,6 +20,7 @@ from pvae.compare import Estimator, bound_values, ordering
 from pvae.guides.gaussian import GaussianGuide
 from pvae.models.linear import LinearGaussian
 from pvae.objectives import TracedLoss, backward, loss_module, make_elbo
+from tests.conftest import derived_seed
 
 # ------------------------------------------------------------------------------------------
 # Exact objectives
@@ -172,9 +173,9 @@ def test_one_particle_bounds_are_the_elbo_draw_for_draw(small_pair):
     values, grads = {}, {}
     for name in ("trace", "graph", "iwae", "dreg"):
         loss_fn = loss_module(model, guide, make_elbo(name, 1))
-        pyro.set_rng_seed(3)
+        pyro.set_rng_seed(derived_seed(3))
         values[name] = loss_fn.estimate(x)
-        pyro.set_rng_seed(3)
+        pyro.set_rng_seed(derived_seed(3))
         for p in loss_fn.parameters():
             p.grad = None
         backward(loss_fn, x)
@@ -223,7 +224,7 @@ def test_renyi_lies_between_elbo_and_iwae_draw_for_draw(small_pair):
         values = {}
         for name in ("trace", "renyi", "iwae"):
             loss_fn = loss_module(model, guide, make_elbo(name, 4, vectorize_particles=True))
-            pyro.set_rng_seed(seed)
+            pyro.set_rng_seed(derived_seed(seed))
             values[name] = -loss_fn.estimate(x)
         assert values["trace"] < values["renyi"] < values["iwae"], values
 
@@ -382,7 +383,7 @@ def test_dreg_scores_every_continuous_guide_as_iwae_does(pair, vectorize):
     values = {}
     for name in ("iwae", "dreg"):
         loss_fn = loss_module(model, guide, make_elbo(name, 3, vectorize))
-        pyro.set_rng_seed(2)
+        pyro.set_rng_seed(derived_seed(2))
         values[name] = loss_fn.estimate(x)
     assert values["dreg"] == pytest.approx(values["iwae"], rel=1e-5)
     loss_fn = loss_module(model, guide, make_elbo("dreg", 3, vectorize))

@@ -21,6 +21,7 @@ from pvae.models.cvae import CVAE
 from pvae.models.linear import LinearGaussian
 from pvae.models.m2 import M2
 from pvae.models.vae import VAE
+from tests.conftest import derived_seed
 from tests.guides.test_fullrank import _correlated_ppca, _fit_guide, _one_thread, _set_to_posterior
 
 #: Lengths of the decoder's columns for latent dimensions 0-3: dimensions 1 and 3 are unused.
@@ -215,7 +216,7 @@ def _tiny_config() -> DiagnoseConfig:
 @pytest.fixture
 def binary():
     """30 random binary 8×8 images and labels in 0..9."""
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(derived_seed(0))
     x = torch.bernoulli(torch.full((30, 1, 8, 8), 0.3), generator=generator)
     y = torch.randint(0, 10, (30,), generator=generator)
     return x, y

@@ -8,6 +8,7 @@ from pvae.data import DataConfig, load
 from pvae.evaluate import evaluate
 from pvae.nets import ConvDecoder, decoder, encoder
 from pvae.train import TrainConfig, fit
+from tests.conftest import derived_seed
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_conv_nets_refuse_data_that_are_not_images(x_shape):
 
 
 def test_a_conv_vae_trains_on_digits(digits):
-    torch.manual_seed(0)
+    torch.manual_seed(derived_seed(0))
     model, guide = build_pair(PairConfig(net="conv", z_dim=8, hidden=(128,)), digits.x_shape)
     history = fit(model, guide, digits, TrainConfig(epochs=5, batch_size=64), progress=False)
     first, last = history[0]["val_elbo"], history[-1]["val_elbo"]
@@ -87,7 +88,7 @@ def test_a_conv_vae_trains_on_digits(digits):
 
 @pytest.mark.slow
 def test_a_conv_vae_beats_independent_pixels_on_digits(digits):
-    torch.manual_seed(0)
+    torch.manual_seed(derived_seed(0))
     model, guide = build_pair(PairConfig(net="conv", z_dim=8, hidden=(128,)), digits.x_shape)
     fit(model, guide, digits, TrainConfig(epochs=30, batch_size=64, lr=3e-3), progress=False)
     result = evaluate(model, guide, digits.val.x, num_samples=1)

@@ -9,6 +9,7 @@ from pvae.guides.gaussian import GaussianGuide
 from pvae.models.vae import VAE
 from pvae.runs import Run
 from pvae.train import TrainConfig, check_compatible, fit
+from tests.conftest import derived_seed
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def digits():
 
 
 def _pair(dataset, seed=0):
-    torch.manual_seed(seed)
+    torch.manual_seed(derived_seed(seed))
     return build_pair(PairConfig(z_dim=4, hidden=(64,)), dataset.x_shape)
 
 
@@ -33,13 +34,13 @@ def test_training_raises_the_validation_elbo(digits, estimator):
 
 
 def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_run(digits, tmp_path):
-    config = TrainConfig(epochs=4, batch_size=128, seed=3)
+    config = TrainConfig(epochs=4, batch_size=128, seed=derived_seed(3))
     model, guide = _pair(digits)
     straight = fit(model, guide, digits, config, run=Run.create(tmp_path / "a", {}), progress=False)
 
     model, guide = _pair(digits)
     run = Run.create(tmp_path / "b", {})
-    fit(model, guide, digits, TrainConfig(epochs=2, batch_size=128, seed=3), run=run, progress=False)
+    fit(model, guide, digits, TrainConfig(epochs=2, batch_size=128, seed=derived_seed(3)), run=run, progress=False)
     model, guide = _pair(digits, seed=99)  # fresh parameters: everything must come from the checkpoint
     resumed = fit(model, guide, digits, config, run=run, resume=True, progress=False)
     assert len(resumed) == 4
@@ -114,9 +115,11 @@ def test_traced_loss_compiles_once_per_shape_and_estimates_the_same_loss(digits)
 
 def test_training_with_jit_matches_eager_training(digits):
     model, guide = _pair(digits)
-    eager = fit(model, guide, digits, TrainConfig(epochs=4, batch_size=100, seed=5), progress=False)
+    eager = fit(model, guide, digits, TrainConfig(epochs=4, batch_size=100, seed=derived_seed(5)), progress=False)
     model, guide = _pair(digits)
-    jit = fit(model, guide, digits, TrainConfig(epochs=4, batch_size=100, seed=5, jit=True), progress=False)
+    jit = fit(
+        model, guide, digits, TrainConfig(epochs=4, batch_size=100, seed=derived_seed(5), jit=True), progress=False
+    )
     assert jit[-1]["val_elbo"] == pytest.approx(eager[-1]["val_elbo"], abs=1.0)
     assert jit[-1]["val_elbo"] > jit[0]["val_elbo"] + 3
 
@@ -171,7 +174,7 @@ def test_every_registry_entry_trains_through_fit_and_improves_its_objective(digi
     x = digits.training_batch(digits.val.x)
 
     def value():  # the estimator's own objective on validation, nats per datapoint, averaged over 5 draws
-        torch.manual_seed(1)
+        torch.manual_seed(derived_seed(1))
         return -sum(objective.estimate(x) for _ in range(5)) / (5 * len(x))
 
     before = value()
@@ -195,7 +198,7 @@ def test_estimators_without_a_differentiable_loss_get_the_same_gradient_as_those
         assert loss_fn.differentiable == (name == "trace")
         for p in loss_fn.parameters():
             p.grad = torch.ones_like(p)  # a gradient already accumulated
-        torch.manual_seed(3)
+        torch.manual_seed(derived_seed(3))
         loss = backward(loss_fn, x, scale=1 / 32)
         grads[name] = (float(loss), [p.grad.clone() for p in loss_fn.parameters()])
     assert grads["graph"][0] == pytest.approx(grads["trace"][0], rel=1e-6)

@@ -11,6 +11,7 @@ from pvae.config import PairConfig, build_pair
 from pvae.evaluate import evaluate
 from pvae.objectives import loss_module
 from pvae.train import TrainConfig, fit
+from tests.conftest import derived_seed
 
 
 def _pair(aux_weight=3.0):
@@ -38,17 +39,17 @@ def test_labelled_batches_add_the_weighted_classification_loss():
     x, y = torch.bernoulli(torch.full((5, 1, 8, 8), 0.4)), torch.tensor([0, 3, 3, 7, 9])
     elbo = Trace_ELBO(max_plate_nesting=1)
     loss_fn = loss_module(model, guide, elbo)
-    torch.manual_seed(0)
+    torch.manual_seed(derived_seed(0))
     total = loss_fn(x, y)
-    torch.manual_seed(0)
+    torch.manual_seed(derived_seed(0))
     alone = loss_fn.elbo_loss(x, y)
     cross_entropy = F.cross_entropy(guide.classify(x), y, reduction="sum")
     assert (total - alone).item() == pytest.approx(3.0 * cross_entropy.item(), rel=1e-5)
     # unlabelled batches carry no classification term
     enum = TraceEnum_ELBO(max_plate_nesting=1)
-    torch.manual_seed(0)
+    torch.manual_seed(derived_seed(0))
     unlabelled = loss_module(model, guide, enum)(x)
-    torch.manual_seed(0)
+    torch.manual_seed(derived_seed(0))
     assert unlabelled.item() == pytest.approx(enum(model, guide)(x).item(), rel=1e-6)
 
 
@@ -83,8 +84,8 @@ def test_traced_m2_loss_matches_the_eager_one_on_both_kinds_of_batch():
     x, y = torch.bernoulli(torch.full((5, 1, 8, 8), 0.4)), torch.tensor([0, 3, 3, 7, 9])
     for args in ((x,), (x, y), (x,)):
         for seed in (1, 2):  # the tracing draw and another
-            torch.manual_seed(seed)
+            torch.manual_seed(derived_seed(seed))
             expected = eager(*args)
-            torch.manual_seed(seed)
+            torch.manual_seed(derived_seed(seed))
             assert traced(*args).item() == pytest.approx(expected.item(), rel=1e-5)
     assert traced.compilations == 2  # one trace per kind of batch
