@@ -77,12 +77,14 @@ def _junit_name(node_id: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="arguments after -- go to pytest")
     parser.add_argument("seeds", type=int, help="how many seeds: FIRST .. FIRST + SEEDS - 1")
     parser.add_argument("--first", type=int, default=0, help="the first seed (default 0)")
     parser.add_argument("--keep", type=Path, default=None, help="folder to keep each seed's JUnit XML and log in")
-    parser.add_argument("pytest_args", nargs="*", help="arguments for pytest, after --")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    ours, pytest_args = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    args = parser.parse_args(ours)
+    args.pytest_args = pytest_args
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="seed-sweep-"))
     folder.mkdir(parents=True, exist_ok=True)

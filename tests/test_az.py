@@ -20,6 +20,7 @@ def _k_hats(log_weights: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("alpha", [2.0, 1.25, 5.0])
+@pytest.mark.statistical
 def test_pareto_k_recovers_the_tail_index_of_pareto_weights(alpha):
     """w ~ Pareto(scale 1, α) has P(w > t) = t^(−α), a generalized Pareto tail of shape k = 1/α:
     0.5, 0.8 and 0.2. Its log is exponential with rate α.
@@ -35,6 +36,7 @@ def test_pareto_k_recovers_the_tail_index_of_pareto_weights(alpha):
     assert k_hat.mean() == pytest.approx(1 / alpha, abs=0.06)
 
 
+@pytest.mark.statistical
 def test_pareto_k_orders_rows_by_their_tails_in_one_call():
     """Each row is fitted on its own: rows with k = 0.2, 0.5, 0.8 get increasing k̂ and smoothed
     weights that are normalized in every row."""
@@ -71,6 +73,20 @@ def test_pareto_k_of_equal_weights_is_minus_infinity_with_uniform_weights():
     assert np.isfinite(k_hat[1]) and abs(k_hat[1] - 0.5) < 0.4
 
 
+def test_pareto_k_of_weights_equal_up_to_float32_rounding_is_minus_infinity():
+    """The exact posterior as proposal gives log-weights equal up to the rounding of float32
+    densities (a range of 10-50 ulps): no tail, k̂ = −∞, not a Pareto fit to rounding noise (which
+    gave +∞ or > 0.7). A spread well above rounding (a few 1e-3 relative) is fitted as usual."""
+    rng = np.random.default_rng(derived_seed(4))
+    base = np.float32(-8.3)
+    rounding = (base + rng.integers(-20, 21, size=(2, K)) * np.spacing(base)).astype(np.float64)
+    spread = -8.3 + 1e-2 * rng.exponential(0.5, size=(1, K))
+    k_hat, smoothed = az.pareto_k(np.concatenate([rounding, spread]))
+    assert np.all(k_hat[:2] == -np.inf)
+    np.testing.assert_array_equal(smoothed[:2], np.full((2, K), -np.log(K)))
+    assert np.isfinite(k_hat[2]) and k_hat[2] < 0.5  # log w = 0.01 Exp(rate 2): P(w > t) = t^−200, k = 0.005
+
+
 @pytest.mark.parametrize("shape", [(K,), (2, 3, K), (5, 1)])
 def test_pareto_k_wants_rows_of_at_least_two_samples(shape):
     with pytest.raises(ValueError, match="at least 2 samples"):
@@ -84,6 +100,7 @@ def _gaussian_log_weights(c: float, rows: int, seed: int) -> np.ndarray:
     return stats.norm.logpdf(z) - stats.norm.logpdf(z, scale=c)
 
 
+@pytest.mark.statistical
 def test_pareto_k_of_a_narrow_gaussian_proposal():
     """Proposal N(0, c²), target N(0, 1), c < 1: log w = (1 − c²) χ²₁ / 2 + log c, and
     P(w > t) = P(χ²₁ > 2 log(t/c) / (1 − c²)) ≈ (t/c)^(−1/(1−c²)) / √(π log(t/c)/(1−c²)):
@@ -100,6 +117,7 @@ def test_pareto_k_of_a_narrow_gaussian_proposal():
     assert (k_hat > 0.5).mean() > 0.8  # the usual verdict: a narrow proposal is unreliable
 
 
+@pytest.mark.statistical
 def test_pareto_k_of_a_wide_gaussian_proposal_is_negative():
     """c = 2 > 1: log w = (1 − c²) χ²₁ / 2 + log c ≤ log 2, so the weights are bounded and their
     tail is short (k < 0). Measured k̂ from −1.80 to −1.41 over 400 rows, standard deviation 0.12."""
@@ -135,6 +153,7 @@ def _rank_rhat(draws: np.ndarray) -> float:
     return max(_split_rhat(_rank_normalized(draws)), _split_rhat(_rank_normalized(folded)))
 
 
+@pytest.mark.statistical
 def test_independent_chains_converge():
     """Four chains of 1000 independent N(0, 1) draws: R-hat ≈ 1 and ESS ≈ 4000 draws.
 
@@ -153,6 +172,7 @@ def test_independent_chains_converge():
             assert diag["r_hat"][i, j] == pytest.approx(_rank_rhat(draws[:, :, i, j]), rel=1e-10)
 
 
+@pytest.mark.statistical
 def test_a_chain_elsewhere_does_not_converge():
     """Chains at means 0, 0, 0, 3: only the scalar whose fourth chain is shifted fails.
 

@@ -155,6 +155,7 @@ def z_scores(samples: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
 # 1-3. Values
 
 
+@pytest.mark.statistical
 def test_elbo_estimators_agree_with_the_closed_form(ppca_pair):
     model, guide, x = ppca_pair
     with torch.no_grad():
@@ -192,6 +193,7 @@ def test_one_particle_bounds_are_the_elbo_draw_for_draw(small_pair):
     assert not torch.allclose(grads["dreg"][:n_guide], grads["trace"][:n_guide], rtol=1e-3)
 
 
+@pytest.mark.statistical
 def test_iwae_tightens_with_k_below_the_exact_likelihood(ppca_pair):
     model, guide, x = ppca_pair
     with torch.no_grad():
@@ -251,6 +253,7 @@ def test_quadrature_is_exact_where_it_can_be_checked(small_pair):
 
 
 @pytest.mark.parametrize("name", ["trace", "meanfield", "graph", "dreg"])
+@pytest.mark.statistical
 def test_elbo_gradient_is_unbiased(small_pair, name):
     """Every K = 1 estimator (DReG's is "sticking the landing") averages to the gradient of the
     closed-form ELBO, for all 15 model and guide parameters."""
@@ -262,6 +265,7 @@ def test_elbo_gradient_is_unbiased(small_pair, name):
     assert z.abs().max() < 4.5, (name, z)
 
 
+@pytest.mark.statistical
 def test_iwae_and_dreg_gradients_match_quadrature(small_pair):
     """The IWAE-3 gradient of both estimators averages to the autograd gradient of the
     quadrature; DReG's guide gradient does so with less variance (Tucker et al., 2018)."""
@@ -284,6 +288,7 @@ def test_iwae_and_dreg_gradients_match_quadrature(small_pair):
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.5])
+@pytest.mark.statistical
 def test_dreg_is_unbiased_for_the_beta_scaled_bound(small_pair, beta):
     """With beta on the latent site, log w holds beta·log q and the score term DReG removes is
     beta times smaller: its weights become w̃(1 − beta + beta·w̃). Its mean gradient is still
@@ -302,6 +307,7 @@ def test_dreg_is_unbiased_for_the_beta_scaled_bound(small_pair, beta):
 
 
 @pytest.mark.parametrize("name", ["iwae", "dreg"])
+@pytest.mark.statistical
 def test_looped_and_vectorized_particles_estimate_the_same_bound(small_pair, name):
     model, guide, x = small_pair
     k, copies, repeats = 3, 20, 100

@@ -106,6 +106,7 @@ def _analytic_mutual_information(model) -> float:
     return float(0.5 * torch.logdet(torch.eye(2) + weight.T @ weight / sigma**2))
 
 
+@pytest.mark.statistical
 def test_mutual_information_of_the_exact_posterior_on_ppca(correlated):
     """I(x; z) and the aggregate posterior when q(z|x) is the exact posterior and x ~ p(x).
 
@@ -140,6 +141,7 @@ def test_mutual_information_of_the_exact_posterior_on_ppca(correlated):
     assert out["active"] == [0, 1]
 
 
+@pytest.mark.statistical
 def test_a_shifted_aggregate_posterior_leaves_holes_in_the_prior(correlated):
     """The exact posterior moved by +3 along z_0 for every x: q(z) = N((3, 0), I) instead of p(z).
 

@@ -124,10 +124,11 @@ def test_grey_levels_suit_the_continuous_bernoulli_but_not_the_bernoulli():
         check_compatible(model, grey)
 
 
+@pytest.mark.statistical
 def test_a_continuous_bernoulli_vae_trains_on_grey_digits():
     grey = load(DataConfig("digits", binarize="none"))
     model, guide = build_pair(PairConfig(likelihood="continuous-bernoulli", z_dim=4, hidden=(64,)), grey.x_shape)
-    history = fit(model, guide, grey, TrainConfig(epochs=10, lr=3e-3), progress=False)
+    history = fit(model, guide, grey, TrainConfig(seed=derived_seed(0), epochs=10, lr=3e-3), progress=False)
     first, last = history[0]["val_elbo"], history[-1]["val_elbo"]
     # Measured over seeds 0-2: 10.6 to 12.8 nats after the first epoch, 61.6 to 64.6 after the
     # tenth (densities on [0, 1] exceed one, so the ELBO is positive).

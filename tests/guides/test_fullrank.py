@@ -143,9 +143,11 @@ def test_encode_places_the_cholesky_entries():
 
 def test_the_exact_posterior_makes_the_elbo_equal_log_px_without_monte_carlo_error():
     # A generic W (3 latent, 6 observed dimensions): all three posterior correlations are non-zero.
+    # W defines the problem, so it is fixed rather than drawn from the test seed (some draws have a
+    # posterior correlation below 0.01); x and the guide's draws follow the seed.
     model = LinearGaussian((6,), z_dim=3)
     with torch.no_grad():
-        model.decoder[0].weight.copy_(torch.randn(6, 3) + 1.0)
+        model.decoder[0].weight.copy_(torch.randn(6, 3, generator=torch.Generator().manual_seed(0)) + 1.0)
         model.likelihood.log_scale.fill_(math.log(0.7))
     guide = _set_to_posterior(FullRankGuide((6,), z_dim=3, hidden=()), model)
     x = model.marginal().sample((50,))
@@ -196,6 +198,7 @@ def test_meanfield_takes_the_closed_form_kl_and_trace_samples_it(estimator):
     assert torch.allclose(loss, by_hand, rtol=1e-6), (float(loss), float(by_hand))
 
 
+@pytest.mark.statistical
 def test_trained_fullrank_guide_recovers_the_correlated_posterior(ppca):
     model, x, post = ppca
     guide = _fit_guide(model, FullRankGuide((5,), z_dim=2, hidden=()), x)
@@ -221,6 +224,7 @@ def test_trained_fullrank_guide_recovers_the_correlated_posterior(ppca):
     assert 0 < float(gap.mean()) < 0.02
 
 
+@pytest.mark.statistical
 def test_trained_diagonal_guide_keeps_the_kl_it_cannot_remove(ppca):
     model, x, post = ppca
     guide = _fit_guide(model, GaussianGuide((5,), z_dim=2, hidden=()), x)
@@ -243,17 +247,19 @@ def digits():
     return data.load(data.DataConfig("digits"))
 
 
+@pytest.mark.statistical
 def test_fullrank_guide_trains_on_digits_through_build_pair(digits):
     torch.manual_seed(derived_seed(0))
     model, guide = build_pair(PairConfig(guide="fullrank", z_dim=4, hidden=(64,)), digits.x_shape)
     assert isinstance(guide, FullRankGuide) and guide.encoder.net[-1].out_features == 4 + 4 + 6
-    history = fit(model, guide, digits, TrainConfig(epochs=3, batch_size=64), progress=False)
+    history = fit(model, guide, digits, TrainConfig(seed=derived_seed(0), epochs=3, batch_size=64), progress=False)
     elbos = [h["val_elbo"] for h in history]
     # Measured: -40.3, -34.8, -32.0 nats per digit.
     assert all(math.isfinite(e) for e in elbos)
     assert elbos[-1] > elbos[0] + 4, elbos
 
 
+@pytest.mark.statistical
 def test_a_fresh_full_rank_guide_starts_diagonal_and_learns_correlations():
     guide = FullRankGuide((1, 8, 8), z_dim=4, hidden=(16,))
     x = torch.rand(3, 1, 8, 8)

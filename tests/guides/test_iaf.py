@@ -200,6 +200,7 @@ def test_flow_parameters_are_saved_and_trained():
     assert torch.allclose(copy.distribution(x).log_prob(z), guide.distribution(x).log_prob(z))
 
 
+@pytest.mark.statistical
 def test_trained_iaf_closes_the_gap_a_diagonal_guide_cannot(ppca):
     model, x, post = ppca
     guide = _fit_guide(model, IAFGuide((5,), z_dim=2, hidden=(), flows=2), x)
@@ -217,10 +218,11 @@ def test_trained_iaf_closes_the_gap_a_diagonal_guide_cannot(ppca):
     assert bool((((mean - post.mean) / sd).pow(2).mean(0).sqrt() < 0.15).all())
 
 
+@pytest.mark.statistical
 def test_iaf_guide_trains_on_digits_through_build_pair(digits):
     torch.manual_seed(derived_seed(0))
     model, guide = build_pair(PairConfig(guide="iaf", z_dim=4, hidden=(64,)), digits.x_shape)
-    history = fit(model, guide, digits, TrainConfig(epochs=3, batch_size=64), progress=False)
+    history = fit(model, guide, digits, TrainConfig(seed=derived_seed(0), epochs=3, batch_size=64), progress=False)
     elbos = [h["val_elbo"] for h in history]
     # Measured: -40.2, -34.8, -32.1 nats per digit.
     assert all(math.isfinite(e) for e in elbos)

@@ -118,7 +118,8 @@ def test_beta_scales_both_latent_sites_in_model_and_guide(beta):
     top_only = loss_module(model, guide, Trace_ELBO(max_plate_nesting=1), beta=beta, sites=(Z,))(x)
     expected_top_only = -(t["log p(x|z1)"] + latent_z1 + beta * latent_z2).sum()
     assert torch.allclose(top_only, expected_top_only, rtol=1e-5)
-    assert abs(float((top_only - loss).detach())) > 0.1
+    # the two differ by exactly (1 − beta) times z1's log-ratio, whatever its draw (it may be near 0)
+    assert float((top_only - loss).detach()) == pytest.approx(-(1 - beta) * float(latent_z1.sum()), abs=1e-3)
 
 
 def test_each_particle_row_is_a_single_sample_computation():
@@ -185,7 +186,7 @@ def _trained(digits, epochs):
     torch.manual_seed(derived_seed(0))
     model, guide = build_pair(PairConfig(model="two-layer", guide="two-layer", z_dim=4, hidden=(64,)), digits.x_shape)
     before = evaluate(model, guide, digits.val.x, num_samples=1, batch_size=1000)["elbo"]
-    config = TrainConfig(elbo="trace", epochs=epochs, batch_size=64, lr=3e-3)
+    config = TrainConfig(seed=derived_seed(0), elbo="trace", epochs=epochs, batch_size=64, lr=3e-3)
     history = fit(model, guide, digits, config, progress=False)
     return model, guide, before, history
 
@@ -196,6 +197,7 @@ def _mean_digit_log_likelihood(digits):
     return float(torch.distributions.Bernoulli(probs=probs).log_prob(digits.test.x).sum((1, 2, 3)).mean())
 
 
+@pytest.mark.statistical
 def test_training_on_digits_improves_the_elbo_and_draws_the_figures(digits, one_thread):
     model, guide, before, history = _trained(digits, epochs=5)
     after = history[-1]["val_elbo"]
@@ -214,6 +216,7 @@ def test_training_on_digits_improves_the_elbo_and_draws_the_figures(digits, one_
             plt.close(figure)
 
 
+@pytest.mark.statistical
 def test_longer_training_puts_information_in_the_latents(digits, one_thread):
     model, guide, _, history = _trained(digits, epochs=30)
     result = evaluate(model, guide, digits.test.x, num_samples=100)
@@ -226,15 +229,21 @@ def test_longer_training_puts_information_in_the_latents(digits, one_thread):
     assert history[-1]["val_elbo"] > -25.5, history[-1]
 
 
+@pytest.mark.statistical
 def test_posterior_mean_averages_over_the_lower_latent():
     from pvae.evaluate import posterior_mean
 
     model, guide = build_pair(PairConfig("two-layer", "two-layer", z_dim=3, hidden=(16,)), (1, 8, 8))
     x = torch.bernoulli(torch.full((4, 1, 8, 8), 0.4))
     # E_q[z2 | x] = E_{q(z1|x)} [mean of q(z2 | z1)], by Monte Carlo with many draws of z1
+    # posterior_mean averages 4000 draws of z2 itself: its standard error is the sd of q(z2|x)
+    # over √4000 (about 0.016); 4.5 of them over 12 entries fail with probability 1e-4.
     z1 = guide.z1_given_x(x).sample((20000,))  # (20000, 4, z1_dim)
-    expected = guide.z_given_z1(z1).mean.mean(0)
+    q = guide.z_given_z1(z1)
+    expected = q.mean.mean(0)
+    se = (q.sample().var(0) / 4000 + q.mean.var(0) / 20000).sqrt()
     torch.manual_seed(derived_seed(0))
     first = posterior_mean(guide, x, num_samples=4000)
-    assert torch.allclose(first, expected, atol=0.03)
-    assert torch.allclose(posterior_mean(guide, x, num_samples=4000), first, atol=0.03)  # not one random draw
+    assert ((first - expected).abs() < 4.5 * se).all(), (first - expected) / se
+    # not one random draw: two calls differ by their Monte Carlo error, not by the sd of q (≈ 1)
+    assert ((posterior_mean(guide, x, num_samples=4000) - first).abs() < 4.5 * math.sqrt(2) * se).all()
