@@ -74,8 +74,13 @@ def test_elbo_gap_is_the_kl_to_the_posterior_and_log_px_tightens_with_k():
     loc, scale = guide.encode(x)
     kl_prior = 0.5 * (loc**2 + scale**2 - 1 - 2 * scale.log()).sum(-1)
     assert abs(float((out["kl"] - kl_prior).mean())) < 0.02
+    # The IS estimate rises with K in expectation; from K = 100 on the rise (about 0.001 nats
+    # here) is below the noise of a mean over 200 datapoints, and K = 1000 came out below K = 100
+    # under some seeds: it is held to log p(x) instead. From 1 to 10 to 100 it rises by 1.5 and
+    # 0.13 nats, against standard errors under 0.04.
     means = [float(bounds(model, guide, x, num_samples=k)["log_px"].mean()) for k in (1, 10, 100, 1000)]
-    assert means == sorted(means), means
+    assert means[:3] == sorted(means[:3]), means
+    assert abs(means[3] - float(exact.mean())) < 0.02, means
     assert means[0] < float(exact.mean()) - 0.5 * float(kl.mean())  # K=1 is the ELBO, far below
 
 

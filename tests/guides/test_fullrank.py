@@ -211,11 +211,14 @@ def test_trained_fullrank_guide_recovers_the_correlated_posterior(ppca):
     # Measured over seeds 0-4 of this test (in brackets), against the tolerance asserted:
     # the mean is off by 0.04 [0.039-0.046] posterior standard deviations, root mean square over x;
     assert bool((((loc - post.mean) / sd).pow(2).mean(0).sqrt() < 0.1).all())
-    # the covariance, averaged over x, within 2% of its largest entry [0.4-0.7%]; for each x the
-    # affine encoder tilts it a little with x (fitted to a finite sample of noise): root mean
-    # square error 12% [4.7-7.1%], and the correlation −0.847 within 0.06 [0.017-0.034] everywhere;
+    # the covariance, averaged over x, within 10% of its largest entry: L-BFGS maximises a sample
+    # average over 128 · 32 fixed draws, whose optimum covariance carries their sampling error,
+    # a relative sd of about √(2 / 4096) = 2.2% per entry (measured up to 4.2% over test seeds
+    # 0-9; 10% is 4.5 sd); for each x the affine encoder tilts it a little with x (fitted to a
+    # finite sample of noise): root mean square error 12% [4.7-7.1%], and the correlation −0.847
+    # within 0.06 [0.017-0.034] everywhere;
     scale = float(cov.max())
-    assert float((cov_q.mean(0) - cov).abs().max()) < 0.02 * scale
+    assert float((cov_q.mean(0) - cov).abs().max()) < 0.1 * scale
     assert float((cov_q - cov).pow(2).mean(0).sqrt().max()) < 0.12 * scale
     corr = cov_q[:, 0, 1] / (cov_q[:, 0, 0] * cov_q[:, 1, 1]).sqrt()
     assert float((corr - cov[0, 1] / (sd[0] * sd[1])).abs().max()) < 0.06
