@@ -309,6 +309,11 @@ def test_dreg_is_unbiased_for_the_beta_scaled_bound(small_pair, beta):
 @pytest.mark.parametrize("name", ["iwae", "dreg"])
 @pytest.mark.statistical
 def test_looped_and_vectorized_particles_estimate_the_same_bound(small_pair, name):
+    """Both estimate the IWAE-3 bound of the quadrature within 4.5 standard errors of 100 repeats.
+
+    The log of a mean of 3 weights is skewed, and the standard error comes from the same 100
+    repeats: 4 of them were exceeded under one seed of 20 (4.1), 4.5 leave room for both (a normal
+    mean leaves them with probability 7e-6, 4 lines of them 3e-5)."""
     model, guide, x = small_pair
     k, copies, repeats = 3, 20, 100
     exact = exact_value(model, guide, x, lambda m, g, x: quadrature_iwae(m, g, x, k))
@@ -318,10 +323,10 @@ def test_looped_and_vectorized_particles_estimate_the_same_bound(small_pair, nam
         loss_fn = loss_module(model, guide, make_elbo(name, k, vectorize_particles=vectorize))
         values = torch.tensor([-loss_fn.estimate(stacked) / copies for _ in range(repeats)], dtype=torch.float64)
         mean, se = float(values.mean()), float(values.std()) / math.sqrt(repeats)
-        assert abs(mean - exact) < 4 * se, (vectorize, mean, se, exact)
+        assert abs(mean - exact) < 4.5 * se, (vectorize, mean, se, exact)
         stats.append((mean, se))
     (m0, s0), (m1, s1) = stats
-    assert abs(m0 - m1) < 4 * math.hypot(s0, s1)
+    assert abs(m0 - m1) < 4.5 * math.hypot(s0, s1)
 
 
 class _CoinModel(torch.nn.Module):

@@ -127,7 +127,7 @@ def test_trained_linear_vae_reaches_the_ppca_likelihood(ppca_data):
         model,
         guide,
         dataset,
-        TrainConfig(seed=derived_seed(0), elbo="meanfield", epochs=60, batch_size=100, lr=0.03),
+        TrainConfig(seed=derived_seed(0), elbo="meanfield", epochs=120, batch_size=100, lr=0.03),
         progress=False,
     )
     # Adam's last iterate wanders by about lr per step: at 0.03 the guide's scales ended 10-24% off
@@ -146,7 +146,9 @@ def test_trained_linear_vae_reaches_the_ppca_likelihood(ppca_data):
     gap = exact - per_point["elbo"]
     assert float(gap.mean()) > -3.5 * float(gap.std()) / len(gap) ** 0.5
     assert result["elbo"] <= result["log_px"]
-    # ... training found the maximum-likelihood pPCA (the MLE fitted on the training split) ...
+    # ... training found the maximum-likelihood pPCA (the MLE fitted on the training split): after
+    # 120 epochs within 0.001 nats under seeds 0-7 and 0.0075 under seed 13, which 60 epochs left
+    # 0.07 short ...
     assert train_exact == pytest.approx(_ppca_mle_log_likelihood(dataset.train.x, 2), abs=0.02)
     # ... and the diagonal guide recovered the exact posterior of the trained model: training
     # rotated W until p(z|x) is (nearly) diagonal, and the guide's mean is off by 0.15 posterior
