@@ -21,6 +21,7 @@ from pvae.compare import (
 )
 from pvae.config import PairConfig, build_pair
 from pvae.train import TrainConfig
+from tests.conftest import derived_seed
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def digits():
 
 
 def _pair(dataset, seed=0):
-    torch.manual_seed(seed)
+    torch.manual_seed(derived_seed(seed))
     return build_pair(PairConfig(z_dim=4, hidden=(64,)), dataset.x_shape)
 
 
@@ -87,6 +88,7 @@ def test_a_constant_gradient_has_no_noise_and_no_snr():
     assert stats["mean_norm"] == pytest.approx(math.hypot(1e4 + 0.1, 2.0))
 
 
+@pytest.mark.statistical
 def test_averaging_k_particles_divides_the_gradient_variance_by_k(digits):
     model, guide = _pair(digits)
     x = digits.training_batch(digits.test.x[:8])
@@ -102,16 +104,24 @@ def test_averaging_k_particles_divides_the_gradient_variance_by_k(digits):
     assert one["decoder"]["parameters"] == sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.statistical
 def test_iwae_encoder_snr_falls_with_k_and_dreg_repairs_it():
     """Rainforth et al. (2018): the importance-weighted bound's inference-network SNR decreases
     with K while the generative network's increases; DReG (Tucker et al., 2018) removes the
-    decrease. Checked on a probabilistic PCA whose guide is not its posterior."""
+    decrease. Checked on a probabilistic PCA whose guide is not its posterior.
+
+    The pPCA, its guide and the batch define the problem and are fixed (how far K = 100 is from
+    the asymptotic regime depends on them: another draw gave an IWAE encoder SNR that rose with K);
+    the 500 gradient draws follow the test seed. An SNR of s estimated from 500 draws has sd
+    √((1 + s²/2) / 500) per parameter, and each line below averages 16-24 parameters: the encoder
+    ratios have relative sd near 4%, the decoder ones near 1%, against margins of 30% or more."""
     from pvae.guides.gaussian import GaussianGuide
     from pvae.models.linear import LinearGaussian
 
     torch.manual_seed(0)
     model, guide = LinearGaussian((5,), z_dim=2), GaussianGuide((5,), z_dim=2, hidden=())
     x = torch.randn(8, 5)
+    torch.manual_seed(derived_seed(1))
     snr = {}
     for est in estimator_grid(["iwae", "dreg"], [1, 100]):
         stats = gradient_stats(model, guide, x, est, repeats=500)
@@ -140,7 +150,7 @@ def test_step_cost_leaves_the_pair_alone_and_memory_grows_with_k(digits):
 
 def test_train_each_gives_every_estimator_the_same_start_and_budget(digits):
     test = digits.training_batch(digits.test.x[:50])
-    base = TrainConfig(batch_size=128, seed=4)
+    base = TrainConfig(batch_size=128, seed=derived_seed(4))
     rows = train_each(lambda: _pair(digits, 7), digits, test, [Estimator("trace"), Estimator("iwae", 3)], base, 2)
     assert [r["label"] for r in rows] == ["trace K=1", "iwae K=3"]
     assert all(r["budget"] == "epochs" and r["epochs"] == pytest.approx(2.0) for r in rows)

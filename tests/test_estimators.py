@@ -23,6 +23,7 @@ from pvae.models.linear import LinearGaussian
 
 # ------------------------------------------------------------------------------------------
 from pvae.objectives import TracedLoss, backward, loss_module
+from tests.conftest import derived_seed
 
 # Exact objectives
 
@@ -156,6 +157,7 @@ def z_scores(samples: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
 # 1-3. Values
 
 
+@pytest.mark.statistical
 def test_elbo_estimators_agree_with_the_closed_form(ppca_pair):
     model, guide, x = ppca_pair
     with torch.no_grad():
@@ -174,9 +176,9 @@ def test_one_particle_bounds_are_the_elbo_draw_for_draw(small_pair):
     values, grads = {}, {}
     for name in ("trace", "graph", "iwae", "dreg"):
         loss_fn = loss_module(model, guide, make_elbo(name, 1))
-        pyro.set_rng_seed(3)
+        pyro.set_rng_seed(derived_seed(3))
         values[name] = loss_fn.estimate(x)
-        pyro.set_rng_seed(3)
+        pyro.set_rng_seed(derived_seed(3))
         for p in loss_fn.parameters():
             p.grad = None
         backward(loss_fn, x)
@@ -193,6 +195,7 @@ def test_one_particle_bounds_are_the_elbo_draw_for_draw(small_pair):
     assert not torch.allclose(grads["dreg"][:n_guide], grads["trace"][:n_guide], rtol=1e-3)
 
 
+@pytest.mark.statistical
 def test_iwae_tightens_with_k_below_the_exact_likelihood(ppca_pair):
     model, guide, x = ppca_pair
     with torch.no_grad():
@@ -225,7 +228,7 @@ def test_renyi_lies_between_elbo_and_iwae_draw_for_draw(small_pair):
         values = {}
         for name in ("trace", "renyi", "iwae"):
             loss_fn = loss_module(model, guide, make_elbo(name, 4, vectorize_particles=True))
-            pyro.set_rng_seed(seed)
+            pyro.set_rng_seed(derived_seed(seed))
             values[name] = -loss_fn.estimate(x)
         assert values["trace"] < values["renyi"] < values["iwae"], values
 
@@ -252,6 +255,7 @@ def test_quadrature_is_exact_where_it_can_be_checked(small_pair):
 
 
 @pytest.mark.parametrize("name", ["trace", "meanfield", "graph", "dreg"])
+@pytest.mark.statistical
 def test_elbo_gradient_is_unbiased(small_pair, name):
     """Every K = 1 estimator (DReG's is "sticking the landing") averages to the gradient of the
     closed-form ELBO, for all 15 model and guide parameters."""
@@ -263,6 +267,7 @@ def test_elbo_gradient_is_unbiased(small_pair, name):
     assert z.abs().max() < 4.5, (name, z)
 
 
+@pytest.mark.statistical
 def test_iwae_and_dreg_gradients_match_quadrature(small_pair):
     """The IWAE-3 gradient of both estimators averages to the autograd gradient of the
     quadrature; DReG's guide gradient does so with less variance (Tucker et al., 2018)."""
@@ -285,6 +290,7 @@ def test_iwae_and_dreg_gradients_match_quadrature(small_pair):
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.5])
+@pytest.mark.statistical
 def test_dreg_is_unbiased_for_the_beta_scaled_bound(small_pair, beta):
     """With beta on the latent site, log w holds beta·log q and the score term DReG removes is
     beta times smaller: its weights become w̃(1 − beta + beta·w̃). Its mean gradient is still
@@ -303,7 +309,13 @@ def test_dreg_is_unbiased_for_the_beta_scaled_bound(small_pair, beta):
 
 
 @pytest.mark.parametrize("name", ["iwae", "dreg"])
+@pytest.mark.statistical
 def test_looped_and_vectorized_particles_estimate_the_same_bound(small_pair, name):
+    """Both estimate the IWAE-3 bound of the quadrature within 4.5 standard errors of 100 repeats.
+
+    The log of a mean of 3 weights is skewed, and the standard error comes from the same 100
+    repeats: 4 of them were exceeded under one seed of 20 (4.1), 4.5 leave room for both (a normal
+    mean leaves them with probability 7e-6, 4 lines of them 3e-5)."""
     model, guide, x = small_pair
     k, copies, repeats = 3, 20, 100
     exact = exact_value(model, guide, x, lambda m, g, x: quadrature_iwae(m, g, x, k))
@@ -313,10 +325,10 @@ def test_looped_and_vectorized_particles_estimate_the_same_bound(small_pair, nam
         loss_fn = loss_module(model, guide, make_elbo(name, k, vectorize_particles=vectorize))
         values = torch.tensor([-loss_fn.estimate(stacked) / copies for _ in range(repeats)], dtype=torch.float64)
         mean, se = float(values.mean()), float(values.std()) / math.sqrt(repeats)
-        assert abs(mean - exact) < 4 * se, (vectorize, mean, se, exact)
+        assert abs(mean - exact) < 4.5 * se, (vectorize, mean, se, exact)
         stats.append((mean, se))
     (m0, s0), (m1, s1) = stats
-    assert abs(m0 - m1) < 4 * math.hypot(s0, s1)
+    assert abs(m0 - m1) < 4.5 * math.hypot(s0, s1)
 
 
 class _CoinModel(torch.nn.Module):
@@ -384,7 +396,7 @@ def test_dreg_scores_every_continuous_guide_as_iwae_does(pair, vectorize):
     values = {}
     for name in ("iwae", "dreg"):
         loss_fn = loss_module(model, guide, make_elbo(name, 3, vectorize))
-        pyro.set_rng_seed(2)
+        pyro.set_rng_seed(derived_seed(2))
         values[name] = loss_fn.estimate(x)
     assert values["dreg"] == pytest.approx(values["iwae"], rel=1e-5)
     loss_fn = loss_module(model, guide, make_elbo("dreg", 3, vectorize))

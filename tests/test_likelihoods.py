@@ -8,7 +8,7 @@ from pvae.data import DataConfig, load
 from pvae.likelihoods import LIKELIHOODS, ContinuousBernoulli, Gaussian, GaussianPerPixel, get_likelihood
 from pvae.pair import check_compatible, traits
 from pvae.train import TrainConfig, fit
-from tests.conftest import make_dataset
+from tests.conftest import derived_seed, make_dataset
 
 #: λ near 0 and 1, inside torch's Taylor window (0.499, 0.501) around 1/2, at 1/2, just outside it, and in between.
 LAMBDAS = [1e-4, 0.01, 0.2, 0.4985, 0.4995, 0.49999, 0.5, 0.50003, 0.5008, 0.502, 0.7, 0.99, 1 - 1e-4]
@@ -61,7 +61,7 @@ def test_continuous_bernoulli_log_density_is_the_closed_form_with_its_normaliser
 
 def test_continuous_bernoulli_sums_log_densities_over_the_pixels_of_an_image():
     x_shape = (2, 3, 4)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(derived_seed(0))
     lam = torch.rand(5, *x_shape, generator=generator, dtype=torch.float64) * 0.998 + 0.001
     lam[0, 0, 0, :2] = 0.5  # the Taylor branch inside one image
     x = torch.rand(5, *x_shape, generator=generator, dtype=torch.float64)
@@ -94,9 +94,11 @@ def test_continuous_bernoulli_mean_is_what_pictures_decode():
     lam = torch.sigmoid(model.decoder(z).double()).reshape(4, 1, 8, 8)
     assert mean.shape == (4, 1, 8, 8)
     assert (mean.double() - lam).abs().max() > 0.05  # the mean is not λ
-    # torch's float32 mean loses up to 4e-4 to cancellation just outside its Taylor window
-    # (0.499, 0.501): invisible in a picture. In float64 it is the closed form.
-    torch.testing.assert_close(mean.double(), _mean(lam), rtol=0, atol=1e-3)
+    # torch's float32 mean loses precision to cancellation just outside its Taylor window
+    # (0.499, 0.501): at most 3.3e-3 at the window's edge, 7e-4 beyond 0.002 from ½ (measured on
+    # 400,000 λ around ½), so a draw that lands near the edge needs 5e-3; below a grey level
+    # (1/255), invisible in a picture. In float64 it is the closed form.
+    torch.testing.assert_close(mean.double(), _mean(lam), rtol=0, atol=5e-3)
     model.double()
     lam = torch.sigmoid(model.decoder(z.double())).reshape(4, 1, 8, 8)
     torch.testing.assert_close(model.decode(z.double()).mean, _mean(lam), rtol=0, atol=1e-9)
@@ -125,10 +127,11 @@ def test_grey_levels_suit_the_continuous_bernoulli_but_not_the_bernoulli():
         check_compatible(traits(model), grey)
 
 
+@pytest.mark.statistical
 def test_a_continuous_bernoulli_vae_trains_on_grey_digits():
     grey = load(DataConfig("digits", binarize="none"))
     model, guide = build_pair(PairConfig(likelihood="continuous-bernoulli", z_dim=4, hidden=(64,)), grey.x_shape)
-    history = fit(model, guide, grey, TrainConfig(epochs=10, lr=3e-3), progress=False)
+    history = fit(model, guide, grey, TrainConfig(seed=derived_seed(0), epochs=10, lr=3e-3), progress=False)
     first, last = history[0]["val_elbo"], history[-1]["val_elbo"]
     # Measured over seeds 0-2: 10.6 to 12.8 nats after the first epoch, 61.6 to 64.6 after the
     # tenth (densities on [0, 1] exceed one, so the ELBO is positive).

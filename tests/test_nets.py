@@ -8,6 +8,7 @@ from pvae.data import DataConfig, load
 from pvae.evaluate import evaluate
 from pvae.nets import ConvDecoder, decoder, encoder
 from pvae.train import TrainConfig, fit
+from tests.conftest import derived_seed
 
 
 @pytest.fixture(scope="module")
@@ -74,22 +75,26 @@ def test_conv_nets_refuse_data_that_are_not_images(x_shape):
         decoder("conv", 4, (32,), x_shape)
 
 
+@pytest.mark.statistical
 def test_a_conv_vae_trains_on_digits(digits):
-    torch.manual_seed(0)
+    torch.manual_seed(derived_seed(0))
     model, guide = build_pair(PairConfig(net="conv", z_dim=8, hidden=(128,)), digits.x_shape)
-    history = fit(model, guide, digits, TrainConfig(epochs=5, batch_size=64), progress=False)
-    first, last = history[0]["val_elbo"], history[-1]["val_elbo"]
-    # Measured over seeds 0-2: -36.1 to -33.9 after the first epoch, -27.4 to -27.2 after the
-    # fifth, next to the -27.0 of independent pixels (binarized 8×8 digits are that noisy).
-    assert last > first + 5, (first, last)
+    untrained = evaluate(model, guide, digits.val.x, num_samples=1)["elbo"]
+    history = fit(model, guide, digits, TrainConfig(seed=derived_seed(0), epochs=5, batch_size=64), progress=False)
+    last = history[-1]["val_elbo"]
+    # Untrained, the decoder says p = ½ per pixel or so: about 64 log ½ = −44.4 nats. Measured over
+    # seeds 0-2: −27.4 to −27.2 after the fifth epoch, next to the −27.0 of independent pixels
+    # (binarized 8×8 digits are that noisy); the first epoch alone reached −36.1 to −31.7.
+    assert last > untrained + 10, (untrained, last)
     assert last > _independent_pixels_log_likelihood(digits) - 1, last
 
 
 @pytest.mark.slow
+@pytest.mark.statistical
 def test_a_conv_vae_beats_independent_pixels_on_digits(digits):
-    torch.manual_seed(0)
+    torch.manual_seed(derived_seed(0))
     model, guide = build_pair(PairConfig(net="conv", z_dim=8, hidden=(128,)), digits.x_shape)
-    fit(model, guide, digits, TrainConfig(epochs=30, batch_size=64, lr=3e-3), progress=False)
+    fit(model, guide, digits, TrainConfig(seed=derived_seed(0), epochs=30, batch_size=64, lr=3e-3), progress=False)
     result = evaluate(model, guide, digits.val.x, num_samples=1)
     # Measured over seeds 0-2: ELBO -24.3 to -24.2 (KL 2.5 to 2.7 nats) against -27.0 for independent pixels.
     assert result["elbo"] > _independent_pixels_log_likelihood(digits) + 1.5, result

@@ -22,6 +22,7 @@ from pvae.guides.gaussian import GaussianGuide
 from pvae.models.linear import LinearGaussian
 from pvae.objectives import loss_module
 from pvae.train import TrainConfig, fit
+from tests.conftest import derived_seed
 
 #: Cosine of the angle between the two columns of W in :func:`_correlated_ppca`.
 COSINE = 0.9
@@ -85,7 +86,7 @@ def _fit_guide(model, guide, x, estimator="meanfield", particles=32, iterations=
     )
 
     def closure():
-        pyro.set_rng_seed(seed)
+        pyro.set_rng_seed(derived_seed(seed))
         optimizer.zero_grad()
         loss = loss_fn(x) / x.shape[0]
         loss.backward()
@@ -143,9 +144,11 @@ def test_encode_places_the_cholesky_entries():
 
 def test_the_exact_posterior_makes_the_elbo_equal_log_px_without_monte_carlo_error():
     # A generic W (3 latent, 6 observed dimensions): all three posterior correlations are non-zero.
+    # W defines the problem, so it is fixed rather than drawn from the test seed (some draws have a
+    # posterior correlation below 0.01); x and the guide's draws follow the seed.
     model = LinearGaussian((6,), z_dim=3)
     with torch.no_grad():
-        model.decoder[0].weight.copy_(torch.randn(6, 3) + 1.0)
+        model.decoder[0].weight.copy_(torch.randn(6, 3, generator=torch.Generator().manual_seed(0)) + 1.0)
         model.likelihood.log_scale.fill_(math.log(0.7))
     guide = _set_to_posterior(FullRankGuide((6,), z_dim=3, hidden=()), model)
     x = model.marginal().sample((50,))
@@ -162,13 +165,13 @@ def test_the_exact_posterior_makes_the_elbo_equal_log_px_without_monte_carlo_err
 def test_particles_plate_draws_and_scores_each_datapoint():
     guide = FullRankGuide((4,), z_dim=3, hidden=(8,))
     x = torch.randn(5, 4)
-    pyro.set_rng_seed(3)
+    pyro.set_rng_seed(derived_seed(3))
     with pyro.plate("particles", 7, dim=-2):
         site = poutine.trace(guide).get_trace(x).nodes["z"]
     z, log_q = site["value"], site["fn"].log_prob(site["value"])
     assert z.shape == (7, 5, 3) and log_q.shape == (7, 5)
     loc, scale_tril = guide.encode(x)
-    pyro.set_rng_seed(3)
+    pyro.set_rng_seed(derived_seed(3))
     eps = torch.randn(7, 5, 3)  # the standard normals MultivariateNormal.rsample draws
     assert torch.allclose(z, loc + (scale_tril @ eps.unsqueeze(-1)).squeeze(-1), atol=1e-6)
     for n in range(5):
@@ -184,9 +187,9 @@ def test_meanfield_takes_the_closed_form_kl_and_trace_samples_it(estimator):
     model = _correlated_ppca()
     guide = FullRankGuide((5,), z_dim=2, hidden=(8,))
     x = model.marginal().sample((6,))
-    pyro.set_rng_seed(5)
+    pyro.set_rng_seed(derived_seed(5))
     loss = loss_module(model, guide, make_elbo(estimator))(x)
-    pyro.set_rng_seed(5)
+    pyro.set_rng_seed(derived_seed(5))
     loc, scale_tril = guide.encode(x)
     q = dist.MultivariateNormal(loc, scale_tril=scale_tril)
     z = q.rsample()
@@ -196,6 +199,7 @@ def test_meanfield_takes_the_closed_form_kl_and_trace_samples_it(estimator):
     assert torch.allclose(loss, by_hand, rtol=1e-6), (float(loss), float(by_hand))
 
 
+@pytest.mark.statistical
 def test_trained_fullrank_guide_recovers_the_correlated_posterior(ppca):
     model, x, post = ppca
     guide = _fit_guide(model, FullRankGuide((5,), z_dim=2, hidden=()), x)
@@ -208,11 +212,14 @@ def test_trained_fullrank_guide_recovers_the_correlated_posterior(ppca):
     # Measured over seeds 0-4 of this test (in brackets), against the tolerance asserted:
     # the mean is off by 0.04 [0.039-0.046] posterior standard deviations, root mean square over x;
     assert bool((((loc - post.mean) / sd).pow(2).mean(0).sqrt() < 0.1).all())
-    # the covariance, averaged over x, within 2% of its largest entry [0.4-0.7%]; for each x the
-    # affine encoder tilts it a little with x (fitted to a finite sample of noise): root mean
-    # square error 12% [4.7-7.1%], and the correlation −0.847 within 0.06 [0.017-0.034] everywhere;
+    # the covariance, averaged over x, within 10% of its largest entry: L-BFGS maximises a sample
+    # average over 128 · 32 fixed draws, whose optimum covariance carries their sampling error,
+    # a relative sd of about √(2 / 4096) = 2.2% per entry (measured up to 4.2% over test seeds
+    # 0-9; 10% is 4.5 sd); for each x the affine encoder tilts it a little with x (fitted to a
+    # finite sample of noise): root mean square error 12% [4.7-7.1%], and the correlation −0.847
+    # within 0.06 [0.017-0.034] everywhere;
     scale = float(cov.max())
-    assert float((cov_q.mean(0) - cov).abs().max()) < 0.02 * scale
+    assert float((cov_q.mean(0) - cov).abs().max()) < 0.1 * scale
     assert float((cov_q - cov).pow(2).mean(0).sqrt().max()) < 0.12 * scale
     corr = cov_q[:, 0, 1] / (cov_q[:, 0, 0] * cov_q[:, 1, 1]).sqrt()
     assert float((corr - cov[0, 1] / (sd[0] * sd[1])).abs().max()) < 0.06
@@ -221,6 +228,7 @@ def test_trained_fullrank_guide_recovers_the_correlated_posterior(ppca):
     assert 0 < float(gap.mean()) < 0.02
 
 
+@pytest.mark.statistical
 def test_trained_diagonal_guide_keeps_the_kl_it_cannot_remove(ppca):
     model, x, post = ppca
     guide = _fit_guide(model, GaussianGuide((5,), z_dim=2, hidden=()), x)
@@ -243,17 +251,19 @@ def digits():
     return data.load(data.DataConfig("digits"))
 
 
+@pytest.mark.statistical
 def test_fullrank_guide_trains_on_digits_through_build_pair(digits):
-    torch.manual_seed(0)
+    torch.manual_seed(derived_seed(0))
     model, guide = build_pair(PairConfig(guide="fullrank", z_dim=4, hidden=(64,)), digits.x_shape)
     assert isinstance(guide, FullRankGuide) and guide.encoder.net[-1].out_features == 4 + 4 + 6
-    history = fit(model, guide, digits, TrainConfig(epochs=3, batch_size=64), progress=False)
+    history = fit(model, guide, digits, TrainConfig(seed=derived_seed(0), epochs=3, batch_size=64), progress=False)
     elbos = [h["val_elbo"] for h in history]
     # Measured: -40.3, -34.8, -32.0 nats per digit.
     assert all(math.isfinite(e) for e in elbos)
     assert elbos[-1] > elbos[0] + 4, elbos
 
 
+@pytest.mark.statistical
 def test_a_fresh_full_rank_guide_starts_diagonal_and_learns_correlations():
     guide = FullRankGuide((1, 8, 8), z_dim=4, hidden=(16,))
     x = torch.rand(3, 1, 8, 8)

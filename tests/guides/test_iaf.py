@@ -18,6 +18,7 @@ from pvae.guides.gaussian import GaussianGuide
 from pvae.guides.iaf import IAFGuide
 from pvae.objectives import loss_module
 from pvae.train import TrainConfig, fit
+from tests.conftest import derived_seed
 from tests.guides.test_fullrank import _correlated_ppca, _fit_guide, _min_diagonal_gap, _one_thread, _ppca_draws
 
 
@@ -65,20 +66,22 @@ def _arn_calls(guide) -> list[int]:
 
 @pytest.mark.parametrize("stable", [True, False])
 def test_log_prob_is_the_base_density_minus_the_log_determinant_of_an_autograd_jacobian(stable):
-    guide = _guide(stable)
-    x = torch.randn(1, 4)
+    # In float64: with flows this far from the identity, float32 rounding alone moved log q by up
+    # to 5e-4 (of 8.7) between the two computations under some seeds.
+    guide = _guide(stable).double()
+    x = torch.randn(1, 4, dtype=torch.float64)
     q = guide.distribution(x)
-    pyro.set_rng_seed(11)
+    pyro.set_rng_seed(derived_seed(11))
     z = q.rsample()  # (1, 3)
     log_q = q.log_prob(z)  # from the values cached while sampling
-    pyro.set_rng_seed(11)
+    pyro.set_rng_seed(derived_seed(11))
     z0 = q.base_dist.rsample()  # the same base draw
     transforms = guide.distribution(x).transforms  # fresh objects: nothing cached
     jacobian = torch.autograd.functional.jacobian(lambda v: _apply(transforms, v[None])[0], z0[0])  # (3, 3)
     expected = q.base_dist.log_prob(z0) - torch.linalg.slogdet(jacobian).logabsdet
     assert torch.allclose(_apply(transforms, z0), z, atol=1e-6)
-    assert not torch.allclose(jacobian, torch.eye(3), atol=0.1)  # a real flow, not the identity
-    assert torch.allclose(log_q, expected, atol=1e-4), (float(log_q), float(expected))
+    assert not torch.allclose(jacobian, torch.eye(3, dtype=jacobian.dtype), atol=0.1)  # a real flow, not the identity
+    assert torch.allclose(log_q, expected, atol=1e-4), (log_q, expected)
     # A value the distribution did not draw is scored by inverting each step: the same density.
     assert torch.allclose(guide.distribution(x).log_prob(z), expected, atol=1e-4)
 
@@ -106,12 +109,12 @@ def test_scoring_its_own_draw_costs_no_pass_through_the_flows():
 def test_the_particle_plate_draws_and_scores_every_datapoint_with_its_own_context():
     guide = _guide(flows=2, z_dim=3)
     x = torch.randn(5, 4)
-    pyro.set_rng_seed(2)
+    pyro.set_rng_seed(derived_seed(2))
     with pyro.plate("particles", 6, dim=-2):
         site = poutine.trace(guide).get_trace(x).nodes["z"]
     z, log_q = site["value"], site["fn"].log_prob(site["value"])
     assert z.shape == (6, 5, 3) and log_q.shape == (6, 5)
-    pyro.set_rng_seed(2)
+    pyro.set_rng_seed(derived_seed(2))
     eps = torch.randn(6, 5, 3)  # the standard normals the base Normal draws
     loc, scale, _ = guide.encode(x)
     for n in range(5):
@@ -132,9 +135,9 @@ def test_the_loss_samples_the_kl_since_pyro_has_no_analytic_one():
         torch.distributions.kl_divergence(q, model.prior((6,)))
     losses = []
     for estimator in ("trace", "meanfield"):
-        pyro.set_rng_seed(5)
+        pyro.set_rng_seed(derived_seed(5))
         losses.append(loss_module(model, guide, make_elbo(estimator))(x))
-    pyro.set_rng_seed(5)
+    pyro.set_rng_seed(derived_seed(5))
     z = q.rsample()
     by_hand = -(model.decode(z).log_prob(x) + model.prior((6,)).log_prob(z) - q.log_prob(z)).sum()
     for loss in losses:
@@ -156,7 +159,7 @@ def test_no_flows_is_the_diagonal_gaussian_guide():
     guide.load_state_dict(gaussian.state_dict())
     losses = []
     for g in (gaussian, guide):
-        pyro.set_rng_seed(4)
+        pyro.set_rng_seed(derived_seed(4))
         losses.append(loss_module(model, g, make_elbo("meanfield"))(x))
     assert torch.equal(*losses)
 
@@ -200,6 +203,7 @@ def test_flow_parameters_are_saved_and_trained():
     assert torch.allclose(copy.distribution(x).log_prob(z), guide.distribution(x).log_prob(z))
 
 
+@pytest.mark.statistical
 def test_trained_iaf_closes_the_gap_a_diagonal_guide_cannot(ppca):
     model, x, post = ppca
     guide = _fit_guide(model, IAFGuide((5,), z_dim=2, hidden=(), flows=2), x)
@@ -217,10 +221,11 @@ def test_trained_iaf_closes_the_gap_a_diagonal_guide_cannot(ppca):
     assert bool((((mean - post.mean) / sd).pow(2).mean(0).sqrt() < 0.15).all())
 
 
+@pytest.mark.statistical
 def test_iaf_guide_trains_on_digits_through_build_pair(digits):
-    torch.manual_seed(0)
+    torch.manual_seed(derived_seed(0))
     model, guide = build_pair(PairConfig(guide="iaf", z_dim=4, hidden=(64,)), digits.x_shape)
-    history = fit(model, guide, digits, TrainConfig(epochs=3, batch_size=64), progress=False)
+    history = fit(model, guide, digits, TrainConfig(seed=derived_seed(0), epochs=3, batch_size=64), progress=False)
     elbos = [h["val_elbo"] for h in history]
     # Measured: -40.2, -34.8, -32.1 nats per digit.
     assert all(math.isfinite(e) for e in elbos)
