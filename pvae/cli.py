@@ -33,6 +33,12 @@ TRAIN_DEFAULTS = {
     "net": (None, "the model's; mlp"),
     "flows": (None, "the guide's; 2 for iaf"),
     "aux_weight": (None, "the guide's; 50 for m2"),
+    "val_size": (None, "180 for digits, 5000 for the 28×28 sets"),
+    "labels": (None, "every label"),
+    "data_dir": (None, "$PVAE_DATA, ~/.cache/pvae, then the system copies"),
+    "alpha": (None, "0.5"),
+    "max_seconds": (None, "no limit"),
+    "out": (None, "runs/<time>-<data>-<model>"),
 }
 
 #: Subcommand → its one-line help, and the config classes whose fields are its options, each with
@@ -42,11 +48,11 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
     "train": (
         "train a model/guide pair, then evaluate and plot it",
         [
-            ("pvae.data:DataConfig", {}),
+            ("pvae.data:DataConfig", {"defaults": TRAIN_DEFAULTS}),
             ("pvae.config:PairConfig", {"defaults": TRAIN_DEFAULTS}),
             ("pvae.train:TrainConfig", {"defaults": TRAIN_DEFAULTS}),
             ("pvae.evaluate:EvaluateConfig", {"only": ("samples",)}),  # K of the final test log p(x)
-            ("pvae.runs:RunOptions", {}),
+            ("pvae.runs:RunOptions", {"defaults": TRAIN_DEFAULTS}),
         ],
     ),
     "evaluate": ("ELBO, its terms and importance-sampled log p(x) of a run", [("pvae.evaluate:EvaluateConfig", {})]),
@@ -420,7 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser(only=command).parse_args(argv)
     except KeyboardInterrupt:  # while the modules a command needs are imported
-        print(f"\npvae {command or ''}: interrupted before anything ran".replace(" :", ":"), file=sys.stderr)
+        print(
+            f"pvae {command or ''}: interrupted before anything ran; nothing was written".replace(" :", ":"),
+            file=sys.stderr,
+        )
         return INTERRUPTED
     from pvae.data import DataError
     from pvae.runs import RunError

@@ -23,8 +23,8 @@ class PairConfig:
     :param model: a name from ``pvae.models.MODELS`` (vae, cvae, m2, two-layer, linear), the preset ae
         (the plain autoencoder), or your own class as ``module:ClassName`` or ``path/file.py:ClassName``.
     :param guide: a name from ``pvae.guides.GUIDES`` (gaussian, fullrank, iaf, delta, conditional-gaussian,
-        m2, two-layer) or ``module:ClassName`` / ``path/file.py:ClassName``; ``None``: the model's
-        ``default_guide``.
+        m2, two-layer) or ``module:ClassName`` / ``path/file.py:ClassName`` (unset: the model's
+        ``default_guide``).
     :param z_dim: latent dimension, of model and guide alike.
     :param hidden: hidden widths of the decoder and the encoder.
     :param likelihood: a name from :data:`pvae.likelihoods.LIKELIHOODS` (bernoulli, continuous-bernoulli,

@@ -27,18 +27,18 @@ class DataConfig:
     """Which data, how split and how binarized.
 
     :param data: the dataset: ``digits`` (bundled), ``mnist``, ``fashion-mnist`` or ``kmnist``.
-    :param data_dir: directory holding the IDX files (or where downloads go); only this directory
-        is used when given, and it must exist (:func:`pvae.idx.locate_idx`).
+    :param data_dir: folder holding the IDX files (or where downloads go); only this folder is used
+        when given, and it must exist.
     :param binarize: ``dynamic`` (a fresh Bernoulli draw of every training batch; validation and
         test binarized once with ``data_seed``), ``static`` (every split binarized once with
         ``data_seed``) or ``none`` (grey levels).
-    :param val_size: datapoints held out of the training split for validation; None takes
-        the dataset's default (180 for digits, 5000 for the 28×28 sets).
+    :param val_size: datapoints held out of the training split for validation (a dataset's own
+        number when unset).
     :param data_seed: seed of the split, of the fixed binarizations and of the kept labels.
     :param download: whether a missing IDX dataset may be downloaded.
     :param labels: keep N training labels, balanced over the classes, and mark the others
-        missing (-1), for semi-supervised learning (``--model m2``); None keeps every label.
-        Validation and test keep all of theirs.
+        missing (-1), for semi-supervised learning (``--model m2``); validation and test keep all
+        of theirs.
     """
 
     data: str = field(default="digits", metadata=options.choices(lambda: DATASETS))

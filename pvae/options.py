@@ -209,6 +209,7 @@ def add_options(
                 text += " (default: on)"
             else:
                 kwargs["action"] = "store_true"
+                text += " (default: off)"
         else:
             if typing.get_origin(kind) is tuple:
                 item = typing.get_args(kind)[0]

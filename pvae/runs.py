@@ -306,7 +306,7 @@ def check_writable(path: str | os.PathLike, option: str = "--out", file: bool = 
 class RunOptions:
     """Where ``pvae train`` writes its run, and what it shows meanwhile.
 
-    :param out: run directory (None: runs/<time>-<data>-<model>).
+    :param out: run directory.
     :param overwrite: replace a run already in --out.
     :param resume: continue the run in --out from its checkpoint (only --epochs may change).
     :param progress: show a progress bar.

@@ -39,7 +39,7 @@ class TrainConfig:
     :param lr: Adam's learning rate.
     :param particles: samples of z per datapoint and step (K of ``iwae``, ``renyi``, ``dreg``).
     :param vectorize: draw the particles in one vectorized pass (else a Python loop over them).
-    :param alpha: order of the Rényi bound, ``--elbo renyi`` only (None:
+    :param alpha: order of the Rényi bound, ``--elbo renyi`` only (when unset,
         :data:`pvae.estimators.DEFAULT_ALPHA`).
     :param max_seconds: stop once the training steps have taken this long (for comparisons at
         equal wall-clock time); the last epoch is then partial.
