@@ -122,9 +122,8 @@ def resolve(config: PairConfig) -> PairConfig:
         if value is None:
             value = defaults.get(name)
         elif not taken:
-            flag = "--" + name.replace("_", "-")
             owner = model_cls if takers == ["model"] else guide_cls
-            raise ValueError(f"the {takers[-1]} {owner.__name__} takes no {name!r} option: drop {flag}")
+            raise ValueError(f"the {takers[-1]} {owner.__name__} takes no {name!r} option: drop {options.flag(name)}")
         for what in taken:
             if value is None:
                 value = (takes[what] or {}).get(name)

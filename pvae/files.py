@@ -6,11 +6,16 @@ the old one (a rename within one file system is atomic). This module imports not
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+#: The names :func:`atomic_path` gives its temporary files, ``.NAME.XXXXXXXX.tmp`` (mkstemp's 8
+#: random characters): what an interrupted write leaves behind, and nothing else.
+TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
@@ -36,7 +41,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # a TEMPORARY name
     os.close(fd)
     try:
         yield Path(tmp)

@@ -58,7 +58,7 @@ from pyro.poutine.util import site_is_subsample
 from pvae.estimators import ESTIMATORS, make_elbo, untraceable_reason
 from pvae.sites import Y, Z
 
-if TYPE_CHECKING:  # only for annotations: pvae.data imports the run-directory code, which imports this
+if TYPE_CHECKING:  # only for annotations: pvae.train imports this module
     from pvae.data import Dataset
     from pvae.train import TrainConfig
 

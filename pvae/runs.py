@@ -16,7 +16,6 @@ never half a file. :func:`pvae.config.restore` rebuilds a trained run's pair fro
 import json
 import os
 import random
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pvae.files import atomic_write, write_json
+from pvae.files import TEMPORARY, atomic_write, write_json
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
@@ -36,8 +35,6 @@ FIGURES = "figures"
 OUTPUT_FOLDERS = (FIGURES, "elbos", "diagnostics")
 #: Kinds of file pvae writes inside :data:`OUTPUT_FOLDERS`.
 OUTPUT_SUFFIXES = (".png", ".json", ".md", ".nc")
-#: The name :func:`atomic_path` gives its temporary files: ``.NAME.XXXXXXXX.tmp`` (mkstemp's 8 characters).
-TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 #: Age in seconds past which a temporary file of a run being read counts as orphaned: a live write
 #: of another process (``pvae plot`` while training) finishes in less.
 STALE_SECONDS = 600.0

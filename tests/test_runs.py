@@ -187,3 +187,14 @@ def test_a_folder_that_is_not_a_run_is_never_cleaned(tmp_path):
     (tmp_path / ".config.json.x1y2z3w4.tmp").write_text("{")  # the first write of config.json, interrupted
     assert Run.create(tmp_path, {"a": 1}).config == {"a": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+def test_the_temporary_names_cleaned_are_those_atomic_path_makes(tmp_path):
+    """The cleanup recognises exactly what an interrupted write leaves: the name atomic_path gave it."""
+    from pvae.files import TEMPORARY, atomic_path
+
+    for name in ("checkpoint.pt", "metrics.jsonl", "figures.png", "a.b.c"):
+        with atomic_path(tmp_path / name) as tmp:
+            assert TEMPORARY.match(tmp.name), tmp.name
+            tmp.write_text("x")
+    assert not TEMPORARY.match("notes.tmp") and not TEMPORARY.match(".notes.tmp")
