@@ -30,7 +30,7 @@ from pyro.poutine.util import site_is_subsample
 from pvae import options
 from pvae.data import SPLITS
 from pvae.objectives import log_mean_exp
-from pvae.pair import traits
+from pvae.pair import Traits, traits
 from pvae.sites import PARTICLES, Y, Z
 
 
@@ -87,15 +87,21 @@ class SampleConfig:
         return figures / f"samples{label}-seed{self.seed}-n{self.n}.png"
 
 
-def pair_args(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, training: bool = False) -> tuple:
+def pair_args(
+    model: torch.nn.Module | Traits, x: torch.Tensor, y: torch.Tensor | None, training: bool = False
+) -> tuple:
     """The arguments a pair is called with.
 
     Labels go to models that declare ``labels = "observed"`` (they observe every label), and, in
     training only, to those that declare ``labels = "semi-supervised"`` (``y=None`` marks an
     unlabelled batch); evaluation scores those on x alone, the guide proposing the label
     (:meth:`pvae.pair.Traits.takes_labels`).
+
+    :param model: the model, or its :class:`~pvae.pair.Traits` where the caller has read them once
+        (a training step need not read them again).
     """
-    return (x, y) if y is not None and traits(model).takes_labels(training) else (x,)
+    pair = model if isinstance(model, Traits) else traits(model)
+    return (x, y) if y is not None and pair.takes_labels(training) else (x,)
 
 
 def _per_datapoint(site: dict, shape: torch.Size) -> torch.Tensor:

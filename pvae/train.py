@@ -18,7 +18,7 @@ from pvae import options
 from pvae.estimators import ESTIMATORS, make_elbo
 from pvae.evaluate import evaluate, pair_args
 from pvae.objectives import BETA_SCHEDULES, BetaSchedule, Loss, TracedLoss, backward, loss_module
-from pvae.pair import check_compatible, check_pair, traits
+from pvae.pair import check_compatible, check_pair
 from pvae.runs import Run, rng_state, set_rng_state
 
 
@@ -151,13 +151,14 @@ def fit(
         with beta > 0), ``beta``, ``val_accuracy`` (for guides that classify) and ``seconds``
         (training only).
     """
-    check_compatible(check_pair(model, guide), dataset, config)
+    pair = check_pair(model, guide)  # the traits, read once here rather than in every step
+    check_compatible(pair, dataset, config)
     pyro.set_rng_seed(config.seed)
     loss_fn = make_loss(model, guide, config)
     eager: Loss = loss_fn.loss_fn if isinstance(loss_fn, TracedLoss) else loss_fn
     schedule = config.schedule()
     train = dataset.train
-    semi_supervised = traits(model).labels == "semi-supervised" and not train.fully_labelled
+    semi_supervised = pair.labels == "semi-supervised" and not train.fully_labelled
 
     # parameters: Pyro creates some lazily, on a first (validated) pass, and the optimizer must see them
     _first_pass(eager, model, dataset)
@@ -181,7 +182,7 @@ def fit(
                 for x, y in batches(train, config.batch_size):
                     if not schedule.is_constant:
                         eager.set_beta(schedule(epoch + taken / steps))
-                    loss = step(loss_fn, optimizer, *pair_args(model, dataset.training_batch(x), y, training=True))
+                    loss = step(loss_fn, optimizer, *pair_args(pair, dataset.training_batch(x), y, training=True))
                     total += loss * x.shape[0]  # nats summed over the epoch's datapoints
                     seen += x.shape[0]
                     taken += 1
