@@ -173,7 +173,7 @@ def _train(args) -> Path:
     if options.resume:
         run = Run.open(out, writing=True)
         run.load_checkpoint()  # a broken checkpoint or metrics.jsonl is refused before config.json changes
-        run.metrics()
+        done = len(run.metrics())
         saved = RunConfig.from_dict(run.config)
         if replace(saved, train=replace(saved.train, epochs=epochs)) != config:
             raise ValueError(
@@ -186,8 +186,7 @@ def _train(args) -> Path:
             )
         run.write_config(config.to_dict())
     else:
-        run = Run.create(out, config.to_dict(), overwrite=options.overwrite)
-    done = len(run.metrics()) if options.resume else 0
+        run, done = Run.create(out, config.to_dict(), overwrite=options.overwrite), 0
     print(
         f"{f'resuming after epoch {done}: ' if done else ''}training {name} ({elbo}, beta {beta}) on {args.data} "
         f"({len(dataset.train)} train, {len(dataset.val)} val, {len(dataset.test)} test) for {epochs} "

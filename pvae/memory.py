@@ -17,9 +17,12 @@ What a step holds:
   :func:`pvae.evaluate.sample_chunks` gives 100 datapoints, without gradients.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
+
+from pvae.evaluate import sample_chunks
 
 #: Copies of each parameter a step holds: the weight, its gradient, Adam's first and second moments.
 PARAMETER_COPIES = 4
@@ -82,10 +85,8 @@ def estimate_step_memory(
     activations = int(batch_size * particles * per_draw * 4 * ACTIVATION_FACTOR)  # float32
     evaluation = 0
     if samples:
-        pixels = 1
-        for size in x_shape:
-            pixels *= size
-        chunk = max(1, min(samples, (1 << 24) // (pixels * EVALUATION_BATCH)))  # as evaluate.sample_chunks
+        batch = torch.empty((EVALUATION_BATCH, *x_shape), device="meta")  # shapes only, no storage
+        chunk = sample_chunks(batch, samples)[0]  # the draws of z evaluation takes at once
         evaluation = int(EVALUATION_BATCH * chunk * per_draw * 4 * ACTIVATION_FACTOR)
     return StepMemory(PARAMETER_COPIES * parameter_bytes, activations, evaluation)
 
@@ -96,10 +97,7 @@ def _output_numbers(layer: torch.nn.Module, x_shape: tuple[int, ...]) -> int:
     if isinstance(layer, torch.nn.Linear):
         return layer.out_features
     if isinstance(layer, torch.nn.modules.conv._ConvNd):
-        pixels = 1
-        for size in x_shape[1:]:
-            pixels *= size
-        return layer.out_channels * pixels
+        return layer.out_channels * math.prod(x_shape[1:])
     return 0
 
 
