@@ -1,0 +1,73 @@
+"""What every metric shares: the factors it scores, codes of sampled points, seeds for scikit-learn."""
+
+import warnings
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from pvae.disentangle.ground_truth import GroundTruth
+
+Represent = Callable[[torch.Tensor], np.ndarray]
+
+# observations rendered and encoded per call of ``represent``: bounds the memory of one call
+CHUNK = 4096
+
+
+def scored_factors(ground_truth: GroundTruth, factors: Sequence[int] | None) -> tuple[int, ...]:
+    """The indices of the factors a metric scores (all when ``None``), checked against the ground truth."""
+    num = len(ground_truth.factor_sizes)
+    if factors is None:
+        return tuple(range(num))
+    chosen = tuple(int(k) for k in factors)
+    if not chosen or len(set(chosen)) != len(chosen) or not all(0 <= k < num for k in chosen):
+        raise ValueError(
+            f"factors={tuple(factors)} must be distinct factor indices in 0..{num - 1} "
+            f"({', '.join(f'{k}: {name}' for k, name in enumerate(ground_truth.factor_names))}); "
+            f"e.g. without {ground_truth.factor_names[0]}: {tuple(range(1, num))}"
+        )
+    return chosen
+
+
+def encode(ground_truth: GroundTruth, represent: Represent, factors: np.ndarray) -> np.ndarray:
+    """Codes ``(n, d)`` of the grid points ``factors`` (``(n, F)``), rendered and encoded in chunks."""
+    codes = []
+    for start in range(0, len(factors), CHUNK):
+        images = ground_truth.observations(factors[start : start + CHUNK])
+        with torch.no_grad():
+            code = np.asarray(represent(images), dtype=np.float64)
+        if code.ndim != 2 or len(code) != len(images):
+            raise ValueError(
+                f"represent must map {len(images)} images to an array (n, d) of codes, got shape {code.shape}"
+            )
+        codes.append(code)
+    return np.concatenate(codes)
+
+
+def sample_codes(
+    ground_truth: GroundTruth, represent: Represent, num_points: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``num_points`` uniform grid points: their codes ``(n, d)`` and factor indices ``(n, F)``."""
+    factors = ground_truth.sample_factors(num_points, rng)
+    return encode(ground_truth, represent, factors), factors
+
+
+def sklearn_seed(rng: np.random.Generator) -> int:
+    """A seed for a scikit-learn estimator's ``random_state``, drawn from ``rng``."""
+    return int(rng.integers(2**31 - 1))
+
+
+def settings(ground_truth: GroundTruth, factors: tuple[int, ...], **options) -> dict:
+    """The settings a metric reports beside its scores: the factors scored (by name) and its options."""
+    return {"factors": [ground_truth.factor_names[k] for k in factors], **options}
+
+
+@contextmanager
+def quiet_convergence():
+    """Silence scikit-learn's ConvergenceWarning: the metrics keep disentanglement_lib's iteration budgets
+    (scikit-learn defaults), which the published numbers were computed with, converged or not."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
