@@ -6,6 +6,7 @@ rotation mixing two factors, a duplicated dimension. Sample sizes are below the 
 statistics allow; each tolerance is sized for a failure probability of about 1e-3 under any seed.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -45,10 +46,10 @@ def score(name, represent, stream, grid=GRID, **options):
     return METRICS[name](grid, represent, np.random.default_rng(derived_seed(stream)), **{**SMALL[name], **options})
 
 
-def identity(images):
+def identity(images, sizes=SIZES):
     """The factors themselves, each standardized (mean 0, variance 1 over its uniform values, as a VAE's codes):
     ``(n, F)``."""
-    sizes = np.array(SIZES[: images.shape[1]])
+    sizes = np.array(sizes)
     indices = images.flatten(1).numpy().astype(np.float64) * np.maximum(sizes - 1, 1)
     return (indices - (sizes - 1) / 2) / np.sqrt(np.maximum(sizes**2 - 1, 1) / 12)
 
@@ -75,9 +76,9 @@ def messy_of(stream):
     return represent
 
 
-def rotated(images):
-    """Factors a and b (equal sizes) rotated by 45°: each code dimension carries half of each."""
-    codes = identity(images)
+def rotated(images, sizes=SIZES):
+    """Factors 1 and 2 (equal sizes) rotated by 45°: each code dimension carries half of each."""
+    codes = identity(images, sizes)
     a, b = codes[:, 1].copy(), codes[:, 2].copy()
     codes[:, 1], codes[:, 2] = (a + b) / math.sqrt(2), (a - b) / math.sqrt(2)
     return codes
@@ -165,7 +166,7 @@ def test_noise_scores_about_zero_or_chance(name):
     if name in chance:
         key, value = chance[name]
         assert abs(result[key] - value) < 0.06, result
-    low = {"mig": ("discrete_mig", 0.03), "dci": ("disentanglement", 0.15), "sap": ("sap", 0.05)}
+    low = {"mig": ("discrete_mig", 0.03), "dci": ("disentanglement", 0.06), "sap": ("sap", 0.05)}
     if name in low:
         key, bound = low[name]
         assert result[key] < bound, result
@@ -190,9 +191,14 @@ def test_a_permutation_of_the_dimensions_changes_nothing(name):
 @pytest.mark.parametrize("name", list(METRICS))
 def test_a_rotation_mixing_two_factors_scores_lower(name):
     key = MAIN[name]
-    true, mixed = score(name, identity, 9)[key], score(name, rotated, 10)[key]
-    # measured (seeds 0-3): the rotation costs MIG ≈ 0.3, DCI ≈ 0.3, modularity ≈ 0.3, SAP ≈ 0.1, the votes ≈ 0.2
-    margin = {"beta_vae": 0.1, "factor_vae": 0.1, "mig": 0.2, "dci": 0.15, "sap": 0.05, "modularity": 0.15}[name]
+    # SAP of many-valued factors depends on which values one-vs-rest SVMs on one dimension happen to pick out
+    # (0.38-0.55 for the true factors of GRID over seeds 0-9); on binary factors its answer is exact
+    sizes = (2, 2, 2, 2) if name == "sap" else SIZES
+    grid = Grid(sizes, factor_names=NAMES)
+    true = score(name, functools.partial(identity, sizes=sizes), 9, grid)[key]
+    mixed = score(name, functools.partial(rotated, sizes=sizes), 10, grid)[key]
+    # measured over seeds 0-9, the rotation costs: the votes 0.22-0.29, MIG 0.49-0.50, DCI 0.25, modularity 0.17
+    margin = {"beta_vae": 0.1, "factor_vae": 0.1, "mig": 0.3, "dci": 0.15, "sap": 0.1, "modularity": 0.1}[name]
     assert mixed < true - margin, (true, mixed)
 
 
