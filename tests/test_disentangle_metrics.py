@@ -258,9 +258,17 @@ def test_every_metric_reports_its_settings_and_floats(name):
     assert result and all(type(value) is float and math.isfinite(value) for value in result.values()), result
 
 
-@pytest.mark.parametrize("factors", [(), (0, 0), (4,), (-1, 2)])
+def test_factors_are_chosen_by_index_or_name():
+    by_name = score("mig", identity, 18, factors=("a", "c"))
+    assert by_name == score("mig", identity, 18, factors=(1, 3))
+    assert by_name["settings"]["factors"] == ["a", "c"]
+
+
+@pytest.mark.parametrize("factors", [(), (0, 0), (4,), (-1, 2), ("a", 1), ("colour",), (1.0,)])
 def test_factors_out_of_range_are_refused(factors):
-    with pytest.raises(ValueError, match=r"factors=.*distinct factor indices in 0\.\.3.*without shape: \(1, 2, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"factors=.*distinct factor indices in 0\.\.3 or names.*without shape: \(1, 2, 3\)"
+    ):
         score("mig", identity, 18, factors=factors)
 
 

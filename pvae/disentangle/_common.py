@@ -16,19 +16,23 @@ Represent = Callable[[torch.Tensor], np.ndarray]
 CHUNK = 4096
 
 
-def scored_factors(ground_truth: GroundTruth, factors: Sequence[int] | None) -> tuple[int, ...]:
-    """The indices of the factors a metric scores (all when ``None``), checked against the ground truth."""
-    num = len(ground_truth.factor_sizes)
+def scored_factors(ground_truth: GroundTruth, factors: Sequence[int | str] | None) -> tuple[int, ...]:
+    """The indices of the factors a metric scores (all when ``None``), given by index or by name."""
+    names = tuple(ground_truth.factor_names)
     if factors is None:
-        return tuple(range(num))
-    chosen = tuple(int(k) for k in factors)
-    if not chosen or len(set(chosen)) != len(chosen) or not all(0 <= k < num for k in chosen):
+        return tuple(range(len(names)))
+    chosen = tuple(names.index(k) if isinstance(k, str) and k in names else k for k in factors)
+    if (
+        not chosen
+        or not all(isinstance(k, (int, np.integer)) and 0 <= k < len(names) for k in chosen)
+        or len(set(chosen)) != len(chosen)
+    ):
         raise ValueError(
-            f"factors={tuple(factors)} must be distinct factor indices in 0..{num - 1} "
-            f"({', '.join(f'{k}: {name}' for k, name in enumerate(ground_truth.factor_names))}); "
-            f"e.g. without {ground_truth.factor_names[0]}: {tuple(range(1, num))}"
+            f"factors={tuple(factors)} must be distinct factor indices in 0..{len(names) - 1} or names "
+            f"({', '.join(f'{k}: {name}' for k, name in enumerate(names))}); "
+            f"e.g. without {names[0]}: {tuple(range(1, len(names)))}"
         )
-    return chosen
+    return tuple(int(k) for k in chosen)
 
 
 def encode(ground_truth: GroundTruth, represent: Represent, factors: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ def compute_beta_vae(
     represent: Represent,
     rng: np.random.Generator,
     *,
-    factors: Sequence[int] | None = None,
+    factors: Sequence[int | str] | None = None,
     batch_size: int = 64,
     num_train: int = 10_000,
     num_eval: int = 5_000,
@@ -33,7 +33,7 @@ def compute_beta_vae(
     :param ground_truth: the factors and their observations.
     :param represent: images ``(n, C, H, W)`` → codes ``(n, d)``.
     :param rng: the source of randomness.
-    :param factors: indices of the factors scored (the fixed factor is drawn among them); the others vary.
+    :param factors: the factors scored, by index or name (the fixed factor is drawn among them); the others vary.
     :param batch_size: pairs of points averaged in one vote (L).
     :param num_train: votes the classifier is trained on.
     :param num_eval: votes it is scored on.

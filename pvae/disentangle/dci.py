@@ -30,7 +30,7 @@ def compute_dci(
     represent: Represent,
     rng: np.random.Generator,
     *,
-    factors: Sequence[int] | None = None,
+    factors: Sequence[int | str] | None = None,
     num_train: int = 10_000,
     num_test: int = 5_000,
     n_estimators: int = 100,
@@ -40,7 +40,7 @@ def compute_dci(
     :param ground_truth: the factors and their observations.
     :param represent: images ``(n, C, H, W)`` → codes ``(n, d)``.
     :param rng: the source of randomness.
-    :param factors: indices of the factors scored (one classifier each); the others vary.
+    :param factors: the factors scored, by index or name (one classifier each); the others vary.
     :param num_train: points the classifiers are trained on.
     :param num_test: points their test accuracy is measured on.
     :param n_estimators: boosting stages of each classifier (scikit-learn's and disentanglement_lib's 100).

@@ -26,7 +26,7 @@ def compute_mig(
     represent: Represent,
     rng: np.random.Generator,
     *,
-    factors: Sequence[int] | None = None,
+    factors: Sequence[int | str] | None = None,
     num_train: int = 10_000,
     bins: int = 20,
 ) -> dict:
@@ -35,7 +35,7 @@ def compute_mig(
     :param ground_truth: the factors and their observations.
     :param represent: images ``(n, C, H, W)`` → codes ``(n, d)`` (the encoder's means, or sampled codes).
     :param rng: the source of randomness.
-    :param factors: indices of the factors scored (None: all); the others still vary.
+    :param factors: the factors scored, by index or name (None: all); the others still vary.
     :param num_train: points the mutual information is estimated on.
     :param bins: histogram bins per code dimension.
     :returns: ``discrete_mig``, ``mig_<factor>`` for each factor scored, and ``settings``.

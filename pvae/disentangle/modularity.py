@@ -33,7 +33,7 @@ def compute_modularity(
     represent: Represent,
     rng: np.random.Generator,
     *,
-    factors: Sequence[int] | None = None,
+    factors: Sequence[int | str] | None = None,
     num_train: int = 10_000,
     num_test: int = 5_000,
     bins: int = 20,
@@ -43,7 +43,7 @@ def compute_modularity(
     :param ground_truth: the factors and their observations.
     :param represent: images ``(n, C, H, W)`` → codes ``(n, d)``.
     :param rng: the source of randomness.
-    :param factors: indices of the factors scored; the others vary.
+    :param factors: the factors scored, by index or name; the others vary.
     :param num_train: points the mutual information and the classifiers are computed on.
     :param num_test: points the test explicitness is measured on.
     :param bins: histogram bins per code dimension for the mutual information.
