@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from pvae.disentangle import METRICS, Grid, get_metric
 from tests.conftest import derived_seed
@@ -20,7 +21,7 @@ SIZES = (3, 5, 5, 4)
 NAMES = ("shape", "a", "b", "c")
 GRID = Grid(SIZES, factor_names=NAMES)
 
-# the metrics' scores, each: (key, top of its range for the true factors, chance/degenerate value)
+# the headline score of each metric
 MAIN = {
     "beta_vae": "eval_accuracy",
     "factor_vae": "eval_accuracy",
@@ -98,8 +99,10 @@ def test_true_factors_score_at_the_top(name):
     for key, value in top.items():
         assert result[key] == value, (key, result)
     # factors with ≤ 20 values each fall one value per bin: MIG = 1 − (plug-in bias of an independent
-    # pair, ≈ (K−1)·(K'−1)/(2n) = 8/8000 nats) / H ≈ 0.999; the trees and regressions read the factors exactly
-    floor = {"beta_vae": 1.0, "factor_vae": 1.0, "mig": 0.99, "dci": 0.97, "sap": 0.2, "modularity": 0.99}
+    # pair, ≈ (K−1)·(K'−1)/(2n) ≤ 16/8000 nats) / H ≥ 0.998; the trees and regressions read the factors exactly
+    # SAP's one-vs-rest SVMs on one dimension cannot single out a middle value of a factor: 0.38-0.55 measured over
+    # seeds 0-9 for the true factors here (its exact top is tested on binary factors below)
+    floor = {"beta_vae": 1.0, "factor_vae": 1.0, "mig": 0.99, "dci": 0.97, "sap": 0.25, "modularity": 0.99}
     assert result[MAIN[name]] >= floor[name], result
     if name == "dci":
         assert result["completeness"] >= 0.97, result
@@ -117,7 +120,8 @@ def test_mig_of_the_identity_is_the_binned_entropy_ratio():
     assert sorted(set(counts)) == [1, 2]
     binned = -np.sum(counts / 30 * np.log(counts / 30))
     expected = {"forty": math.log(20) / math.log(40), "thirty": binned / math.log(30), "two": 1.0}
-    # plug-in bias of the runner-up (≤ 39·19/(2·20000) nats ≈ 0.019 / log 30) plus that of the entropies
+    # the runner-up's plug-in bias, ≤ 39·19/(2·20000) ≈ 0.019 nats (0.005 of log 40; -0.0057 to -0.0045 measured
+    # over seeds 0-9), plus that of the entropies
     for factor, value in expected.items():
         assert abs(result[f"mig_{factor}"] - value) < 0.012, (factor, result[f"mig_{factor}"], value)
     assert result["discrete_mig"] == pytest.approx(np.mean([result[f"mig_{f}"] for f in expected]))
@@ -281,3 +285,8 @@ def test_an_unknown_metric_lists_the_valid_ones():
 def test_represent_must_give_one_row_per_image():
     with pytest.raises(ValueError, match=r"represent must map .* images to an array \(n, d\)"):
         score("mig", lambda images: identity(images)[:1], 19)
+
+
+def test_represent_may_return_a_tensor():
+    as_tensor = score("mig", lambda images: torch.from_numpy(identity(images)), 20)
+    assert as_tensor == score("mig", identity, 20)

@@ -41,7 +41,9 @@ def encode(ground_truth: GroundTruth, represent: Represent, factors: np.ndarray)
     for start in range(0, len(factors), CHUNK):
         images = ground_truth.observations(factors[start : start + CHUNK])
         with torch.no_grad():
-            code = np.asarray(represent(images), dtype=np.float64)
+            code = represent(images)
+        # an encoder may hand back a tensor, on any device
+        code = np.asarray(code.cpu() if isinstance(code, torch.Tensor) else code, dtype=np.float64)
         if code.ndim != 2 or len(code) != len(images):
             raise ValueError(
                 f"represent must map {len(images)} images to an array (n, d) of codes, got shape {code.shape}"
