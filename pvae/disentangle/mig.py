@@ -9,7 +9,8 @@ where j(1), j(2) are the dimensions with the largest and second largest I(v_k; z
 disentanglement_lib, I is estimated on 10,000 points, each code dimension discretized into 20 equal-width
 bins over its observed range and the factors taken by index (:mod:`pvae.disentangle.mutual_information`).
 A factor with more values than bins cannot be fully known through one binned dimension: the identity
-representation of a 40-valued uniform factor scores log 20 / log 40 ≈ 0.812 for that factor, not 1.
+representation of a 40-valued uniform factor scores log 20 / log 40 ≈ 0.812 for that factor, not 1, and of
+dSprites' five factors (3, 6, 40, 32, 32 values) 0.902 at most (less ≈ 0.003 of plug-in bias at 10,000 points).
 """
 
 from collections.abc import Sequence
