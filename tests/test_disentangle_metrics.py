@@ -33,8 +33,8 @@ MAIN = {
 
 # smaller than the defaults (10,000 / 5,000 points): the tolerances below are sized for these
 SMALL = {
-    "beta_vae": {"num_train": 1000, "num_eval": 1000},
-    "factor_vae": {"num_train": 1000, "num_eval": 1000, "num_variance_estimate": 2000},
+    "beta_vae": {"num_train": 1000, "num_eval": 2000},
+    "factor_vae": {"num_train": 1000, "num_eval": 2000, "num_variance_estimate": 2000},
     "mig": {"num_train": 4000},
     "dci": {"num_train": 1000, "num_test": 1000, "n_estimators": 20},
     "sap": {"num_train": 1000, "num_test": 1000},
@@ -177,7 +177,7 @@ def test_a_constant_scores_zero_or_chance(name):
     for key, value in exact.items():
         assert result[key] == value, (key, result)
     if name == "beta_vae":
-        # the classifier predicts one fixed factor: right on 1/4 of uniform labels (sd 0.014 on 1,000 votes)
+        # the classifier predicts one fixed factor: right on 1/4 of uniform labels (sd 0.010 on 2,000 votes)
         assert abs(result["eval_accuracy"] - 1 / 4) < 0.06, result
     if name == "dci":
         # each factor's majority guess: chance, the mean of 1/K over the factors
@@ -188,7 +188,8 @@ def test_a_constant_scores_zero_or_chance(name):
 @pytest.mark.parametrize("name", list(METRICS))
 def test_noise_scores_about_zero_or_chance(name):
     result = score(name, noise_of(5), 6)
-    # a classifier that does not see its test labels is right on 1/K of uniform labels in expectation
+    # a classifier that does not see its test labels is right on 1/K of uniform labels in expectation (sd about
+    # 0.01 here), and ranks them with AUC 1/2
     chance = {"beta_vae": ("eval_accuracy", 1 / 4), "factor_vae": ("eval_accuracy", 1 / 4)}
     chance["dci"] = ("informativeness_test", float(np.mean([1 / k for k in SIZES])))
     chance["modularity"] = ("explicitness_test", 0.5)

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
 
 from pvae.disentangle.ground_truth import GroundTruth
 
@@ -68,6 +70,13 @@ def sklearn_seed(rng: np.random.Generator) -> int:
 def settings(ground_truth: GroundTruth, factors: tuple[int, ...], **options) -> dict:
     """The settings a metric reports beside its scores: the factors scored (by name) and its options."""
     return {"factors": [ground_truth.factor_names[k] for k in factors], **options}
+
+
+def logistic_regression(seed: int) -> OneVsRestClassifier:
+    """disentanglement_lib's linear classifier: ``LogisticRegression()`` of the scikit-learn it was run with
+    (before 0.22, whose defaults became lbfgs and multinomial): liblinear, one-vs-rest, C = 1, an intercept
+    penalized like the weights, probabilities normalized over the classes."""
+    return OneVsRestClassifier(LogisticRegression(solver="liblinear", random_state=seed))
 
 
 @contextmanager
