@@ -151,8 +151,8 @@ def test_m2_preset_uses_enumeration_and_reports_accuracy(tmp_path):
     from pvae.evaluate import accuracy
 
     _, _, dataset, _, guide = restore(out)
-    assert summary["test"]["accuracy"] == accuracy(guide, dataset.test.x, dataset.test.y)
-    assert summary["training"]["final_val_accuracy"] == accuracy(guide, dataset.val.x, dataset.val.y)
+    assert summary["test"]["accuracy"] == accuracy(guide, dataset.test.images(), dataset.test.y)
+    assert summary["training"]["final_val_accuracy"] == accuracy(guide, dataset.val.images(), dataset.val.y)
 
 
 @pytest.mark.parametrize(

@@ -134,10 +134,10 @@ def test_trained_linear_vae_reaches_the_ppca_likelihood(ppca_data):
     # the posterior's under some seeds. Ten more epochs at a tenth of the rate settle it.
     config = TrainConfig(elbo="meanfield", epochs=10, batch_size=100, lr=0.003, seed=derived_seed(1))
     fit(model, guide, dataset, config, progress=False)
-    test = dataset.test.x
+    test = dataset.test.images()
     with torch.no_grad():
         exact = model.log_marginal(test)
-        train_exact = float(model.log_marginal(dataset.train.x).mean())
+        train_exact = float(model.log_marginal(dataset.train.images()).mean())
         per_point = bounds(model, guide, test, num_samples=1000)
     result = evaluate(model, guide, test, num_samples=1000)
     # The importance-sampled estimate lands on the exact log p(x) of the trained model ...
@@ -149,7 +149,7 @@ def test_trained_linear_vae_reaches_the_ppca_likelihood(ppca_data):
     # ... training found the maximum-likelihood pPCA (the MLE fitted on the training split): after
     # 120 epochs within 0.001 nats under seeds 0-7 and 0.0075 under seed 13, which 60 epochs left
     # 0.07 short ...
-    assert train_exact == pytest.approx(_ppca_mle_log_likelihood(dataset.train.x, 2), abs=0.02)
+    assert train_exact == pytest.approx(_ppca_mle_log_likelihood(dataset.train.images(), 2), abs=0.02)
     # ... and the diagonal guide recovered the exact posterior of the trained model: training
     # rotated W until p(z|x) is (nearly) diagonal, and the guide's mean is off by 0.15 posterior
     # standard deviations (root mean square), its scale by a few percent (root mean square of the

@@ -108,7 +108,7 @@ def _run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int) ->
     figures = {}
     if metrics:
         figures["curves"] = plot_curves(metrics)
-    x, y = test.x[:n], test.y[:n]
+    x, y = test.images(slice(n)), test.y[:n]
     figures["reconstructions"] = plot_reconstructions(x[:50], ev.reconstruct(model, guide, x[:50], y[:50]))
     if labelled:
         figures["samples"] = plot_class_samples(model, 10, dataset.num_classes)
@@ -122,7 +122,7 @@ def _run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int) ->
             12,
             "two test images (ends) and decoder means along the line between their latent means",
         )
-    z = ev.posterior_mean(guide, test.x[:2000], test.y[:2000] if labelled else None)
+    z = ev.posterior_mean(guide, test.images(slice(2000)), test.y[:2000] if labelled else None)
     points, how = ev.project_2d(z)
     figures["latent"] = plot_latent(points, test.y[:2000], f"{how}, {len(points)} test images")
     return figures
