@@ -1,0 +1,1 @@
+"""Disentanglement: datasets' ground-truth factors and the metrics scored against them."""
