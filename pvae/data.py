@@ -36,8 +36,9 @@ class DataConfig:
 
     :param data: the dataset: ``digits`` (bundled), ``mnist``, ``fashion-mnist``, ``kmnist`` or
         ``dsprites`` (rendered, with ground-truth factors).
-    :param data_dir: folder holding the IDX files (or where downloads go); only this folder is used
-        when given, and it must exist.
+    :param data_dir: folder holding the IDX files (or where downloads go), or dSprites' original
+        ``.npz`` (or where its rendering is cached); only this folder is used when given, and it
+        must exist.
     :param binarize: ``dynamic`` (a fresh Bernoulli draw of every training batch; validation and
         test binarized once with ``data_seed``), ``static`` (every split binarized once with
         ``data_seed``) or ``none`` (grey levels).

@@ -260,7 +260,8 @@ def grid_bits(data_dir: str | os.PathLike | None = None) -> np.ndarray:
     rendering, else a fresh rendering, written to the cache (atomically).
 
     :param data_dir: ``--data-dir`` (see :func:`locate`).
-    :raises DataError: for a bad original file or a cache of the wrong size.
+    :raises DataError: for a bad original file, a cache of the wrong size, or a cache that cannot
+        be written.
     """
     original, cache = locate(data_dir)
     if original is not None:
@@ -277,7 +278,13 @@ def grid_bits(data_dir: str | os.PathLike | None = None) -> np.ndarray:
             )
         return bits
     bits = render()
-    atomic_write(cache, lambda handle: np.save(handle, bits))
+    try:
+        atomic_write(cache, lambda handle: np.save(handle, bits))
+    except OSError as error:
+        raise DataError(
+            f"cannot cache the rendered dSprites grid in {cache.parent} ({error.strerror or error}); "
+            "pass --data-dir with a folder you can write to (377 MB)"
+        ) from error
     return bits
 
 

@@ -253,3 +253,10 @@ def test_a_corrupt_original_file_is_refused_with_its_name(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(DataError, match=rf"{dsprites.ORIGINAL}: cannot be read as \.npz.*remove it to render"):
         dsprites.read_npz(path, SMALL)
+
+
+def test_a_cache_that_cannot_be_written_is_refused_with_the_folder(tmp_path, monkeypatch):
+    (tmp_path / "dsprites").write_text("a file where the cache folder goes\n")
+    monkeypatch.setattr(dsprites, "render", lambda: np.zeros((2, 512), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"cannot cache the rendered dSprites grid in .*dsprites.*--data-dir"):
+        dsprites.grid_bits(tmp_path)
