@@ -52,14 +52,10 @@ def test_ravel_index_and_factors_agree_in_the_grid_order(cached):
     centre = _centre(_images(bits, factors))
     expected = torch.from_numpy(15.5 + factors[:, 3:]).float()  # (column, row) = 15.5 + (x, y)
     assert torch.allclose(centre, expected, atol=1e-4)
-    # consecutive ravel indices step y first
-    image = _images(bits, [[0, 5, 0, 10, 10]])
-    assert torch.equal(
-        unpack_bits(
-            torch.from_numpy(bits[[np.ravel_multi_index((0, 5, 0, 10, 10), (3, 6, 40, 32, 32)) + 1]]), (1, 64, 64)
-        )[:, 0],
-        torch.roll(image, 1, dims=1),
-    )
+    # consecutive images step y first: image i + 1 is image i one row down
+    i = np.ravel_multi_index((0, 5, 0, 10, 10), dsprites.FACTOR_SIZES)
+    first, second = unpack_bits(torch.from_numpy(bits[[i, i + 1]]), (1, 64, 64))[:, 0]
+    assert torch.equal(second, torch.roll(first, 1, dims=0))
 
 
 @pytest.mark.parametrize("shape", [SQUARE, ELLIPSE, HEART])
