@@ -344,6 +344,8 @@ CASES += [
     Case("likelihood-unknown", TRAIN + ["--likelihood", "poisson", "--out", "{user}/r"],
          ("unknown likelihood", "bernoulli")),
     Case("net-unknown", TRAIN + ["--net", "resnet", "--out", "{user}/r"], ("unknown net", "mlp")),
+    Case("net-burgess-on-8x8-images", TRAIN + ["--net", "burgess", "--out", "{user}/r"],
+         ("burgess", "multiples of 16", "(1, 8, 8)", "--net conv")),
     Case("binarize-unknown", TRAIN + ["--binarize", "maybe", "--out", "{user}/r"], ("--binarize", "invalid choice")),
     Case("command-unknown", ["trian"], ("invalid choice", "train")),
     Case("option-unknown", TRAIN + ["--epoch", "3x", "--out", "{user}/r"], ("--epoch",)),

@@ -211,7 +211,7 @@ def test_training_on_digits_improves_the_elbo_and_draws_the_figures(digits, one_
     assert result["log_px"] > -64 * math.log(2) + 15, result
     figures = run_figures(model, guide, digits, history)
     try:
-        assert set(figures) == {"curves", "reconstructions", "samples", "interpolation", "latent"}
+        assert set(figures) == {"curves", "reconstructions", "samples", "interpolation", "latent", "traversals"}
     finally:
         for figure in figures.values():
             plt.close(figure)
