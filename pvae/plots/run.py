@@ -208,5 +208,5 @@ def _run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int) ->
     z = ev.posterior_mean(guide, test.images(slice(2000)), test.y[:2000] if labelled else None)
     points, how = ev.project_2d(z)
     figures["latent"] = plot_latent(points, test.y[:2000], f"{how}, {len(points)} test images")
-    figures["traversals"] = traversal_figure(model, guide, test.x[:1000], test.y[:1000])
+    figures["traversals"] = traversal_figure(model, guide, test.images(slice(1000)), test.y[:1000])
     return figures
