@@ -8,6 +8,8 @@ copy of the reference is timed as a control: its ratio shows the noise of the me
 
     python experiments/bench_speed.py                 # batch sizes 32, 128, 512
     python experiments/bench_speed.py --rounds 5 --steps 5 --batch-sizes 32   # a quick look
+    python experiments/bench_speed.py --net burgess --z-dim 10 --hidden 256 --batch-sizes 64 \
+        --variants "pvae meanfield"     # the Locatello et al. conv VAE on 64×64 images
 """
 
 import argparse
@@ -35,10 +37,18 @@ VARIANTS = {
 }
 
 
-def _steppers(batch: torch.Tensor, z_dim: int, hidden: tuple[int, ...], lr: float, variants: list[str]) -> dict:
+#: Net family → (shape of one image, ink density of the random binary batch): MNIST's 28×28 with its
+#: density for the MLP and the 3×3 conv net, dSprites' 64×64 (about 4% of its pixels are on) for burgess.
+IMAGES = {"mlp": ((1, 28, 28), 0.13), "conv": ((1, 28, 28), 0.13), "burgess": ((1, 64, 64), 0.04)}
+
+
+def _steppers(
+    batch: torch.Tensor, z_dim: int, hidden: tuple[int, ...], lr: float, variants: list[str], net: str = "mlp"
+) -> dict:
     """One zero-argument training step per variant, all from the same initial weights."""
     torch.manual_seed(0)
-    model, guide = build_pair(PairConfig(z_dim=z_dim, hidden=hidden), tuple(batch.shape[1:]))
+    pair = PairConfig(z_dim=z_dim, hidden=hidden, net=net)
+    model, guide = build_pair(pair, tuple(batch.shape[1:]))
     initial = (model.state_dict(), guide.state_dict())
     steppers = {}
     for name in ("reference", "reference (control copy)"):
@@ -46,7 +56,7 @@ def _steppers(batch: torch.Tensor, z_dim: int, hidden: tuple[int, ...], lr: floa
         optimizer = torch.optim.Adam(ref.parameters(), lr=lr)
         steppers[name] = lambda ref=ref, optimizer=optimizer: step(ref, optimizer, batch)
     for name in variants:
-        m, g = build_pair(PairConfig(z_dim=z_dim, hidden=hidden), tuple(batch.shape[1:]))
+        m, g = build_pair(pair, tuple(batch.shape[1:]))
         m.load_state_dict(initial[0]), g.load_state_dict(initial[1])
         loss_fn = make_loss(m, g, TrainConfig(**VARIANTS[name]))
         loss_fn(batch)  # parameters exist before the optimizer is built; JIT compiles here
@@ -56,11 +66,12 @@ def _steppers(batch: torch.Tensor, z_dim: int, hidden: tuple[int, ...], lr: floa
 
 
 def measure(
-    batch_size: int, rounds: int, steps: int, warmup: int, variants: list[str], z_dim=20, hidden=(400,)
+    batch_size: int, rounds: int, steps: int, warmup: int, variants: list[str], z_dim=20, hidden=(400,), net="mlp"
 ) -> dict:
     """Milliseconds per step and per-round ratios to the reference for one batch size."""
-    batch = torch.bernoulli(torch.full((batch_size, 1, 28, 28), 0.13))  # the ink density of MNIST
-    steppers = _steppers(batch, z_dim, hidden, 1e-3, variants)
+    shape, density = IMAGES[net]
+    batch = torch.bernoulli(torch.full((batch_size, *shape), density))
+    steppers = _steppers(batch, z_dim, hidden, 1e-3, variants, net)
     times = {name: [] for name in steppers}
     with pyro.validation_enabled(False):  # as in fit after its first, validated batch
         for fn in steppers.values():
@@ -106,6 +117,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--net", default="mlp", choices=list(IMAGES), help="network family of both pairs")
+    parser.add_argument("--z-dim", type=int, default=20)
+    parser.add_argument("--hidden", type=int, nargs="*", default=[400], help="dense widths (burgess: 256)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default=f"runs/bench_speed-{time.strftime('%Y%m%d-%H%M%S')}")
     args = parser.parse_args(argv)
@@ -113,12 +127,20 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     results = {}
     for b in args.batch_sizes:
-        results[b] = measure(b, args.rounds, args.steps, args.warmup, args.variants)
+        results[b] = measure(
+            b, args.rounds, args.steps, args.warmup, args.variants, args.z_dim, tuple(args.hidden), args.net
+        )
         print(f"batch {b}: " + ", ".join(f"{n} {r['ratio']:.2f}" for n, r in results[b].items()), flush=True)
     table = to_markdown(results)
-    print(f"\n{torch.get_num_threads()} torch threads, {args.rounds} rounds of {args.steps} steps\n\n{table}")
+    print(
+        f"\n--net {args.net}, z = {args.z_dim}, hidden {args.hidden}; {torch.get_num_threads()} torch threads, "
+        f"{args.rounds} rounds of {args.steps} steps\n\n{table}"
+    )
     out = Path(args.out)
     meta = {
+        "net": args.net,
+        "z_dim": args.z_dim,
+        "hidden": args.hidden,
         "threads": torch.get_num_threads(),
         "rounds": args.rounds,
         "steps": args.steps,

@@ -71,7 +71,7 @@ def main(argv=None) -> dict:
     pvae_seconds = sum(h["seconds"] for h in history) / len(history)
     ref_seconds = train_reference(ref, dataset, config)
 
-    x = dataset.test.x[: args.test_points]
+    x = dataset.test.images(slice(args.test_points))
     torch.manual_seed(args.seed + 10)
     pvae_eval = evaluate(model, guide, x, num_samples=args.samples)
     torch.manual_seed(args.seed + 10)

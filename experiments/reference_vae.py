@@ -1,17 +1,18 @@
 """A VAE written by hand in plain PyTorch: the yardstick pvae's speed and quality are measured against.
 
 The same networks as ``pvae.models.vae.VAE`` with ``pvae.guides.gaussian.GaussianGuide`` (MLP encoder to
-mean and log-scale, MLP decoder to Bernoulli logits), the reparameterized sample, and the
-negative ELBO with the analytic KL of two Gaussians — no Pyro anywhere.
+mean and log-scale, MLP decoder to Bernoulli logits; or copies of a pair's convolutional networks), the
+reparameterized sample, and the negative ELBO with the analytic KL of two Gaussians — no Pyro anywhere.
 """
 
+import copy
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pvae.nets import MLP
+from pvae.nets import MLP, MLPEncoder
 
 
 class ReferenceVAE(nn.Module):
@@ -26,10 +27,17 @@ class ReferenceVAE(nn.Module):
         super().__init__()
         self.encoder = MLP(x_dim, hidden, 2 * z_dim)
         self.decoder = MLP(z_dim, hidden, x_dim)
+        self.flat_input = True  # the encoder reads (batch, x_dim); a convolutional one reads images
 
     @classmethod
     def like(cls, model: nn.Module, guide: nn.Module) -> "ReferenceVAE":
-        """A reference with the same sizes and the same initial weights as a pvae pair."""
+        """A reference with the same sizes and the same initial weights as a pvae pair: its MLPs
+        rebuilt by hand, or, for the convolutional families, copies of the pair's two networks."""
+        if not isinstance(guide.encoder, MLPEncoder):
+            ref = cls(1, model.z_dim, ())
+            ref.encoder, ref.decoder = copy.deepcopy(guide.encoder), copy.deepcopy(model.decoder)
+            ref.flat_input = False
+            return ref
         hidden = tuple(layer.out_features for layer in model.decoder if isinstance(layer, nn.Linear))[:-1]
         ref = cls(guide.encoder.net[0].in_features, model.z_dim, hidden)
         ref.encoder.load_state_dict(guide.encoder.net.state_dict())
@@ -37,8 +45,8 @@ class ReferenceVAE(nn.Module):
         return ref
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(x.shape[0], -1)  # (batch, x_dim)
-        loc, log_scale = self.encoder(x).chunk(2, dim=-1)  # (batch, z_dim) each
+        images, x = x, x.reshape(x.shape[0], -1)  # (batch, x_dim)
+        loc, log_scale = self.encoder(x if self.flat_input else images).chunk(2, dim=-1)  # (batch, z_dim) each
         z = loc + log_scale.exp() * torch.randn_like(loc)
         nll = F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="sum")
         kl = 0.5 * (loc.pow(2) + (2 * log_scale).exp() - 2 * log_scale - 1).sum()
@@ -53,8 +61,8 @@ class ReferenceVAE(nn.Module):
 
         :returns: ``(elbo, log_px)``, each ``(batch,)``.
         """
-        x = x.reshape(x.shape[0], -1)  # (batch, x_dim)
-        loc, log_scale = self.encoder(x).chunk(2, dim=-1)  # (batch, z_dim)
+        images, x = x, x.reshape(x.shape[0], -1)  # (batch, x_dim)
+        loc, log_scale = self.encoder(x if self.flat_input else images).chunk(2, dim=-1)  # (batch, z_dim)
         log_w = []
         for start in range(0, num_samples, chunk):
             eps = torch.randn(min(chunk, num_samples - start), *loc.shape)  # (k, batch, z_dim)

@@ -84,8 +84,8 @@ def labelled_only_accuracy(dataset: data.Dataset, config: data.DataConfig) -> fl
     model sees them (binarized once where the model's are binarized)."""
     train = data.evaluation_split(dataset, config, "train")
     kept = train.labelled
-    baseline = LogisticRegression(max_iter=1000).fit(_flat(train.x[kept]), train.y[kept].numpy())
-    return float(baseline.score(_flat(dataset.test.x), dataset.test.y.numpy()))
+    baseline = LogisticRegression(max_iter=1000).fit(_flat(train.images(kept)), train.y[kept].numpy())
+    return float(baseline.score(_flat(dataset.test.images()), dataset.test.y.numpy()))
 
 
 def run_entry(entry: Entry, args, base: RunConfig, classifier) -> dict:
@@ -103,7 +103,7 @@ def run_entry(entry: Entry, args, base: RunConfig, classifier) -> dict:
     test = dataset.test
     n = min(args.test_points, len(test))
     torch.manual_seed(0)
-    scores = evaluate(model, guide, test.x[:n], test.y[:n], num_samples=args.samples)
+    scores = evaluate(model, guide, test.images(slice(n)), test.y[:n], num_samples=args.samples)
     row = {
         "pair": entry.name,
         "elbo": scores["elbo"],
@@ -168,8 +168,8 @@ def main(argv=None) -> list[dict]:
     )
     real = data.load(data.DataConfig(args.data, args.data_dir, binarize="none"))
     subset = slice(0, 10_000)  # enough for a linear classifier of real images
-    classifier = LogisticRegression(max_iter=300).fit(_flat(real.train.x[subset]), real.train.y[subset].numpy())
-    classifier_accuracy = classifier.score(_flat(real.test.x), real.test.y.numpy())
+    classifier = LogisticRegression(max_iter=300).fit(_flat(real.train.images(subset)), real.train.y[subset].numpy())
+    classifier_accuracy = classifier.score(_flat(real.test.images()), real.test.y.numpy())
     print(f"classifier of real images: {classifier_accuracy:.1%} on the test split", flush=True)
     header = (
         f"{args.data}, {epochs} epochs, z={args.z_dim}, hidden {args.hidden}; "

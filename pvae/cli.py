@@ -237,7 +237,7 @@ def _evaluate_run(path, config) -> dict:
     run, run_config, dataset, model, guide = restore(path)
     check_writable(run.path, "the run directory")  # summary.json is written after the work
     part = evaluation_split(dataset, run_config.data, config.split)
-    x, y = part.x[: config.points], part.y[: config.points]
+    x, y = part.images(slice(config.points)), part.y[: config.points]
     pyro.set_rng_seed(config.seed)
     tic = time.perf_counter()
     result = evaluate(model, guide, x, y, num_samples=config.samples, batch_size=config.batch_size)
@@ -337,7 +337,8 @@ def _compare_run(args) -> Path:
         return build_pair(config.pair, dataset.x_shape, dataset.num_classes)
 
     pyro.set_rng_seed(settings.seed)
-    results = compare_estimators(model, guide, dataset, test.x, settings, build, config.train)
+    head = slice(max(settings.points, settings.grad_points, settings.test_points))  # all compare reads
+    results = compare_estimators(model, guide, dataset, test.images(head), settings, build, config.train)
     results["run"] = str(run.path)
     pair = f"{short_name(config.pair.model)}/{short_name(config.pair.guide)}"
     write_comparison(results, out, f"ELBO estimators: {pair} on {config.data.data}")
@@ -361,8 +362,14 @@ def _diagnose_run(args) -> Path:
     check_writable(out, "--out" if config.out else "the results folder")
     part = evaluation_split(dataset, run_config.data, config.split)
     tic = time.perf_counter()
+    head = slice(max(config.points, config.nuts_points, config.latent_points))  # diagnose reads no further
     results, idata = diagnose(
-        model, guide, part.x, part.y, config, progress=lambda name: print(f"diagnose: {name} ...", file=sys.stderr)
+        model,
+        guide,
+        part.images(head),
+        part.y[head],
+        config,
+        progress=lambda name: print(f"diagnose: {name} ...", file=sys.stderr),
     )
     results.update(
         run=str(run.path),
@@ -375,10 +382,10 @@ def _diagnose_run(args) -> Path:
     if idata is not None:
         az.save_netcdf(idata, out / "posterior.nc")
     worst = None
-    if "importance" in results and part.x.dim() == 4:  # images: the worst datapoints beside their reconstructions
+    if "importance" in results and len(part.x_shape) == 3:  # images: the worst datapoints beside their reconstructions
         order = results["importance"]["worst"][:10]
         k_hat = results["importance"]["per_datapoint"]["k_hat"]
-        x = part.x[order]
+        x = part.images(order)
         worst = (x, reconstruct(model, guide, x, part.y[order]), [k_hat[i] for i in order])
     for name, fig in diagnostic_figures(results, idata, worst).items():
         save_figure(fig, out / "figures" / f"{name}.png")

@@ -484,7 +484,7 @@ def compare_estimators(
         stats = gradient_stats(model, guide, test_x[: config.grad_points], est, config.grad_repeats)
         gradients.append({**est.as_dict(), **stats})
     say(f"gradients: {len(gradients)} estimators × {config.grad_repeats} repeats")
-    cost_x = dataset.training_batch(dataset.train.x[: config.cost_batch])
+    cost_x = dataset.training_batch(dataset.train.images(slice(config.cost_batch)))
     cost = []
     compiled = [replace(e, jit=True) for e in grid if config.jit and is_traceable(e.elbo())]
     for est in grid + compiled:

@@ -29,7 +29,7 @@ class PairConfig:
     :param hidden: hidden widths of the decoder and the encoder.
     :param likelihood: a name from :data:`pvae.likelihoods.LIKELIHOODS` (bernoulli, continuous-bernoulli,
         gaussian, gaussian-per-pixel).
-    :param net: network family of encoder and decoder, a name from :data:`pvae.nets.NETS` (mlp, conv).
+    :param net: network family of encoder and decoder, a name from :data:`pvae.nets.NETS` (mlp, conv, burgess).
     :param flows: transforms in a flow guide (``pvae.guides.iaf``).
     :param aux_weight: weight of the semi-supervised guide's classification loss (``pvae.guides.m2``).
     """

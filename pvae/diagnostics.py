@@ -528,8 +528,14 @@ def mixture_log_px(
 # 4. Posterior collapse and the aggregate posterior.
 
 
-def _diagonal_prior(model, x, y) -> dist.Normal:
-    """p(z) as ``Normal`` of shape ``(z_dim,)``, if it is a diagonal Gaussian."""
+def diagonal_prior(model, x: torch.Tensor, y: torch.Tensor | None = None) -> dist.Normal:
+    """p(z) as ``Normal`` of shape ``(z_dim,)``, if it is a diagonal Gaussian.
+
+    :param model: the model.
+    :param x: datapoints to run it on (one is used).
+    :param y: their labels, for models that observe them.
+    :raises NotApplicable: if p(z) is not a diagonal Gaussian.
+    """
     prior = latent_sites(model, x[:1], _rows(y, 0, 1))[Z]["fn"]
     if not (isinstance(prior, dist.Independent) and isinstance(prior.base_dist, dist.Normal)):
         raise NotApplicable(f"p(z) is a {type(prior).__name__}: the closed forms need a diagonal Gaussian prior")
@@ -580,7 +586,7 @@ def latent_usage(
         return out
     try:
         q = local_family(guide, model, x, y)
-        prior = _diagonal_prior(model, x, y)
+        prior = diagonal_prior(model, x, y)
     except NotApplicable as reason:
         out["not_applicable"] = f"KL per dimension, I(x; z) and q(z) against p(z): {reason}"
         return out

@@ -18,7 +18,7 @@ log-density has one entry per datapoint.
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -350,6 +350,67 @@ def interpolate(model, guide, x0: torch.Tensor, x1: torch.Tensor, steps: int = 1
     z = posterior_mean(guide, torch.stack([x0, x1]))  # (2, z_dim)
     t = torch.linspace(0, 1, steps, dtype=z.dtype).unsqueeze(-1)  # (steps, 1)
     return decode_mean(model, (1 - t) * z[0] + t * z[1])
+
+
+@torch.no_grad()
+def traverse(
+    model,
+    z: torch.Tensor,
+    dims: Sequence[int],
+    loc: torch.Tensor,
+    scale: torch.Tensor,
+    steps: int = 9,
+    span: float = 3.0,
+    y: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latent traversals: decoder means at the code ``z`` with one dimension at a time swept.
+
+    Row i keeps every coordinate of ``z`` but ``d = dims[i]``, which takes the ``steps`` values
+    ``loc[d] + t * scale[d]`` for t evenly spaced from −``span`` to +``span`` (with the prior's loc and
+    scale: −3 to +3 prior standard deviations, as in Higgins et al., 2017, and Locatello et al., 2019).
+
+    :param model: a model with ``decode(z, y)``.
+    :param z: the seed code ``(z_dim,)``, typically the posterior mean of one datapoint.
+    :param dims: the dimensions to sweep, one row each, in the order given.
+    :param loc: centre of each dimension's sweep ``(z_dim,)``.
+    :param scale: unit of each dimension's sweep ``(z_dim,)``.
+    :param steps: values per dimension (columns).
+    :param span: the sweep runs from −span to +span units.
+    :param y: the seed's label ``()`` for a model whose decoder reads one.
+    :returns: ``(images (len(dims), steps, *x_shape), values (len(dims), steps))``: the decoder
+        means and the values the swept dimension took.
+    :raises ValueError: for fewer than 2 steps, a negative span or a dimension outside ``z``.
+    """
+    if steps < 2 or span < 0:
+        raise ValueError(f"a traversal needs at least 2 steps and a span >= 0, got steps={steps}, span={span}")
+    dims = list(dims)
+    if any(not 0 <= d < z.shape[-1] for d in dims):
+        raise ValueError(f"traversed dimensions must lie in 0..{z.shape[-1] - 1}, got {dims}")
+    t = torch.linspace(-span, span, steps, dtype=z.dtype, device=z.device)  # (steps,)
+    index = torch.tensor(dims, dtype=torch.long, device=z.device)
+    values = loc[index].unsqueeze(-1) + t * scale[index].unsqueeze(-1)  # (len(dims), steps)
+    codes = z.expand(len(dims), steps, z.shape[-1]).clone()  # (len(dims), steps, z_dim)
+    codes[torch.arange(len(dims)), :, index] = values
+    labels = None if y is None else y.expand(len(dims), steps)
+    return decode_mean(model, codes, labels), values
+
+
+def traversal_order(usage: dict) -> tuple[list[int], list[float], str]:
+    """Which latent dimensions a traversal shows, and in which order: the active ones of
+    :func:`pvae.diagnostics.latent_usage`, largest KL(q(z_j|x) ‖ p(z_j)) first; where the pair has no
+    per-dimension KL (a point-mass or non-Gaussian guide, a non-Gaussian prior), largest activity
+    Cov_x E_q[z_j|x] first. With no active dimension, the single largest is shown.
+
+    :param usage: what :func:`pvae.diagnostics.latent_usage` returned.
+    :returns: ``(dims, scores, what)``: the dimensions, their KL in nats (or activity), and the name of
+        the score (``"KL"`` or ``"activity"``).
+    """
+    what, score = ("KL", usage["kl_per_dim"]) if "kl_per_dim" in usage else ("activity", usage["activity"])
+    score = torch.as_tensor(score, dtype=torch.float64)
+    ranked = torch.argsort(score, descending=True, stable=True).tolist()
+    active = set(usage["active"])
+    dims = [d for d in ranked if d in active] or ranked[:1]
+    return dims, [float(score[d]) for d in dims], what
 
 
 def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, str]:

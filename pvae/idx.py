@@ -143,12 +143,18 @@ def default_data_dir() -> Path:
     return Path(os.environ.get(DATA_ENV) or Path.home() / ".cache" / "pvae")
 
 
-def _search_dirs(name: str, spec: IDXSpec) -> list[Path]:
-    """Where a dataset is looked for when no ``data_dir`` is given, in order."""
+def search_dirs(name: str, system_dirs: tuple[Path, ...] = ()) -> list[Path]:
+    """Where dataset ``name`` is looked for when no ``data_dir`` is given, in order:
+    ``$PVAE_DATA`` and the default data directory, each directly and in a subfolder ``name``,
+    then ``system_dirs``.
+
+    :param name: the dataset's name.
+    :param system_dirs: where a system package installs it.
+    """
     roots = [Path(os.environ[DATA_ENV])] if os.environ.get(DATA_ENV) else []
     roots.append(default_data_dir())
     dirs = [d for root in roots for d in (root, root / name)]
-    return list(dict.fromkeys([*dirs, *spec.system_dirs]))
+    return list(dict.fromkeys([*dirs, *system_dirs]))
 
 
 def _find(directory: Path, file_name: str) -> Path | None:
@@ -198,10 +204,10 @@ def locate_idx(name: str, data_dir: str | os.PathLike | None = None, allow_downl
     spec = IDX_DATASETS[name]
     if data_dir is not None:
         root = Path(data_dir)
-        _check_data_dir(root, name)
+        check_data_dir(root, name)
         searched, target_dir = [root, root / name], root / name
     else:
-        searched, target_dir = _search_dirs(name, spec), default_data_dir() / name
+        searched, target_dir = search_dirs(name, spec.system_dirs), default_data_dir() / name
     for directory in searched:
         found = {role: _find(directory, file_name) for role, (file_name, _) in spec.files.items()}
         if all(found.values()):
@@ -218,13 +224,23 @@ def locate_idx(name: str, data_dir: str | os.PathLike | None = None, allow_downl
     raise DataError(_not_found(name, spec, searched, data_dir, allow_download, error))
 
 
-def _check_data_dir(root: Path, name: str) -> None:
+def check_data_dir(root: Path, name: str, holds: str | None = None) -> None:
+    """Refuse a ``--data-dir`` that is a file or does not exist, saying what to pass instead.
+
+    :param root: the folder given.
+    :param name: the dataset asked for.
+    :param holds: what the folder should hold, in words (the IDX files by default, which pvae can
+        download into it).
+    :raises DataError: when ``root`` is not an existing folder.
+    """
+    what = holds or f"the {name} IDX files"
     if root.is_file():
-        raise DataError(f"--data-dir {root} is a file, not a folder; pass the folder that holds the {name} IDX files")
+        raise DataError(f"--data-dir {root} is a file, not a folder; pass the folder that holds {what}")
     if not root.is_dir():
+        writes = f"pvae downloads {name} into it" if holds is None else f"pvae writes {name} into it"
         raise DataError(
-            f"--data-dir {root} does not exist; create it (pvae downloads {name} into it) "
-            "or pass the folder that holds the IDX files"
+            f"--data-dir {root} does not exist; create it ({writes}) or pass the folder that holds "
+            + ("the IDX files" if holds is None else holds)
         )
 
 

@@ -203,7 +203,7 @@ def fit(
 
             # validate and log
             beta = schedule(epoch + (taken - 1) / steps)  # at the epoch's last step
-            val = evaluate(model, guide, dataset.val.x, dataset.val.y, num_samples=1, batch_size=1000)
+            val = evaluate(model, guide, dataset.val.images(), dataset.val.y, num_samples=1, batch_size=1000)
             history.append(_epoch_metrics(epoch + 1, taken, float(total) / seen, val, beta, seconds))
             val_objective = history[-1]["val_objective"]
             bar.set_postfix(
@@ -224,7 +224,7 @@ def _first_pass(eager: Loss, model: torch.nn.Module, dataset: pdata.Dataset) -> 
     train = dataset.train
     y0 = train.y[:2] if bool(train.labelled[:2].all()) else None
     with pyro.validation_enabled(True):
-        eager.estimate(*pair_args(model, dataset.training_batch(train.x[:2]), y0, training=True))
+        eager.estimate(*pair_args(model, dataset.training_batch(train.images(slice(2))), y0, training=True))
 
 
 def _steps_per_epoch(train: pdata.Split, batch_size: int, semi_supervised: bool) -> int:

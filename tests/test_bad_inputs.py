@@ -20,10 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from pvae.cli import main
+from pvae.dsprites import ORIGINAL
 
 AVAILABLE = 16 * 10**9  # bytes of memory the tests pretend the machine has
 
@@ -67,6 +69,15 @@ def _write(relative: str, content: bytes | str) -> Callable[[Path], None]:
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content.encode() if isinstance(content, str) else content)
+
+    return prepare
+
+
+def _npz(relative: str, **arrays) -> Callable[[Path], None]:
+    def prepare(root: Path) -> None:
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **arrays)
 
     return prepare
 
@@ -333,6 +344,8 @@ CASES += [
     Case("likelihood-unknown", TRAIN + ["--likelihood", "poisson", "--out", "{user}/r"],
          ("unknown likelihood", "bernoulli")),
     Case("net-unknown", TRAIN + ["--net", "resnet", "--out", "{user}/r"], ("unknown net", "mlp")),
+    Case("net-burgess-on-8x8-images", TRAIN + ["--net", "burgess", "--out", "{user}/r"],
+         ("burgess", "multiples of 16", "(1, 8, 8)", "--net conv")),
     Case("binarize-unknown", TRAIN + ["--binarize", "maybe", "--out", "{user}/r"], ("--binarize", "invalid choice")),
     Case("command-unknown", ["trian"], ("invalid choice", "train")),
     Case("option-unknown", TRAIN + ["--epoch", "3x", "--out", "{user}/r"], ("--epoch",)),
@@ -343,6 +356,16 @@ CASES += [
          ("--data-dir", "empty"), prepare=lambda root: (root / "user" / "empty").mkdir()),
     Case("data-dir-a-file", TRAIN + ["--data", "fashion-mnist", "--data-dir", "{user}/notes.txt", "--out", "{user}/r"],
          ("--data-dir", "notes.txt")),
+    Case("dsprites-npz-corrupt", TRAIN + ["--data", "dsprites", "--data-dir", "{user}/ds", "--out", "{user}/r"],
+         (ORIGINAL, "cannot be read as .npz", "expected the dsprites archive"),
+         prepare=_write(f"user/ds/{ORIGINAL}", b"PK\x03\x04 half a download")),
+    Case("dsprites-npz-mismatched", TRAIN + ["--data", "dsprites", "--data-dir", "{user}/ds", "--out", "{user}/r"],
+         (ORIGINAL, "imgs", "latents_values has shape (10, 6)", "(737280, 6)"),
+         prepare=_npz(f"user/ds/dsprites/{ORIGINAL}", imgs=np.zeros((10, 64, 64), np.uint8),
+                      latents_values=np.zeros((10, 6)), latents_classes=np.zeros((10, 6), np.int64))),
+    Case("train-size-zero", TRAIN + ["--train-size", "0", "--out", "{user}/r"], ("--train-size", "positive")),
+    Case("train-size-whole-split", TRAIN + ["--train-size", "1257", "--out", "{user}/r"],
+         ("--train-size", "between 1 and 1256", "training split has 1257")),
     # Every other command's own options.
     Case("evaluate-nan-weights", READERS["evaluate"], ("checkpoint.pt", "nan", "--lr"), prepare=_nan_weights),
     Case("evaluate-samples-zero", ["evaluate", "{run}", "--samples", "0"], ("--samples", "positive")),

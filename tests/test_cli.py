@@ -42,7 +42,7 @@ def test_train_writes_a_complete_run(trained):
     assert test["binarization"] == "binarized once with seed 2" and test["datapoints"] == "all 360 of the test split"
     assert json.loads((trained / "summary.json").read_text())["training"]["epochs"] == 1
     assert test["kl"] > 0 and test["elbo"] < test["log_px"] < 0
-    for name in ("curves", "reconstructions", "samples", "interpolation", "latent"):
+    for name in ("curves", "reconstructions", "samples", "interpolation", "latent", "traversals"):
         assert (trained / "figures" / f"{name}.png").read_bytes().startswith(PNG)
 
 
@@ -57,8 +57,11 @@ def test_evaluate_and_plot_read_the_run(trained, capsys):
     assert summary["train_first30"]["binarization"] == "binarized once with seed 3"
     assert summary["training"]["epochs"] == 1 and summary["train_first30"]["elbo"] < 0
     (trained / "figures" / "samples.png").unlink()
+    (trained / "figures" / "traversals.png").unlink()
     assert main(["plot", str(trained)]) == 0
     assert (trained / "figures" / "samples.png").read_bytes().startswith(PNG)
+    assert (trained / "figures" / "traversals.png").read_bytes().startswith(PNG)
+    assert "traversals.png" in capsys.readouterr().out
 
 
 def test_train_refuses_to_overwrite_a_run(trained, capsys):
@@ -101,6 +104,7 @@ def test_ae_preset_trains_the_autoencoder_and_reports_no_bound(tmp_path, capsys)
     test = json.loads((out / "summary.json").read_text())["test"]
     assert test["elbo"] is None and test["log_px"] is None and test["reconstruction"] < 0
     assert "the guide is a point mass" in capsys.readouterr().out
+    assert (out / "figures" / "traversals.png").read_bytes().startswith(PNG)  # in the codes' own spread
     assert main(["train", "--model", "ae", "--beta", "1", *common, "--out", str(tmp_path / "x")]) == 2
     assert "--model ae means --beta 0.0" in capsys.readouterr().err
     assert main(["train", "--flows", "2", *common, "--out", str(tmp_path / "y")]) == 2
@@ -151,8 +155,8 @@ def test_m2_preset_uses_enumeration_and_reports_accuracy(tmp_path):
     from pvae.evaluate import accuracy
 
     _, _, dataset, _, guide = restore(out)
-    assert summary["test"]["accuracy"] == accuracy(guide, dataset.test.x, dataset.test.y)
-    assert summary["training"]["final_val_accuracy"] == accuracy(guide, dataset.val.x, dataset.val.y)
+    assert summary["test"]["accuracy"] == accuracy(guide, dataset.test.images(), dataset.test.y)
+    assert summary["training"]["final_val_accuracy"] == accuracy(guide, dataset.val.images(), dataset.val.y)
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,7 @@ def test_a_constant_gradient_has_no_noise_and_no_snr():
 @pytest.mark.statistical
 def test_averaging_k_particles_divides_the_gradient_variance_by_k(digits):
     model, guide = _pair(digits)
-    x = digits.training_batch(digits.test.x[:8])
+    x = digits.training_batch(digits.test.images(slice(8)))
     one = gradient_stats(model, guide, x, Estimator("trace", 1), repeats=300)
     eight = gradient_stats(model, guide, x, Estimator("trace", 8), repeats=300)
     for part in ("encoder", "decoder"):
@@ -138,7 +138,7 @@ def test_iwae_encoder_snr_falls_with_k_and_dreg_repairs_it():
 def test_step_cost_leaves_the_pair_alone_and_memory_grows_with_k(digits):
     model, guide = _pair(digits)
     before = [p.clone() for p in model.parameters()]
-    x = digits.training_batch(digits.train.x[:64])
+    x = digits.training_batch(digits.train.images(slice(64)))
     small = step_cost(model, guide, x, Estimator("trace", 1), steps=3, warmup=1)
     large = step_cost(model, guide, x, Estimator("trace", 32), steps=3, warmup=1)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
@@ -149,7 +149,7 @@ def test_step_cost_leaves_the_pair_alone_and_memory_grows_with_k(digits):
 
 
 def test_train_each_gives_every_estimator_the_same_start_and_budget(digits):
-    test = digits.training_batch(digits.test.x[:50])
+    test = digits.training_batch(digits.test.images(slice(50)))
     base = TrainConfig(batch_size=128, seed=derived_seed(4))
     rows = train_each(lambda: _pair(digits, 7), digits, test, [Estimator("trace"), Estimator("iwae", 3)], base, 2)
     assert [r["label"] for r in rows] == ["trace K=1", "iwae K=3"]
@@ -166,7 +166,7 @@ def test_train_each_gives_every_estimator_the_same_start_and_budget(digits):
 
 def test_results_markdown_has_one_row_per_estimator_and_a_column_per_k(digits):
     model, guide = _pair(digits)
-    x = digits.training_batch(digits.test.x[:20])
+    x = digits.training_batch(digits.test.images(slice(20)))
     grid = estimator_grid(["trace", "iwae", "renyi"], [1, 4], alpha=0.3)
     values = bound_values(model, guide, x, grid, repeats=3)
     stats = [{**e.as_dict(), **gradient_stats(model, guide, x[:4], e, repeats=3)} for e in grid]
@@ -199,7 +199,7 @@ def test_results_markdown_has_one_row_per_estimator_and_a_column_per_k(digits):
 
 def test_compiled_losses_are_timed_as_their_own_rows(digits):
     model, guide = _pair(digits)
-    x = digits.training_batch(digits.train.x[:64])
+    x = digits.training_batch(digits.train.images(slice(64)))
     eager = step_cost(model, guide, x, Estimator("trace", 4), steps=3, warmup=1)
     traced = step_cost(model, guide, x, Estimator("trace", 4, jit=True), steps=3, warmup=1)
     assert Estimator("trace", 4, jit=True).label == "trace --jit K=4"

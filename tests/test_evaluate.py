@@ -6,7 +6,7 @@ import pyro
 import pytest
 import torch
 
-from pvae.evaluate import bounds, evaluate, log_weights, project_2d
+from pvae.evaluate import bounds, evaluate, log_weights, project_2d, traversal_order, traverse
 from pvae.guides.gaussian import GaussianGuide
 from pvae.models.linear import LinearGaussian
 from pvae.train import TrainConfig, fit
@@ -134,10 +134,10 @@ def test_trained_linear_vae_reaches_the_ppca_likelihood(ppca_data):
     # the posterior's under some seeds. Ten more epochs at a tenth of the rate settle it.
     config = TrainConfig(elbo="meanfield", epochs=10, batch_size=100, lr=0.003, seed=derived_seed(1))
     fit(model, guide, dataset, config, progress=False)
-    test = dataset.test.x
+    test = dataset.test.images()
     with torch.no_grad():
         exact = model.log_marginal(test)
-        train_exact = float(model.log_marginal(dataset.train.x).mean())
+        train_exact = float(model.log_marginal(dataset.train.images()).mean())
         per_point = bounds(model, guide, test, num_samples=1000)
     result = evaluate(model, guide, test, num_samples=1000)
     # The importance-sampled estimate lands on the exact log p(x) of the trained model ...
@@ -149,7 +149,7 @@ def test_trained_linear_vae_reaches_the_ppca_likelihood(ppca_data):
     # ... training found the maximum-likelihood pPCA (the MLE fitted on the training split): after
     # 120 epochs within 0.001 nats under seeds 0-7 and 0.0075 under seed 13, which 60 epochs left
     # 0.07 short ...
-    assert train_exact == pytest.approx(_ppca_mle_log_likelihood(dataset.train.x, 2), abs=0.02)
+    assert train_exact == pytest.approx(_ppca_mle_log_likelihood(dataset.train.images(), 2), abs=0.02)
     # ... and the diagonal guide recovered the exact posterior of the trained model: training
     # rotated W until p(z|x) is (nearly) diagonal, and the guide's mean is off by 0.15 posterior
     # standard deviations (root mean square), its scale by a few percent (root mean square of the
@@ -178,3 +178,41 @@ def test_project_2d_keeps_a_planar_cloud_whole():
     assert torch.allclose(
         torch.cdist(points, points, compute_mode=exact), torch.cdist(plane, plane, compute_mode=exact), atol=1e-3
     )
+
+
+def test_a_traversal_of_a_linear_decoder_moves_each_output_by_its_column_times_the_step():
+    torch.manual_seed(derived_seed(20))
+    model = LinearGaussian((5,), z_dim=3)  # decoder mean W z + b
+    weight, bias = model.decoder[0].weight.detach(), model.decoder[0].bias.detach()  # (5, 3), (5,)
+    z = torch.tensor([0.3, -1.2, 0.7])
+    loc, scale = torch.tensor([0.0, 0.5, -1.0]), torch.tensor([1.0, 2.0, 0.25])
+    images, values = traverse(model, z, [2, 0], loc, scale, steps=7, span=3.0)
+    assert images.shape == (2, 7, 5)
+    t = torch.arange(-3.0, 3.5, 1.0)  # seven steps from -3 to +3: one unit apart
+    torch.testing.assert_close(values, torch.stack([-1.0 + 0.25 * t, 0.0 + 1.0 * t]))
+    # Row 0 sweeps z_2 from -1.75 to -0.25: each step moves x by W[:, 2] * 0.25, z_0 and z_1 kept.
+    torch.testing.assert_close(images[0, 1:] - images[0, :-1], (0.25 * weight[:, 2]).expand(6, 5))
+    torch.testing.assert_close(images[1, 1:] - images[1, :-1], (1.0 * weight[:, 0]).expand(6, 5))
+    at_row0_start = weight @ torch.tensor([0.3, -1.2, -1.75]) + bias
+    torch.testing.assert_close(images[0, 0], at_row0_start)
+    at_row1_end = weight @ torch.tensor([3.0, -1.2, 0.7]) + bias
+    torch.testing.assert_close(images[1, -1], at_row1_end)
+
+
+@pytest.mark.parametrize("steps, span, dims", [(1, 3.0, [0]), (5, -1.0, [0]), (5, 3.0, [3])])
+def test_a_traversal_refuses_settings_it_cannot_draw(steps, span, dims):
+    model = LinearGaussian((5,), z_dim=3)
+    with pytest.raises(ValueError, match="steps|dimensions must lie in 0..2"):
+        traverse(model, torch.zeros(3), dims, torch.zeros(3), torch.ones(3), steps, span)
+
+
+def test_traversal_order_takes_the_active_dimensions_by_kl_or_else_by_activity():
+    usage = {"activity": torch.tensor([0.5, 0.001, 2.0, 0.3]), "active": [0, 2, 3]}
+    assert traversal_order({**usage, "kl_per_dim": torch.tensor([1.5, 0.0, 0.2, 3.0])}) == (
+        [3, 0, 2],
+        [3.0, 1.5, pytest.approx(0.2)],
+        "KL",
+    )
+    assert traversal_order(usage) == ([2, 0, 3], [2.0, 0.5, pytest.approx(0.3)], "activity")
+    # a collapsed posterior: no dimension is active, the largest is shown alone
+    assert traversal_order({**usage, "active": []})[0] == [2]

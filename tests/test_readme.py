@@ -29,7 +29,9 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     (own_pair,) = [b for b in blocks[1:] if "from laplace_vae import" in b]
     monkeypatch.chdir(ROOT)
     exec(compile(own_pair, "README.md", "exec"), namespace)
-    scores = namespace["evaluate"](namespace["model"], namespace["guide"], namespace["digits"].test.x, num_samples=10)
+    scores = namespace["evaluate"](
+        namespace["model"], namespace["guide"], namespace["digits"].test.images(), num_samples=10
+    )
     assert -40 < scores["elbo"] < -20
 
 
@@ -57,7 +59,7 @@ def test_example_pair_trains_from_the_command_line(tmp_path):
     test = run.summary()["test"]
     assert test["elbo"] < test["log_px"] < 0
     # the engine scores the pair with its own densities: a Laplace prior and a Laplace guide
-    x = dataset.test.x[:20]
+    x = dataset.test.images(slice(20))
     torch.manual_seed(derived_seed(1))
     parts = log_weights(model, guide, x, num_samples=3)
     torch.manual_seed(derived_seed(1))

@@ -1,9 +1,15 @@
 """Figures of one trained run (:mod:`pvae.plots.run`)."""
 
+import math
+
 import matplotlib.pyplot as plt
 import pytest
+import torch
 
-from pvae.plots.run import plot_curves
+from pvae.guides.gaussian import GaussianGuide
+from pvae.models.vae import VAE
+from pvae.plots.run import plot_curves, plot_traversals, traversal_figure
+from tests.conftest import derived_seed
 
 
 @pytest.fixture(autouse=True)
@@ -23,3 +29,37 @@ def test_curves_are_titled_and_draw_each_series_it_has():
     # a point-mass guide has no ELBO: its line is left out
     ax = plot_curves([{**r, "val_elbo": None} for r in rows]).axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train objective (−loss)", "validation objective"]
+
+
+def test_traversals_label_each_row_with_its_dimension_and_kl_and_each_column_with_its_value():
+    images = torch.rand(2, 5, 1, 8, 8)
+    fig = plot_traversals(images, [3, 1], [2.345, 0.5], span=2.0, title="t")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["z3: KL 2.35 nats", "z1: KL 0.50 nats"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["-2.0", "-1.0", "0", "+1.0", "+2.0"]
+    grid = ax.get_images()[0].get_array()
+    assert grid.shape == (2 * 9 - 1, 5 * 9 - 1)  # 8×8 images with 1-pixel gaps
+    assert grid[9 + 2, 9 * 4 + 5] == pytest.approx(float(images[1, 4, 0, 2, 5]))  # row 1, column 4, pixel (2, 5)
+    with pytest.raises(ValueError, match="2 rows of images for 1 dimensions"):
+        plot_traversals(images, [3], [1.0])
+
+
+def test_traversal_rows_are_the_active_dimensions_by_the_kl_the_guide_was_set_to():
+    """q(z_j | x) = N(a_j x_j, 0.5²) and p(z_j) = N(0, 1): KL_j = ½ (a_j² E[x_j²] + 0.25 − 1 − 2 log 0.5)."""
+    torch.manual_seed(derived_seed(30))
+    x = torch.randn(300, 1, 2, 2)
+    a = torch.tensor([1.0, 0.0, 3.0, 2.0])  # z_1 ignores x: inactive
+    model = VAE((1, 2, 2), z_dim=4, hidden=(), likelihood="gaussian")
+    guide = GaussianGuide((1, 2, 2), z_dim=4, hidden=())
+    with torch.no_grad():
+        layer = guide.encoder.net[0]  # (8, 4): loc rows, then log-scale rows
+        layer.weight.zero_()
+        layer.weight[:4] = torch.diag(a)
+        layer.bias.zero_()
+        layer.bias[4:] = math.log(0.5)
+    second_moment = x.flatten(1).pow(2).mean(0)
+    kl = 0.5 * (a**2 * second_moment + 0.25 - 1 - 2 * math.log(0.5))
+    ax = traversal_figure(model, guide, x, steps=5).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"z{j}: KL {float(kl[j]):.2f} nats" for j in (2, 3, 0)]
+    assert ax.get_title() == "latent traversals of datapoint 0: active dimensions by KL"
+    assert "prior standard deviations" in ax.get_xlabel()

@@ -96,7 +96,7 @@ def test_traced_loss_compiles_once_per_shape_and_estimates_the_same_loss(digits)
     model, guide = _pair(digits)
     eager = loss_module(model, guide, make_elbo("trace"), beta=2.0)
     traced = TracedLoss(eager)
-    x = digits.test.x[:64]
+    x = digits.test.images(slice(64))
     bias = model.decoder[-1].bias
 
     def draws(loss_fn, n=300):
@@ -146,7 +146,7 @@ def test_vectorized_particles_average_the_same_elbo_with_less_variance(digits):
     from pvae.objectives import loss_module
 
     model, guide = _pair(digits)
-    x = digits.test.x[:32]
+    x = digits.test.images(slice(32))
     with torch.no_grad():
         one = torch.stack([loss_module(model, guide, make_elbo("trace"))(x) for _ in range(400)])
         eight = torch.stack([loss_module(model, guide, make_elbo("trace", 8, True))(x) for _ in range(400)])
@@ -184,7 +184,7 @@ def test_every_registry_entry_trains_through_fit_and_improves_its_objective(digi
     k = _K.get(estimator, 1)
     model, guide = _pair(digits)
     objective = loss_module(model, guide, make_elbo(estimator, k, True))
-    x = digits.training_batch(digits.val.x)
+    x = digits.training_batch(digits.val.images())
 
     def value():  # the estimator's own objective on validation, nats per datapoint, averaged over 5 draws
         torch.manual_seed(derived_seed(1))
@@ -210,7 +210,7 @@ def test_estimators_without_a_differentiable_loss_get_the_same_gradient_as_those
     from pvae.objectives import backward, loss_module
 
     model, guide = _pair(digits)
-    x = digits.training_batch(digits.train.x[:32])
+    x = digits.training_batch(digits.train.images(slice(32)))
     grads = {}
     for name in ("trace", "graph"):
         loss_fn = loss_module(model, guide, make_elbo(name))

@@ -15,7 +15,7 @@ where H_n is the entropy in base n (so each term lies in [0, 1]).
 
 Cost: one tree per class per stage, so a factor with 40 values grows 4,000 trees. On dSprites' grid (113
 classes in all) with 10 code dimensions the defaults take about 6 minutes on two busy CPU cores, the other
-metrics together under 20 seconds. ``num_train=2000, num_test=1000, n_estimators=20`` takes about 9 seconds;
+metrics together under 5 seconds. ``num_train=2000, num_test=1000, n_estimators=20`` takes about 9 seconds;
 on a 10-dimensional random mixture of dSprites' factors it gave disentanglement 0.231 and completeness 0.186
 against the defaults' 0.239 and 0.192, but a lower test informativeness (0.39 against 0.49): a quick look,
 not a number to compare with published ones.

@@ -1,5 +1,6 @@
 """Figures of one trained run, for the person who trained it: images, reconstructions, learning
-curves, the latent space and class-conditional samples (``pvae train``, ``pvae plot``, ``pvae sample``).
+curves, the latent space, latent traversals and class-conditional samples (``pvae train``, ``pvae plot``,
+``pvae sample``).
 """
 
 import math
@@ -10,6 +11,8 @@ from matplotlib.figure import Figure
 
 from pvae import evaluate as ev
 from pvae.data import Dataset
+from pvae.diagnostics import NotApplicable, diagonal_prior, latent_usage
+from pvae.pair import traits
 
 
 def _grid(images: torch.Tensor, ncol: int) -> torch.Tensor:
@@ -89,13 +92,93 @@ def plot_class_samples(model, per_class: int = 10, num_classes: int | None = Non
     return plot_images(images, per_class, "samples given the class (one row per label)", rows)
 
 
+def plot_traversals(
+    images: torch.Tensor,
+    dims: list[int],
+    scores: list[float],
+    span: float = 3.0,
+    score_name: str = "KL",
+    unit: str = "prior standard deviations from the prior mean",
+    title: str = "latent traversals",
+) -> Figure:
+    """Latent traversals (:func:`pvae.evaluate.traverse`): one row per latent dimension, labelled with
+    its score (its KL in nats, or its activity), one column per value, from −``span`` to +``span``.
+
+    :param images: decoder means ``(len(dims), steps, C, H, W)`` in [0, 1].
+    :param dims: the latent dimension of each row.
+    :param scores: each row's KL(q(z_j|x) ‖ p(z_j)) in nats (or activity, see ``score_name``).
+    :param span: the columns run from −span to +span units.
+    :param score_name: ``"KL"`` (labels read "KL 2.31 nats") or another score's name.
+    :param unit: what the columns' numbers count, for the x-axis label.
+    :param title: the figure's title.
+    :raises ValueError: when ``dims``, ``scores`` and the rows of ``images`` differ in number.
+    """
+    rows, steps = images.shape[:2]
+    if not rows == len(dims) == len(scores):
+        raise ValueError(f"{rows} rows of images for {len(dims)} dimensions and {len(scores)} scores: give one each")
+    h, w = images.shape[-2] + 1, images.shape[-1] + 1
+    grid = _grid(images.detach().cpu().reshape(rows * steps, *images.shape[2:]), steps)
+    fig, ax = plt.subplots(figsize=(steps * 0.7 + 1.8, rows * 0.7 + 0.9))
+    ax.imshow(grid.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    suffix = " nats" if score_name == "KL" else ""
+    labels = [f"z{d}: {score_name} {s:.2f}{suffix}" for d, s in zip(dims, scores, strict=True)]
+    ax.set_yticks([h * i + h / 2 - 1 for i in range(rows)], labels)
+    offsets = torch.linspace(-span, span, steps).tolist()
+    ax.set_xticks([w * j + w / 2 - 1 for j in range(steps)], [f"{t:+.1f}".replace("+0.0", "0") for t in offsets])
+    ax.set_xlabel(f"value of the dimension: {unit}")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def traversal_figure(
+    model, guide, x: torch.Tensor, y: torch.Tensor | None = None, seed_index: int = 0, steps: int = 9, span: float = 3.0
+) -> Figure:
+    """Latent traversals of one datapoint of ``x``: its posterior mean, with each active dimension in
+    turn set from −``span`` to +``span`` prior standard deviations around the prior's mean, the
+    dimensions ordered by their KL (:func:`pvae.evaluate.traversal_order`, from
+    :func:`pvae.diagnostics.latent_usage` on ``x``).
+
+    Where the prior standard deviation means nothing for the codes (a point-mass guide, such as the
+    autoencoder's, or a prior that is not a diagonal Gaussian), each dimension sweeps ±``span``
+    standard deviations of the codes' own spread over ``x`` around their mean.
+
+    :param x: datapoints (at least 2): activity and KL are measured on them; ``x[seed_index]`` is the seed.
+    :param y: their labels (read by models whose decoder or guide reads one).
+    :param seed_index: which datapoint's code the traversal starts from.
+    :param steps: values per dimension.
+    :param span: the sweep runs from −span to +span standard deviations.
+    """
+    pair = traits(model, guide)
+    usage = latent_usage(model, guide, x, y, prior_draws=1000)  # the prior draws only measure holes, unused here
+    dims, scores, score_name = ev.traversal_order(usage)
+    cond_y = y if pair.decodes_labels else None
+    try:
+        if pair.point_estimate:
+            raise NotApplicable("a point-mass guide's codes are not on the prior's scale")
+        prior = diagonal_prior(model, x, y)
+        loc, scale, unit = prior.loc, prior.scale, "prior standard deviations from the prior mean"
+    except NotApplicable:
+        codes = ev.posterior_mean(guide, x, cond_y)  # (N, z_dim)
+        loc, scale, unit = codes.mean(0), codes.std(0), "standard deviations of the codes from their mean"
+    seed_y = None if cond_y is None else cond_y[seed_index : seed_index + 1]
+    z = ev.posterior_mean(guide, x[seed_index : seed_index + 1], seed_y)[0]  # (z_dim,)
+    images, _ = ev.traverse(model, z, dims, loc, scale, steps, span, None if seed_y is None else seed_y[0])
+    title = f"latent traversals of datapoint {seed_index}: active dimensions by {score_name}"
+    if not usage["active"]:
+        title = f"latent traversals of datapoint {seed_index}: no dimension active, the largest {score_name} shown"
+    return plot_traversals(images, dims, scores, span, score_name, unit, title)
+
+
 def run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int = 100, seed: int = 0) -> dict[str, Figure]:
     """The standard figures of a trained pair on ``dataset``'s test split, by file stem.
 
     ``curves`` (when there are metrics), ``reconstructions``, ``samples`` (decoder means at
     prior draws; for a model whose decoder reads a label, one row per class), ``interpolation``
-    (between the first test images of two classes; unconditional models) and ``latent``
-    (posterior means coloured by label; PCA when z has more than two dimensions).
+    (between the first test images of two classes; unconditional models), ``latent``
+    (posterior means coloured by label; PCA when z has more than two dimensions) and ``traversals``
+    (:func:`traversal_figure` of the first test image; activity and KL measured on the first 1000 test
+    images).
     """
     with torch.random.fork_rng():  # the caller's random stream is left as it was
         torch.manual_seed(seed)
@@ -108,7 +191,7 @@ def _run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int) ->
     figures = {}
     if metrics:
         figures["curves"] = plot_curves(metrics)
-    x, y = test.x[:n], test.y[:n]
+    x, y = test.images(slice(n)), test.y[:n]
     figures["reconstructions"] = plot_reconstructions(x[:50], ev.reconstruct(model, guide, x[:50], y[:50]))
     if labelled:
         figures["samples"] = plot_class_samples(model, 10, dataset.num_classes)
@@ -122,7 +205,8 @@ def _run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int) ->
             12,
             "two test images (ends) and decoder means along the line between their latent means",
         )
-    z = ev.posterior_mean(guide, test.x[:2000], test.y[:2000] if labelled else None)
+    z = ev.posterior_mean(guide, test.images(slice(2000)), test.y[:2000] if labelled else None)
     points, how = ev.project_2d(z)
     figures["latent"] = plot_latent(points, test.y[:2000], f"{how}, {len(points)} test images")
+    figures["traversals"] = traversal_figure(model, guide, test.images(slice(1000)), test.y[:1000])
     return figures

@@ -26,6 +26,16 @@ def test_bench_speed_smoke(tmp_path):
     assert "| pvae trace |" in (tmp_path / "results.md").read_text()
 
 
+def test_bench_speed_times_the_burgess_nets_against_a_reference_with_the_same_nets(tmp_path):
+    import bench_speed
+
+    argv = ["--net", "burgess", "--z-dim", "10", "--hidden", "256", "--batch-sizes", "4"]
+    argv += ["--variants", "pvae meanfield"]
+    results = bench_speed.main([*argv, "--rounds", "1", "--steps", "1", "--warmup", "1", "--out", str(tmp_path)])
+    assert set(results[4]) == {"reference", "reference (control copy)", "pvae meanfield"}
+    assert json.loads((tmp_path / "results.json").read_text())["settings"]["net"] == "burgess"
+
+
 def test_quality_reference_smoke(tmp_path):
     import quality_reference
 
@@ -55,7 +65,8 @@ def test_quality_reference_smoke(tmp_path):
     assert (tmp_path / "results.md").read_text().count("|") > 10
 
 
-def test_reference_vae_matches_pvae_at_the_same_weights():
+@pytest.mark.parametrize("net, x_shape", [("mlp", (1, 8, 8)), ("burgess", (1, 64, 64))])
+def test_reference_vae_matches_pvae_at_the_same_weights(net, x_shape):
     """The hand-written loss and pvae's meanfield loss are the same function of the same noise."""
     import pyro
     import torch
@@ -65,9 +76,9 @@ def test_reference_vae_matches_pvae_at_the_same_weights():
     from pvae.estimators import make_elbo
     from pvae.objectives import loss_module
 
-    model, guide = build_pair(PairConfig(z_dim=3, hidden=(16,)), (1, 8, 8))
+    model, guide = build_pair(PairConfig(z_dim=3, hidden=(16,), net=net), x_shape)
     ref = ReferenceVAE.like(model, guide)
-    x = torch.bernoulli(torch.rand(10, 1, 8, 8))
+    x = torch.bernoulli(torch.rand(10, *x_shape))
     pyro.set_rng_seed(derived_seed(4))
     ours = loss_module(model, guide, make_elbo("meanfield"))(x)
     pyro.set_rng_seed(derived_seed(4))

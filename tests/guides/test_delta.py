@@ -45,7 +45,7 @@ def test_autoencoder_trains_and_reports_reconstruction_only():
     assert all(m["val_elbo"] is None and m["beta"] == 0.0 for m in history)
     # the objective is reconstruction alone: −train loss and the validation objective improve together
     assert history[-1]["val_objective"] > history[0]["val_objective"] + 5
-    result = evaluate(model, guide, dataset.test.x, num_samples=10)
+    result = evaluate(model, guide, dataset.test.images(), num_samples=10)
     assert result["elbo"] is None and result["log_px"] is None and result["kl"] is None
     assert result["reconstruction"] == pytest.approx(history[-1]["val_objective"], abs=2.0)
 

@@ -49,7 +49,7 @@ def test_cvae_on_digits_draws_the_class_it_is_asked_for():
     dataset = data.load(data.DataConfig("digits"))
     flat = lambda x: x.reshape(len(x), -1).numpy()  # noqa: E731
     # a classifier of real digits: the training split's grey levels
-    classifier = LogisticRegression(max_iter=5000).fit(flat(dataset.train.x), dataset.train.y.numpy())
+    classifier = LogisticRegression(max_iter=5000).fit(flat(dataset.train.images()), dataset.train.y.numpy())
     model, guide = build_pair(PairConfig("cvae", "conditional-gaussian", z_dim=8, hidden=(128,)), dataset.x_shape)
     fit(model, guide, dataset, TrainConfig(seed=derived_seed(0), epochs=50), progress=False)
     y = torch.arange(10).repeat_interleave(100)

@@ -76,12 +76,12 @@ def test_m2_with_50_labels_keeps_up_with_logistic_regression_on_the_same_labels(
     dataset = data.load(data.DataConfig("digits", binarize="none", labels=50))
     kept = dataset.train.labelled
     flat = lambda x: x.reshape(len(x), -1).numpy()  # noqa: E731
-    baseline = LogisticRegression(max_iter=5000).fit(flat(dataset.train.x[kept]), dataset.train.y[kept].numpy())
-    baseline_accuracy = baseline.score(flat(dataset.test.x), dataset.test.y.numpy())
+    baseline = LogisticRegression(max_iter=5000).fit(flat(dataset.train.images(kept)), dataset.train.y[kept].numpy())
+    baseline_accuracy = baseline.score(flat(dataset.test.images()), dataset.test.y.numpy())
     pair = PairConfig("m2", "m2", z_dim=10, hidden=(200,), likelihood="continuous-bernoulli", aux_weight=50.0)
     model, guide = build_pair(pair, dataset.x_shape)
     fit(model, guide, dataset, TrainConfig(seed=derived_seed(0), elbo="enum", epochs=150), progress=False)
-    result = evaluate(model, guide, dataset.test.x, dataset.test.y, num_samples=50)
+    result = evaluate(model, guide, dataset.test.images(), dataset.test.y, num_samples=50)
     print(f"digits, 50 labels: M2 {result['accuracy']:.1%}, logistic regression {baseline_accuracy:.1%}")
     assert result["accuracy"] >= baseline_accuracy - 0.005
 

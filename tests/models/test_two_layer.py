@@ -186,7 +186,7 @@ def _trained(digits, epochs):
     """The pair of ``PairConfig(z_dim=4, hidden=(64,))`` trained with ``Trace_ELBO``, and its metrics."""
     torch.manual_seed(derived_seed(0))
     model, guide = build_pair(PairConfig(model="two-layer", guide="two-layer", z_dim=4, hidden=(64,)), digits.x_shape)
-    before = evaluate(model, guide, digits.val.x, num_samples=1, batch_size=1000)["elbo"]
+    before = evaluate(model, guide, digits.val.images(), num_samples=1, batch_size=1000)["elbo"]
     config = TrainConfig(seed=derived_seed(0), elbo="trace", epochs=epochs, batch_size=64, lr=3e-3)
     history = fit(model, guide, digits, config, progress=False)
     return model, guide, before, history
@@ -194,8 +194,8 @@ def _trained(digits, epochs):
 
 def _mean_digit_log_likelihood(digits):
     """log p(x) per test digit of the model that ignores z: independent pixels at the training mean."""
-    probs = digits.train.x.mean(0).clamp(1e-4, 1 - 1e-4)
-    return float(torch.distributions.Bernoulli(probs=probs).log_prob(digits.test.x).sum((1, 2, 3)).mean())
+    probs = digits.train.images().mean(0).clamp(1e-4, 1 - 1e-4)
+    return float(torch.distributions.Bernoulli(probs=probs).log_prob(digits.test.images()).sum((1, 2, 3)).mean())
 
 
 @pytest.mark.statistical
@@ -205,13 +205,13 @@ def test_training_on_digits_improves_the_elbo_and_draws_the_figures(digits, one_
     # Untrained, about -47 nats per digit on validation; after five epochs about -27.5, most of
     # it the decoder learning the mean digit (the next test checks that the latents are used).
     assert after > before + 15, (before, after)
-    result = evaluate(model, guide, digits.test.x, num_samples=100)
+    result = evaluate(model, guide, digits.test.images(), num_samples=100)
     assert result["elbo"] <= result["log_px"], result
     # Pixels as fair coins cost 64 log 2 = 44.4 nats per digit.
     assert result["log_px"] > -64 * math.log(2) + 15, result
     figures = run_figures(model, guide, digits, history)
     try:
-        assert set(figures) == {"curves", "reconstructions", "samples", "interpolation", "latent"}
+        assert set(figures) == {"curves", "reconstructions", "samples", "interpolation", "latent", "traversals"}
     finally:
         for figure in figures.values():
             plt.close(figure)
@@ -220,7 +220,7 @@ def test_training_on_digits_improves_the_elbo_and_draws_the_figures(digits, one_
 @pytest.mark.statistical
 def test_longer_training_puts_information_in_the_latents(digits, one_thread):
     model, guide, _, history = _trained(digits, epochs=30)
-    result = evaluate(model, guide, digits.test.x, num_samples=100)
+    result = evaluate(model, guide, digits.test.images(), num_samples=100)
     # Measured: log p(x) -23.8 nats per test digit (K=100) against -27.1 for the mean digit, a KL
     # term of 3.2 nats and a gap of 0.5 between ELBO and log p(x), with seeds 0-3 within 0.1 nats
     # of these (0.4 for the KL); five epochs leave the KL at 0.35.
