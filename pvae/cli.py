@@ -41,6 +41,14 @@ TRAIN_DEFAULTS = {
     "out": (None, "runs/<time>-<data>-<model>"),
 }
 
+#: Options of ``pvae disentangle`` whose default each metric brings.
+DISENTANGLE_DEFAULTS = {
+    "metrics": (None, "all"),
+    "num_train": (None, "each metric's: 10000"),
+    "num_eval": (None, "each metric's: 5000"),
+    "out": (None, "RUN/disentanglement"),
+}
+
 #: Subcommand → its one-line help, and the config classes whose fields are its options, each with
 #: the keyword arguments of :func:`pvae.options.add_options` (which fields, which defaults come
 #: from elsewhere). Classes are named, not imported, so that a command imports only what it runs.
@@ -65,6 +73,10 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
     "diagnose": (
         "how good is q(z|x): PSIS k̂, NUTS, the gaps, posterior collapse",
         [("pvae.diagnostics:DiagnoseConfig", {})],
+    ),
+    "disentangle": (
+        "score the codes against the data's ground-truth factors: beta-VAE, FactorVAE, MIG, DCI, SAP, modularity",
+        [("pvae.disentangle.score:DisentangleConfig", {"defaults": DISENTANGLE_DEFAULTS})],
     ),
 }
 
@@ -394,6 +406,61 @@ def _diagnose_run(args) -> Path:
     return out
 
 
+def _disentangle_run(args) -> Path:
+    import numpy as np
+    import pyro
+
+    from pvae.config import restore
+    from pvae.data import WITH_FACTORS, DataError
+    from pvae.diagnostics import latent_usage
+    from pvae.disentangle.score import DisentangleConfig, describe, score
+    from pvae.files import save_figure, write_json
+    from pvae.plots.disentangle import plot_mutual_information
+    from pvae.plots.run import traversal_figure
+    from pvae.runs import check_writable
+
+    config = from_args(DisentangleConfig, args)  # refuses bad settings before the run is read
+    run, run_config, dataset, model, guide = restore(args.run)
+    if dataset.ground_truth is None:
+        raise DataError(
+            f"{run.path} was trained on {run_config.data.data}, which has no ground-truth factors; disentangle "
+            f"scores runs on data that have them ({', '.join(WITH_FACTORS)}), e.g. pvae train --data dsprites "
+            "--net burgess --hidden 256 --z-dim 10"
+        )
+    out = Path(config.out) if config.out else run.path / "disentanglement"
+    check_writable(out, "--out" if config.out else "the results folder")
+    pyro.set_rng_seed(config.seed)  # sampled codes
+    tic = time.perf_counter()
+    results = score(
+        model, guide, dataset.ground_truth, config, progress=lambda n: print(f"disentangle: {n} ...", file=sys.stderr)
+    )
+    test = dataset.test.images(slice(1000)), dataset.test.y[:1000]
+    usage = latent_usage(model, guide, *test, prior_draws=1000)  # KL per dimension and active units
+    results["latent"] = {
+        "kl_per_dim": usage["kl_per_dim"].tolist() if "kl_per_dim" in usage else None,
+        "active": usage["active"],
+        "points": len(test[0]),
+    }
+    results.update(
+        run=str(run.path),
+        pair=f"{run_config.pair.model}/{run_config.pair.guide}",
+        seconds_total=time.perf_counter() - tic,
+    )
+    write_json(out / "disentanglement.json", results)
+    information = results["mutual_information"]
+    figures = {
+        "mutual_information": plot_mutual_information(
+            np.array(information["matrix"]), results["factor_names"], np.array(information["entropies"])
+        ),
+        "traversals": traversal_figure(model, guide, *test),
+    }
+    for name, fig in figures.items():
+        save_figure(fig, out / "figures" / f"{name}.png")
+    print(describe(results))
+    print(f"results in {out}: disentanglement.json, figures/")
+    return out
+
+
 def _train_command(args) -> None:
     out = _train(args)
     print(f"results in {out}: summary.json, metrics.jsonl, checkpoint.pt, figures/")
@@ -419,6 +486,7 @@ _HANDLERS = {
     "sample": _sample_command,
     "compare-elbos": _compare_run,
     "diagnose": _diagnose_run,
+    "disentangle": _disentangle_run,
 }
 
 

@@ -94,7 +94,7 @@ def unpack_bits(rows: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """
     shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=rows.device)
     bits = (rows.unsqueeze(-1) >> shifts) & 1  # (n, bytes, 8)
-    return bits.reshape(len(rows), -1)[:, : math.prod(shape)].reshape(len(rows), *shape).float()
+    return bits.reshape(len(rows), 8 * rows.shape[-1])[:, : math.prod(shape)].reshape(len(rows), *shape).float()
 
 
 @dataclass(frozen=True)
@@ -335,6 +335,8 @@ def keep_labels(split: Split, n: int, num_classes: int, generator: torch.Generat
 
 #: Every dataset name :func:`load` accepts.
 DATASETS = ("digits", *IDX_DATASETS, "dsprites")
+#: The datasets whose images come with ground-truth factors (:attr:`Dataset.ground_truth`).
+WITH_FACTORS = ("dsprites",)
 
 
 def _load_idx(name: str, config: DataConfig) -> tuple[Split, Split]:

@@ -1,0 +1,234 @@
+"""beta's trade-off on dSprites: reconstruction against disentanglement, one point per trained run.
+
+For each beta of ``--betas`` and each training seed of ``--seeds``, ``pvae train`` fits the
+convolutional VAE of Burgess et al. (2018) as Locatello et al. (2019, Table 1) tabulate it
+(``--net burgess --hidden 256``, z = 10, Bernoulli likelihood, diagonal Gaussian guide, Adam, batch 64),
+then ``pvae disentangle`` scores it. Every cell is an ordinary run directory ``OUT/beta<B>-seed<S>``;
+the script writes ``OUT/results.json``, ``OUT/results.md`` (mean ± sd over seeds per beta) and
+``OUT/figures/`` (reconstruction against each disentanglement score, one point per run coloured by
+beta; the traversals at beta = 1 beside those at the beta of the best mean MIG).
+
+Two protocols (``--protocol``):
+
+* ``cpu`` — what 2 CPU cores finish in about 1.5 hours with ``--workers 2``: 3,000 steps (2 epochs of a
+  fixed-seed subset of 96,000 training images), Adam 1e-3; the metrics at disentanglement_lib's defaults
+  but DCI, whose boosted trees get 2,000/1,000 points and 20 stages (6 minutes a run at its defaults).
+* ``paper`` — Locatello et al. (2019)'s: 300,000 steps of batch 64 (27 epochs of the 722,280 training
+  images, 304,700 steps), Adam 1e-4, beta in {1, 2, 4, 6, 8, 16}, every metric at its defaults: about
+  9 hours a run on 2 CPU cores; a GPU's work.
+
+Rerunning the same command skips finished cells and resumes interrupted ones from their checkpoint; a
+cell that fails is reported with its log and the others go on.
+
+    python experiments/beta_sweep.py --workers 2 --out runs/beta-sweep
+    python experiments/beta_sweep.py --protocol paper --out runs/beta-sweep-paper
+"""
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from pvae.disentangle.score import HEADLINES  # noqa: E402
+from pvae.files import atomic_write, save_figure, write_json  # noqa: E402
+
+PROTOCOLS = {
+    "cpu": {
+        "betas": (1.0, 2.0, 4.0, 8.0, 16.0),
+        "train": ["--train-size", "96000", "--epochs", "2", "--lr", "1e-3"],
+        "disentangle": ["--metric-options", "dci.num_train=2000,dci.num_test=1000,dci.n_estimators=20"],
+    },
+    "paper": {"betas": (1.0, 2.0, 4.0, 6.0, 8.0, 16.0), "train": ["--epochs", "27", "--lr", "1e-4"], "disentangle": []},
+}
+#: Settings every cell shares: the architecture and likelihood of Locatello et al. (2019).
+COMMON = ["--data", "dsprites", "--net", "burgess", "--hidden", "256", "--batch-size", "64", "--no-progress"]
+#: The scores of the table and of the figure: (metric, key, column title).
+SCORES = [(name, key, f"{name} {key}".replace("_", " ")) for name, key in HEADLINES.items()]
+SCORES.insert(4, ("dci", "completeness", "dci completeness"))
+
+
+def cell_name(beta: float, seed: int) -> str:
+    return f"beta{beta:g}-seed{seed}"
+
+
+def run_cell(beta: float, seed: int, args, protocol: dict) -> dict:
+    """Train (or resume) and score one cell; returns its row, or its error."""
+    cell = Path(args.out) / cell_name(beta, seed)
+    result = cell / "disentanglement" / "disentanglement.json"
+    log = Path(args.out) / "logs" / f"{cell_name(beta, seed)}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    pvae = [sys.executable, "-m", "pvae"]
+    data_dir = ["--data-dir", args.data_dir] if args.data_dir else []
+    steps = []
+    if not result.exists():
+        summary = cell / "summary.json"
+        if not (summary.exists() and "test" in json.loads(summary.read_text())):
+            train = [*pvae, "train", *COMMON, *protocol["train"], *data_dir, "--z-dim", str(args.z_dim)]
+            train += ["--beta", str(beta), "--seed", str(seed), "--samples", "1", "--out", str(cell)]
+            steps.append(train + (["--resume"] if (cell / "checkpoint.pt").exists() else []))
+        steps.append([*pvae, "disentangle", str(cell), *protocol["disentangle"], "--seed", str(args.metric_seed)])
+    with open(log, "a") as handle:
+        for command in steps:
+            handle.write(f"$ {' '.join(command)}\n")
+            handle.flush()
+            done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+            if done.returncode != 0:
+                return {"beta": beta, "seed": seed, "error": f"{command[3]} exited with {done.returncode}; see {log}"}
+    print(f"{cell_name(beta, seed)}: done", flush=True)
+    return row(beta, seed, cell)
+
+
+def row(beta: float, seed: int, cell: Path) -> dict:
+    """The numbers of one finished cell: the test ELBO and its terms, active units, every score."""
+    test = json.loads((cell / "summary.json").read_text())["test"]
+    scores = json.loads((cell / "disentanglement" / "disentanglement.json").read_text())
+    out = {
+        "beta": beta,
+        "seed": seed,
+        "elbo": test["elbo"],
+        "reconstruction": test["reconstruction"],
+        "kl": test["kl"],
+        "active_units": len(scores["latent"]["active"]),
+    }
+    for label, suffix in (("all factors", ""), ("without shape", " (no shape)")):
+        for name, key, title in SCORES:
+            value = scores["metrics"].get(name, {}).get(label, {}).get(key)
+            if value is not None:
+                out[title + suffix] = value
+    return out
+
+
+def _number(value: float) -> str:
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
+
+
+def _mean_sd(values: list[float]) -> str:
+    if len(values) == 1:
+        return _number(values[0])
+    return f"{_number(statistics.mean(values))} ± {_number(statistics.stdev(values))}"
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: one row per beta, mean ± sd over its seeds; the bound's terms and the scores over every
+    factor, then the scores without shape."""
+    done = [r for r in rows if "error" not in r]
+    names = [c for c in done[0] if c not in ("beta", "seed")] if done else []
+    sets = {
+        "all factors": [c for c in names if not c.endswith(" (no shape)")],
+        "without shape": [c for c in names if c.endswith(" (no shape)")],
+    }
+    lines = []
+    for label, columns in sets.items():
+        if not columns:
+            continue
+        titles = [c.removesuffix(" (no shape)") for c in columns]
+        lines += [f"\n{label}:\n", "| beta | seeds | " + " | ".join(titles) + " |"]
+        lines.append("| --- | --- | " + " | ".join("---" for _ in columns) + " |")
+        for beta in sorted({r["beta"] for r in done}):
+            group = [r for r in done if r["beta"] == beta]
+            cells = [_mean_sd([r[c] for r in group if c in r]) for c in columns]
+            lines.append(f"| {beta:g} | {len(group)} | " + " | ".join(cells) + " |")
+    for r in rows:
+        if "error" in r:
+            lines.append(f"\nfailed: {cell_name(r['beta'], r['seed'])}: {r['error']}")
+    return "\n".join(lines) + "\n"
+
+
+def trade_off_figure(rows: list[dict]):
+    """Reconstruction (x) against each score (y), one point per run, coloured by beta."""
+    done = [r for r in rows if "error" not in r]
+    titles = [t for _, _, t in SCORES if any(t in r for r in done)]
+    fig, axes = plt.subplots(2, (len(titles) + 1) // 2, figsize=(4 * ((len(titles) + 1) // 2), 7), squeeze=False)
+    betas = sorted({r["beta"] for r in done})
+    colours = {b: plt.cm.viridis(i / max(len(betas) - 1, 1)) for i, b in enumerate(betas)}
+    for ax, title in zip(axes.flat, titles, strict=False):
+        for r in done:
+            ax.scatter(r["reconstruction"], r[title], color=colours[r["beta"]], s=25)
+        ax.set_xlabel("test reconstruction E_q log p(x|z) (nats)")
+        ax.set_ylabel(title)
+    for ax in list(axes.flat)[len(titles) :]:
+        ax.axis("off")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colours[b], label=f"beta {b:g}") for b in betas]
+    fig.legend(handles=handles, loc="upper center", ncol=len(betas))
+    fig.suptitle("beta's trade-off on dSprites: one point per run", y=0.995)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig
+
+
+def traversals_figure(out: Path, rows: list[dict]):
+    """The traversals of the first seed at beta = 1 beside those at the beta of the best mean MIG."""
+    done = [r for r in rows if "error" not in r and "mig discrete mig" in r]
+    means = {
+        b: statistics.mean(r["mig discrete mig"] for r in done if r["beta"] == b) for b in {r["beta"] for r in done}
+    }
+    if not means:
+        return None
+    best, low = max(means, key=means.get), min(means)
+    panels = []
+    for beta in dict.fromkeys((low, best)):
+        seed = min(r["seed"] for r in done if r["beta"] == beta)
+        panels.append((beta, out / cell_name(beta, seed) / "disentanglement" / "figures" / "traversals.png"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 7), squeeze=False)
+    for ax, (beta, path) in zip(axes.flat, panels, strict=True):
+        ax.imshow(plt.imread(path))
+        ax.set_title(f"beta {beta:g} (mean MIG {means[beta]:.3f})")
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
+    parser.add_argument("--betas", type=float, nargs="+", help="default: the protocol's")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    parser.add_argument("--z-dim", type=int, default=10)
+    parser.add_argument("--metric-seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="cells run at once, each in its own process")
+    parser.add_argument("--threads", type=int, help="torch threads per cell (default: cores / workers)")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--train-options", default="", help="more `pvae train` options, e.g. '--train-size 500'")
+    parser.add_argument("--disentangle-options", default="", help="more `pvae disentangle` options")
+    parser.add_argument("--out", default="runs/beta-sweep")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, not {args.workers}")
+    args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    protocol = dict(PROTOCOLS[args.protocol])
+    protocol["train"] = protocol["train"] + shlex.split(args.train_options)
+    protocol["disentangle"] = protocol["disentangle"] + shlex.split(args.disentangle_options)
+    betas = args.betas or protocol["betas"]
+    cells = [(b, s) for s in args.seeds for b in betas]  # every beta of a seed before the next seed
+    print(f"{len(cells)} cells, {args.workers} at a time, {args.threads} threads each → {args.out}", flush=True)
+    with ThreadPoolExecutor(args.workers) as pool:
+        rows = list(pool.map(lambda c: run_cell(*c, args, protocol), cells))
+    out = Path(args.out)
+    text = (
+        f"dSprites, protocol {args.protocol} ({' '.join(protocol['train'])}; disentangle "
+        f"{' '.join(protocol['disentangle']) or 'at the defaults'}), z={args.z_dim}, metric seed {args.metric_seed}; "
+        "test ELBO terms in nats per image; mean ± sd over seeds\n\n" + table(rows)
+    )
+    write_json(out / "results.json", {"args": vars(args), "protocol": protocol, "rows": rows})
+    atomic_write(out / "results.md", lambda handle: handle.write(text.encode()))
+    if any("error" not in r for r in rows):
+        save_figure(trade_off_figure(rows), out / "figures" / "trade_off.png")
+        fig = traversals_figure(out, rows)
+        if fig is not None:
+            save_figure(fig, out / "figures" / "traversals.png")
+    print(text)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
