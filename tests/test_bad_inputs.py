@@ -366,6 +366,18 @@ CASES += [
     Case("train-size-zero", TRAIN + ["--train-size", "0", "--out", "{user}/r"], ("--train-size", "positive")),
     Case("train-size-whole-split", TRAIN + ["--train-size", "1257", "--out", "{user}/r"],
          ("--train-size", "between 1 and 1256", "training split has 1257")),
+    # disentangle: data without factors, names and options that do not exist.
+    Case("disentangle-no-factors", ["disentangle", "{run}"], ("digits", "no ground-truth factors", "--data dsprites")),
+    Case("disentangle-metric-unknown", ["disentangle", "{run}", "--metrics", "mig,mgi"],
+         ("--metrics", "mgi", "beta_vae, factor_vae, mig, dci, sap, modularity")),
+    Case("disentangle-metric-option-unknown", ["disentangle", "{run}", "--metric-options", "dci.n_estimator=20"],
+         ("dci has no option 'n_estimator'", "n_estimators")),
+    Case("disentangle-metric-option-malformed", ["disentangle", "{run}", "--metric-options", "n_estimators=20"],
+         ("metric.option=value", "dci.n_estimators=20")),
+    Case("disentangle-metric-option-zero", ["disentangle", "{run}", "--metric-options", "mig.num_train=0"],
+         ("num_train", "positive")),
+    Case("disentangle-representation-unknown", ["disentangle", "{run}", "--representation", "mode"],
+         ("--representation", "invalid choice", "sample")),
     # Every other command's own options.
     Case("evaluate-nan-weights", READERS["evaluate"], ("checkpoint.pt", "nan", "--lr"), prepare=_nan_weights),
     Case("evaluate-samples-zero", ["evaluate", "{run}", "--samples", "0"], ("--samples", "positive")),

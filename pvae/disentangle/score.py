@@ -193,7 +193,8 @@ def score(
 
     :param model: the generative model (read for its traits only).
     :param guide: the guide whose codes are scored.
-    :param ground_truth: the grid of factors and its images.
+    :param ground_truth: the grid of factors and its images, or an :class:`EncodedGrid` of this guide's
+        means kept from an earlier call (scores under several metric seeds encode the grid once).
     :param config: which metrics, which codes, how many points, which seed.
     :param progress: called with each metric's name before it runs.
     :returns: ``metrics`` (name → set of factors → the metric's dict), ``mutual_information``
@@ -209,7 +210,12 @@ def score(
         )
     encode = representation(guide, config.representation)
     cached = config.representation == "mean"
-    grid = EncodedGrid(ground_truth, encode, config.batch_size) if cached else ground_truth
+    if isinstance(ground_truth, EncodedGrid):  # codes kept from an earlier call (other metric seeds)
+        if not cached:
+            raise ValueError("an EncodedGrid holds encoder means; score sampled codes on the ground truth itself")
+        grid, ground_truth = ground_truth, ground_truth.ground_truth
+    else:
+        grid = EncodedGrid(ground_truth, encode, config.batch_size) if cached else ground_truth
     if cached:
 
         def represent(codes):

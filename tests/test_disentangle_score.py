@@ -1,0 +1,162 @@
+"""``pvae disentangle``: the scores of a pair's codes, with and without shape, through the code cache.
+
+The cache must be invisible: every metric scored through :class:`EncodedGrid` equals the same metric
+computed directly on the encoder, number for number, and each grid point is encoded once.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pvae.cli import main
+from pvae.config import PairConfig, build_pair
+from pvae.disentangle import METRICS, Grid
+from pvae.disentangle.score import DisentangleConfig, EncodedGrid, describe, factor_sets, score
+from pvae.guides.gaussian import GaussianGuide
+from pvae.models.vae import VAE
+from tests.conftest import derived_seed
+
+SIZES = (3, 6, 8)
+NAMES = ("shape", "scale", "x")
+
+
+class FactorGuide(GaussianGuide):
+    """q(z | x) centred on the observation itself: on a :class:`Grid`, the scaled true factors."""
+
+    def encode(self, x):
+        loc = x.flatten(1)
+        return loc, torch.full_like(loc, 0.01)
+
+
+def _pair():
+    return VAE((len(SIZES), 1, 1), z_dim=len(SIZES), hidden=(4,)), FactorGuide((len(SIZES), 1, 1), z_dim=len(SIZES))
+
+
+def test_encoded_grid_encodes_each_point_once_and_changes_no_code():
+    grid = Grid(SIZES, factor_names=NAMES)
+    encoded = []
+
+    def encode(images):
+        encoded.append(len(images))
+        return images.flatten(1) * 2 - 1
+
+    cache = EncodedGrid(grid, encode, batch_size=50)
+    rng = np.random.default_rng(derived_seed(1))
+    first = grid.sample_factors(400, rng)
+    assert torch.equal(cache.observations(first), encode(grid.observations(first)))
+    unique = len({tuple(row) for row in first})
+    assert sum(encoded[:-1]) == unique == cache.encoded  # the last call was the check's own
+    encoded.clear()
+    again = first[::-1].copy()
+    assert torch.equal(cache.observations(again), encode(grid.observations(again)))
+    assert encoded == [len(again)]  # only the check encoded: every point was known
+    assert len(cache.observations(first[:0])) == 0
+
+
+def test_every_metric_through_the_cache_equals_the_metric_on_the_encoder():
+    model, guide = _pair()
+    grid = Grid(SIZES, factor_names=NAMES)
+    config = DisentangleConfig(
+        num_train=600, num_eval=300, mi_points=800, seed=derived_seed(2), metric_options=("dci.n_estimators=5",)
+    )
+    results = score(model, guide, grid, config)
+    assert set(results["metrics"]) == set(METRICS)
+    for name, by_set in results["metrics"].items():
+        assert list(by_set) == ["all factors", "without shape"]
+        for label, factors in factor_sets(grid).items():
+            direct = METRICS[name](
+                grid,
+                lambda images: images.flatten(1).numpy(),
+                np.random.default_rng(config.seed),
+                factors=factors,
+                **config.settings_of(name),
+            )
+            settings = direct.pop("settings")
+            assert by_set[label].pop("settings") == settings
+            assert by_set[label] == pytest.approx(direct, rel=1e-9, abs=1e-12), (name, label)
+    mig = results["metrics"]["mig"]
+    assert "mig_shape" not in mig["without shape"]
+    others = [mig["all factors"][f"mig_{n}"] for n in NAMES[1:]]
+    assert mig["without shape"]["discrete_mig"] == pytest.approx(np.mean(others), abs=1e-12)
+    # The true factors as codes: each factor's information sits in its own code.
+    information = np.array(results["mutual_information"]["matrix"])
+    entropies = np.array(results["mutual_information"]["entropies"])
+    assert np.allclose(np.diag(information), entropies, atol=1e-9)  # at most 20 values: binning keeps all
+    assert entropies == pytest.approx(np.log(SIZES), abs=0.02)  # 800 uniform draws
+    assert results["encoded_points"] <= np.prod(SIZES)
+    assert "beta_vae eval_accuracy" in describe(score(model, guide, grid, config))
+
+
+def test_options_reach_their_metric_only():
+    config = DisentangleConfig(num_train=500, num_eval=250, metric_options=("dci.n_estimators=7", "dci.num_test=90"))
+    assert config.settings_of("dci") == {"num_train": 500, "num_test": 90, "n_estimators": 7}
+    assert config.settings_of("beta_vae") == {"num_train": 500, "num_eval": 250}
+    assert config.settings_of("mig") == {"num_train": 500}
+    for bad, words in [
+        ("dci.n_estimators", "metric.option=value"),
+        ("dcii.n_estimators=3", "no metric 'dcii'"),
+        ("mig.bins=-3", "positive"),
+        ("mig.bins=2.5", "positive int"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            DisentangleConfig(metric_options=(bad,))
+
+
+def test_sampled_codes_read_the_guides_draws():
+    model, guide = _pair()
+    grid = Grid(SIZES, factor_names=NAMES)
+    config = DisentangleConfig(metrics=("mig",), num_train=3000, seed=derived_seed(3))
+    torch.manual_seed(derived_seed(4))
+    mean = score(model, guide, grid, config)["metrics"]["mig"]["all factors"]["discrete_mig"]
+    sampled = score(model, guide, grid, DisentangleConfig(**{**config.__dict__, "representation": "sample"}))
+    # Noise of sd 0.01 on codes 1/7 apart or more moves few points across the 20 bins' edges.
+    assert sampled["encoded_points"] is None
+    assert sampled["metrics"]["mig"]["all factors"]["discrete_mig"] == pytest.approx(mean, abs=0.1)
+    assert sampled["metrics"]["mig"]["all factors"]["discrete_mig"] != mean
+
+
+def test_a_guide_that_reads_labels_is_refused():
+    model, guide = build_pair(
+        PairConfig(model="cvae", guide="conditional-gaussian", z_dim=2, hidden=(4,)), (3, 1, 1), 3
+    )
+    with pytest.raises(ValueError, match="reads a label"):
+        score(model, guide, Grid(SIZES, factor_names=NAMES))
+
+
+@pytest.fixture(scope="module")
+def dsprites_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dsprites")
+    run = root / "run"
+    (root / "data").mkdir()
+    argv = ["train", "--data", "dsprites", "--data-dir", str(root / "data"), "--train-size", "256"]
+    argv += ["--val-size", "100", "--epochs", "1", "--batch-size", "64", "--net", "burgess", "--hidden", "32"]
+    argv += ["--z-dim", "4", "--samples", "1", "--no-progress", "--seed", str(derived_seed(5)), "--out", str(run)]
+    assert main(argv) == 0
+    return run
+
+
+def test_disentangle_writes_every_score_both_ways_and_repeats_itself(dsprites_run, tmp_path, capsys):
+    argv = ["disentangle", str(dsprites_run), "--num-train", "100", "--num-eval", "50", "--mi-points", "500"]
+    small = "dci.n_estimators=3,beta_vae.batch_size=8,factor_vae.batch_size=8,factor_vae.num_variance_estimate=300"
+    argv += ["--metric-options", small, "--seed", str(derived_seed(6))]
+    assert main(argv) == 0
+    folder = dsprites_run / "disentanglement"
+    results = json.loads((folder / "disentanglement.json").read_text())
+    assert results["factor_names"] == ["shape", "scale", "orientation", "x", "y"]
+    assert results["factor_sizes"] == [3, 6, 40, 32, 32]
+    assert set(results["metrics"]) == set(METRICS)
+    for by_set in results["metrics"].values():
+        assert list(by_set) == ["all factors", "without shape"]
+        assert by_set["without shape"]["settings"]["factors"] == ["scale", "orientation", "x", "y"]
+    assert np.array(results["mutual_information"]["matrix"]).shape == (5, 4)
+    assert len(results["latent"]["kl_per_dim"]) == 4 and results["latent"]["points"] == 1000
+    assert (folder / "figures" / "mutual_information.png").stat().st_size > 0
+    assert (folder / "figures" / "traversals.png").stat().st_size > 0
+    assert "without shape" in capsys.readouterr().out
+    # The same seed gives the same numbers; another --out keeps the first results.
+    assert main([*argv, "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "disentanglement.json").read_text())
+    assert again["metrics"] == results["metrics"]
+    assert again["mutual_information"] == results["mutual_information"]
