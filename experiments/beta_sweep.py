@@ -189,18 +189,25 @@ def traversals_figure(out: Path, rows: list[dict]):
 
 
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
-    parser.add_argument("--betas", type=float, nargs="+", help="default: the protocol's")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
-    parser.add_argument("--z-dim", type=int, default=10)
-    parser.add_argument("--metric-seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1, help="cells run at once, each in its own process")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="protocols: " + "; ".join(f"{k}: train {' '.join(v['train'])}" for k, v in PROTOCOLS.items()),
+    )
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu", help="cpu: 3,000 steps; paper: 300k")
+    parser.add_argument("--betas", type=float, nargs="+", help="default: the protocol's (cpu 1 2 4 8 16)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
+    parser.add_argument("--z-dim", type=int, default=10, help="latent dimensions (default: 10)")
+    parser.add_argument("--metric-seed", type=int, default=0, help="seed of the metrics' draws (default: 0)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="cells run at once, each in its own process (default: 1)"
+    )
     parser.add_argument("--threads", type=int, help="torch threads per cell (default: cores / workers)")
-    parser.add_argument("--data-dir")
+    parser.add_argument("--data-dir", help="where dSprites is cached (default: pvae's data directory)")
     parser.add_argument("--train-options", default="", help="more `pvae train` options, e.g. '--train-size 500'")
     parser.add_argument("--disentangle-options", default="", help="more `pvae disentangle` options")
-    parser.add_argument("--out", default="runs/beta-sweep")
+    parser.add_argument(
+        "--out", default="runs/beta-sweep", help="folder of the cells and the tables (default: runs/beta-sweep)"
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, not {args.workers}")
@@ -231,4 +238,5 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    failed = [r for r in main() if "error" in r]
+    sys.exit(1 if failed else 0)

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from pvae.cli import build_parser
 from pvae.config import restore
+from pvae.data import DataError
 from pvae.disentangle.score import DisentangleConfig, EncodedGrid, representation, score
 from pvae.files import atomic_write, write_json
 from pvae.options import from_args
+from pvae.runs import RunError
 
 
 def spreads(results: list[dict]) -> list[dict]:
@@ -56,10 +58,17 @@ def main(argv=None) -> list[dict]:
     if len(args.seeds) < 2:
         parser.error("--seeds needs at least two seeds to measure a spread")
     options = build_parser(only="disentangle").parse_args(["disentangle", args.run, *shlex.split(args.options)])
-    config = from_args(DisentangleConfig, options)
-    run, _, dataset, model, guide = restore(args.run)
+    try:
+        config = from_args(DisentangleConfig, options)
+        run, run_config, dataset, model, guide = restore(args.run)
+    except (ValueError, RunError, DataError) as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     if dataset.ground_truth is None:
-        parser.error(f"{args.run} was trained on data without ground-truth factors")
+        parser.exit(
+            2,
+            f"{parser.prog}: error: {args.run} was trained on {run_config.data.data}, which has no ground-truth "
+            "factors; give a run trained with --data dsprites\n",
+        )
     grid = EncodedGrid(dataset.ground_truth, representation(guide, "mean"), config.batch_size)
     results = []
     for seed in args.seeds:
@@ -81,6 +90,7 @@ def main(argv=None) -> list[dict]:
     write_json(out / "results.json", {"run": str(run.path), "seeds": args.seeds, "options": args.options, "rows": rows})
     atomic_write(out / "results.md", lambda handle: handle.write(text.encode()))
     print(text)
+    print(f"results in {out}: results.json, results.md")
     return rows
 
 

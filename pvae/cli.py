@@ -44,8 +44,8 @@ TRAIN_DEFAULTS = {
 #: Options of ``pvae disentangle`` whose default each metric brings.
 DISENTANGLE_DEFAULTS = {
     "metrics": (None, "all"),
-    "num_train": (None, "each metric's: 10000"),
-    "num_eval": (None, "each metric's: 5000"),
+    "num_train": (None, "each metric's own"),
+    "num_eval": (None, "each metric's own"),
     "out": (None, "RUN/disentanglement"),
 }
 

@@ -29,7 +29,9 @@ class PairConfig:
     :param hidden: hidden widths of the decoder and the encoder.
     :param likelihood: a name from :data:`pvae.likelihoods.LIKELIHOODS` (bernoulli, continuous-bernoulli,
         gaussian, gaussian-per-pixel).
-    :param net: network family of encoder and decoder, a name from :data:`pvae.nets.NETS` (mlp, conv, burgess).
+    :param net: network family of encoder and decoder, a name from :data:`pvae.nets.NETS`: mlp, conv
+        (3×3 strided convolutions) or burgess (the 4×4 convolutions of Burgess et al. 2018 for 64×64
+        images such as dSprites, with --hidden 256 for its dense layer).
     :param flows: transforms in a flow guide (``pvae.guides.iaf``).
     :param aux_weight: weight of the semi-supervised guide's classification loss (``pvae.guides.m2``).
     """

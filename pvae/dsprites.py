@@ -150,7 +150,9 @@ def read_npz(path: str | os.PathLike, sizes: tuple[int, ...] = FACTOR_SIZES) -> 
     except DataError:
         raise
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise refuse(f"cannot be read as .npz ({type(error).__name__}: {error})") from error
+        # numpy reads unknown bytes as a pickle and advises allow_pickle=True: advice not for a data archive
+        reason = "not a zip archive" if "pickle" in str(error) else f"{type(error).__name__}: {error}"
+        raise refuse(f"cannot be read as .npz ({reason})") from error
 
 
 def _packed_images(handle, n: int, refuse) -> np.ndarray:

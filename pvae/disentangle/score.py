@@ -46,17 +46,17 @@ class DisentangleConfig:
     :param representation: the codes the metrics read: ``mean`` (E_q[z | x], disentanglement_lib's
         choice) or ``sample`` (one draw z ~ q(z | x) per image, drawn afresh each time a point is drawn).
     :param num_train: points (votes, for the beta-VAE and FactorVAE scores) each metric fits or
-        estimates on; unset, each metric's default (10,000, as in disentanglement_lib).
-    :param num_eval: points (votes) each metric scores on; unset, each metric's default (5,000).
-    :param metric_options: options of one metric, ``metric.option=value`` (comma-separated), over
-        ``num_train`` and ``num_eval``, e.g. ``dci.n_estimators=20``: DCI's boosting grows one tree per
-        class of every factor and stage, about 6 minutes on dSprites on two CPU cores at its defaults,
-        9 seconds with ``dci.num_train=2000,dci.num_test=1000,dci.n_estimators=20``.
+        estimates on (disentanglement_lib's defaults: 10,000).
+    :param num_eval: points (votes) each metric scores on (disentanglement_lib's defaults: 5,000).
+    :param metric_options: options of one metric, ``metric.option=value`` (comma-separated), which take
+        precedence over ``--num-train`` and ``--num-eval``, e.g. ``dci.n_estimators=20``: DCI's boosting
+        grows one tree per class of every factor and stage, about 6 minutes on dSprites on two CPU cores
+        at its defaults, 9 seconds with ``dci.num_train=2000,dci.num_test=1000,dci.n_estimators=20``.
     :param mi_points: grid points of the mutual-information matrix of the figure.
     :param batch_size: images encoded at once (128 encodes dSprites about three times as fast on a CPU
         as 1000, whose activations overflow the caches).
     :param seed: seed of the metrics' draws.
-    :param out: folder of the results (None: RUN/disentanglement).
+    :param out: folder of the results.
     """
 
     metrics: tuple[str, ...] | None = field(default=None, metadata=options.choices(lambda: tuple(METRICS)))
