@@ -28,7 +28,8 @@ class TrainConfig:
 
     :param elbo: the estimator, a name from :data:`pvae.estimators.ESTIMATORS`.
     :param beta: scale of the latent sites' log-densities in model and guide (1: the ELBO); under
-        a schedule, the value it reaches.
+        a schedule, the value it reaches. With ``--elbo tcvae``, the weight of the total correlation
+        alone (beta-TCVAE).
     :param beta_schedule: how beta moves over training: ``constant``, ``linear-warmup`` or
         ``cyclical`` (see :class:`pvae.objectives.BetaSchedule`).
     :param beta_warmup: epochs of the linear warm-up.

@@ -98,7 +98,7 @@ def test_beta_weights_the_total_correlation_alone(pair, beta, particles, vectori
     elbo = _value(model, guide, x, make_elbo("trace", particles, vectorize), seed=seed)
     tcvae = _value(model, guide, x, make_elbo("tcvae", particles, vectorize, dataset_size=N), beta=beta, seed=seed)
     assert tcvae - elbo == pytest.approx((beta - 1) * tc, abs=2e-3)
-    assert abs(tc) > 0.1  # the draws are correlated enough for the check to see the term
+    assert abs(tc) > 1  # a term the check sees: (d − 1)·log(NM) per datapoint, plus the draws' own part
 
 
 def test_minibatch_weighted_sampling_matches_a_direct_computation():
@@ -176,3 +176,20 @@ def test_jit_trace_gives_the_eager_values_and_follows_beta(pair):
             values.append(float(fn(x).detach()))
         assert values[0] == pytest.approx(values[1], rel=1e-6)
     assert traced.compilations == 1
+
+
+def test_the_dataset_size_moves_the_loss_by_a_constant_and_not_the_gradient(pair):
+    """N enters TĈ as (d − 1)·log(NM) per datapoint: ten times the data moves the loss by
+    (β − 1)·M·(d − 1)·log 10, and leaves every gradient as it was."""
+    model, guide, x = pair
+    params = [*model.parameters(), *guide.parameters()]
+    losses, grads = [], []
+    for n in (N, 10 * N):
+        for p in params:
+            p.grad = None
+        loss = _loss(model, guide, x, make_elbo("tcvae", dataset_size=n), beta=3.0, seed=derived_seed(7))
+        loss.backward()
+        losses.append(float(loss.detach()))
+        grads.append([p.grad.clone() for p in params])
+    assert losses[1] - losses[0] == pytest.approx(2.0 * M * (D - 1) * math.log(10), abs=1e-3)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads, strict=True))
