@@ -41,7 +41,10 @@ class TCVAE_ELBO(Trace_ELBO):
         \qquad \log q(z_{ij}) \approx \log \textstyle\sum_{k=1}^M q(z_{ij} \mid x_k) - \log(NM),
 
     so :math:`\widehat{TC}_i = \log q(z_i) - \sum_j \log q(z_{ij})`. N enters only as the constant
-    (d − 1) log N per datapoint: it moves the loss's value, not its gradient.
+    (d − 1) log(NM) per datapoint: it moves the loss's value, not its gradient. The weights 1/(NM)
+    sum to 1/N over the batch, not to 1, so each estimated log-density sits about log N below the
+    aggregate posterior's and :math:`\widehat{TC}` about (d − 1) log N above the TC: the value of the
+    loss is not the ELBO plus a small TC, its gradient is the paper's.
 
     **Beta.** pvae's beta handler (:class:`pvae.objectives.BetaScale`) puts the scale β on the
     latent site ``"z"`` of model and guide; this estimator reads it from the guide's traced site,
