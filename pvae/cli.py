@@ -153,7 +153,7 @@ def _train(args) -> Path:
     from pvae.memory import check_step_memory
     from pvae.pair import check_compatible, resolve_pair, traits
     from pvae.runs import Run, RunOptions, check_writable
-    from pvae.train import TrainConfig, fit
+    from pvae.train import TrainConfig, check_estimator, fit
 
     # every option is checked before anything is read or written
     data_config, options = from_args(data.DataConfig, args), from_args(RunOptions, args)
@@ -182,6 +182,7 @@ def _train(args) -> Path:
     )
     model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
     check_compatible(traits(model, guide), dataset, config.train)
+    check_estimator(model, guide, dataset, config.train)
     if options.resume:
         run = Run.open(out, writing=True)
         run.load_checkpoint()  # a broken checkpoint or metrics.jsonl is refused before config.json changes

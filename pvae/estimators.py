@@ -18,6 +18,7 @@ from torch.distributions import Independent, MultivariateNormal, Normal, registe
 
 from pvae.dreg import DReG_ELBO
 from pvae.registry import lookup
+from pvae.tcvae import TCVAE_ELBO
 
 
 class MeanFieldELBO(TraceMeanField_ELBO):
@@ -78,7 +79,9 @@ class IWAE_ELBO(RenyiELBO):
 #: * ``renyi``: the Rényi bound of order alpha (Li & Turner, 2016); alpha = 0 is ``iwae``;
 #: * ``dreg``: the IWAE bound with doubly-reparameterized guide gradients (:class:`DReG_ELBO`);
 #: * ``enum``: TraceEnum_ELBO, which sums discrete latent sites marked
-#:   ``infer={"enumerate": "parallel"}`` exactly (the semi-supervised M2 needs it).
+#:   ``infer={"enumerate": "parallel"}`` exactly (the semi-supervised M2 needs it);
+#: * ``tcvae``: the beta-TCVAE objective, beta on the total correlation alone
+#:   (:class:`pvae.tcvae.TCVAE_ELBO`; it takes ``dataset_size``).
 #:
 #: ``graph``, ``iwae`` and ``renyi`` have no ``differentiable_loss``: they train through
 #: ``loss_and_grads`` (see :meth:`Loss.loss_and_grads`).
@@ -90,13 +93,20 @@ ESTIMATORS: dict[str, Callable[..., ELBO]] = {
     "renyi": RenyiELBO,
     "dreg": DReG_ELBO,
     "enum": TraceEnum_ELBO,
+    "tcvae": TCVAE_ELBO,
 }
 
 #: alpha of ``renyi`` when none is given (alpha = 0 is ``iwae``, alpha → 1 the ELBO).
 DEFAULT_ALPHA = 0.5
 
 
-def make_elbo(name: str, num_particles: int = 1, vectorize_particles: bool = False, alpha: float | None = None) -> ELBO:
+def make_elbo(
+    name: str,
+    num_particles: int = 1,
+    vectorize_particles: bool = False,
+    alpha: float | None = None,
+    dataset_size: int | None = None,
+) -> ELBO:
     """Build the estimator registered as ``name``.
 
     :param name: a key of :data:`ESTIMATORS`.
@@ -104,6 +114,8 @@ def make_elbo(name: str, num_particles: int = 1, vectorize_particles: bool = Fal
     :param vectorize_particles: draw the particles in one vectorized pass instead of a loop.
     :param alpha: order of the Rényi bound, for estimators that take one (``renyi``; default
         :data:`DEFAULT_ALPHA`).
+    :param dataset_size: the number of training datapoints, for estimators that take it
+        (``tcvae``'s aggregate posterior); ignored by the others.
     :raises ValueError: naming the valid choices when ``name`` is unknown, or when ``alpha`` is
         given to an estimator without one, or is 1.
     """
@@ -121,6 +133,8 @@ def make_elbo(name: str, num_particles: int = 1, vectorize_particles: bool = Fal
     if issubclass(factory, TraceEnum_ELBO):
         # labelled batches of M2 have nothing to enumerate: expected, not worth a warning
         options["strict_enumeration_warning"] = False
+    if "dataset_size" in inspect.signature(factory).parameters:
+        options["dataset_size"] = dataset_size
     return factory(num_particles=num_particles, vectorize_particles=vectorize_particles, max_plate_nesting=1, **options)
 
 

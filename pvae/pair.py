@@ -417,8 +417,9 @@ def check_compatible(pair: Traits, dataset: Dataset, config: TrainConfig | None 
     pixels (binary pixels for one of grey levels), the wrong datapoint shape, dropped labels for a
     model that does not use them all, fewer classes than the data's, a semi-supervised model without
     a classifying guide or without the enumerating estimator, the mean-field estimator for a guide
-    that is not mean-field, an unknown estimator or a bad alpha, ``--jit`` with an estimator it
-    cannot compile.
+    that is not mean-field, ``tcvae`` for a pair with latent sites other than ``"z"``, an unknown
+    estimator or a bad alpha, ``--jit`` with an estimator it cannot compile. (``tcvae``'s need for a
+    diagonal Gaussian q(z|x) is checked when its loss first runs: the traits do not say the family.)
 
     :param pair: the pair's :class:`Traits`.
     :param dataset: the data it would train on.
@@ -464,6 +465,11 @@ def check_compatible(pair: Traits, dataset: Dataset, config: TrainConfig | None 
     if semi and config is not None and config.elbo != "enum":
         raise ValueError(
             f"{pair.model} sums over the unknown labels by enumeration: use --elbo enum, not {config.elbo!r}"
+        )
+    if config is not None and config.elbo == "tcvae" and pair.latent_sites != (Z,):
+        raise ValueError(
+            f"tcvae splits the KL of the one latent site {Z!r}, but {pair.model} has the latent sites "
+            f"{list(pair.latent_sites)}: use --elbo trace (the beta-VAE)"
         )
     if config is not None:
         elbo = make_elbo(config.elbo, alpha=config.alpha)  # refuses an unknown name or a bad alpha

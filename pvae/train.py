@@ -28,7 +28,8 @@ class TrainConfig:
 
     :param elbo: the estimator, a name from :data:`pvae.estimators.ESTIMATORS`.
     :param beta: scale of the latent sites' log-densities in model and guide (1: the ELBO); under
-        a schedule, the value it reaches.
+        a schedule, the value it reaches. With ``--elbo tcvae``, the weight of the total correlation
+        alone (beta-TCVAE).
     :param beta_schedule: how beta moves over training: ``constant``, ``linear-warmup`` or
         ``cyclical`` (see :class:`pvae.objectives.BetaSchedule`).
     :param beta_warmup: epochs of the linear warm-up.
@@ -88,17 +89,53 @@ def check_alpha(config) -> None:
     options.require(config, "alpha", config.alpha != 1, "other than 1 (alpha=1 is the ELBO: use --elbo trace)")
 
 
-def make_loss(model: torch.nn.Module, guide: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
-    """The loss module ``fit`` trains: the negative (beta-)ELBO summed over a batch."""
+def make_loss(
+    model: torch.nn.Module, guide: torch.nn.Module, config: TrainConfig, dataset_size: int | None = None
+) -> torch.nn.Module:
+    """The loss module ``fit`` trains: the negative (beta-)ELBO summed over a batch.
+
+    :param model: the generative model.
+    :param guide: the amortized guide.
+    :param config: estimator, beta and its schedule, particles.
+    :param dataset_size: the number of training datapoints, for estimators that need it
+        (``tcvae`` at a beta other than 1); ``fit`` passes ``len(dataset.train)``.
+    """
     elbo = make_elbo(
         config.elbo,
         num_particles=config.particles,
         vectorize_particles=config.vectorize and config.particles > 1,
         alpha=config.alpha,
+        dataset_size=dataset_size,
     )
     schedule = config.schedule()
     loss_fn = loss_module(model, guide, elbo, beta=schedule(0.0), scheduled=not schedule.is_constant)
     return TracedLoss(loss_fn) if config.jit else loss_fn
+
+
+def check_estimator(
+    model: torch.nn.Module, guide: torch.nn.Module, dataset: pdata.Dataset, config: TrainConfig
+) -> None:
+    """Let the estimator refuse the pair before any file is written: an estimator with needs that a
+    pair's traits do not show (``tcvae``: a diagonal Gaussian q(z|x)) has a
+    ``check_pair(model, guide, *args)``, called here on two training datapoints, with every RNG's
+    state restored afterwards (``fit`` would refuse the same pair on its first pass).
+
+    :param model: the generative model.
+    :param guide: the amortized guide.
+    :param dataset: the data it would train on.
+    :param config: the training settings (their estimator is checked).
+    :raises ValueError: naming the fix.
+    """
+    check = getattr(make_elbo(config.elbo, alpha=config.alpha), "check_pair", None)
+    if check is None:
+        return
+    train = dataset.train
+    y0 = train.y[:2] if bool(train.labelled[:2].all()) else None
+    state = pyro.util.get_rng_state()
+    try:
+        check(model, guide, *pair_args(model, dataset.training_batch(train.images(slice(2))), y0, training=True))
+    finally:
+        pyro.util.set_rng_state(state)
 
 
 def step(loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, *args: torch.Tensor) -> torch.Tensor:
@@ -146,15 +183,16 @@ def fit(
         without a density), ``val_reconstruction`` and ``val_kl``, ``val_objective``
         (reconstruction − beta·KL on validation, beta at the epoch's last step: the quantity
         ``train_loss`` estimates, except for M2, whose training loss adds the classifier's term
-        and scales only z's KL where this scales the label's too, and for ``iwae``, ``renyi``
-        and ``dreg`` with K > 1, whose training loss is a tighter bound; ``None`` for a point-mass guide
+        and scales only z's KL where this scales the label's too, for ``iwae``, ``renyi``
+        and ``dreg`` with K > 1, whose training loss is a tighter bound, and for ``tcvae``, whose
+        beta weights the total correlation alone; ``None`` for a point-mass guide
         with beta > 0), ``beta``, ``val_accuracy`` (for guides that classify) and ``seconds``
         (training only).
     """
     pair = check_pair(model, guide)  # the traits, read once here rather than in every step
     check_compatible(pair, dataset, config)
     pyro.set_rng_seed(config.seed)
-    loss_fn = make_loss(model, guide, config)
+    loss_fn = make_loss(model, guide, config, len(dataset.train))
     eager: Loss = loss_fn.loss_fn if isinstance(loss_fn, TracedLoss) else loss_fn
     schedule = config.schedule()
     train = dataset.train

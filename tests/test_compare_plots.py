@@ -200,8 +200,8 @@ def test_colour_per_estimator_same_in_every_figure():
     for ax in training.axes:
         bars = ax.containers[0] if hasattr(ax.containers[0], "patches") else ax.containers[1]
         assert to_rgba(bars.patches[1].get_facecolor())[:3] == iwae[:3]  # second row is iwae
-    names = ["trace", "meanfield", "graph", "iwae", "renyi", "dreg", "enum"]
-    assert len({to_rgba(estimator_color(n)) for n in names}) == 7
+    names = ["trace", "meanfield", "graph", "iwae", "renyi", "dreg", "enum", "tcvae"]
+    assert len({to_rgba(estimator_color(n)) for n in names}) == 8
     for fig in (values, grads, costs, training):
         plt.close(fig)
 

@@ -344,8 +344,8 @@ def test_applicable_estimators_follow_the_traits(digits):
     assert applicable_estimators(vae, digits, TrainConfig()) == every
     two_layer = traits(*build_pair(PairConfig("two-layer", z_dim=2, hidden=(8,)), digits.x_shape))
     reasons = applicable_estimators(two_layer, digits, TrainConfig())
-    assert [n for n, why in reasons.items() if why is not True] == ["meanfield"]
-    assert "use --elbo trace" in reasons["meanfield"]
+    assert [n for n, why in reasons.items() if why is not True] == ["meanfield", "tcvae"]
+    assert "use --elbo trace" in reasons["meanfield"] and "use --elbo trace" in reasons["tcvae"]
     delta = replace(vae, point_estimate=True)
     assert all("point-mass guide" in why for why in applicable_estimators(delta, digits, TrainConfig()).values())
     few = data.load(data.DataConfig("digits", labels=100))

@@ -174,7 +174,7 @@ def test_fit_follows_the_beta_schedule(digits):
 _K = {"iwae": 3, "renyi": 3, "dreg": 3}
 
 
-@pytest.mark.parametrize("estimator", ["trace", "meanfield", "graph", "iwae", "renyi", "dreg", "enum"])
+@pytest.mark.parametrize("estimator", ["trace", "meanfield", "graph", "iwae", "renyi", "dreg", "enum", "tcvae"])
 @pytest.mark.statistical
 def test_every_registry_entry_trains_through_fit_and_improves_its_objective(digits, estimator):
     from pvae.estimators import ESTIMATORS, make_elbo
