@@ -160,9 +160,9 @@ def trade_off_figure(rows: list[dict]):
     for ax in list(axes.flat)[len(titles) :]:
         ax.axis("off")
     handles = [plt.Line2D([], [], marker="o", ls="", color=colours[b], label=f"beta {b:g}") for b in betas]
-    fig.legend(handles=handles, loc="upper center", ncol=len(betas))
-    fig.suptitle("beta's trade-off on dSprites: one point per run", y=0.995)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.suptitle("beta's trade-off on dSprites: one point per run, scores over every factor")
+    fig.legend(handles=handles, loc="upper center", ncol=len(betas), bbox_to_anchor=(0.5, 0.955), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.91))
     return fig
 
 
