@@ -12,6 +12,7 @@ This module imports no other module of pvae.
 
 import argparse
 import dataclasses
+import difflib
 import inspect
 import math
 import re
@@ -59,7 +60,9 @@ def check_choices(config) -> None:
             continue
         for item in value if isinstance(value, tuple) else (value,):
             if item not in allowed:
-                raise ValueError(f"{flag(f.name)} {item!r} is not one of {', '.join(allowed)}")
+                near = difflib.get_close_matches(str(item), allowed, n=1, cutoff=0.6)
+                hint = f"; did you mean {near[0]}?" if near else ""
+                raise ValueError(f"{flag(f.name)} {item!r} is not one of {', '.join(allowed)}{hint}")
 
 
 def require(config, name: str, ok: bool, what: str) -> None:
