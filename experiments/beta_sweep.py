@@ -17,6 +17,10 @@ Two protocols (``--protocol``):
   images, 304,700 steps), Adam 1e-4, beta in {1, 2, 4, 6, 8, 16}, every metric at its defaults: about
   9 hours a run on 2 CPU cores; a GPU's work.
 
+``--elbos meanfield tcvae`` sweeps beta-TCVAE (Chen et al. 2018; beta weighs the total correlation
+alone) beside the beta-VAE, in cells ``OUT/tcvae-beta<B>-seed<S>``, with one table row per estimator
+and beta, and one marker per estimator in the figure.
+
 Rerunning the same command skips finished cells and resumes interrupted ones from their checkpoint; a
 cell that fails is reported with its log and the others go on.
 
@@ -50,6 +54,8 @@ PROTOCOLS = {
     },
     "paper": {"betas": (1.0, 2.0, 4.0, 6.0, 8.0, 16.0), "train": ["--epochs", "27", "--lr", "1e-4"], "disentangle": []},
 }
+#: Marker of each estimator in the trade-off figure (colour is beta).
+MARKERS = {"meanfield": "o", "tcvae": "^"}
 #: Settings every cell shares: the architecture and likelihood of Locatello et al. (2019).
 COMMON = ["--data", "dsprites", "--net", "burgess", "--hidden", "256", "--batch-size", "64", "--no-progress"]
 #: The scores of the table and of the figure: (metric, key, column title).
@@ -57,15 +63,17 @@ SCORES = [(name, key, f"{name} {key}".replace("_", " ")) for name, key in HEADLI
 SCORES.insert(4, ("dci", "completeness", "dci completeness"))
 
 
-def cell_name(beta: float, seed: int) -> str:
-    return f"beta{beta:g}-seed{seed}"
+def cell_name(beta: float, seed: int, elbo: str = "meanfield") -> str:
+    """``beta4-seed0`` for the beta-VAE, ``tcvae-beta4-seed0`` under another estimator."""
+    return f"{'' if elbo == 'meanfield' else elbo + '-'}beta{beta:g}-seed{seed}"
 
 
-def run_cell(beta: float, seed: int, args, protocol: dict) -> dict:
+def run_cell(elbo: str, beta: float, seed: int, args, protocol: dict) -> dict:
     """Train (or resume) and score one cell; returns its row, or its error."""
-    cell = Path(args.out) / cell_name(beta, seed)
+    name = cell_name(beta, seed, elbo)
+    cell = Path(args.out) / name
     result = cell / "disentanglement" / "disentanglement.json"
-    log = Path(args.out) / "logs" / f"{cell_name(beta, seed)}.log"
+    log = Path(args.out) / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     pvae = [sys.executable, "-m", "pvae"]
@@ -75,7 +83,7 @@ def run_cell(beta: float, seed: int, args, protocol: dict) -> dict:
         summary = cell / "summary.json"
         if not (summary.exists() and "test" in json.loads(summary.read_text())):
             train = [*pvae, "train", *COMMON, *protocol["train"], *data_dir, "--z-dim", str(args.z_dim)]
-            train += ["--beta", str(beta), "--seed", str(seed), "--samples", "1", "--out", str(cell)]
+            train += ["--elbo", elbo, "--beta", str(beta), "--seed", str(seed), "--samples", "1", "--out", str(cell)]
             steps.append(train + (["--resume"] if (cell / "checkpoint.pt").exists() else []))
         steps.append([*pvae, "disentangle", str(cell), *protocol["disentangle"], "--seed", str(args.metric_seed)])
     with open(log, "a") as handle:
@@ -84,16 +92,18 @@ def run_cell(beta: float, seed: int, args, protocol: dict) -> dict:
             handle.flush()
             done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
             if done.returncode != 0:
-                return {"beta": beta, "seed": seed, "error": f"{command[3]} exited with {done.returncode}; see {log}"}
-    print(f"{cell_name(beta, seed)}: done", flush=True)
-    return row(beta, seed, cell)
+                error = f"{command[3]} exited with {done.returncode}; see {log}"
+                return {"estimator": elbo, "beta": beta, "seed": seed, "error": error}
+    print(f"{name}: done", flush=True)
+    return row(elbo, beta, seed, cell)
 
 
-def row(beta: float, seed: int, cell: Path) -> dict:
+def row(elbo: str, beta: float, seed: int, cell: Path) -> dict:
     """The numbers of one finished cell: the test ELBO and its terms, active units, every score."""
     test = json.loads((cell / "summary.json").read_text())["test"]
     scores = json.loads((cell / "disentanglement" / "disentanglement.json").read_text())
     out = {
+        "estimator": elbo,
         "beta": beta,
         "seed": seed,
         "elbo": test["elbo"],
@@ -123,7 +133,7 @@ def table(rows: list[dict]) -> str:
     """Markdown: one row per beta, mean ± sd over its seeds; the bound's terms and the scores over every
     factor, then the scores without shape."""
     done = [r for r in rows if "error" not in r]
-    names = [c for c in done[0] if c not in ("beta", "seed")] if done else []
+    names = [c for c in done[0] if c not in ("estimator", "beta", "seed")] if done else []
     sets = {
         "all factors": [c for c in names if not c.endswith(" (no shape)")],
         "without shape": [c for c in names if c.endswith(" (no shape)")],
@@ -133,15 +143,15 @@ def table(rows: list[dict]) -> str:
         if not columns:
             continue
         titles = [c.removesuffix(" (no shape)") for c in columns]
-        lines += [f"\n{label}:\n", "| beta | seeds | " + " | ".join(titles) + " |"]
-        lines.append("| --- | --- | " + " | ".join("---" for _ in columns) + " |")
-        for beta in sorted({r["beta"] for r in done}):
-            group = [r for r in done if r["beta"] == beta]
+        lines += [f"\n{label}:\n", "| estimator | beta | seeds | " + " | ".join(titles) + " |"]
+        lines.append("| --- | --- | --- | " + " | ".join("---" for _ in columns) + " |")
+        for elbo, beta in sorted({(r["estimator"], r["beta"]) for r in done}):
+            group = [r for r in done if (r["estimator"], r["beta"]) == (elbo, beta)]
             cells = [_mean_sd([r[c] for r in group if c in r]) for c in columns]
-            lines.append(f"| {beta:g} | {len(group)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {elbo} | {beta:g} | {len(group)} | " + " | ".join(cells) + " |")
     for r in rows:
         if "error" in r:
-            lines.append(f"\nfailed: {cell_name(r['beta'], r['seed'])}: {r['error']}")
+            lines.append(f"\nfailed: {cell_name(r['beta'], r['seed'], r['estimator'])}: {r['error']}")
     return "\n".join(lines) + "\n"
 
 
@@ -154,21 +164,28 @@ def trade_off_figure(rows: list[dict]):
     colours = {b: plt.cm.viridis(i / max(len(betas) - 1, 1)) for i, b in enumerate(betas)}
     for ax, title in zip(axes.flat, titles, strict=False):
         for r in done:
-            ax.scatter(r["reconstruction"], r[title], color=colours[r["beta"]], s=25)
+            marker = MARKERS.get(r["estimator"], "s")
+            ax.scatter(r["reconstruction"], r[title], color=colours[r["beta"]], marker=marker, s=25)
         ax.set_xlabel("test reconstruction E_q log p(x|z) (nats)")
         ax.set_ylabel(title)
     for ax in list(axes.flat)[len(titles) :]:
         ax.axis("off")
     handles = [plt.Line2D([], [], marker="o", ls="", color=colours[b], label=f"beta {b:g}") for b in betas]
+    elbos = sorted({r["estimator"] for r in done})
+    if len(elbos) > 1:
+        handles += [plt.Line2D([], [], marker=MARKERS.get(e, "s"), ls="", color="grey", label=e) for e in elbos]
     fig.suptitle("beta's trade-off on dSprites: one point per run, scores over every factor")
-    fig.legend(handles=handles, loc="upper center", ncol=len(betas), bbox_to_anchor=(0.5, 0.955), frameon=False)
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 0.955), frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.91))
     return fig
 
 
 def traversals_figure(out: Path, rows: list[dict]):
-    """The traversals of the first seed at beta = 1 beside those at the beta of the best mean MIG."""
+    """The traversals of the first seed at the lowest beta beside those at the beta of the best mean MIG
+    (of the first estimator swept)."""
     done = [r for r in rows if "error" not in r and "mig discrete mig" in r]
+    elbo = done[0]["estimator"] if done else None
+    done = [r for r in done if r["estimator"] == elbo]
     means = {
         b: statistics.mean(r["mig discrete mig"] for r in done if r["beta"] == b) for b in {r["beta"] for r in done}
     }
@@ -178,7 +195,7 @@ def traversals_figure(out: Path, rows: list[dict]):
     panels = []
     for beta in dict.fromkeys((low, best)):
         seed = min(r["seed"] for r in done if r["beta"] == beta)
-        panels.append((beta, out / cell_name(beta, seed) / "disentanglement" / "figures" / "traversals.png"))
+        panels.append((beta, out / cell_name(beta, seed, elbo) / "disentanglement" / "figures" / "traversals.png"))
     fig, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 7), squeeze=False)
     for ax, (beta, path) in zip(axes.flat, panels, strict=True):
         ax.imshow(plt.imread(path))
@@ -195,6 +212,13 @@ def main(argv=None) -> list[dict]:
     )
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu", help="cpu: 3,000 steps; paper: 300k")
     parser.add_argument("--betas", type=float, nargs="+", help="default: the protocol's (cpu 1 2 4 8 16)")
+    parser.add_argument(
+        "--elbos",
+        nargs="+",
+        default=["meanfield"],
+        choices=["meanfield", "trace", "tcvae"],
+        help="estimators swept (default: meanfield, the beta-VAE); tcvae puts beta on the total correlation alone",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
     parser.add_argument("--z-dim", type=int, default=10, help="latent dimensions (default: 10)")
     parser.add_argument("--metric-seed", type=int, default=0, help="seed of the metrics' draws (default: 0)")
@@ -216,7 +240,8 @@ def main(argv=None) -> list[dict]:
     protocol["train"] = protocol["train"] + shlex.split(args.train_options)
     protocol["disentangle"] = protocol["disentangle"] + shlex.split(args.disentangle_options)
     betas = args.betas or protocol["betas"]
-    cells = [(b, s) for s in args.seeds for b in betas]  # every beta of a seed before the next seed
+    # every beta of a seed before the next seed, every estimator of a seed before the next seed
+    cells = [(e, b, s) for s in args.seeds for e in args.elbos for b in betas]
     print(f"{len(cells)} cells, {args.workers} at a time, {args.threads} threads each → {args.out}", flush=True)
     with ThreadPoolExecutor(args.workers) as pool:
         rows = list(pool.map(lambda c: run_cell(*c, args, protocol), cells))

@@ -169,24 +169,26 @@ def test_beta_sweep_and_metric_seeds_smoke_and_a_rerun_trains_nothing_twice(tmp_
     (tmp_path / "data").mkdir()
     tiny = "--num-train 100 --num-eval 100 --mi-points 300 --metric-options "
     tiny += "dci.n_estimators=2,beta_vae.batch_size=4,factor_vae.batch_size=4,factor_vae.num_variance_estimate=200"
-    argv = ["--betas", "1", "--seeds", "0", "1", "--workers", "2", "--z-dim", "3", "--out", str(tmp_path / "sweep")]
+    argv = ["--betas", "2", "--seeds", "0", "--elbos", "meanfield", "tcvae", "--workers", "2", "--z-dim", "3"]
+    argv += ["--out", str(tmp_path / "sweep")]
     argv += ["--data-dir", str(tmp_path / "data"), "--disentangle-options", tiny]
     argv += ["--train-options", "--train-size 128 --epochs 1 --hidden 16 --val-size 64"]
     rows = beta_sweep.main(argv)
-    assert [(r["beta"], r["seed"]) for r in rows] == [(1.0, 0), (1.0, 1)]
+    assert [(r["estimator"], r["beta"], r["seed"]) for r in rows] == [("meanfield", 2.0, 0), ("tcvae", 2.0, 0)]
     assert all("error" not in r for r in rows)
-    for r in rows:
-        summary = json.loads((tmp_path / "sweep" / f"beta1-seed{r['seed']}" / "summary.json").read_text())
+    for r, name in zip(rows, ["beta2-seed0", "tcvae-beta2-seed0"], strict=True):
+        assert json.loads((tmp_path / "sweep" / name / "config.json").read_text())["train"]["elbo"] == r["estimator"]
+        summary = json.loads((tmp_path / "sweep" / name / "summary.json").read_text())
         assert r["reconstruction"] == summary["test"]["reconstruction"]
         assert 0 <= r["mig discrete mig"] <= 1 and 0 <= r["mig discrete mig (no shape)"] <= 1
     table = (tmp_path / "sweep" / "results.md").read_text()
-    assert "| 1 | 2 |" in table and "without shape" in table
+    assert "| meanfield | 2 | 1 |" in table and "| tcvae | 2 | 1 |" in table and "without shape" in table
     assert (tmp_path / "sweep" / "figures" / "trade_off.png").stat().st_size > 0
-    checkpoint = tmp_path / "sweep" / "beta1-seed0" / "checkpoint.pt"
+    checkpoint = tmp_path / "sweep" / "beta2-seed0" / "checkpoint.pt"
     before = checkpoint.stat().st_mtime_ns
     assert beta_sweep.main(argv) == rows  # finished cells are read back, not trained again
     assert checkpoint.stat().st_mtime_ns == before
-    spread = metric_seeds.main([str(tmp_path / "sweep" / "beta1-seed0"), "--seeds", "0", "1", "--options", tiny])
+    spread = metric_seeds.main([str(tmp_path / "sweep" / "beta2-seed0"), "--seeds", "0", "1", "--options", tiny])
     mig = next(r for r in spread if r["score"] == "discrete_mig" and r["factors"] == "all factors")
     assert mig["range"] == pytest.approx(abs(mig["values"][0] - mig["values"][1]))
     assert len(mig["values"]) == 2
