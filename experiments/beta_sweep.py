@@ -181,25 +181,25 @@ def trade_off_figure(rows: list[dict]):
 
 
 def traversals_figure(out: Path, rows: list[dict]):
-    """The traversals of the first seed at the lowest beta beside those at the beta of the best mean MIG
-    (of the first estimator swept)."""
+    """The traversals at the lowest beta beside those at the beta of the best mean MIG (of the first
+    estimator swept), each from the run of its beta with the highest MIG, named in its title."""
     done = [r for r in rows if "error" not in r and "mig discrete mig" in r]
     elbo = done[0]["estimator"] if done else None
     done = [r for r in done if r["estimator"] == elbo]
-    means = {
-        b: statistics.mean(r["mig discrete mig"] for r in done if r["beta"] == b) for b in {r["beta"] for r in done}
-    }
+    betas = {r["beta"] for r in done}
+    means = {b: statistics.mean(r["mig discrete mig"] for r in done if r["beta"] == b) for b in betas}
     if not means:
         return None
-    best, low = max(means, key=means.get), min(means)
     panels = []
-    for beta in dict.fromkeys((low, best)):
-        seed = min(r["seed"] for r in done if r["beta"] == beta)
-        panels.append((beta, out / cell_name(beta, seed, elbo) / "disentanglement" / "figures" / "traversals.png"))
+    for beta in dict.fromkeys((min(means), max(means, key=means.get))):
+        run = max((r for r in done if r["beta"] == beta), key=lambda r: r["mig discrete mig"])
+        path = out / cell_name(beta, run["seed"], elbo) / "disentanglement" / "figures" / "traversals.png"
+        title = f"beta {beta:g}, seed {run['seed']}: MIG {run['mig discrete mig']:.3f} (seeds' mean {means[beta]:.3f})"
+        panels.append((title, path))
     fig, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 7), squeeze=False)
-    for ax, (beta, path) in zip(axes.flat, panels, strict=True):
+    for ax, (title, path) in zip(axes.flat, panels, strict=True):
         ax.imshow(plt.imread(path))
-        ax.set_title(f"beta {beta:g} (mean MIG {means[beta]:.3f})")
+        ax.set_title(title)
         ax.axis("off")
     fig.tight_layout()
     return fig
