@@ -453,7 +453,7 @@ def _disentangle_run(args) -> Path:
         "mutual_information": plot_mutual_information(
             np.array(information["matrix"]), results["factor_names"], np.array(information["entropies"])
         ),
-        "traversals": traversal_figure(model, guide, *test),
+        "traversals": traversal_figure(model, guide, *test, usage=usage),
     }
     for name, fig in figures.items():
         save_figure(fig, out / "figures" / f"{name}.png")

@@ -34,8 +34,13 @@ REPRESENTATIONS = ("mean", "sample")
 #: The factor left out of the second set of scores, when the data have it.
 SHAPE = "shape"
 #: Each metric's option for the points it scores on (MIG fits nothing, so it has none).
-_EVAL_OPTION = {"beta_vae": "num_eval", "factor_vae": "num_eval", "dci": "num_test", "sap": "num_test"}
-_EVAL_OPTION["modularity"] = "num_test"
+_EVAL_OPTION = {
+    "beta_vae": "num_eval",
+    "factor_vae": "num_eval",
+    "dci": "num_test",
+    "sap": "num_test",
+    "modularity": "num_test",
+}
 
 
 @dataclass(frozen=True)

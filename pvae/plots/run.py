@@ -132,7 +132,14 @@ def plot_traversals(
 
 
 def traversal_figure(
-    model, guide, x: torch.Tensor, y: torch.Tensor | None = None, seed_index: int = 0, steps: int = 9, span: float = 3.0
+    model,
+    guide,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    seed_index: int = 0,
+    steps: int = 9,
+    span: float = 3.0,
+    usage: dict | None = None,
 ) -> Figure:
     """Latent traversals of one datapoint of ``x``: its posterior mean, with each active dimension in
     turn set from −``span`` to +``span`` prior standard deviations around the prior's mean, the
@@ -148,9 +155,11 @@ def traversal_figure(
     :param seed_index: which datapoint's code the traversal starts from.
     :param steps: values per dimension.
     :param span: the sweep runs from −span to +span standard deviations.
+    :param usage: :func:`pvae.diagnostics.latent_usage` of the pair on ``x``, where the caller has it.
     """
     pair = traits(model, guide)
-    usage = latent_usage(model, guide, x, y, prior_draws=1000)  # the prior draws only measure holes, unused here
+    if usage is None:
+        usage = latent_usage(model, guide, x, y, prior_draws=1000)  # the prior draws only measure holes
     dims, scores, score_name = ev.traversal_order(usage)
     cond_y = y if pair.decodes_labels else None
     try:
