@@ -3,7 +3,10 @@
 For each pair: the test ELBO and importance-sampled log p(x) (K samples) on the first
 ``--test-points`` test images, seconds per training epoch, and where it applies the CVAE's
 conditional accuracy (a logistic regression trained on real training images recognises the
-class asked for in generated samples) and M2's test accuracy with few labels. Pairs are trained
+class asked for in generated samples) and M2's test accuracy with few labels; and the quality of its
+prior samples (decoder means) against as many real test images in the features of the dataset's
+classifier (``pvae quality``): Fréchet distance, precision, recall, and the share of spectral power
+above 0.25 cycles per pixel (the data's is printed beside the table). Pairs are trained
 with the same budget: ``--epochs``, ``--z-dim``, ``--hidden``, batch 128, Adam 1e-3.
 
     python experiments/zoo.py --data digits
@@ -26,6 +29,9 @@ from pvae.config import PairConfig, RunConfig, build_pair
 from pvae.evaluate import evaluate, sample_prior
 from pvae.files import atomic_write, write_json
 from pvae.pair import traits
+from pvae.quality.classifier import load_classifier
+from pvae.quality.score import QualityConfig, quality
+from pvae.quality.sharpness import sharpness
 from pvae.runs import Run
 from pvae.train import TrainConfig, fit
 
@@ -88,7 +94,7 @@ def labelled_only_accuracy(dataset: data.Dataset, config: data.DataConfig) -> fl
     return float(baseline.score(_flat(dataset.test.images()), dataset.test.y.numpy()))
 
 
-def run_entry(entry: Entry, args, base: RunConfig, classifier) -> dict:
+def run_entry(entry: Entry, args, base: RunConfig, classifier, features) -> dict:
     config = RunConfig(
         data=replace(base.data, **entry.data),
         pair=replace(base.pair, **entry.pair),
@@ -115,6 +121,16 @@ def run_entry(entry: Entry, args, base: RunConfig, classifier) -> dict:
         "accuracy": scores.get("accuracy"),
         "note": entry.note,
     }
+    grey, feature_classifier = features
+    scored = quality(model, guide, grey, feature_classifier, QualityConfig(samples=args.quality_samples))
+    prior = scored["sets"]["prior"]
+    row.update(
+        sample_fd=prior["fd"],
+        sample_precision=prior["precision"],
+        sample_recall=prior["recall"],
+        sample_hf=prior["high_frequency_fraction"],
+        sample_gradient=prior["gradient_magnitude"],
+    )
     pair = traits(model, guide)
     if pair.labels == "observed":
         torch.manual_seed(0)
@@ -140,7 +156,8 @@ def _line(row: dict) -> str:
         extra = f"conditional accuracy {row['conditional_accuracy']:.1%}"
     return (
         f"| {row['pair']} | {_fmt(row['elbo'])} | {_fmt(row['log_px'])} | {_fmt(row['reconstruction'])} | "
-        f"{row['seconds_per_epoch']:.2f} | {extra} | {row['note']} |"
+        f"{_fmt(row.get('sample_fd'))} | {_fmt(row.get('sample_precision'))} | {_fmt(row.get('sample_recall'))} | "
+        f"{_fmt(row.get('sample_hf'), '.2%')} | {row['seconds_per_epoch']:.2f} | {extra} | {row['note']} |"
     )
 
 
@@ -153,6 +170,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--hidden", type=int, default=400)
     parser.add_argument("--test-points", type=int, default=10_000, help="score the first N test images")
     parser.add_argument("--samples", type=int, default=1000, help="K, importance samples per datapoint of log p(x)")
+    parser.add_argument(
+        "--quality-samples", type=int, default=10_000, help="prior samples scored against as many test images"
+    )
     parser.add_argument("--only", nargs="*", help="names of the rows to run (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=f"runs/zoo-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -175,11 +195,15 @@ def main(argv=None) -> list[dict]:
         f"{args.data}, {epochs} epochs, z={args.z_dim}, hidden {args.hidden}; "
         f"{min(args.test_points, len(real.test))} test images, "
         f"K={args.samples}; nats per datapoint\n\n"
-        "| pair | ELBO | log p(x) | reconstruction | s/epoch | accuracy | note |\n"
-        "| --- | --- | --- | --- | --- | --- | --- |"
+        "| pair | ELBO | log p(x) | reconstruction | sample FD | precision | recall | HF power | s/epoch | accuracy "
+        "| note |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     )
+    grey_config = data.DataConfig(args.data, args.data_dir, binarize="none")
+    feature_classifier = load_classifier(grey_config)
+    features = (real, feature_classifier)
     print(header, flush=True)
-    rows = [run_entry(e, args, base, classifier) for e in ENTRIES if not args.only or e.name in args.only]
+    rows = [run_entry(e, args, base, classifier, features) for e in ENTRIES if not args.only or e.name in args.only]
     results_path = Path(args.out) / "results.json"
     if args.only and results_path.exists():  # rerunning some rows: keep the others of the same setting
         previous = json.loads(results_path.read_text())
@@ -190,7 +214,13 @@ def main(argv=None) -> list[dict]:
         kept = {r["pair"]: r for r in previous["rows"] if r["pair"] not in fresh}
         rows = [{**kept, **fresh}[e.name] for e in ENTRIES if e.name in kept or e.name in fresh]
     write_json(results_path, {"args": vars(args), "classifier_accuracy": classifier_accuracy, "rows": rows})
-    table = "\n".join([header, *map(_line, rows)]) + f"\n\nclassifier of real test images: {classifier_accuracy:.1%}\n"
+    data_hf = sharpness(real.test.images(slice(args.quality_samples)))["high_frequency_fraction"]
+    footer = (
+        f"\n\nclassifier of real test images: {classifier_accuracy:.1%}; features for sample quality: a conv "
+        f"classifier with test accuracy {feature_classifier.info['test_accuracy']:.1%}; HF power of the test images: "
+        f"{data_hf:.2%}\n"
+    )
+    table = "\n".join([header, *map(_line, rows)]) + footer
     atomic_write(Path(args.out) / "results.md", lambda handle: handle.write(table.encode()))
     return rows
 

@@ -49,6 +49,12 @@ DISENTANGLE_DEFAULTS = {
     "out": (None, "RUN/disentanglement"),
 }
 
+#: Options of ``pvae quality`` whose default comes from elsewhere.
+QUALITY_DEFAULTS = {
+    "inception": (None, "no standard FID"),
+    "out": (None, "RUN/quality"),
+}
+
 #: Subcommand → its one-line help, and the config classes whose fields are its options, each with
 #: the keyword arguments of :func:`pvae.options.add_options` (which fields, which defaults come
 #: from elsewhere). Classes are named, not imported, so that a command imports only what it runs.
@@ -77,6 +83,11 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
     "disentangle": (
         "score the codes against the data's ground-truth factors: beta-VAE, FactorVAE, MIG, DCI, SAP, modularity",
         [("pvae.disentangle.score:DisentangleConfig", {"defaults": DISENTANGLE_DEFAULTS})],
+    ),
+    "quality": (
+        "score samples against the test images in a classifier's features: Fréchet distance, precision, recall, "
+        "sharpness",
+        [("pvae.quality.score:QualityConfig", {"defaults": QUALITY_DEFAULTS})],
     ),
 }
 
@@ -462,6 +473,53 @@ def _disentangle_run(args) -> Path:
     return out
 
 
+def _quality_run(args) -> Path:
+    from pvae import data
+    from pvae.config import restore
+    from pvae.files import save_figure, write_json
+    from pvae.plots.quality import plot_likelihood_draws, plot_spectra
+    from pvae.quality.classifier import load_classifier
+    from pvae.quality.score import QualityConfig, describe, quality, spectra
+    from pvae.runs import check_writable
+
+    config = from_args(QualityConfig, args)  # refuses bad settings before the run is read
+    run, run_config, dataset, model, guide = restore(args.run)
+    out = Path(config.out) if config.out else run.path / "quality"
+    check_writable(out, "--out" if config.out else "the results folder")
+    inception = None
+    if config.inception is not None:
+        from pvae.quality.inception import load_inception
+
+        inception = load_inception(None if config.inception == "auto" else config.inception)  # fails before work
+    grey_config = replace(run_config.data, binarize="none", labels=None, train_size=None)
+    grey = dataset if grey_config == run_config.data else data.load(grey_config)
+    classifier = load_classifier(grey_config, train=config.train_classifier)
+    info = classifier.info
+    print(f"quality: features of a classifier trained on {info.get('dataset')} (test accuracy {info.get('test_accuracy', float('nan')):.3f})", file=sys.stderr)
+    tic = time.perf_counter()
+    results = quality(
+        model, guide, grey, classifier, config, inception, lambda n: print(f"quality: {n} ...", file=sys.stderr)
+    )
+    images = results.pop("images")
+    results.update(
+        run=str(run.path),
+        pair=f"{run_config.pair.model}/{run_config.pair.guide}",
+        seconds_total=time.perf_counter() - tic,
+    )
+    write_json(out / "quality.json", results)
+    figures = {
+        "spectra": plot_spectra(spectra(results), config.cutoff),
+        "likelihood_draws": plot_likelihood_draws(images["data"], images["prior"], images["likelihood draws"]),
+    }
+    for name, fig in figures.items():
+        save_figure(fig, out / "figures" / f"{name}.png")
+    print(describe(results))
+    for what, why in results["notes"].items():
+        print(f"not applicable: {what}: {why}")
+    print(f"results in {out}: quality.json, figures/")
+    return out
+
+
 def _train_command(args) -> None:
     out = _train(args)
     print(f"results in {out}: summary.json, metrics.jsonl, checkpoint.pt, figures/")
@@ -488,6 +546,7 @@ _HANDLERS = {
     "compare-elbos": _compare_run,
     "diagnose": _diagnose_run,
     "disentangle": _disentangle_run,
+    "quality": _quality_run,
 }
 
 

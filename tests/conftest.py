@@ -71,3 +71,16 @@ def ppca_data():
     z = torch.randn(4000, 2, generator=generator)
     x = z @ w.T + b + sigma * torch.randn(4000, 5, generator=generator)
     return x, (w, b, sigma)
+
+
+@pytest.fixture(scope="session")
+def _shared_data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("pvae-data")
+
+
+@pytest.fixture
+def quality_data(_shared_data_dir, monkeypatch):
+    """``$PVAE_DATA`` set to one folder for the whole session: the digits feature classifier of
+    :mod:`pvae.quality` is trained there once, never in the user's cache."""
+    monkeypatch.setenv("PVAE_DATA", str(_shared_data_dir))
+    return _shared_data_dir

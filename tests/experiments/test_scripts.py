@@ -106,17 +106,19 @@ def test_pvae_is_at_least_as_good_as_the_hand_written_vae_on_fashion_mnist(tmp_p
     assert pvae["log_px"] > ref["log_px"] - 0.5
 
 
-def test_zoo_smoke_and_rerunning_a_row_keeps_the_others(tmp_path):
+def test_zoo_smoke_and_rerunning_a_row_keeps_the_others(tmp_path, quality_data):
     import zoo
 
     common = ["--data", "digits", "--epochs", "1", "--z-dim", "2", "--hidden", "16", "--test-points", "20"]
-    common += ["--samples", "5", "--out", str(tmp_path)]
+    common += ["--samples", "5", "--quality-samples", "100", "--out", str(tmp_path)]
     rows = zoo.main([*common, "--only", "vae", "ae", "cvae", "m2, 100 labels"])
     by_name = {r["pair"]: r for r in rows}
     assert by_name["ae"]["elbo"] is None and by_name["ae"]["reconstruction"] < 0
     assert by_name["vae"]["elbo"] <= by_name["vae"]["log_px"] < 0
     assert 0 <= by_name["cvae"]["conditional_accuracy"] <= 1 and 0 <= by_name["m2, 100 labels"]["accuracy"] <= 1
     assert 0.5 < by_name["m2, 100 labels"]["baseline_accuracy"] < 1  # a logistic regression on 100 digits
+    # one epoch of training: samples far from the data, but scored (Fréchet distance > 0, shares in [0, 1])
+    assert all(r["sample_fd"] > 0 and 0 <= r["sample_precision"] <= 1 and 0 <= r["sample_recall"] <= 1 for r in rows)
     assert (tmp_path / "vae" / "checkpoint.pt").exists()
     again = zoo.main([*common, "--only", "vae"])
     assert [r["pair"] for r in again] == ["vae", "ae", "cvae", "m2, 100 labels"]
@@ -192,3 +194,22 @@ def test_beta_sweep_and_metric_seeds_smoke_and_a_rerun_trains_nothing_twice(tmp_
     mig = next(r for r in spread if r["score"] == "discrete_mig" and r["factors"] == "all factors")
     assert mig["range"] == pytest.approx(abs(mig["values"][0] - mig["values"][1]))
     assert len(mig["values"]) == 2
+
+
+def test_ae_vs_vae_smoke(tmp_path, quality_data):
+    import ae_vs_vae
+
+    argv = ["--data", "digits", "--epochs", "2", "--z-dim", "4", "--hidden", "32", "--seeds", "0", "1"]
+    summary = ae_vs_vae.main([*argv, "--samples", "120", "--out", str(tmp_path)])
+    assert set(summary) == set(ae_vs_vae.PAIRS)
+    vae, ae = summary["vae"], summary["ae"]
+    assert vae["prior_fd"][2] == 2 and vae["prior_fd"][0] > 0  # two seeds, a positive distance
+    assert "holes_density" in vae and "holes_density" not in ae  # the density version needs q(z|x)
+    assert 0 < vae["knn_accuracy"][0] <= 1 and vae["step_jump"][0] >= 1  # the largest step is at least the mean
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["summary"]["vae"]["prior_fd"][0] == pytest.approx(vae["prior_fd"][0])
+    assert "| ae |" in (tmp_path / "results.md").read_text()
+    for figure in ("latent_maps", "prior_samples"):
+        assert (tmp_path / "figures" / f"{figure}.png").exists()
+    again = ae_vs_vae.main([*argv, "--samples", "120", "--out", str(tmp_path)])  # finished cells are kept
+    assert again["vae"]["prior_fd"][0] == vae["prior_fd"][0]

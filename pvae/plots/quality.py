@@ -1,0 +1,69 @@
+"""Figures of a sample-quality study (``pvae quality``, ``experiments/ae_vs_vae.py``): where the blur of
+a VAE's samples shows in their spectra, and what the likelihood draws that the decoder's mean averages.
+"""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from pvae.plots.run import plot_images
+
+#: Colours of the sets, so that one set looks the same in every figure.
+_COLORS = {
+    "data": "black",
+    "reference (train)": "grey",
+    "prior": "tab:blue",
+    "fitted prior": "tab:cyan",
+    "reconstructions": "tab:orange",
+    "likelihood draws": "tab:green",
+}
+
+
+def plot_spectra(spectra: dict[str, tuple[np.ndarray, np.ndarray]], cutoff: float | None = None) -> Figure:
+    """Radially averaged power spectra, each normalised to sum 1, on a log scale: a blurry set falls
+    below the data at high frequencies.
+
+    :param spectra: set name → ``(frequencies in cycles per pixel, power)``, e.g. from
+        :func:`pvae.quality.score.spectra`.
+    :param cutoff: the frequency above which power counts as high, drawn as a line.
+    :raises ValueError: for a set whose frequencies and power differ in length.
+    """
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (freq, power) in spectra.items():
+        freq, power = np.asarray(freq, dtype=float), np.asarray(power, dtype=float)
+        if freq.shape != power.shape:
+            raise ValueError(f"{name}: {len(freq)} frequencies for {len(power)} powers; give one power per frequency")
+        keep = power > 0  # a log scale has no zero
+        style = "--" if name == "likelihood draws" else "-"
+        ax.plot(freq[keep], power[keep], style, label=name, color=_COLORS.get(name), lw=2 if name == "data" else 1.4)
+    if cutoff is not None:
+        ax.axvline(cutoff, color="grey", lw=0.8, ls=":")
+        ax.text(cutoff, ax.get_ylim()[1], " high frequencies →", va="top", fontsize=8, color="grey")
+    ax.set_yscale("log")
+    ax.set_xlabel("spatial frequency (cycles per pixel; Nyquist 0.5)")
+    ax.set_ylabel("share of power")
+    ax.set_title("radially averaged power spectra")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_likelihood_draws(data: torch.Tensor, means: torch.Tensor, draws: torch.Tensor, ncol: int = 10) -> Figure:
+    """Real images, decoder means at prior draws, and one draw of p(x | z) at each of those z beneath
+    its mean: the mean is the average of the draws the likelihood allows, hence its blur.
+
+    :param data: real images ``(n, C, H, W)``.
+    :param means: decoder means ``(n, C, H, W)``.
+    :param draws: one likelihood draw per mean, in the same order.
+    :param ncol: images per row (the first ``ncol`` of each are shown).
+    :raises ValueError: when the means and draws differ in shape or fewer than ``ncol`` are given.
+    """
+    if means.shape != draws.shape:
+        raise ValueError(f"means {tuple(means.shape)} and draws {tuple(draws.shape)}: give one draw per mean")
+    if min(len(data), len(means)) < ncol:
+        raise ValueError(f"need {ncol} images of each kind, got {len(data)} real and {len(means)} generated")
+    rows = torch.cat([data[:ncol], means[:ncol], draws[:ncol].clamp(0, 1)])
+    return plot_images(
+        rows, ncol, "decoder means and draws of p(x | z) at the same z", ["data", "mean", "draw"]
+    )

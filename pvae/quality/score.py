@@ -1,0 +1,350 @@
+"""Sample quality of a trained pair (``pvae quality``): how near its images come to the data's, and how sharp.
+
+Images are compared in the features of a small classifier trained on the dataset's grey-level
+training split (:mod:`pvae.quality.classifier`, cached beside the data), since Inception features
+need weights that are often out of reach and mean little for 28×28 grey images. Every set of
+generated images is scored against the same real test images, at equal sizes:
+
+* the **Fréchet distance** between Gaussians fitted to the two sets of features (Heusel et al., 2017,
+  in this feature space rather than Inception's);
+* **precision and recall** (Kynkäänniemi et al., 2019): the share of generated images inside the
+  real images' k-nearest-neighbour manifold, and of real images inside the generated one;
+* the classifier's **confidence** (mean largest class probability) and **class coverage** (the share of
+  classes that receive at least half the share of the classifier's votes they receive on real images);
+* **sharpness** (:mod:`pvae.quality.sharpness`): the share of spectral power at high spatial
+  frequencies, and the mean gradient magnitude.
+
+The sets: ``prior`` (decoder means at z ~ p(z); for a point-mass guide, the autoencoder, its decoder
+was never trained on such draws and the set is labelled so), ``fitted prior`` (decoder means at draws
+from a Gaussian fitted to the codes of training images, the fair baseline for an autoencoder),
+``reconstructions`` (decoder means at the codes of the test images), and ``likelihood draws`` (one
+draw of p(x | z) at each prior z, for sharpness only). ``reference`` scores real training images
+against the real test images: the floor that sampling noise alone gives at this size.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyro
+import torch
+
+from pvae import options
+from pvae.evaluate import decode_mean, posterior_mean
+from pvae.pair import traits
+from pvae.quality.classifier import embed, predict
+from pvae.quality.frechet import compute_frechet
+from pvae.quality.inception import inception_features
+from pvae.quality.precision_recall import precision_recall
+from pvae.quality.sharpness import sharpness
+
+#: ``--inception`` value that looks for the standard Inception weights where they are usually kept.
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Settings of :func:`quality` and of ``pvae quality``, whose defaults they are.
+
+    :param samples: images of each set scored, and real test images they are scored against (at most
+        the test split's size: both sides always have the same size, as precision and recall need).
+    :param k: neighbours that set the radius of each image's ball in precision and recall (Kynkäänniemi
+        et al. use 3).
+    :param cutoff: spatial frequency in cycles per pixel above which power counts as high (Nyquist is 0.5).
+    :param train_classifier: train the dataset's feature classifier when it is not cached yet (a minute or
+        two); with ``--no-train-classifier`` a missing classifier is an error.
+    :param inception: also compute the standard FID with the TorchScript Inception-v3 at this path, or
+        ``auto`` to look in ``$PVAE_INCEPTION`` and the data directory (slow on a CPU).
+    :param batch_size: images decoded and embedded at once.
+    :param seed: seed of the prior draws, of the training images of the reference and of the
+        likelihood draws.
+    :param out: folder of the results.
+    """
+
+    samples: int = 10_000
+    k: int = 3
+    cutoff: float = 0.25
+    train_classifier: bool = True
+    inception: str | None = None
+    batch_size: int = 500
+    seed: int = 0
+    out: str | None = None
+
+    def __post_init__(self):
+        options.seed(self, "seed")
+        options.positive(self, "samples", "k", "batch_size")
+        options.finite(self, "cutoff")
+        options.require(self, "cutoff", 0 < self.cutoff < 0.5, "between 0 and 0.5 cycles per pixel (Nyquist)")
+
+
+def class_scores(probs: torch.Tensor, real_shares: torch.Tensor) -> dict:
+    """The classifier's view of a set of images.
+
+    :param probs: class probabilities of the images ``(n, classes)``.
+    :param real_shares: the share of real test images each class receives from the classifier ``(classes,)``.
+    :returns: ``confidence`` (mean largest probability), ``class_shares`` (share of votes per class) and
+        ``coverage`` (share of classes whose votes reach half their share on real images).
+    """
+    votes = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double() / len(probs)
+    covered = votes >= 0.5 * real_shares.double()
+    return {
+        "confidence": float(probs.max(1).values.mean()),
+        "class_shares": votes.tolist(),
+        "coverage": float(covered.double().mean()),
+    }
+
+
+def prior_holes(codes: torch.Tensor, draws: torch.Tensor, quantile: float = 0.99) -> float:
+    """The share of prior draws that fall in holes of the aggregate posterior, seen through its codes.
+
+    A draw is in a hole when its nearest code is farther than the ``quantile`` of the codes' own
+    nearest-neighbour distances (each code's neighbour found among the others). When the codes and the
+    draws come from one distribution, about ``1 − quantile`` of the draws are; this needs no density of
+    q(z | x), so it applies to an autoencoder's point codes as to a VAE's means.
+
+    :param codes: codes of data ``(n, d)``, e.g. posterior means.
+    :param draws: draws of the prior ``(m, d)``.
+    :param quantile: which of the codes' neighbour distances marks the edge of a hole.
+    """
+    if len(codes) < 2:
+        raise ValueError(f"prior holes need at least 2 codes, got {len(codes)}")
+    codes, draws = codes.double(), draws.double()
+    own = torch.cat([_nearest(codes[i : i + 1000], codes, skip_self=i) for i in range(0, len(codes), 1000)])
+    to_codes = torch.cat([_nearest(draws[i : i + 1000], codes) for i in range(0, len(draws), 1000)])
+    edge = torch.quantile(own, quantile)
+    return float((to_codes > edge).double().mean())
+
+
+def _nearest(points: torch.Tensor, codes: torch.Tensor, skip_self: int | None = None) -> torch.Tensor:
+    """Distance from each of ``points`` to its nearest row of ``codes`` (not itself, when ``points`` are
+    ``codes[skip_self:]``)."""
+    distances = torch.cdist(points, codes)  # (len(points), len(codes))
+    if skip_self is not None:
+        rows = torch.arange(len(points))
+        distances[rows, rows + skip_self] = math.inf
+    return distances.min(1).values
+
+
+@torch.no_grad()
+def codes_of(guide, images: torch.Tensor, y: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+    """Posterior means E_q[z | x] of ``images`` ``(n, z_dim)``, in batches (given ``y`` for a guide
+    that reads labels)."""
+    return torch.cat(
+        [
+            posterior_mean(guide, images[i : i + batch_size], None if y is None else y[i : i + batch_size])
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+
+
+@torch.no_grad()
+def decode(model, z: torch.Tensor, y: torch.Tensor | None, batch_size: int, draw: bool = False) -> torch.Tensor:
+    """Decoder means at ``z`` ``(n, *x_shape)`` in batches, or one draw of p(x | z) each with ``draw``."""
+    out = []
+    for i in range(0, len(z), batch_size):
+        rows = slice(i, i + batch_size)
+        if draw:
+            out.append(model.decode(z[rows], None if y is None else y[rows]).sample())
+        else:
+            out.append(decode_mean(model, z[rows], None if y is None else y[rows]))
+    return torch.cat(out)
+
+
+def fitted_gaussian(codes: torch.Tensor) -> torch.distributions.MultivariateNormal:
+    """The Gaussian fitted to ``codes`` ``(n, d)`` (mean and covariance, a small jitter added)."""
+    mean = codes.double().mean(0)
+    cov = torch.cov(codes.double().T).reshape(codes.shape[1], codes.shape[1])
+    cov = cov + 1e-6 * cov.diagonal().mean().clamp_min(1e-12) * torch.eye(len(mean), dtype=cov.dtype)
+    return torch.distributions.MultivariateNormal(mean, covariance_matrix=cov)
+
+
+class Reference:
+    """Real test images seen through the classifier: the side every generated set is scored against.
+
+    :param classifier: the dataset's feature classifier.
+    :param images: real test images ``(n, C, H, W)`` in [0, 1].
+    :param labels: their classes ``(n,)``.
+    :param k: neighbours of precision and recall.
+    :param batch_size: images embedded at once.
+    """
+
+    def __init__(self, classifier, images: torch.Tensor, labels: torch.Tensor, k: int = 3, batch_size: int = 500):
+        self.classifier, self.k, self.batch_size = classifier, k, batch_size
+        self.images, self.labels = images, labels
+        self.features = embed(classifier, images, batch_size)
+        self.shares = torch.bincount(
+            predict(classifier, images, batch_size).argmax(1), minlength=classifier.num_classes
+        ).double() / len(images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def score(self, images: torch.Tensor, features: torch.Tensor | None = None, real: slice | None = None) -> dict:
+        """Fréchet distance, precision, recall, confidence and coverage of ``images`` against the real images.
+
+        :param images: generated images ``(n, C, H, W)``; ``n`` should equal the reference's size.
+        :param features: their features, when already computed.
+        :param real: the real images to compare with (all when ``None``), as a mask or index.
+        """
+        features = embed(self.classifier, images, self.batch_size) if features is None else features
+        real_features = self.features if real is None else self.features[real]
+        out = {"fd": compute_frechet(real_features.double().numpy(), features.double().numpy())}
+        pr = precision_recall(real_features, features, k=self.k)
+        out.update(precision=pr["precision"], recall=pr["recall"])
+        out.update(class_scores(predict(self.classifier, images, self.batch_size), self.shares))
+        return out
+
+
+@torch.no_grad()
+def quality(
+    model, guide, dataset, classifier, config: QualityConfig = QualityConfig(), inception=None, progress=None
+) -> dict:
+    """Score the images of a trained pair against the real test images: see the module's docstring.
+
+    :param model: the generative model.
+    :param guide: its guide (for reconstructions and the codes of the fitted prior).
+    :param dataset: the run's dataset with grey levels (``binarize="none"``, same split seed), whose test
+        images are the real side and whose training images give the reference and the fitted prior.
+    :param classifier: the dataset's :class:`pvae.quality.classifier.FeatureClassifier`.
+    :param config: sizes, neighbours, cutoff and seed.
+    :param inception: the standard Inception-v3 (:func:`pvae.quality.inception.load_inception`): when given,
+        also the standard FID of the prior samples against the test images (``standard_fid``).
+    :param progress: called with the name of each set before it is scored.
+    :returns: ``sets`` (name → scores and sharpness), ``data`` (the real images' sharpness),
+        ``reference`` (real training images against the test images), ``prior_holes`` (see
+        :func:`prior_holes`), ``per_class`` for a model that generates a class, the ``classifier``'s
+        record, the sizes, notes on what does not apply, and ``images`` (the first 100 prior means,
+        their likelihood draws and real images, as tensors for the figures: not for JSON).
+    :raises ValueError: for images whose shape is not the classifier's.
+    """
+    if tuple(dataset.x_shape) != tuple(classifier.x_shape):
+        raise ValueError(
+            f"the classifier was trained on images of shape {tuple(classifier.x_shape)}, the run's data are "
+            f"{tuple(dataset.x_shape)}: use the classifier of the run's dataset"
+        )
+    say = progress or (lambda name: None)
+    pair = traits(model, guide)
+    generator = torch.Generator().manual_seed(config.seed)
+    pyro.set_rng_seed(config.seed)
+    n = min(config.samples, len(dataset.test))
+    if n <= config.k:
+        raise ValueError(f"--samples {n} leaves no {config.k} neighbours: score at least {config.k + 1} images")
+    real = Reference(classifier, dataset.test.images(slice(n)), dataset.test.y[:n], config.k, config.batch_size)
+    train_index = torch.randperm(len(dataset.train), generator=generator)[:n]
+    train_images, train_y = dataset.train.images(train_index), dataset.train.y[train_index]
+    notes = {}
+
+    def labels_for(count: int) -> torch.Tensor | None:
+        if not pair.decodes_labels:
+            return None
+        return model.label_prior().sample((count,))  # classes drawn from p(y): samples of the marginal p(x)
+
+    guide_reads_y = pair.takes_labels() or pair.decodes_labels
+
+    say("reference")
+    results: dict = {"reference": real.score(train_images), "sets": {}}
+    results["data"] = sharpness(real.images, cutoff=config.cutoff)
+
+    say("prior")
+    z = model.prior((n,)).sample()
+    y_prior = labels_for(n)
+    prior_images = decode(model, z, y_prior, config.batch_size)
+    results["sets"]["prior"] = real.score(prior_images) | sharpness(prior_images, cutoff=config.cutoff)
+    results["sets"]["prior"]["source"] = "decoder means at z ~ p(z)"
+    if pair.point_estimate:
+        results["sets"]["prior"]["source"] += " (a point-mass guide: the decoder never saw such draws; a baseline)"
+
+    say("likelihood draws")
+    draws = decode(model, z, y_prior, config.batch_size, draw=True)
+    results["sets"]["likelihood draws"] = sharpness(draws, cutoff=config.cutoff) | {
+        "source": "one draw of p(x | z) at each prior z, for sharpness"
+    }
+
+    say("fitted prior")
+    codes = codes_of(guide, train_images, train_y if guide_reads_y else None, config.batch_size)
+    fitted = fitted_gaussian(codes)
+    fitted_images = decode(model, fitted.sample((n,)).to(z.dtype), labels_for(n), config.batch_size)
+    results["sets"]["fitted prior"] = real.score(fitted_images) | sharpness(fitted_images, cutoff=config.cutoff)
+    results["sets"]["fitted prior"]["source"] = "decoder means at z from a Gaussian fitted to training codes"
+
+    say("reconstructions")
+    test_y = real.labels if guide_reads_y else None
+    test_codes = codes_of(guide, real.images, test_y, config.batch_size)
+    rec = decode(model, test_codes, real.labels if pair.decodes_labels else None, config.batch_size)
+    results["sets"]["reconstructions"] = real.score(rec) | sharpness(rec, cutoff=config.cutoff)
+    results["sets"]["reconstructions"]["source"] = "decoder means at the codes of the test images"
+    results["prior_holes"] = prior_holes(codes, model.prior((n,)).sample().double())
+
+    if inception is not None:
+        say("standard FID (Inception-v3)")
+        results["standard_fid"] = {
+            "fd": compute_frechet(
+                inception_features(inception, real.images).double().numpy(),
+                inception_features(inception, prior_images).double().numpy(),
+            ),
+            "set": "prior",
+        }
+    if pair.decodes_labels:
+        say("per class")
+        results["per_class"] = per_class(model, real, config)
+    else:
+        notes["per_class"] = f"{pair.model} does not generate a chosen class"
+    results.update(
+        samples=n,
+        k=config.k,
+        seed=config.seed,
+        classifier=dict(classifier.info),
+        notes=notes,
+        images={"prior": prior_images[:100], "likelihood draws": draws[:100], "data": real.images[:100]},
+    )
+    return results
+
+
+def per_class(model, real: Reference, config: QualityConfig) -> dict:
+    """For a model that decodes a chosen class: each class's samples against the real images of that
+    class (Fréchet distance, precision, recall) and the share the classifier assigns to the class asked for."""
+    out = {}
+    for c in range(real.classifier.num_classes):
+        mask = real.labels == c
+        count = int(mask.sum())
+        if count <= config.k:
+            out[str(c)] = {"skipped": f"{count} real test images of class {c}: fewer than k + 1 = {config.k + 1}"}
+            continue
+        z = model.prior((count,)).sample()
+        y = torch.full((count,), c, dtype=torch.long)
+        images = decode(model, z, y, config.batch_size)
+        features = embed(real.classifier, images, config.batch_size)
+        pr = precision_recall(real.features[mask], features, k=config.k)
+        out[str(c)] = {
+            "fd": compute_frechet(real.features[mask].double().numpy(), features.double().numpy()),
+            "precision": pr["precision"],
+            "recall": pr["recall"],
+            "accuracy": float((predict(real.classifier, images, config.batch_size).argmax(1) == c).double().mean()),
+            "n": count,
+        }
+    return out
+
+
+#: The scores of a set that tables show, in order.
+HEADLINES = ("fd", "precision", "recall", "confidence", "coverage", "high_frequency_fraction", "gradient_magnitude")
+
+
+def describe(results: dict) -> str:
+    """The scores as a small text table: one row per set, one column per score (``—`` where a score does
+    not apply, e.g. the Fréchet distance of likelihood draws)."""
+    header = f"{'':18s}" + "".join(f"{h[:12]:>13s}" for h in HEADLINES)
+    rows = [header]
+    named = {"reference (train)": results["reference"], "data": results["data"], **results["sets"]}
+    for name, scores in named.items():
+        cells = "".join(
+            f"{scores[h]:13.3f}" if isinstance(scores.get(h), float) else f"{'—':>13s}" for h in HEADLINES
+        )
+        rows.append(f"{name:18s}{cells}")
+    return "\n".join(rows)
+
+
+def spectra(results: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each set's radially averaged power spectrum ``(frequencies, power)``, the data's first."""
+    named = {"data": results["data"], **results["sets"]}
+    return {name: (np.asarray(s["frequencies"]), np.asarray(s["spectrum"])) for name, s in named.items()}
+

@@ -1,0 +1,122 @@
+"""``pvae quality``'s scorer: the pieces on inputs whose answer is known, then a trained pair end to end."""
+
+import json
+
+import pytest
+import torch
+from conftest import derived_seed
+
+from pvae.cli import main
+from pvae.quality.score import QualityConfig, class_scores, fitted_gaussian, prior_holes
+
+
+@pytest.mark.statistical
+def test_prior_holes_are_one_percent_when_the_codes_fill_the_prior_and_most_draws_when_they_do_not():
+    g = torch.Generator().manual_seed(derived_seed(0))
+    draws = torch.randn(3000, 4, generator=g)
+    filled = prior_holes(torch.randn(3000, 4, generator=g), draws)
+    # 1% of draws expected; the 99% quantile of 3000 neighbour distances and 3000 draws add a binomial
+    # spread of about 0.3% each: 0–3% holds far beyond 1e-3.
+    assert 0.0 < filled < 0.03
+    shrunk = prior_holes(0.3 * torch.randn(3000, 4, generator=g), draws)
+    assert shrunk > 0.5  # a code cloud of a third of the prior's width leaves most prior draws far from any code
+    shifted = prior_holes(torch.randn(3000, 4, generator=g) + torch.tensor([4.0, 0, 0, 0]), draws)
+    assert shifted > filled + 0.3
+
+
+def test_prior_holes_need_two_codes():
+    with pytest.raises(ValueError, match="at least 2 codes"):
+        prior_holes(torch.zeros(1, 3), torch.zeros(5, 3))
+
+
+def test_class_scores_count_votes_and_coverage_exactly():
+    probs = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.3, 0.7, 0.0], [0.6, 0.4, 0.0]])
+    real = torch.tensor([1 / 3, 1 / 3, 1 / 3])
+    scores = class_scores(probs, real)
+    assert scores["confidence"] == pytest.approx((0.9 + 0.8 + 0.7 + 0.6) / 4)
+    assert scores["class_shares"] == pytest.approx([0.75, 0.25, 0.0])
+    # class 0 gets 0.75 ≥ 1/6, class 1 gets 0.25 ≥ 1/6, class 2 gets 0 < 1/6
+    assert scores["coverage"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.statistical
+def test_fitted_gaussian_recovers_the_codes_moments():
+    g = torch.Generator().manual_seed(derived_seed(1))
+    mix = torch.tensor([[1.0, 0.0], [0.8, 0.5]])
+    codes = torch.randn(20000, 2, generator=g) @ mix.T + torch.tensor([2.0, -1.0])
+    fitted = fitted_gaussian(codes)
+    assert fitted.mean.tolist() == pytest.approx([2.0, -1.0], abs=0.05)
+    # sd of a covariance entry from 20,000 draws is below 0.015: 0.06 is four of them
+    assert torch.allclose(fitted.covariance_matrix.float(), mix @ mix.T, atol=0.06)
+
+
+def test_config_refuses_what_cannot_work():
+    with pytest.raises(ValueError, match="cutoff"):
+        QualityConfig(cutoff=0.5)
+    with pytest.raises(ValueError, match="samples"):
+        QualityConfig(samples=0)
+    with pytest.raises(ValueError, match="k"):
+        QualityConfig(k=0)
+
+
+@pytest.fixture(scope="module")
+def digits_runs(tmp_path_factory):
+    """A VAE and an autoencoder trained briefly on digits, and the data directory of their classifier."""
+    root = tmp_path_factory.mktemp("quality")
+    runs = {}
+    for name, extra in {"vae": [], "ae": ["--guide", "delta", "--beta", "0"]}.items():
+        out = root / name
+        status = main(["train", "--epochs", "15", "--z-dim", "8", "--hidden", "64", "--out", str(out), "--no-progress", *extra])
+        assert status == 0
+        runs[name] = out
+    return root, runs
+
+
+def test_quality_of_a_trained_vae_orders_its_sets_as_expected(digits_runs, quality_data, capsys):
+    _, runs = digits_runs
+    assert main(["quality", str(runs["vae"]), "--seed", "3"]) == 0
+    results = json.loads((runs["vae"] / "quality" / "quality.json").read_text())
+    sets = results["sets"]
+    assert results["samples"] == 360  # digits' whole test split, both sides the same size
+    assert results["classifier"]["test_accuracy"] > 0.9
+    # real training images are the closest set to the test images, reconstructions next, prior samples last
+    assert results["reference"]["fd"] < sets["reconstructions"]["fd"] < sets["prior"]["fd"]
+    assert results["reference"]["precision"] > 0.8 and results["reference"]["recall"] > 0.8
+    # the decoder's mean is blurrier than the data and than the draws of the likelihood it averages
+    assert sets["prior"]["high_frequency_fraction"] < results["data"]["high_frequency_fraction"]
+    assert sets["prior"]["high_frequency_fraction"] < sets["likelihood draws"]["high_frequency_fraction"]
+    assert sets["prior"]["gradient_magnitude"] < results["data"]["gradient_magnitude"]
+    assert 0 <= results["prior_holes"] < 0.5
+    assert "does not generate a chosen class" in results["notes"]["per_class"]
+    for figure in ("spectra", "likelihood_draws"):
+        assert (runs["vae"] / "quality" / "figures" / f"{figure}.png").stat().st_size > 1000
+    printed = capsys.readouterr().out
+    assert f"{sets['prior']['fd']:13.3f}" in printed  # the table shows the JSON's numbers
+
+
+def test_the_autoencoders_samples_from_n01_are_labelled_and_its_fitted_gaussian_does_better(digits_runs, quality_data):
+    _, runs = digits_runs
+    assert main(["quality", str(runs["ae"])]) == 0
+    results = json.loads((runs["ae"] / "quality" / "quality.json").read_text())
+    assert "never saw such draws" in results["sets"]["prior"]["source"]
+    assert results["sets"]["fitted prior"]["fd"] < results["sets"]["prior"]["fd"]
+
+
+def test_quality_refuses_a_missing_classifier_when_told_not_to_train(digits_runs, tmp_path, monkeypatch, capsys):
+    _, runs = digits_runs
+    monkeypatch.setenv("PVAE_DATA", str(tmp_path / "empty"))
+    assert main(["quality", str(runs["vae"]), "--no-train-classifier", "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err
+    assert "classifier" in err and "--no-train-classifier" not in err.split("error:")[0]
+    assert not (tmp_path / "q" / "quality.json").exists()
+
+
+def test_standard_fid_without_weights_says_where_it_looked(digits_runs, tmp_path, monkeypatch, capsys):
+    _, runs = digits_runs
+    monkeypatch.setenv("PVAE_DATA", str(tmp_path / "empty"))
+    monkeypatch.delenv("PVAE_INCEPTION", raising=False)
+    assert main(["quality", str(runs["vae"]), "--inception", "auto", "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err
+    assert "PVAE_INCEPTION" in err and "inception-2015-12-05.pt" in err
+    assert not (tmp_path / "q").exists()
+
