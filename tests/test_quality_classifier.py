@@ -1,7 +1,8 @@
 """The feature spaces of the sample-quality scores: the per-dataset classifier and the optional Inception.
 
 The classifier is trained on the bundled 8×8 digits for a few epochs (seconds); its accuracy floors were measured
-(0.972 at 15 epochs, seed 0) and set a little below. Inception is never the real file: a small scripted module
+(10 epochs, training seeds 0, 1, 2: test accuracy 0.994, 0.989, 0.992; 5-nearest-neighbour accuracy of its features
+0.986, 0.992, 0.992) and set a little below. Inception is never the real file: a small scripted module
 with its call signature stands in for it.
 """
 
@@ -34,9 +35,9 @@ from pvae.quality.inception import (
     inception_locations,
     load_inception,
 )
-from tests.conftest import make_dataset
+from tests.conftest import derived_seed, make_dataset
 
-EPOCHS = 15
+EPOCHS = 10
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def trained(digits):
 
 def test_digits_classifier_reaches_its_accuracy_and_records_how(trained, digits):
     info = trained.info
-    assert info["test_accuracy"] > 0.95  # measured 0.972
+    assert info["test_accuracy"] > 0.98  # measured 0.994
     assert info["epochs"] == EPOCHS and info["seed"] == 0 and info["dataset"] == "digits"
     assert info["train_size"] == len(digits.train) == 1257 and info["seconds"] > 0
     probabilities = predict(trained, digits.test.images())
@@ -64,7 +65,7 @@ def test_features_separate_the_classes(trained, digits):
     test_features = embed(trained, digits.test.images()).numpy()
     assert train_features.shape == (len(digits.train), 128) and train_features.min() >= 0  # after the ReLU
     knn = KNeighborsClassifier(5).fit(train_features, digits.train.y.numpy())
-    assert knn.score(test_features, digits.test.y.numpy()) > 0.95
+    assert knn.score(test_features, digits.test.y.numpy()) > 0.97  # measured 0.986
 
 
 def test_embed_and_predict_in_batches_equal_one_pass(trained, digits):
@@ -86,16 +87,17 @@ def test_training_is_deterministic_for_a_seed(digits):
     assert not torch.equal(first.dense.weight, other.dense.weight)
 
 
-def test_any_image_shape_trains(tmp_path):
+@pytest.mark.statistical
+def test_any_image_shape_trains():
     """64×64 (the strided first block) and an odd 3-channel shape: bright left half against bright right half."""
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(derived_seed(0))
     for shape in [(1, 64, 64), (3, 13, 17)]:
         y = torch.randint(0, 2, (400,), generator=generator)
         x = 0.3 * torch.rand(400, *shape, generator=generator)
         half = shape[2] // 2
         x[y == 0, ..., :half] += 0.5
         x[y == 1, ..., half:] += 0.5
-        net = train_classifier(make_dataset(x, y, val=50, test=100), epochs=3, progress=False)
+        net = train_classifier(make_dataset(x, y, val=50, test=100), epochs=3, seed=derived_seed(1), progress=False)
         assert net.x_shape == shape and net.info["test_accuracy"] == 1.0
 
 
