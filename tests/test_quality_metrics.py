@@ -126,6 +126,14 @@ def test_singular_covariances():
     assert frechet_distance(np.zeros(5), q @ np.diag(a) @ q.T, np.zeros(5), np.eye(5)) == pytest.approx(expected)
 
 
+def test_float32_covariances_of_fewer_images_than_features_are_accepted():
+    # torch.cov in float32 of 100 images × 512 features: rank 99, its zero eigenvalues rounded to about ±1e-6
+    x = torch.randn(100, 512, generator=torch.Generator().manual_seed(0))
+    mean, cov = x.mean(0), torch.cov(x.T)
+    assert frechet_distance(mean, cov, mean, cov) == pytest.approx(0.0, abs=1e-6 * cov.trace().item())
+    assert frechet_distance(mean, cov, mean + 1.0, cov) == pytest.approx(512.0, rel=1e-6)
+
+
 def test_gaussian_moments_are_the_mean_and_unbiased_covariance():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(50, 3)) @ rng.normal(size=(3, 3)) + 2.0
@@ -190,6 +198,7 @@ def test_blocks_and_input_types_do_not_change_the_answer():
     assert 0.0 < expected["precision"] < 1.0 and 0.0 < expected["recall"] < 1.0
     assert precision_recall(real, fake, batch_size=7) == expected
     assert precision_recall(torch.from_numpy(real), torch.from_numpy(fake), batch_size=64) == expected
+    assert precision_recall(real, fake, k=np.int64(3), batch_size=np.int64(50)) == expected
 
 
 def halves(stream: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.random.Generator]:
@@ -350,6 +359,7 @@ NAN[3, 1] = np.nan
         (lambda: precision_recall(FEATURES, FEATURES[:2], k=2), ("2 fake points", "smaller k")),
         (lambda: precision_recall(FEATURES, FEATURES, k=0), ("k must be a positive integer",)),
         (lambda: precision_recall(FEATURES, FEATURES, batch_size=0), ("batch_size must be a positive integer",)),
+        (lambda: precision_recall(FEATURES, FEATURES, k=2.5), ("k must be a positive integer",)),
         (lambda: compute_frechet(NAN, FEATURES), ("nan or infinite", "1 of its 20 rows", "drop those rows")),
         (lambda: precision_recall(FEATURES, NAN), ("nan or infinite", "drop those rows")),
         (lambda: compute_frechet(FEATURES[:, 0], FEATURES[:, 0]), ("2-d array", "reshape(-1, 1)")),

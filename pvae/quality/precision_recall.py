@@ -18,6 +18,8 @@ Comparisons are between squared distances, and a pair within rounding (10⁻¹�
 inside, so that a repeated point is inside its copy's zero-radius ball.
 """
 
+import numbers
+
 import torch
 
 from pvae.quality._arrays import as_features, same_width
@@ -37,11 +39,12 @@ def precision_recall(real, fake, k: int = 3, batch_size: int = 1000) -> dict:
     :raises ValueError: for widths that differ, fewer than k + 1 rows, non-finite values, or k or batch_size < 1.
     """
     for name, value in (("k", k), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(
                 f"precision_recall: {name} must be a positive integer, got {value!r} (the default is "
                 f"{3 if name == 'k' else 1000})"
             )
+    k, batch_size = int(k), int(batch_size)
     real_array = as_features(real, "real features", min_points=1)
     fake_array = as_features(fake, "fake features", min_points=1)
     same_width(real_array, fake_array)
