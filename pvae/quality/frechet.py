@@ -13,7 +13,8 @@ symmetric [[0, A], [Aᵀ, 0]] (Jordan–Wielandt). They come to within eps·‖A
 eigenvalues of C₁^½ C₂ C₁^½ would lose half the digits of those near 0: about 5·10⁻⁸ of d² for covariances
 spanning 12 decades against 10⁻¹⁰, and more with many zero eigenvalues (fewer images than features). No general
 matrix square root is taken: ``scipy.linalg.sqrtm`` of the non-symmetric C₁C₂ returns complex values with an
-imaginary part of rounding size, which FID code then discards.
+imaginary part of rounding size, which FID code then discards. Cost: eigendecompositions of two f × f matrices and
+one 2f × 2f: milliseconds at 128 features, about 40 s at Inception's 2,048 on two busy CPU cores.
 
 The estimate from samples is biased (Bińkowski et al. 2018, "Demystifying MMD GANs", App. D; Chong & Forsyth
 2020, "Effectively Unbiased FID"): the mean term alone by + tr C₁/n₁ + tr C₂/n₂ (E‖m̂₁ − m̂₂‖² − ‖m₁ − m₂‖²), the
@@ -81,8 +82,7 @@ def compute_frechet(real_features, fake_features) -> float:
 
 def _moments(mean, cov, which: str) -> tuple[np.ndarray, np.ndarray]:
     """A mean ``(f,)`` and covariance ``(f, f)`` as float64 arrays, checked."""
-    m = np.asarray(mean, dtype=np.float64)
-    c = np.asarray(cov, dtype=np.float64)
+    m, c = (np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64) for x in (mean, cov))
     if m.ndim != 1 or c.shape != (len(m), len(m)):
         raise ValueError(
             f"the {which} Gaussian: mean must be (f,) and covariance (f, f), got {m.shape} and {c.shape}; "

@@ -10,7 +10,10 @@ excluded; k = 3 as in the paper):
     recall    = share of the real points inside manifold(Φ_fake)   (how much of the data the samples cover).
 
 A fake point on a real one is inside the real manifold, so two identical sets score exactly 1 and 1; a model that
-draws only some of the classes keeps its precision and loses recall; noise on the samples costs precision.
+draws only some of the classes keeps its precision and loses recall; noise on the samples costs precision. Both
+scores depend on k, on the number of points and on the features' dimension: two samples of 10,000 points of one
+isotropic 128-D Gaussian score about 0.5 and 0.5, two halves of scikit-learn's digits (64 pixels, 898 points)
+about 0.9 and 0.9. Compare scores at equal counts, and beside those of real images against real images.
 
 Distances are computed in float64 in blocks of ``batch_size`` rows, as ‖a‖² + ‖b‖² − 2 a·b on features centred on
 the pooled mean (one matrix product a block); memory grows as batch_size × n, about 250 MB for 1,000 × 10,000.
