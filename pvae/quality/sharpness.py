@@ -23,6 +23,8 @@ absolute score.
 Images are processed in chunks of 500 in float64.
 """
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -89,7 +91,8 @@ def sharpness(images, cutoff: float = 0.25) -> dict:
 
 
 def _check_cutoff(cutoff) -> float:
-    if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)) or not 0.0 < cutoff < 0.5:
+    """``cutoff`` as a float in (0, 0.5), refused with the fix otherwise."""
+    if isinstance(cutoff, bool) or not isinstance(cutoff, numbers.Real) or not 0.0 < cutoff < 0.5:
         raise ValueError(
             f"cutoff={cutoff!r} must be a radial frequency in cycles per pixel between 0 and 0.5 (Nyquist), e.g. 0.25"
         )
