@@ -47,7 +47,6 @@ from pvae.pair import traits  # noqa: E402
 from pvae.plots.run import plot_images  # noqa: E402
 from pvae.quality.classifier import load_classifier  # noqa: E402
 from pvae.quality.score import QualityConfig, Reference, codes_of, decode, fitted_gaussian, quality  # noqa: E402
-from pvae.quality.sharpness import sharpness  # noqa: E402
 from pvae.runs import Run  # noqa: E402
 from pvae.train import TrainConfig, fit  # noqa: E402
 
@@ -268,7 +267,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--hidden", type=int, default=400)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--pairs", nargs="+", choices=list(PAIRS), default=list(PAIRS))
-    parser.add_argument("--samples", type=int, default=10_000, help="images of each set scored (at most the test split)")
+    parser.add_argument(
+        "--samples", type=int, default=10_000, help="images of each set scored (at most the test split)"
+    )
     parser.add_argument("--train-size", type=int, help="train on a subset (quick runs)")
     parser.add_argument("--out", default="runs/ae-vs-vae")
     args = parser.parse_args(argv)

@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
-from conftest import derived_seed
 
 from pvae.cli import main
 from pvae.quality.score import QualityConfig, class_scores, fitted_gaussian, prior_holes
+from tests.conftest import derived_seed
 
 
 @pytest.mark.statistical
@@ -66,7 +66,9 @@ def digits_runs(tmp_path_factory):
     runs = {}
     for name, extra in {"vae": [], "ae": ["--guide", "delta", "--beta", "0"]}.items():
         out = root / name
-        status = main(["train", "--epochs", "15", "--z-dim", "8", "--hidden", "64", "--out", str(out), "--no-progress", *extra])
+        status = main(
+            ["train", "--epochs", "60", "--z-dim", "8", "--hidden", "64", "--out", str(out), "--no-progress", *extra]
+        )
         assert status == 0
         runs[name] = out
     return root, runs
@@ -86,7 +88,8 @@ def test_quality_of_a_trained_vae_orders_its_sets_as_expected(digits_runs, quali
     assert sets["prior"]["high_frequency_fraction"] < results["data"]["high_frequency_fraction"]
     assert sets["prior"]["high_frequency_fraction"] < sets["likelihood draws"]["high_frequency_fraction"]
     assert sets["prior"]["gradient_magnitude"] < results["data"]["gradient_magnitude"]
-    assert 0 <= results["prior_holes"] < 0.5
+    # draws of the VAE's aggregate posterior cover most of the prior (the share measured is about 0.05)
+    assert results["prior_holes"] < 0.3
     assert "does not generate a chosen class" in results["notes"]["per_class"]
     for figure in ("spectra", "likelihood_draws"):
         assert (runs["vae"] / "quality" / "figures" / f"{figure}.png").stat().st_size > 1000
@@ -100,6 +103,7 @@ def test_the_autoencoders_samples_from_n01_are_labelled_and_its_fitted_gaussian_
     results = json.loads((runs["ae"] / "quality" / "quality.json").read_text())
     assert "never saw such draws" in results["sets"]["prior"]["source"]
     assert results["sets"]["fitted prior"]["fd"] < results["sets"]["prior"]["fd"]
+    assert results["prior_holes"] > 0.5  # nothing pulled its codes onto N(0, I): most prior draws land far from them
 
 
 def test_quality_refuses_a_missing_classifier_when_told_not_to_train(digits_runs, tmp_path, monkeypatch, capsys):
@@ -119,4 +123,3 @@ def test_standard_fid_without_weights_says_where_it_looked(digits_runs, tmp_path
     err = capsys.readouterr().err
     assert "PVAE_INCEPTION" in err and "inception-2015-12-05.pt" in err
     assert not (tmp_path / "q").exists()
-

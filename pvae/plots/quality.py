@@ -64,6 +64,4 @@ def plot_likelihood_draws(data: torch.Tensor, means: torch.Tensor, draws: torch.
     if min(len(data), len(means)) < ncol:
         raise ValueError(f"need {ncol} images of each kind, got {len(data)} real and {len(means)} generated")
     rows = torch.cat([data[:ncol], means[:ncol], draws[:ncol].clamp(0, 1)])
-    return plot_images(
-        rows, ncol, "decoder means and draws of p(x | z) at the same z", ["data", "mean", "draw"]
-    )
+    return plot_images(rows, ncol, "decoder means and draws of p(x | z) at the same z", ["data", "mean", "draw"])

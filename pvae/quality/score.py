@@ -16,9 +16,11 @@ generated images is scored against the same real test images, at equal sizes:
 
 The sets: ``prior`` (decoder means at z ~ p(z); for a point-mass guide, the autoencoder, its decoder
 was never trained on such draws and the set is labelled so), ``fitted prior`` (decoder means at draws
-from a Gaussian fitted to the codes of training images, the fair baseline for an autoencoder),
+from a Gaussian fitted to draws of the aggregate posterior q(z), one z ~ q(z | x) per training image —
+for an autoencoder its codes themselves: the fair baseline a careful user would try),
 ``reconstructions`` (decoder means at the codes of the test images), and ``likelihood draws`` (one
-draw of p(x | z) at each prior z, for sharpness only). ``reference`` scores real training images
+draw of p(x | z) at each prior z, for sharpness only). ``prior_holes`` is the share of prior draws
+that fall where the aggregate posterior's draws are not (:func:`prior_holes`). ``reference`` scores real training images
 against the real test images: the floor that sampling noise alone gives at this size.
 """
 
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyro
 import torch
+from pyro import poutine
 
 from pvae import options
 from pvae.evaluate import decode_mean, posterior_mean
@@ -37,6 +40,7 @@ from pvae.quality.frechet import compute_frechet
 from pvae.quality.inception import inception_features
 from pvae.quality.precision_recall import precision_recall
 from pvae.quality.sharpness import sharpness
+from pvae.sites import Z
 
 #: ``--inception`` value that looks for the standard Inception weights where they are usually kept.
 AUTO = "auto"
@@ -126,12 +130,20 @@ def _nearest(points: torch.Tensor, codes: torch.Tensor, skip_self: int | None = 
 
 
 @torch.no_grad()
-def codes_of(guide, images: torch.Tensor, y: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+def codes_of(guide, images: torch.Tensor, y: torch.Tensor | None, batch_size: int, draw: bool = False) -> torch.Tensor:
     """Posterior means E_q[z | x] of ``images`` ``(n, z_dim)``, in batches (given ``y`` for a guide
-    that reads labels)."""
+    that reads labels), or with ``draw`` one draw z ~ q(z | x) each: draws of the aggregate posterior
+    q(z), which spreads where means do not (a dimension the decoder ignores has every mean at 0 and
+    every draw from the prior)."""
+
+    def one(x, y_rows):
+        if not draw:
+            return posterior_mean(guide, x, y_rows)
+        return poutine.trace(guide).get_trace(*((x,) if y_rows is None else (x, y_rows))).nodes[Z]["value"]
+
     return torch.cat(
         [
-            posterior_mean(guide, images[i : i + batch_size], None if y is None else y[i : i + batch_size])
+            one(images[i : i + batch_size], None if y is None else y[i : i + batch_size])
             for i in range(0, len(images), batch_size)
         ]
     )
@@ -261,11 +273,11 @@ def quality(
     }
 
     say("fitted prior")
-    codes = codes_of(guide, train_images, train_y if guide_reads_y else None, config.batch_size)
+    codes = codes_of(guide, train_images, train_y if guide_reads_y else None, config.batch_size, draw=True)
     fitted = fitted_gaussian(codes)
     fitted_images = decode(model, fitted.sample((n,)).to(z.dtype), labels_for(n), config.batch_size)
     results["sets"]["fitted prior"] = real.score(fitted_images) | sharpness(fitted_images, cutoff=config.cutoff)
-    results["sets"]["fitted prior"]["source"] = "decoder means at z from a Gaussian fitted to training codes"
+    results["sets"]["fitted prior"]["source"] = "decoder means at z from a Gaussian fitted to q(z) (training codes)"
 
     say("reconstructions")
     test_y = real.labels if guide_reads_y else None
@@ -336,9 +348,7 @@ def describe(results: dict) -> str:
     rows = [header]
     named = {"reference (train)": results["reference"], "data": results["data"], **results["sets"]}
     for name, scores in named.items():
-        cells = "".join(
-            f"{scores[h]:13.3f}" if isinstance(scores.get(h), float) else f"{'—':>13s}" for h in HEADLINES
-        )
+        cells = "".join(f"{scores[h]:13.3f}" if isinstance(scores.get(h), float) else f"{'—':>13s}" for h in HEADLINES)
         rows.append(f"{name:18s}{cells}")
     return "\n".join(rows)
 
@@ -347,4 +357,3 @@ def spectra(results: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each set's radially averaged power spectrum ``(frequencies, power)``, the data's first."""
     named = {"data": results["data"], **results["sets"]}
     return {name: (np.asarray(s["frequencies"]), np.asarray(s["spectrum"])) for name, s in named.items()}
-
