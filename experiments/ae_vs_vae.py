@@ -173,9 +173,7 @@ def run_cell(name: str, seed: int, args, base: RunConfig, dataset, grey, classif
 def _cell_figures(model, guide, grey, paths: torch.Tensor, seed: int) -> dict:
     """The run's interpolation paths, latent map and samples from both priors (for the side-by-side figures)."""
     torch.manual_seed(seed)
-    n = min(2000, len(grey.test))
-    codes = codes_of(guide, grey.test.images(slice(n)), None, 500)
-    fitted = fitted_gaussian(codes_of(guide, grey.train.images(slice(5000)), None, 500))
+    fitted = fitted_gaussian(codes_of(guide, grey.train.images(slice(5000)), None, 500, draw=True))
     samples = torch.cat(
         [
             decode(model, model.prior((30,)).sample(), None, 500),
@@ -239,7 +237,7 @@ def side_by_side(out: Path, grey, seed: int) -> dict[str, plt.Figure]:
         maps.append((points, grey.test.y[:n]))
         axes_titles.append(f"{name}: {what}")
         torch.manual_seed(seed)
-        fitted = fitted_gaussian(codes_of(guide, grey.train.images(slice(5000)), None, 500))
+        fitted = fitted_gaussian(codes_of(guide, grey.train.images(slice(5000)), None, 500, draw=True))
         samples.append(decode(model, model.prior((20,)).sample(), None, 500))
         samples.append(decode(model, fitted.sample((20,)).float(), None, 500))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))

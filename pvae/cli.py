@@ -494,11 +494,8 @@ def _quality_run(args) -> Path:
     grey_config = replace(run_config.data, binarize="none", labels=None, train_size=None)
     grey = dataset if grey_config == run_config.data else data.load(grey_config)
     classifier = load_classifier(grey_config, train=config.train_classifier)
-    info = classifier.info
-    print(
-        f"quality: features of a classifier trained on {info.get('dataset')} (test accuracy {info.get('test_accuracy', float('nan')):.3f})",
-        file=sys.stderr,
-    )
+    accuracy = classifier.info.get("test_accuracy", float("nan"))
+    print(f"quality: features of a classifier of {grey.name} images (test accuracy {accuracy:.3f})", file=sys.stderr)
     tic = time.perf_counter()
     results = quality(
         model, guide, grey, classifier, config, inception, lambda n: print(f"quality: {n} ...", file=sys.stderr)
