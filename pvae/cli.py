@@ -493,7 +493,12 @@ def _quality_run(args) -> Path:
         inception = load_inception(None if config.inception == "auto" else config.inception)  # fails before work
     grey_config = replace(run_config.data, binarize="none", labels=None, train_size=None)
     grey = dataset if grey_config == run_config.data else data.load(grey_config)
-    classifier = load_classifier(grey_config, train=config.train_classifier)
+    try:
+        classifier = load_classifier(grey_config, train=config.train_classifier)
+    except ValueError as error:
+        if config.train_classifier or "no classifier" not in str(error):
+            raise
+        raise ValueError(f"{error}; or drop --no-train-classifier and pvae quality trains it") from None
     accuracy = classifier.info.get("test_accuracy", float("nan"))
     print(f"quality: features of a classifier of {grey.name} images (test accuracy {accuracy:.3f})", file=sys.stderr)
     tic = time.perf_counter()

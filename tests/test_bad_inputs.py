@@ -73,6 +73,14 @@ def _write(relative: str, content: bytes | str) -> Callable[[Path], None]:
     return prepare
 
 
+def _empty_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``$PVAE_DATA`` at an empty folder: no cached classifier, no Inception weights, nothing of the user's."""
+    import tempfile
+
+    monkeypatch.setenv("PVAE_DATA", tempfile.mkdtemp(prefix="pvae-empty-"))
+    monkeypatch.delenv("PVAE_INCEPTION", raising=False)
+
+
 def _npz(relative: str, **arrays) -> Callable[[Path], None]:
     def prepare(root: Path) -> None:
         path = root / relative
@@ -382,6 +390,15 @@ CASES += [
          ("num_train", "positive")),
     Case("disentangle-representation-unknown", ["disentangle", "{run}", "--representation", "mode"],
          ("--representation", "invalid choice", "sample")),
+    # quality: sizes, the cutoff, a classifier it may not train, the standard FID's weights.
+    Case("quality-samples-zero", ["quality", "{run}", "--samples", "0"], ("--samples", "positive")),
+    Case("quality-cutoff-nyquist", ["quality", "{run}", "--cutoff", "0.5"], ("cutoff", "0.5", "nyquist")),
+    Case("quality-no-classifier", ["quality", "{run}", "--no-train-classifier"],
+         ("no classifier for digits", "--no-train-classifier"), patch=_empty_data_dir),
+    Case("quality-inception-missing", ["quality", "{run}", "--inception", "{user}/inception.pt"],
+         ("inception.pt", "inception-2015-12-05.pt", "PVAE_INCEPTION"), patch=_empty_data_dir),
+    Case("quality-inception-not-torchscript", ["quality", "{run}", "--inception", "{user}/notes.txt"],
+         ("notes.txt", "not a TorchScript module"), patch=_empty_data_dir),
     # Every other command's own options.
     Case("evaluate-nan-weights", READERS["evaluate"], ("checkpoint.pt", "nan", "--lr"), prepare=_nan_weights),
     Case("evaluate-samples-zero", ["evaluate", "{run}", "--samples", "0"], ("--samples", "positive")),
