@@ -52,7 +52,7 @@ class QualityConfig:
 
     :param samples: images of each set scored, and real test images they are scored against (at most
         the test split's size: both sides always have the same size, as precision and recall need).
-    :param k: neighbours that set the radius of each image's ball in precision and recall (Kynkäänniemi
+    :param neighbours: k, the neighbours that set the radius of each image's ball in precision and recall (Kynkäänniemi
         et al. use 3).
     :param cutoff: spatial frequency in cycles per pixel above which power counts as high (Nyquist is 0.5).
     :param train_classifier: train the dataset's feature classifier when it is not cached yet (a minute or
@@ -66,7 +66,7 @@ class QualityConfig:
     """
 
     samples: int = 10_000
-    k: int = 3
+    neighbours: int = 3
     cutoff: float = 0.25
     train_classifier: bool = True
     inception: str | None = None
@@ -76,7 +76,7 @@ class QualityConfig:
 
     def __post_init__(self):
         options.seed(self, "seed")
-        options.positive(self, "samples", "k", "batch_size")
+        options.positive(self, "samples", "neighbours", "batch_size")
         options.finite(self, "cutoff")
         options.require(self, "cutoff", 0 < self.cutoff < 0.5, "between 0 and 0.5 cycles per pixel (Nyquist)")
 
@@ -239,9 +239,14 @@ def quality(
     generator = torch.Generator().manual_seed(config.seed)
     pyro.set_rng_seed(config.seed)
     n = min(config.samples, len(dataset.test))
-    if n <= config.k:
-        raise ValueError(f"--samples {n} leaves no {config.k} neighbours: score at least {config.k + 1} images")
-    real = Reference(classifier, dataset.test.images(slice(n)), dataset.test.y[:n], config.k, config.batch_size)
+    if n <= config.neighbours:
+        raise ValueError(
+            f"--samples {n} leaves no {config.neighbours} neighbours (--neighbours): "
+            f"score at least {config.neighbours + 1} images"
+        )
+    real = Reference(
+        classifier, dataset.test.images(slice(n)), dataset.test.y[:n], config.neighbours, config.batch_size
+    )
     train_index = torch.randperm(len(dataset.train), generator=generator)[:n]
     train_images, train_y = dataset.train.images(train_index), dataset.train.y[train_index]
     notes = {}
@@ -303,7 +308,7 @@ def quality(
         notes["per_class"] = f"{pair.model} does not generate a chosen class"
     results.update(
         samples=n,
-        k=config.k,
+        neighbours=config.neighbours,
         seed=config.seed,
         classifier=dict(classifier.info),
         notes=notes,
@@ -319,14 +324,17 @@ def per_class(model, real: Reference, config: QualityConfig) -> dict:
     for c in range(real.classifier.num_classes):
         mask = real.labels == c
         count = int(mask.sum())
-        if count <= config.k:
-            out[str(c)] = {"skipped": f"{count} real test images of class {c}: fewer than k + 1 = {config.k + 1}"}
+        if count <= config.neighbours:
+            out[str(c)] = {
+                "skipped": f"{count} real test images of class {c}: fewer than --neighbours + 1 "
+                f"= {config.neighbours + 1}"
+            }
             continue
         z = model.prior((count,)).sample()
         y = torch.full((count,), c, dtype=torch.long)
         images = decode(model, z, y, config.batch_size)
         features = embed(real.classifier, images, config.batch_size)
-        pr = precision_recall(real.features[mask], features, k=config.k)
+        pr = precision_recall(real.features[mask], features, k=config.neighbours)
         out[str(c)] = {
             "fd": compute_frechet(real.features[mask].double().numpy(), features.double().numpy()),
             "precision": pr["precision"],
