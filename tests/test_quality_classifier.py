@@ -72,6 +72,7 @@ def test_embed_and_predict_in_batches_equal_one_pass(trained, digits):
     images = digits.test.images()[:101]
     torch.testing.assert_close(embed(trained, images, batch_size=7), embed(trained, images, batch_size=500))
     torch.testing.assert_close(predict(trained, images, batch_size=10), predict(trained, images, batch_size=101))
+    assert embed(trained, images[:0]).shape == (0, 128) and predict(trained, images[:0]).shape == (0, 10)
     trained.train()
     features = embed(trained, images)
     assert trained.training  # the caller's mode comes back

@@ -207,6 +207,7 @@ def _cache_fields(config: data.DataConfig) -> dict:
         "feature_dim": FEATURE_DIM,
         "max_train": MAX_TRAIN,
         "target_steps": TARGET_STEPS,
+        "epoch_range": EPOCH_RANGE,
         "learning_rate": LEARNING_RATE,
     }
 
@@ -293,7 +294,7 @@ def load_classifier(data_config: data.DataConfig, *, train: bool = True, progres
 
 
 @torch.no_grad()
-def _batched(net: nn.Module, function, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _batched(net: nn.Module, function, images: torch.Tensor, batch_size: int, width: int) -> torch.Tensor:
     if images.ndim != 4:
         raise ValueError(f"images must be (n, C, H, W), got shape {tuple(images.shape)}: add the channel axis")
     if batch_size < 1:
@@ -305,7 +306,7 @@ def _batched(net: nn.Module, function, images: torch.Tensor, batch_size: int) ->
         parts = [function(images[i : i + batch_size].to(device)) for i in range(0, len(images), batch_size)]
     finally:
         net.train(was_training)
-    return torch.cat(parts) if parts else images.new_zeros(0)
+    return torch.cat(parts) if parts else torch.zeros(0, width, device=device)
 
 
 def embed(classifier: FeatureClassifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -316,7 +317,7 @@ def embed(classifier: FeatureClassifier, images: torch.Tensor, batch_size: int =
     :param batch_size: images per forward pass.
     """
     _check_shape(classifier, images)
-    return _batched(classifier, classifier.features, images, batch_size)
+    return _batched(classifier, classifier.features, images, batch_size, classifier.feature_dim)
 
 
 def predict(classifier: FeatureClassifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -327,7 +328,7 @@ def predict(classifier: FeatureClassifier, images: torch.Tensor, batch_size: int
     :param batch_size: images per forward pass.
     """
     _check_shape(classifier, images)
-    return _batched(classifier, lambda x: classifier(x).softmax(-1), images, batch_size)
+    return _batched(classifier, lambda x: classifier(x).softmax(-1), images, batch_size, classifier.num_classes)
 
 
 def _check_shape(classifier: FeatureClassifier, images: torch.Tensor) -> None:
