@@ -138,9 +138,10 @@ def train_classifier(
 ) -> FeatureClassifier:
     """Train a :class:`FeatureClassifier` on the grey-level training split with Adam and a fixed seed.
 
-    Training splits larger than :data:`MAX_TRAIN` are subsampled with the seed. The accuracy on the test split,
-    the sizes and the time taken go into the classifier's ``info``. The same seed on the same machine gives the
-    same classifier bit for bit.
+    Training splits larger than :data:`MAX_TRAIN` are subsampled with the seed; the learning rate decays to zero
+    on a cosine. The accuracy on the test split, the sizes and the seconds spent training go into the
+    classifier's ``info`` (its ``data_seed`` stays None: a :class:`~pvae.data.Dataset` does not know it;
+    :func:`load_classifier` fills it). The same seed on the same machine gives the same classifier bit for bit.
 
     :param dataset: the dataset, loaded with ``binarize="none"`` (grey levels; dSprites is binary anyway).
     :param epochs: passes over the training datapoints (:func:`default_epochs` when None).
