@@ -209,7 +209,7 @@ class _FakeInception(torch.nn.Module):
 def fake_file(tmp_path):
     path = tmp_path / "nets" / INCEPTION_FILE
     path.parent.mkdir()
-    with warnings.catch_warnings():  # torch 2.10+ calls TorchScript deprecated; the published file is TorchScript
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; the published weights are TorchScript
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(_FakeInception()), str(path))
     return path

@@ -10,6 +10,9 @@ the data, and reports its test accuracy: features are only as meaningful as that
 
 The network (:class:`FeatureClassifier`) is three 3×3 convolution blocks, an adaptive average pool to 4×4, a dense
 layer of ``feature_dim`` units (the features, after their ReLU) and the class layer; it takes any ``(C, H, W)``.
+Measured with the defaults (seed 0, data seed 0, one thread of a busy 2-core CPU): digits 0.994 test accuracy
+(30 epochs, 6 s), Fashion-MNIST 0.921 (7 epochs, 171 s), dSprites' shapes 0.9999 (60,000 training images, 6 epochs,
+146 s).
 """
 
 import hashlib

@@ -65,7 +65,7 @@ def load_inception(path: str | os.PathLike | None = None) -> torch.jit.ScriptMod
             f"(or point ${INCEPTION_ENV} at it); the classifier features need no download"
         )
     try:
-        with warnings.catch_warnings():  # torch ≥ 2.10 deprecates TorchScript; the published weights are TorchScript
+        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; the published weights are TorchScript
             warnings.filterwarnings("ignore", message=".*torch.jit.load. is deprecated", category=DeprecationWarning)
             net = torch.jit.load(str(found), map_location="cpu")
     except Exception as error:  # torch raises RuntimeError, ValueError ... for a file that is no TorchScript archive
