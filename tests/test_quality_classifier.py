@@ -88,6 +88,19 @@ def test_training_is_deterministic_for_a_seed(digits):
     assert not torch.equal(first.dense.weight, other.dense.weight)
 
 
+def test_large_training_splits_train_on_a_seeded_subset(digits, monkeypatch):
+    monkeypatch.setattr(classifier_module, "MAX_TRAIN", 200)
+    first, again = (train_classifier(digits, epochs=1, seed=5, progress=False) for _ in range(2))
+    assert first.info["train_size"] == 200 and torch.equal(first.dense.weight, again.dense.weight)
+
+
+def test_default_epochs_aim_at_3000_steps_within_bounds():
+    assert classifier_module.default_epochs(55_000) == 7  # Fashion-MNIST: 430 steps an epoch
+    assert classifier_module.default_epochs(60_000) == 6  # dSprites' subset
+    assert classifier_module.default_epochs(1257) == 30  # digits: capped
+    assert classifier_module.default_epochs(10**7) == 2
+
+
 @pytest.mark.statistical
 def test_any_image_shape_trains():
     """A shape whose first block strides (short side over 32) and an odd 3-channel one: bright left half against
