@@ -72,6 +72,7 @@ def test_embed_and_predict_in_batches_equal_one_pass(trained, digits):
     images = digits.test.images()[:101]
     torch.testing.assert_close(embed(trained, images, batch_size=7), embed(trained, images, batch_size=500))
     torch.testing.assert_close(predict(trained, images, batch_size=10), predict(trained, images, batch_size=101))
+    assert embed(trained, images[:0]).shape == (0, 128) and predict(trained, images[:0]).shape == (0, 10)
     trained.train()
     features = embed(trained, images)
     assert trained.training  # the caller's mode comes back
@@ -87,17 +88,32 @@ def test_training_is_deterministic_for_a_seed(digits):
     assert not torch.equal(first.dense.weight, other.dense.weight)
 
 
+def test_large_training_splits_train_on_a_seeded_subset(digits, monkeypatch):
+    monkeypatch.setattr(classifier_module, "MAX_TRAIN", 200)
+    first, again = (train_classifier(digits, epochs=1, seed=5, progress=False) for _ in range(2))
+    assert first.info["train_size"] == 200 and torch.equal(first.dense.weight, again.dense.weight)
+
+
+def test_default_epochs_aim_at_3000_steps_within_bounds():
+    assert classifier_module.default_epochs(55_000) == 7  # Fashion-MNIST: 430 steps an epoch
+    assert classifier_module.default_epochs(60_000) == 6  # dSprites' subset
+    assert classifier_module.default_epochs(1257) == 30  # digits: capped
+    assert classifier_module.default_epochs(10**7) == 2
+
+
 @pytest.mark.statistical
 def test_any_image_shape_trains():
-    """64×64 (the strided first block) and an odd 3-channel shape: bright left half against bright right half."""
+    """A shape whose first block strides (short side over 32) and an odd 3-channel one: bright left half against
+    bright right half."""
     generator = torch.Generator().manual_seed(derived_seed(0))
-    for shape in [(1, 64, 64), (3, 13, 17)]:
+    for shape in [(1, 36, 52), (3, 13, 17)]:
         y = torch.randint(0, 2, (400,), generator=generator)
         x = 0.3 * torch.rand(400, *shape, generator=generator)
         half = shape[2] // 2
         x[y == 0, ..., :half] += 0.5
         x[y == 1, ..., half:] += 0.5
-        net = train_classifier(make_dataset(x, y, val=50, test=100), epochs=3, seed=derived_seed(1), progress=False)
+        dataset = make_dataset(x, y, val=50, test=100)
+        net = train_classifier(dataset, epochs=5, seed=derived_seed(1), batch_size=32, progress=False)
         assert net.x_shape == shape and net.info["test_accuracy"] == 1.0
 
 
@@ -206,7 +222,7 @@ class _FakeInception(torch.nn.Module):
 def fake_file(tmp_path):
     path = tmp_path / "nets" / INCEPTION_FILE
     path.parent.mkdir()
-    with warnings.catch_warnings():  # torch 2.10+ calls TorchScript deprecated; the published file is TorchScript
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; the published weights are TorchScript
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(_FakeInception()), str(path))
     return path

@@ -10,6 +10,9 @@ the data, and reports its test accuracy: features are only as meaningful as that
 
 The network (:class:`FeatureClassifier`) is three 3×3 convolution blocks, an adaptive average pool to 4×4, a dense
 layer of ``feature_dim`` units (the features, after their ReLU) and the class layer; it takes any ``(C, H, W)``.
+Measured with the defaults (seed 0, data seed 0, one thread of a busy 2-core CPU): digits 0.994 test accuracy
+(30 epochs, 6 s), Fashion-MNIST 0.921 (7 epochs, 171 s), dSprites' shapes 0.9999 (60,000 training images, 6 epochs,
+146 s).
 """
 
 import hashlib
@@ -138,9 +141,10 @@ def train_classifier(
 ) -> FeatureClassifier:
     """Train a :class:`FeatureClassifier` on the grey-level training split with Adam and a fixed seed.
 
-    Training splits larger than :data:`MAX_TRAIN` are subsampled with the seed. The accuracy on the test split,
-    the sizes and the time taken go into the classifier's ``info``. The same seed on the same machine gives the
-    same classifier bit for bit.
+    Training splits larger than :data:`MAX_TRAIN` are subsampled with the seed; the learning rate decays to zero
+    on a cosine. The accuracy on the test split, the sizes and the seconds spent training go into the
+    classifier's ``info`` (its ``data_seed`` stays None: a :class:`~pvae.data.Dataset` does not know it;
+    :func:`load_classifier` fills it). The same seed on the same machine gives the same classifier bit for bit.
 
     :param dataset: the dataset, loaded with ``binarize="none"`` (grey levels; dSprites is binary anyway).
     :param epochs: passes over the training datapoints (:func:`default_epochs` when None).
@@ -207,6 +211,7 @@ def _cache_fields(config: data.DataConfig) -> dict:
         "feature_dim": FEATURE_DIM,
         "max_train": MAX_TRAIN,
         "target_steps": TARGET_STEPS,
+        "epoch_range": EPOCH_RANGE,
         "learning_rate": LEARNING_RATE,
     }
 
@@ -293,7 +298,7 @@ def load_classifier(data_config: data.DataConfig, *, train: bool = True, progres
 
 
 @torch.no_grad()
-def _batched(net: nn.Module, function, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _batched(net: nn.Module, function, images: torch.Tensor, batch_size: int, width: int) -> torch.Tensor:
     if images.ndim != 4:
         raise ValueError(f"images must be (n, C, H, W), got shape {tuple(images.shape)}: add the channel axis")
     if batch_size < 1:
@@ -305,7 +310,7 @@ def _batched(net: nn.Module, function, images: torch.Tensor, batch_size: int) ->
         parts = [function(images[i : i + batch_size].to(device)) for i in range(0, len(images), batch_size)]
     finally:
         net.train(was_training)
-    return torch.cat(parts) if parts else images.new_zeros(0)
+    return torch.cat(parts) if parts else torch.zeros(0, width, device=device)
 
 
 def embed(classifier: FeatureClassifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -316,7 +321,7 @@ def embed(classifier: FeatureClassifier, images: torch.Tensor, batch_size: int =
     :param batch_size: images per forward pass.
     """
     _check_shape(classifier, images)
-    return _batched(classifier, classifier.features, images, batch_size)
+    return _batched(classifier, classifier.features, images, batch_size, classifier.feature_dim)
 
 
 def predict(classifier: FeatureClassifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -327,7 +332,7 @@ def predict(classifier: FeatureClassifier, images: torch.Tensor, batch_size: int
     :param batch_size: images per forward pass.
     """
     _check_shape(classifier, images)
-    return _batched(classifier, lambda x: classifier(x).softmax(-1), images, batch_size)
+    return _batched(classifier, lambda x: classifier(x).softmax(-1), images, batch_size, classifier.num_classes)
 
 
 def _check_shape(classifier: FeatureClassifier, images: torch.Tensor) -> None:

@@ -65,7 +65,7 @@ def load_inception(path: str | os.PathLike | None = None) -> torch.jit.ScriptMod
             f"(or point ${INCEPTION_ENV} at it); the classifier features need no download"
         )
     try:
-        with warnings.catch_warnings():  # torch ≥ 2.10 deprecates TorchScript; the published weights are TorchScript
+        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; the published weights are TorchScript
             warnings.filterwarnings("ignore", message=".*torch.jit.load. is deprecated", category=DeprecationWarning)
             net = torch.jit.load(str(found), map_location="cpu")
     except Exception as error:  # torch raises RuntimeError, ValueError ... for a file that is no TorchScript archive
@@ -84,7 +84,8 @@ def inception_features(net: torch.nn.Module, images: torch.Tensor, batch_size: i
     quantized to uint8 0–255 as an image file would be, and passed as ``net(x, return_features=True)``.
 
     :param net: the network of :func:`load_inception` (or any module with that call).
-    :param images: the images; values outside [0, 1] are clipped.
+    :param images: the images, on any device (moved to the network's a batch at a time); values outside [0, 1]
+        are clipped.
     :param batch_size: images per forward pass (a 299×299 batch of 100 takes about 100 MB).
     :raises ValueError: for images that are not ``(n, 1 or 3, H, W)``, or a bad ``batch_size``.
     """
@@ -95,10 +96,12 @@ def inception_features(net: torch.nn.Module, images: torch.Tensor, batch_size: i
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    parameter = next(net.parameters(), None)
+    device = images.device if parameter is None else parameter.device
     parts = []
     for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].float().clamp(0, 1)
+        x = images[start : start + batch_size].to(device).float().clamp(0, 1)
         x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
         x = (x * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()  # (b, 3, 299, 299)
         parts.append(net(x, return_features=True).reshape(len(x), -1).float())
-    return torch.cat(parts) if parts else images.new_zeros(0, INCEPTION_DIM)
+    return torch.cat(parts) if parts else torch.zeros(0, INCEPTION_DIM, device=device)
