@@ -250,7 +250,7 @@ def side_by_side(out: Path, grey, seed: int) -> dict[str, plt.Figure]:
     grid = plot_images(
         torch.cat(samples),
         10,
-        "prior samples: AE from N(0, I), AE from a fitted Gaussian, VAE from N(0, I), VAE from a fitted Gaussian",
+        "decoder means at z from N(0, I) and from a Gaussian fitted to q(z)",
         ["AE N(0,I)", "", "AE fitted", "", "VAE N(0,I)", "", "VAE fitted", ""],
     )
     return {"latent_maps": fig, "prior_samples": grid}
