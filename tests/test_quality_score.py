@@ -137,3 +137,20 @@ def test_a_conditional_model_is_scored_class_by_class(digits_runs, quality_data)
     accuracy = sum(p["accuracy"] * p["n"] for p in per_class.values()) / 200
     assert accuracy > 0.6
     assert "per_class" not in results["notes"]
+
+
+def test_a_conditional_model_without_a_label_prior_draws_the_test_labels_and_says_so(digits_runs, quality_data):
+    from dataclasses import replace
+
+    from pvae import data
+    from pvae.config import restore
+    from pvae.quality.classifier import load_classifier
+    from pvae.quality.score import quality
+
+    _, runs = digits_runs
+    _, config, _, model, guide = restore(runs["cvae"])
+    model.__class__ = type("NoLabelPrior", (type(model),), {"label_prior": None})
+    grey_config = replace(config.data, binarize="none")
+    results = quality(model, guide, data.load(grey_config), load_classifier(grey_config), QualityConfig(samples=100))
+    assert "the real test images' labels" in results["notes"]["label_prior"]
+    assert results["sets"]["prior"]["coverage"] > 0.5  # the classes asked for are the test labels: most are seen

@@ -251,9 +251,16 @@ def quality(
     train_images, train_y = dataset.train.images(train_index), dataset.train.y[train_index]
     notes = {}
 
+    if pair.decodes_labels and not pair.label_prior:
+        notes["label_prior"] = (
+            f"{pair.model} has no label_prior(): the classes of its samples are the real test images' labels"
+        )
+
     def labels_for(count: int) -> torch.Tensor | None:
         if not pair.decodes_labels:
             return None
+        if not pair.label_prior:
+            return real.labels[torch.arange(count) % len(real.labels)]
         return model.label_prior().sample((count,))  # classes drawn from p(y): samples of the marginal p(x)
 
     guide_reads_y = pair.takes_labels() or pair.decodes_labels
