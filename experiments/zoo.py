@@ -52,6 +52,8 @@ ENTRIES = [
     Entry("ae", {"guide": "delta"}, {"beta": 0.0}, note="Delta guide, beta 0: reconstruction only"),
     Entry("beta-vae (β=4)", train={"beta": 4.0}, note="trained on reconstruction − 4·KL; scored on the ELBO"),
     Entry("vae, cyclical β", train={"beta_schedule": "cyclical"}, note="4 cycles, rising over half of each"),
+    Entry("vae, iwae (K=5)", train={"elbo": "iwae", "particles": 5}, note="importance-weighted bound, 5 samples"),
+    Entry("vae, dreg (K=5)", train={"elbo": "dreg", "particles": 5}, note="IWAE with doubly-reparameterized gradients"),
     Entry("full-rank guide", {"guide": "fullrank"}, note="Cholesky factor from the encoder"),
     Entry("iaf guide (2 flows)", {"guide": "iaf", "flows": 2}, note="conditional affine autoregressive"),
     Entry("two-layer", {"model": "two-layer", "guide": "two-layer"}, {"elbo": "trace"}, note="z2 → z1 → x"),
@@ -64,6 +66,12 @@ ENTRIES = [
         {"model": "linear", "hidden": (), "likelihood": "gaussian"},
         data={"binarize": "none"},
         note="affine decoder and encoder, grey levels: a density, not comparable",
+    ),
+    Entry(
+        "vae, Gaussian",
+        {"likelihood": "gaussian"},
+        data={"binarize": "none"},
+        note="grey levels, one learned pixel scale: a density, not comparable",
     ),
     Entry(
         "vae, continuous Bernoulli",
