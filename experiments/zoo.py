@@ -138,6 +138,7 @@ def run_entry(entry: Entry, args, base: RunConfig, classifier, features) -> dict
         sample_recall=prior["recall"],
         sample_hf=prior["high_frequency_fraction"],
         sample_gradient=prior["gradient_magnitude"],
+        sample_reference={k: scored["reference"][k] for k in ("fd", "precision", "recall")},
     )
     pair = traits(model, guide)
     if pair.labels == "observed":
@@ -223,10 +224,17 @@ def main(argv=None) -> list[dict]:
         rows = [{**kept, **fresh}[e.name] for e in ENTRIES if e.name in kept or e.name in fresh]
     write_json(results_path, {"args": vars(args), "classifier_accuracy": classifier_accuracy, "rows": rows})
     data_hf = sharpness(real.test.images(slice(args.quality_samples)))["high_frequency_fraction"]
+    reference = next((r["sample_reference"] for r in rows if r.get("sample_reference")), None)
+    floor = (
+        ""
+        if reference is None
+        else f"; real training images against as many test images (the floor at this size): FD {reference['fd']:.2f}, "
+        f"precision {reference['precision']:.2f}, recall {reference['recall']:.2f}"
+    )
     footer = (
         f"\n\nclassifier of real test images: {classifier_accuracy:.1%}; features for sample quality: a conv "
         f"classifier with test accuracy {feature_classifier.info['test_accuracy']:.1%}; HF power of the test images: "
-        f"{data_hf:.2%}\n"
+        f"{data_hf:.2%}{floor}\n"
     )
     table = "\n".join([header, *map(_line, rows)]) + footer
     atomic_write(Path(args.out) / "results.md", lambda handle: handle.write(table.encode()))
