@@ -79,6 +79,8 @@ def run_cell(elbo: str, beta: float, seed: int, args, protocol: dict) -> dict:
     pvae = [sys.executable, "-m", "pvae"]
     data_dir = ["--data-dir", args.data_dir] if args.data_dir else []
     steps = []
+    if args.report and not result.exists():
+        return {"estimator": elbo, "beta": beta, "seed": seed, "error": "not finished (--report trains nothing)"}
     if not result.exists():
         summary = cell / "summary.json"
         if not (summary.exists() and "test" in json.loads(summary.read_text())):
@@ -151,7 +153,9 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {elbo} | {beta:g} | {len(group)} | " + " | ".join(cells) + " |")
     for r in rows:
         if "error" in r:
-            lines.append(f"\nfailed: {cell_name(r['beta'], r['seed'], r['estimator'])}: {r['error']}")
+            name = cell_name(r["beta"], r["seed"], r["estimator"])
+            unfinished = r["error"].startswith("not finished")
+            lines.append(f"\nnot finished: {name}" if unfinished else f"\nfailed: {name}: {r['error']}")
     return "\n".join(lines) + "\n"
 
 
@@ -232,6 +236,12 @@ def main(argv=None) -> list[dict]:
     parser.add_argument(
         "--out", default="runs/beta-sweep", help="folder of the cells and the tables (default: runs/beta-sweep)"
     )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="write the tables and figures of the cells finished so far and train nothing (a sweep still running, "
+        "or one stopped early); the others are listed as not finished",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, not {args.workers}")
@@ -263,5 +273,5 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    failed = [r for r in main() if "error" in r]
+    failed = [r for r in main() if "error" in r and not r["error"].startswith("not finished")]
     sys.exit(1 if failed else 0)

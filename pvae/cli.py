@@ -498,7 +498,7 @@ def _quality_run(args) -> Path:
     except ValueError as error:
         if config.train_classifier or "no classifier" not in str(error):
             raise
-        raise ValueError(f"{error}; or drop --no-train-classifier and pvae quality trains it") from None
+        raise ValueError(f"{error}, or drop --no-train-classifier and pvae quality trains it") from None
     accuracy = classifier.info.get("test_accuracy", float("nan"))
     print(f"quality: features of a classifier of {grey.name} images (test accuracy {accuracy:.3f})", file=sys.stderr)
     tic = time.perf_counter()

@@ -95,7 +95,7 @@ def test_quality_of_a_trained_vae_orders_its_sets_as_expected(digits_runs, quali
     for figure in ("spectra", "likelihood_draws"):
         assert (runs["vae"] / "quality" / "figures" / f"{figure}.png").stat().st_size > 1000
     printed = capsys.readouterr().out
-    assert f"{sets['prior']['fd']:13.3f}" in printed  # the table shows the JSON's numbers
+    assert f"{sets['prior']['fd']:11.3f}" in printed and "360 images a set" in printed  # the JSON's numbers
 
 
 def test_the_autoencoders_samples_from_n01_are_labelled_and_its_fitted_gaussian_does_better(digits_runs, quality_data):

@@ -58,9 +58,9 @@ def load_inception(path: str | os.PathLike | None = None) -> torch.jit.ScriptMod
     places = inception_locations(path)
     found = next((place for place in places if place.is_file()), None)
     if found is None:
-        where = "\n  ".join(str(place) for place in places)
+        where = "; ".join(str(place) for place in places)
         raise ValueError(
-            f"the standard FID needs Inception-v3's TorchScript weights ({INCEPTION_FILE}); looked in:\n  {where}\n"
+            f"the standard FID needs Inception-v3's TorchScript weights ({INCEPTION_FILE}); looked in {where}: "
             f"download it from {INCEPTION_URL} on a machine with network access and put it in one of these places "
             f"(or point ${INCEPTION_ENV} at it); the classifier features need no download"
         )

@@ -55,8 +55,9 @@ class QualityConfig:
     :param neighbours: k, the neighbours that set the radius of each image's ball in precision and recall (Kynkäänniemi
         et al. use 3).
     :param cutoff: spatial frequency in cycles per pixel above which power counts as high (Nyquist is 0.5).
-    :param train_classifier: train the dataset's feature classifier when it is not cached yet (a minute or
-        two); with ``--no-train-classifier`` a missing classifier is an error.
+    :param train_classifier: train the dataset's feature classifier when it is not cached yet (seconds for
+        digits, minutes for the 28×28 sets on a CPU); with ``--no-train-classifier`` a missing classifier is an
+        error.
     :param inception: also compute the standard FID with the TorchScript Inception-v3 at this path, or
         ``auto`` to look in ``$PVAE_INCEPTION`` and the data directory (slow on a CPU).
     :param batch_size: images decoded and embedded at once.
@@ -316,6 +317,7 @@ def quality(
     results.update(
         samples=n,
         neighbours=config.neighbours,
+        cutoff=config.cutoff,
         seed=config.seed,
         classifier=dict(classifier.info),
         notes=notes,
@@ -352,18 +354,33 @@ def per_class(model, real: Reference, config: QualityConfig) -> dict:
     return out
 
 
-#: The scores of a set that tables show, in order.
-HEADLINES = ("fd", "precision", "recall", "confidence", "coverage", "high_frequency_fraction", "gradient_magnitude")
+#: The scores of a set that tables show, in order, with their column titles.
+HEADLINES = {
+    "fd": "FD",
+    "precision": "precision",
+    "recall": "recall",
+    "confidence": "confidence",
+    "coverage": "coverage",
+    "high_frequency_fraction": "HF power",
+    "gradient_magnitude": "gradient",
+}
 
 
 def describe(results: dict) -> str:
     """The scores as a small text table: one row per set, one column per score (``—`` where a score does
-    not apply, e.g. the Fréchet distance of likelihood draws)."""
-    header = f"{'':18s}" + "".join(f"{h[:12]:>13s}" for h in HEADLINES)
-    rows = [header]
-    named = {"reference (train)": results["reference"], "data": results["data"], **results["sets"]}
+    not apply, e.g. the Fréchet distance of likelihood draws), under a line that says how many images each
+    set holds and how the classifier scores."""
+    accuracy = results.get("classifier", {}).get("test_accuracy")
+    line = (
+        f"{results['samples']} images a set, against as many real test images; features of a classifier with test "
+        f"accuracy {accuracy:.3f}; HF power: share of power above {results.get('cutoff', 0.25):g} cycles per pixel"
+        if accuracy is not None
+        else f"{results['samples']} images a set, against as many real test images"
+    )
+    rows = [line, f"{'':18s}" + "".join(f"{title:>11s}" for title in HEADLINES.values())]
+    named = {"reference": results["reference"], "data": results["data"], **results["sets"]}
     for name, scores in named.items():
-        cells = "".join(f"{scores[h]:13.3f}" if isinstance(scores.get(h), float) else f"{'—':>13s}" for h in HEADLINES)
+        cells = "".join(f"{scores[h]:11.3f}" if isinstance(scores.get(h), float) else f"{'—':>11s}" for h in HEADLINES)
         rows.append(f"{name:18s}{cells}")
     return "\n".join(rows)
 

@@ -190,6 +190,10 @@ def test_beta_sweep_and_metric_seeds_smoke_and_a_rerun_trains_nothing_twice(tmp_
     before = checkpoint.stat().st_mtime_ns
     assert beta_sweep.main(argv) == rows  # finished cells are read back, not trained again
     assert checkpoint.stat().st_mtime_ns == before
+    report = beta_sweep.main([*argv[:3], "0", "1", *argv[4:], "--report"])  # seed 1 was never run
+    assert report[:2] == rows and [r["error"] for r in report[2:]] == ["not finished (--report trains nothing)"] * 2
+    assert not (tmp_path / "sweep" / "beta2-seed1").exists()
+    assert "not finished: tcvae-beta2-seed1" in (tmp_path / "sweep" / "results.md").read_text()
     spread = metric_seeds.main([str(tmp_path / "sweep" / "beta2-seed0"), "--seeds", "0", "1", "--options", tiny])
     mig = next(r for r in spread if r["score"] == "discrete_mig" and r["factors"] == "all factors")
     assert mig["range"] == pytest.approx(abs(mig["values"][0] - mig["values"][1]))
