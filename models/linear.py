@@ -45,7 +45,7 @@ class LinearGaussian(VAE):
     def marginal(self) -> dist.MultivariateNormal:
         """The exact p(x) over flattened datapoints, ``(D,)``."""
         weight, bias, sigma = self._affine()
-        cov = weight @ weight.T + sigma**2 * torch.eye(len(bias), dtype=bias.dtype)
+        cov = weight @ weight.T + sigma**2 * torch.eye(len(bias), dtype=bias.dtype, device=bias.device)
         return dist.MultivariateNormal(bias, covariance_matrix=cov)
 
     def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,7 +55,7 @@ class LinearGaussian(VAE):
     def posterior(self, x: torch.Tensor) -> dist.MultivariateNormal:
         """The exact p(z | x), batch shape ``(batch,)``, event shape ``(z_dim,)``."""
         weight, bias, sigma = self._affine()
-        m = weight.T @ weight + sigma**2 * torch.eye(self.z_dim, dtype=bias.dtype)
+        m = weight.T @ weight + sigma**2 * torch.eye(self.z_dim, dtype=bias.dtype, device=bias.device)
         m_inv = torch.linalg.inv(m)
         loc = (x.reshape(x.shape[0], -1) - bias) @ weight @ m_inv.T  # (batch, d)
         return dist.MultivariateNormal(loc, covariance_matrix=(sigma**2 * m_inv).expand(x.shape[0], -1, -1))

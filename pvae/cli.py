@@ -92,14 +92,18 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
 }
 
 
+#: Options every command takes besides its own (where it computes).
+COMMON = [("pvae.device:DeviceConfig", {})]
+
+
 def command_options(command: str) -> list[tuple[type, dict]]:
-    """The config classes of ``command`` (see :data:`COMMANDS`), imported, with their keyword
-    arguments of :func:`pvae.options.add_options`.
+    """The config classes of ``command`` (see :data:`COMMANDS`), then those of :data:`COMMON`,
+    imported, with their keyword arguments of :func:`pvae.options.add_options`.
 
     :param command: a key of :data:`COMMANDS`.
     """
     classes = []
-    for name, kwargs in COMMANDS[command][1]:
+    for name, kwargs in COMMANDS[command][1] + COMMON:
         module, _, attr = name.partition(":")
         classes.append((getattr(importlib.import_module(module), attr), kwargs))
     return classes
@@ -155,11 +159,24 @@ def short_name(name: str) -> str:
     return f"{Path(module).name}{sep}{attr}" if sep and module.endswith(".py") else name
 
 
+def _device(args, say: bool = True):
+    """The device ``--device`` names (refused, naming the devices there are, when this machine lacks
+    it), said in one line on stderr unless ``say`` is false."""
+    from pvae.device import DeviceConfig, describe_device, resolve_device
+
+    name = from_args(DeviceConfig, args).device
+    device = resolve_device(name)
+    if say:
+        print(f"device: {describe_device(name, device)}", file=sys.stderr)
+    return device
+
+
 def _train(args) -> Path:
     import pyro
 
     from pvae import data
     from pvae.config import PairConfig, RunConfig, build_pair, resolve
+    from pvae.device import describe_device
     from pvae.evaluate import EvaluateConfig
     from pvae.memory import check_step_memory
     from pvae.pair import check_compatible, resolve_pair, traits
@@ -171,6 +188,7 @@ def _train(args) -> Path:
     evaluation = EvaluateConfig(samples=args.samples, seed=args.seed)
     model_name, guide_name, elbo, beta = resolve_pair(args.model, args.guide, args.elbo, args.beta, args.beta_schedule)
     epochs = args.epochs if args.epochs is not None else (100 if args.data == "digits" else 10)
+    device = _device(args, say=False)  # said in the banner
     config = RunConfig(
         data=data_config,
         pair=resolve(from_args(PairConfig, args, model=model_name, guide=guide_name)),
@@ -188,10 +206,11 @@ def _train(args) -> Path:
         dataset.num_classes,
         config.train.batch_size,
         config.train.particles,
-        "cpu",
+        device,
         evaluation.samples,
     )
     model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
+    model, guide = model.to(device), guide.to(device)
     check_compatible(traits(model, guide), dataset, config.train)
     check_estimator(model, guide, dataset, config.train)
     if options.resume:
@@ -214,7 +233,7 @@ def _train(args) -> Path:
     print(
         f"{f'resuming after epoch {done}: ' if done else ''}training {name} ({elbo}, beta {beta}) on {args.data} "
         f"({len(dataset.train)} train, {len(dataset.val)} val, {len(dataset.test)} test) for {epochs} "
-        f"epoch{'s' if epochs != 1 else ''} → {out}",
+        f"epoch{'s' if epochs != 1 else ''} on {describe_device(args.device, device)} → {out}",
         file=sys.stderr,
     )
     try:
@@ -236,8 +255,8 @@ def _train(args) -> Path:
         training["final_val_accuracy"] = history[-1]["val_accuracy"]
     run.update_summary(training=training)
     try:
-        _evaluate_run(out, evaluation)
-        _plot_run(out)
+        _evaluate_run(out, evaluation, device)
+        _plot_run(out, device)
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted after training ({len(history)} epochs, all saved in {out}); `pvae evaluate {out}` and "
@@ -250,7 +269,7 @@ class Interrupted(Exception):
     """Ctrl-C stopped a command; the message says what was kept and how to go on."""
 
 
-def _evaluate_run(path, config) -> dict:
+def _evaluate_run(path, config, device="cpu") -> dict:
     import pyro
 
     from pvae.config import restore
@@ -258,7 +277,7 @@ def _evaluate_run(path, config) -> dict:
     from pvae.evaluate import check_finite, describe, evaluate
     from pvae.runs import check_writable
 
-    run, run_config, dataset, model, guide = restore(path)
+    run, run_config, dataset, model, guide = restore(path, device)
     check_writable(run.path, "the run directory")  # summary.json is written after the work
     part = evaluation_split(dataset, run_config.data, config.split)
     x, y = part.images(slice(config.points)), part.y[: config.points]
@@ -289,7 +308,7 @@ def _differences(a: dict, b: dict, ignore: set[str], prefix: str = "") -> list[s
     return names
 
 
-def _sample_run(path, config) -> Path:
+def _sample_run(path, config, device="cpu") -> Path:
     import torch
 
     from pvae.config import restore
@@ -300,7 +319,7 @@ def _sample_run(path, config) -> Path:
 
     if config.out:
         check_writable(config.out, "--out", file=True)
-    run, _, _, model, _ = restore(path)
+    run, _, _, model, _ = restore(path, device)
     label = config.label
     if not config.out:
         check_writable(run.path / "figures", "the run directory")
@@ -316,13 +335,13 @@ def _sample_run(path, config) -> Path:
     return target
 
 
-def _plot_run(path) -> list[Path]:
+def _plot_run(path, device="cpu") -> list[Path]:
     from pvae.config import restore
     from pvae.files import save_figure
     from pvae.plots.run import run_figures
     from pvae.runs import check_writable
 
-    run, _, dataset, model, guide = restore(path)
+    run, _, dataset, model, guide = restore(path, device)
     check_writable(run.path / "figures", "the run directory")
     written = []
     for name, fig in run_figures(model, guide, dataset, run.metrics()).items():
@@ -344,7 +363,8 @@ def _compare_run(args) -> Path:
 
     # checked before the run is read: the names, once the pair is known, are those it can use
     settings = from_args(CompareConfig, args, estimators=args.estimators or CompareConfig().estimators)
-    run, config, dataset, model, guide = restore(args.run)
+    device = _device(args)
+    run, config, dataset, model, guide = restore(args.run, device)
     out = Path(settings.out) if settings.out else run.path / "elbos"
     check_writable(out, "--out" if settings.out else "the results folder")
     reasons = applicable_estimators(traits(model, guide), dataset, config.train)
@@ -358,11 +378,13 @@ def _compare_run(args) -> Path:
     test = evaluation_split(dataset, config.data, "test")
 
     def build():
-        return build_pair(config.pair, dataset.x_shape, dataset.num_classes)
+        model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
+        return model.to(device), guide.to(device)
 
     pyro.set_rng_seed(settings.seed)
     head = slice(max(settings.points, settings.grad_points, settings.test_points))  # all compare reads
-    results = compare_estimators(model, guide, dataset, test.images(head), settings, build, config.train)
+    x = test.images(head).to(device)
+    results = compare_estimators(model, guide, dataset, x, settings, build, config.train)
     results["run"] = str(run.path)
     pair = f"{short_name(config.pair.model)}/{short_name(config.pair.guide)}"
     write_comparison(results, out, f"ELBO estimators: {pair} on {config.data.data}")
@@ -381,7 +403,7 @@ def _diagnose_run(args) -> Path:
     from pvae.runs import check_writable
 
     config = from_args(DiagnoseConfig, args)  # refuses bad settings before the run is read
-    run, run_config, dataset, model, guide = restore(args.run)
+    run, run_config, dataset, model, guide = restore(args.run, _device(args))
     out = Path(config.out) if config.out else run.path / "diagnostics"
     check_writable(out, "--out" if config.out else "the results folder")
     part = evaluation_split(dataset, run_config.data, config.split)
@@ -432,7 +454,7 @@ def _disentangle_run(args) -> Path:
     from pvae.runs import check_writable
 
     config = from_args(DisentangleConfig, args)  # refuses bad settings before the run is read
-    run, run_config, dataset, model, guide = restore(args.run)
+    run, run_config, dataset, model, guide = restore(args.run, _device(args))
     if dataset.ground_truth is None:
         raise DataError(
             f"{run.path} was trained on {run_config.data.data}, which has no ground-truth factors; disentangle "
@@ -483,7 +505,7 @@ def _quality_run(args) -> Path:
     from pvae.runs import check_writable
 
     config = from_args(QualityConfig, args)  # refuses bad settings before the run is read
-    run, run_config, dataset, model, guide = restore(args.run)
+    run, run_config, dataset, model, guide = restore(args.run, _device(args))
     out = Path(config.out) if config.out else run.path / "quality"
     check_writable(out, "--out" if config.out else "the results folder")
     inception = None
@@ -533,20 +555,22 @@ def _train_command(args) -> None:
 def _evaluate_command(args) -> None:
     from pvae.evaluate import EvaluateConfig
 
-    _evaluate_run(args.run, from_args(EvaluateConfig, args))
+    config = from_args(EvaluateConfig, args)
+    _evaluate_run(args.run, config, _device(args))
 
 
 def _sample_command(args) -> None:
     from pvae.evaluate import SampleConfig
 
-    _sample_run(args.run, from_args(SampleConfig, args))
+    config = from_args(SampleConfig, args)
+    _sample_run(args.run, config, _device(args))
 
 
 #: Subcommand → what runs it, given the parsed arguments.
 _HANDLERS = {
     "train": _train_command,
     "evaluate": _evaluate_command,
-    "plot": lambda args: _plot_run(args.run),
+    "plot": lambda args: _plot_run(args.run, _device(args)),
     "sample": _sample_command,
     "compare-elbos": _compare_run,
     "diagnose": _diagnose_run,

@@ -31,6 +31,7 @@ from torch.utils._pytree import tree_flatten
 
 from pvae import data as pdata
 from pvae import options
+from pvae.device import module_device, to_device
 from pvae.estimators import ESTIMATORS, is_traceable, make_elbo
 from pvae.evaluate import evaluate
 from pvae.objectives import TracedLoss, backward, loss_module
@@ -199,7 +200,8 @@ def gradient_stats(
     loss_fn = loss_module(model, guide, estimator.elbo())
     loss_fn.estimate(x[:2])  # lazily created parameters
     groups = {"encoder": list(guide.parameters()), "decoder": list(model.parameters())}
-    sums = {g: torch.zeros(sum(p.numel() for p in ps), dtype=torch.float64) for g, ps in groups.items()}
+    device = module_device(model)
+    sums = {g: torch.zeros(sum(p.numel() for p in ps), dtype=torch.float64, device=device) for g, ps in groups.items()}
     squares = {g: torch.zeros_like(s) for g, s in sums.items()}
     shifts: dict[str, torch.Tensor] = {}  # the first draw: sums of g − shift do not cancel catastrophically
     for _ in range(repeats):
@@ -484,7 +486,7 @@ def compare_estimators(
         stats = gradient_stats(model, guide, test_x[: config.grad_points], est, config.grad_repeats)
         gradients.append({**est.as_dict(), **stats})
     say(f"gradients: {len(gradients)} estimators × {config.grad_repeats} repeats")
-    cost_x = dataset.training_batch(dataset.train.images(slice(config.cost_batch)))
+    cost_x = dataset.training_batch(to_device(dataset.train.images(slice(config.cost_batch)), module_device(model)))
     cost = []
     compiled = [replace(e, jit=True) for e in grid if config.jit and is_traceable(e.elbo())]
     for est in grid + compiled:

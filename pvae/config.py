@@ -173,11 +173,13 @@ def build_pair(
     return model, guide
 
 
-def restore(path: str | os.PathLike):
+def restore(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """Rebuild a trained run: its config, data, and model and guide with the saved parameters.
 
     :param path: the run directory.
-    :returns: ``(run, config, dataset, model, guide)``; model and guide are in eval mode.
+    :param device: where the model and guide go; the checkpoint is read onto the CPU first, so a run
+        written on any device restores on any other. The dataset stays on the host.
+    :returns: ``(run, config, dataset, model, guide)``; model and guide are in eval mode, on ``device``.
     :raises RunError: if ``path`` is not a run, its config or checkpoint cannot be read, its weights are not
         finite, or its checkpoint does not fit the pair.
     """
@@ -208,7 +210,7 @@ def restore(path: str | os.PathLike):
             f"the checkpoint in {run.path} does not fit the pair its config.json builds "
             f"({config.pair.model}/{config.pair.guide}): {str(error).splitlines()[0]}"
         ) from error
-    return run, config, dataset, model.eval(), guide.eval()
+    return run, config, dataset, model.to(device).eval(), guide.to(device).eval()
 
 
 def _construct(cls: type, config: PairConfig, names: tuple[str, ...], x_shape, num_classes: int):

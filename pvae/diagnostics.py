@@ -39,6 +39,7 @@ from pyro.poutine.util import site_is_subsample
 
 from pvae import az, options
 from pvae.data import SPLITS
+from pvae.device import module_device, to_device
 from pvae.evaluate import log_weights, pair_args, posterior_mean, sample_chunks
 from pvae.objectives import log_mean_exp
 from pvae.pair import traits
@@ -206,7 +207,7 @@ def importance_diagnostics(
             _chunked_log_weights(model, guide, x[i : i + batch_size], _rows(y, i, batch_size), num_samples).T
             for i in range(0, len(x), batch_size)
         ]
-    )  # (N, K)
+    ).cpu()  # (N, K), on the host, where ArviZ reads it
     k_hat, smoothed = az.pareto_k(log_w.double().numpy())
     raw = torch.log_softmax(log_w.double(), dim=1)
     return {
@@ -265,7 +266,7 @@ def nuts_reference(
             mcmc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, initial_params=init, disable_progbar=True)
             mcmc.run()
             for name, value in mcmc.get_samples().items():
-                samples[name].append(value.numpy())
+                samples[name].append(value.cpu().numpy())
             flags = np.zeros(draws, dtype=bool)
             flags[mcmc.diagnostics()["divergences"]["chain 0"]] = True
             diverging.append(flags)
@@ -408,7 +409,7 @@ def optimize_local(
         "elbo_start", "elbo_end"}``, the mean sample-average ELBO before and after.
     """
     local = _LocalGaussian(q)
-    eps = _whitened_normal(config.local_particles, *local.loc.shape)  # (S, N, d)
+    eps = _whitened_normal(config.local_particles, *local.loc.shape, device=local.loc.device)  # (S, N, d)
     values = []
 
     def closure():
@@ -437,9 +438,10 @@ def optimize_local(
     return local, {"evaluations": len(values), "elbo_start": values[0], "elbo_end": values[-1]}
 
 
-def _whitened_normal(num: int, batch: int, dim: int) -> torch.Tensor:
-    """``(num, batch, dim)`` standard-normal draws, centred and, when ``num > dim``, whitened per datapoint."""
-    eps = torch.randn(num, batch, dim)
+def _whitened_normal(num: int, batch: int, dim: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(num, batch, dim)`` standard-normal draws on ``device``, centred and, when ``num > dim``, whitened
+    per datapoint."""
+    eps = torch.randn(num, batch, dim, device=device)
     eps = eps - eps.mean(0)
     if num > dim:
         cov = torch.einsum("sbi,sbj->bij", eps, eps) / num  # (batch, dim, dim)
@@ -520,8 +522,8 @@ def mixture_log_px(
             log_w.append(log_joint(model, x, y, {Z: z}, len(z)).double() - log_q.double())
     log_w = torch.cat(log_w)  # (K, N)
     w = (log_w - log_w.max(0).values).exp()  # scaled weights: the ratio sd / mean is unchanged
-    k_hat, _ = az.pareto_k(log_w.T.numpy())
-    return log_mean_exp(log_w, 0), w.std(0) / (w.mean(0) * len(w) ** 0.5), torch.from_numpy(k_hat)
+    k_hat, _ = az.pareto_k(log_w.T.cpu().numpy())
+    return log_mean_exp(log_w, 0), w.std(0) / (w.mean(0) * len(w) ** 0.5), torch.from_numpy(k_hat).to(log_w.device)
 
 
 # --------------------------------------------------------------------------------------------
@@ -571,6 +573,8 @@ def latent_usage(
     """
     if len(x) < 2:
         raise ValueError(f"latent usage needs at least 2 datapoints (a variance over x), got {len(x)}")
+    device = module_device(guide)
+    x, y = to_device(x, device), to_device(y, device)
     pair = traits(model, guide)
     guide_y = y if pair.takes_labels() else None  # as evaluation calls the guide
     means = torch.cat(
@@ -597,7 +601,7 @@ def latent_usage(
     cross = _mixture_log_density(q, z, batch_size)  # (N, N): log q(z_i | x_n)
     n = len(x)
     log_agg = torch.logsumexp(cross, 1) - math.log(n)
-    eye = torch.eye(n, dtype=torch.bool)
+    eye = torch.eye(n, dtype=torch.bool, device=cross.device)
     log_agg_loo = torch.logsumexp(cross.masked_fill(eye, -math.inf), 1) - math.log(n - 1)
     log_prior = prior.log_prob(z).sum(-1)
     z_prior = prior.sample((prior_draws,))
@@ -652,6 +656,8 @@ def diagnose(
         draws (``None`` when NUTS did not run).
     """
     say = progress or (lambda _: None)
+    device = module_device(model)
+    x, y = to_device(x, device), to_device(y, device)  # datapoints may come from the host
     was_training = (model.training, guide.training)
     model.eval()
     guide.eval()
@@ -731,13 +737,14 @@ def _importance_summary(d: dict) -> dict:
 def _reference_summary(model, guide, x, y, config: DiagnoseConfig) -> tuple[dict, object]:
     xm, ym = x[: config.nuts_points], _rows(y, 0, config.nuts_points)
     draws, stats = nuts_reference(model, xm, ym, config.chains, config.nuts_warmup, config.nuts_draws, config.seed)
-    q = {n: v.numpy() for n, v in _guide_draws(guide, model, xm, ym, config.chains * config.nuts_draws, draws).items()}
+    q = _guide_draws(guide, model, xm, ym, config.chains * config.nuts_draws, draws)
+    q = {n: v.cpu().numpy() for n, v in q.items()}
     dims = {n: ["datapoint", *_event_dims(n, v.ndim - 3)] for n, v in draws.items()}
     idata = az.inference_data(
         nuts=draws,
         guide={n: v[None] for n, v in q.items()},
         sample_stats={"diverging": stats["diverging"]},
-        observed={"x": xm.reshape(len(xm), -1).numpy()},
+        observed={"x": xm.reshape(len(xm), -1).cpu().numpy()},
         dims=dims,
     )
     converged, check = reference_check(draws, stats, config)

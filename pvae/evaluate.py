@@ -29,6 +29,7 @@ from pyro.poutine.util import site_is_subsample
 
 from pvae import options
 from pvae.data import SPLITS
+from pvae.device import module_device, to_device
 from pvae.objectives import log_mean_exp
 from pvae.pair import Traits, traits
 from pvae.sites import PARTICLES, Y, Z
@@ -236,11 +237,13 @@ def evaluate(
     was_training = (model.training, guide.training)
     model.eval()
     guide.eval()
+    device = module_device(model)
     try:
         parts: dict[str, list[torch.Tensor]] = {}
         for start in range(0, x.shape[0], batch_size):
-            xb = x[start : start + batch_size]
-            yb = None if y is None else y[start : start + batch_size]
+            # x may stay on the host: each batch moves to the pair's device
+            xb = to_device(x[start : start + batch_size], device)
+            yb = None if y is None else to_device(y[start : start + batch_size], device)
             for key, value in bounds(model, guide, xb, yb, num_samples).items():
                 parts.setdefault(key, []).append(value)
             if progress is not None:
@@ -248,7 +251,7 @@ def evaluate(
     finally:
         model.train(was_training[0])
         guide.train(was_training[1])
-    values = {key: torch.cat(chunks) for key, chunks in parts.items()}
+    values = {key: torch.cat(chunks).cpu() for key, chunks in parts.items()}  # results live on the host
     n = x.shape[0]
     result = {key: float(v.mean()) for key, v in values.items()}
     for key in ("elbo", "log_px"):
@@ -273,15 +276,17 @@ def accuracy(guide: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     ``guide.classify`` (logits) is ``y``; datapoints whose label was dropped (``-1``) are skipped."""
     keep = y >= 0
     x, y = x[keep], y[keep]
+    device = module_device(guide)
     hits = sum(
-        int((guide.classify(x[i : i + batch_size]).argmax(-1) == y[i : i + batch_size]).sum())
+        int((guide.classify(to_device(x[i : i + batch_size], device)).argmax(-1).cpu() == y[i : i + batch_size]).sum())
         for i in range(0, len(x), batch_size)
     )
     return hits / len(x) if len(x) else float("nan")
 
 
 # --------------------------------------------------------------------------------------------
-# Points in latent space, for pictures.
+# Points in latent space, for pictures. Inputs may sit on any device: the work is done on the pair's
+# and the results come back to the host, where figures and metrics read them.
 
 
 @torch.no_grad()
@@ -290,23 +295,26 @@ def posterior_mean(
 ) -> torch.Tensor:
     """E_q[z | x] ``(batch, z_dim)``: the mean of the guide's distribution of ``"z"`` when that is
     q(z | x) itself, else a Monte Carlo average over ``num_samples`` draws (flows, which have no
-    closed-form mean, and guides where z depends on another latent, such as the two-layer one)."""
-    args = (x,) if y is None else (x, y)
+    closed-form mean, and guides where z depends on another latent, such as the two-layer one);
+    on the host."""
+    device = module_device(guide)
+    args = (to_device(x, device),) if y is None else (to_device(x, device), to_device(y, device))
     trace = poutine.trace(guide).get_trace(*args)
     others = [n for n, s in trace.nodes.items() if s["type"] == "sample" and n != Z and not site_is_subsample(s)]
     if not others:
         try:
-            return trace.nodes[Z]["fn"].mean
+            return trace.nodes[Z]["fn"].mean.cpu()
         except NotImplementedError:
             pass
     with pyro.plate(PARTICLES, num_samples, dim=-2):
-        return poutine.trace(guide).get_trace(*args).nodes[Z]["value"].mean(0)
+        return poutine.trace(guide).get_trace(*args).nodes[Z]["value"].mean(0).cpu()
 
 
 @torch.no_grad()
 def decode_mean(model: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-    """E[x | z] under the model's likelihood, ``(batch, *x_shape)``."""
-    return model.decode(z, y).mean
+    """E[x | z] under the model's likelihood, ``(batch, *x_shape)``, on the host."""
+    device = module_device(model)
+    return model.decode(to_device(z, device), to_device(y, device)).mean.cpu()
 
 
 def decodes_labels(model: torch.nn.Module) -> bool:
@@ -348,7 +356,7 @@ def interpolate(model, guide, x0: torch.Tensor, x1: torch.Tensor, steps: int = 1
     :returns: ``(steps, *x_shape)``, from x0's end to x1's.
     """
     z = posterior_mean(guide, torch.stack([x0, x1]))  # (2, z_dim)
-    t = torch.linspace(0, 1, steps, dtype=z.dtype).unsqueeze(-1)  # (steps, 1)
+    t = torch.linspace(0, 1, steps, dtype=z.dtype, device=z.device).unsqueeze(-1)  # (steps, 1)
     return decode_mean(model, (1 - t) * z[0] + t * z[1])
 
 
@@ -388,9 +396,10 @@ def traverse(
         raise ValueError(f"traversed dimensions must lie in 0..{z.shape[-1] - 1}, got {dims}")
     t = torch.linspace(-span, span, steps, dtype=z.dtype, device=z.device)  # (steps,)
     index = torch.tensor(dims, dtype=torch.long, device=z.device)
+    loc, scale = loc.to(z.device), scale.to(z.device)  # a prior's buffers may sit on the pair's device
     values = loc[index].unsqueeze(-1) + t * scale[index].unsqueeze(-1)  # (len(dims), steps)
     codes = z.expand(len(dims), steps, z.shape[-1]).clone()  # (len(dims), steps, z_dim)
-    codes[torch.arange(len(dims)), :, index] = values
+    codes[torch.arange(len(dims), device=z.device), :, index] = values
     labels = None if y is None else y.expand(len(dims), steps)
     return decode_mean(model, codes, labels), values
 

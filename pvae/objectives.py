@@ -32,6 +32,7 @@ import torch
 from pyro.infer import ELBO
 from pyro.poutine.messenger import Messenger
 
+from pvae.device import module_device
 from pvae.estimators import is_differentiable, is_traceable, untraceable_reason
 from pvae.pair import traits
 from pvae.registry import lookup
@@ -107,7 +108,9 @@ class Loss(torch.nn.Module):
         # guide itself is registered once, inside the ELBO module
         self.auxiliary_loss = guide.auxiliary_loss if traits(model, guide).auxiliary_loss else None
         if beta is not None:
-            shared = torch.tensor(float(beta))  # one tensor behind both wrappers
+            # one tensor behind both wrappers, made on the pair's device (moving the loss module later
+            # would give each wrapper its own copy)
+            shared = torch.tensor(float(beta), device=module_device(model))
             model, guide = BetaScaled(model, shared, sites), BetaScaled(guide, shared, sites)
         self.elbo_loss = elbo(model, guide)
         self.beta = None if beta is None else shared

@@ -45,13 +45,24 @@ class RunError(RuntimeError):
 
 
 def rng_state() -> dict[str, Any]:
-    """The state of every random number generator training touches."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The state of every random number generator training touches: the CPU's, and each CUDA
+    device's once CUDA has been used (``cuda``, a list of byte tensors)."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` returned."""
-    torch.set_rng_state(state["torch"])
+    """Restore what :func:`rng_state` returned, as far as this machine goes: the CUDA states of a
+    checkpoint written on a GPU are skipped where there is none (a run resumed on the CPU then draws
+    other numbers than it would have on the GPU, as it would anyway), and so are those of GPUs this
+    machine lacks."""
+    torch.set_rng_state(state["torch"].cpu())  # a checkpoint is read with map_location; this stays on the CPU
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available():
+        for index, device_state in enumerate(cuda[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(device_state.cpu(), index)
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
 
@@ -189,7 +200,8 @@ class Run:
         atomic_write(self.path / CHECKPOINT, lambda handle: torch.save(state, handle))
 
     def load_checkpoint(self) -> dict[str, Any]:
-        """Read ``checkpoint.pt``.
+        """Read ``checkpoint.pt`` onto the CPU (``map_location``), whatever device wrote it: a caller
+        moves what it needs to its own device.
 
         :raises RunError: if the run has none yet, or it is not a whole checkpoint (zero bytes,
             truncated, another kind of file).

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from pvae import data as pdata
 from pvae import options
+from pvae.device import module_device, to_device
 from pvae.estimators import ESTIMATORS, make_elbo
 from pvae.evaluate import evaluate, pair_args
 from pvae.objectives import BETA_SCHEDULES, BetaSchedule, Loss, TracedLoss, backward, loss_module
@@ -130,10 +131,12 @@ def check_estimator(
     if check is None:
         return
     train = dataset.train
-    y0 = train.y[:2] if bool(train.labelled[:2].all()) else None
+    device = module_device(model)
+    y0 = to_device(train.y[:2], device) if bool(train.labelled[:2].all()) else None
+    x0 = dataset.training_batch(to_device(train.images(slice(2)), device))
     state = pyro.util.get_rng_state()
     try:
-        check(model, guide, *pair_args(model, dataset.training_batch(train.images(slice(2))), y0, training=True))
+        check(model, guide, *pair_args(model, x0, y0, training=True))
     finally:
         pyro.util.set_rng_state(state)
 
@@ -170,7 +173,8 @@ def fit(
     After each epoch: the validation ELBO (one sample of z per datapoint, nats per datapoint),
     and, with a ``run``, an atomic checkpoint and ``metrics.jsonl``.
 
-    :param model: the generative model.
+    :param model: the generative model, on the device to train on (the guide on the same one);
+        each batch moves there from the host when it is used.
     :param guide: the amortized guide.
     :param dataset: the data; ``dataset.val`` is scored after every epoch.
     :param config: estimator, beta, optimizer and budget.
@@ -197,6 +201,7 @@ def fit(
     schedule = config.schedule()
     train = dataset.train
     semi_supervised = pair.labels == "semi-supervised" and not train.fully_labelled
+    device = module_device(model)
 
     # parameters: Pyro creates some lazily, on a first (validated) pass, and the optimizer must see them
     _first_pass(eager, model, dataset)
@@ -212,12 +217,13 @@ def fit(
         for epoch in range(start, config.epochs):
             # train one epoch; `taken` is the step counter, beta follows fractional epochs
             bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
-            tic, total, seen, taken = time.perf_counter(), torch.zeros(()), 0, 0
+            tic, total, seen, taken = time.perf_counter(), torch.zeros((), device=device), 0, 0
             out_of_time = False
             with pyro.validation_enabled(config.validate), warnings.catch_warnings():
                 # a non-finite loss is refused below, once, with the fix; Pyro's warning on every step would bury it
                 warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
                 for x, y in batches(train, config.batch_size):
+                    x, y = to_device(x, device), to_device(y, device)  # stored compactly on the host
                     if not schedule.is_constant:
                         eager.set_beta(schedule(epoch + taken / steps))
                     loss = step(loss_fn, optimizer, *pair_args(pair, dataset.training_batch(x), y, training=True))
@@ -259,10 +265,11 @@ def fit(
 
 def _first_pass(eager: Loss, model: torch.nn.Module, dataset: pdata.Dataset) -> None:
     """One validated estimate on two datapoints: checks data and pair, and creates lazy parameters."""
-    train = dataset.train
-    y0 = train.y[:2] if bool(train.labelled[:2].all()) else None
+    train, device = dataset.train, module_device(model)
+    y0 = to_device(train.y[:2], device) if bool(train.labelled[:2].all()) else None
+    x0 = dataset.training_batch(to_device(train.images(slice(2)), device))
     with pyro.validation_enabled(True):
-        eager.estimate(*pair_args(model, dataset.training_batch(train.images(slice(2))), y0, training=True))
+        eager.estimate(*pair_args(model, x0, y0, training=True))
 
 
 def _steps_per_epoch(train: pdata.Split, batch_size: int, semi_supervised: bool) -> int:

@@ -3,6 +3,11 @@
 The seed comes from the environment variable ``PVAE_TEST_SEED`` (default 0), so that the suite can
 be run under other draws: ``PVAE_TEST_SEED=7 python -m pytest``. A statistical test must pass for
 any seed (``tests/seed_sweep.py`` runs the suite under several); pytest's header names the seed.
+
+The device the tests build on comes from ``PVAE_TEST_DEVICE`` (default ``cpu``; ``cuda``, ``cuda:N``,
+``mps`` or ``auto``, as ``--device`` takes them): ``PVAE_TEST_DEVICE=cuda python -m pytest`` runs the
+training, evaluation and command-line tests on a GPU. A device the machine lacks stops the session
+before any test, with the message of ``--device``.
 """
 
 import os
@@ -12,8 +17,11 @@ import pytest
 import torch
 
 from pvae.data import Dataset, Split
+from pvae.device import resolve_device
 
 SEED = int(os.environ.get("PVAE_TEST_SEED", "0"))
+#: ``--device`` of the tests, from ``PVAE_TEST_DEVICE``.
+TEST_DEVICE = os.environ.get("PVAE_TEST_DEVICE", "cpu")
 
 
 def derived_seed(stream: int) -> int:
@@ -27,14 +35,37 @@ def derived_seed(stream: int) -> int:
     return 1000 * SEED + stream
 
 
+def device_of_tests() -> torch.device:
+    """The device the tests build on (:data:`TEST_DEVICE`, resolved)."""
+    return resolve_device(TEST_DEVICE)
+
+
+def on_test_device(*modules: torch.nn.Module):
+    """``modules`` moved to the test device, as a tuple (one module: itself)."""
+    moved = tuple(module.to(device_of_tests()) for module in modules)
+    return moved[0] if len(moved) == 1 else moved
+
+
+def with_test_device(argv: list[str]) -> list[str]:
+    """A ``pvae`` command line with ``--device`` :data:`TEST_DEVICE` added, unless it names one."""
+    return argv if "--device" in argv else [*argv, "--device", TEST_DEVICE]
+
+
 def pytest_configure(config):
+    try:
+        resolve_device(TEST_DEVICE)
+    except ValueError as error:  # fail fast: a GPU run that silently ran on the CPU would prove nothing
+        raise pytest.UsageError(f"PVAE_TEST_DEVICE={TEST_DEVICE}: {error}") from None
     config.addinivalue_line(
         "markers", "statistical: asserts on random draws; sized to pass for any seed (tests/seed_sweep.py counts)"
     )
 
 
 def pytest_report_header(config):
-    return f"PVAE_TEST_SEED={SEED} (torch, numpy and random seeded with it before every test)"
+    return (
+        f"PVAE_TEST_SEED={SEED} (torch, numpy and random seeded with it before every test), "
+        f"PVAE_TEST_DEVICE={TEST_DEVICE} ({device_of_tests()})"
+    )
 
 
 # The test models are small: one thread avoids thread-pool overhead that made them 10-30 times

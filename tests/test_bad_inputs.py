@@ -158,6 +158,24 @@ def _read_only(relative: str) -> Callable[[Path], None]:
     return prepare
 
 
+def _no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+def _two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
+def _gpu_rng_states(root: Path) -> None:
+    """The checkpoint as a GPU run writes it: the CUDA generators' states beside the CPU's."""
+    path = root / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    state["rng"]["cuda"] = [torch.zeros(16, dtype=torch.uint8)]
+    torch.save(state, path)
+
+
 def _interrupt_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     from pvae.runs import Run
 
@@ -416,6 +434,25 @@ CASES += [
          ("--khat-samples", "at least 100")),
     Case("diagnose-chains-zero", ["diagnose", "{run}", "--chains", "0"], ("--chains", "positive")),
     Case("diagnose-points-negative", ["diagnose", "{run}", "--points", "-4"], ("--points", "positive")),
+    # --device: a device the machine lacks, for every command (torch.cuda patched: no GPU, whatever the machine).
+    Case("device-cuda-absent", TRAIN + ["--device", "cuda", "--out", "{user}/r"],
+         ("--device cuda", "no cuda device here", "this machine has: cpu", "--device cpu or auto"), patch=_no_gpu),
+    Case("device-cuda-n-absent", ["evaluate", "{run}", "--device", "cuda:1"],
+         ("--device cuda:1", "no cuda device here", "this machine has: cpu"), patch=_no_gpu),
+    Case("device-mps-absent", ["sample", "{run}", "--device", "mps"],
+         ("--device mps", "no mps device here", "this machine has: cpu"), patch=_no_gpu),
+    Case("device-gpu-number-too-high", ["plot", "{run}", "--device", "cuda:2"],
+         ("--device cuda:2", "2 cuda device(s)", "cuda:0, cuda:1"), patch=_two_gpus),
+    Case("device-name-unknown", ["diagnose", "{run}", "--device", "gpu"],
+         ("--device must be one of auto, cpu, cuda, cuda:n", "not gpu")),
+    Case("device-absent-compare", ["compare-elbos", "{run}", "--device", "cuda"], ("no cuda device",), patch=_no_gpu),
+    Case("device-absent-disentangle", ["disentangle", "{run}", "--device", "cuda"], ("no cuda device",),
+         patch=_no_gpu),
+    Case("device-absent-quality", ["quality", "{run}", "--device", "cuda"], ("no cuda device",), patch=_no_gpu),
+    # A checkpoint written on a GPU (its CUDA generators' states beside the CPU's) resumes on the CPU.
+    Case("gpu-checkpoint-resumes-on-the-cpu",
+         TRAIN + ["--out", "{run}", "--epochs", "2", "--resume", "--device", "cpu"], status=0,
+         prepare=_gpu_rng_states, patch=_no_gpu, keep=("run/notes.txt",)),
     # Ctrl-C while training.
     Case("ctrl-c-during-training", TRAIN + ["--epochs", "2", "--out", "{user}/r"],
          ("interrupted after epoch 1", "--resume"), status=130, patch=_interrupt_after_first_checkpoint),

@@ -2,7 +2,14 @@ import json
 
 import pytest
 
-from pvae.cli import main
+from pvae import cli
+from tests.conftest import with_test_device
+
+
+def main(argv: list[str]) -> int:
+    """``pvae`` on the test device (``PVAE_TEST_DEVICE``)."""
+    return cli.main(with_test_device(argv))
+
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

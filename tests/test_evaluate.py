@@ -10,7 +10,7 @@ from pvae.evaluate import bounds, evaluate, log_weights, project_2d, traversal_o
 from pvae.guides.gaussian import GaussianGuide
 from pvae.models.linear import LinearGaussian
 from pvae.train import TrainConfig, fit
-from tests.conftest import derived_seed, make_dataset
+from tests.conftest import derived_seed, device_of_tests, make_dataset, on_test_device
 
 
 def _orthogonal_ppca(sigma=0.5):
@@ -42,8 +42,8 @@ def _guide_at(model, scale_factor=1.0, shift=0.0):
 
 def test_exact_posterior_guide_makes_every_bound_equal_log_px():
     model = _orthogonal_ppca()
-    guide = _guide_at(model)
-    x = model.marginal().sample((50,))
+    model, guide = on_test_device(model, _guide_at(model))
+    x = model.marginal().sample((50,))  # on the model's device
     exact = model.log_marginal(x)
     out = bounds(model, guide, x, num_samples=64)
     # log w = log p(x) for every z when q is the posterior: no Monte Carlo error at all.
@@ -122,7 +122,7 @@ def _ppca_mle_log_likelihood(x, d):
 def test_trained_linear_vae_reaches_the_ppca_likelihood(ppca_data):
     x, _ = ppca_data
     dataset = make_dataset(x)
-    model, guide = LinearGaussian((5,), z_dim=2), GaussianGuide((5,), z_dim=2, hidden=())
+    model, guide = on_test_device(LinearGaussian((5,), z_dim=2), GaussianGuide((5,), z_dim=2, hidden=()))
     fit(
         model,
         guide,
@@ -134,10 +134,10 @@ def test_trained_linear_vae_reaches_the_ppca_likelihood(ppca_data):
     # the posterior's under some seeds. Ten more epochs at a tenth of the rate settle it.
     config = TrainConfig(elbo="meanfield", epochs=10, batch_size=100, lr=0.003, seed=derived_seed(1))
     fit(model, guide, dataset, config, progress=False)
-    test = dataset.test.images()
+    test = dataset.test.images().to(device_of_tests())
     with torch.no_grad():
         exact = model.log_marginal(test)
-        train_exact = float(model.log_marginal(dataset.train.images()).mean())
+        train_exact = float(model.log_marginal(dataset.train.images().to(device_of_tests())).mean())
         per_point = bounds(model, guide, test, num_samples=1000)
     result = evaluate(model, guide, test, num_samples=1000)
     # The importance-sampled estimate lands on the exact log p(x) of the trained model ...

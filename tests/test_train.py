@@ -10,7 +10,7 @@ from pvae.models.vae import VAE
 from pvae.pair import check_compatible, traits
 from pvae.runs import Run
 from pvae.train import TrainConfig, fit
-from tests.conftest import derived_seed
+from tests.conftest import derived_seed, on_test_device
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def digits():
 
 def _pair(dataset, seed=0):
     torch.manual_seed(derived_seed(seed))
-    return build_pair(PairConfig(z_dim=4, hidden=(64,)), dataset.x_shape)
+    return on_test_device(*build_pair(PairConfig(z_dim=4, hidden=(64,)), dataset.x_shape))
 
 
 @pytest.mark.parametrize("estimator", ["trace", "meanfield"])
@@ -67,7 +67,7 @@ def test_bernoulli_on_grey_levels_is_refused_with_the_fix():
 @pytest.mark.statistical
 def test_a_gaussian_likelihood_trains_on_grey_levels():
     grey = data.load(data.DataConfig("digits", binarize="none"))
-    model, guide = build_pair(PairConfig(z_dim=4, hidden=(64,), likelihood="gaussian"), grey.x_shape)
+    model, guide = on_test_device(*build_pair(PairConfig(z_dim=4, hidden=(64,), likelihood="gaussian"), grey.x_shape))
     history = fit(model, guide, grey, TrainConfig(seed=derived_seed(0), epochs=10, lr=3e-3), progress=False)
     # Measured: -61.2 after the first epoch, -43.7 after the tenth.
     assert history[-1]["val_elbo"] > history[0]["val_elbo"] + 10

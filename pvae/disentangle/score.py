@@ -23,6 +23,7 @@ import torch
 from pyro import poutine
 
 from pvae import options
+from pvae.device import module_device, to_device
 from pvae.disentangle import METRICS, factor_entropies, mutual_information_matrix
 from pvae.disentangle.ground_truth import GroundTruth
 from pvae.evaluate import posterior_mean
@@ -173,7 +174,8 @@ def representation(guide, kind: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
     @torch.no_grad()
     def sample(images):
-        return poutine.trace(guide).get_trace(images).nodes[Z]["value"]
+        # images come from the host grid; the codes go back there
+        return poutine.trace(guide).get_trace(to_device(images, module_device(guide))).nodes[Z]["value"].cpu()
 
     return sample
 

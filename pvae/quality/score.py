@@ -33,6 +33,7 @@ import torch
 from pyro import poutine
 
 from pvae import options
+from pvae.device import module_device, to_device
 from pvae.evaluate import decode_mean, posterior_mean
 from pvae.pair import traits
 from pvae.quality.classifier import embed, predict
@@ -140,7 +141,9 @@ def codes_of(guide, images: torch.Tensor, y: torch.Tensor | None, batch_size: in
     def one(x, y_rows):
         if not draw:
             return posterior_mean(guide, x, y_rows)
-        return poutine.trace(guide).get_trace(*((x,) if y_rows is None else (x, y_rows))).nodes[Z]["value"]
+        device = module_device(guide)
+        args = (x,) if y_rows is None else (x, y_rows)
+        return poutine.trace(guide).get_trace(*(to_device(a, device) for a in args)).nodes[Z]["value"].cpu()
 
     return torch.cat(
         [
@@ -157,7 +160,9 @@ def decode(model, z: torch.Tensor, y: torch.Tensor | None, batch_size: int, draw
     for i in range(0, len(z), batch_size):
         rows = slice(i, i + batch_size)
         if draw:
-            out.append(model.decode(z[rows], None if y is None else y[rows]).sample())
+            device = module_device(model)
+            y_rows = None if y is None else to_device(y[rows], device)
+            out.append(model.decode(to_device(z[rows], device), y_rows).sample().cpu())
         else:
             out.append(decode_mean(model, z[rows], None if y is None else y[rows]))
     return torch.cat(out)
@@ -262,7 +267,7 @@ def quality(
             return None
         if not pair.label_prior:
             return real.labels[torch.arange(count) % len(real.labels)]
-        return model.label_prior().sample((count,))  # classes drawn from p(y): samples of the marginal p(x)
+        return model.label_prior().sample((count,)).cpu()  # classes drawn from p(y): samples of the marginal p(x)
 
     guide_reads_y = pair.takes_labels() or pair.decodes_labels
 
@@ -271,7 +276,7 @@ def quality(
     results["data"] = sharpness(real.images, cutoff=config.cutoff)
 
     say("prior")
-    z = model.prior((n,)).sample()
+    z = model.prior((n,)).sample().cpu()  # scores and figures read the host
     y_prior = labels_for(n)
     prior_images = decode(model, z, y_prior, config.batch_size)
     results["sets"]["prior"] = real.score(prior_images) | sharpness(prior_images, cutoff=config.cutoff)
@@ -298,7 +303,7 @@ def quality(
     rec = decode(model, test_codes, real.labels if pair.decodes_labels else None, config.batch_size)
     results["sets"]["reconstructions"] = real.score(rec) | sharpness(rec, cutoff=config.cutoff)
     results["sets"]["reconstructions"]["source"] = "decoder means at the codes of the test images"
-    results["prior_holes"] = prior_holes(codes, model.prior((n,)).sample().double())
+    results["prior_holes"] = prior_holes(codes, model.prior((n,)).sample().cpu().double())
 
     if inception is not None:
         say("standard FID (Inception-v3)")
@@ -339,7 +344,7 @@ def per_class(model, real: Reference, config: QualityConfig) -> dict:
                 f"= {config.neighbours + 1}"
             }
             continue
-        z = model.prior((count,)).sample()
+        z = model.prior((count,)).sample().cpu()
         y = torch.full((count,), c, dtype=torch.long)
         images = decode(model, z, y, config.batch_size)
         features = embed(real.classifier, images, config.batch_size)
