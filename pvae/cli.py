@@ -159,16 +159,21 @@ def short_name(name: str) -> str:
     return f"{Path(module).name}{sep}{attr}" if sep and module.endswith(".py") else name
 
 
-def _device(args, say: bool = True):
-    """The device ``--device`` names (refused, naming the devices there are, when this machine lacks
-    it), said in one line on stderr unless ``say`` is false."""
-    from pvae.device import DeviceConfig, describe_device, resolve_device
+def _device(args):
+    """The device ``--device`` names, refused (naming the devices there are) where this machine lacks it:
+    checked before a run is read, said by :func:`_say_device` once it has been."""
+    from pvae.device import DeviceConfig, resolve_device
 
-    name = from_args(DeviceConfig, args).device
-    device = resolve_device(name)
-    if say:
+    return resolve_device(from_args(DeviceConfig, args).device)
+
+
+def _say_device(name: str | None, device) -> None:
+    """One line on stderr: where the command computes (``name``: what ``--device`` said; ``None``: say
+    nothing, as when ``train`` evaluates its run after its banner said it)."""
+    from pvae.device import describe_device
+
+    if name is not None:
         print(f"device: {describe_device(name, device)}", file=sys.stderr)
-    return device
 
 
 def _train(args) -> Path:
@@ -188,7 +193,7 @@ def _train(args) -> Path:
     evaluation = EvaluateConfig(samples=args.samples, seed=args.seed)
     model_name, guide_name, elbo, beta = resolve_pair(args.model, args.guide, args.elbo, args.beta, args.beta_schedule)
     epochs = args.epochs if args.epochs is not None else (100 if args.data == "digits" else 10)
-    device = _device(args, say=False)  # said in the banner
+    device = _device(args)  # said in the banner
     config = RunConfig(
         data=data_config,
         pair=resolve(from_args(PairConfig, args, model=model_name, guide=guide_name)),
@@ -269,7 +274,7 @@ class Interrupted(Exception):
     """Ctrl-C stopped a command; the message says what was kept and how to go on."""
 
 
-def _evaluate_run(path, config, device="cpu") -> dict:
+def _evaluate_run(path, config, device="cpu", say: str | None = None) -> dict:
     import pyro
 
     from pvae.config import restore
@@ -278,6 +283,7 @@ def _evaluate_run(path, config, device="cpu") -> dict:
     from pvae.runs import check_writable
 
     run, run_config, dataset, model, guide = restore(path, device)
+    _say_device(say, device)
     check_writable(run.path, "the run directory")  # summary.json is written after the work
     part = evaluation_split(dataset, run_config.data, config.split)
     x, y = part.images(slice(config.points)), part.y[: config.points]
@@ -308,7 +314,7 @@ def _differences(a: dict, b: dict, ignore: set[str], prefix: str = "") -> list[s
     return names
 
 
-def _sample_run(path, config, device="cpu") -> Path:
+def _sample_run(path, config, device="cpu", say: str | None = None) -> Path:
     import torch
 
     from pvae.config import restore
@@ -320,6 +326,7 @@ def _sample_run(path, config, device="cpu") -> Path:
     if config.out:
         check_writable(config.out, "--out", file=True)
     run, _, _, model, _ = restore(path, device)
+    _say_device(say, device)
     label = config.label
     if not config.out:
         check_writable(run.path / "figures", "the run directory")
@@ -335,13 +342,14 @@ def _sample_run(path, config, device="cpu") -> Path:
     return target
 
 
-def _plot_run(path, device="cpu") -> list[Path]:
+def _plot_run(path, device="cpu", say: str | None = None) -> list[Path]:
     from pvae.config import restore
     from pvae.files import save_figure
     from pvae.plots.run import run_figures
     from pvae.runs import check_writable
 
     run, _, dataset, model, guide = restore(path, device)
+    _say_device(say, device)
     check_writable(run.path / "figures", "the run directory")
     written = []
     for name, fig in run_figures(model, guide, dataset, run.metrics()).items():
@@ -365,6 +373,7 @@ def _compare_run(args) -> Path:
     settings = from_args(CompareConfig, args, estimators=args.estimators or CompareConfig().estimators)
     device = _device(args)
     run, config, dataset, model, guide = restore(args.run, device)
+    _say_device(args.device, device)
     out = Path(settings.out) if settings.out else run.path / "elbos"
     check_writable(out, "--out" if settings.out else "the results folder")
     reasons = applicable_estimators(traits(model, guide), dataset, config.train)
@@ -403,7 +412,9 @@ def _diagnose_run(args) -> Path:
     from pvae.runs import check_writable
 
     config = from_args(DiagnoseConfig, args)  # refuses bad settings before the run is read
-    run, run_config, dataset, model, guide = restore(args.run, _device(args))
+    device = _device(args)
+    run, run_config, dataset, model, guide = restore(args.run, device)
+    _say_device(args.device, device)
     out = Path(config.out) if config.out else run.path / "diagnostics"
     check_writable(out, "--out" if config.out else "the results folder")
     part = evaluation_split(dataset, run_config.data, config.split)
@@ -454,7 +465,9 @@ def _disentangle_run(args) -> Path:
     from pvae.runs import check_writable
 
     config = from_args(DisentangleConfig, args)  # refuses bad settings before the run is read
-    run, run_config, dataset, model, guide = restore(args.run, _device(args))
+    device = _device(args)
+    run, run_config, dataset, model, guide = restore(args.run, device)
+    _say_device(args.device, device)
     if dataset.ground_truth is None:
         raise DataError(
             f"{run.path} was trained on {run_config.data.data}, which has no ground-truth factors; disentangle "
@@ -505,7 +518,9 @@ def _quality_run(args) -> Path:
     from pvae.runs import check_writable
 
     config = from_args(QualityConfig, args)  # refuses bad settings before the run is read
-    run, run_config, dataset, model, guide = restore(args.run, _device(args))
+    device = _device(args)
+    run, run_config, dataset, model, guide = restore(args.run, device)
+    _say_device(args.device, device)
     out = Path(config.out) if config.out else run.path / "quality"
     check_writable(out, "--out" if config.out else "the results folder")
     inception = None
@@ -556,21 +571,21 @@ def _evaluate_command(args) -> None:
     from pvae.evaluate import EvaluateConfig
 
     config = from_args(EvaluateConfig, args)
-    _evaluate_run(args.run, config, _device(args))
+    _evaluate_run(args.run, config, _device(args), say=args.device)
 
 
 def _sample_command(args) -> None:
     from pvae.evaluate import SampleConfig
 
     config = from_args(SampleConfig, args)
-    _sample_run(args.run, config, _device(args))
+    _sample_run(args.run, config, _device(args), say=args.device)
 
 
 #: Subcommand → what runs it, given the parsed arguments.
 _HANDLERS = {
     "train": _train_command,
     "evaluate": _evaluate_command,
-    "plot": lambda args: _plot_run(args.run, _device(args)),
+    "plot": lambda args: _plot_run(args.run, _device(args), say=args.device),
     "sample": _sample_command,
     "compare-elbos": _compare_run,
     "diagnose": _diagnose_run,
