@@ -538,7 +538,8 @@ def diagonal_prior(model, x: torch.Tensor, y: torch.Tensor | None = None) -> dis
     :param y: their labels, for models that observe them.
     :raises NotApplicable: if p(z) is not a diagonal Gaussian.
     """
-    prior = latent_sites(model, x[:1], _rows(y, 0, 1))[Z]["fn"]
+    device = module_device(model)  # x may come from the host
+    prior = latent_sites(model, to_device(x[:1], device), to_device(_rows(y, 0, 1), device))[Z]["fn"]
     if not (isinstance(prior, dist.Independent) and isinstance(prior.base_dist, dist.Normal)):
         raise NotApplicable(f"p(z) is a {type(prior).__name__}: the closed forms need a diagonal Gaussian prior")
     return dist.Normal(prior.base_dist.loc[0], prior.base_dist.scale[0])

@@ -216,7 +216,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Averages over a dataset of :func:`bounds`, with standard errors, in nats per datapoint.
 
-    :param x: datapoints ``(N, ...)``; binary for Bernoulli likelihoods.
+    :param x: datapoints ``(N, ...)``; binary for Bernoulli likelihoods. They may stay on the host: each
+        batch moves to the device of ``model``, and the results come back to the host.
     :param y: labels ``(N,)``, used by conditional models only.
     :param num_samples: K, the importance samples per datapoint.
     :param batch_size: datapoints per pass.
