@@ -177,3 +177,88 @@ def test_the_memory_check_still_builds_on_the_meta_device():
     # 8·8 inputs, 16 hidden, 2·4 encoder outputs: (64·16 + 16 + 16·8 + 8) + (4·16 + 16 + 16·64 + 64) weights
     weights = (64 * 16 + 16 + 16 * 8 + 8) + (4 * 16 + 16 + 16 * 64 + 64)
     assert estimate.parameters == 4 * weights * 4  # four float32 copies of each
+
+
+# Tensors that models, guides and losses create follow the device of the module or input that uses
+# them. Without a GPU the meta device shows it: a tensor made on the CPU and met by one on ``meta``
+# raises "Tensor on device cpu is not on the expected device meta!".
+PAIRS = [
+    ("vae", "gaussian"),
+    ("vae", "fullrank"),
+    ("vae", "iaf"),
+    ("vae", "delta"),
+    ("cvae", "conditional-gaussian"),
+    ("m2", "m2"),
+    ("two-layer", "two-layer"),
+    ("linear", "gaussian"),
+]
+
+
+@pytest.mark.parametrize(("model_name", "guide_name"), PAIRS)
+def test_every_pair_traces_on_another_device_without_a_tensor_left_on_the_cpu(model_name, guide_name):
+    import pyro
+    from pyro import poutine
+    from pyro.poutine.util import site_is_subsample
+
+    from pvae.config import PairConfig, build_pair
+    from pvae.evaluate import pair_args
+
+    shape = (5,) if model_name == "linear" else (1, 8, 8)
+    model, guide = build_pair(PairConfig(model=model_name, guide=guide_name), shape, 10)
+    model, guide = model.to("meta"), guide.to("meta")
+    x = torch.zeros(3, *shape, device="meta")
+    args = pair_args(model, x, torch.zeros(3, dtype=torch.long, device="meta"), training=True)
+    # validation reads values (`.item()`), which meta tensors do not have
+    with pyro.validation_enabled(False):
+        guide_trace = poutine.trace(guide).get_trace(*args)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
+        log_p = model_trace.log_prob_sum()
+        prior_draw = model.prior((3,)).sample()
+    assert log_p.device.type == "meta" and prior_draw.device.type == "meta"
+    latents = [s for s in guide_trace.nodes.values() if s["type"] == "sample" and not site_is_subsample(s)]
+    assert latents and all(s["value"].device.type == "meta" for s in latents)
+
+
+def test_the_linear_models_closed_forms_and_the_losses_beta_follow_the_device():
+    from pvae.config import PairConfig, build_pair
+    from pvae.train import TrainConfig, make_loss
+
+    model, _ = build_pair(PairConfig(model="linear"), (5,), 10)
+    model = model.to("meta")
+    previous = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        assert model.marginal().covariance_matrix.device.type == "meta"
+        assert model.posterior(torch.zeros(3, 5, device="meta")).mean.device.type == "meta"
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(previous)
+    model, guide = build_pair(PairConfig(z_dim=2, hidden=(8,)), (1, 8, 8), 10)
+    loss = make_loss(model.to("meta"), guide.to("meta"), TrainConfig(beta=4.0, beta_schedule="linear-warmup"))
+    assert loss.beta.device.type == "meta"  # one tensor, on the pair's device, behind both wrappers
+
+
+def test_fit_keeps_the_data_on_the_host_and_moves_each_batch(monkeypatch):
+    """Each training batch goes through ``to_device`` once, from the host; the stored splits stay compact."""
+    import math
+
+    import pvae.train
+    from pvae import data
+    from pvae.config import PairConfig, build_pair
+    from pvae.train import TrainConfig, fit
+
+    digits = data.load(data.DataConfig("digits"))
+    moved = []
+    original = pvae.train.to_device
+
+    def recording(x, device):
+        if x is not None and x.is_floating_point():
+            moved.append((x.device.type, x.shape[0]))
+        return original(x, device)
+
+    monkeypatch.setattr(pvae.train, "to_device", recording)
+    model, guide = build_pair(PairConfig(z_dim=2, hidden=(16,)), digits.x_shape)
+    fit(model, guide, digits, TrainConfig(epochs=1, batch_size=500), progress=False)
+    steps = math.ceil(len(digits.train) / 500)
+    # two datapoints for the first (validated) pass, then every batch of the epoch, each from the host
+    assert moved == [("cpu", 2)] + [("cpu", min(500, len(digits.train) - 500 * i)) for i in range(steps)]
+    assert digits.train.data.dtype == torch.uint8  # grey levels as bytes: converted per batch
