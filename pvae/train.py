@@ -240,6 +240,8 @@ def fit(
                     if config.max_seconds is not None and trained + time.perf_counter() - tic >= config.max_seconds:
                         out_of_time = True
                         break
+            if device.type == "cuda":  # the epoch's steps are queued, not done, until the GPU catches up
+                torch.cuda.synchronize(device)
             seconds = time.perf_counter() - tic
             trained += seconds
             if not torch.isfinite(total):  # before anything is evaluated or saved
