@@ -41,7 +41,7 @@ def plot_spectra(spectra: dict[str, tuple[np.ndarray, np.ndarray]], cutoff: floa
         ax.axvline(cutoff, color="grey", lw=0.8, ls=":")
         ax.text(cutoff, ax.get_ylim()[1], " high frequencies →", va="top", fontsize=8, color="grey")
     ax.set_yscale("log")
-    ax.set_xlabel("spatial frequency (cycles per pixel; Nyquist 0.5 along an axis, 0.71 in the corners)")
+    ax.set_xlabel("spatial frequency (cycles per pixel; Nyquist 0.5, corners 0.71)")
     ax.set_ylabel("share of power")
     ax.set_title("radially averaged power spectra")
     ax.legend(fontsize=8)
