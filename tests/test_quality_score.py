@@ -61,16 +61,15 @@ def test_config_refuses_what_cannot_work():
 
 @pytest.fixture(scope="module")
 def digits_runs(tmp_path_factory):
-    """A VAE and an autoencoder trained briefly on digits, and the data directory of their classifier."""
+    """A VAE, an autoencoder and a CVAE trained on digits (60 epochs: long enough to draw digits)."""
     root = tmp_path_factory.mktemp("quality")
     runs = {}
     pairs = {"vae": [], "ae": ["--guide", "delta", "--beta", "0"], "cvae": ["--model", "cvae"]}
     for name, extra in pairs.items():
         out = root / name
-        status = main(
-            ["train", "--epochs", "60", "--z-dim", "8", "--hidden", "64", "--out", str(out), "--no-progress", *extra]
-        )
-        assert status == 0
+        argv = ["train", "--epochs", "60", "--z-dim", "8", "--hidden", "64", "--out", str(out), "--no-progress"]
+        argv += ["--seed", str(derived_seed(10))]  # the orderings asserted below hold for any training seed
+        assert main([*argv, *extra]) == 0
         runs[name] = out
     return root, runs
 
