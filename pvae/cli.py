@@ -179,7 +179,7 @@ def _say_device(name: str | None, device) -> None:
 def _train(args) -> Path:
     import pyro
 
-    from pvae import data
+    from pvae import data, distributed
     from pvae.config import PairConfig, RunConfig, build_pair, resolve
     from pvae.device import describe_device
     from pvae.evaluate import EvaluateConfig
@@ -193,7 +193,7 @@ def _train(args) -> Path:
     evaluation = EvaluateConfig(samples=args.samples, seed=args.seed)
     model_name, guide_name, elbo, beta = resolve_pair(args.model, args.guide, args.elbo, args.beta, args.beta_schedule)
     epochs = args.epochs if args.epochs is not None else (100 if args.data == "digits" else 10)
-    device = _device(args)  # said in the banner
+    device = distributed.device_for_rank(args.device, _device(args))  # said in the banner
     config = RunConfig(
         data=data_config,
         pair=resolve(from_args(PairConfig, args, model=model_name, guide=guide_name)),
@@ -203,7 +203,14 @@ def _train(args) -> Path:
     name = f"{short_name(model_name)}/{short_name(guide_name)}"
     out = Path(options.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{args.data}-{Path(model_name).stem}")
     check_writable(out)
+    distributed.setup(device)  # under torchrun: join the other ranks (no-op otherwise)
+    distributed.check_batch_size(config.train.batch_size)
+    rank0 = distributed.is_main()
+    if not rank0:  # rank 0 reads (and downloads, on first use) the data first, so that no two write its cache
+        distributed.barrier()
     dataset = data.load(config.data)
+    if rank0:
+        distributed.barrier()
     pyro.set_rng_seed(args.seed)
     check_step_memory(
         config.pair,
@@ -232,15 +239,21 @@ def _train(args) -> Path:
             raise ValueError(
                 "a cyclical beta schedule spreads its cycles over --epochs: resume it with the same --epochs"
             )
-        run.write_config(config.to_dict())
-    else:
+        if rank0:
+            run.write_config(config.to_dict())
+    elif rank0:
         run, done = Run.create(out, config.to_dict(), overwrite=options.overwrite), 0
-    print(
-        f"{f'resuming after epoch {done}: ' if done else ''}training {name} ({elbo}, beta {beta}) on {args.data} "
-        f"({len(dataset.train)} train, {len(dataset.val)} val, {len(dataset.test)} test) for {epochs} "
-        f"epoch{'s' if epochs != 1 else ''} on {describe_device(args.device, device)} → {out}",
-        file=sys.stderr,
-    )
+    else:  # only rank 0 writes the run directory
+        run, done = Run(out), 0
+    world = distributed.world_size()
+    processes = f" × {world} processes (global batch {config.train.batch_size})" if world > 1 else ""
+    if rank0:
+        print(
+            f"{f'resuming after epoch {done}: ' if done else ''}training {name} ({elbo}, beta {beta}) on {args.data} "
+            f"({len(dataset.train)} train, {len(dataset.val)} val, {len(dataset.test)} test) for {epochs} "
+            f"epoch{'s' if epochs != 1 else ''} on {describe_device(args.device, device)}{processes} → {out}",
+            file=sys.stderr,
+        )
     try:
         history = fit(model, guide, dataset, config.train, run=run, resume=options.resume, progress=options.progress)
     except KeyboardInterrupt:
@@ -250,6 +263,12 @@ def _train(args) -> Path:
         raise Interrupted(
             f"interrupted after epoch {done} of {epochs}; the same command with --resume continues from {out}"
         ) from None
+    if not rank0:
+        # rank 0 evaluates and plots alone; the others leave now rather than wait at a barrier, whose
+        # timeout (30 minutes by default) a long test evaluation could exceed
+        distributed.shutdown()
+        return out
+    distributed.shutdown()
     training = {
         "epochs": len(history),
         "final_train_loss": history[-1]["train_loss"],
@@ -563,8 +582,11 @@ def _quality_run(args) -> Path:
 
 
 def _train_command(args) -> None:
+    from pvae import distributed
+
     out = _train(args)
-    print(f"results in {out}: summary.json, metrics.jsonl, checkpoint.pt, figures/")
+    if distributed.rank_from_environment() == 0:
+        print(f"results in {out}: summary.json, metrics.jsonl, checkpoint.pt, figures/")
 
 
 def _evaluate_command(args) -> None:
@@ -609,20 +631,39 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED
+    from pvae import distributed
     from pvae.data import DataError
     from pvae.runs import RunError
 
+    # under torchrun, a rank's messages say which rank it is, and a failing rank leaves at once
+    # (os._exit, never waiting for the others): torchrun sees its status and stops the rest
+    who = f"{distributed.rank_prefix()}pvae {args.command}"
+    if distributed.under_torchrun() and args.command != "train":
+        print(
+            f"{who}: error: under torchrun only `pvae train` runs (its ranks share the work); run `pvae "
+            f"{args.command}` as one process, without torchrun",
+            file=sys.stderr,
+        )
+        return distributed.leave(2)
     try:
         _HANDLERS[args.command](args)
     except (DataError, RunError, ValueError, FloatingPointError) as error:
-        print(f"pvae {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        print(f"{who}: error: {error}", file=sys.stderr)
+        return distributed.leave(2)
     except Interrupted as stop:
-        print(f"pvae {args.command}: {stop}", file=sys.stderr)
-        return INTERRUPTED
+        print(f"{who}: {stop}", file=sys.stderr)
+        return distributed.leave(INTERRUPTED)
     except KeyboardInterrupt:
-        print(f"\npvae {args.command}: interrupted", file=sys.stderr)
-        return INTERRUPTED
+        print(f"\n{who}: interrupted", file=sys.stderr)
+        return distributed.leave(INTERRUPTED)
+    except Exception as error:
+        if not distributed.under_torchrun():
+            raise
+        import traceback
+
+        traceback.print_exc()
+        print(f"{who}: {type(error).__name__}: {error}", file=sys.stderr)
+        return distributed.leave(1)
     return 0
 
 
