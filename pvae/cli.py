@@ -203,8 +203,8 @@ def _train(args) -> Path:
     name = f"{short_name(model_name)}/{short_name(guide_name)}"
     out = Path(options.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{args.data}-{Path(model_name).stem}")
     check_writable(out)
-    distributed.setup(device)  # under torchrun: join the other ranks (no-op otherwise)
     distributed.check_batch_size(config.train.batch_size)
+    distributed.setup(device)  # under torchrun: join the other ranks (no-op otherwise)
     rank0 = distributed.is_main()
     if not rank0:  # rank 0 reads (and downloads, on first use) the data first, so that no two write its cache
         distributed.barrier()

@@ -44,6 +44,12 @@ def world_size() -> int:
     return dist.get_world_size() if active() else 1
 
 
+def planned_world_size() -> int:
+    """The number of processes torchrun started (``WORLD_SIZE``; 1 without torchrun), known before
+    the process group is joined."""
+    return int(os.environ["WORLD_SIZE"]) if under_torchrun() else 1
+
+
 def is_main() -> bool:
     """Whether this process is rank 0, the one that writes files and prints."""
     return rank() == 0
@@ -127,10 +133,11 @@ def check_batch_size(batch_size: int, ranks: int | None = None) -> None:
     """Refuse a global batch that cannot give every rank a datapoint.
 
     :param batch_size: ``--batch-size``, the global batch, split across the ranks.
-    :param ranks: the number of processes (default: :func:`world_size`).
+    :param ranks: the number of processes (default: :func:`planned_world_size`, so that the batch is
+        refused before the process group is joined).
     :raises ValueError: naming the smallest batch that works.
     """
-    ranks = world_size() if ranks is None else ranks
+    ranks = planned_world_size() if ranks is None else ranks
     if batch_size < ranks:
         raise ValueError(
             f"--batch-size {batch_size} is the global batch, split across the {ranks} processes, and gives some "

@@ -117,6 +117,25 @@ def test_without_torchrun_everything_is_a_single_process():
     assert distributed.leave(2) == 2
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--data", "digits", "--batch-size", "1"], "--batch-size 1 is the global batch, split across the 2"),
+        (["evaluate", "no-run"], "under torchrun only `pvae train` runs"),
+    ],
+)
+def test_torchrun_refuses_what_it_cannot_do_before_joining_the_other_ranks(tmp_path, argv, message):
+    # rank 1 of 2 as torchrun would start it, with no rank 0 to join: a refusal must come before joining
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pvae", *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"[rank 1] pvae {argv[0]}: error: "), done.stderr
+    assert message in done.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
 def _torchrun(tmp_path: Path, script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc-per-node 2 SCRIPT ARGS`` in ``tmp_path``, one thread per rank."""
     path = tmp_path / "launch.py"
