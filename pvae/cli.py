@@ -263,12 +263,11 @@ def _train(args) -> Path:
         raise Interrupted(
             f"interrupted after epoch {done} of {epochs}; the same command with --resume continues from {out}"
         ) from None
-    if not rank0:
-        # rank 0 evaluates and plots alone; the others leave now rather than wait at a barrier, whose
-        # timeout (30 minutes by default) a long test evaluation could exceed
+    if not rank0:  # the ranks share the test evaluation, then rank 0 plots alone
+        distributed.barrier()  # rank 0 has written the last checkpoint and the training summary
+        _evaluate_run(out, evaluation, device)
         distributed.shutdown()
         return out
-    distributed.shutdown()
     training = {
         "epochs": len(history),
         "final_train_loss": history[-1]["train_loss"],
@@ -278,8 +277,10 @@ def _train(args) -> Path:
     if "val_accuracy" in history[-1]:
         training["final_val_accuracy"] = history[-1]["val_accuracy"]
     run.update_summary(training=training)
+    distributed.barrier()
     try:
         _evaluate_run(out, evaluation, device)
+        distributed.shutdown()
         _plot_run(out, device)
     except KeyboardInterrupt:
         raise Interrupted(
@@ -294,21 +295,26 @@ class Interrupted(Exception):
 
 
 def _evaluate_run(path, config, device="cpu", say: str | None = None) -> dict:
-    import pyro
-
+    from pvae import distributed
     from pvae.config import restore
     from pvae.data import evaluation_split
-    from pvae.evaluate import check_finite, describe, evaluate
+    from pvae.evaluate import check_finite, describe, evaluate_shared
     from pvae.runs import check_writable
 
     run, run_config, dataset, model, guide = restore(path, device)
-    _say_device(say, device)
+    rank0 = distributed.is_main()
+    if rank0:
+        _say_device(say, device)
     check_writable(run.path, "the run directory")  # summary.json is written after the work
     part = evaluation_split(dataset, run_config.data, config.split)
     x, y = part.images(slice(config.points)), part.y[: config.points]
-    pyro.set_rng_seed(config.seed)
     tic = time.perf_counter()
-    result = evaluate(model, guide, x, y, num_samples=config.samples, batch_size=config.batch_size)
+    # under torchrun the ranks share the datapoints and rank 0 gathers them; otherwise one process, as always
+    result = evaluate_shared(
+        model, guide, x, y, num_samples=config.samples, batch_size=config.batch_size, seed=config.seed
+    )
+    if not rank0:
+        return {}
     result["seconds"] = time.perf_counter() - tic
     check_finite(result, config.split)  # before the summary keeps it
     partial = len(x) < len(part)
@@ -590,10 +596,14 @@ def _train_command(args) -> None:
 
 
 def _evaluate_command(args) -> None:
+    from pvae import distributed
     from pvae.evaluate import EvaluateConfig
 
     config = from_args(EvaluateConfig, args)
-    _evaluate_run(args.run, config, _device(args), say=args.device)
+    device = distributed.device_for_rank(args.device, _device(args))
+    distributed.setup(device)  # under torchrun the ranks share the datapoints (no-op otherwise)
+    _evaluate_run(args.run, config, device, say=args.device)
+    distributed.shutdown()
 
 
 def _sample_command(args) -> None:
@@ -638,10 +648,10 @@ def main(argv: list[str] | None = None) -> int:
     # under torchrun, a rank's messages say which rank it is, and a failing rank leaves at once
     # (os._exit, never waiting for the others): torchrun sees its status and stops the rest
     who = f"{distributed.rank_prefix()}pvae {args.command}"
-    if distributed.under_torchrun() and args.command != "train":
+    if distributed.under_torchrun() and args.command not in ("train", "evaluate"):
         print(
-            f"{who}: error: under torchrun only `pvae train` runs (its ranks share the work); run `pvae "
-            f"{args.command}` as one process, without torchrun",
+            f"{who}: error: under torchrun only `pvae train` and `pvae evaluate` run (their ranks share the "
+            f"work); run `pvae {args.command}` as one process, without torchrun",
             file=sys.stderr,
         )
         return distributed.leave(2)

@@ -129,6 +129,23 @@ def broadcast_object(value: Any) -> Any:
     return box[0]
 
 
+def gather_object(value: Any) -> list[Any] | None:
+    """Every rank's ``value`` on rank 0, in rank order (the others get None); without a process
+    group, ``[value]``.
+
+    :param value: a picklable object (tensors travel on the host).
+    """
+    if not active():
+        return [value]
+    if dist.get_backend() == "nccl":  # NCCL has no gather of objects: every rank receives them all
+        everyone: list[Any] = [None] * world_size()
+        dist.all_gather_object(everyone, value)
+        return everyone if is_main() else None
+    everyone = [None] * world_size() if is_main() else None
+    dist.gather_object(value, everyone, dst=0)
+    return everyone
+
+
 def check_batch_size(batch_size: int, ranks: int | None = None) -> None:
     """Refuse a global batch that cannot give every rank a datapoint.
 

@@ -5,6 +5,7 @@ The gradient test starts its two ranks with ``torch.multiprocessing``; the comma
 """
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -12,12 +13,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pyro
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from pvae import data, distributed
 from pvae.config import PairConfig, build_pair
+from pvae.evaluate import evaluate, evaluate_shared, summarize
 from pvae.objectives import backward
 from pvae.runs import Run
 from pvae.train import TrainConfig, make_loss, shared_step
@@ -28,6 +31,8 @@ from tests.conftest import derived_seed
 ESTIMATORS = ("meanfield", "trace", "iwae", "dreg")
 #: The global batch the gradient test splits across two ranks: 5 + 4 datapoints (uneven on purpose).
 BATCH = 9
+#: The seed of the shared evaluation's draws.
+EVAL_SEED = 5
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -37,10 +42,15 @@ def _batch() -> torch.Tensor:
     return digits.train.images(slice(BATCH))
 
 
-def _loss(estimator: str) -> torch.nn.Module:
-    """The same small pair and loss in every process (seeded), K=3 particles for the bounds that take them."""
+def _pair():
+    """The same small pair in every process (seeded)."""
     torch.manual_seed(derived_seed(11))
-    model, guide = build_pair(PairConfig(z_dim=3, hidden=(16,)), (1, 8, 8))
+    return build_pair(PairConfig(z_dim=3, hidden=(16,)), (1, 8, 8))
+
+
+def _loss(estimator: str) -> torch.nn.Module:
+    """The same small pair and loss in every process, K=3 particles for the bounds that take them."""
+    model, guide = _pair()
     particles = 3 if estimator in ("iwae", "dreg") else 1
     return make_loss(model, guide, TrainConfig(elbo=estimator, particles=particles))
 
@@ -71,11 +81,14 @@ def _gradient_worker(rank: int, world: int, port: int, out: str) -> None:
         params = list(loss_fn.parameters())
         loss, stop = shared_step(loss_fn, torch.optim.SGD(params, lr=0.0), shard, batch_size=BATCH, stop=rank == 1)
         results[estimator] = {"loss": float(loss), "stop": stop, "grads": [p.grad.clone() for p in params]}
+    model, guide = _pair()
+    x = _batch()
+    results["evaluation"] = evaluate_shared(model, guide, x, torch.arange(BATCH), num_samples=4, seed=EVAL_SEED)
     torch.save(results, Path(out) / f"rank{rank}.pt")
     distributed.shutdown()
 
 
-def test_two_ranks_average_to_the_gradient_of_the_union_of_their_shards(tmp_path):
+def test_two_ranks_average_to_the_gradient_of_the_union_of_their_shards_and_share_an_evaluation(tmp_path):
     mp.spawn(_gradient_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     x = _batch()
@@ -99,6 +112,19 @@ def test_two_ranks_average_to_the_gradient_of_the_union_of_their_shards(tmp_path
         gap = max(float((a - u).abs().max()) for a, u in zip(alone, union, strict=True))
         assert gap > 1e-3, (estimator, gap)
 
+    # the same ranks shared an evaluation of the batch: rank 0's summary is that of the two shares
+    # scored in one process with the ranks' seeds, to the last float; rank 1 returned nothing
+    assert ranks[1]["evaluation"] is None
+    model, guide = _pair()
+    shares = []
+    for rank, index in enumerate(torch.arange(BATCH).tensor_split(2)):
+        pyro.set_rng_seed(distributed.rank_seed(EVAL_SEED, rank) % 2**32)
+        shares.append(evaluate(model, guide, x[index], index, num_samples=4, per_datapoint=True)["per_datapoint"])
+    values = {key: torch.cat([share[key] for share in shares]) for key in shares[0]}
+    want = summarize(values, model, guide, x, torch.arange(BATCH), num_samples=4)
+    assert ranks[0]["evaluation"] == want
+    assert want["n"] == BATCH and math.isfinite(want["log_px"])
+
 
 def test_a_batch_smaller_than_the_ranks_is_refused_with_the_fix():
     with pytest.raises(ValueError, match=r"--batch-size 3 is the global batch.*4 processes.*--batch-size 4 or more"):
@@ -121,7 +147,7 @@ def test_without_torchrun_everything_is_a_single_process():
     "argv, message",
     [
         (["train", "--data", "digits", "--batch-size", "1"], "--batch-size 1 is the global batch, split across the 2"),
-        (["evaluate", "no-run"], "under torchrun only `pvae train` runs"),
+        (["plot", "no-run"], "under torchrun only `pvae train` and `pvae evaluate` run"),
     ],
 )
 def test_torchrun_refuses_what_it_cannot_do_before_joining_the_other_ranks(tmp_path, argv, message):
