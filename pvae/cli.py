@@ -179,7 +179,7 @@ def _say_device(name: str | None, device) -> None:
 def _train(args) -> Path:
     import pyro
 
-    from pvae import data
+    from pvae import data, distributed
     from pvae.config import PairConfig, RunConfig, build_pair, resolve
     from pvae.device import describe_device
     from pvae.evaluate import EvaluateConfig
@@ -193,7 +193,7 @@ def _train(args) -> Path:
     evaluation = EvaluateConfig(samples=args.samples, seed=args.seed)
     model_name, guide_name, elbo, beta = resolve_pair(args.model, args.guide, args.elbo, args.beta, args.beta_schedule)
     epochs = args.epochs if args.epochs is not None else (100 if args.data == "digits" else 10)
-    device = _device(args)  # said in the banner
+    device = distributed.device_for_rank(args.device, _device(args))  # said in the banner
     config = RunConfig(
         data=data_config,
         pair=resolve(from_args(PairConfig, args, model=model_name, guide=guide_name)),
@@ -203,7 +203,14 @@ def _train(args) -> Path:
     name = f"{short_name(model_name)}/{short_name(guide_name)}"
     out = Path(options.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{args.data}-{Path(model_name).stem}")
     check_writable(out)
+    distributed.check_batch_size(config.train.batch_size)
+    distributed.setup(device)  # under torchrun: join the other ranks (no-op otherwise)
+    rank0 = distributed.is_main()
+    if not rank0:  # rank 0 reads (and downloads, on first use) the data first, so that no two write its cache
+        distributed.barrier()
     dataset = data.load(config.data)
+    if rank0:
+        distributed.barrier()
     pyro.set_rng_seed(args.seed)
     check_step_memory(
         config.pair,
@@ -232,15 +239,21 @@ def _train(args) -> Path:
             raise ValueError(
                 "a cyclical beta schedule spreads its cycles over --epochs: resume it with the same --epochs"
             )
-        run.write_config(config.to_dict())
-    else:
+        if rank0:
+            run.write_config(config.to_dict())
+    elif rank0:
         run, done = Run.create(out, config.to_dict(), overwrite=options.overwrite), 0
-    print(
-        f"{f'resuming after epoch {done}: ' if done else ''}training {name} ({elbo}, beta {beta}) on {args.data} "
-        f"({len(dataset.train)} train, {len(dataset.val)} val, {len(dataset.test)} test) for {epochs} "
-        f"epoch{'s' if epochs != 1 else ''} on {describe_device(args.device, device)} → {out}",
-        file=sys.stderr,
-    )
+    else:  # only rank 0 writes the run directory
+        run, done = Run(out), 0
+    world = distributed.world_size()
+    processes = f" × {world} processes (global batch {config.train.batch_size})" if world > 1 else ""
+    if rank0:
+        print(
+            f"{f'resuming after epoch {done}: ' if done else ''}training {name} ({elbo}, beta {beta}) on {args.data} "
+            f"({len(dataset.train)} train, {len(dataset.val)} val, {len(dataset.test)} test) for {epochs} "
+            f"epoch{'s' if epochs != 1 else ''} on {describe_device(args.device, device)}{processes} → {out}",
+            file=sys.stderr,
+        )
     try:
         history = fit(model, guide, dataset, config.train, run=run, resume=options.resume, progress=options.progress)
     except KeyboardInterrupt:
@@ -250,6 +263,11 @@ def _train(args) -> Path:
         raise Interrupted(
             f"interrupted after epoch {done} of {epochs}; the same command with --resume continues from {out}"
         ) from None
+    if not rank0:  # the ranks share the test evaluation, then rank 0 plots alone
+        distributed.barrier()  # rank 0 has written the last checkpoint and the training summary
+        _evaluate_run(out, evaluation, device)
+        distributed.shutdown()
+        return out
     training = {
         "epochs": len(history),
         "final_train_loss": history[-1]["train_loss"],
@@ -259,8 +277,10 @@ def _train(args) -> Path:
     if "val_accuracy" in history[-1]:
         training["final_val_accuracy"] = history[-1]["val_accuracy"]
     run.update_summary(training=training)
+    distributed.barrier()
     try:
         _evaluate_run(out, evaluation, device)
+        distributed.shutdown()
         _plot_run(out, device)
     except KeyboardInterrupt:
         raise Interrupted(
@@ -275,21 +295,26 @@ class Interrupted(Exception):
 
 
 def _evaluate_run(path, config, device="cpu", say: str | None = None) -> dict:
-    import pyro
-
+    from pvae import distributed
     from pvae.config import restore
     from pvae.data import evaluation_split
-    from pvae.evaluate import check_finite, describe, evaluate
+    from pvae.evaluate import check_finite, describe, evaluate_shared
     from pvae.runs import check_writable
 
     run, run_config, dataset, model, guide = restore(path, device)
-    _say_device(say, device)
+    rank0 = distributed.is_main()
+    if rank0:
+        _say_device(say, device)
     check_writable(run.path, "the run directory")  # summary.json is written after the work
     part = evaluation_split(dataset, run_config.data, config.split)
     x, y = part.images(slice(config.points)), part.y[: config.points]
-    pyro.set_rng_seed(config.seed)
     tic = time.perf_counter()
-    result = evaluate(model, guide, x, y, num_samples=config.samples, batch_size=config.batch_size)
+    # under torchrun the ranks share the datapoints and rank 0 gathers them; otherwise one process, as always
+    result = evaluate_shared(
+        model, guide, x, y, num_samples=config.samples, batch_size=config.batch_size, seed=config.seed
+    )
+    if not rank0:
+        return {}
     result["seconds"] = time.perf_counter() - tic
     check_finite(result, config.split)  # before the summary keeps it
     partial = len(x) < len(part)
@@ -563,15 +588,22 @@ def _quality_run(args) -> Path:
 
 
 def _train_command(args) -> None:
+    from pvae import distributed
+
     out = _train(args)
-    print(f"results in {out}: summary.json, metrics.jsonl, checkpoint.pt, figures/")
+    if distributed.rank_from_environment() == 0:
+        print(f"results in {out}: summary.json, metrics.jsonl, checkpoint.pt, figures/")
 
 
 def _evaluate_command(args) -> None:
+    from pvae import distributed
     from pvae.evaluate import EvaluateConfig
 
     config = from_args(EvaluateConfig, args)
-    _evaluate_run(args.run, config, _device(args), say=args.device)
+    device = distributed.device_for_rank(args.device, _device(args))
+    distributed.setup(device)  # under torchrun the ranks share the datapoints (no-op otherwise)
+    _evaluate_run(args.run, config, device, say=args.device)
+    distributed.shutdown()
 
 
 def _sample_command(args) -> None:
@@ -609,20 +641,39 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED
+    from pvae import distributed
     from pvae.data import DataError
     from pvae.runs import RunError
 
+    # under torchrun, a rank's messages say which rank it is, and a failing rank leaves at once
+    # (os._exit, never waiting for the others): torchrun sees its status and stops the rest
+    who = f"{distributed.rank_prefix()}pvae {args.command}"
+    if distributed.under_torchrun() and args.command not in ("train", "evaluate"):
+        print(
+            f"{who}: error: under torchrun only `pvae train` and `pvae evaluate` run (their ranks share the "
+            f"work); run `pvae {args.command}` as one process, without torchrun",
+            file=sys.stderr,
+        )
+        return distributed.leave(2)
     try:
         _HANDLERS[args.command](args)
     except (DataError, RunError, ValueError, FloatingPointError) as error:
-        print(f"pvae {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        print(f"{who}: error: {error}", file=sys.stderr)
+        return distributed.leave(2)
     except Interrupted as stop:
-        print(f"pvae {args.command}: {stop}", file=sys.stderr)
-        return INTERRUPTED
+        print(f"{who}: {stop}", file=sys.stderr)
+        return distributed.leave(INTERRUPTED)
     except KeyboardInterrupt:
-        print(f"\npvae {args.command}: interrupted", file=sys.stderr)
-        return INTERRUPTED
+        print(f"\n{who}: interrupted", file=sys.stderr)
+        return distributed.leave(INTERRUPTED)
+    except Exception as error:
+        if not distributed.under_torchrun():
+            raise
+        import traceback
+
+        traceback.print_exc()
+        print(f"{who}: {type(error).__name__}: {error}", file=sys.stderr)
+        return distributed.leave(1)
     return 0
 
 

@@ -27,7 +27,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-from pvae import options
+from pvae import distributed, options
 from pvae.data import SPLITS
 from pvae.device import module_device, to_device
 from pvae.objectives import log_mean_exp
@@ -253,6 +253,34 @@ def evaluate(
         model.train(was_training[0])
         guide.train(was_training[1])
     values = {key: torch.cat(chunks).cpu() for key, chunks in parts.items()}  # results live on the host
+    return summarize(values, model, guide, x, y, num_samples, batch_size, per_datapoint)
+
+
+def summarize(
+    values: dict[str, torch.Tensor],
+    model: torch.nn.Module,
+    guide: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    num_samples: int,
+    batch_size: int = 100,
+    per_datapoint: bool = False,
+) -> dict:
+    """What :func:`evaluate` returns, from the per-datapoint bounds of every datapoint of ``x``.
+
+    :param values: the tensors ``(N,)`` of :func:`bounds`, concatenated over ``x``'s datapoints in order.
+    :param model: the model (its traits).
+    :param guide: the guide (its traits, and ``classify`` for the accuracy).
+    :param x: the datapoints scored ``(N, ...)``.
+    :param y: their labels ``(N,)``, or None.
+    :param num_samples: K, the importance samples each datapoint had.
+    :param batch_size: datapoints per pass of the accuracy.
+    :param per_datapoint: keep ``values`` in the result.
+    """
+    pair = traits(model, guide)
+    point_mass = pair.point_estimate
+    if point_mass:
+        num_samples = 1  # every draw from a point mass is the same
     n = x.shape[0]
     result = {key: float(v.mean()) for key, v in values.items()}
     for key in ("elbo", "log_px"):
@@ -269,6 +297,46 @@ def evaluate(
     if per_datapoint:
         result["per_datapoint"] = values
     return result
+
+
+def evaluate_shared(
+    model: torch.nn.Module,
+    guide: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    num_samples: int = 1000,
+    batch_size: int = 100,
+    seed: int = 0,
+) -> dict | None:
+    """:func:`evaluate` with its datapoints shared among torchrun's ranks: each rank scores its
+    contiguous share of ``x`` with its own stream of draws, seeded from (``seed``, rank), and rank 0
+    gathers the per-datapoint bounds in order and returns the summary of all of ``x``; the other ranks
+    return None. Without a process group: :func:`evaluate` after seeding with ``seed``.
+
+    :param model: the model, on this rank's device.
+    :param guide: the guide.
+    :param x: every datapoint to score ``(N, ...)``, the same on every rank.
+    :param y: their labels ``(N,)``, or None.
+    :param num_samples: K, the importance samples per datapoint.
+    :param batch_size: datapoints per pass.
+    :param seed: the seed the draws derive from.
+    """
+    world, rank = distributed.world_size(), distributed.rank()
+    if world == 1 or x.shape[0] < world:  # too few datapoints to give each rank one: rank 0 alone
+        pyro.set_rng_seed(seed)
+        if rank != 0:
+            return None
+        return evaluate(model, guide, x, y, num_samples=num_samples, batch_size=batch_size)
+    index = torch.arange(x.shape[0]).tensor_split(world)[rank]
+    pyro.set_rng_seed(distributed.rank_seed(seed, rank) % 2**32)
+    mine = evaluate(
+        model, guide, x[index], None if y is None else y[index], num_samples, batch_size, per_datapoint=True
+    )
+    shares = distributed.gather_object(mine["per_datapoint"])
+    if rank != 0:
+        return None
+    values = {key: torch.cat([share[key] for share in shares]) for key in shares[0]}
+    return summarize(values, model, guide, x, y, num_samples, batch_size)
 
 
 @torch.no_grad()

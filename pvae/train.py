@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pvae import data as pdata
-from pvae import options
+from pvae import distributed, options
 from pvae.device import module_device, to_device
 from pvae.estimators import ESTIMATORS, make_elbo
 from pvae.evaluate import evaluate, pair_args
@@ -151,6 +151,34 @@ def step(loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, *args: torc
     return loss
 
 
+def shared_step(
+    loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, *args: torch.Tensor, batch_size: int, stop: bool = False
+) -> tuple[torch.Tensor, bool]:
+    """One gradient step taken by every rank together (under torchrun) on a global batch of
+    ``batch_size`` datapoints, of which ``args`` are this rank's shard (``()`` for an empty one).
+
+    Each rank scales its summed gradient by world/``batch_size``; the average across ranks
+    (:func:`pvae.distributed.average_gradients`, for every estimator, those that train through
+    ``loss_and_grads`` included) is then the gradient of the loss per datapoint of the whole
+    batch, as one process would compute it on the union of the shards with the same draws.
+
+    :param loss_fn: the loss module.
+    :param optimizer: steps every parameter of ``loss_fn``.
+    :param args: this rank's shard: ``x``, or ``x, y``.
+    :param batch_size: datapoints in the global batch, summed over the ranks.
+    :param stop: this rank wants training to stop after this step (its time is spent).
+    :returns: the loss of the global batch in nats per datapoint, and whether any rank asked to stop;
+        the same on every rank.
+    """
+    world = distributed.world_size()
+    optimizer.zero_grad(set_to_none=True)
+    local = float(backward(loss_fn, *args, scale=world / batch_size)) * world / batch_size if args else 0.0
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    loss, stops = distributed.average_gradients(params, local, float(stop))
+    optimizer.step()
+    return torch.tensor(loss), stops > 0
+
+
 def _objective(scores: dict, beta: float) -> float | None:
     """reconstruction (+ the label's term) − beta·KL: what the training loss estimates, per datapoint."""
     value = scores["reconstruction"] + scores.get("log_py", 0.0)
@@ -172,6 +200,14 @@ def fit(
 
     After each epoch: the validation ELBO (one sample of z per datapoint, nats per datapoint),
     and, with a ``run``, an atomic checkpoint and ``metrics.jsonl``.
+
+    Under torchrun (:mod:`pvae.distributed`), every rank draws the same permutation of each epoch
+    (seeded with the run's seed and the epoch) and takes its share of every batch
+    (``config.batch_size`` is the global batch); z and dynamic binarization draw from the rank's own
+    stream, reseeded at every epoch from (seed, rank, epoch), so that a resumed run repeats the
+    uninterrupted one without the other ranks' RNG states in the checkpoint. Gradients are averaged
+    across ranks after every backward (:func:`shared_step`). Rank 0 alone validates and writes the
+    run; the others wait for its metrics, which every rank returns.
 
     :param model: the generative model, on the device to train on (the guide on the same one);
         each batch moves there from the host when it is used.
@@ -205,6 +241,10 @@ def fit(
 
     # parameters: Pyro creates some lazily, on a first (validated) pass, and the optimizer must see them
     _first_pass(eager, model, dataset)
+    world, rank = distributed.world_size(), distributed.rank()
+    if world > 1:
+        distributed.check_batch_size(config.batch_size)
+        distributed.broadcast_parameters(loss_fn)  # the same seed gave the same ones; this makes sure
     optimizer = torch.optim.Adam(loss_fn.parameters(), lr=config.lr)
     start, history = _resume(run, model, guide, optimizer) if resume and run is not None else (0, [])
 
@@ -212,23 +252,36 @@ def fit(
     batches = pdata.semi_supervised_batches if semi_supervised else pdata.batches
     steps = _steps_per_epoch(train, config.batch_size, semi_supervised)
     # the bar closes however training ends (Ctrl-C included), so nothing is left on the terminal
-    with tqdm(total=steps * (config.epochs - start), disable=not progress, unit="step", dynamic_ncols=True) as bar:
+    bar = tqdm(total=steps * (config.epochs - start), disable=not progress or rank > 0, unit="step", dynamic_ncols=True)
+    with bar:
         trained = sum(m["seconds"] for m in history)  # seconds of training steps so far
+        budget = math.inf if config.max_seconds is None else config.max_seconds
         for epoch in range(start, config.epochs):
             # train one epoch; `taken` is the step counter, beta follows fractional epochs
             bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
             tic, total, seen, taken = time.perf_counter(), torch.zeros((), device=device), 0, 0
-            out_of_time = False
+            out_of_time, generator = False, None
+            if world > 1:  # one permutation for all ranks; z and binarization from the rank's own stream
+                generator = torch.Generator().manual_seed(distributed.rank_seed(config.seed, epoch))
+                pyro.set_rng_seed(distributed.rank_seed(config.seed, rank, epoch) % 2**32)
             with pyro.validation_enabled(config.validate), warnings.catch_warnings():
                 # a non-finite loss is refused below, once, with the fix; Pyro's warning on every step would bury it
                 warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
-                for x, y in batches(train, config.batch_size):
-                    x, y = to_device(x, device), to_device(y, device)  # stored compactly on the host
+                for x, y in batches(train, config.batch_size, generator):
                     if not schedule.is_constant:
                         eager.set_beta(schedule(epoch + taken / steps))
-                    loss = step(loss_fn, optimizer, *pair_args(pair, dataset.training_batch(x), y, training=True))
-                    total += loss * x.shape[0]  # nats summed over the epoch's datapoints
-                    seen += x.shape[0]
+                    n = x.shape[0]  # the global batch
+                    if world == 1:
+                        x, y = to_device(x, device), to_device(y, device)  # stored compactly on the host
+                        loss = step(loss_fn, optimizer, *pair_args(pair, dataset.training_batch(x), y, training=True))
+                    else:  # this rank's share: a contiguous slice, the first n % world ranks one datapoint more
+                        x, y = x.tensor_split(world)[rank], None if y is None else y.tensor_split(world)[rank]
+                        x, y = to_device(x, device), to_device(y, device)
+                        args = pair_args(pair, dataset.training_batch(x), y, training=True) if len(x) else ()
+                        spent = trained + time.perf_counter() - tic >= budget
+                        loss, out_of_time = shared_step(loss_fn, optimizer, *args, batch_size=n, stop=spent)
+                    total += loss * n  # nats summed over the epoch's datapoints
+                    seen += n
                     taken += 1
                     bar.update()
                     if taken % 20 == 1:  # every 20 steps, so that the loss is not synchronised on every step
@@ -237,7 +290,7 @@ def fit(
                             total = torch.tensor(value)
                             break
                         bar.set_postfix(loss=f"{value:.2f}")
-                    if config.max_seconds is not None and trained + time.perf_counter() - tic >= config.max_seconds:
+                    if out_of_time or (world == 1 and trained + time.perf_counter() - tic >= budget):
                         out_of_time = True
                         break
             if device.type == "cuda":  # the epoch's steps are queued, not done, until the GPU catches up
@@ -249,15 +302,19 @@ def fit(
 
             # validate and log
             beta = schedule(epoch + (taken - 1) / steps)  # at the epoch's last step
-            val = evaluate(model, guide, dataset.val.images(), dataset.val.y, num_samples=1, batch_size=1000)
-            history.append(_epoch_metrics(epoch + 1, taken, float(total) / seen, val, beta, seconds))
+            # under torchrun rank 0 validates alone (the simplest correct way) and the others wait for its row
+            row = None
+            if rank == 0:
+                val = evaluate(model, guide, dataset.val.images(), dataset.val.y, num_samples=1, batch_size=1000)
+                row = _epoch_metrics(epoch + 1, taken, float(total) / seen, val, beta, seconds)
+            history.append(distributed.broadcast_object(row))
             val_objective = history[-1]["val_objective"]
             bar.set_postfix(
                 loss=f"{history[-1]['train_loss']:.2f}", val="—" if val_objective is None else f"{val_objective:.2f}"
             )
 
             # checkpoint: metrics first, so a checkpoint never gets ahead of its metrics
-            if run is not None:
+            if run is not None and rank == 0:
                 run.write_metrics(history)
                 run.save_checkpoint(_checkpoint(model, guide, optimizer, epoch + 1))
             if out_of_time:

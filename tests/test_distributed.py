@@ -1,0 +1,250 @@
+"""More than one process (torchrun): two CPU processes over gloo.
+
+The gradient test starts its two ranks with ``torch.multiprocessing``; the command-line tests start
+``python -m torch.distributed.run`` (torchrun) as a subprocess, as a user would.
+"""
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyro
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from pvae import data, distributed
+from pvae.config import PairConfig, build_pair
+from pvae.evaluate import evaluate, evaluate_shared, summarize
+from pvae.objectives import backward
+from pvae.runs import Run
+from pvae.train import TrainConfig, make_loss, shared_step
+from tests.conftest import derived_seed
+
+#: Estimators whose gradient the two ranks must average: differentiable losses (meanfield, trace)
+#: and those that train through ``loss_and_grads`` (iwae), or a surrogate of their own (dreg).
+ESTIMATORS = ("meanfield", "trace", "iwae", "dreg")
+#: The global batch the gradient test splits across two ranks: 5 + 4 datapoints (uneven on purpose).
+BATCH = 9
+#: The seed of the shared evaluation's draws.
+EVAL_SEED = 5
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _batch() -> torch.Tensor:
+    """(BATCH, 1, 8, 8) binary digits, the same in every process (static binarization)."""
+    digits = data.load(data.DataConfig("digits", binarize="static"))
+    return digits.train.images(slice(BATCH))
+
+
+def _pair():
+    """The same small pair in every process (seeded)."""
+    torch.manual_seed(derived_seed(11))
+    return build_pair(PairConfig(z_dim=3, hidden=(16,)), (1, 8, 8))
+
+
+def _loss(estimator: str) -> torch.nn.Module:
+    """The same small pair and loss in every process, K=3 particles for the bounds that take them."""
+    model, guide = _pair()
+    particles = 3 if estimator in ("iwae", "dreg") else 1
+    return make_loss(model, guide, TrainConfig(elbo=estimator, particles=particles))
+
+
+def _noise_seed(rank: int) -> int:
+    return derived_seed(100 + rank)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gradient_worker(rank: int, world: int, port: int, out: str) -> None:
+    """One rank: join the group as torchrun would have it, take one shared step per estimator on
+    its shard (the contiguous half ``tensor_split`` gives it) with its own noise, save the result."""
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    torch.set_num_threads(1)
+    distributed.setup(torch.device("cpu"))
+    shard = _batch().tensor_split(world)[rank]
+    results = {}
+    for estimator in ESTIMATORS:
+        loss_fn = _loss(estimator)
+        torch.manual_seed(_noise_seed(rank))
+        params = list(loss_fn.parameters())
+        loss, stop = shared_step(loss_fn, torch.optim.SGD(params, lr=0.0), shard, batch_size=BATCH, stop=rank == 1)
+        results[estimator] = {"loss": float(loss), "stop": stop, "grads": [p.grad.clone() for p in params]}
+    model, guide = _pair()
+    x = _batch()
+    results["evaluation"] = evaluate_shared(model, guide, x, torch.arange(BATCH), num_samples=4, seed=EVAL_SEED)
+    torch.save(results, Path(out) / f"rank{rank}.pt")
+    distributed.shutdown()
+
+
+def test_two_ranks_average_to_the_gradient_of_the_union_of_their_shards_and_share_an_evaluation(tmp_path):
+    mp.spawn(_gradient_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    x = _batch()
+    for estimator in ESTIMATORS:
+        # one process on the union of the shards, each shard's z drawn from the rank's stream:
+        # the gradient of the summed loss over all BATCH datapoints, per datapoint
+        loss_fn = _loss(estimator)
+        total, alone = 0.0, None
+        for rank, shard in enumerate(x.tensor_split(2)):
+            torch.manual_seed(_noise_seed(rank))
+            total += float(backward(loss_fn, shard, scale=1.0 / BATCH))
+            if rank == 0:
+                alone = [p.grad.clone() for p in loss_fn.parameters()]
+        union = [p.grad for p in loss_fn.parameters()]
+        for result in (r[estimator] for r in ranks):  # both ranks hold the same averaged gradient, the union's
+            assert result["loss"] == pytest.approx(total / BATCH, rel=1e-5), estimator
+            assert result["stop"] is True  # rank 1 asked to stop: both hear it
+            for got, want in zip(result["grads"], union, strict=True):
+                torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=estimator)
+        # and the union's gradient is not what rank 0's shard gives alone: the averaging did something
+        gap = max(float((a - u).abs().max()) for a, u in zip(alone, union, strict=True))
+        assert gap > 1e-3, (estimator, gap)
+
+    # the same ranks shared an evaluation of the batch: rank 0's summary is that of the two shares
+    # scored in one process with the ranks' seeds, to the last float; rank 1 returned nothing
+    assert ranks[1]["evaluation"] is None
+    model, guide = _pair()
+    shares = []
+    for rank, index in enumerate(torch.arange(BATCH).tensor_split(2)):
+        pyro.set_rng_seed(distributed.rank_seed(EVAL_SEED, rank) % 2**32)
+        shares.append(evaluate(model, guide, x[index], index, num_samples=4, per_datapoint=True)["per_datapoint"])
+    values = {key: torch.cat([share[key] for share in shares]) for key in shares[0]}
+    want = summarize(values, model, guide, x, torch.arange(BATCH), num_samples=4)
+    assert ranks[0]["evaluation"] == want
+    assert want["n"] == BATCH and math.isfinite(want["log_px"])
+
+
+def test_a_batch_smaller_than_the_ranks_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match=r"--batch-size 3 is the global batch.*4 processes.*--batch-size 4 or more"):
+        distributed.check_batch_size(3, ranks=4)
+    distributed.check_batch_size(4, ranks=4)  # one datapoint each is enough
+
+
+def test_without_torchrun_everything_is_a_single_process():
+    assert not distributed.active()
+    assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
+    grad = torch.tensor([1.0, 2.0])
+    p = torch.nn.Parameter(torch.zeros(2))
+    p.grad = grad
+    assert distributed.average_gradients([p], 3.5, 1.0) == [3.5, 1.0]
+    assert p.grad is grad  # untouched
+    assert distributed.leave(2) == 2
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--data", "digits", "--batch-size", "1"], "--batch-size 1 is the global batch, split across the 2"),
+        (["plot", "no-run"], "under torchrun only `pvae train` and `pvae evaluate` run"),
+    ],
+)
+def test_torchrun_refuses_what_it_cannot_do_before_joining_the_other_ranks(tmp_path, argv, message):
+    # rank 1 of 2 as torchrun would start it, with no rank 0 to join: a refusal must come before joining
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pvae", *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"[rank 1] pvae {argv[0]}: error: "), done.stderr
+    assert message in done.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def _torchrun(tmp_path: Path, script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc-per-node 2 SCRIPT ARGS`` in ``tmp_path``, one thread per rank."""
+    path = tmp_path / "launch.py"
+    path.write_text(textwrap.dedent(script))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(path)]
+    return subprocess.run(
+        [*command, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+#: A launcher that runs ``pvae`` with its arguments; with FAIL_AFTER set, rank 1 raises on that step.
+LAUNCH = """
+    import os, sys
+    import torch
+    from pvae import cli, train
+
+    torch.set_num_threads(1)
+    fail_after = int(os.environ.get("FAIL_AFTER", "0"))
+    if fail_after and os.environ["RANK"] == "1":
+        real, taken = train.shared_step, []
+
+        def failing(*args, **kwargs):
+            taken.append(1)
+            if len(taken) == fail_after:
+                raise RuntimeError("rank 1 broke on purpose")
+            return real(*args, **kwargs)
+
+        train.shared_step = failing
+    sys.exit(cli.main(sys.argv[1:]))
+"""
+
+TRAIN = ["train", "--data", "digits", "--hidden", "32", "--z-dim", "4", "--samples", "5", "--no-progress"]
+
+
+def test_a_rank_that_raises_stops_the_other_with_its_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAIL_AFTER", "15")  # in the second epoch, after a checkpoint
+    done = _torchrun(tmp_path, LAUNCH, *TRAIN, "--epochs", "3", "--out", "run", timeout=90)
+    assert done.returncode != 0
+    assert "[rank 1] pvae train: RuntimeError: rank 1 broke on purpose" in done.stderr
+    run = Run(tmp_path / "run")
+    # rank 0 wrote the first epoch and nothing after: the failure stopped it in the second
+    assert [row["epoch"] for row in run.metrics()] == [1]
+    assert run.load_checkpoint()["epoch"] == 1
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_a_two_process_run_matches_a_one_process_run_and_resumes(tmp_path):
+    """Two processes at global batch 64 give the test ELBO of one process at batch 64, within
+    run-to-run noise (two seeds of the single process give the spread); a run stopped after 3 epochs
+    and resumed under torchrun repeats the uninterrupted 2-process run."""
+    settings = [*TRAIN, "--epochs", "6", "--batch-size", "64"]
+    two = _torchrun(tmp_path, LAUNCH, *settings, "--out", "two", timeout=300)
+    assert two.returncode == 0, two.stderr
+    assert "× 2 processes (global batch 64)" in two.stderr
+    assert two.stderr.count("training vae/gaussian") == 1  # rank 0 alone speaks
+    elbos = {}
+    for seed in (0, 1):
+        one = subprocess.run(
+            [sys.executable, "-m", "pvae", *settings, "--seed", str(seed), "--out", f"one{seed}"],
+            cwd=tmp_path,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert one.returncode == 0, one.stderr
+        elbos[seed] = Run(tmp_path / f"one{seed}").summary()["test"]["elbo"]
+    two_elbo = Run(tmp_path / "two").summary()["test"]["elbo"]
+    spread = abs(elbos[0] - elbos[1])
+    assert abs(two_elbo - (elbos[0] + elbos[1]) / 2) < max(3 * spread, 1.0), (two_elbo, elbos)
+
+    # resume: 3 epochs, then on to 6 under torchrun
+    short = _torchrun(tmp_path, LAUNCH, *TRAIN, "--epochs", "3", "--batch-size", "64", "--out", "resumed")
+    assert short.returncode == 0, short.stderr
+    again = _torchrun(tmp_path, LAUNCH, *settings, "--out", "resumed", "--resume", timeout=300)
+    assert again.returncode == 0, again.stderr
+    straight, resumed = Run(tmp_path / "two").metrics(), Run(tmp_path / "resumed").metrics()
+    assert len(resumed) == 6
+    for a, b in zip(straight, resumed, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_elbo"] == pytest.approx(b["val_elbo"], rel=1e-5)
+    summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
+    assert summary["test"]["elbo"] == pytest.approx(Run(tmp_path / "two").summary()["test"]["elbo"], rel=1e-4)
