@@ -539,7 +539,7 @@ def _quality_run(args) -> Path:
     from pvae.files import save_figure, write_json
     from pvae.plots.quality import plot_likelihood_draws, plot_spectra
     from pvae.quality.classifier import load_classifier
-    from pvae.quality.score import QualityConfig, describe, quality, spectra
+    from pvae.quality.score import QualityConfig, check_sizes, describe, quality, spectra
     from pvae.runs import check_writable
 
     config = from_args(QualityConfig, args)  # refuses bad settings before the run is read
@@ -555,8 +555,9 @@ def _quality_run(args) -> Path:
         inception = load_inception(None if config.inception == "auto" else config.inception)  # fails before work
     grey_config = replace(run_config.data, binarize="none", labels=None, train_size=None)
     grey = dataset if grey_config == run_config.data else data.load(grey_config)
+    check_sizes(config, len(grey.test))  # before a classifier is trained for nothing
     try:
-        classifier = load_classifier(grey_config, train=config.train_classifier)
+        classifier = load_classifier(grey_config, train=config.train_classifier, progress=config.progress)
     except ValueError as error:
         if config.train_classifier or "no classifier" not in str(error):
             raise

@@ -81,6 +81,11 @@ def _empty_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PVAE_INCEPTION", raising=False)
 
 
+def _no_classifier_trained() -> None:
+    """Refused before work: no feature classifier was trained into ``$PVAE_DATA``."""
+    assert not (Path(os.environ["PVAE_DATA"]) / "classifiers").exists()
+
+
 def _npz(relative: str, **arrays) -> Callable[[Path], None]:
     def prepare(root: Path) -> None:
         path = root / relative
@@ -411,6 +416,9 @@ CASES += [
     # quality: sizes, the cutoff, a classifier it may not train, the standard FID's weights.
     Case("quality-samples-zero", ["quality", "{run}", "--samples", "0"], ("--samples", "positive")),
     Case("quality-cutoff-nyquist", ["quality", "{run}", "--cutoff", "0.5"], ("cutoff", "0.5", "nyquist")),
+    Case("quality-neighbours-above-samples", ["quality", "{run}", "--samples", "50", "--neighbours", "100"],
+         ("--neighbours 100", "each set holds 50", "raise --samples or lower --neighbours"), patch=_empty_data_dir,
+         check=lambda root: _no_classifier_trained()),
     Case("quality-no-classifier", ["quality", "{run}", "--no-train-classifier"],
          ("no classifier for digits", "--no-train-classifier"), patch=_empty_data_dir),
     Case("quality-inception-missing", ["quality", "{run}", "--inception", "{user}/inception.pt"],

@@ -61,7 +61,7 @@ def load_inception(path: str | os.PathLike | None = None) -> torch.jit.ScriptMod
         where = "; ".join(str(place) for place in places)
         raise ValueError(
             f"the standard FID needs Inception-v3's TorchScript weights ({INCEPTION_FILE}); looked in {where}: "
-            f"download it from {INCEPTION_URL} on a machine with network access and put it in one of these places "
+            f"download it from {INCEPTION_URL} on a machine with network access and put it at one of those paths "
             f"(or point ${INCEPTION_ENV} at it); the classifier features need no download"
         )
     try:

@@ -61,6 +61,7 @@ class QualityConfig:
         error.
     :param inception: also compute the standard FID with the TorchScript Inception-v3 at this path, or
         ``auto`` to look in ``$PVAE_INCEPTION`` and the data directory (slow on a CPU).
+    :param progress: show a progress bar while the classifier trains.
     :param batch_size: images decoded and embedded at once.
     :param seed: seed of the prior draws, of the training images of the reference and of the
         likelihood draws.
@@ -72,6 +73,7 @@ class QualityConfig:
     cutoff: float = 0.25
     train_classifier: bool = True
     inception: str | None = None
+    progress: bool = True
     batch_size: int = 500
     seed: int = 0
     out: str | None = None
@@ -81,6 +83,22 @@ class QualityConfig:
         options.positive(self, "samples", "neighbours", "batch_size")
         options.finite(self, "cutoff")
         options.require(self, "cutoff", 0 < self.cutoff < 0.5, "between 0 and 0.5 cycles per pixel (Nyquist)")
+
+
+def check_sizes(config: QualityConfig, test_size: int) -> int:
+    """The images of each set: ``--samples``, at most the test split's size.
+
+    :param config: the settings.
+    :param test_size: the test split's size.
+    :raises ValueError: when that leaves no ``--neighbours`` neighbours for an image's ball.
+    """
+    n = min(config.samples, test_size)
+    if n <= config.neighbours:
+        raise ValueError(
+            f"precision and recall need more images than --neighbours {config.neighbours}, but each set holds {n} "
+            f"(--samples {config.samples}, the test split {test_size}): raise --samples or lower --neighbours"
+        )
+    return n
 
 
 def class_scores(probs: torch.Tensor, real_shares: torch.Tensor) -> dict:
@@ -244,12 +262,7 @@ def quality(
     pair = traits(model, guide)
     generator = torch.Generator().manual_seed(config.seed)
     pyro.set_rng_seed(config.seed)
-    n = min(config.samples, len(dataset.test))
-    if n <= config.neighbours:
-        raise ValueError(
-            f"--samples {n} leaves no {config.neighbours} neighbours (--neighbours): "
-            f"score at least {config.neighbours + 1} images"
-        )
+    n = check_sizes(config, len(dataset.test))
     real = Reference(
         classifier, dataset.test.images(slice(n)), dataset.test.y[:n], config.neighbours, config.batch_size
     )
