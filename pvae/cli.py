@@ -176,6 +176,30 @@ def _say_device(name: str | None, device) -> None:
         print(f"device: {describe_device(name, device)}", file=sys.stderr)
 
 
+def _open_run(args):
+    """The run ``args.run`` names, restored onto ``--device`` (refused before the run is read where this
+    machine lacks it), with one line saying where the command computes.
+
+    :returns: ``(run, config, dataset, model, guide)``, as :func:`pvae.config.restore`.
+    """
+    from pvae.config import restore
+
+    device = _device(args)
+    restored = restore(args.run, device)
+    _say_device(args.device, device)
+    return restored
+
+
+def _results_folder(out: str | None, run, name: str) -> Path:
+    """Where a command that reads a run writes: ``--out``, else ``RUN/name``; refused before any work
+    when it cannot be written."""
+    from pvae.runs import check_writable
+
+    folder = Path(out) if out else run.path / name
+    check_writable(folder, "--out" if out else "the results folder")
+    return folder
+
+
 def _train(args) -> Path:
     import pyro
 
@@ -392,15 +416,13 @@ def _compare_run(args) -> Path:
     from pvae.config import build_pair, restore
     from pvae.data import evaluation_split
     from pvae.pair import applicable_estimators, traits
-    from pvae.runs import check_writable
 
     # checked before the run is read: the names, once the pair is known, are those it can use
     settings = from_args(CompareConfig, args, estimators=args.estimators or CompareConfig().estimators)
     device = _device(args)
     run, config, dataset, model, guide = restore(args.run, device)
     _say_device(args.device, device)
-    out = Path(settings.out) if settings.out else run.path / "elbos"
-    check_writable(out, "--out" if settings.out else "the results folder")
+    out = _results_folder(settings.out, run, "elbos")
     reasons = applicable_estimators(traits(model, guide), dataset, config.train)
     names = args.estimators or tuple(n for n, why in reasons.items() if why is True)
     for name in names:
@@ -428,20 +450,15 @@ def _compare_run(args) -> Path:
 
 def _diagnose_run(args) -> Path:
     from pvae import az
-    from pvae.config import restore
     from pvae.data import evaluation_split
     from pvae.diagnostics import DiagnoseConfig, describe_diagnostics, diagnose
     from pvae.evaluate import reconstruct
     from pvae.files import save_figure, write_json
     from pvae.plots.diagnostics import diagnostic_figures
-    from pvae.runs import check_writable
 
     config = from_args(DiagnoseConfig, args)  # refuses bad settings before the run is read
-    device = _device(args)
-    run, run_config, dataset, model, guide = restore(args.run, device)
-    _say_device(args.device, device)
-    out = Path(config.out) if config.out else run.path / "diagnostics"
-    check_writable(out, "--out" if config.out else "the results folder")
+    run, run_config, dataset, model, guide = _open_run(args)
+    out = _results_folder(config.out, run, "diagnostics")
     part = evaluation_split(dataset, run_config.data, config.split)
     tic = time.perf_counter()
     head = slice(max(config.points, config.nuts_points, config.latent_points))  # diagnose reads no further
@@ -480,27 +497,22 @@ def _disentangle_run(args) -> Path:
     import numpy as np
     import pyro
 
-    from pvae.config import restore
     from pvae.data import WITH_FACTORS, DataError
     from pvae.diagnostics import latent_usage
     from pvae.disentangle.score import DisentangleConfig, describe, score
     from pvae.files import save_figure, write_json
     from pvae.plots.disentangle import plot_mutual_information
     from pvae.plots.run import traversal_figure
-    from pvae.runs import check_writable
 
     config = from_args(DisentangleConfig, args)  # refuses bad settings before the run is read
-    device = _device(args)
-    run, run_config, dataset, model, guide = restore(args.run, device)
-    _say_device(args.device, device)
+    run, run_config, dataset, model, guide = _open_run(args)
     if dataset.ground_truth is None:
         raise DataError(
             f"{run.path} was trained on {run_config.data.data}, which has no ground-truth factors; disentangle "
             f"scores runs on data that have them ({', '.join(WITH_FACTORS)}), e.g. pvae train --data dsprites "
             "--net burgess --hidden 256 --z-dim 10"
         )
-    out = Path(config.out) if config.out else run.path / "disentanglement"
-    check_writable(out, "--out" if config.out else "the results folder")
+    out = _results_folder(config.out, run, "disentanglement")
     pyro.set_rng_seed(config.seed)  # sampled codes
     tic = time.perf_counter()
     results = score(
@@ -535,19 +547,14 @@ def _disentangle_run(args) -> Path:
 
 def _quality_run(args) -> Path:
     from pvae import data
-    from pvae.config import restore
     from pvae.files import save_figure, write_json
     from pvae.plots.quality import plot_likelihood_draws, plot_spectra
     from pvae.quality.classifier import load_classifier
     from pvae.quality.score import QualityConfig, check_sizes, describe, quality, spectra
-    from pvae.runs import check_writable
 
     config = from_args(QualityConfig, args)  # refuses bad settings before the run is read
-    device = _device(args)
-    run, run_config, dataset, model, guide = restore(args.run, device)
-    _say_device(args.device, device)
-    out = Path(config.out) if config.out else run.path / "quality"
-    check_writable(out, "--out" if config.out else "the results folder")
+    run, run_config, dataset, model, guide = _open_run(args)
+    out = _results_folder(config.out, run, "quality")
     inception = None
     if config.inception is not None:
         from pvae.quality.inception import load_inception
