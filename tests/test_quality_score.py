@@ -153,3 +153,29 @@ def test_a_conditional_model_without_a_label_prior_draws_the_test_labels_and_say
     results = quality(model, guide, data.load(grey_config), load_classifier(grey_config), QualityConfig(samples=100))
     assert "the real test images' labels" in results["notes"]["label_prior"]
     assert results["sets"]["prior"]["coverage"] > 0.5  # the classes asked for are the test labels: most are seen
+
+
+def test_a_reference_embedded_once_scores_as_the_one_quality_builds_and_a_mismatched_one_is_refused(
+    digits_runs, quality_data
+):
+    from dataclasses import replace
+
+    from pvae import data
+    from pvae.config import restore
+    from pvae.quality.classifier import load_classifier
+    from pvae.quality.score import Reference, quality
+
+    _, runs = digits_runs
+    _, config, _, model, guide = restore(runs["vae"])
+    grey_config = replace(config.data, binarize="none")
+    grey, classifier = data.load(grey_config), load_classifier(grey_config)
+    settings = QualityConfig(samples=100, seed=5)
+    built = quality(model, guide, grey, classifier, settings)
+    reference = Reference(classifier, grey.test.images(slice(100)), grey.test.y[:100])
+    given = quality(model, guide, grey, classifier, settings, reference=reference)
+    for name in ("prior", "fitted prior", "reconstructions"):
+        assert given["sets"][name]["fd"] == built["sets"][name]["fd"]
+        assert given["sets"][name]["recall"] == built["sets"][name]["recall"]
+    assert given["reference"] == built["reference"]
+    with pytest.raises(ValueError, match="holds 100 test images"):
+        quality(model, guide, grey, classifier, QualityConfig(samples=50), reference=reference)

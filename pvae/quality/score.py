@@ -233,7 +233,14 @@ class Reference:
 
 @torch.no_grad()
 def quality(
-    model, guide, dataset, classifier, config: QualityConfig = QualityConfig(), inception=None, progress=None
+    model,
+    guide,
+    dataset,
+    classifier,
+    config: QualityConfig = QualityConfig(),
+    inception=None,
+    progress=None,
+    reference: "Reference | None" = None,
 ) -> dict:
     """Score the images of a trained pair against the real test images: see the module's docstring.
 
@@ -246,6 +253,8 @@ def quality(
     :param inception: the standard Inception-v3 (:func:`pvae.quality.inception.load_inception`): when given,
         also the standard FID of the prior samples against the test images (``standard_fid``).
     :param progress: called with the name of each set before it is scored.
+    :param reference: the real side already embedded, to score several runs of one dataset against it
+        (:class:`Reference` of the first ``samples`` test images, with the config's ``neighbours``).
     :returns: ``sets`` (name → scores and sharpness), ``data`` (the real images' sharpness),
         ``reference`` (real training images against the test images), ``prior_holes`` (see
         :func:`prior_holes`), ``per_class`` for a model that generates a class, the ``classifier``'s
@@ -263,9 +272,16 @@ def quality(
     generator = torch.Generator().manual_seed(config.seed)
     pyro.set_rng_seed(config.seed)
     n = check_sizes(config, len(dataset.test))
-    real = Reference(
-        classifier, dataset.test.images(slice(n)), dataset.test.y[:n], config.neighbours, config.batch_size
-    )
+    if reference is None:
+        reference = Reference(
+            classifier, dataset.test.images(slice(n)), dataset.test.y[:n], config.neighbours, config.batch_size
+        )
+    elif len(reference) != n or reference.k != config.neighbours or reference.classifier is not classifier:
+        raise ValueError(
+            f"the reference holds {len(reference)} test images with k = {reference.k}, but this config scores {n} "
+            f"with --neighbours {config.neighbours}: build the Reference with the config's sizes and classifier"
+        )
+    real = reference
     train_index = torch.randperm(len(dataset.train), generator=generator)[:n]
     train_images, train_y = dataset.train.images(train_index), dataset.train.y[train_index]
     notes = {}
