@@ -54,7 +54,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--test-points", type=int, default=1000, help="score the first N test images")
     parser.add_argument("--samples", type=int, default=1000, help="K, importance samples per datapoint of log p(x)")
-    parser.add_argument("--jit", action="store_true", help="train pvae with its traced loss")
+    parser.add_argument("--jit", default="auto", choices=["auto", "on", "off"], help="how pvae runs its loss")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=f"runs/quality_reference-{time.strftime('%Y%m%d-%H%M%S')}")
     args = parser.parse_args(argv)

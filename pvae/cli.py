@@ -254,10 +254,11 @@ def _train(args) -> Path:
         run.load_checkpoint()  # a broken checkpoint or metrics.jsonl is refused before config.json changes
         done = len(run.metrics())
         saved = RunConfig.from_dict(run.config)
-        if replace(saved, train=replace(saved.train, epochs=epochs)) != config:
+        # --jit changes how the loss runs, not what it is: a run goes on with today's setting
+        if replace(saved, train=replace(saved.train, epochs=epochs, jit=config.train.jit)) != config:
             raise ValueError(
-                f"--resume needs the settings of the run in {out} (only --epochs may change); these differ: "
-                f"{', '.join(_differences(saved.to_dict(), config.to_dict(), {'epochs'}))}"
+                f"--resume needs the settings of the run in {out} (only --epochs and --jit may change); these "
+                f"differ: {', '.join(_differences(saved.to_dict(), config.to_dict(), {'epochs', 'jit'}))}"
             )
         if epochs != saved.train.epochs and saved.train.beta_schedule == "cyclical":
             raise ValueError(
@@ -279,7 +280,16 @@ def _train(args) -> Path:
             file=sys.stderr,
         )
     try:
-        history = fit(model, guide, dataset, config.train, run=run, resume=options.resume, progress=options.progress)
+        history = fit(
+            model,
+            guide,
+            dataset,
+            config.train,
+            run=run,
+            resume=options.resume,
+            progress=options.progress,
+            say=(lambda line: print(line, file=sys.stderr)) if rank0 else None,
+        )
     except KeyboardInterrupt:
         done = len(run.metrics())
         if done == 0:
@@ -449,7 +459,8 @@ def _compare_run(args) -> Path:
 
 
 def _diagnose_run(args) -> Path:
-    from pvae import az
+    from pvae import az, distributed
+    from pvae.config import restore
     from pvae.data import evaluation_split
     from pvae.diagnostics import DiagnoseConfig, describe_diagnostics, diagnose
     from pvae.evaluate import reconstruct
@@ -457,11 +468,17 @@ def _diagnose_run(args) -> Path:
     from pvae.plots.diagnostics import diagnostic_figures
 
     config = from_args(DiagnoseConfig, args)  # refuses bad settings before the run is read
-    run, run_config, dataset, model, guide = _open_run(args)
+    device = distributed.device_for_rank(args.device, _device(args))
+    run, run_config, dataset, model, guide = restore(args.run, device)
+    rank0 = distributed.rank_from_environment() == 0
+    if rank0:
+        _say_device(args.device, device)
     out = _results_folder(config.out, run, "diagnostics")
     part = evaluation_split(dataset, run_config.data, config.split)
     tic = time.perf_counter()
     head = slice(max(config.points, config.nuts_points, config.latent_points))  # diagnose reads no further
+    # under torchrun the ranks share the NUTS chains, rank 0 runs the rest and writes (no-op otherwise)
+    distributed.setup(device)
     results, idata = diagnose(
         model,
         guide,
@@ -470,6 +487,9 @@ def _diagnose_run(args) -> Path:
         config,
         progress=lambda name: print(f"diagnose: {name} ...", file=sys.stderr),
     )
+    distributed.shutdown()
+    if not rank0:
+        return out
     results.update(
         run=str(run.path),
         pair=f"{run_config.pair.model}/{run_config.pair.guide}",
@@ -656,10 +676,10 @@ def main(argv: list[str] | None = None) -> int:
     # under torchrun, a rank's messages say which rank it is, and a failing rank leaves at once
     # (os._exit, never waiting for the others): torchrun sees its status and stops the rest
     who = f"{distributed.rank_prefix()}pvae {args.command}"
-    if distributed.under_torchrun() and args.command not in ("train", "evaluate"):
+    if distributed.under_torchrun() and args.command not in ("train", "evaluate", "diagnose"):
         print(
-            f"{who}: error: under torchrun only `pvae train` and `pvae evaluate` run (their ranks share the "
-            f"work); run `pvae {args.command}` as one process, without torchrun",
+            f"{who}: error: under torchrun only `pvae train`, `pvae evaluate` and `pvae diagnose` run (their ranks "
+            f"share the work); run `pvae {args.command}` as one process, without torchrun",
             file=sys.stderr,
         )
         return distributed.leave(2)

@@ -37,7 +37,7 @@ from pyro.distributions import constraints
 from pyro.infer import MCMC, NUTS
 from pyro.poutine.util import site_is_subsample
 
-from pvae import az, options
+from pvae import az, distributed, options
 from pvae.data import SPLITS
 from pvae.device import module_device, to_device
 from pvae.evaluate import log_weights, pair_args, posterior_mean, sample_chunks
@@ -246,10 +246,12 @@ def nuts_reference(
     The datapoints' posteriors are independent given the decoder, so one NUTS run samples them
     jointly (diagonal mass matrix, adapted in warm-up). Each chain starts from its own draw from
     the prior, which is overdispersed with respect to any posterior, as R̂ needs; chains run one
-    after another, each with seed ``seed + chain``.
+    after another, each with seed ``seed + chain``. Under torchrun the ranks share the chains
+    (chain c on rank c mod world, with the same seed) and rank 0 gathers them.
 
     :returns: ``(draws, stats)``: site → ``(chains, draws, batch, *event)``, and
-        ``{"diverging": (chains, draws) bool, "step_size": (chains,)}``.
+        ``{"diverging": (chains, draws) bool, "step_size": (chains,)}``; under torchrun, ``None``
+        on every rank but 0.
     :raises NotApplicable: if a latent is discrete or not real-valued.
     """
     sites = _require_continuous(model, x, y)
@@ -257,23 +259,29 @@ def nuts_reference(
     def potential(values):
         return -log_joint(model, x, y, values).sum()
 
-    samples, diverging, step_sizes = {n: [] for n in sites}, [], []
+    # under torchrun, chain c runs on rank c mod world with the seed it has in one process: the ranks
+    # share the chains, and rank 0 gathers the same draws one process would have made
+    world, rank = distributed.world_size(), distributed.rank()
+    mine = {}
     with _frozen(model):  # the decoder is fixed: only z gets gradients
-        for chain in range(chains):
+        for chain in range(rank, chains, world):
             pyro.set_rng_seed(seed + chain)
             init = {n: site["value"] for n, site in latent_sites(model, x, y).items()}
             kernel = NUTS(potential_fn=potential, adapt_step_size=True, adapt_mass_matrix=True)
             mcmc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, initial_params=init, disable_progbar=True)
             mcmc.run()
-            for name, value in mcmc.get_samples().items():
-                samples[name].append(value.cpu().numpy())
             flags = np.zeros(draws, dtype=bool)
             flags[mcmc.diagnostics()["divergences"]["chain 0"]] = True
-            diverging.append(flags)
-            step_sizes.append(kernel.step_size)
-    return {n: np.stack(v) for n, v in samples.items()}, {
-        "diverging": np.stack(diverging),
-        "step_size": np.asarray(step_sizes),
+            samples = {name: value.cpu().numpy() for name, value in mcmc.get_samples().items()}
+            mine[chain] = (samples, flags, kernel.step_size)
+    shares = distributed.gather_object(mine)
+    if shares is None:  # another rank than 0: its chains went to rank 0
+        return None
+    by_chain = {chain: result for share in shares for chain, result in share.items()}
+    ordered = [by_chain[chain] for chain in range(chains)]
+    return {n: np.stack([samples[n] for samples, _, _ in ordered]) for n in sites}, {
+        "diverging": np.stack([flags for _, flags, _ in ordered]),
+        "step_size": np.asarray([step_size for _, _, step_size in ordered]),
     }
 
 
@@ -654,7 +662,8 @@ def diagnose(
     :param progress: called with the name of each part as it starts.
     :returns: ``(results, idata)``: a JSON-ready dict (settings, one entry per part, and
         ``not_applicable``: part → reason), and the ``InferenceData`` of the NUTS and guide
-        draws (``None`` when NUTS did not run).
+        draws (``None`` when NUTS did not run). Under torchrun the ranks share the NUTS chains
+        (:func:`nuts_reference`) and rank 0 runs the rest; the other ranks return ``(None, None)``.
     """
     say = progress or (lambda _: None)
     device = module_device(model)
@@ -663,6 +672,22 @@ def diagnose(
     model.eval()
     guide.eval()
     try:
+        if distributed.rank() != 0:  # under torchrun: this rank's NUTS chains, gathered by rank 0
+            if config.nuts_points and not traits(model, guide).point_estimate:
+                pyro.set_rng_seed(config.seed)
+                try:
+                    nuts_reference(
+                        model,
+                        x[: config.nuts_points],
+                        _rows(y, 0, config.nuts_points),
+                        config.chains,
+                        config.nuts_warmup,
+                        config.nuts_draws,
+                        config.seed,
+                    )
+                except NotApplicable:  # rank 0 finds the same and says so
+                    pass
+            return None, None
         return _diagnose(model, guide, x, y, config, say)
     finally:
         model.train(was_training[0])

@@ -289,48 +289,182 @@ def log_mean_exp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
 
 
+class TraceMismatch(ValueError):
+    """The compiled loss disagreed with the eager one, or ``torch.jit.trace`` could not record it."""
+
+
+#: Relative tolerance of the check of a compiled loss against the eager one: the trace replays the
+#: same kernels, so a sound trace agrees to rounding; a frozen value or branch misses by far more.
+TRACE_RTOL = 1e-4
+
+#: ``--jit`` modes: compile where it is checked sound (else eager), compile or refuse, never compile.
+JIT_MODES = ("auto", "on", "off")
+
+
 class TracedLoss(torch.nn.Module):
-    """A loss module compiled with ``torch.jit.trace``, once per shape of its tensor inputs.
+    """A loss module compiled with ``torch.jit.trace``, once per shape of its tensor inputs, each
+    compilation checked against the eager loss before it is used.
 
     Tracing records the tensor operations of one call of the model, the guide and the
     estimator, including the draws of z (the noise is redrawn at every call), and replays them
     without Pyro's Python-level bookkeeping. Valid for pairs with static structure: the same
-    sites, in the same order, for every batch. A Python float in the pair is frozen into the
-    trace; beta is a tensor buffer, so changing it (:meth:`Loss.set_beta`) reaches the trace.
-    (``torch.jit`` is deprecated upstream
+    sites, in the same order, for every batch. A Python number computed from a tensor, or a
+    Python branch on one, is frozen into the trace; beta is a tensor buffer, so changing it
+    (:meth:`Loss.set_beta`) reaches the trace.
+
+    The check: on a draw of z other than the tracing one (and, through :meth:`compile`, on a
+    batch other than the tracing one), the compiled loss's value and gradient must equal the
+    eager loss's at the same draw within :data:`TRACE_RTOL` (Pyro's own ``TraceMeanField_ELBO``
+    fails it: its value is frozen, its gradient right). Every random generator is left as it was,
+    so a compiled run draws the same noise as an eager one. (``torch.jit`` is deprecated upstream
     in favour of ``torch.compile``, which still breaks its graph on Pyro's handlers.)
 
     :param loss_fn: a loss module, e.g. from :func:`loss_module`.
+    :param fallback: when a check fails, run the eager loss from then on and say why (``--jit
+        auto``); otherwise raise :class:`TraceMismatch` (``--jit on``).
+    :param say: called with one line when the loss falls back to eager execution.
+    :raises ValueError: for an estimator a trace cannot hold (:func:`untraceable_reason`).
     """
 
-    def __init__(self, loss_fn: torch.nn.Module):
+    def __init__(self, loss_fn: torch.nn.Module, fallback: bool = False, say: Callable[[str], None] | None = None):
         super().__init__()
         why = untraceable_reason(loss_fn.elbo) if isinstance(loss_fn, Loss) else None
         if why is not None:
-            raise ValueError(f"torch.jit.trace cannot compile the loss: {why}; drop --jit")
+            raise ValueError(f"torch.jit.trace cannot compile the loss: {why}; use --jit auto or --jit off")
         self.loss_fn = loss_fn
+        self.fallback = fallback
+        self.say = say
+        #: why the loss runs eagerly after a failed check (``None`` while it runs compiled)
+        self.eager_reason: str | None = None
+        #: one record per checked compilation: ``shapes``, ``value_error``, ``gradient_error`` (relative)
+        self.checks: list[dict] = []
         self._compiled: dict[tuple, torch.jit.ScriptModule] = {}
+
+    @property
+    def beta(self) -> torch.Tensor | None:
+        """The eager loss's beta (see :meth:`Loss.set_beta`), which the trace reads."""
+        return self.loss_fn.beta
+
+    def set_beta(self, value: float) -> None:
+        """Change beta in place: the compiled loss follows (see :meth:`Loss.set_beta`)."""
+        self.loss_fn.set_beta(value)
 
     @property
     def compilations(self) -> int:
         """How many times a trace was recorded (one per distinct input shape)."""
         return len(self._compiled)
 
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        key = tuple((a.shape, a.dtype) for a in args)
-        if key not in self._compiled:
-            cuda = sorted({a.device for a in args if a.device.type == "cuda"}, key=str)
-            # fork_rng: the tracing run's draws are undone, so a call draws the same noise as
-            # the eager loss would, compiled or not.
-            with warnings.catch_warnings(), pyro.validation_enabled(False), torch.random.fork_rng(cuda):
+    def compile(self, args: tuple[torch.Tensor, ...], check_args: tuple[torch.Tensor, ...] | None = None) -> bool:
+        """Record the trace for the shapes of ``args`` and check it on ``check_args`` (same shapes;
+        default ``args``) at a fresh draw. Leaves every random generator as it was.
+
+        :returns: whether the loss runs compiled for these shapes (``False`` after a fallback).
+        :raises TraceMismatch: when the check fails and ``fallback`` is off.
+        """
+        key = _shapes(args)
+        if self.eager_reason is not None:
+            return False
+        if key in self._compiled:
+            return True
+        check_args = args if check_args is None else check_args
+        if _shapes(check_args) != key:
+            raise ValueError(f"the check batch has shapes {_shapes(check_args)}, the traced one {key}")
+        devices = sorted({a.device for a in args if a.device.type == "cuda"}, key=str)
+        try:
+            # fork_rng: the tracing and checking draws are undone, so the next call draws the same
+            # noise as the eager loss would, compiled or not
+            # enable_grad: the check compares gradients, even when the first call comes under no_grad
+            with (
+                warnings.catch_warnings(),
+                pyro.validation_enabled(False),
+                torch.random.fork_rng(devices),
+                torch.enable_grad(),
+            ):
                 # The tracer warns about every Python-level branch on a tensor: Pyro's NaN checks
                 # and zero tests, which are constant for a static pair.
                 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
                 warnings.filterwarnings(
                     "ignore", message=r".*torch\.jit\.trace.*deprecated", category=DeprecationWarning
                 )
-                self._compiled[key] = torch.jit.trace(self.loss_fn, args, check_trace=False)
-        # Plain autograd through the recorded graph: on CPU, the profiling executor's
-        # differentiable subgraphs are slower (its ReLU gradient is a compare and a multiply).
+                try:
+                    compiled = torch.jit.trace(self.loss_fn, args, check_trace=False)
+                except Exception as error:  # whatever the tracer cannot record
+                    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                    raise TraceMismatch(f"torch.jit.trace could not record the loss ({first})") from error
+                # the tracing run moved the generators on: this draw is a fresh one
+                self.checks.append({"shapes": [list(s) for s, _ in key], **self._check(compiled, check_args)})
+        except TraceMismatch as error:
+            if not self.fallback:
+                raise TraceMismatch(f"{error}; --jit auto runs such a loss eagerly, --jit off always") from None
+            self.eager_reason = str(error)
+            if self.say is not None:
+                self.say(describe_execution(self))
+            return False
+        self._compiled[key] = compiled
+        return True
+
+    def _check(self, compiled: torch.jit.ScriptModule, args: tuple[torch.Tensor, ...]) -> dict:
+        """Value and gradient of the compiled and the eager loss at the same draw; raises
+        :class:`TraceMismatch` unless they agree within :data:`TRACE_RTOL`."""
+        params = [p for p in self.loss_fn.parameters() if p.requires_grad]
+        devices = [a.device for a in args if a.device.type == "cuda"]
+        state = torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices]
+        eager = self.loss_fn(*args)
+        eager_grads = torch.autograd.grad(eager, params, allow_unused=True) if params else ()
+        torch.set_rng_state(state[0])
+        for d, s in zip(devices, state[1], strict=True):
+            torch.cuda.set_rng_state(s, d)
         with torch.jit.optimized_execution(False):
-            return self._compiled[key](*args)
+            traced = compiled(*args)
+        traced_grads = torch.autograd.grad(traced, params, allow_unused=True) if params else ()
+        eager, traced = float(eager.detach()), float(traced.detach())
+        value_error = abs(traced - eager) / max(1.0, abs(eager))
+        if not value_error <= TRACE_RTOL:  # NaN included
+            raise TraceMismatch(
+                f"the compiled loss gave {traced:.6g} where the eager one gave {eager:.6g} at the same draw: the "
+                "trace froze a value or a branch"
+            )
+        if [g is None for g in eager_grads] != [g is None for g in traced_grads]:
+            raise TraceMismatch("the compiled loss's gradient reaches other parameters than the eager one's")
+        pairs = [(e, t) for e, t in zip(eager_grads, traced_grads, strict=True) if e is not None]
+        size = max((float(e.abs().max()) for e, _ in pairs), default=0.0)
+        gap = max((float((e - t).abs().max()) for e, t in pairs), default=0.0)
+        gradient_error = gap / size if size > 0 else gap
+        if not gradient_error <= TRACE_RTOL:
+            raise TraceMismatch(
+                f"the compiled loss's gradient is off by {gradient_error:.2g} (relative) from the eager one's at the "
+                "same draw: the trace froze a value or a branch"
+            )
+        return {"value_error": value_error, "gradient_error": gradient_error}
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        if self.eager_reason is None:
+            key = _shapes(args)
+            if key in self._compiled or self.compile(args):
+                # Plain autograd through the recorded graph: on CPU, the profiling executor's
+                # differentiable subgraphs are slower (its ReLU gradient is a compare and a multiply).
+                with torch.jit.optimized_execution(False):
+                    return self._compiled[key](*args)
+        return self.loss_fn(*args)
+
+
+def _shapes(args: tuple[torch.Tensor, ...]) -> tuple:
+    return tuple((a.shape, a.dtype) for a in args)
+
+
+def describe_execution(loss_fn: torch.nn.Module) -> str:
+    """One line saying how a loss module runs: compiled (and how closely its check agreed) or
+    eager, and why."""
+    if isinstance(loss_fn, TracedLoss):
+        if loss_fn.eager_reason is not None:
+            return f"loss: eager, because {loss_fn.eager_reason} (--jit off skips the trace)"
+        if not loss_fn.checks:
+            return "loss: compiled with torch.jit.trace at its first batch, after a check against the eager loss"
+        worst = max(max(c["value_error"], c["gradient_error"]) for c in loss_fn.checks)
+        agree = "equal to the eager loss's" if worst == 0 else f"within {worst:.0e} (relative) of the eager loss's"
+        return (
+            f"loss: compiled with torch.jit.trace, its value and gradient on a fresh draw {agree} "
+            "(--jit off runs it eagerly)"
+        )
+    why = untraceable_reason(loss_fn.elbo) if isinstance(loss_fn, Loss) else None
+    return f"loss: eager, because {why}" if why else "loss: eager (--jit off)"

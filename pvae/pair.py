@@ -418,7 +418,7 @@ def check_compatible(pair: Traits, dataset: Dataset, config: TrainConfig | None 
     model that does not use them all, fewer classes than the data's, a semi-supervised model without
     a classifying guide or without the enumerating estimator, the mean-field estimator for a guide
     that is not mean-field, ``tcvae`` for a pair with latent sites other than ``"z"``, an unknown
-    estimator or a bad alpha, ``--jit`` with an estimator it cannot compile. (``tcvae``'s need for a
+    estimator or a bad alpha, ``--jit on`` with an estimator it cannot compile. (``tcvae``'s need for a
     diagonal Gaussian q(z|x) is checked when its loss first runs: the traits do not say the family.)
 
     :param pair: the pair's :class:`Traits`.
@@ -474,8 +474,11 @@ def check_compatible(pair: Traits, dataset: Dataset, config: TrainConfig | None 
     if config is not None:
         elbo = make_elbo(config.elbo, alpha=config.alpha)  # refuses an unknown name or a bad alpha
         why = untraceable_reason(elbo)
-        if config.jit and why is not None:
-            raise ValueError(f"--jit compiles the loss with torch.jit.trace, but {why}: drop --jit")
+        if config.jit == "on" and why is not None:
+            raise ValueError(
+                f"--jit on compiles the loss with torch.jit.trace, but {why}: use --jit auto (eager where a trace "
+                "cannot hold the loss) or --jit off"
+            )
 
 
 def applicable_estimators(pair: Traits, dataset: Dataset, train: TrainConfig) -> dict[str, bool | str]:
@@ -492,7 +495,7 @@ def applicable_estimators(pair: Traits, dataset: Dataset, train: TrainConfig) ->
     reasons: dict[str, bool | str] = {}
     for name in ESTIMATORS:
         try:
-            check_compatible(pair, dataset, replace(train, elbo=name, jit=False, alpha=None))
+            check_compatible(pair, dataset, replace(train, elbo=name, jit="off", alpha=None))
             reasons[name] = True
         except ValueError as error:
             reasons[name] = str(error)

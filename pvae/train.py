@@ -7,6 +7,7 @@
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyro
@@ -17,9 +18,18 @@ from pvae import data as pdata
 from pvae import distributed, options
 from pvae.device import module_device, to_device
 from pvae.estimators import ESTIMATORS, make_elbo
-from pvae.evaluate import evaluate, pair_args
-from pvae.objectives import BETA_SCHEDULES, BetaSchedule, Loss, TracedLoss, backward, loss_module
-from pvae.pair import check_compatible, check_pair
+from pvae.evaluate import evaluate, evaluate_shared, pair_args
+from pvae.objectives import (
+    BETA_SCHEDULES,
+    JIT_MODES,
+    BetaSchedule,
+    Loss,
+    TracedLoss,
+    backward,
+    describe_execution,
+    loss_module,
+)
+from pvae.pair import Traits, check_compatible, check_pair
 from pvae.runs import Run, rng_state, set_rng_state
 
 
@@ -47,7 +57,9 @@ class TrainConfig:
         equal wall-clock time); the last epoch is then partial.
     :param seed: seeds torch, numpy and Python's RNGs (initialisation, batches, binarization, z).
     :param jit: compile the loss with ``torch.jit.trace`` (faster steps; see
-        :class:`pvae.objectives.TracedLoss`).
+        :class:`pvae.objectives.TracedLoss`): ``auto`` compiles where the estimator allows it and
+        the compiled loss matches the eager one (value and gradient, on a fresh draw), and runs
+        eagerly otherwise; ``on`` compiles or refuses; ``off`` never compiles.
     :param validate: keep Pyro's argument and support checks on for every step; by default they
         check the first batch only, since they cost about as much as the rest of Pyro's bookkeeping.
     """
@@ -62,7 +74,7 @@ class TrainConfig:
     alpha: float | None = None
     max_seconds: float | None = None
     seed: int = 0
-    jit: bool = False
+    jit: str = field(default="auto", metadata=options.choices(JIT_MODES))
     validate: bool = False
     beta_schedule: str = field(default="constant", metadata=options.choices(lambda: sorted(BETA_SCHEDULES)))
     beta_warmup: float = 10.0
@@ -70,6 +82,8 @@ class TrainConfig:
     beta_ramp: float = 0.5
 
     def __post_init__(self):
+        if isinstance(self.jit, bool):  # config.json of runs written before --jit had modes
+            object.__setattr__(self, "jit", "on" if self.jit else "off")
         options.seed(self, "seed")
         options.check_choices(self)
         options.positive(self, "epochs", "batch_size", "lr", "particles", "beta_warmup", "beta_cycles")
@@ -91,9 +105,15 @@ def check_alpha(config) -> None:
 
 
 def make_loss(
-    model: torch.nn.Module, guide: torch.nn.Module, config: TrainConfig, dataset_size: int | None = None
+    model: torch.nn.Module,
+    guide: torch.nn.Module,
+    config: TrainConfig,
+    dataset_size: int | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> torch.nn.Module:
-    """The loss module ``fit`` trains: the negative (beta-)ELBO summed over a batch.
+    """The loss module ``fit`` trains: the negative (beta-)ELBO summed over a batch; a
+    :class:`pvae.objectives.TracedLoss` unless ``config.jit`` is ``off`` or (``auto``) the
+    estimator cannot be traced (:func:`pvae.objectives.describe_execution` says which).
 
     :param model: the generative model.
     :param guide: the amortized guide.
@@ -110,7 +130,9 @@ def make_loss(
     )
     schedule = config.schedule()
     loss_fn = loss_module(model, guide, elbo, beta=schedule(0.0), scheduled=not schedule.is_constant)
-    return TracedLoss(loss_fn) if config.jit else loss_fn
+    if config.jit == "off" or (config.jit == "auto" and not loss_fn.traceable):
+        return loss_fn
+    return TracedLoss(loss_fn, fallback=config.jit == "auto", say=say)
 
 
 def check_estimator(
@@ -195,6 +217,7 @@ def fit(
     run: Run | None = None,
     resume: bool = False,
     progress: bool = True,
+    say: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Maximise the (beta-)ELBO of ``model`` and ``guide`` on ``dataset.train``.
 
@@ -206,8 +229,9 @@ def fit(
     (``config.batch_size`` is the global batch); z and dynamic binarization draw from the rank's own
     stream, reseeded at every epoch from (seed, rank, epoch), so that a resumed run repeats the
     uninterrupted one without the other ranks' RNG states in the checkpoint. Gradients are averaged
-    across ranks after every backward (:func:`shared_step`). Rank 0 alone validates and writes the
-    run; the others wait for its metrics, which every rank returns.
+    across ranks after every backward (:func:`shared_step`). The ranks share the validation
+    datapoints (:func:`pvae.evaluate.evaluate_shared`); rank 0 alone writes the run, and every rank
+    returns its metrics.
 
     :param model: the generative model, on the device to train on (the guide on the same one);
         each batch moves there from the host when it is used.
@@ -217,6 +241,8 @@ def fit(
     :param run: the run directory to write metrics and checkpoints to (None: nothing is written).
     :param resume: continue from the run's checkpoint (parameters, optimizer, RNG, epoch).
     :param progress: show a tqdm bar with epoch, step and loss.
+    :param say: called with the lines a user should read: which way the loss runs (compiled, checked
+        against the eager loss before the first step, or eager and why).
     :returns: the metrics, one dict per epoch: ``epoch``, ``steps`` (fewer than an epoch's
         when ``config.max_seconds`` ends training), ``train_loss`` (the negative
         objective, averaged over the epoch's datapoints), ``val_elbo`` (``None`` for a guide
@@ -245,6 +271,11 @@ def fit(
     if world > 1:
         distributed.check_batch_size(config.batch_size)
         distributed.broadcast_parameters(loss_fn)  # the same seed gave the same ones; this makes sure
+    if isinstance(loss_fn, TracedLoss):
+        _compile_first(loss_fn, pair, dataset, config.batch_size)
+        loss_fn.say = say  # from now on, for a later compilation (another batch shape) that falls back
+    if say is not None:
+        say(describe_execution(loss_fn))
     optimizer = torch.optim.Adam(loss_fn.parameters(), lr=config.lr)
     start, history = _resume(run, model, guide, optimizer) if resume and run is not None else (0, [])
 
@@ -302,10 +333,22 @@ def fit(
 
             # validate and log
             beta = schedule(epoch + (taken - 1) / steps)  # at the epoch's last step
-            # under torchrun rank 0 validates alone (the simplest correct way) and the others wait for its row
+            # under torchrun the ranks share the validation datapoints (draws seeded per epoch and rank) and
+            # rank 0 gathers them; each rank's training stream is reseeded at the next epoch anyway
             row = None
-            if rank == 0:
+            if world == 1:
                 val = evaluate(model, guide, dataset.val.images(), dataset.val.y, num_samples=1, batch_size=1000)
+            else:
+                val = evaluate_shared(
+                    model,
+                    guide,
+                    dataset.val.images(),
+                    dataset.val.y,
+                    1,
+                    1000,
+                    distributed.rank_seed(config.seed, epoch),
+                )
+            if rank == 0:
                 row = _epoch_metrics(epoch + 1, taken, float(total) / seen, val, beta, seconds)
             history.append(distributed.broadcast_object(row))
             val_objective = history[-1]["val_objective"]
@@ -329,6 +372,29 @@ def _first_pass(eager: Loss, model: torch.nn.Module, dataset: pdata.Dataset) -> 
     x0 = dataset.training_batch(to_device(train.images(slice(2)), device))
     with pyro.validation_enabled(True):
         eager.estimate(*pair_args(model, x0, y0, training=True))
+
+
+def _compile_first(loss_fn: TracedLoss, pair: Traits, dataset: pdata.Dataset, batch_size: int) -> None:
+    """Compile the loss for this rank's share of a full batch, traced on the first such slice of the
+    training split and checked on the next (a batch other than the traced one, as well as a fresh
+    draw), every random generator left as it was."""
+    train, device = dataset.train, module_device(loss_fn)
+    world, rank = distributed.world_size(), distributed.rank()
+    n = min(batch_size // world + (rank < batch_size % world), len(train))
+    slices = [slice(0, n), slice(n, 2 * n) if 2 * n <= len(train) else slice(0, n)]
+    labelled = [bool(train.labelled[s].all()) for s in slices]
+    if labelled[0] != labelled[1]:
+        slices[1] = slices[0]
+    state = rng_state()  # dynamic binarization draws too
+    try:
+        args = []
+        for s in slices:
+            x = dataset.training_batch(to_device(train.images(s), device))
+            y = to_device(train.y[s], device) if labelled[0] else None
+            args.append(pair_args(pair, x, y, training=True))
+        loss_fn.compile(*args)
+    finally:
+        set_rng_state(state)
 
 
 def _steps_per_epoch(train: pdata.Split, batch_size: int, semi_supervised: bool) -> int:

@@ -535,6 +535,7 @@ def test_bad_input(case: Case, workspace: Path, request, monkeypatch, capsys):
     if case.patch is not None:
         case.patch(monkeypatch)
     argv = [a.format(run=workspace / "run", user=workspace / "user") for a in case.argv]
+    capsys.readouterr()  # what the fixtures printed (the trained run's banner) is not the command's
     before = _tree(workspace)
     try:
         try:

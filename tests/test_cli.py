@@ -99,7 +99,7 @@ def test_resume_extends_a_run_and_refuses_other_settings(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["epochs"] == 3
     capsys.readouterr()
     assert main([*common, "--epochs", "4", "--resume", "--lr", "0.01"]) == 2
-    assert "only --epochs may change" in capsys.readouterr().err
+    assert "only --epochs and --jit may change" in capsys.readouterr().err
 
 
 def test_ae_preset_trains_the_autoencoder_and_reports_no_bound(tmp_path, capsys):

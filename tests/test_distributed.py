@@ -147,7 +147,7 @@ def test_without_torchrun_everything_is_a_single_process():
     "argv, message",
     [
         (["train", "--data", "digits", "--batch-size", "1"], "--batch-size 1 is the global batch, split across the 2"),
-        (["plot", "no-run"], "under torchrun only `pvae train` and `pvae evaluate` run"),
+        (["plot", "no-run"], "under torchrun only `pvae train`, `pvae evaluate` and `pvae diagnose` run"),
     ],
 )
 def test_torchrun_refuses_what_it_cannot_do_before_joining_the_other_ranks(tmp_path, argv, message):
@@ -208,6 +208,22 @@ def test_a_rank_that_raises_stops_the_other_with_its_message(tmp_path, monkeypat
     assert run.load_checkpoint()["epoch"] == 1
     assert not (tmp_path / "run" / "summary.json").exists()
 
+    # the first epoch's validation was shared: each rank scored its half of the validation split with
+    # draws seeded from (the epoch's seed, rank), and rank 0 summarized both halves; one process with
+    # the checkpoint's weights and the same seeds gives the same numbers
+    from pvae.config import restore
+
+    _, config, dataset, model, guide = restore(tmp_path / "run")
+    val, shares = dataset.val, []
+    for rank, index in enumerate(torch.arange(len(val)).tensor_split(2)):
+        pyro.set_rng_seed(distributed.rank_seed(distributed.rank_seed(config.train.seed, 0), rank) % 2**32)
+        scores = evaluate(model, guide, val.images(index), val.y[index], 1, 1000, per_datapoint=True)
+        shares.append(scores["per_datapoint"])
+    values = {key: torch.cat([share[key] for share in shares]) for key in shares[0]}
+    want = summarize(values, model, guide, val.images(), val.y, 1)
+    assert run.metrics()[0]["val_elbo"] == pytest.approx(want["elbo"], rel=1e-5)
+    assert run.metrics()[0]["val_kl"] == pytest.approx(want["kl"], rel=1e-5)
+
 
 @pytest.mark.slow
 def test_a_two_process_run_matches_a_one_process_run_and_resumes(tmp_path):
@@ -248,3 +264,60 @@ def test_a_two_process_run_matches_a_one_process_run_and_resumes(tmp_path):
         assert a["val_elbo"] == pytest.approx(b["val_elbo"], rel=1e-5)
     summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
     assert summary["test"]["elbo"] == pytest.approx(Run(tmp_path / "two").summary()["test"]["elbo"], rel=1e-4)
+
+
+def test_diagnose_under_torchrun_shares_the_nuts_chains_and_writes_what_one_process_writes(tmp_path):
+    """Chain c runs on rank c mod 2 with the seed it has in one process: the same draws, the same files."""
+    from pvae.cli import main
+
+    assert main([*TRAIN, "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    settings = ["--points", "8", "--khat-samples", "100", "--nuts-points", "2", "--chains", "3"]
+    settings += ["--nuts-warmup", "40", "--nuts-draws", "40", "--samples", "50", "--local-steps", "5"]
+    settings += ["--elbo-samples", "20", "--latent-points", "50"]
+    two = _torchrun(tmp_path, LAUNCH, "diagnose", "run", *settings, "--out", "two")
+    assert two.returncode == 0, two.stderr
+    assert two.stderr.count("diagnose: nuts ...") == 1  # rank 0 alone speaks
+    one = subprocess.run(
+        [sys.executable, "-m", "pvae", "diagnose", "run", *settings, "--out", "one"],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert one.returncode == 0, one.stderr
+
+    def numbers(folder: str) -> dict:
+        results = json.loads((tmp_path / folder / "diagnostics.json").read_text())
+        for part in results.values():
+            if isinstance(part, dict):
+                part.pop("seconds", None)
+        results.pop("seconds")
+        results["settings"].pop("out")
+        return results
+
+    want, got = numbers("one"), numbers("two")
+    assert got["nuts"]["converged"] == want["nuts"]["converged"]
+    _assert_close(got, want)
+    assert sorted(p.name for p in (tmp_path / "two").rglob("*")) == sorted(
+        p.name for p in (tmp_path / "one").rglob("*")
+    )
+
+
+def _assert_close(got, want, where: str = "") -> None:
+    """Nested JSON values equal, floats to 1e-6 relative (the same draws; the ranks may sum in another order)."""
+    if isinstance(want, dict):
+        assert sorted(got) == sorted(want), where
+        for key in want:
+            _assert_close(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        assert len(got) == len(want), where
+        for i, (a, b) in enumerate(zip(got, want, strict=True)):
+            _assert_close(a, b, f"{where}[{i}]")
+    elif isinstance(want, float) and not math.isnan(want):
+        assert got == pytest.approx(want, rel=1e-6, abs=1e-9), where
+    elif isinstance(want, float):
+        assert math.isnan(got), where
+    else:
+        assert got == want, where

@@ -122,12 +122,16 @@ def test_traced_loss_compiles_once_per_shape_and_estimates_the_same_loss(digits)
 @pytest.mark.statistical
 def test_training_with_jit_matches_eager_training(digits):
     model, guide = _pair(digits)
-    eager = fit(model, guide, digits, TrainConfig(epochs=4, batch_size=100, seed=derived_seed(5)), progress=False)
+    eager = fit(
+        model, guide, digits, TrainConfig(epochs=4, batch_size=100, seed=derived_seed(5), jit="off"), progress=False
+    )
     model, guide = _pair(digits)
     jit = fit(
-        model, guide, digits, TrainConfig(epochs=4, batch_size=100, seed=derived_seed(5), jit=True), progress=False
+        model, guide, digits, TrainConfig(epochs=4, batch_size=100, seed=derived_seed(5), jit="on"), progress=False
     )
-    assert jit[-1]["val_elbo"] == pytest.approx(eager[-1]["val_elbo"], abs=1.0)
+    # the same draws (compiling and checking leave the generators as they were), the same kernels
+    assert [m["train_loss"] for m in jit] == pytest.approx([m["train_loss"] for m in eager], rel=1e-5)
+    assert jit[-1]["val_elbo"] == pytest.approx(eager[-1]["val_elbo"], rel=1e-5)
     assert jit[-1]["val_elbo"] > jit[0]["val_elbo"] + 3
 
 
@@ -243,9 +247,9 @@ def test_max_seconds_ends_training_after_the_step_that_spends_it(digits, tmp_pat
 @pytest.mark.parametrize(
     "settings,message",
     [
-        ({"elbo": "iwae", "jit": True}, "no differentiable loss.*drop --jit"),
-        ({"elbo": "graph", "jit": True}, "no differentiable loss.*drop --jit"),
-        ({"elbo": "dreg", "jit": True}, "hook.*drop --jit"),
+        ({"elbo": "iwae", "jit": "on"}, "no differentiable loss.*--jit auto"),
+        ({"elbo": "graph", "jit": "on"}, "no differentiable loss.*--jit auto"),
+        ({"elbo": "dreg", "jit": "on"}, "hook.*--jit auto"),
         ({"elbo": "trace", "alpha": 0.5}, "only renyi take"),
         ({"elbo": "renyi", "alpha": 1.0}, "alpha=1 is the ELBO"),
     ],

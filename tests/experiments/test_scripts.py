@@ -30,9 +30,9 @@ def test_bench_speed_times_the_burgess_nets_against_a_reference_with_the_same_ne
     import bench_speed
 
     argv = ["--net", "burgess", "--z-dim", "10", "--hidden", "256", "--batch-sizes", "4"]
-    argv += ["--variants", "pvae meanfield"]
+    argv += ["--variants", "pvae meanfield (default)"]
     results = bench_speed.main([*argv, "--rounds", "1", "--steps", "1", "--warmup", "1", "--out", str(tmp_path)])
-    assert set(results[4]) == {"reference", "reference (control copy)", "pvae meanfield"}
+    assert set(results[4]) == {"reference", "reference (control copy)", "pvae meanfield (default)"}
     assert json.loads((tmp_path / "results.json").read_text())["settings"]["net"] == "burgess"
 
 
