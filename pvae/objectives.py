@@ -414,10 +414,16 @@ class TracedLoss(torch.nn.Module):
         torch.set_rng_state(state[0])
         for d, s in zip(devices, state[1], strict=True):
             torch.cuda.set_rng_state(s, d)
-        with torch.jit.optimized_execution(False):
-            traced = compiled(*args)
-        traced_grads = torch.autograd.grad(traced, params, allow_unused=True) if params else ()
+        try:
+            with torch.jit.optimized_execution(False):
+                traced = compiled(*args)
+            traced_grads = torch.autograd.grad(traced, params, allow_unused=True) if params else ()
+        except Exception as error:  # a recording that cannot be replayed
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise TraceMismatch(f"the compiled loss failed where the eager one ran ({first})") from error
         eager, traced = float(eager.detach()), float(traced.detach())
+        if not math.isfinite(eager):
+            raise TraceMismatch(f"the eager loss is {eager} on the check's draw, so nothing could be compared")
         value_error = abs(traced - eager) / max(1.0, abs(eager))
         if not value_error <= TRACE_RTOL:  # NaN included
             raise TraceMismatch(

@@ -176,3 +176,17 @@ def test_semi_supervised_m2_trains_under_the_default(digits):
     )
     assert lines[0].startswith("loss: compiled"), lines
     assert history[0]["val_elbo"] < 0
+
+
+def test_a_loss_that_is_not_finite_at_the_check_runs_eagerly_and_says_why(digits):
+    class Diverged(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            return x.sum() * self.w * float("nan")
+
+    auto = TracedLoss(Diverged(), fallback=True)
+    assert not auto.compile((torch.ones(3, 2),))
+    assert auto.eager_reason == "the eager loss is nan on the check's draw, so nothing could be compared"
