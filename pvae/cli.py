@@ -67,6 +67,7 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
             ("pvae.train:TrainConfig", {"defaults": TRAIN_DEFAULTS}),
             ("pvae.evaluate:EvaluateConfig", {"only": ("samples",)}),  # K of the final test log p(x)
             ("pvae.runs:RunOptions", {"defaults": TRAIN_DEFAULTS}),
+            ("pvae.tensorboard:TensorBoardConfig", {}),
         ],
     ),
     "evaluate": ("ELBO, its terms and importance-sampled log p(x) of a run", [("pvae.evaluate:EvaluateConfig", {})]),
@@ -210,10 +211,14 @@ def _train(args) -> Path:
     from pvae.memory import check_step_memory
     from pvae.pair import check_compatible, resolve_pair, traits
     from pvae.runs import Run, RunOptions, check_writable
+    from pvae.tensorboard import FOLDER, TensorBoardConfig, TensorBoardLog, check_available
     from pvae.train import TrainConfig, check_estimator, fit
 
     # every option is checked before anything is read or written
     data_config, options = from_args(data.DataConfig, args), from_args(RunOptions, args)
+    board = from_args(TensorBoardConfig, args)
+    if board.tensorboard:
+        check_available()
     evaluation = EvaluateConfig(samples=args.samples, seed=args.seed)
     model_name, guide_name, elbo, beta = resolve_pair(args.model, args.guide, args.elbo, args.beta, args.beta_schedule)
     epochs = args.epochs if args.epochs is not None else (100 if args.data == "digits" else 10)
@@ -279,6 +284,8 @@ def _train(args) -> Path:
             f"epoch{'s' if epochs != 1 else ''} on {describe_device(args.device, device)}{processes} → {out}",
             file=sys.stderr,
         )
+    say = (lambda line: print(line, file=sys.stderr)) if rank0 else None
+    log = TensorBoardLog(out / FOLDER, dataset, board, epochs, say) if board.tensorboard and rank0 else None
     try:
         history = fit(
             model,
@@ -288,7 +295,8 @@ def _train(args) -> Path:
             run=run,
             resume=options.resume,
             progress=options.progress,
-            say=(lambda line: print(line, file=sys.stderr)) if rank0 else None,
+            say=say,
+            log=log,
         )
     except KeyboardInterrupt:
         done = len(run.metrics())
@@ -297,6 +305,9 @@ def _train(args) -> Path:
         raise Interrupted(
             f"interrupted after epoch {done} of {epochs}; the same command with --resume continues from {out}"
         ) from None
+    finally:
+        if log is not None:
+            log.close()  # what was logged is on disk whatever happened; finish opens a file of its own
     if not rank0:  # the ranks share the test evaluation, then rank 0 plots alone
         distributed.barrier()  # rank 0 has written the last checkpoint and the training summary
         _evaluate_run(out, evaluation, device)
@@ -313,7 +324,9 @@ def _train(args) -> Path:
     run.update_summary(training=training)
     distributed.barrier()
     try:
-        _evaluate_run(out, evaluation, device)
+        test = _evaluate_run(out, evaluation, device)
+        if log is not None:
+            log.finish(sum(m["steps"] for m in history), config.to_dict(), test)
         distributed.shutdown()
         _plot_run(out, device)
     except KeyboardInterrupt:
@@ -620,7 +633,8 @@ def _train_command(args) -> None:
 
     out = _train(args)
     if distributed.rank_from_environment() == 0:
-        print(f"results in {out}: summary.json, metrics.jsonl, checkpoint.pt, figures/")
+        board = f", tensorboard/ (tensorboard --logdir {out})" if args.tensorboard else ""
+        print(f"results in {out}: summary.json, metrics.jsonl, checkpoint.pt, figures/{board}")
 
 
 def _evaluate_command(args) -> None:

@@ -31,10 +31,12 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 FIGURES = "figures"
-#: Folders whose files pvae writes (figures of train/plot/sample, compare-elbos, diagnose).
-OUTPUT_FOLDERS = (FIGURES, "elbos", "diagnostics")
+#: Folders whose files pvae writes (figures of train/plot/sample, compare-elbos, diagnose, train --tensorboard).
+OUTPUT_FOLDERS = (FIGURES, "elbos", "diagnostics", "tensorboard")
 #: Kinds of file pvae writes inside :data:`OUTPUT_FOLDERS`.
 OUTPUT_SUFFIXES = (".png", ".json", ".md", ".nc")
+#: How TensorBoard's event files are named (their suffix is a counter); pvae's own in ``tensorboard/``.
+EVENTS_PREFIX = "events.out.tfevents."
 #: Age in seconds past which a temporary file of a run being read counts as orphaned: a live write
 #: of another process (``pvae plot`` while training) finishes in less.
 STALE_SECONDS = 600.0
@@ -116,12 +118,13 @@ class Run:
 
     def own_files(self) -> list[Path]:
         """The files of this run that pvae wrote: ``config.json``, ``checkpoint.pt``, ``metrics.jsonl``,
-        ``summary.json``, and the ``.png``/``.json``/``.md``/``.nc`` files under ``figures/``, ``elbos/``
-        and ``diagnostics/``. What :meth:`create` deletes on ``overwrite``; every other file is the user's.
+        ``summary.json``, the ``.png``/``.json``/``.md``/``.nc`` files under ``figures/``, ``elbos/``
+        and ``diagnostics/``, and TensorBoard's event files under ``tensorboard/``. What :meth:`create`
+        deletes on ``overwrite``; every other file is the user's.
         """
         files = [self.path / name for name in (CONFIG, CHECKPOINT, METRICS, SUMMARY)]
         for folder in self._output_folders():
-            files += [p for p in folder.iterdir() if p.suffix in OUTPUT_SUFFIXES]
+            files += [p for p in folder.iterdir() if p.suffix in OUTPUT_SUFFIXES or p.name.startswith(EVENTS_PREFIX)]
         return [p for p in files if p.is_file() and not p.is_symlink()]
 
     def _output_folders(self) -> list[Path]:

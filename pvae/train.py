@@ -9,6 +9,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pyro
 import torch
@@ -31,6 +32,15 @@ from pvae.objectives import (
 )
 from pvae.pair import Traits, check_compatible, check_pair
 from pvae.runs import Run, rng_state, set_rng_state
+
+
+class EpochLog(Protocol):
+    """What :func:`fit` tells a logger: the loss after every gradient step (a tensor on the device: reading it
+    waits for the device), the metrics after every epoch. Steps count from the run's first (1), across resumes."""
+
+    def step(self, step: int, loss: torch.Tensor) -> None: ...
+
+    def epoch(self, step: int, row: dict, model: torch.nn.Module, guide: torch.nn.Module) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -218,6 +228,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     say: Callable[[str], None] | None = None,
+    log: EpochLog | None = None,
 ) -> list[dict]:
     """Maximise the (beta-)ELBO of ``model`` and ``guide`` on ``dataset.train``.
 
@@ -243,6 +254,8 @@ def fit(
     :param progress: show a tqdm bar with epoch, step and loss.
     :param say: called with the lines a user should read: which way the loss runs (compiled, checked
         against the eager loss before the first step, or eager and why).
+    :param log: told of every step and epoch (:class:`EpochLog`; e.g. :class:`pvae.tensorboard.TensorBoardLog`),
+        on the rank that calls it; nothing is logged when None.
     :returns: the metrics, one dict per epoch: ``epoch``, ``steps`` (fewer than an epoch's
         when ``config.max_seconds`` ends training), ``train_loss`` (the negative
         objective, averaged over the epoch's datapoints), ``val_elbo`` (``None`` for a guide
@@ -291,6 +304,7 @@ def fit(
             # train one epoch; `taken` is the step counter, beta follows fractional epochs
             bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
             tic, total, seen, taken = time.perf_counter(), torch.zeros((), device=device), 0, 0
+            before = sum(m["steps"] for m in history)  # the run's steps before this epoch, for the log
             out_of_time, generator = False, None
             if world > 1:  # one permutation for all ranks; z and binarization from the rank's own stream
                 generator = torch.Generator().manual_seed(distributed.rank_seed(config.seed, epoch))
@@ -315,6 +329,8 @@ def fit(
                     seen += n
                     taken += 1
                     bar.update()
+                    if log is not None:
+                        log.step(before + taken, loss)
                     if taken % 20 == 1:  # every 20 steps, so that the loss is not synchronised on every step
                         value = float(loss)
                         if not math.isfinite(value):  # stop now: a diverged step only spreads to the rest
@@ -351,6 +367,8 @@ def fit(
             if rank == 0:
                 row = _epoch_metrics(epoch + 1, taken, float(total) / seen, val, beta, seconds)
             history.append(distributed.broadcast_object(row))
+            if log is not None:
+                log.epoch(before + taken, history[-1], model, guide)
             val_objective = history[-1]["val_objective"]
             bar.set_postfix(
                 loss=f"{history[-1]['train_loss']:.2f}", val="—" if val_objective is None else f"{val_objective:.2f}"
