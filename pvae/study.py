@@ -367,6 +367,8 @@ def _text(value) -> str:
 
 
 def _number(value: float) -> str:
+    if value == round(value) and abs(value) < 1e6:  # counts: epochs, K, active units
+        return str(int(value))
     if abs(value) >= 100:
         return f"{value:.1f}"
     return f"{value:.3f}" if abs(value) >= 0.01 or value == 0 else f"{value:.2e}"
@@ -375,7 +377,8 @@ def _number(value: float) -> str:
 def _cell(stat: Stat | None, n: int) -> str:
     if stat is None:
         return "—"
-    text = _number(stat.mean) if stat.sd is None else f"{_number(stat.mean)} ± {_number(stat.sd)}"
+    # the same in every run (K, epochs): the value alone
+    text = _number(stat.mean) if not stat.sd else f"{_number(stat.mean)} ± {_number(stat.sd)}"
     return text if stat.n == n else f"{text} (n={stat.n})"
 
 
