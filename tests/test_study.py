@@ -141,11 +141,15 @@ def test_failed_and_unreadable_runs_are_rows_and_the_rest_go_on(study):
     root, truth = study
     write_json(root / "beta=4" / "seed=9" / "error.json", {"error": "ValueError: --lr must be positive"})
     (root / "beta=1" / "seed=2" / "summary.json").write_text("{not json")
+    (root / "beta=4" / "seed=2" / "summary.json").unlink()  # trained, never evaluated
     result = table(collect(root))
     states = {row.runs[0]: (row.state, row.error) for row in result.rows if row.state != "finished"}
+    assert states["beta=4/seed=2"] == ("partial", None)
+    (partial,) = [row for row in result.rows if row.state == "partial"]
+    assert partial.numbers["epochs"].mean == 1 and "elbo" not in partial.numbers
     assert states["beta=4/seed=9"] == ("failed", "ValueError: --lr must be positive")
     assert states["beta=1/seed=2"][0] == "unreadable" and "summary.json" in states["beta=1/seed=2"][1]
-    assert len(result.rows[0].runs) == 2  # beta 1 pools the two readable seeds
+    assert [len(row.runs) for row in result.rows if row.state == "finished"] == [2, 2]  # the seeds that finished
     assert "failed: beta=4/seed=9: ValueError: --lr must be positive" in to_markdown(result)
 
 
