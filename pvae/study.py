@@ -442,7 +442,7 @@ class RunsConfig:
     :param markdown: also write the Markdown table to this file.
     :param plot: draw this number (elbo, log_px, kl, active_units, mig ...) against --against, mean ± sd per group.
     :param against: the setting on the x axis of --plot (a dotted name as the table's columns, e.g. train.beta).
-    :param out: folder of the --plot figure (default: the folder of the runs).
+    :param out: folder of the --plot figure.
     """
 
     group: bool = True
