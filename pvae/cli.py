@@ -90,7 +90,14 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
         "sharpness",
         [("pvae.quality.score:QualityConfig", {"defaults": QUALITY_DEFAULTS})],
     ),
+    "runs": (
+        "one table of every run under a folder: the settings that differ, the test numbers, mean ± sd over seeds",
+        [("pvae.study:RunsConfig", {"defaults": {"out": (None, "the folder of the runs")}})],
+    ),
 }
+
+#: What the positional argument of a command names, where it is not one run directory.
+POSITIONAL = {"runs": "folder holding run directories (searched recursively)"}
 
 
 #: Options every command takes besides its own (where it computes).
@@ -147,7 +154,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for command, (text, _) in COMMANDS.items():
         child = sub.add_parser(command, help=text, description=text[0].upper() + text[1:] + ".", allow_abbrev=False)
         if command != "train":
-            child.add_argument("run", help="run directory")
+            child.add_argument("run", help=POSITIONAL.get(command, "run directory"))
         if only is None or only == command:
             for cls, kwargs in command_options(command):
                 add_options(child, cls, **kwargs)
@@ -655,6 +662,37 @@ def _sample_command(args) -> None:
     _sample_run(args.run, config, _device(args), say=args.device)
 
 
+def _runs_command(args) -> None:
+    from pvae.files import atomic_write, save_figure
+    from pvae.runs import check_writable
+    from pvae.study import RunsConfig, check_plot, collect, table, to_csv, to_markdown
+
+    config = from_args(RunsConfig, args)
+    for option, target in (("--csv", config.csv), ("--markdown", config.markdown)):
+        if target:
+            check_writable(target, option, file=True)
+    records = collect(args.run)
+    result = table(records, group=config.group)
+    figure = None
+    if config.plot:
+        from pvae.plots.study import plot_against
+
+        grouped = result if config.group else table(records)  # error bars are over the seeds of a group
+        check_plot(grouped, records, config.plot, config.against)
+        out = Path(config.out or args.run)
+        check_writable(out)
+        figure = out / f"{config.plot}-vs-{config.against}.png"
+        save_figure(plot_against(grouped, config.plot, config.against), figure)
+    text = to_markdown(result)
+    for target, content in ((config.csv, to_csv(result)), (config.markdown, text)):
+        if target:
+            atomic_write(target, lambda handle, content=content: handle.write(content.encode()))
+    print(text, end="")
+    written = [str(p) for p in (config.csv, config.markdown, figure) if p]
+    if written:
+        print(f"written: {', '.join(written)}", file=sys.stderr)
+
+
 #: Subcommand → what runs it, given the parsed arguments.
 _HANDLERS = {
     "train": _train_command,
@@ -665,6 +703,7 @@ _HANDLERS = {
     "diagnose": _diagnose_run,
     "disentangle": _disentangle_run,
     "quality": _quality_run,
+    "runs": _runs_command,
 }
 
 
