@@ -89,6 +89,10 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
         "sharpness",
         [("pvae.quality.score:QualityConfig", {"defaults": QUALITY_DEFAULTS})],
     ),
+    "report": (
+        "write one self-contained HTML page of a run, or of the runs under a folder",
+        [("pvae.report:ReportConfig", {"defaults": {"out": (None, "RUN/report.html")}})],
+    ),
 }
 
 
@@ -641,6 +645,13 @@ def _sample_command(args) -> None:
     _sample_run(args.run, config, _device(args), say=args.device)
 
 
+def _report_command(args) -> None:
+    from pvae.report import ReportConfig, write_report
+
+    out = write_report(args.run, from_args(ReportConfig, args))
+    print(f"report in {out}")
+
+
 #: Subcommand → what runs it, given the parsed arguments.
 _HANDLERS = {
     "train": _train_command,
@@ -651,6 +662,7 @@ _HANDLERS = {
     "diagnose": _diagnose_run,
     "disentangle": _disentangle_run,
     "quality": _quality_run,
+    "report": _report_command,
 }
 
 
