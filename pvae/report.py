@@ -427,7 +427,7 @@ th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical
 thead th { background: #f0f3f6; } tbody tr:nth-child(even) { background: #fafbfc; }
 table.numbers th, table.settings th { background: #f6f8fa; font-weight: 500; }
 td.num { font-variant-numeric: tabular-nums; text-align: right; white-space: nowrap; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 1em; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 1em; align-items: start; }
 figure { margin: 0; border: 1px solid #e3e3e3; padding: .5em; background: #fff; }
 figure img { width: 100%; height: auto; display: block; }
 figcaption { font-size: 13px; color: #555; margin-top: .3em; }
@@ -438,12 +438,20 @@ details > summary { cursor: pointer; font-weight: 600; }
 """
 
 #: Marks, once every image has loaded or failed, whether each decoded (``data-loaded``), and the page
-#: as ready (``data-ready`` on ``body``): what a headless browser reads back.
+#: as ready (``data-ready`` on ``body``): what a headless browser reads back. Opens a run's section
+#: when a link points to it.
 _SCRIPT = """
 window.addEventListener("load", () => {
   for (const image of document.images) image.dataset.loaded = image.naturalWidth > 0 ? "yes" : "no";
   document.body.dataset.ready = "yes";
 });
+// a link to a run's section opens it (a closed <details> hides its target)
+function openTarget() {
+  const target = document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  if (target && target.tagName === "DETAILS") target.open = true;
+}
+window.addEventListener("hashchange", openTarget);
+openTarget();
 """
 
 

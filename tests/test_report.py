@@ -179,6 +179,8 @@ def test_bad_paths(tmp_path, capsys):
     with pytest.raises(ValueError, match="HTML file"):
         ReportConfig(out="page.png")
     run = fake_run(tmp_path / "run", {"test": {"elbo": -1.0}})
+    (run / "summary.json").write_text("{")  # a half-written summary: said on the page, not a crash
+    assert "is not a readable summary" in write_report(run).read_text()
     (run / "x.html").mkdir()
     with pytest.raises(RunError, match="is a folder"):
         write_report(run, ReportConfig(out=str(run / "x.html")))
