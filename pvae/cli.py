@@ -94,10 +94,17 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
         "one table of every run under a folder: the settings that differ, the test numbers, mean ± sd over seeds",
         [("pvae.study:RunsConfig", {"defaults": {"out": (None, "the folder of the runs")}})],
     ),
+    "report": (
+        "write one self-contained HTML page of a run, or of the runs under a folder",
+        [("pvae.report:ReportConfig", {"defaults": {"out": (None, "RUN/report.html")}})],
+    ),
 }
 
 #: What the positional argument of a command names, where it is not one run directory.
-POSITIONAL = {"runs": "folder holding run directories (searched recursively)"}
+POSITIONAL = {
+    "runs": "folder holding run directories (searched recursively)",
+    "report": "a run directory, or a folder holding run directories",
+}
 
 
 #: Options every command takes besides its own (where it computes).
@@ -693,6 +700,13 @@ def _runs_command(args) -> None:
         print(f"written: {', '.join(written)}", file=sys.stderr)
 
 
+def _report_command(args) -> None:
+    from pvae.report import ReportConfig, write_report
+
+    out = write_report(args.run, from_args(ReportConfig, args))
+    print(f"report in {out}")
+
+
 #: Subcommand → what runs it, given the parsed arguments.
 _HANDLERS = {
     "train": _train_command,
@@ -704,6 +718,7 @@ _HANDLERS = {
     "disentangle": _disentangle_run,
     "quality": _quality_run,
     "runs": _runs_command,
+    "report": _report_command,
 }
 
 

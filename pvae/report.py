@@ -1,0 +1,463 @@
+"""One self-contained HTML page of a run, or of a folder of runs (``pvae report``).
+
+The page carries everything inline: PNG figures as base64 data URIs, its CSS, and a small script
+that marks, once the page has loaded, whether each image decoded. It needs no server and no
+network, so it opens from disk, travels by mail and survives the run directory's deletion.
+
+A run's page shows its settings (``config.json``), its numbers (``summary.json``), its learning
+curves (drawn from ``metrics.jsonl``, so a run still training has them too) and the results of
+every command that wrote into the run: ``figures/`` (train, plot, sample) and each results folder,
+recognised by what it holds (``diagnostics.json``, ``results.md``, ``disentanglement.json``,
+``quality.json``), so that a ``--out`` placed inside the run is found as well as the default.
+A folder of runs gets a table of its runs (the settings that differ, the test numbers) above a
+section per run.
+
+Every number shown sits in an element with ``data-key`` (where it comes from, e.g. ``test.elbo``)
+and ``data-value`` (the JSON's value, in full): what a reader of the page, or a test, checks it
+against.
+"""
+
+import base64
+import html
+import io
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pvae.files import atomic_write
+from pvae.runs import CONFIG, METRICS, SUMMARY, Run, RunError, check_writable
+
+#: The page's file name in a run or a folder of runs.
+REPORT = "report.html"
+#: Keys of an evaluation shown first, in this order; the others follow alphabetically.
+HEADLINE = ("elbo", "log_px", "reconstruction", "kl", "log_py", "accuracy", "iwae_samples", "n")
+#: Names of the numbers of an evaluation, as the page shows them.
+LABELS = {
+    "elbo": "ELBO",
+    "log_px": "log p(x)",
+    "reconstruction": "reconstruction",
+    "kl": "KL",
+    "log_py": "log p(y)",
+    "accuracy": "accuracy",
+    "iwae_samples": "K (importance samples)",
+    "n": "n",
+}
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Where ``pvae report`` writes its page.
+
+    :param out: the HTML file to write.
+    """
+
+    out: str | None = None
+
+    def __post_init__(self):
+        if self.out is not None and not self.out.endswith((".html", ".htm")):
+            raise ValueError(f"--out {self.out}: give the name of an HTML file, e.g. {self.out}.html")
+
+
+def find_runs(path: str | os.PathLike) -> list[Path]:
+    """The run directories (folders holding ``config.json``) at or under ``path``, sorted; a run's
+    own subfolders are not searched.
+
+    :param path: a run directory or a folder of runs.
+    :raises RunError: if ``path`` does not exist or is a file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"{path} does not exist: give a run directory or a folder of runs")
+    if not path.is_dir():
+        raise RunError(f"{path} is a file: give a run directory or a folder of runs")
+    runs = []
+    for root, dirs, files in os.walk(path):
+        if CONFIG in files:
+            runs.append(Path(root))
+            dirs.clear()
+        else:
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    return sorted(runs)
+
+
+def write_report(path: str | os.PathLike, config: ReportConfig = ReportConfig()) -> Path:
+    """Write the page of the run ``path``, or of the runs under the folder ``path``.
+
+    :param path: a run directory or a folder of runs.
+    :param config: where to write (default ``PATH/report.html``).
+    :returns: the file written.
+    :raises RunError: if ``path`` is neither a run nor holds one, or the page cannot be written there.
+    """
+    path = Path(path)
+    runs = find_runs(path)
+    if not runs:
+        raise RunError(
+            f"{path} is not a run and holds none (no {CONFIG} in it or below): give a run directory "
+            "(`pvae train --out` wrote it) or a folder of runs"
+        )
+    out = Path(config.out) if config.out else path / REPORT
+    check_writable(out, "--out" if config.out else "the folder", file=True)
+    page = run_page(Run(path)) if runs == [path] else folder_page(path, runs)
+    atomic_write(out, lambda handle: handle.write(page.encode()))
+    return out
+
+
+def run_page(run: Run) -> str:
+    """The HTML page of one run."""
+    return _page(f"pvae run {run.path.name}", f"<h1>Run <code>{_e(run.path.name)}</code></h1>" + _run_body(run, ""))
+
+
+def folder_page(path: Path, runs: list[Path]) -> str:
+    """The HTML page of the runs ``runs`` under ``path``: a table of their settings that differ and
+    their test numbers, then one collapsible section per run."""
+    names = [r.relative_to(path).as_posix() for r in runs]
+    configs, summaries = {}, {}
+    for name, r in zip(names, runs, strict=True):
+        try:
+            configs[name] = _flatten(Run(r).config)
+        except RunError:
+            configs[name] = {}
+        try:
+            summaries[name] = Run(r).summary()
+        except RunError:
+            summaries[name] = {}
+    keys = sorted({k for c in configs.values() for k in c})
+    differ = [k for k in keys if len({json.dumps(c.get(k)) for c in configs.values()}) > 1]
+    head = "".join(f"<th>{_e(k)}</th>" for k in ["run", *differ, "status", "test ELBO", "test log p(x)", "test KL"])
+    rows = []
+    for name, r in zip(names, runs, strict=True):
+        test = summaries[name].get("test", {})
+        cells = [f'<td><a href="#{_anchor(name)}">{_e(name)}</a></td>']
+        cells += [f"<td>{_e(_text(configs[name].get(k)))}</td>" for k in differ]
+        cells.append(f"<td>{_e(_status(Run(r), summaries[name]))}</td>")
+        for key in ("elbo", "log_px", "kl"):
+            cells.append(_number_cell(f"{name}:test.{key}", test.get(key), test.get(f"{key}_se")))
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    table = f'<table class="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    sections = "".join(
+        f'<details id="{_anchor(name)}" data-run="{_e(name)}"><summary>{_e(name)}</summary>'
+        f"{_run_body(Run(r), name + ':')}</details>"
+        for name, r in zip(names, runs, strict=True)
+    )
+    same = {k: v for k, v in configs[names[0]].items() if k not in differ}
+    common = f"<details><summary>settings common to every run</summary>{_settings_table(same, '')}</details>"
+    body = (
+        f"<h1>Runs in <code>{_e(path.name or str(path))}</code></h1>"
+        f"<p>{len(runs)} run{'s' if len(runs) != 1 else ''}; settings that differ between them, and the test "
+        "numbers in nats per datapoint (± standard error).</p>"
+        f"{table}{common}<h2>Each run</h2>{sections}"
+    )
+    return _page(f"pvae runs in {path.name}", body)
+
+
+def _run_body(run: Run, prefix: str) -> str:
+    """A run's sections; ``prefix`` starts every ``data-key`` (the run's name on a folder's page)."""
+    parts, problems = [], []
+    try:
+        config = run.config
+    except RunError as error:
+        config, problems = {}, [str(error)]
+    try:
+        summary = run.summary()
+    except RunError as error:
+        summary = {}
+        problems.append(str(error))
+    try:
+        metrics = run.metrics()
+    except RunError as error:
+        metrics = []
+        problems.append(str(error))
+    parts.append(f'<p class="status">{_e(_status(run, summary, metrics))}</p>')
+    parts += [f'<p class="problem">{_e(p)}</p>' for p in problems]
+    parts.append("<h2>Numbers</h2>")
+    if not summary:
+        parts.append(
+            f"<p>No {SUMMARY} yet: the run is still training, or stopped before its end "
+            f"({len(metrics)} epoch{'s' if len(metrics) != 1 else ''} in {METRICS}).</p>"
+        )
+    tables = [
+        f"<div><h3>{_e(key)}</h3>{_numbers_table(value, prefix + key)}</div>"
+        for key, value in summary.items()
+        if isinstance(value, dict)
+    ]
+    parts.append(f'<div class="row">{"".join(tables)}</div>')
+    if metrics:
+        parts.append("<h2>Training curves</h2>")
+        try:
+            from pvae.plots.run import plot_curves
+
+            parts.append(_figures_grid([("curves (from metrics.jsonl)", _png_of(plot_curves(metrics)), None)]))
+        except (KeyError, TypeError, ValueError) as error:
+            parts.append(f'<p class="problem">{_e(METRICS)} cannot be drawn: {_e(error)}</p>')
+    groups = [
+        f"<div><h3>{_e(k)}</h3>{_settings_table(_flatten(v), f'{prefix}config.{k}.')}</div>"
+        for k, v in config.items()
+        if isinstance(v, dict)
+    ]
+    rest = {k: v for k, v in config.items() if not isinstance(v, dict)}
+    if rest:
+        groups.append(f"<div>{_settings_table(rest, prefix + 'config.')}</div>")
+    parts.append(f'<h2>Settings</h2><div class="row">{"".join(groups)}</div>')
+    figures = _figures_in(run.path / "figures", skip={"curves.png"} if metrics else set())
+    if figures:
+        parts.append(f"<h2>Figures</h2>{_figures_grid(figures)}")
+    for folder in sorted(p for p in run.path.iterdir() if p.is_dir() and p.name != "figures"):
+        parts.append(_results_section(folder))
+    return "".join(parts)
+
+
+def _status(run: Run, summary: dict, metrics: list | None = None) -> str:
+    if metrics is None:
+        try:
+            metrics = run.metrics()
+        except RunError:
+            metrics = []
+    epochs = f"{len(metrics)} epoch{'s' if len(metrics) != 1 else ''}"
+    if not summary:
+        return f"training or interrupted: {epochs} done, no {SUMMARY} yet"
+    if "test" not in summary:
+        return f"trained ({epochs}), not evaluated on the test split"
+    return f"finished: {epochs}, evaluated"
+
+
+#: Results folders, recognised by the file they hold: their heading, and how their numbers read.
+_KINDS = (
+    ("diagnostics.json", "Posterior diagnostics (pvae diagnose)", "pvae.diagnostics:describe_diagnostics"),
+    ("results.md", "ELBO estimators (pvae compare-elbos)", None),
+    ("disentanglement.json", "Disentanglement (pvae disentangle)", "pvae.disentangle.score:describe"),
+    ("quality.json", "Sample quality (pvae quality)", "pvae.quality.score:describe"),
+)
+
+
+def _results_section(folder: Path) -> str:
+    """A results folder's heading, numbers and figures ('' for a folder with neither)."""
+    figures = _figures_in(folder) + _figures_in(folder / "figures")
+    for name, title, describer in _KINDS:
+        if not (folder / name).is_file():
+            continue
+        heading = f'<h2>{_e(title)} <span class="where">{_e(folder.name)}/</span></h2>'
+        if describer is None:
+            text = _markdown((folder / name).read_text(errors="replace"))
+        else:
+            text = _described(folder / name, describer)
+        return heading + text + (_figures_grid(figures) if figures else "")
+    if figures:
+        return f"<h2>Figures in <code>{_e(folder.name)}/</code></h2>{_figures_grid(figures)}"
+    return ""
+
+
+def _described(path: Path, describer: str) -> str:
+    """The module's own text of a results JSON; its flat numbers where that text cannot be made (a file
+    from another version, a half-written one)."""
+    import importlib
+
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f'<p class="problem">{_e(path.name)} is not readable JSON ({_e(error)})</p>'
+    module, _, name = describer.partition(":")
+    try:
+        return f"<pre>{_e(getattr(importlib.import_module(module), name)(results))}</pre>"
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        flat = {k: v for k, v in _flatten(results).items() if isinstance(v, (int, float, str, bool))}
+        return f"<p>{_e(path.name)}, its numbers:</p>{_settings_table(flat, '')}"
+
+
+def _figures_in(folder: Path, skip: set[str] = frozenset()) -> list[tuple[str, bytes | None, str | None]]:
+    """``(caption, PNG bytes or None, why unreadable)`` of each PNG directly in ``folder``."""
+    if not folder.is_dir():
+        return []
+    return [_read_png(p) for p in sorted(folder.glob("*.png")) if p.name not in skip and not p.name.startswith(".")]
+
+
+def _read_png(path: Path) -> tuple[str, bytes | None, str | None]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()  # decodes every pixel: a truncated file fails here, not in the reader's browser
+            if image.format != "PNG":
+                return path.name, None, f"a {image.format} file, not a PNG"
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        return path.name, None, str(error) or type(error).__name__
+    return path.name, data, None
+
+
+def _figures_grid(figures: list[tuple[str, bytes | None, str | None]]) -> str:
+    cells = []
+    for caption, data, why in figures:
+        if data is None:
+            cells.append(
+                f'<figure class="unreadable" data-unreadable="{_e(caption)}"><figcaption>{_e(caption)}: '
+                f"unreadable ({_e(why)})</figcaption></figure>"
+            )
+        else:
+            uri = "data:image/png;base64," + base64.b64encode(data).decode()
+            cells.append(
+                f'<figure><a href="{uri}" download="{_e(caption)}"><img src="{uri}" alt="{_e(caption)}"></a>'
+                f"<figcaption>{_e(caption)}</figcaption></figure>"
+            )
+    return f'<div class="grid">{"".join(cells)}</div>'
+
+
+def _png_of(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _numbers_table(numbers: dict, key: str) -> str:
+    """A summary entry (an evaluation, the training's numbers) as rows of name, value ± standard error."""
+    names = [k for k in HEADLINE if k in numbers] + sorted(k for k in numbers if k not in HEADLINE)
+    rows = []
+    for name in names:
+        value = numbers[name]
+        if (name.endswith("_se") and name[:-3] in numbers) or isinstance(value, (dict, list)):
+            continue
+        label = LABELS.get(name, name.replace("_", " "))
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            cell = _number_cell(f"{key}.{name}", value, numbers.get(f"{name}_se"))
+        else:
+            cell = f"<td>{_e(_text(value))}</td>"
+        rows.append(f"<tr><th>{_e(label)}</th>{cell}</tr>")
+    return f'<table class="numbers">{"".join(rows)}</table>'
+
+
+def _number_cell(key: str, value: Any, se: Any = None) -> str:
+    """A table cell of a number; ``data-value`` holds the JSON's value in full, the text a rounding."""
+    if value is None:
+        return "<td>—</td>"
+    text = f'<span data-key="{_e(key)}" data-value="{_e(json.dumps(value))}">{_e(format_number(value))}</span>'
+    if isinstance(se, (int, float)):
+        text += f' ± <span data-key="{_e(key)}_se" data-value="{_e(json.dumps(se))}">{_e(format_number(se))}</span>'
+    return f'<td class="num">{text}</td>'
+
+
+def format_number(value: float | int) -> str:
+    """A number as the page shows it: integers whole, other numbers with 3 decimals (3 significant
+    digits below 0.01 in size, which 3 decimals would show as 0).
+
+    :param value: the number.
+    """
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.3g}" if 0 < abs(value) < 0.01 else f"{value:.3f}"
+
+
+def _settings_table(flat: dict, key: str) -> str:
+    rows = "".join(
+        f'<tr><th>{_e(k)}</th><td data-key="{_e(key + k)}" data-value="{_e(json.dumps(v))}">{_e(_text(v))}</td></tr>'
+        for k, v in flat.items()
+    )
+    return f'<table class="settings">{rows}</table>'
+
+
+def _flatten(obj: dict, prefix: str = "") -> dict:
+    """Nested dicts as one dict of dotted keys (``train.beta``)."""
+    flat = {}
+    for k, v in obj.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return format_number(value)
+    if isinstance(value, list):
+        return ",".join(_text(v) for v in value)
+    return "—" if value is None else str(value)
+
+
+def _markdown(text: str) -> str:
+    """The Markdown ``pvae compare-elbos`` writes (headings, paragraphs, pipe tables) as HTML."""
+    out, table = [], []
+
+    def close_table():
+        if table:
+            rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table]
+            body = [r for r in rows[1:] if not all(set(c) <= set("-: ") for c in r)]
+            head = "".join(f"<th>{_e(c)}</th>" for c in rows[0])
+            cells = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in body)
+            out.append(f'<table class="md"><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>')
+            table.clear()
+
+    for line in text.splitlines():
+        if line.lstrip().startswith("|"):
+            table.append(line)
+            continue
+        close_table()
+        if line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")) + 2, 6)  # under the page's own h2
+            out.append(f"<h{level}>{_e(line.lstrip('#').strip())}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{_e(line)}</p>")
+    close_table()
+    return "".join(out)
+
+
+def _anchor(name: str) -> str:
+    return "run-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+_STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; color: #222; max-width: 1200px; margin: 2em auto; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: .2em; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }
+h3 { margin-bottom: .3em; } code, pre { font-family: ui-monospace, monospace; }
+pre { background: #f6f8fa; padding: .8em; white-space: pre-wrap; font-size: 13px; }
+.row { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
+table { border-collapse: collapse; margin: .4em 0 1em; font-size: 14px; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }
+thead th { background: #f0f3f6; } tbody tr:nth-child(even) { background: #fafbfc; }
+table.numbers th, table.settings th { background: #f6f8fa; font-weight: 500; }
+td.num { font-variant-numeric: tabular-nums; text-align: right; white-space: nowrap; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 1em; align-items: start; }
+figure { margin: 0; border: 1px solid #e3e3e3; padding: .5em; background: #fff; }
+figure img { width: 100%; height: auto; display: block; }
+figcaption { font-size: 13px; color: #555; margin-top: .3em; }
+figure.unreadable { background: #fff4f4; border-color: #e5b5b5; }
+.status { color: #555; } .problem { color: #a00; } .where { font-weight: normal; color: #777; font-size: .8em; }
+details { border: 1px solid #ddd; padding: .4em .8em; margin: .5em 0; }
+details > summary { cursor: pointer; font-weight: 600; }
+"""
+
+#: Marks, once every image has loaded or failed, whether each decoded (``data-loaded``), and the page
+#: as ready (``data-ready`` on ``body``): what a headless browser reads back. Opens a run's section
+#: when a link points to it.
+_SCRIPT = """
+window.addEventListener("load", () => {
+  for (const image of document.images) image.dataset.loaded = image.naturalWidth > 0 ? "yes" : "no";
+  document.body.dataset.ready = "yes";
+});
+// a link to a run's section opens it (a closed <details> hides its target)
+function openTarget() {
+  const target = document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  if (target && target.tagName === "DETAILS") target.open = true;
+}
+window.addEventListener("hashchange", openTarget);
+openTarget();
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head>'
+        f"<body>{body}<script>{_SCRIPT}</script></body></html>\n"
+    )
