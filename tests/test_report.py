@@ -66,10 +66,12 @@ def render(path, tmp_path) -> _Rendered:
         capture_output=True,
         text=True,
         timeout=120,
-        check=True,
-    ).stdout
+        check=False,
+    )
+    # (Chromium reserves far more address space than it uses: a `ulimit -v` of a few GB stops it at start)
+    assert dom.returncode == 0, f"chromium exited with {dom.returncode}: {dom.stderr[-800:]}"
     parsed = _Rendered()
-    parsed.feed(dom)
+    parsed.feed(dom.stdout)
     return parsed
 
 
