@@ -107,8 +107,10 @@ POSITIONAL = {
 }
 
 
-#: Options every command takes besides its own (where it computes).
+#: Options every command that computes takes besides its own (where it computes).
 COMMON = [("pvae.device:DeviceConfig", {})]
+#: Commands that only read what other commands wrote (tables, pages): no --device, nothing to compute.
+READERS = ("runs", "report")
 
 
 def command_options(command: str) -> list[tuple[type, dict]]:
@@ -118,7 +120,7 @@ def command_options(command: str) -> list[tuple[type, dict]]:
     :param command: a key of :data:`COMMANDS`.
     """
     classes = []
-    for name, kwargs in COMMANDS[command][1] + COMMON:
+    for name, kwargs in COMMANDS[command][1] + ([] if command in READERS else COMMON):
         module, _, attr = name.partition(":")
         classes.append((getattr(importlib.import_module(module), attr), kwargs))
     return classes
