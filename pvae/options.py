@@ -37,13 +37,14 @@ def choices(values: Sequence[str] | Callable[[], Iterable[str]]) -> dict:
     return {CHOICES: values}
 
 
-def words() -> dict:
+def words(metavar: str = "WORD") -> dict:
     """Field metadata for a ``tuple[str, ...]`` option that takes one or more words, each an item
     (for items that hold commas themselves: ``--grid beta=1,2 seed=0,1``).
 
+    :param metavar: how the help shows a word.
     :returns: the ``metadata`` of :func:`dataclasses.field`.
     """
-    return {WORDS: True}
+    return {WORDS: metavar}
 
 
 def flag(name: str) -> str:
@@ -229,7 +230,7 @@ def add_options(
             if typing.get_origin(kind) is tuple and f.metadata.get(WORDS):
                 kwargs["type"] = typing.get_args(kind)[0]
                 kwargs["nargs"] = "+"
-                kwargs["metavar"] = "WORD"
+                kwargs["metavar"] = f.metadata[WORDS]
             elif typing.get_origin(kind) is tuple:
                 item = typing.get_args(kind)[0]
                 kwargs["type"] = _listing(item, default)

@@ -67,8 +67,8 @@ class SweepConfig:
     :param list: print the cells with their state (done, partial, failed, pending), write nothing, and stop.
     """
 
-    grid: tuple[str, ...] = field(default=(), metadata=options.words())
-    cells: tuple[str, ...] = field(default=(), metadata=options.words())
+    grid: tuple[str, ...] = field(default=(), metadata=options.words("NAME=V1,V2"))
+    cells: tuple[str, ...] = field(default=(), metadata=options.words("'NAME=V ...'"))
     cell: int | None = None
     workers: int = 1
     list: bool = False
