@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pvae import options
-from pvae.files import write_json
+from pvae.files import TEMPORARY, write_json
 from pvae.runs import CHECKPOINT, CONFIG, METRICS, SUMMARY, Run, RunError, check_writable
 
 SWEEP = "sweep.json"
@@ -296,7 +296,8 @@ class Sweep:
                     "OUT for this one, or run that sweep's own command to go on with it"
                 )
             return True
-        if self.out.is_dir() and any(p.name != PRIVATE for p in self.out.iterdir()):
+        # an array job's tasks start together: another task's sweep.json may be a temporary file still
+        if self.out.is_dir() and any(p.name != PRIVATE and not TEMPORARY.match(p.name) for p in self.out.iterdir()):
             raise RunError(f"{self.out} is not empty and holds no sweep ({SWEEP}); choose another OUT")
         return False
 
