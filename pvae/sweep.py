@@ -534,7 +534,7 @@ def _run_workers(sweep: Sweep, cells: Sequence[Cell]) -> None:
                 extra, doing = _prepare(sweep.out, cell)
                 log = log_path(sweep.out, cell.name)
                 log.parent.mkdir(parents=True, exist_ok=True)
-                handle = open(log, "a")  # noqa: SIM115 (closed when the process ends)
+                handle = open(log, "a")  # closed when its process ends
                 command = [sys.executable, "-m", "pvae", *sweep.sweep_argv(cell.index)]
                 process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
                 running[process] = (cell, handle, time.perf_counter())
