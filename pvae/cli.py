@@ -98,12 +98,19 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
         "write one self-contained HTML page of a run, or of the runs under a folder",
         [("pvae.report:ReportConfig", {"defaults": {"out": (None, "RUN/report.html")}})],
     ),
+    "sweep": (
+        "train one run per cell of a grid over pvae train's options (given after --), each its own run directory; "
+        "resumable, one cell at a time (--cell I) or N at once (--workers N)",
+        [("pvae.sweep:SweepConfig", {})],
+    ),
 }
 
-#: What the positional argument of a command names, where it is not one run directory.
-POSITIONAL = {
-    "runs": "folder holding run directories (searched recursively)",
-    "report": "a run directory, or a folder holding run directories",
+#: Subcommand → its positional arguments, where they are not one run directory.
+POSITIONALS = {
+    "train": [],
+    "runs": [("run", {"help": "folder holding run directories (searched recursively)"})],
+    "report": [("run", {"help": "a run directory, or a folder holding run directories"})],
+    "sweep": [("out", {"help": "the sweep's folder: sweep.json and one run directory per cell"})],
 }
 
 
@@ -162,8 +169,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command, (text, _) in COMMANDS.items():
         child = sub.add_parser(command, help=text, description=text[0].upper() + text[1:] + ".", allow_abbrev=False)
-        if command != "train":
-            child.add_argument("run", help=POSITIONAL.get(command, "run directory"))
+        for name, kwargs in POSITIONALS.get(command, [("run", {"help": "run directory"})]):
+            child.add_argument(name, **kwargs)
         if only is None or only == command:
             for cls, kwargs in command_options(command):
                 add_options(child, cls, **kwargs)
@@ -709,6 +716,24 @@ def _report_command(args) -> None:
     print(f"report in {out}")
 
 
+def _sweep_command(args) -> None:
+    from pvae import distributed
+    from pvae.sweep import Sweep, SweepConfig, run_sweep, train_config
+
+    def train(argv: list[str]) -> None:
+        try:
+            _train_command(build_parser(only="train").parse_args(["train", *argv]))
+        except Interrupted as stop:  # the sweep stops as a whole on Ctrl-C
+            raise KeyboardInterrupt(str(stop)) from None
+
+    parser = next(a for a in build_parser(only="train")._actions if a.dest == "command").choices["train"]
+    sweep = Sweep(args.out, from_args(SweepConfig, args), args.train_options, parser, train_config, args.device)
+    try:
+        run_sweep(sweep, train, writes=distributed.rank_from_environment() == 0)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; the same command goes on where it stopped: {sweep.command()}") from None
+
+
 #: Subcommand → what runs it, given the parsed arguments.
 _HANDLERS = {
     "train": _train_command,
@@ -721,6 +746,7 @@ _HANDLERS = {
     "quality": _quality_run,
     "runs": _runs_command,
     "report": _report_command,
+    "sweep": _sweep_command,
 }
 
 
@@ -731,8 +757,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if a in COMMANDS), None)
+    rest = None
+    if command == "sweep" and "--" in argv:  # the options of every cell's `pvae train`
+        argv, rest = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     try:
         args = build_parser(only=command).parse_args(argv)
+        args.train_options = rest or []
     except KeyboardInterrupt:  # while the modules a command needs are imported
         print(
             f"pvae {command or ''}: interrupted before anything ran; nothing was written".replace(" :", ":"),
@@ -746,7 +776,11 @@ def main(argv: list[str] | None = None) -> int:
     # under torchrun, a rank's messages say which rank it is, and a failing rank leaves at once
     # (os._exit, never waiting for the others): torchrun sees its status and stops the rest
     who = f"{distributed.rank_prefix()}pvae {args.command}"
-    if distributed.under_torchrun() and args.command not in ("train", "evaluate", "diagnose"):
+    if (
+        distributed.under_torchrun()
+        and args.command not in ("train", "evaluate", "diagnose")
+        and (args.command != "sweep" or args.cell is None)
+    ):
         print(
             f"{who}: error: under torchrun only `pvae train`, `pvae evaluate` and `pvae diagnose` run (their ranks "
             f"share the work); run `pvae {args.command}` as one process, without torchrun",

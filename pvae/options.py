@@ -22,6 +22,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 #: The key of a field's metadata that holds its choices: a sequence or a callable returning one.
 CHOICES = "choices"
+#: The key of a field's metadata that makes a ``tuple[str, ...]`` option take one or more words
+#: (``--grid beta=1,2 seed=0,1``) instead of one comma-separated word.
+WORDS = "words"
 
 
 def choices(values: Sequence[str] | Callable[[], Iterable[str]]) -> dict:
@@ -32,6 +35,16 @@ def choices(values: Sequence[str] | Callable[[], Iterable[str]]) -> dict:
     :returns: the ``metadata`` of :func:`dataclasses.field`.
     """
     return {CHOICES: values}
+
+
+def words(metavar: str = "WORD") -> dict:
+    """Field metadata for a ``tuple[str, ...]`` option that takes one or more words, each an item
+    (for items that hold commas themselves: ``--grid beta=1,2 seed=0,1``).
+
+    :param metavar: how the help shows a word.
+    :returns: the ``metadata`` of :func:`dataclasses.field`.
+    """
+    return {WORDS: metavar}
 
 
 def flag(name: str) -> str:
@@ -214,7 +227,11 @@ def add_options(
                 kwargs["action"] = "store_true"
                 text += " (default: off)"
         else:
-            if typing.get_origin(kind) is tuple:
+            if typing.get_origin(kind) is tuple and f.metadata.get(WORDS):
+                kwargs["type"] = typing.get_args(kind)[0]
+                kwargs["nargs"] = "+"
+                kwargs["metavar"] = f.metadata[WORDS]
+            elif typing.get_origin(kind) is tuple:
                 item = typing.get_args(kind)[0]
                 kwargs["type"] = _listing(item, default)
                 kwargs["metavar"] = "A,B,..."
@@ -240,6 +257,7 @@ def add_options(
 
 def from_args(cls: type, args: argparse.Namespace, **values):
     """An instance of ``cls`` from the parsed ``args``: every field found in ``args`` (others
-    keep their default), then ``values``, which win."""
+    keep their default), then ``values``, which win; the list of a :func:`words` option becomes a tuple."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
     return cls(**{**given, **values})

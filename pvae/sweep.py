@@ -1,0 +1,617 @@
+"""Sweeps: one ``pvae train`` per cell of a grid over its options, each cell an ordinary run directory.
+
+::
+
+    OUT/
+      sweep.json                the grid, the train options, the cells (index, name, settings, argv)
+      beta=1,seed=0/            a run directory, as `pvae train ... --out OUT/beta=1,seed=0` writes it
+      ...
+      .sweep/logs/NAME.log      what the cell's training printed (appended to by every attempt)
+      .sweep/NAME.error.json    why the cell's last attempt failed: one line, the log's tail
+
+The error and the log stay beside the run directories, not in them: a run directory holds pvae's files only
+(:meth:`pvae.runs.Run.create` refuses a folder of other files). A cell is *done* when its ``summary.json``
+holds the test numbers, *partial* when it has a checkpoint (it is resumed with ``--resume``), *failed* when
+its last attempt left an error (it is tried again), *pending* otherwise; running the same command again
+finishes the study, whatever stopped it, with no epoch trained twice.
+
+Where the cells run is the caller's choice: one after the other in this process, ``--workers N`` local
+processes, or ``--cell I`` (one cell, in this process) from a scheduler's array job, under torchrun too.
+"""
+
+import contextlib
+import difflib
+import hashlib
+import itertools
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pvae import options
+from pvae.files import TEMPORARY, write_json
+from pvae.runs import CHECKPOINT, CONFIG, METRICS, SUMMARY, Run, RunError, check_writable
+
+SWEEP = "sweep.json"
+#: The sweep's own folder in OUT: logs and errors of the cells.
+PRIVATE = ".sweep"
+#: Options of ``pvae train`` the sweep sets itself for every cell.
+RESERVED = ("out", "resume", "overwrite", "help")
+#: States of a cell (:func:`cell_status`).
+STATES = ("done", "partial", "failed", "pending")
+#: Lines of a cell's log kept in its error file.
+TAIL_LINES = 20
+#: Errors whose message names the problem and the fix (as ``pvae train`` prints them): no traceback.
+_EXPLAINED = (ValueError, RunError, FloatingPointError)
+_TRUE, _FALSE = ("true", "on", "yes", "1"), ("false", "off", "no", "0")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What ``pvae sweep`` runs, and where.
+
+    :param grid: options of pvae train to cross, each NAME=V1,V2,... (NAME as in beta, z-dim or z_dim); every
+        combination is a cell, the last NAME varying fastest.
+    :param cells: explicit cells, each one quoted word of NAME=VALUE settings ("elbo=iwae particles=5"; a value
+        may hold commas, as hidden=512,256), crossed with --grid.
+    :param cell: run cell I alone, in this process (a scheduler's array job: --cell $SLURM_ARRAY_TASK_ID).
+    :param workers: run N cells at a time, each in its own process, with the cores divided among them.
+    :param list: print the cells with their state (done, partial, failed, pending), write nothing, and stop.
+    """
+
+    grid: tuple[str, ...] = field(default=(), metadata=options.words("NAME=V1,V2"))
+    cells: tuple[str, ...] = field(default=(), metadata=options.words("'NAME=V ...'"))
+    cell: int | None = None
+    workers: int = 1
+    list: bool = False
+
+    def __post_init__(self):
+        options.require(self, "workers", self.workers >= 1, "a positive integer")
+        options.require(self, "cell", self.cell is None or self.cell >= 0, "a cell's index, 0 or more")
+        if not self.grid and not self.cells:
+            raise ValueError("give the cells: --grid NAME=V1,V2 ... and/or --cells 'NAME=VALUE ...' ...")
+        if self.cell is not None and (self.workers > 1 or self.list):
+            raise ValueError("--cell runs one cell in this process: drop --workers and --list")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a sweep.
+
+    :param index: its place in the sweep, 0 to the number of cells − 1.
+    :param name: its folder in OUT, made from its settings (``beta=2,seed=0``).
+    :param settings: ``(option, value)`` pairs, the option by its field name, the value as given.
+    :param argv: its ``pvae train`` options, but ``--out`` (and ``--resume`` or ``--overwrite``).
+    """
+
+    index: int
+    name: str
+    settings: tuple[tuple[str, str], ...]
+    argv: tuple[str, ...]
+
+
+class Sweep:
+    """A sweep's cells, checked: every option named exists, every cell's settings pass ``pvae train``'s checks.
+
+    :param out: the sweep's folder.
+    :param config: the sweep's options.
+    :param train_options: the ``pvae train`` options every cell shares (those after ``--``).
+    :param parser: the parser of ``pvae train``'s options (the ``train`` subparser of ``pvae``).
+    :param check: builds a cell's configuration from its parsed options, raising what it refuses (ValueError ...).
+    :param device: ``--device`` of the sweep, given to every cell (``auto``: the cells' own).
+    :raises ValueError: for an unknown option, a malformed setting, or a cell ``pvae train`` would refuse,
+        naming the cell; nothing has been written then.
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        config: SweepConfig,
+        train_options: Sequence[str],
+        parser,
+        check: Callable[[object], object],
+        device: str = "auto",
+    ):
+        self.out, self.config, self.train_options = Path(out), config, tuple(train_options)
+        self.parser, self.device = parser, device
+        self.actions = {a.dest: a for a in parser._actions if a.option_strings}
+        given = self._given(self.train_options)
+        grid = [self._grid_item(text) for text in config.grid]
+        explicit = [self._explicit(text) for text in config.cells] or [()]
+        names = [name for name, _ in grid]
+        for settings in explicit:
+            for name, _ in settings:
+                if name in names:
+                    raise ValueError(f"--cells sets {name}, which --grid varies: give it in one of them")
+        for name in [*names, *(n for settings in explicit for n, _ in settings)]:
+            if name in given:
+                raise ValueError(
+                    f"{options.flag(name)} is given after -- and varied by the sweep: give it in one place"
+                )
+        if device != "auto" and ("device" in given or "device" in names or any("device" in dict(s) for s in explicit)):
+            raise ValueError("--device is given to the sweep and to its cells: give it in one place")
+        self.grid, self.explicit = grid, explicit
+        self.cells: list[Cell] = []
+        for index, (fixed, varied) in enumerate(itertools.product(explicit, itertools.product(*(v for _, v in grid)))):
+            settings = (*fixed, *zip(names, varied, strict=True))
+            self.cells.append(Cell(index, cell_name(settings), settings, self._argv(settings)))
+        seen: dict[str, Cell] = {}
+        for cell in self.cells:
+            if cell.name in seen:
+                raise ValueError(f"cells {seen[cell.name].index} and {cell.index} are the same cell, {cell.name}")
+            seen[cell.name] = cell
+        for cell in self.cells:  # every cell's settings, as pvae train would take them, before any cell starts
+            try:
+                check(self.parse(cell.argv))
+            except (ValueError, RunError) as error:
+                raise ValueError(f"cell {cell.name}: {error}") from None
+            except ImportError as error:  # a --model file:Class that does not import
+                raise ValueError(f"cell {cell.name}: {error}") from None
+
+    def parse(self, argv: Sequence[str]):
+        """``pvae train``'s parsed options from ``argv``.
+
+        :raises ValueError: with argparse's message, where ``pvae train`` would print it and exit.
+        """
+
+        def refuse(message):
+            raise ValueError(message)
+
+        self.parser.error = refuse  # this parser only: its message, not an exit
+        return self.parser.parse_args(list(argv))
+
+    def _option(self, text: str, where: str) -> str:
+        """The field name of the ``pvae train`` option ``text`` names (``z-dim``, ``--z-dim``, ``z_dim``)."""
+        name = text.strip().lstrip("-").replace("-", "_")
+        if name in RESERVED:
+            raise ValueError(f"{where}: the sweep sets --{name} of every cell itself; leave it out")
+        if name not in self.actions:
+            known = sorted(n for n in self.actions if n not in RESERVED)
+            near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            raise ValueError(f"{where}: pvae train has no option {text!r}{hint} Its options: {', '.join(known)}")
+        return name
+
+    def _grid_item(self, text: str) -> tuple[str, tuple[str, ...]]:
+        key, sep, values = text.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--grid {text!r}: give NAME=V1,V2,..., e.g. beta=1,2,4")
+        name = self._option(key, f"--grid {text!r}")
+        items = tuple(v.strip() for v in values.split(","))
+        if len(set(items)) < len(items):
+            raise ValueError(f"--grid {text!r} repeats a value")
+        return name, tuple(self._value(name, v, f"--grid {text!r}") for v in items)
+
+    def _explicit(self, text: str) -> tuple[tuple[str, str], ...]:
+        try:
+            words = shlex.split(text)
+        except ValueError as error:
+            raise ValueError(f"--cells {text!r}: {error}") from None
+        settings: list[tuple[str, str]] = []
+        for word in words:
+            key, sep, value = word.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--cells {text!r}: {word!r} is not NAME=VALUE, e.g. 'elbo=iwae particles=5'")
+            name = self._option(key, f"--cells {text!r}")
+            if name in dict(settings):
+                raise ValueError(f"--cells {text!r} sets {name} twice")
+            settings.append((name, self._value(name, value.strip(), f"--cells {text!r}")))
+        if not settings:
+            raise ValueError("--cells '': give a cell's settings, e.g. 'elbo=iwae particles=5'")
+        return tuple(settings)
+
+    def _value(self, name: str, value: str, where: str) -> str:
+        if self._is_flag(name) and value.lower() not in _TRUE + _FALSE:
+            raise ValueError(f"{where}: {name} is on or off: give true or false, not {value!r}")
+        return value
+
+    def _is_flag(self, name: str) -> bool:
+        return self.actions[name].nargs == 0
+
+    def _argv(self, settings: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+        argv = ["--device", self.device] if self.device != "auto" else []
+        argv.append("--no-progress")  # a log, not a terminal; a --progress after -- still wins
+        argv += self.train_options
+        for name, value in settings:
+            action = self.actions[name]
+            if self._is_flag(name):
+                on = value.lower() in _TRUE
+                if on:
+                    argv.append(action.option_strings[0])
+                elif len(action.option_strings) > 1:  # --flag/--no-flag
+                    argv.append(action.option_strings[1])
+            else:  # `--beta=-1`: a value that starts with a dash stays a value
+                argv.append(f"{options.flag(name)}={value}")
+        return tuple(argv)
+
+    def _given(self, argv: Sequence[str]) -> set[str]:
+        """The field names of the options ``argv`` gives."""
+        strings = {s: a.dest for a in self.actions.values() for s in a.option_strings}
+        given = set()
+        for word in argv:
+            dest = strings.get(word.split("=", 1)[0]) if word.startswith("-") else None
+            if dest in RESERVED:
+                raise ValueError(f"the sweep sets {word.split('=', 1)[0]} of every cell itself; leave it out")
+            if dest is not None:
+                given.add(dest)
+        return given
+
+    def record(self) -> dict:
+        """What ``sweep.json`` holds."""
+        return {
+            "grid": [{"option": name, "values": list(values)} for name, values in self.grid],
+            "explicit": [[list(pair) for pair in settings] for settings in self.explicit if settings],
+            "train_options": list(self.train_options),
+            "device": self.device,
+            "command": self.command(),
+            "cells": [
+                {"index": c.index, "name": c.name, "settings": [list(s) for s in c.settings], "argv": list(c.argv)}
+                for c in self.cells
+            ],
+        }
+
+    def command(self, cell: int | None = None) -> str:
+        """The ``pvae sweep`` command line of this sweep (of its cell ``cell`` alone)."""
+        return shlex.join(["pvae", *self.sweep_argv(cell)])
+
+    def sweep_argv(self, cell: int | None = None) -> list[str]:
+        """The arguments of ``pvae`` that run this sweep (its cell ``cell`` alone)."""
+        argv = ["sweep", str(self.out)]
+        if self.config.grid:
+            argv += ["--grid", *self.config.grid]
+        if self.config.cells:
+            argv += ["--cells", *self.config.cells]
+        if self.device != "auto":
+            argv += ["--device", self.device]
+        if cell is not None:
+            argv += ["--cell", str(cell)]
+        return [*argv, "--", *self.train_options]
+
+    def check_out(self) -> bool:
+        """Refuse an OUT that holds another sweep, or files that are not a sweep's.
+
+        :returns: whether OUT holds this sweep's ``sweep.json`` already.
+        :raises RunError: naming the fix.
+        """
+        check_writable(self.out)
+        path = self.out / SWEEP
+        if path.is_file():
+            try:
+                saved = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise RunError(f"{path} is not a readable sweep record; delete it and run the same command") from None
+            mine = self.record()
+            keys = ("grid", "explicit", "train_options", "device", "cells")
+            if {k: saved.get(k) for k in keys} != {k: mine[k] for k in keys}:
+                raise RunError(
+                    f"{self.out} holds another sweep ({saved.get('command', 'see its sweep.json')}); choose another "
+                    "OUT for this one, or run that sweep's own command to go on with it"
+                )
+            return True
+        # an array job's tasks start together: another task's sweep.json may be a temporary file still
+        if self.out.is_dir() and any(p.name != PRIVATE and not TEMPORARY.match(p.name) for p in self.out.iterdir()):
+            raise RunError(f"{self.out} is not empty and holds no sweep ({SWEEP}); choose another OUT")
+        return False
+
+
+def train_config(args):
+    """The configuration ``pvae train`` makes of its parsed options, checked as it checks them before it
+    reads any data (the dataclasses' ``__post_init__``, the pair's defaults, the beta schedule).
+
+    :param args: ``pvae train``'s parsed options.
+    :returns: the :class:`pvae.config.RunConfig` of the run.
+    :raises ValueError: what ``pvae train`` would refuse.
+    """
+    from pvae.config import PairConfig, RunConfig, resolve
+    from pvae.data import DataConfig
+    from pvae.device import DeviceConfig
+    from pvae.evaluate import EvaluateConfig
+    from pvae.pair import resolve_pair
+    from pvae.runs import RunOptions
+    from pvae.train import TrainConfig
+
+    options.from_args(RunOptions, args), options.from_args(DeviceConfig, args)
+    EvaluateConfig(samples=args.samples, seed=args.seed)
+    model, guide, elbo, beta = resolve_pair(args.model, args.guide, args.elbo, args.beta, args.beta_schedule)
+    epochs = args.epochs if args.epochs is not None else (100 if args.data == "digits" else 10)
+    config = RunConfig(
+        data=options.from_args(DataConfig, args),
+        pair=resolve(options.from_args(PairConfig, args, model=model, guide=guide)),
+        train=options.from_args(TrainConfig, args, elbo=elbo, beta=beta, epochs=epochs),
+    )
+    config.train.schedule()
+    return config
+
+
+def cell_name(settings: Sequence[tuple[str, str]]) -> str:
+    """The folder name of a cell: ``beta=2,seed=0``, its settings in order; where a value holds characters a
+    file name should not (``/``, spaces), they become ``_`` and a hash of the settings keeps names distinct.
+
+    :param settings: ``(option, value)`` pairs.
+    """
+    raw = ",".join(f"{name}={value}" for name, value in settings)
+    safe = re.sub(r"[^A-Za-z0-9._+=,@-]", "_", raw)
+    if safe != raw or len(safe) > 120:
+        safe = f"{safe[:100]}~{hashlib.sha1(raw.encode()).hexdigest()[:8]}"
+    return safe
+
+
+def _error_path(out: Path, name: str) -> Path:
+    return out / PRIVATE / f"{name}.error.json"
+
+
+def log_path(out: str | os.PathLike, name: str) -> Path:
+    """Where the output of the cell ``name`` of the sweep in ``out`` goes (with ``--workers``, or one process)."""
+    return Path(out) / PRIVATE / "logs" / f"{name}.log"
+
+
+def _run_state(path: Path) -> tuple[str, int, str | None]:
+    """``(state, epochs done, error)`` of the run directory of a cell, its error file aside."""
+    run = Run(path)
+    try:
+        if "test" in run.summary():
+            return "done", len(run.metrics()), None
+        return ("partial" if (path / CHECKPOINT).is_file() else "pending"), len(run.metrics()), None
+    except RunError as error:  # a file a crash of something else than pvae broke
+        return "failed", 0, str(error)
+
+
+def _states(out: Path, cells: Sequence[Cell]) -> list[dict]:
+    rows = []
+    for cell in cells:
+        path = out / cell.name
+        state, epochs, error = _run_state(path)
+        if state != "done" and _error_path(out, cell.name).is_file():
+            try:
+                error = json.loads(_error_path(out, cell.name).read_text()).get("error", "failed")
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                error = "failed (its error file is unreadable)"
+            state = "failed"
+        rows.append(
+            {
+                "index": cell.index,
+                "name": cell.name,
+                "settings": dict(cell.settings),
+                "state": state,
+                "error": error,
+                "epochs": epochs,
+                "path": str(path),
+            }
+        )
+    return rows
+
+
+def read_cells(out: str | os.PathLike) -> list[Cell]:
+    """The cells of the sweep in ``out``, as its ``sweep.json`` lists them.
+
+    :raises RunError: if ``out`` holds no sweep.
+    """
+    path = Path(out) / SWEEP
+    if not path.is_file():
+        raise RunError(f"{out} holds no sweep (no {SWEEP}); start one with pvae sweep {out} --grid ...")
+    try:
+        record = json.loads(path.read_text())
+        return [
+            Cell(c["index"], c["name"], tuple(map(tuple, c["settings"])), tuple(c["argv"])) for c in record["cells"]
+        ]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise RunError(f"{path} is not a readable sweep record; run the sweep's command again to rewrite it") from None
+
+
+def cell_status(out: str | os.PathLike) -> list[dict]:
+    """The state of every cell of the sweep in ``out``, in its order.
+
+    :param out: the sweep's folder (it holds ``sweep.json``).
+    :returns: one dict per cell: ``index``, ``name``, ``settings`` (option → value as given), ``state``
+        (``done``: tested; ``partial``: has a checkpoint, not tested; ``failed``: its last attempt failed,
+        ``error`` says why; ``pending``: not started, or stopped before its first checkpoint), ``error`` (one
+        line, or ``None``), ``epochs`` (rows of its ``metrics.jsonl``) and ``path`` (its run directory).
+    :raises RunError: if ``out`` holds no sweep.
+    """
+    return _states(Path(out), read_cells(out))
+
+
+def _tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
+    if not path.is_file():
+        return []
+    return path.read_text(errors="replace").splitlines()[-lines:]
+
+
+def _write_error(out: Path, cell: Cell, error: str, **extra) -> None:
+    write_json(_error_path(out, cell.name), {"index": cell.index, "name": cell.name, "error": error, **extra})
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or "(no message)"
+    return f"{type(error).__name__}: {text}"
+
+
+def _describe(out: Path, cell: Cell) -> str:
+    """What a finished cell scored, for its line."""
+    test = Run(out / cell.name).summary().get("test", {})
+    numbers = [f"{key} {test[key]:.2f}" for key in ("elbo", "log_px") if isinstance(test.get(key), float)]
+    return f": test {', '.join(numbers)}" if numbers else ""
+
+
+def _prepare(out: Path, cell: Cell) -> tuple[list[str], str]:
+    """The extra ``pvae train`` options of a cell's next attempt, and its line's words."""
+    path = out / cell.name
+    state, epochs, _ = _run_state(path)
+    if state == "partial":
+        return ["--resume"], f"resuming after epoch {epochs}"
+    started = any((path / name).exists() for name in (METRICS, SUMMARY))
+    if (path / CONFIG).is_file() and started:  # stopped between its metrics and its first checkpoint
+        return ["--overwrite"], "starting again (no checkpoint)"
+    return [], "starting"
+
+
+def run_cell(
+    sweep: Sweep, cell: Cell, train: Callable[[list[str]], None], log: Path | None = None, writes: bool = True
+) -> bool:
+    """Run one cell in this process (unless it is done), recording its error if it fails.
+
+    :param sweep: the sweep.
+    :param cell: the cell.
+    :param train: runs ``pvae train`` with the options it gets.
+    :param log: append the training's output to this file (``None``: print it).
+    :param writes: whether this process writes the sweep's files (under torchrun: rank 0 only).
+    :returns: whether the cell is done.
+    :raises KeyboardInterrupt: Ctrl-C, after which the cell is partial or pending, never failed.
+    """
+    out, total = sweep.out, len(sweep.cells)
+    if _run_state(out / cell.name)[0] == "done":
+        return True
+    extra, doing = _prepare(out, cell)
+    if writes:
+        _error_path(out, cell.name).unlink(missing_ok=True)
+        _say(f"cell {cell.index}/{total} {cell.name}: {doing}" + (f" (log: {log})" if log else ""))
+    tic = time.perf_counter()
+    try:
+        if log is None:
+            train([*cell.argv, *extra, "--out", str(out / cell.name)])
+        else:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "a") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+                print(f"=== pvae train {shlex.join([*cell.argv, *extra])} ({time.strftime('%Y-%m-%d %H:%M:%S')})")
+                try:
+                    train([*cell.argv, *extra, "--out", str(out / cell.name)])
+                except Exception as error:
+                    if isinstance(error, _EXPLAINED):
+                        print(_one_line(error))
+                    else:
+                        traceback.print_exc()
+                    raise
+    except Exception as error:
+        if writes:
+            # a message that names the fix says it all; anything else keeps where it came from
+            trace = [] if isinstance(error, _EXPLAINED) else _trace(error)
+            tail = _tail(log) if log else trace
+            _write_error(out, cell, _one_line(error), log=str(log) if log else None, log_tail=tail)
+            seconds = time.perf_counter() - tic
+            _say(f"cell {cell.index}/{total} {cell.name}: failed in {seconds:.1f} s: {_one_line(error)}")
+        if log is None:
+            raise
+        return False
+    if writes:
+        _say(f"cell {cell.index}/{total} {cell.name}: done in {time.perf_counter() - tic:.1f} s{_describe(out, cell)}")
+    return True
+
+
+def _trace(error: BaseException) -> list[str]:
+    return "".join(traceback.format_exception(error)).splitlines()[-TAIL_LINES:]
+
+
+def _say(line: str) -> None:
+    print(f"sweep: {line}", file=sys.stderr, flush=True)
+
+
+def cores() -> int:
+    """The cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def _run_workers(sweep: Sweep, cells: Sequence[Cell]) -> None:
+    """Run ``cells`` in ``sweep.config.workers`` processes of ``python -m pvae sweep OUT --cell I``."""
+    workers = sweep.config.workers
+    threads = str(max(1, cores() // workers))
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    queue, running = list(cells), {}
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                cell = queue.pop(0)
+                extra, doing = _prepare(sweep.out, cell)
+                log = log_path(sweep.out, cell.name)
+                log.parent.mkdir(parents=True, exist_ok=True)
+                handle = open(log, "a")  # closed when its process ends
+                command = [sys.executable, "-m", "pvae", *sweep.sweep_argv(cell.index)]
+                process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+                running[process] = (cell, handle, time.perf_counter())
+                _say(f"cell {cell.index}/{len(sweep.cells)} {cell.name}: {doing} (log: {log})")
+            time.sleep(0.05)
+            for process in [p for p in running if p.poll() is not None]:
+                cell, handle, tic = running.pop(process)
+                handle.close()
+                _finished(sweep, cell, process.returncode, time.perf_counter() - tic)
+    except KeyboardInterrupt:
+        for process in running:  # Ctrl-C reached them too (one process group); wait for their checkpoints
+            process.wait()
+        raise
+
+
+def _finished(sweep: Sweep, cell: Cell, status: int, seconds: float) -> None:
+    """Say how a worker's cell ended; where it could not say why it failed (a signal), record it."""
+    out, total, log = sweep.out, len(sweep.cells), log_path(sweep.out, cell.name)
+    if status == 0 and _run_state(out / cell.name)[0] == "done":
+        _say(f"cell {cell.index}/{total} {cell.name}: done in {seconds:.1f} s{_describe(out, cell)}")
+        return
+    path = _error_path(out, cell.name)
+    if path.is_file():
+        record = json.loads(path.read_text())
+    else:
+        why = f"killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
+        record = {"index": cell.index, "name": cell.name, "error": f"the process {why}"}
+    record.update(log=str(log), log_tail=_tail(log))
+    write_json(path, record)
+    _say(f"cell {cell.index}/{total} {cell.name}: failed in {seconds:.1f} s: {record['error']}")
+
+
+def run_sweep(sweep: Sweep, train: Callable[[list[str]], None], writes: bool = True) -> list[dict]:
+    """Run what ``pvae sweep`` was asked: list the cells, run one, or run every cell not done yet.
+
+    :param sweep: the checked sweep.
+    :param train: runs ``pvae train`` in this process with the options it gets (used unless ``--workers``).
+    :param writes: whether this process writes the sweep's files (under torchrun: rank 0 only).
+    :returns: :func:`cell_status` at the end.
+    :raises ValueError: for ``--cell`` out of range.
+    :raises RunError: if any cell failed, naming them, after every other cell ran.
+    """
+    config, out, cells = sweep.config, sweep.out, sweep.cells
+    if config.list:
+        for row in _states(out, cells):
+            why = f"  ({row['error']})" if row["error"] else ""
+            print(f"{row['index']:>4}  {row['state']:<8} {row['name']}{why}")
+        return _states(out, cells)
+    if config.cell is not None and config.cell >= len(cells):
+        raise ValueError(f"--cell {config.cell}: the sweep has {len(cells)} cells, 0 to {len(cells) - 1}")
+    if not sweep.check_out() and writes:
+        write_json(out / SWEEP, sweep.record())
+    if config.cell is not None:
+        cell = cells[config.cell]
+        if _run_state(out / cell.name)[0] == "done":
+            if writes:
+                _say(f"cell {cell.index}/{len(cells)} {cell.name}: done already")
+        else:
+            run_cell(sweep, cell, train, writes=writes)
+        return _states(out, cells)
+    todo = [cell for cell, row in zip(cells, _states(out, cells), strict=True) if row["state"] != "done"]
+    if len(todo) < len(cells):
+        _say(f"{len(cells) - len(todo)} of {len(cells)} cells done already")
+    if config.workers > 1:
+        _run_workers(sweep, todo)
+    else:
+        for cell in todo:
+            run_cell(sweep, cell, train, log=log_path(out, cell.name))
+    rows = _states(out, cells)
+    failed = [row for row in rows if row["state"] != "done"]
+    counts = {state: sum(row["state"] == state for row in rows) for state in STATES}
+    print(f"sweep {out}: {', '.join(f'{n} {state}' for state, n in counts.items() if n)} of {len(cells)} cells")
+    if failed:
+        listed = "; ".join(f"{row['name']}: {row['error']}" for row in failed[:3])
+        listed += "; ..." if len(failed) > 3 else ""
+        raise RunError(
+            f"{len(failed)} of {len(cells)} cells failed ({listed}); their logs are in {out / PRIVATE / 'logs'}, "
+            "and the same command tries them again"
+        )
+    return rows

@@ -1,0 +1,233 @@
+"""``pvae sweep``: the cells a grid makes, what is refused before any cell starts, and a study that finishes
+whatever stopped it (a failing cell, Ctrl-C, kill -9), with nothing trained twice."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pvae import cli
+from pvae.sweep import Sweep, SweepConfig, cell_name, cell_status, train_config
+from tests.conftest import derived_seed, with_test_device
+
+#: A cell trains in about a second: 200 digits, a tiny pair.
+SMALL = ["--hidden", "16", "--z-dim", "2", "--samples", "5", "--train-size", "200", "--no-progress"]
+
+
+def main(argv: list[str]) -> int:
+    """``pvae`` with the cells on the test device (``PVAE_TEST_DEVICE``)."""
+    if "--" in argv:
+        cut = argv.index("--")
+        argv = [*argv[: cut + 1], *with_test_device(argv[cut + 1 :])]
+    return cli.main(argv)
+
+
+def _sweep(out, grid=(), cells=(), train=(), device="auto") -> Sweep:
+    parser = next(a for a in cli.build_parser(only="train")._actions if a.dest == "command").choices["train"]
+    return Sweep(out, SweepConfig(grid=tuple(grid), cells=tuple(cells)), list(train), parser, train_config, device)
+
+
+def _epochs(run: Path) -> list[int]:
+    return [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _without_seconds(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def _metrics(run: Path) -> list[dict]:
+    return _without_seconds([json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()])
+
+
+def test_a_grid_crosses_its_options_in_order_and_names_each_cell_by_its_settings(tmp_path):
+    sweep = _sweep(tmp_path / "s", ["beta=1,2", "z-dim=2,3", "--vectorize=off,on"], train=["--epochs", "1"])
+    assert [c.name for c in sweep.cells] == [
+        f"beta={b},z_dim={z},vectorize={v}" for b in (1, 2) for z in (2, 3) for v in ("off", "on")
+    ]
+    first = sweep.cells[0]
+    assert first.index == 0 and first.settings == (("beta", "1"), ("z_dim", "2"), ("vectorize", "off"))
+    assert first.argv == ("--no-progress", "--epochs", "1", "--beta=1", "--z-dim=2", "--no-vectorize")
+    assert sweep.cells[1].argv[-1] == "--vectorize"
+    # what pvae train makes of a cell's options is what the cell says
+    config = train_config(sweep.parse(first.argv))
+    assert (config.train.beta, config.pair.z_dim, config.train.vectorize, config.train.epochs) == (1.0, 2, False, 1)
+    config = train_config(sweep.parse(sweep.cells[-1].argv))
+    assert (config.train.beta, config.pair.z_dim, config.train.vectorize) == (2.0, 3, True)
+    assert _sweep(tmp_path / "v", ["validate=on,off"]).cells[1].argv == ("--no-progress",)  # a flag's off: no flag
+
+    # explicit cells (a value may hold commas) crossed with a grid; --device goes to every cell
+    sweep = _sweep(tmp_path / "t", ["seed=0,1"], ["elbo=iwae particles=3", "hidden=32,16"], device="cpu")
+    assert [c.name for c in sweep.cells] == [
+        "elbo=iwae,particles=3,seed=0",
+        "elbo=iwae,particles=3,seed=1",
+        "hidden=32,16,seed=0",
+        "hidden=32,16,seed=1",
+    ]
+    assert train_config(sweep.parse(sweep.cells[2].argv)).pair.hidden == (32, 16)
+    assert sweep.cells[0].argv[:2] == ("--device", "cpu")
+
+    # a value a file name should not hold is made safe, and two such cells stay apart
+    a, b = cell_name([("model", "my/models.py:A")]), cell_name([("model", "my_models.py:A")])
+    assert "/" not in a and a != b and a == cell_name([("model", "my/models.py:A")])
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--grid", "bta=1,2"], "--grid 'bta=1,2': pvae train has no option 'bta'; did you mean beta? Its options: "),
+        (["--grid", "beta=1,-1", "seed=0,1"], "cell beta=-1,seed=0: --beta must be a non-negative number, not -1.0"),
+        (["--grid", "lr=1e-3,x"], "cell lr=x: argument --lr: expected a number, not 'x'"),
+        (["--grid", "beta"], "--grid 'beta': give NAME=V1,V2,..., e.g. beta=1,2,4"),
+        (["--grid", "out=a,b"], "the sweep sets --out of every cell itself"),
+        (["--grid", "seed=0,1", "--cell", "2"], "--cell 2: the sweep has 2 cells, 0 to 1"),
+        (["--grid", "hidden=16,32"], "--hidden is given after -- and varied by the sweep: give it in one place"),
+        (["--cells", "validate=maybe"], "validate is on or off: give true or false, not 'maybe'"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_written(tmp_path, capsys, argv, words):
+    out = tmp_path / "s"
+    assert main(["sweep", str(out), *argv, "--", "--epochs", "1", *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pvae sweep: error: ") and words in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    if "bta" in argv[1]:
+        assert "z_dim" in err and "out," not in err  # the options listed are those a grid can vary
+
+
+def test_a_sweep_runs_every_cell_records_a_failure_and_the_same_command_finishes_it(tmp_path, capsys):
+    """One cell diverges (an absurd learning rate): it is recorded as failed with its error and the others
+    finish; --list and cell_status say so; a rerun skips the finished cells (their files untouched) and
+    tries the failed one again. A cell is exactly the run `pvae train` makes of its options."""
+    out, seed = tmp_path / "s", str(derived_seed(0))
+    command = ["sweep", str(out), "--grid", "lr=1e30,1e-3", "beta=1,2", "--", "--epochs", "1", "--seed", seed, *SMALL]
+    assert main(command) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[-1].startswith(
+        "pvae sweep: error: 2 of 4 cells failed (lr=1e30,beta=1: FloatingPointError: the loss became nan in epoch 1"
+    )
+    assert "sweep" in captured.out and "2 done, 2 failed of 4 cells" in captured.out
+    assert sum("done in" in line for line in captured.err.splitlines()) == 2
+
+    status = {row["name"]: row for row in cell_status(out)}
+    assert [row["state"] for row in cell_status(out)] == ["failed", "failed", "done", "done"]
+    failed = status["lr=1e30,beta=2"]
+    assert failed["error"] == "FloatingPointError: the loss became nan in epoch 1; try a lower --lr"
+    record = json.loads((out / ".sweep" / "lr=1e30,beta=2.error.json").read_text())
+    assert record["error"] == failed["error"] and any("training vae/gaussian" in line for line in record["log_tail"])
+    good = out / "lr=1e-3,beta=2"
+    assert Path(status["lr=1e-3,beta=2"]["path"]) == good and status["lr=1e-3,beta=2"]["settings"]["beta"] == "2"
+    saved = json.loads((out / "sweep.json").read_text())
+    assert saved["train_options"] == ["--epochs", "1", "--seed", seed, *with_test_device(SMALL)]
+    assert [c["name"] for c in saved["cells"]] == list(status)
+
+    # the cell is the run pvae train makes of its argv, number for number
+    direct = tmp_path / "direct"
+    argv = next(c["argv"] for c in saved["cells"] if c["name"] == good.name)
+    assert main(["train", *argv, "--out", str(direct)]) == 0
+    assert _metrics(good) == _metrics(direct)
+    cell_test = json.loads((good / "summary.json").read_text())["test"]
+    direct_test = json.loads((direct / "summary.json").read_text())["test"]
+    assert cell_test["elbo"] == direct_test["elbo"] and cell_test["log_px"] == direct_test["log_px"]
+    assert json.loads((good / "config.json").read_text())["train"]["beta"] == 2.0
+    capsys.readouterr()
+
+    assert main([*command[:5], "--list", *command[5:]]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].split()[:3] == ["0", "failed", "lr=1e30,beta=1"] and listed[3].split() == ["3", "done", good.name]
+
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("lr=1e-3,*/*") if p.is_file()}
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "2 of 4 cells done already" in err and "lr=1e-3" not in err.replace("(lr=1e30", "")
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("lr=1e-3,*/*") if p.is_file()}
+
+    # another grid into the same folder is refused with the fix
+    assert main(["sweep", str(out), "--grid", "beta=1,4", "--", "--epochs", "1", *SMALL]) == 2
+    assert "holds another sweep (pvae sweep " in capsys.readouterr().err
+
+
+def test_cell_runs_that_cell_alone_and_ctrl_c_leaves_it_to_be_resumed(tmp_path, monkeypatch, capsys):
+    """--cell I trains cell I and no other; Ctrl-C in its second epoch leaves it partial; the same command
+    resumes it from its checkpoint, and it ends as the uninterrupted run would have."""
+    import pvae.train
+
+    out, seed = tmp_path / "s", str(derived_seed(1))
+    command = ["sweep", str(out), "--grid", "seed=" + seed + ",7", "--cell", "1", "--", "--epochs", "2", *SMALL]
+    real_step, steps = pvae.train.step, []
+
+    def step(*args):
+        steps.append(1)
+        if len(steps) == 3:  # two steps of 128 make an epoch of 200 digits: this is in the second
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    monkeypatch.setattr(pvae.train, "step", step)
+    assert main(command) == 130
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("pvae sweep: interrupted; the same command goes on where it stopped: ")
+    assert [row["state"] for row in cell_status(out)] == ["pending", "partial"]
+    assert _epochs(out / "seed=7") == [1] and not (out / f"seed={seed}").exists()
+    assert not (out / ".sweep" / "seed=7.error.json").exists()  # stopped, not failed
+
+    monkeypatch.setattr(pvae.train, "step", real_step)
+    assert main(command) == 0
+    assert "cell 1/2 seed=7: resuming after epoch 1" in capsys.readouterr().err
+    assert _epochs(out / "seed=7") == [1, 2] and not (out / f"seed={seed}").exists()
+    direct = tmp_path / "direct"
+    assert main(["train", "--epochs", "2", "--seed", "7", *SMALL, "--out", str(direct)]) == 0
+    assert _metrics(out / "seed=7") == _metrics(direct)
+    capsys.readouterr()
+    assert main(command) == 0
+    assert "cell 1/2 seed=7: done already" in capsys.readouterr().err
+
+
+def _wait_for(condition, seconds: float) -> None:
+    stop = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < stop, "timed out"
+        time.sleep(0.01)
+
+
+def test_workers_killed_with_sigkill_then_the_same_command_finishes_with_nothing_trained_twice(tmp_path, capsys):
+    """Two worker processes; the whole sweep is killed with SIGKILL while a cell trains (after its first
+    checkpoint); the same sweep (here in one process) finishes every cell, resuming the interrupted ones:
+    every metrics.jsonl holds each epoch once, and a cell finished before the kill is not trained again."""
+    out, epochs = tmp_path / "s", 30
+    seeds = [str(derived_seed(i)) for i in (2, 3, 4)]
+    argv = [sys.executable, "-m", "pvae", "sweep", str(out), "--workers", "2", "--grid", "seed=" + ",".join(seeds)]
+    argv += ["--", "--epochs", str(epochs), "--jit", "off", *with_test_device(SMALL)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def mid_cell() -> bool:
+        assert first.poll() is None, first.communicate()
+        return any(2 <= len(_lines(p / "metrics.jsonl")) < epochs for p in out.glob("seed=*"))
+
+    try:
+        _wait_for(mid_cell, 120)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the sweep and its workers, as a scheduler's kill does
+        first.communicate()
+    states = {row["name"]: row["state"] for row in cell_status(out)}
+    assert "partial" in states.values(), states
+    finished = {p: p.stat().st_mtime_ns for name, s in states.items() if s == "done" for p in (out / name).iterdir()}
+
+    assert main([*argv[3:5], *argv[7:]]) == 0  # without --workers 2: the same cells in this process
+    err = capsys.readouterr().err
+    assert [row["state"] for row in cell_status(out)] == ["done"] * 3
+    for name, state in states.items():
+        assert _epochs(out / name) == list(range(1, epochs + 1)), name
+        if state == "partial":
+            assert f"{name}: resuming after epoch" in err
+    assert finished == {p: p.stat().st_mtime_ns for p in finished}
+    log = (out / ".sweep" / "logs" / f"seed={seeds[0]}.log").read_text()
+    assert log.startswith(f"sweep: cell 0/3 seed={seeds[0]}: starting")  # a worker's output went to its log
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.is_file() else []
