@@ -9,8 +9,9 @@ curves (drawn from ``metrics.jsonl``, so a run still training has them too) and 
 every command that wrote into the run: ``figures/`` (train, plot, sample) and each results folder,
 recognised by what it holds (``diagnostics.json``, ``results.md``, ``disentanglement.json``,
 ``quality.json``), so that a ``--out`` placed inside the run is found as well as the default.
-A folder of runs gets a table of its runs (the settings that differ, the test numbers) above a
-section per run.
+A folder of runs (a sweep) gets the table ``pvae runs`` prints (:mod:`pvae.study`: the runs that
+differ only in their seeds pooled into mean ± sd over n, failed runs as rows with their error), the
+figures of its headline numbers against each numeric setting that differs, then a section per run.
 
 Every number shown sits in an element with ``data-key`` (where it comes from, e.g. ``test.elbo``)
 and ``data-value`` (the JSON's value, in full): what a reader of the page, or a test, checks it
@@ -27,11 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pvae import study
 from pvae.files import atomic_write
-from pvae.runs import CONFIG, METRICS, SUMMARY, Run, RunError, check_writable
+from pvae.runs import CONFIG, METRICS, REPORT, SUMMARY, Run, RunError, check_writable
 
-#: The page's file name in a run or a folder of runs.
-REPORT = "report.html"
 #: Keys of an evaluation shown first, in this order; the others follow alphabetically.
 HEADLINE = ("elbo", "log_px", "reconstruction", "kl", "log_py", "accuracy", "iwae_samples", "n")
 #: Names of the numbers of an evaluation, as the page shows them.
@@ -61,28 +61,6 @@ class ReportConfig:
             raise ValueError(f"--out {self.out}: give the name of an HTML file, e.g. {self.out}.html")
 
 
-def find_runs(path: str | os.PathLike) -> list[Path]:
-    """The run directories (folders holding ``config.json``) at or under ``path``, sorted; a run's
-    own subfolders are not searched.
-
-    :param path: a run directory or a folder of runs.
-    :raises RunError: if ``path`` does not exist or is a file.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise RunError(f"{path} does not exist: give a run directory or a folder of runs")
-    if not path.is_dir():
-        raise RunError(f"{path} is a file: give a run directory or a folder of runs")
-    runs = []
-    for root, dirs, files in os.walk(path):
-        if CONFIG in files:
-            runs.append(Path(root))
-            dirs.clear()
-        else:
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-    return sorted(runs)
-
-
 def write_report(path: str | os.PathLike, config: ReportConfig = ReportConfig()) -> Path:
     """Write the page of the run ``path``, or of the runs under the folder ``path``.
 
@@ -92,7 +70,7 @@ def write_report(path: str | os.PathLike, config: ReportConfig = ReportConfig())
     :raises RunError: if ``path`` is neither a run nor holds one, or the page cannot be written there.
     """
     path = Path(path)
-    runs = find_runs(path)
+    runs = study.find_runs(path)
     if not runs:
         raise RunError(
             f"{path} is not a run and holds none (no {CONFIG} in it or below): give a run directory "
@@ -111,46 +89,149 @@ def run_page(run: Run) -> str:
 
 
 def folder_page(path: Path, runs: list[Path]) -> str:
-    """The HTML page of the runs ``runs`` under ``path``: a table of their settings that differ and
-    their test numbers, then one collapsible section per run."""
-    names = [r.relative_to(path).as_posix() for r in runs]
-    configs, summaries = {}, {}
-    for name, r in zip(names, runs, strict=True):
-        try:
-            configs[name] = _flatten(Run(r).config)
-        except RunError:
-            configs[name] = {}
-        try:
-            summaries[name] = Run(r).summary()
-        except RunError:
-            summaries[name] = {}
-    keys = sorted({k for c in configs.values() for k in c})
-    differ = [k for k in keys if len({json.dumps(c.get(k)) for c in configs.values()}) > 1]
-    head = "".join(f"<th>{_e(k)}</th>" for k in ["run", *differ, "status", "test ELBO", "test log p(x)", "test KL"])
-    rows = []
-    for name, r in zip(names, runs, strict=True):
-        test = summaries[name].get("test", {})
-        cells = [f'<td><a href="#{_anchor(name)}">{_e(name)}</a></td>']
-        cells += [f"<td>{_e(_text(configs[name].get(k)))}</td>" for k in differ]
-        cells.append(f"<td>{_e(_status(Run(r), summaries[name]))}</td>")
-        for key in ("elbo", "log_px", "kl"):
-            cells.append(_number_cell(f"{name}:test.{key}", test.get(key), test.get(f"{key}_se")))
-        rows.append(f"<tr>{''.join(cells)}</tr>")
-    table = f'<table class="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-    sections = "".join(
-        f'<details id="{_anchor(name)}" data-run="{_e(name)}"><summary>{_e(name)}</summary>'
-        f"{_run_body(Run(r), name + ':')}</details>"
-        for name, r in zip(names, runs, strict=True)
-    )
-    same = {k: v for k, v in configs[names[0]].items() if k not in differ}
+    """The HTML page of the runs ``runs`` under ``path``: their table (:func:`pvae.study.table`, grouped
+    over the seeds), its figures (:func:`plots`), the settings every run shares, then one collapsible
+    section per run."""
+    records = [study.read_run(r, path) for r in runs]
+    result = study.table(records)
+    configured = [r.settings for r in records if r.settings]
+    differ = study.differing(records)
+    same = {k: v for k, v in configured[0].items() if k not in differ} if configured else {}
     common = f"<details><summary>settings common to every run</summary>{_settings_table(same, '')}</details>"
+    sections = "".join(
+        f'<details id="{_anchor(r.path)}" data-run="{_e(r.path)}"><summary>{_e(r.path)}</summary>'
+        f"{_run_body(Run(p), r.path + ':')}</details>"
+        for r, p in zip(records, runs, strict=True)
+    )
+    pooled = (
+        f"runs that differ only in {', '.join(result.seeds)} share a row: mean ± sd over its n runs"
+        if result.seeds
+        else "one run per row"
+    )
     body = (
         f"<h1>Runs in <code>{_e(path.name or str(path))}</code></h1>"
-        f"<p>{len(runs)} run{'s' if len(runs) != 1 else ''}; settings that differ between them, and the test "
-        "numbers in nats per datapoint (± standard error).</p>"
-        f"{table}{common}<h2>Each run</h2>{sections}"
+        f"<p>{len(runs)} run{'s' if len(runs) != 1 else ''}; the settings that differ between them and the test "
+        f"numbers (nats per datapoint); {_e(pooled)}. The table of <code>pvae runs</code>.</p>"
+        f"{_study_table(result)}{common}{_study_figures(result, path)}<h2>Each run</h2>{sections}"
     )
     return _page(f"pvae runs in {path.name}", body)
+
+
+#: At most this many figures of numbers against settings on a folder's page.
+MAX_PLOTS = 6
+#: The numbers a folder's page draws, in the order they are chosen: the ELBO, the headline score of
+#: ``pvae disentangle`` and of ``pvae quality`` (the first of each the runs have: what such a study was
+#: run for), then log p(x) and KL.
+PLOTTED = (
+    ("elbo",),
+    ("mig", "dci", "factor_vae", "beta_vae", "sap", "modularity"),
+    ("fd", "precision", "recall", "coverage", "confidence"),
+    ("log_px",),
+    ("kl",),
+)
+
+
+def plots(result: study.Table) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Which ``(metric, setting)`` figures a folder's page draws, and which it leaves out.
+
+    The settings: those of the table whose values are numbers, at least two of them among the finished
+    rows, the one with the most values first. The numbers: :data:`PLOTTED`'s that the table has. Each
+    setting gets an equal share of :data:`MAX_PLOTS` (at least one figure), its numbers in that order.
+
+    :param result: a table of :func:`pvae.study.table`.
+    :returns: the pairs drawn, and those left out.
+    """
+    finished = [row for row in result.rows if row.state == "finished"]
+    values = {s: {row.settings[s] for row in finished} for s in result.settings}
+    numeric = [
+        s
+        for s, v in values.items()
+        if len(v) > 1 and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+    ]
+    numeric.sort(key=lambda s: (-len(values[s]), s))
+    metrics = [next(m for m in choice if m in result.numbers) for choice in PLOTTED if set(choice) & {*result.numbers}]
+    every = [(m, s) for s in numeric for m in metrics]
+    share = max(1, MAX_PLOTS // len(numeric)) if numeric else 0
+    drawn = [(m, s) for s in numeric for m in metrics[:share]][:MAX_PLOTS]
+    return drawn, [pair for pair in every if pair not in drawn]
+
+
+def _study_figures(result: study.Table, path: Path) -> str:
+    from pvae.plots.study import plot_against
+
+    drawn, left = plots(result)
+    if not drawn:
+        return ""
+    figures = []
+    for metric, setting in drawn:
+        name = f"{metric}-vs-{setting}.png"  # the name `pvae runs --plot` gives the same figure
+        try:
+            figures.append((name, _png_of(plot_against(result, metric, setting)), None))
+        except ValueError as error:
+            figures.append((name, None, str(error)))
+    note = ""
+    if left:
+        pairs = ", ".join(f"{m} against {s}" for m, s in left)
+        note = (
+            f'<p class="status">Not drawn here (at most {MAX_PLOTS} figures): {_e(pairs)}; draw one with '
+            f"<code>pvae runs {_e(path)} --plot METRIC --against SETTING</code>.</p>"
+        )
+    return f"<h2>Numbers against settings</h2>{_figures_grid(figures)}{note}"
+
+
+def _study_table(result: study.Table) -> str:
+    """The rows of a study's table: settings, n, the runs (links to their sections), each number's mean
+    ± sd (its own n where fewer runs have it), and the state and error of a run that did not finish.
+    Each number's mean, sd and n are the ``data-value``, ``data-sd`` and ``data-n`` of its element."""
+    failed = any(row.state != "finished" for row in result.rows)
+    head = [*result.settings, "n", "runs", *(study.NUMBERS[n] for n in result.numbers), *(["state"] if failed else [])]
+    rows = []
+    for i, row in enumerate(result.rows):
+        n = len(row.runs)
+        cells = [
+            f'<td data-key="table.{i}.{_e(s)}" data-value="{_e(json.dumps(row.settings[s]))}">'
+            f"{_e(_setting_text(row.settings[s]))}</td>"
+            for s in result.settings
+        ]
+        cells.append(f'<td class="num" data-key="table.{i}.n" data-value="{n}">{n}</td>')
+        links = ", ".join(f'<a href="#{_anchor(run)}">{_e(run)}</a>' for run in row.runs)
+        cells.append(f'<td class="links">{links}</td>')
+        cells += [_stat_cell(f"table.{i}.{name}", row.numbers.get(name), n) for name in result.numbers]
+        if failed:
+            state = row.state + (f": {row.error}" if row.error else "")
+            cells.append(f'<td class="state {_e(row.state)}" data-key="table.{i}.state">{_e(state)}</td>')
+        runs = _e(json.dumps(list(row.runs)))
+        rows.append(f'<tr data-row="{i}" data-runs="{runs}" data-state="{_e(row.state)}">{"".join(cells)}</tr>')
+    head_cells = "".join(f"<th>{_e(h)}</th>" for h in head)
+    return f'<table class="runs"><thead><tr>{head_cells}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _stat_cell(key: str, stat: study.Stat | None, n: int) -> str:
+    if stat is None:
+        return "<td>—</td>"
+    text = _stat_text(stat.mean)
+    if stat.sd:  # a number the same in every run (K, epochs) is shown alone
+        text += f" ± {_stat_text(stat.sd)}"
+    if stat.n != n:
+        text += f" (n={stat.n})"
+    attributes = f'data-key="{_e(key)}" data-value="{_e(json.dumps(stat.mean))}"'
+    attributes += f' data-sd="{_e(json.dumps(stat.sd))}" data-n="{stat.n}"'
+    return f'<td class="num"><span {attributes}>{_e(text)}</span></td>'
+
+
+def _stat_text(value: float) -> str:
+    """A mean or sd: counts (epochs, K, active units) whole, other numbers as :func:`format_number`."""
+    if math.isfinite(value) and value == round(value) and abs(value) < 1e6:
+        return str(int(value))
+    return format_number(value)
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "—" if value is None else str(value)
 
 
 def _run_body(run: Run, prefix: str) -> str:
@@ -170,6 +251,9 @@ def _run_body(run: Run, prefix: str) -> str:
     except RunError as error:
         metrics = []
         problems.append(str(error))
+    failed = study.failure(run.path)
+    if failed is not None:
+        problems.insert(0, f"failed: {failed}")
     parts.append(f'<p class="status">{_e(_status(run, summary, metrics))}</p>')
     parts += [f'<p class="problem">{_e(p)}</p>' for p in problems]
     parts.append("<h2>Numbers</h2>")
@@ -432,6 +516,7 @@ figure { margin: 0; border: 1px solid #e3e3e3; padding: .5em; background: #fff; 
 figure img { width: 100%; height: auto; display: block; }
 figcaption { font-size: 13px; color: #555; margin-top: .3em; }
 figure.unreadable { background: #fff4f4; border-color: #e5b5b5; }
+.state.failed, .state.unreadable { color: #a00; } td.links { font-size: 13px; }
 .status { color: #555; } .problem { color: #a00; } .where { font-weight: normal; color: #777; font-size: .8em; }
 details { border: 1px solid #ddd; padding: .4em .8em; margin: .5em 0; }
 details > summary { cursor: pointer; font-weight: 600; }

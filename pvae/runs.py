@@ -31,6 +31,8 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 FIGURES = "figures"
+#: The page ``pvae report`` writes into a run.
+REPORT = "report.html"
 #: Folders whose files pvae writes (figures of train/plot/sample, compare-elbos, diagnose, train --tensorboard).
 OUTPUT_FOLDERS = (FIGURES, "elbos", "diagnostics", "tensorboard")
 #: Kinds of file pvae writes inside :data:`OUTPUT_FOLDERS`.
@@ -118,11 +120,11 @@ class Run:
 
     def own_files(self) -> list[Path]:
         """The files of this run that pvae wrote: ``config.json``, ``checkpoint.pt``, ``metrics.jsonl``,
-        ``summary.json``, the ``.png``/``.json``/``.md``/``.nc`` files under ``figures/``, ``elbos/``
+        ``summary.json``, ``report.html``, the ``.png``/``.json``/``.md``/``.nc`` files under ``figures/``, ``elbos/``
         and ``diagnostics/``, and TensorBoard's event files under ``tensorboard/``. What :meth:`create`
         deletes on ``overwrite``; every other file is the user's.
         """
-        files = [self.path / name for name in (CONFIG, CHECKPOINT, METRICS, SUMMARY)]
+        files = [self.path / name for name in (CONFIG, CHECKPOINT, METRICS, SUMMARY, REPORT)]
         for folder in self._output_folders():
             files += [p for p in folder.iterdir() if p.suffix in OUTPUT_SUFFIXES or p.name.startswith(EVENTS_PREFIX)]
         return [p for p in files if p.is_file() and not p.is_symlink()]

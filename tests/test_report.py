@@ -3,15 +3,17 @@ checked against the run's JSON."""
 
 import json
 import shutil
+import statistics
 import subprocess
 from html.parser import HTMLParser
 
 import matplotlib.pyplot as plt
 import pytest
 
+from pvae import study
 from pvae.cli import main
 from pvae.files import save_figure, write_json
-from pvae.report import REPORT, ReportConfig, format_number, write_report
+from pvae.report import MAX_PLOTS, REPORT, ReportConfig, format_number, plots, write_report
 from pvae.runs import RunError
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -22,11 +24,13 @@ needs_browser = pytest.mark.skipif(
 
 class _Rendered(HTMLParser):
     """What a test reads from the rendered DOM: each image's load state, each number (data-key →
-    (data-value, text shown)), the figures listed as unreadable, and whether the page's script ran."""
+    (data-value, text shown), and all its attributes), the rows of a folder's table (their runs and
+    state), the figures listed as unreadable, and whether the page's script ran."""
 
     def __init__(self):
         super().__init__()
-        self.images, self.numbers, self.unreadable, self.ready = [], {}, [], False
+        self.images, self.numbers, self.attributes, self.unreadable, self.ready = [], {}, {}, [], False
+        self.rows = []
         self._key = None
 
     def handle_starttag(self, tag, attrs):
@@ -35,11 +39,14 @@ class _Rendered(HTMLParser):
             self.ready = attrs.get("data-ready") == "yes"
         if tag == "img":
             self.images.append((attrs.get("alt"), attrs.get("data-loaded")))
+        if tag == "tr" and "data-row" in attrs:
+            self.rows.append((json.loads(attrs["data-runs"]), attrs["data-state"]))
         if "data-unreadable" in attrs:
             self.unreadable.append(attrs["data-unreadable"])
         if "data-key" in attrs:
             self._key = attrs["data-key"]
-            self.numbers[self._key] = [json.loads(attrs["data-value"]), ""]
+            self.attributes[self._key] = attrs
+            self.numbers[self._key] = [json.loads(attrs.get("data-value", "null")), ""]
 
     def handle_data(self, data):
         if self._key is not None:
@@ -155,7 +162,7 @@ def test_folder_page_and_broken_inputs(tmp_path):
     assert out == tmp_path / "sweep" / REPORT
     page = render(out, tmp_path)
     assert page.ready and all(loaded == "yes" for _, loaded in page.images)
-    assert len(page.images) == 3 + 3  # each run's samples.png and curves
+    assert len(page.images) == 3 + 3 + 3  # each run's samples.png and curves; ELBO, log p(x), KL against beta
     assert page.unreadable == ["broken.png"]
     for name, summary in summaries.items():
         check_numbers(page.numbers, summary, f"{name}:")
@@ -164,6 +171,89 @@ def test_folder_page_and_broken_inputs(tmp_path):
     table = html[html.index('<table class="runs">') :].split("</table>")[0]
     assert "<th>train.beta</th>" in table and "<th>train.seed</th>" not in table  # the settings that differ
     assert "No summary.json yet" in html and "2 epochs in metrics.jsonl" in html
+
+
+@needs_browser
+def test_folder_page_table_is_the_study_table(tmp_path):
+    """A 2-beta × 2-seed study with a failed cell and a cell still training: the page's table, read from
+    Chromium, is :func:`pvae.study.table`'s (rows, runs, state, each number's mean, sd and n, and these
+    equal the seeds' mean and sd computed here); the failed cell is a row with its error; the figures of
+    ELBO, log p(x) and KL against beta decode."""
+    sweep = tmp_path / "sweep"
+    elbos = {}
+    for beta in (1.0, 4.0):
+        for seed in (0, 1):
+            elbo = -40.0 - beta - 0.75 * seed
+            elbos.setdefault(beta, []).append(elbo)
+            test = {"elbo": elbo, "elbo_se": 0.2, "log_px": elbo + 1.5, "kl": 3.0 / beta + seed}
+            fake_run(sweep / f"beta={beta:g}" / f"seed={seed}", {"test": test}, beta=beta, seed=seed)
+    failed = fake_run(sweep / "beta=8" / "seed=0", None, epochs=1, beta=8.0)
+    write_json(failed / "error.json", {"error": "ValueError: the loss is nan at epoch 1 <step 12>"})
+    fake_run(sweep / "beta=8" / "seed=1", None, epochs=2, beta=8.0, seed=1)
+    out = write_report(sweep)
+    page = render(out, tmp_path)
+    expected = study.table(study.collect(sweep))
+    assert expected.settings == ("train.beta",) and expected.seeds == ("train.seed",)
+    assert page.rows == [(list(row.runs), row.state) for row in expected.rows]
+    assert [state for _, state in page.rows] == ["finished", "finished", "partial", "failed"]
+    checked = 0
+    for i, row in enumerate(expected.rows):
+        assert page.numbers[f"table.{i}.n"][0] == len(row.runs)
+        assert page.numbers[f"table.{i}.train.beta"][0] == row.settings["train.beta"]
+        for name, stat in row.numbers.items():
+            attributes = page.attributes[f"table.{i}.{name}"]
+            assert json.loads(attributes["data-value"]) == stat.mean
+            assert json.loads(attributes["data-sd"]) == stat.sd and int(attributes["data-n"]) == stat.n
+            shown = page.numbers[f"table.{i}.{name}"][1].split(" ± ")
+            assert float(shown[0]) == pytest.approx(stat.mean, abs=5.01e-4)
+            if stat.sd:
+                assert float(shown[1].split(" ")[0]) == pytest.approx(stat.sd, abs=5.01e-4)
+            checked += 1
+    assert expected.numbers == ("elbo", "log_px", "kl", "epochs") and checked == 2 * 4 + 1  # the partial run: epochs
+    for i, beta in enumerate((1.0, 4.0)):  # the numbers themselves, not only study's
+        stat = expected.rows[i].numbers["elbo"]
+        assert (stat.mean, stat.sd, stat.n) == (statistics.mean(elbos[beta]), statistics.stdev(elbos[beta]), 2)
+        assert page.numbers[f"table.{i}.elbo"][1] == f"{stat.mean:.3f} ± {stat.sd:.3f}"
+    assert page.numbers["table.3.state"][1] == "failed: ValueError: the loss is nan at epoch 1 <step 12>"
+    assert page.numbers["table.2.state"][1] == "partial"
+    plotted = [alt for alt, _ in page.images if "-vs-" in alt]
+    assert plotted == ["elbo-vs-train.beta.png", "log_px-vs-train.beta.png", "kl-vs-train.beta.png"]
+    assert page.ready and all(loaded == "yes" for _, loaded in page.images), page.images
+    html = out.read_text()
+    for runs, _ in page.rows:  # each run of the table links to its own section
+        for run in runs:
+            anchor = "run-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in run)
+            assert f'href="#{anchor}"' in html and f'id="{anchor}"' in html
+    section = html[html.index('data-run="beta=8/seed=0"') :].split("</details>")[0]
+    assert "failed: ValueError: the loss is nan at epoch 1 &lt;step 12&gt;" in section
+
+
+def test_folder_figures_are_chosen_and_bounded():
+    """Numeric settings that differ, most values first, share the figures; the numbers come in
+    :data:`pvae.report.PLOTTED`'s order (the first disentanglement score the runs have); the rest are left out."""
+    numbers = ("elbo", "log_px", "kl", "mig", "dci")
+    rows = tuple(
+        study.Row(
+            {"pair.name": name, "pair.z_dim": z, "train.beta": beta},
+            {n: study.Stat(1.0, None, 1) for n in numbers},
+            (f"{name}-{z}-{beta}",),
+            "finished",
+        )
+        for name in ("vae", "iwae")
+        for z in (2, 10)
+        for beta in (1.0, 2.0, 4.0)
+    )
+    result = study.Table(("pair.name", "pair.z_dim", "train.beta"), numbers, rows, True)
+    drawn, left = plots(result)
+    assert len(drawn) == MAX_PLOTS
+    assert drawn == [
+        ("elbo", "train.beta"), ("mig", "train.beta"), ("log_px", "train.beta"),
+        ("elbo", "pair.z_dim"), ("mig", "pair.z_dim"), ("log_px", "pair.z_dim"),
+    ]  # fmt: skip
+    assert left == [("kl", "train.beta"), ("kl", "pair.z_dim")]
+    one = study.Table(("train.beta",), ("elbo", "kl"), tuple(r for r in rows if r.settings["pair.z_dim"] == 2), True)
+    assert plots(one) == ([("elbo", "train.beta"), ("kl", "train.beta")], [])
+    assert plots(study.Table(("pair.name",), numbers, rows, True)) == ([], [])  # no numeric setting
 
 
 def test_bad_paths(tmp_path, capsys):

@@ -31,6 +31,17 @@ def test_curves_are_titled_and_draw_each_series_it_has():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train objective (−loss)", "validation objective"]
 
 
+def test_curves_of_few_epochs_mark_each_epoch():
+    """One epoch is one point: drawn as a dot, where a bare line would show nothing; long runs stay lines."""
+    row = {"epoch": 1, "train_loss": 50.0, "val_objective": -48.0, "val_elbo": -49.0}
+    ax = plot_curves([row]).axes[0]
+    assert [(line.get_marker(), list(line.get_ydata())) for line in ax.lines] == [
+        ("o", [-50.0]), ("o", [-48.0]), ("o", [-49.0])
+    ]  # fmt: skip
+    many = [{**row, "epoch": e} for e in range(1, 101)]
+    assert {line.get_marker() for line in plot_curves(many).axes[0].lines} == {"None"}
+
+
 def test_traversals_label_each_row_with_its_dimension_and_kl_and_each_column_with_its_value():
     images = torch.rand(2, 5, 1, 8, 8)
     fig = plot_traversals(images, [3, 1], [2.345, 0.5], span=2.0, title="t")

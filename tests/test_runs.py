@@ -83,12 +83,13 @@ def test_overwrite_deletes_pvaes_files_only(tmp_path):
     (run.figures / "curves.png").write_bytes(b"png")
     (run.path / "diagnostics" / "figures").mkdir(parents=True)
     (run.path / "diagnostics" / "figures" / "k_hat.png").write_bytes(b"png")
+    (run.path / "report.html").write_text("<html>an old page, of the numbers about to be replaced</html>")
     (run.path / "notes.txt").write_text("mine")
     (run.figures / "sketch.pdf").write_text("mine too")
     (run.path / "scripts").mkdir()
     (run.path / "scripts" / "plot.py").write_text("print(1)")
     assert sorted(p.name for p in run.own_files()) == [
-        "checkpoint.pt", "config.json", "curves.png", "k_hat.png", "summary.json"
+        "checkpoint.pt", "config.json", "curves.png", "k_hat.png", "report.html", "summary.json"
     ]  # fmt: skip
     Run.create(tmp_path / "run", {"a": 2}, overwrite=True)
     left = sorted(str(p.relative_to(run.path)) for p in run.path.rglob("*") if p.is_file())

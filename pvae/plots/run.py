@@ -50,20 +50,27 @@ def plot_reconstructions(x: torch.Tensor, x_rec: torch.Tensor, ncol: int = 10) -
     return plot_images(pairs.reshape(-1, *x.shape[1:]), ncol, "test images and their reconstructions", labels)
 
 
+#: Up to this many epochs, the learning curves mark each epoch with a dot.
+_FEW_EPOCHS = 20
+
+
 def plot_curves(metrics: list[dict]) -> Figure:
     """Per epoch, in nats per datapoint: the training objective (−loss), the same objective on
-    validation (reconstruction − beta·KL) and, where the guide has a density, the validation ELBO.
+    validation (reconstruction − beta·KL) and, where the guide has a density, the validation ELBO;
+    each epoch marked with a dot when there are few (a single epoch is a dot, not an empty plot).
 
     :param metrics: the rows of ``metrics.jsonl`` (:func:`pvae.train.fit`).
     :returns: the figure, titled "learning curves".
     """
     epochs = [m["epoch"] for m in metrics]
+    # a line needs two points: a run of one epoch (or a few) would show nothing, or hide where its epochs are
+    dots = {"marker": "o", "markersize": 4} if len(epochs) <= _FEW_EPOCHS else {}
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, [-m["train_loss"] for m in metrics], label="train objective (−loss)")
+    ax.plot(epochs, [-m["train_loss"] for m in metrics], label="train objective (−loss)", **dots)
     if all(m.get("val_objective") is not None for m in metrics):
-        ax.plot(epochs, [m["val_objective"] for m in metrics], label="validation objective")
+        ax.plot(epochs, [m["val_objective"] for m in metrics], label="validation objective", **dots)
     if all(m.get("val_elbo") is not None for m in metrics):
-        ax.plot(epochs, [m["val_elbo"] for m in metrics], "--", label="validation ELBO")
+        ax.plot(epochs, [m["val_elbo"] for m in metrics], "--", label="validation ELBO", **dots)
     ax.set_title("learning curves")
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per datapoint")
