@@ -19,6 +19,7 @@ from typing import Any
 
 from pvae import options
 from pvae.runs import CONFIG, METRICS, SUMMARY, RunError
+from pvae.sweep import failed_cells, recorded_error
 
 #: A run's states: ``finished`` (summary.json holds the test numbers), ``partial`` (trained for some epochs,
 #: or not at all, but not evaluated), ``failed`` (its sweep recorded an error), ``unreadable`` (a file of it
@@ -139,16 +140,9 @@ class Table:
 
 
 def failure(path: str | os.PathLike) -> str | None:
-    """The error a sweep recorded for the run in ``path``, or ``None``: the one place that knows where
-    errors live (``error.json``, ``{"error": "..."}``)."""
-    record = Path(path) / "error.json"
-    if not record.is_file():
-        return None
-    try:
-        error = json.loads(record.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return f"{record} records a failure but is not JSON"
-    return str(error.get("error", error)) if isinstance(error, dict) else str(error)
+    """The error a sweep recorded for the run in ``path`` (its cell's last attempt failed), or ``None``;
+    where sweeps keep them is :mod:`pvae.sweep`'s business (:func:`pvae.sweep.recorded_error`)."""
+    return recorded_error(path)
 
 
 def find_runs(folder: str | os.PathLike) -> list[Path]:
@@ -166,6 +160,7 @@ def find_runs(folder: str | os.PathLike) -> list[Path]:
         folders[:] = sorted(f for f in folders if f not in RESULT_FOLDERS and not f.startswith("."))
         if CONFIG in files or failure(here) is not None:
             found.append(Path(here))
+        found += [cell for cell in failed_cells(here) if not cell.is_dir()]  # failed before its directory existed
     return sorted(found, key=lambda p: p.relative_to(root).parts)
 
 

@@ -348,6 +348,34 @@ def _error_path(out: Path, name: str) -> Path:
     return out / PRIVATE / f"{name}.error.json"
 
 
+def error_record(run: str | os.PathLike) -> Path:
+    """Where a sweep records why the cell whose run directory is ``run`` failed: beside the cells, in
+    ``.sweep/NAME.error.json`` (a run directory holds pvae's own files only)."""
+    run = Path(run)
+    return _error_path(run.parent, run.name)
+
+
+def recorded_error(run: str | os.PathLike) -> str | None:
+    """The error a sweep recorded for the cell whose run directory is ``run`` (one line), or ``None``: its
+    last attempt did not fail, or ``run`` is no sweep's cell. (A cell that succeeds again loses its record.)"""
+    record = error_record(run)
+    if not record.is_file():
+        return None
+    try:
+        return str(json.loads(record.read_text()).get("error", "failed"))
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return f"failed (its error record {record} is unreadable)"
+
+
+def failed_cells(folder: str | os.PathLike) -> list[Path]:
+    """The run directories (made or not: a cell can fail before its run directory exists) of the cells a
+    sweep in ``folder`` recorded as failed, in name order."""
+    private = Path(folder) / PRIVATE
+    if not private.is_dir():
+        return []
+    return sorted(Path(folder) / p.name.removesuffix(".error.json") for p in private.glob("*.error.json"))
+
+
 def log_path(out: str | os.PathLike, name: str) -> Path:
     """Where the output of the cell ``name`` of the sweep in ``out`` goes (with ``--workers``, or one process)."""
     return Path(out) / PRIVATE / "logs" / f"{name}.log"

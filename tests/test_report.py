@@ -15,6 +15,7 @@ from pvae.cli import main
 from pvae.files import save_figure, write_json
 from pvae.report import MAX_PLOTS, REPORT, ReportConfig, format_number, plots, write_report
 from pvae.runs import RunError
+from pvae.sweep import error_record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_browser = pytest.mark.skipif(
@@ -188,7 +189,7 @@ def test_folder_page_table_is_the_study_table(tmp_path):
             test = {"elbo": elbo, "elbo_se": 0.2, "log_px": elbo + 1.5, "kl": 3.0 / beta + seed}
             fake_run(sweep / f"beta={beta:g}" / f"seed={seed}", {"test": test}, beta=beta, seed=seed)
     failed = fake_run(sweep / "beta=8" / "seed=0", None, epochs=1, beta=8.0)
-    write_json(failed / "error.json", {"error": "ValueError: the loss is nan at epoch 1 <step 12>"})
+    write_json(error_record(failed), {"error": "ValueError: the loss is nan at epoch 1 <step 12>"})
     fake_run(sweep / "beta=8" / "seed=1", None, epochs=2, beta=8.0, seed=1)
     out = write_report(sweep)
     page = render(out, tmp_path)

@@ -16,6 +16,7 @@ from pvae.files import write_json
 from pvae.plots.study import plot_against
 from pvae.runs import Run
 from pvae.study import collect, read_run, table, to_csv, to_markdown
+from pvae.sweep import error_record
 from tests.conftest import derived_seed
 
 BETAS = (1.0, 4.0)
@@ -139,7 +140,9 @@ def test_markdown_shows_mean_sd_and_the_count(study):
 
 def test_failed_and_unreadable_runs_are_rows_and_the_rest_go_on(study):
     root, truth = study
-    write_json(root / "beta=4" / "seed=9" / "error.json", {"error": "ValueError: --lr must be positive"})
+    write_json(error_record(root / "beta=4" / "seed=9"), {"error": "ValueError: --lr must be positive"})
+    # a cell can fail before its run directory exists: the sweep's record alone makes it a row
+    write_json(error_record(root / "beta=4" / "seed=10"), {"error": "DataError: no such dataset"})
     (root / "beta=1" / "seed=2" / "summary.json").write_text("{not json")
     (root / "beta=4" / "seed=2" / "summary.json").unlink()  # trained, never evaluated
     result = table(collect(root))
@@ -148,6 +151,7 @@ def test_failed_and_unreadable_runs_are_rows_and_the_rest_go_on(study):
     (partial,) = [row for row in result.rows if row.state == "partial"]
     assert partial.numbers["epochs"].mean == 1 and "elbo" not in partial.numbers
     assert states["beta=4/seed=9"] == ("failed", "ValueError: --lr must be positive")
+    assert states["beta=4/seed=10"] == ("failed", "DataError: no such dataset")
     assert states["beta=1/seed=2"][0] == "unreadable" and "summary.json" in states["beta=1/seed=2"][1]
     assert [len(row.runs) for row in result.rows if row.state == "finished"] == [2, 2]  # the seeds that finished
     assert "failed: beta=4/seed=9: ValueError: --lr must be positive" in to_markdown(result)
