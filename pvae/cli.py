@@ -155,6 +155,8 @@ class Parser(argparse.ArgumentParser):
             near = difflib.get_close_matches(given, list(self._option_string_actions), n=1, cutoff=0.6)
             hint = f"; did you mean {near[0]}?" if near else ""
             self.error(f"no option {given}{hint}")
+        if extra and self._subparsers is None:  # said here, by the command, not by `pvae` without its name
+            self.error(f"unexpected argument {extra[0]!r} (an option that takes no value, or one too many)")
         return parsed, extra
 
 

@@ -763,6 +763,8 @@ def _importance_summary(d: dict) -> dict:
 def _reference_summary(model, guide, x, y, config: DiagnoseConfig) -> tuple[dict, object]:
     xm, ym = x[: config.nuts_points], _rows(y, 0, config.nuts_points)
     draws, stats = nuts_reference(model, xm, ym, config.chains, config.nuts_warmup, config.nuts_draws, config.seed)
+    # seeded apart from the chains (seed + chain each): the same draws of q whichever ranks ran which chains
+    pyro.set_rng_seed(config.seed + config.chains)
     q = _guide_draws(guide, model, xm, ym, config.chains * config.nuts_draws, draws)
     q = {n: v.cpu().numpy() for n, v in q.items()}
     dims = {n: ["datapoint", *_event_dims(n, v.ndim - 3)] for n, v in draws.items()}

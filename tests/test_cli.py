@@ -87,6 +87,9 @@ def test_bad_input_gets_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--data", "cifar"])
     assert "invalid choice: 'cifar'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a value given to a switch: the command says so, by its name
+        main(["compare-elbos", str(tmp_path), "--jit", "on"])
+    assert capsys.readouterr().err.startswith("pvae compare-elbos: error: unexpected argument 'on'")
 
 
 def test_resume_extends_a_run_and_refuses_other_settings(tmp_path, capsys):
