@@ -14,9 +14,13 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pvae import __version__
 from pvae.options import add_options, from_args
+
+if TYPE_CHECKING:  # a command imports only what it runs
+    from pvae.config import RunConfig
 
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT), distinct from 2, a bad input.
 INTERRUPTED = 130
@@ -226,34 +230,59 @@ def _results_folder(out: str | None, run, name: str) -> Path:
     return folder
 
 
+def train_config(args) -> "RunConfig":
+    """The configuration ``pvae train`` makes of its parsed options, checked as it checks them before it
+    reads any data (the dataclasses' ``__post_init__``, the pair's defaults, the beta schedule); what
+    ``pvae sweep`` checks every cell with before the first starts.
+
+    :param args: ``pvae train``'s parsed options.
+    :returns: the :class:`pvae.config.RunConfig` of the run.
+    :raises ValueError: what ``pvae train`` would refuse.
+    """
+    from pvae.config import PairConfig, RunConfig, resolve
+    from pvae.data import DataConfig
+    from pvae.device import DeviceConfig
+    from pvae.evaluate import EvaluateConfig
+    from pvae.pair import resolve_pair
+    from pvae.runs import RunOptions
+    from pvae.train import TrainConfig
+
+    from_args(RunOptions, args), from_args(DeviceConfig, args)
+    EvaluateConfig(samples=args.samples, seed=args.seed)
+    model, guide, elbo, beta = resolve_pair(args.model, args.guide, args.elbo, args.beta, args.beta_schedule)
+    epochs = args.epochs if args.epochs is not None else (100 if args.data == "digits" else 10)
+    config = RunConfig(
+        data=from_args(DataConfig, args),
+        pair=resolve(from_args(PairConfig, args, model=model, guide=guide)),
+        train=from_args(TrainConfig, args, elbo=elbo, beta=beta, epochs=epochs),
+    )
+    config.train.schedule()  # refuses a schedule that cannot work
+    return config
+
+
 def _train(args) -> Path:
     import pyro
 
     from pvae import data, distributed
-    from pvae.config import PairConfig, RunConfig, build_pair, resolve
+    from pvae.config import RunConfig, build_pair
     from pvae.device import describe_device
     from pvae.evaluate import EvaluateConfig
     from pvae.memory import check_step_memory
-    from pvae.pair import check_compatible, resolve_pair, traits
+    from pvae.pair import check_compatible, traits
     from pvae.runs import Run, RunOptions, check_writable
     from pvae.tensorboard import FOLDER, TensorBoardConfig, TensorBoardLog, check_available
-    from pvae.train import TrainConfig, check_estimator, fit
+    from pvae.train import check_estimator, fit
 
     # every option is checked before anything is read or written
-    data_config, options = from_args(data.DataConfig, args), from_args(RunOptions, args)
+    options = from_args(RunOptions, args)
     board = from_args(TensorBoardConfig, args)
     if board.tensorboard:
         check_available()
     evaluation = EvaluateConfig(samples=args.samples, seed=args.seed)
-    model_name, guide_name, elbo, beta = resolve_pair(args.model, args.guide, args.elbo, args.beta, args.beta_schedule)
-    epochs = args.epochs if args.epochs is not None else (100 if args.data == "digits" else 10)
     device = distributed.device_for_rank(args.device, _device(args))  # said in the banner
-    config = RunConfig(
-        data=data_config,
-        pair=resolve(from_args(PairConfig, args, model=model_name, guide=guide_name)),
-        train=from_args(TrainConfig, args, elbo=elbo, beta=beta, epochs=epochs),
-    )
-    config.train.schedule()  # refuses a schedule that cannot work
+    config = train_config(args)
+    model_name, guide_name = config.pair.model, config.pair.guide
+    elbo, beta, epochs = config.train.elbo, config.train.beta, config.train.epochs
     name = f"{short_name(model_name)}/{short_name(guide_name)}"
     out = Path(options.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{args.data}-{Path(model_name).stem}")
     check_writable(out)
@@ -720,7 +749,7 @@ def _report_command(args) -> None:
 
 def _sweep_command(args) -> None:
     from pvae import distributed
-    from pvae.sweep import Sweep, SweepConfig, run_sweep, train_config
+    from pvae.sweep import Sweep, SweepConfig, run_sweep
 
     def train(argv: list[str]) -> None:
         try:
@@ -784,8 +813,8 @@ def main(argv: list[str] | None = None) -> int:
         and (args.command != "sweep" or args.cell is None)
     ):
         print(
-            f"{who}: error: under torchrun only `pvae train`, `pvae evaluate` and `pvae diagnose` run (their ranks "
-            f"share the work); run `pvae {args.command}` as one process, without torchrun",
+            f"{who}: error: under torchrun only `pvae train`, `pvae evaluate`, `pvae diagnose` and `pvae sweep --cell "
+            f"I` run (their ranks share the work); run `pvae {args.command}` as one process, without torchrun",
             file=sys.stderr,
         )
         return distributed.leave(2)

@@ -302,35 +302,6 @@ class Sweep:
         return False
 
 
-def train_config(args):
-    """The configuration ``pvae train`` makes of its parsed options, checked as it checks them before it
-    reads any data (the dataclasses' ``__post_init__``, the pair's defaults, the beta schedule).
-
-    :param args: ``pvae train``'s parsed options.
-    :returns: the :class:`pvae.config.RunConfig` of the run.
-    :raises ValueError: what ``pvae train`` would refuse.
-    """
-    from pvae.config import PairConfig, RunConfig, resolve
-    from pvae.data import DataConfig
-    from pvae.device import DeviceConfig
-    from pvae.evaluate import EvaluateConfig
-    from pvae.pair import resolve_pair
-    from pvae.runs import RunOptions
-    from pvae.train import TrainConfig
-
-    options.from_args(RunOptions, args), options.from_args(DeviceConfig, args)
-    EvaluateConfig(samples=args.samples, seed=args.seed)
-    model, guide, elbo, beta = resolve_pair(args.model, args.guide, args.elbo, args.beta, args.beta_schedule)
-    epochs = args.epochs if args.epochs is not None else (100 if args.data == "digits" else 10)
-    config = RunConfig(
-        data=options.from_args(DataConfig, args),
-        pair=resolve(options.from_args(PairConfig, args, model=model, guide=guide)),
-        train=options.from_args(TrainConfig, args, elbo=elbo, beta=beta, epochs=epochs),
-    )
-    config.train.schedule()
-    return config
-
-
 def cell_name(settings: Sequence[tuple[str, str]]) -> str:
     """The folder name of a cell: ``beta=2,seed=0``, its settings in order; where a value holds characters a
     file name should not (``/``, spaces), they become ``_`` and a hash of the settings keeps names distinct.

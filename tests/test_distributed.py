@@ -148,7 +148,10 @@ def test_without_torchrun_everything_is_a_single_process():
     "argv, message",
     [
         (["train", "--data", "digits", "--batch-size", "1"], "--batch-size 1 is the global batch, split across the 2"),
-        (["plot", "no-run"], "under torchrun only `pvae train`, `pvae evaluate` and `pvae diagnose` run"),
+        (
+            ["plot", "no-run"],
+            "under torchrun only `pvae train`, `pvae evaluate`, `pvae diagnose` and `pvae sweep --cell I` run",
+        ),
     ],
 )
 def test_torchrun_refuses_what_it_cannot_do_before_joining_the_other_ranks(tmp_path, argv, message):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from pvae import cli
-from pvae.sweep import Sweep, SweepConfig, cell_name, cell_status, train_config
+from pvae.cli import train_config
+from pvae.sweep import Sweep, SweepConfig, cell_name, cell_status
 from tests.conftest import derived_seed, with_test_device
 
 #: A cell trains in about a second: 200 digits, a tiny pair.
