@@ -88,6 +88,12 @@ def run_page(run: Run) -> str:
     return _page(f"pvae run {run.path.name}", f"<h1>Run <code>{_e(run.path.name)}</code></h1>" + _run_body(run, ""))
 
 
+#: A folder's page embeds each run's figures at most this many pixels on their long side: a study's
+#: runs at full size made pages of tens of MB; a run's own page (``pvae report RUN``) keeps them whole.
+#: 720 px stays sharp in the page's grid cells (about 380 CSS px) on a screen of 2 device pixels per px.
+REDUCED = 720
+
+
 def folder_page(path: Path, runs: list[Path]) -> str:
     """The HTML page of the runs ``runs`` under ``path``: their table (:func:`pvae.study.table`, grouped
     over the seeds), its figures (:func:`plots`), the settings every run shares, then one collapsible
@@ -100,7 +106,7 @@ def folder_page(path: Path, runs: list[Path]) -> str:
     common = f"<details><summary>settings common to every run</summary>{_settings_table(same, '')}</details>"
     sections = "".join(
         f'<details id="{_anchor(r.path)}" data-run="{_e(r.path)}"><summary>{_e(r.path)}</summary>'
-        f"{_run_body(Run(p), r.path + ':')}</details>"
+        f"{_run_body(Run(p), r.path + ':', REDUCED)}</details>"
         for r, p in zip(records, runs, strict=True)
     )
     pooled = (
@@ -112,7 +118,9 @@ def folder_page(path: Path, runs: list[Path]) -> str:
         f"<h1>Runs in <code>{_e(path.name or str(path))}</code></h1>"
         f"<p>{len(runs)} run{'s' if len(runs) != 1 else ''}; the settings that differ between them and the test "
         f"numbers (nats per datapoint); {_e(pooled)}. The table of <code>pvae runs</code>.</p>"
-        f"{_study_table(result)}{common}{_study_figures(result, path)}<h2>Each run</h2>{sections}"
+        f"{_study_table(result)}{common}{_study_figures(result, path)}<h2>Each run</h2>"
+        f'<p class="status">Each run\'s figures are reduced here to at most {REDUCED} px on their long side; '
+        f"<code>pvae report RUN</code> writes a run's page with them at full size.</p>{sections}"
     )
     return _page(f"pvae runs in {path.name}", body)
 
@@ -194,7 +202,7 @@ def _study_table(result: study.Table) -> str:
             for s in result.settings
         ]
         cells.append(f'<td class="num" data-key="table.{i}.n" data-value="{n}">{n}</td>')
-        links = ", ".join(f'<a href="#{_anchor(run)}">{_e(run)}</a>' for run in row.runs)
+        links = "".join(f'<a href="#{_anchor(run)}">{_e(run)}</a>' for run in row.runs)  # one a line (CSS)
         cells.append(f'<td class="links">{links}</td>')
         cells += [_stat_cell(f"table.{i}.{name}", row.numbers.get(name), n) for name in result.numbers]
         if failed:
@@ -203,7 +211,8 @@ def _study_table(result: study.Table) -> str:
         runs = _e(json.dumps(list(row.runs)))
         rows.append(f'<tr data-row="{i}" data-runs="{runs}" data-state="{_e(row.state)}">{"".join(cells)}</tr>')
     head_cells = "".join(f"<th>{_e(h)}</th>" for h in head)
-    return f'<table class="runs"><thead><tr>{head_cells}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    table = f'<table class="runs"><thead><tr>{head_cells}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return f'<div class="scroll">{table}</div>'  # a wide table scrolls on its own, not the whole page
 
 
 def _stat_cell(key: str, stat: study.Stat | None, n: int) -> str:
@@ -234,8 +243,9 @@ def _setting_text(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
-def _run_body(run: Run, prefix: str) -> str:
-    """A run's sections; ``prefix`` starts every ``data-key`` (the run's name on a folder's page)."""
+def _run_body(run: Run, prefix: str, bound: int | None = None) -> str:
+    """A run's sections; ``prefix`` starts every ``data-key`` (the run's name on a folder's page), and
+    ``bound`` (pixels, or None for full size) the size of its figures (:func:`reduce_png`)."""
     parts, problems = [], []
     try:
         config = run.config
@@ -273,7 +283,8 @@ def _run_body(run: Run, prefix: str) -> str:
         try:
             from pvae.plots.run import plot_curves
 
-            parts.append(_figures_grid([("curves (from metrics.jsonl)", _png_of(plot_curves(metrics)), None)]))
+            curves = [("curves (from metrics.jsonl)", _png_of(plot_curves(metrics)), None)]
+            parts.append(_figures_grid(curves, bound))
         except (KeyError, TypeError, ValueError) as error:
             parts.append(f'<p class="problem">{_e(METRICS)} cannot be drawn: {_e(error)}</p>')
     groups = [
@@ -287,9 +298,9 @@ def _run_body(run: Run, prefix: str) -> str:
     parts.append(f'<h2>Settings</h2><div class="row">{"".join(groups)}</div>')
     figures = _figures_in(run.path / "figures", skip={"curves.png"} if metrics else set())
     if figures:
-        parts.append(f"<h2>Figures</h2>{_figures_grid(figures)}")
+        parts.append(f"<h2>Figures</h2>{_figures_grid(figures, bound)}")
     for folder in sorted(p for p in run.path.iterdir() if p.is_dir() and p.name != "figures"):
-        parts.append(_results_section(folder))
+        parts.append(_results_section(folder, bound))
     return "".join(parts)
 
 
@@ -316,7 +327,7 @@ _KINDS = (
 )
 
 
-def _results_section(folder: Path) -> str:
+def _results_section(folder: Path, bound: int | None = None) -> str:
     """A results folder's heading, numbers and figures ('' for a folder with neither)."""
     figures = _figures_in(folder) + _figures_in(folder / "figures")
     for name, title, describer in _KINDS:
@@ -327,9 +338,9 @@ def _results_section(folder: Path) -> str:
             text = _markdown((folder / name).read_text(errors="replace"))
         else:
             text = _described(folder / name, describer)
-        return heading + text + (_figures_grid(figures) if figures else "")
+        return heading + text + (_figures_grid(figures, bound) if figures else "")
     if figures:
-        return f"<h2>Figures in <code>{_e(folder.name)}/</code></h2>{_figures_grid(figures)}"
+        return f"<h2>Figures in <code>{_e(folder.name)}/</code></h2>{_figures_grid(figures, bound)}"
     return ""
 
 
@@ -371,7 +382,32 @@ def _read_png(path: Path) -> tuple[str, bytes | None, str | None]:
     return path.name, data, None
 
 
-def _figures_grid(figures: list[tuple[str, bytes | None, str | None]]) -> str:
+def reduce_png(data: bytes, bound: int) -> tuple[bytes, tuple[int, int] | None]:
+    """A PNG at most ``bound`` pixels on its long side (Pillow's LANCZOS, re-encoded as PNG).
+
+    :param data: a PNG that decodes.
+    :param bound: the largest width and height.
+    :returns: the PNG (``data`` itself where it is within the bound), and the original width and height
+        where it was reduced (else None).
+    """
+    from PIL import Image  # Pillow comes with matplotlib; imported here like matplotlib, only to draw
+
+    with Image.open(io.BytesIO(data)) as image:
+        if max(image.size) <= bound:
+            return data, None
+        size = image.size
+        image.thumbnail((bound, bound), Image.Resampling.LANCZOS)
+        # a palette of 256 colours: a figure's flat colours survive it, and the smooth edges LANCZOS makes
+        # would otherwise take more bytes than the full-size figure (no alpha: figures are on white)
+        image = image.convert("RGB").quantize(256, dither=Image.Dither.NONE)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue(), size
+
+
+def _figures_grid(figures: list[tuple[str, bytes | None, str | None]], bound: int | None = None) -> str:
+    """The figures as a grid of images (each a link that downloads it), reduced to ``bound`` pixels on
+    their long side where given; an unreadable one as its caption and why."""
     cells = []
     for caption, data, why in figures:
         if data is None:
@@ -380,10 +416,16 @@ def _figures_grid(figures: list[tuple[str, bytes | None, str | None]]) -> str:
                 f"unreadable ({_e(why)})</figcaption></figure>"
             )
         else:
+            original = None
+            if bound is not None:
+                data, original = reduce_png(data, bound)
             uri = "data:image/png;base64," + base64.b64encode(data).decode()
+            note = f" (reduced from {original[0]}×{original[1]} px)" if original else ""
             cells.append(
-                f'<figure><a href="{uri}" download="{_e(caption)}"><img src="{uri}" alt="{_e(caption)}"></a>'
-                f"<figcaption>{_e(caption)}</figcaption></figure>"
+                # the link's href is the image's own data, set by the page's script: written twice, every
+                # figure would take twice its bytes
+                f'<figure><a download="{_e(caption)}"><img src="{uri}" alt="{_e(caption)}"></a>'
+                f"<figcaption>{_e(caption)}{note}</figcaption></figure>"
             )
     return f'<div class="grid">{"".join(cells)}</div>'
 
@@ -517,6 +559,7 @@ figure img { width: 100%; height: auto; display: block; }
 figcaption { font-size: 13px; color: #555; margin-top: .3em; }
 figure.unreadable { background: #fff4f4; border-color: #e5b5b5; }
 .state.failed, .state.unreadable { color: #a00; } td.links { font-size: 13px; }
+td.links a { display: block; white-space: nowrap; } .scroll { overflow-x: auto; }
 .status { color: #555; } .problem { color: #a00; } .where { font-weight: normal; color: #777; font-size: .8em; }
 details { border: 1px solid #ddd; padding: .4em .8em; margin: .5em 0; }
 details > summary { cursor: pointer; font-weight: 600; }
@@ -528,6 +571,7 @@ details > summary { cursor: pointer; font-weight: 600; }
 _SCRIPT = """
 window.addEventListener("load", () => {
   for (const image of document.images) image.dataset.loaded = image.naturalWidth > 0 ? "yes" : "no";
+  for (const link of document.querySelectorAll("figure a[download]")) link.href = link.querySelector("img").src;
   document.body.dataset.ready = "yes";
 });
 // a link to a run's section opens it (a closed <details> hides its target)

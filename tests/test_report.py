@@ -287,3 +287,48 @@ def test_format_number():
         "0.000",
         "nan",
     ]
+
+
+def _embedded(html: str) -> dict:
+    """Each embedded figure of a page: its alt (the file's name) → (width, height) decoded by Pillow."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    sizes = {}
+    for data, alt in re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="([^"]+)"', html):
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            image.load()
+            sizes[alt] = image.size
+    return sizes
+
+
+def test_folder_page_reduces_figures_run_page_keeps_them(tmp_path):
+    """A folder's page embeds each run's figures at most :data:`pvae.report.REDUCED` px on their long side
+    (keeping their shape), says so, and embeds each only once; a run's own page embeds them at full size."""
+    from PIL import Image
+
+    from pvae.report import REDUCED
+
+    runs = [fake_run(tmp_path / "sweep" / f"beta{b}", {"test": {"elbo": -40.0 - b}}, beta=b) for b in (1, 2)]
+    big = runs[0] / "disentanglement" / "figures" / "big.png"
+    fig, ax = plt.subplots(figsize=(12, 6))
+    ax.imshow([[0, 1], [1, 0]])
+    save_figure(fig, big, dpi=150)  # 1800 × 900
+    with Image.open(big) as image:
+        full = image.size
+    assert full == (1800, 900)
+    folder = write_report(tmp_path / "sweep").read_text()
+    sizes = _embedded(folder)
+    assert sizes["big.png"] == (REDUCED, REDUCED // 2)
+    assert "reduced from 1800×900 px" in folder and "pvae report RUN" in folder
+    assert all(max(size) <= REDUCED for size in sizes.values()), sizes
+    with Image.open(runs[0] / "figures" / "samples.png") as image:
+        small = image.size
+    assert max(small) <= REDUCED and sizes["samples.png"] == small  # within the bound: as it is
+    images = folder.count("<img ")  # samples and curves of each run, big.png, ELBO against beta
+    assert images == 2 + 2 + 1 + 1 and folder.count("base64,") == images  # each figure's bytes once
+    own = _embedded(write_report(runs[0]).read_text())
+    assert own["big.png"] == full and own["samples.png"] == small
