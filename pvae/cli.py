@@ -112,7 +112,7 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
 #: Subcommand → its positional arguments, where they are not one run directory.
 POSITIONALS = {
     "train": [],
-    "runs": [("run", {"help": "folder holding run directories (searched recursively)"})],
+    "runs": [("folder", {"help": "folder holding run directories (searched recursively)"})],
     "report": [("run", {"help": "a run directory, or a folder holding run directories"})],
     "sweep": [("out", {"help": "the sweep's folder: sweep.json and one run directory per cell"})],
 }
@@ -718,7 +718,7 @@ def _runs_command(args) -> None:
     for option, target in (("--csv", config.csv), ("--markdown", config.markdown)):
         if target:
             check_writable(target, option, file=True)
-    records = collect(args.run)
+    records = collect(args.folder)
     result = table(records, group=config.group)
     figure = None
     if config.plot:
@@ -726,7 +726,7 @@ def _runs_command(args) -> None:
 
         grouped = result if config.group else table(records)  # error bars are over the seeds of a group
         check_plot(grouped, records, config.plot, config.against)
-        out = Path(config.out or args.run)
+        out = Path(config.out or args.folder)
         check_writable(out)
         figure = out / f"{config.plot}-vs-{config.against}.png"
         save_figure(plot_against(grouped, config.plot, config.against), figure)

@@ -293,6 +293,11 @@ class TraceMismatch(ValueError):
     """The compiled loss disagreed with the eager one, or ``torch.jit.trace`` could not record it."""
 
 
+class _NothingToCompare(TraceMismatch):
+    """The eager loss is not finite at the check's draw: the check cannot judge the trace (and training
+    is diverging, which ``fit`` says in its own words)."""
+
+
 #: Relative tolerance of the check of a compiled loss against the eager one: the trace replays the
 #: same kernels, so a sound trace agrees to rounding; a frozen value or branch misses by far more.
 TRACE_RTOL = 1e-4
@@ -393,6 +398,8 @@ class TracedLoss(torch.nn.Module):
                     raise TraceMismatch(f"torch.jit.trace could not record the loss ({first})") from error
                 # the tracing run moved the generators on: this draw is a fresh one
                 self.checks.append({"shapes": [list(s) for s, _ in key], **self._check(compiled, check_args)})
+        except _NothingToCompare:
+            return False  # this call runs eagerly; a later call of these shapes tries again
         except TraceMismatch as error:
             if not self.fallback:
                 raise TraceMismatch(f"{error}; --jit auto runs such a loss eagerly, --jit off always") from None
@@ -423,7 +430,7 @@ class TracedLoss(torch.nn.Module):
             raise TraceMismatch(f"the compiled loss failed where the eager one ran ({first})") from error
         eager, traced = float(eager.detach()), float(traced.detach())
         if not math.isfinite(eager):
-            raise TraceMismatch(f"the eager loss is {eager} on the check's draw, so nothing could be compared")
+            raise _NothingToCompare(f"the eager loss is {eager} on the check's draw, so nothing could be compared")
         value_error = abs(traced - eager) / max(1.0, abs(eager))
         if not value_error <= TRACE_RTOL:  # NaN included
             raise TraceMismatch(

@@ -8,6 +8,7 @@ A run that cannot be read is a row that says why, never the end of the table.
 """
 
 import csv
+import difflib
 import io
 import json
 import math
@@ -452,7 +453,11 @@ class RunsConfig:
             given, missing = ("--plot", "--against") if self.plot is not None else ("--against", "--plot")
             raise ValueError(f"{given} needs {missing}: e.g. --plot elbo --against train.beta")
         if self.plot is not None:
-            options.require(self, "plot", self.plot in NUMBERS, f"one of {', '.join(NUMBERS)}")
+            near = difflib.get_close_matches(self.plot, list(NUMBERS), n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]}? " if near else ""
+            options.require(
+                self, "plot", self.plot in NUMBERS, f"a number pvae tables ({hint}one of {', '.join(NUMBERS)})"
+            )
 
 
 def check_plot(result: Table, records: list[RunRecord], metric: str, setting: str) -> None:

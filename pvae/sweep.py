@@ -62,7 +62,7 @@ class SweepConfig:
         combination is a cell, the last NAME varying fastest.
     :param cells: explicit cells, each one quoted word of NAME=VALUE settings ("elbo=iwae particles=5"; a value
         may hold commas, as hidden=512,256), crossed with --grid.
-    :param cell: run cell I alone, in this process (a scheduler's array job: --cell $SLURM_ARRAY_TASK_ID).
+    :param cell: run cell N alone, in this process (a scheduler's array job: --cell $SLURM_ARRAY_TASK_ID).
     :param workers: run N cells at a time, each in its own process, with the cores divided among them.
     :param list: print the cells with their state (done, partial, failed, pending), write nothing, and stop.
     """
