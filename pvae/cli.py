@@ -339,7 +339,7 @@ def _train(args) -> Path:
             file=sys.stderr,
         )
     say = (lambda line: print(line, file=sys.stderr)) if rank0 else None
-    log = TensorBoardLog(out / FOLDER, dataset, board, epochs, say) if board.tensorboard and rank0 else None
+    log = TensorBoardLog(out / FOLDER, dataset, board, say) if board.tensorboard and rank0 else None
     try:
         history = fit(
             model,

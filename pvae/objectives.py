@@ -397,7 +397,8 @@ class TracedLoss(torch.nn.Module):
                     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
                     raise TraceMismatch(f"torch.jit.trace could not record the loss ({first})") from error
                 # the tracing run moved the generators on: this draw is a fresh one
-                self.checks.append({"shapes": [list(s) for s, _ in key], **self._check(compiled, check_args)})
+                check = {"shapes": [list(s) for s, _ in key], "other_batch": check_args is not args}
+                self.checks.append({**check, **self._check(compiled, check_args)})
         except _NothingToCompare:
             return False  # this call runs eagerly; a later call of these shapes tries again
         except TraceMismatch as error:
@@ -475,8 +476,9 @@ def describe_execution(loss_fn: torch.nn.Module) -> str:
             return "loss: compiled with torch.jit.trace at its first batch, after a check against the eager loss"
         worst = max(max(c["value_error"], c["gradient_error"]) for c in loss_fn.checks)
         agree = "equal to the eager loss's" if worst == 0 else f"within {worst:.0e} (relative) of the eager loss's"
+        where = "a fresh draw" if loss_fn.checks[0]["other_batch"] else "a fresh draw of the traced batch (no other)"
         return (
-            f"loss: compiled with torch.jit.trace, its value and gradient on a fresh draw {agree} "
+            f"loss: compiled with torch.jit.trace, its value and gradient on {where} {agree} "
             "(--jit off runs it eagerly)"
         )
     why = untraceable_reason(loss_fn.elbo) if isinstance(loss_fn, Loss) else None

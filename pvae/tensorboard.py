@@ -121,18 +121,13 @@ def scalar_name(key: str) -> str:
     return f"{split}/{rest}" if split in ("train", "val") and rest else f"train/{key}"
 
 
-def hparam_values(config: dict, prefix: str = "") -> dict:
-    """A run's nested settings (``config.json``) as flat hparams: ``{"train.beta": 4.0, ...}``; lists become
-    text and unset (``None``) settings are left out, as the HParams view takes numbers, text and booleans."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(hparam_values(value, f"{prefix}{key}."))
-        elif isinstance(value, (list, tuple)):
-            flat[prefix + key] = ",".join(map(str, value))
-        elif value is not None:
-            flat[prefix + key] = value
-    return flat
+def hparam_values(config: dict) -> dict:
+    """A run's nested settings (``config.json``) as flat hparams: ``{"train.beta": 4.0, ...}``, as
+    :func:`pvae.study.flatten` names them; unset (``None``) settings are left out, as the HParams view takes
+    numbers, text and booleans."""
+    from pvae.study import flatten
+
+    return {name: value for name, value in flatten(config).items() if value is not None}
 
 
 #: The test numbers (keys of ``summary.json``'s test entry) that the HParams view compares, as ``test/KEY``.
@@ -149,7 +144,6 @@ class TensorBoardLog:
     :param dataset: the run's data: its first validation images are reconstructed, its validation split
         gives the KL per dimension.
     :param config: how often to log.
-    :param epochs: the epochs the run trains for (images are logged after the last).
     :param say: called with a line a user should read (when the KL per dimension does not apply).
     :param images: how many validation images and prior samples are shown.
     :param seed: the seed of the prior draws shown (the same draws at every epoch).
@@ -160,12 +154,11 @@ class TensorBoardLog:
         path: str | Path,
         dataset: Dataset,
         config: TensorBoardConfig,
-        epochs: int,
         say=None,
         images: int = 16,
         seed: int = 0,
     ):
-        self.path, self.dataset, self.config, self.epochs, self.say = Path(path), dataset, config, epochs, say
+        self.path, self.dataset, self.config, self.say = Path(path), dataset, config, say
         self.images, self.seed = images, seed
         self.kl_applies = True
         self._writer = None
@@ -187,10 +180,11 @@ class TensorBoardLog:
         if step % self.config.tensorboard_every == 0:
             writer.add_scalar("train/step_loss", float(loss), step)
 
-    def epoch(self, step: int, row: dict, model: torch.nn.Module, guide: torch.nn.Module) -> None:
+    def epoch(self, step: int, row: dict, model: torch.nn.Module, guide: torch.nn.Module, last: bool = False) -> None:
         """After an epoch that ended at global step ``step``: the fields of its ``metrics.jsonl`` ``row``, the
-        KL per dimension and, every ``config.tensorboard_images`` epochs and after the last, the images;
-        the random streams of training are left as they were."""
+        KL per dimension and, every ``config.tensorboard_images`` epochs and after the ``last`` (the run's
+        epochs reached, or its ``--max-seconds`` spent), the images; the random streams of training are left
+        as they were."""
         writer = self.writer(first_step=step)
         for key, value in row.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -201,7 +195,7 @@ class TensorBoardLog:
         try:
             self._kl(writer, step, model, guide)
             epoch = row["epoch"]
-            if (epoch % self.config.tensorboard_images == 0 or epoch >= self.epochs) and len(self.dataset.x_shape) == 3:
+            if (epoch % self.config.tensorboard_images == 0 or last) and len(self.dataset.x_shape) == 3:
                 self._images(writer, step, model, guide)
         finally:
             model.train(modes[0])

@@ -36,11 +36,12 @@ from pvae.runs import Run, rng_state, set_rng_state
 
 class EpochLog(Protocol):
     """What :func:`fit` tells a logger: the loss after every gradient step (a tensor on the device: reading it
-    waits for the device), the metrics after every epoch. Steps count from the run's first (1), across resumes."""
+    waits for the device), the metrics after every epoch, and whether it was the last (``--epochs`` reached or
+    ``--max-seconds`` spent). Steps count from the run's first (1), across resumes."""
 
     def step(self, step: int, loss: torch.Tensor) -> None: ...
 
-    def epoch(self, step: int, row: dict, model: torch.nn.Module, guide: torch.nn.Module) -> None: ...
+    def epoch(self, step: int, row: dict, model: torch.nn.Module, guide: torch.nn.Module, last: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -368,7 +369,7 @@ def fit(
                 row = _epoch_metrics(epoch + 1, taken, float(total) / seen, val, beta, seconds)
             history.append(distributed.broadcast_object(row))
             if log is not None:
-                log.epoch(before + taken, history[-1], model, guide)
+                log.epoch(before + taken, history[-1], model, guide, out_of_time or epoch + 1 == config.epochs)
             val_objective = history[-1]["val_objective"]
             bar.set_postfix(
                 loss=f"{history[-1]['train_loss']:.2f}", val="—" if val_objective is None else f"{val_objective:.2f}"
@@ -394,21 +395,24 @@ def _first_pass(eager: Loss, model: torch.nn.Module, dataset: pdata.Dataset) -> 
 
 def _compile_first(loss_fn: TracedLoss, pair: Traits, dataset: pdata.Dataset, batch_size: int) -> None:
     """Compile the loss for this rank's share of a full batch, traced on the first such slice of the
-    training split and checked on the next (a batch other than the traced one, as well as a fresh
-    draw), every random generator left as it was."""
+    training split and checked on the next slice labelled alike (a batch other than the traced one, as well
+    as a fresh draw; the traced one again only where the split has no other), every random generator left
+    as it was."""
     train, device = dataset.train, module_device(loss_fn)
     world, rank = distributed.world_size(), distributed.rank()
     n = min(batch_size // world + (rank < batch_size % world), len(train))
-    slices = [slice(0, n), slice(n, 2 * n) if 2 * n <= len(train) else slice(0, n)]
-    labelled = [bool(train.labelled[s].all()) for s in slices]
-    if labelled[0] != labelled[1]:
-        slices[1] = slices[0]
+    labelled = bool(train.labelled[:n].all())
+    traced, checked = slice(0, n), slice(0, n)
+    for start in range(n, len(train) - n + 1, n):  # the first other slice of the same kind (both kinds: M2)
+        if bool(train.labelled[start : start + n].all()) == labelled:
+            checked = slice(start, start + n)
+            break
     state = rng_state()  # dynamic binarization draws too
     try:
         args = []
-        for s in slices:
+        for s in (traced, checked) if checked != traced else (traced,):
             x = dataset.training_batch(to_device(train.images(s), device))
-            y = to_device(train.y[s], device) if labelled[0] else None
+            y = to_device(train.y[s], device) if labelled else None
             args.append(pair_args(pair, x, y, training=True))
         loss_fn.compile(*args)
     finally:

@@ -199,3 +199,29 @@ def test_a_loss_that_is_not_finite_at_the_check_runs_eagerly_without_a_verdict(d
     assert math.isnan(float(auto(torch.ones(3, 2)).detach()))
     strict = TracedLoss(Diverged())  # --jit on: no verdict either, no refusal
     assert not strict.compile((torch.ones(3, 2),))
+
+
+def test_the_check_says_when_the_split_has_no_other_batch(digits):
+    model, guide = _pair(digits)
+    lines = []
+    fit(
+        model,
+        guide,
+        digits,
+        TrainConfig(epochs=1, batch_size=1000, seed=derived_seed(8)),
+        progress=False,
+        say=lines.append,
+    )
+    assert lines[0].startswith(
+        "loss: compiled with torch.jit.trace, its value and gradient on a fresh draw of the traced"
+    )
+    lines = []
+    fit(
+        model,
+        guide,
+        digits,
+        TrainConfig(epochs=1, batch_size=500, seed=derived_seed(8)),
+        progress=False,
+        say=lines.append,
+    )
+    assert "on a fresh draw equal" in lines[0] or "on a fresh draw within" in lines[0]

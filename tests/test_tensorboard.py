@@ -175,9 +175,9 @@ class Recorder:
         self.losses[step] = float(loss)
         self.inner.step(step, loss)
 
-    def epoch(self, step, row, model, guide):
+    def epoch(self, step, row, model, guide, last):
         self.epochs.append((step, row))
-        self.inner.epoch(step, row, model, guide)
+        self.inner.epoch(step, row, model, guide, last)
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def _pair(dataset):
 def test_fit_tells_the_log_every_step_and_the_log_leaves_training_as_it_was(digits, tmp_path):
     config = TrainConfig(epochs=2, batch_size=128, seed=derived_seed(2))
     plain = fit(*_pair(digits), digits, config, progress=False)
-    log = TensorBoardLog(tmp_path / "tb", digits, TensorBoardConfig(True, EVERY, 1), config.epochs)
+    log = TensorBoardLog(tmp_path / "tb", digits, TensorBoardConfig(True, EVERY, 1))
     recorder = Recorder(log)
     logged = fit(*_pair(digits), digits, config, progress=False, log=recorder)
     log.close()

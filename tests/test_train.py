@@ -258,3 +258,29 @@ def test_estimator_settings_that_cannot_train_are_refused(digits, settings, mess
     model, guide = _pair(digits)
     with pytest.raises(ValueError, match=message):
         check_compatible(traits(model, guide), digits, TrainConfig(**settings))
+
+
+def test_fit_tells_its_log_every_step_and_which_epoch_was_the_last(digits):
+    class Recording:
+        def __init__(self):
+            self.steps, self.epochs = [], []
+
+        def step(self, step, loss):
+            self.steps.append(step)
+
+        def epoch(self, step, row, model, guide, last):
+            self.epochs.append((step, row["epoch"], last))
+
+    log = Recording()
+    model, guide = _pair(digits)
+    history = fit(
+        model, guide, digits, TrainConfig(epochs=3, batch_size=500, seed=derived_seed(7)), progress=False, log=log
+    )
+    per_epoch = history[0]["steps"]
+    assert log.steps == list(range(1, 3 * per_epoch + 1))
+    assert log.epochs == [(per_epoch, 1, False), (2 * per_epoch, 2, False), (3 * per_epoch, 3, True)]
+    # a run that --max-seconds stops early: its one epoch is the last
+    log = Recording()
+    model, guide = _pair(digits)
+    fit(model, guide, digits, TrainConfig(epochs=3, max_seconds=0.0, seed=derived_seed(7)), progress=False, log=log)
+    assert [e[1:] for e in log.epochs] == [(1, True)]
