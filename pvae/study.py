@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pvae import options
-from pvae.runs import CONFIG, METRICS, SUMMARY, RunError
+from pvae.runs import CONFIG, Run, RunError
 from pvae.sweep import failed_cells, recorded_error
 
 #: A run's states: ``finished`` (summary.json holds the test numbers), ``partial`` (trained for some epochs,
@@ -215,19 +215,24 @@ def collect(folder: str | os.PathLike) -> list[RunRecord]:
     return [read_run(p, folder) for p in runs]
 
 
-def _json(path: Path) -> Any:
+def _json(path: Path) -> dict:
+    """A JSON object pvae wrote (``config.json``, a command's results); anything else is a :class:`RunError`."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RunError(f"{path.name} is not readable JSON ({error})") from None
     except OSError as error:
         raise RunError(f"{path.name} cannot be read ({error.strerror})") from None
+    if not isinstance(value, dict):
+        raise RunError(f"{path.name} is not a JSON object")
+    return value
 
 
 def _numbers(path: Path) -> dict[str, float]:
     """The numbers of a run from the files pvae's commands wrote into it."""
     numbers: dict[str, float] = {}
-    summary = _json(path / SUMMARY) if (path / SUMMARY).is_file() else {}
+    run = Run(path)
+    summary = run.summary()  # a RunError for a damaged or non-object summary.json
     test = summary.get("test") or {}
     for key, name in _TEST_KEYS.items():
         if _is_number(test.get(key)):
@@ -255,7 +260,7 @@ def _numbers(path: Path) -> dict[str, float]:
         for key in QUALITY:  # samples from the prior: the set the quality of a generative model is
             if _is_number(prior.get(key)):
                 numbers[key] = float(prior[key])
-    rows = _metrics(path)
+    rows = run.metrics()
     training = summary.get("training") or {}
     if _is_number(training.get("seconds_per_epoch")):
         numbers["seconds_per_epoch"] = float(training["seconds_per_epoch"])
@@ -263,19 +268,6 @@ def _numbers(path: Path) -> dict[str, float]:
         numbers["seconds_per_epoch"] = sum(r["seconds"] for r in rows) / len(rows)
     numbers["epochs"] = float(len(rows))
     return numbers
-
-
-def _metrics(path: Path) -> list[dict]:
-    if not (path / METRICS).is_file():
-        return []
-    rows = []
-    for number, line in enumerate((path / METRICS).read_text(errors="replace").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise RunError(f"{METRICS}, line {number}, is not JSON") from None
-    return rows
 
 
 def _is_number(value) -> bool:

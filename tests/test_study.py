@@ -155,6 +155,9 @@ def test_failed_and_unreadable_runs_are_rows_and_the_rest_go_on(study):
     assert states["beta=1/seed=2"][0] == "unreadable" and "summary.json" in states["beta=1/seed=2"][1]
     assert [len(row.runs) for row in result.rows if row.state == "finished"] == [2, 2]  # the seeds that finished
     assert "failed: beta=4/seed=9: ValueError: --lr must be positive" in to_markdown(result)
+    # JSON that is not an object is damaged too, not a crash
+    (root / "beta=1" / "seed=2" / "summary.json").write_text("[1, 2]")
+    assert read_run(root / "beta=1" / "seed=2", root).state == "unreadable"
 
 
 def test_plot_error_bars_are_the_table(study):
