@@ -14,8 +14,10 @@ differ only in their seeds pooled into mean ± sd over n, failed runs as rows wi
 figures of its headline numbers against each numeric setting that differs, then a section per run.
 
 Every number shown sits in an element with ``data-key`` (where it comes from, e.g. ``test.elbo``)
-and ``data-value`` (the JSON's value, in full): what a reader of the page, or a test, checks it
-against.
+and ``data-value`` (the JSON's value, in full; a setting's list as the comma-separated text
+:func:`pvae.study.flatten` makes of it, as in the tables): what a reader of the page, or a test, checks it
+against. A run's own numbers show 3 decimals (:func:`format_number`); the table of a folder's runs shows
+what ``pvae runs`` prints, the same cell for cell.
 """
 
 import base64
@@ -104,8 +106,9 @@ def folder_page(path: Path, runs: list[Path]) -> str:
     differ = study.differing(records)
     same = {k: v for k, v in configured[0].items() if k not in differ} if configured else {}
     common = f"<details><summary>settings common to every run</summary>{_settings_table(same, '')}</details>"
+    anchors = {r.path: _anchor(r.path, i) for i, r in enumerate(records)}
     sections = "".join(
-        f'<details id="{_anchor(r.path)}" data-run="{_e(r.path)}"><summary>{_e(r.path)}</summary>'
+        f'<details id="{anchors[r.path]}" data-run="{_e(r.path)}"><summary>{_e(r.path)}</summary>'
         f"{_run_body(Run(p), r.path + ':', REDUCED)}</details>"
         for r, p in zip(records, runs, strict=True)
     )
@@ -118,7 +121,7 @@ def folder_page(path: Path, runs: list[Path]) -> str:
         f"<h1>Runs in <code>{_e(path.name or str(path))}</code></h1>"
         f"<p>{len(runs)} run{'s' if len(runs) != 1 else ''}; the settings that differ between them and the test "
         f"numbers (nats per datapoint); {_e(pooled)}. The table of <code>pvae runs</code>.</p>"
-        f"{_study_table(result)}{common}{_study_figures(result, path)}<h2>Each run</h2>"
+        f"{_study_table(result, anchors)}{common}{_study_figures(result, path)}<h2>Each run</h2>"
         f'<p class="status">Each run\'s figures are reduced here to at most {REDUCED} px on their long side; '
         f"<code>pvae report RUN</code> writes a run's page with them at full size.</p>{sections}"
     )
@@ -187,10 +190,11 @@ def _study_figures(result: study.Table, path: Path) -> str:
     return f"<h2>Numbers against settings</h2>{_figures_grid(figures)}{note}"
 
 
-def _study_table(result: study.Table) -> str:
-    """The rows of a study's table: settings, n, the runs (links to their sections), each number's mean
-    ± sd (its own n where fewer runs have it), and the state and error of a run that did not finish.
-    Each number's mean, sd and n are the ``data-value``, ``data-sd`` and ``data-n`` of its element."""
+def _study_table(result: study.Table, anchors: dict[str, str]) -> str:
+    """The rows of a study's table: settings, n, the runs (links to their sections, whose ids are
+    ``anchors``), each number's mean ± sd (its own n where fewer runs have it), and the state and error of
+    a run that did not finish. Each number's mean, sd and n are the ``data-value``, ``data-sd`` and
+    ``data-n`` of its element; the text is the Markdown table's (:func:`pvae.study.to_markdown`)."""
     failed = any(row.state != "finished" for row in result.rows)
     head = [*result.settings, "n", "runs", *(study.NUMBERS[n] for n in result.numbers), *(["state"] if failed else [])]
     rows = []
@@ -198,11 +202,11 @@ def _study_table(result: study.Table) -> str:
         n = len(row.runs)
         cells = [
             f'<td data-key="table.{i}.{_e(s)}" data-value="{_e(json.dumps(row.settings[s]))}">'
-            f"{_e(_setting_text(row.settings[s]))}</td>"
+            f"{_e(study.setting_text(row.settings[s]))}</td>"
             for s in result.settings
         ]
         cells.append(f'<td class="num" data-key="table.{i}.n" data-value="{n}">{n}</td>')
-        links = "".join(f'<a href="#{_anchor(run)}">{_e(run)}</a>' for run in row.runs)  # one a line (CSS)
+        links = "".join(f'<a href="#{anchors[run]}">{_e(run)}</a>' for run in row.runs)  # one a line (CSS)
         cells.append(f'<td class="links">{links}</td>')
         cells += [_stat_cell(f"table.{i}.{name}", row.numbers.get(name), n) for name in result.numbers]
         if failed:
@@ -218,34 +222,30 @@ def _study_table(result: study.Table) -> str:
 def _stat_cell(key: str, stat: study.Stat | None, n: int) -> str:
     if stat is None:
         return "<td>—</td>"
-    text = _stat_text(stat.mean)
-    if stat.sd:  # a number the same in every run (K, epochs) is shown alone
-        text += f" ± {_stat_text(stat.sd)}"
-    if stat.n != n:
-        text += f" (n={stat.n})"
+    text = study._cell(stat, n)  # the Markdown table's text of the same cell: one rounding for both tables
     attributes = f'data-key="{_e(key)}" data-value="{_e(json.dumps(stat.mean))}"'
     attributes += f' data-sd="{_e(json.dumps(stat.sd))}" data-n="{stat.n}"'
     return f'<td class="num"><span {attributes}>{_e(text)}</span></td>'
 
 
-def _stat_text(value: float) -> str:
-    """A mean or sd: counts (epochs, K, active units) whole, other numbers as :func:`format_number`."""
-    if math.isfinite(value) and value == round(value) and abs(value) < 1e6:
-        return str(int(value))
-    return format_number(value)
-
-
-def _setting_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return "—" if value is None else str(value)
-
-
 def _run_body(run: Run, prefix: str, bound: int | None = None) -> str:
     """A run's sections; ``prefix`` starts every ``data-key`` (the run's name on a folder's page), and
-    ``bound`` (pixels, or None for full size) the size of its figures (:func:`reduce_png`)."""
+    ``bound`` (pixels, or None for full size) the size of its figures (:func:`reduce_png`). A sweep's cell
+    that failed before its run directory (or its ``config.json``) was written has nothing but its state
+    and error to show; a file of the run the system refuses to read is said on the page, not a crash."""
+    failed = study.failure(run.path)
+    if not (run.path / CONFIG).is_file():
+        where = "its run directory" if not run.path.is_dir() else CONFIG
+        state = f"failed before {where} was written" if failed is not None else f"no {CONFIG}"
+        error = f'<p class="problem">{_e(f"failed: {failed}")}</p>' if failed is not None else ""
+        return f'<p class="status">{_e(state)}</p>{error}'
+    try:
+        return _run_sections(run, prefix, bound, failed)
+    except OSError as error:  # unreadable (permissions, a folder where a file should be), or gone meanwhile
+        return f'<p class="problem">{_e(run.path)} cannot be read: {_e(error)}</p>'
+
+
+def _run_sections(run: Run, prefix: str, bound: int | None, failed: str | None) -> str:
     parts, problems = [], []
     try:
         config = run.config
@@ -261,10 +261,9 @@ def _run_body(run: Run, prefix: str, bound: int | None = None) -> str:
     except RunError as error:
         metrics = []
         problems.append(str(error))
-    failed = study.failure(run.path)
     if failed is not None:
         problems.insert(0, f"failed: {failed}")
-    parts.append(f'<p class="status">{_e(_status(run, summary, metrics))}</p>')
+    parts.append(f'<p class="status">{_e(_status(summary, metrics))}</p>')
     parts += [f'<p class="problem">{_e(p)}</p>' for p in problems]
     parts.append("<h2>Numbers</h2>")
     if not summary:
@@ -288,11 +287,11 @@ def _run_body(run: Run, prefix: str, bound: int | None = None) -> str:
         except (KeyError, TypeError, ValueError) as error:
             parts.append(f'<p class="problem">{_e(METRICS)} cannot be drawn: {_e(error)}</p>')
     groups = [
-        f"<div><h3>{_e(k)}</h3>{_settings_table(_flatten(v), f'{prefix}config.{k}.')}</div>"
+        f"<div><h3>{_e(k)}</h3>{_settings_table(study.flatten(v), f'{prefix}config.{k}.')}</div>"
         for k, v in config.items()
         if isinstance(v, dict)
     ]
-    rest = {k: v for k, v in config.items() if not isinstance(v, dict)}
+    rest = study.flatten({k: v for k, v in config.items() if not isinstance(v, dict)})
     if rest:
         groups.append(f"<div>{_settings_table(rest, prefix + 'config.')}</div>")
     parts.append(f'<h2>Settings</h2><div class="row">{"".join(groups)}</div>')
@@ -304,12 +303,7 @@ def _run_body(run: Run, prefix: str, bound: int | None = None) -> str:
     return "".join(parts)
 
 
-def _status(run: Run, summary: dict, metrics: list | None = None) -> str:
-    if metrics is None:
-        try:
-            metrics = run.metrics()
-        except RunError:
-            metrics = []
+def _status(summary: dict, metrics: list) -> str:
     epochs = f"{len(metrics)} epoch{'s' if len(metrics) != 1 else ''}"
     if not summary:
         return f"training or interrupted: {epochs} done, no {SUMMARY} yet"
@@ -357,7 +351,7 @@ def _described(path: Path, describer: str) -> str:
     try:
         return f"<pre>{_e(getattr(importlib.import_module(module), name)(results))}</pre>"
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-        flat = {k: v for k, v in _flatten(results).items() if isinstance(v, (int, float, str, bool))}
+        flat = {k: v for k, v in study.flatten(results).items() if isinstance(v, (int, float, str, bool))}
         return f"<p>{_e(path.name)}, its numbers:</p>{_settings_table(flat, '')}"
 
 
@@ -487,22 +481,9 @@ def _settings_table(flat: dict, key: str) -> str:
     return f'<table class="settings">{rows}</table>'
 
 
-def _flatten(obj: dict, prefix: str = "") -> dict:
-    """Nested dicts as one dict of dotted keys (``train.beta``)."""
-    flat = {}
-    for k, v in obj.items():
-        if isinstance(v, dict):
-            flat.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            flat[f"{prefix}{k}"] = v
-    return flat
-
-
 def _text(value: Any) -> str:
     if isinstance(value, float):
         return format_number(value)
-    if isinstance(value, list):
-        return ",".join(_text(v) for v in value)
     return "—" if value is None else str(value)
 
 
@@ -533,8 +514,10 @@ def _markdown(text: str) -> str:
     return "".join(out)
 
 
-def _anchor(name: str) -> str:
-    return "run-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+def _anchor(name: str, index: int) -> str:
+    """The id of a run's section: its name with other characters than letters, digits, ``-`` and ``_`` as
+    ``-``, then its index, which keeps apart the names that differ only there (``beta=1.5``, ``beta=1-5``)."""
+    return "run-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in name) + f"-{index}"
 
 
 def _e(value: Any) -> str:

@@ -345,8 +345,12 @@ def _order(value) -> tuple:
     return (1, 0.0, str(value)) if value is not None else (2, 0.0, "")
 
 
-def _text(value) -> str:
-    """A setting as a cell shows it."""
+def setting_text(value) -> str:
+    """A setting's value as a table shows it (the Markdown table and the HTML report's): ``—`` for none,
+    ``yes``/``no``, a float in its shortest form (``%g``).
+
+    :param value: the value, as :func:`flatten` gives it.
+    """
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -379,7 +383,7 @@ def to_markdown(result: Table) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for row in result.rows:
         n = len(row.runs)
-        cells = [_text(row.settings[s]) for s in result.settings]
+        cells = [setting_text(row.settings[s]) for s in result.settings]
         cells.append(str(n) if result.grouped else row.runs[0])
         cells += [_cell(row.numbers.get(name), n) for name in result.numbers]
         if failed:

@@ -142,7 +142,7 @@ def test_trained_run_page_in_browser(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert check_numbers(page.numbers, summary) >= 12
     assert page.numbers["config.train.epochs"][0] == 2
-    assert page.numbers["config.pair.hidden"][0] == [16]
+    assert page.numbers["config.pair.hidden"][0] == "16"  # a list as the tables show it (study.flatten)
     text = (run / REPORT).read_text()
     assert "skipped &lt;here&gt;" in text  # escaped, as every text the page shows
 
@@ -221,12 +221,81 @@ def test_folder_page_table_is_the_study_table(tmp_path):
     assert plotted == ["elbo-vs-train.beta.png", "log_px-vs-train.beta.png", "kl-vs-train.beta.png"]
     assert page.ready and all(loaded == "yes" for _, loaded in page.images), page.images
     html = out.read_text()
-    for runs, _ in page.rows:  # each run of the table links to its own section
-        for run in runs:
-            anchor = "run-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in run)
-            assert f'href="#{anchor}"' in html and f'id="{anchor}"' in html
+    assert _links_reach_their_sections(html, [run for runs, _ in page.rows for run in runs])
     section = html[html.index('data-run="beta=8/seed=0"') :].split("</details>")[0]
     assert "failed: ValueError: the loss is nan at epoch 1 &lt;step 12&gt;" in section
+
+
+def _links_reach_their_sections(html: str, runs: list[str]) -> bool:
+    """Each run of the table links to the section of that run, and no two sections share an id."""
+    import re
+
+    ids = dict(re.findall(r'<details id="([^"]+)" data-run="([^"]+)"', html))
+    links = re.findall(r'<td class="links">(.*?)</td>', html)
+    targets = {run: target for cell in links for target, run in re.findall(r'<a href="#([^"]+)">([^<]+)</a>', cell)}
+    assert len(ids) == html.count("<details id="), "two sections share an id"
+    assert sorted(targets) == sorted(runs)
+    return all(ids.get(target) == run for run, target in targets.items())
+
+
+def _parsed(html: str) -> _Rendered:
+    """The page as written (no browser): its numbers, rows and attributes."""
+    parsed = _Rendered()
+    parsed.feed(html)
+    return parsed
+
+
+def test_failed_cell_without_its_folder(tmp_path, capsys):
+    """A sweep's cell that failed before its run directory existed, and one that failed before its
+    config.json was written: the folder's page is written (exit 0), their rows and sections show the state
+    and the error; ``pvae report CELL`` of the second shows the same."""
+    sweep = tmp_path / "sweep"
+    fake_run(sweep / "beta=1", {"test": {"elbo": -40.0}}, beta=1.0)
+    write_json(error_record(sweep / "beta=2"), {"error": "ValueError: --beta-2 <bad>"})  # no folder at all
+    (sweep / "beta=4").mkdir()
+    write_json(error_record(sweep / "beta=4"), {"error": "MemoryError: out of memory"})
+    assert main(["report", str(sweep)]) == 0
+    assert capsys.readouterr().err == ""
+    html = (sweep / REPORT).read_text()
+    page = _parsed(html)
+    assert page.rows == [(["beta=1"], "finished"), (["beta=2"], "failed"), (["beta=4"], "failed")]
+    assert page.numbers["table.1.state"][1] == "failed: ValueError: --beta-2 <bad>"
+    assert page.numbers["table.2.state"][1] == "failed: MemoryError: out of memory"
+    section = html[html.index('data-run="beta=2"') :].split("</details>")[0]
+    assert "failed before its run directory was written" in section
+    assert "failed: ValueError: --beta-2 &lt;bad&gt;" in section and "<h2>" not in section  # state and error only
+    section = html[html.index('data-run="beta=4"') :].split("</details>")[0]
+    assert "failed before config.json was written" in section and "MemoryError: out of memory" in section
+    assert main(["report", str(sweep / "beta=4")]) == 0
+    assert "failed: MemoryError: out of memory" in (sweep / "beta=4" / REPORT).read_text()
+
+
+def test_folder_table_rounds_as_the_markdown_table(tmp_path):
+    """The page's table shows each cell as ``pvae runs`` prints it (1 decimal from 100 in size, small
+    numbers in e-notation), while a run's own numbers keep 3 decimals."""
+    sweep = tmp_path / "sweep"
+    for seed, elbo in ((0, -140.125), (1, -141.5)):
+        fake_run(sweep / f"seed={seed}", {"test": {"elbo": elbo, "kl": 0.0012 * (seed + 1)}}, seed=seed)
+    html = write_report(sweep).read_text()
+    page = _parsed(html)
+    assert page.numbers["table.0.elbo"][1] == "-140.8 ± 0.972"
+    assert page.numbers["table.0.kl"][1] == "1.80e-03 ± 8.49e-04"
+    markdown = study.to_markdown(study.table(study.collect(sweep)))
+    row = [c.strip() for c in markdown.splitlines()[2].strip("|").split("|")]
+    head = [c.strip() for c in markdown.splitlines()[0].strip("|").split("|")]
+    assert row[head.index("ELBO")] == page.numbers["table.0.elbo"][1]
+    assert row[head.index("KL")] == page.numbers["table.0.kl"][1]
+    assert page.numbers["seed=0:test.elbo"][1] == "-140.125"  # a run's own number: 3 decimals
+
+
+def test_section_ids_are_unique(tmp_path):
+    """Runs whose names differ only in characters an id cannot hold (``beta=1.5``, ``beta=1-5``) get
+    sections of their own, each the target of its own link."""
+    sweep = tmp_path / "sweep"
+    fake_run(sweep / "beta=1.5", {"test": {"elbo": -40.0}}, beta=1.5)
+    fake_run(sweep / "beta=1-5", {"test": {"elbo": -41.0}}, beta=2.5)
+    html = write_report(sweep).read_text()
+    assert _links_reach_their_sections(html, ["beta=1-5", "beta=1.5"])
 
 
 def test_folder_figures_are_chosen_and_bounded():
