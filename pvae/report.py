@@ -222,7 +222,7 @@ def _study_table(result: study.Table, anchors: dict[str, str]) -> str:
 def _stat_cell(key: str, stat: study.Stat | None, n: int) -> str:
     if stat is None:
         return "<td>—</td>"
-    text = study._cell(stat, n)  # the Markdown table's text of the same cell: one rounding for both tables
+    text = study.cell_text(stat, n)  # the Markdown table's text of the same cell
     attributes = f'data-key="{_e(key)}" data-value="{_e(json.dumps(stat.mean))}"'
     attributes += f' data-sd="{_e(json.dumps(stat.sd))}" data-n="{stat.n}"'
     return f'<td class="num"><span {attributes}>{_e(text)}</span></td>'

@@ -366,7 +366,10 @@ def _number(value: float) -> str:
     return f"{value:.3f}" if abs(value) >= 0.01 or value == 0 else f"{value:.2e}"
 
 
-def _cell(stat: Stat | None, n: int) -> str:
+def cell_text(stat: Stat | None, n: int) -> str:
+    """A table cell: ``mean ± sd`` (the mean alone where every run has the same value: K, epochs), with its
+    own ``(n=…)`` where fewer than the row's ``n`` runs have it; ``—`` for no value. One rounding for the
+    Markdown table and the report's."""
     if stat is None:
         return "—"
     # the same in every run (K, epochs): the value alone
@@ -385,7 +388,7 @@ def to_markdown(result: Table) -> str:
         n = len(row.runs)
         cells = [setting_text(row.settings[s]) for s in result.settings]
         cells.append(str(n) if result.grouped else row.runs[0])
-        cells += [_cell(row.numbers.get(name), n) for name in result.numbers]
+        cells += [cell_text(row.numbers.get(name), n) for name in result.numbers]
         if failed:
             state = row.state if row.state == "finished" or not result.grouped else f"{row.state}: {row.runs[0]}"
             cells.append(state + (f": {row.error}" if row.error else ""))
