@@ -8,18 +8,21 @@
       ...
       .sweep/logs/NAME.log      what the cell's training printed (appended to by every attempt)
       .sweep/NAME.error.json    why the cell's last attempt failed: one line, the log's tail
+      .sweep/NAME.lock          held (flock) by the process that runs the cell, so that no other runs it too
 
 The error and the log stay beside the run directories, not in them: a run directory holds pvae's files only
 (:meth:`pvae.runs.Run.create` refuses a folder of other files). A cell is *done* when its ``summary.json``
 holds the test numbers, *partial* when it has a checkpoint (it is resumed with ``--resume``), *failed* when
-its last attempt left an error (it is tried again), *pending* otherwise; running the same command again
-finishes the study, whatever stopped it, with no epoch trained twice.
+its last attempt left an error (it is tried again), *running* while another process holds its lock (it is
+skipped), *pending* otherwise; running the same command again finishes the study, whatever stopped it (Ctrl-C,
+SIGTERM, kill -9), with no epoch trained twice and no cell trained by two processes at once.
 
 Where the cells run is the caller's choice: one after the other in this process, ``--workers N`` local
 processes, or ``--cell I`` (one cell, in this process) from a scheduler's array job, under torchrun too.
 """
 
 import contextlib
+import copy
 import difflib
 import hashlib
 import itertools
@@ -30,9 +33,10 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,18 +44,34 @@ from pvae import options
 from pvae.files import TEMPORARY, write_json
 from pvae.runs import CHECKPOINT, CONFIG, METRICS, SUMMARY, Run, RunError, check_writable
 
+try:
+    import fcntl
+except ImportError:  # Windows: no cell locks, so one sweep process per folder there
+    fcntl = None
+
 SWEEP = "sweep.json"
 #: The sweep's own folder in OUT: logs and errors of the cells.
 PRIVATE = ".sweep"
 #: Options of ``pvae train`` the sweep sets itself for every cell.
 RESERVED = ("out", "resume", "overwrite", "help")
 #: States of a cell (:func:`cell_status`).
-STATES = ("done", "partial", "failed", "pending")
+STATES = ("done", "partial", "failed", "pending", "running")
 #: Lines of a cell's log kept in its error file.
 TAIL_LINES = 20
 #: Errors whose message names the problem and the fix (as ``pvae train`` prints them): no traceback.
 _EXPLAINED = (ValueError, RunError, FloatingPointError)
 _TRUE, _FALSE = ("true", "on", "yes", "1"), ("false", "off", "no", "0")
+#: How a worker that was interrupted exits: 130 (pvae after Ctrl-C or SIGTERM), or killed by either signal.
+_INTERRUPTED = (130, -signal.SIGINT, -signal.SIGTERM)
+#: Seconds a worker gets to stop by itself (after Ctrl-C), then after SIGTERM, before SIGKILL.
+GRACE = 10.0
+#: Seconds a cell's lock is tried for before the cell counts as running elsewhere: a look at it (``--list``)
+#: holds it for an instant.
+LOCK_PATIENCE = 0.5
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (scancel, timeout, kill) while a sweep runs: it stops as after Ctrl-C."""
 
 
 @dataclass(frozen=True)
@@ -165,8 +185,9 @@ class Sweep:
         def refuse(message):
             raise ValueError(message)
 
-        self.parser.error = refuse  # this parser only: its message, not an exit
-        return self.parser.parse_args(list(argv))
+        parser = copy.copy(self.parser)  # the caller's parser keeps exiting on an error
+        parser.error = refuse  # its message, not an exit
+        return parser.parse_args(list(argv))
 
     def _option(self, text: str, where: str) -> str:
         """The field name of the ``pvae train`` option ``text`` names (``z-dim``, ``--z-dim``, ``z_dim``)."""
@@ -329,13 +350,22 @@ def error_record(run: str | os.PathLike) -> Path:
 def recorded_error(run: str | os.PathLike) -> str | None:
     """The error a sweep recorded for the cell whose run directory is ``run`` (one line), or ``None``: its
     last attempt did not fail, or ``run`` is no sweep's cell. (A cell that succeeds again loses its record.)"""
-    record = error_record(run)
-    if not record.is_file():
-        return None
+    record = _read_error(error_record(run))
+    return None if record is None else record["error"]
+
+
+def _read_error(path: Path) -> dict | None:
+    """The error record at ``path`` (its ``error`` a string), ``None`` if there is none; a record that does not
+    read (cut short, not JSON, not an object) is one that says so, since it still means the cell failed."""
     try:
-        return str(json.loads(record.read_text()).get("error", "failed"))
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return f"failed (its error record {record} is unreadable)"
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        record = None
+    if not isinstance(record, dict):
+        return {"error": f"failed (its error record {path} is unreadable)"}
+    return {**record, "error": str(record.get("error", "failed"))}
 
 
 def failed_cells(folder: str | os.PathLike) -> list[Path]:
@@ -368,12 +398,11 @@ def _states(out: Path, cells: Sequence[Cell]) -> list[dict]:
     for cell in cells:
         path = out / cell.name
         state, epochs, error = _run_state(path)
-        if state != "done" and _error_path(out, cell.name).is_file():
-            try:
-                error = json.loads(_error_path(out, cell.name).read_text()).get("error", "failed")
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                error = "failed (its error file is unreadable)"
-            state = "failed"
+        record = _read_error(_error_path(out, cell.name)) if state != "done" else None
+        if record is not None:
+            state, error = "failed", record["error"]
+        if state != "done" and _running_elsewhere(out, cell.name):
+            state, error = "running", None
         rows.append(
             {
                 "index": cell.index,
@@ -411,7 +440,8 @@ def cell_status(out: str | os.PathLike) -> list[dict]:
     :param out: the sweep's folder (it holds ``sweep.json``).
     :returns: one dict per cell: ``index``, ``name``, ``settings`` (option → value as given), ``state``
         (``done``: tested; ``partial``: has a checkpoint, not tested; ``failed``: its last attempt failed,
-        ``error`` says why; ``pending``: not started, or stopped before its first checkpoint), ``error`` (one
+        ``error`` says why; ``pending``: not started, or stopped before its first checkpoint; ``running``:
+        another process holds its lock), ``error`` (one
         line, or ``None``), ``epochs`` (rows of its ``metrics.jsonl``) and ``path`` (its run directory).
     :raises RunError: if ``out`` holds no sweep.
     """
@@ -452,6 +482,58 @@ def _prepare(out: Path, cell: Cell) -> tuple[list[str], str]:
     return [], "starting"
 
 
+def lock_path(out: str | os.PathLike, name: str) -> Path:
+    """The lock file of the cell ``name`` of the sweep in ``out``: the process that runs the cell holds it."""
+    return Path(out) / PRIVATE / f"{name}.lock"
+
+
+@contextlib.contextmanager
+def _cell_lock(out: Path, name: str) -> Iterator[bool]:
+    """Hold the cell's lock while the block runs; yields whether this process got it (``False``: another process
+    runs the cell). It is the kernel's (flock), so it goes with its process, kill -9 included."""
+    if fcntl is None:
+        yield True
+        return
+    path = lock_path(out, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        stop = time.monotonic() + LOCK_PATIENCE
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                got = True
+            except BlockingIOError:
+                got = False
+            except OSError:  # a file system without flock: run unlocked, as before locks existed
+                got = True
+            if got or time.monotonic() >= stop:
+                break
+            time.sleep(0.05)
+        yield got
+    finally:
+        os.close(fd)  # which releases the lock
+
+
+def _running_elsewhere(out: Path, name: str) -> bool:
+    """Whether another process holds the lock of the cell ``name`` (this look holds it for an instant)."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(lock_path(out, name), os.O_RDONLY)
+    except OSError:  # no lock file: never run
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
 def run_cell(
     sweep: Sweep, cell: Cell, train: Callable[[list[str]], None], log: Path | None = None, writes: bool = True
 ) -> bool:
@@ -462,12 +544,27 @@ def run_cell(
     :param train: runs ``pvae train`` with the options it gets.
     :param log: append the training's output to this file (``None``: print it).
     :param writes: whether this process writes the sweep's files (under torchrun: rank 0 only).
-    :returns: whether the cell is done.
-    :raises KeyboardInterrupt: Ctrl-C, after which the cell is partial or pending, never failed.
+    :returns: whether the cell is done (``False`` too where another process holds its lock: it is skipped, with
+        a line that says so).
+    :raises KeyboardInterrupt: Ctrl-C or SIGTERM, after which the cell is partial or pending, never failed.
     """
     out, total = sweep.out, len(sweep.cells)
     if _run_state(out / cell.name)[0] == "done":
         return True
+    if not writes:  # under torchrun rank 0 holds the lock for every rank
+        return _run_cell(sweep, cell, train, log, writes)
+    with _cell_lock(out, cell.name) as mine:
+        if not mine:
+            _say(f"cell {cell.index}/{total} {cell.name}: running elsewhere (another process holds its lock); skipped")
+            return False
+        if _run_state(out / cell.name)[0] == "done":  # the process that held the lock finished it
+            return True
+        return _run_cell(sweep, cell, train, log, writes)
+
+
+def _run_cell(sweep: Sweep, cell: Cell, train: Callable[[list[str]], None], log: Path | None, writes: bool) -> bool:
+    """:func:`run_cell`, the cell not done, its lock held."""
+    out, total = sweep.out, len(sweep.cells)
     extra, doing = _prepare(out, cell)
     if writes:
         _error_path(out, cell.name).unlink(missing_ok=True)
@@ -526,16 +623,24 @@ def _run_workers(sweep: Sweep, cells: Sequence[Cell]) -> None:
     threads = str(max(1, cores() // workers))
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     queue, running = list(cells), {}
+    patience = 0.0  # whatever ends this loop early ends the workers too: no trainer outlives the sweep
     try:
         while queue or running:
             while queue and len(running) < workers:
                 cell = queue.pop(0)
+                if _running_elsewhere(sweep.out, cell.name):
+                    _say(f"cell {cell.index}/{len(sweep.cells)} {cell.name}: running elsewhere; skipped")
+                    continue
                 extra, doing = _prepare(sweep.out, cell)
                 log = log_path(sweep.out, cell.name)
                 log.parent.mkdir(parents=True, exist_ok=True)
                 handle = open(log, "a")  # closed when its process ends
                 command = [sys.executable, "-m", "pvae", *sweep.sweep_argv(cell.index)]
-                process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+                try:
+                    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+                except BaseException:
+                    handle.close()
+                    raise
                 running[process] = (cell, handle, time.perf_counter())
                 _say(f"cell {cell.index}/{len(sweep.cells)} {cell.name}: {doing} (log: {log})")
             time.sleep(0.05)
@@ -543,22 +648,50 @@ def _run_workers(sweep: Sweep, cells: Sequence[Cell]) -> None:
                 cell, handle, tic = running.pop(process)
                 handle.close()
                 _finished(sweep, cell, process.returncode, time.perf_counter() - tic)
-    except KeyboardInterrupt:
-        for process in running:  # Ctrl-C reached them too (one process group); wait for their checkpoints
-            process.wait()
+    except KeyboardInterrupt as stop:
+        if not isinstance(stop, _Terminated):  # Ctrl-C reached them too (one process group): let them stop
+            patience = GRACE
         raise
+    finally:
+        _stop(running, patience)
+
+
+def _stop(running: dict, patience: float) -> None:
+    """End the workers still running: ``patience`` seconds to end by themselves, then SIGTERM (which a worker
+    takes as Ctrl-C: its cell stays partial), then SIGKILL; their logs closed."""
+    for signal_them in (None, subprocess.Popen.terminate, subprocess.Popen.kill):
+        alive = [p for p in running if p.poll() is None]
+        if not alive:
+            break
+        if signal_them is not None:
+            for process in alive:
+                signal_them(process)
+        stop = time.monotonic() + (patience if signal_them is None else GRACE)
+        for process in alive:
+            try:
+                process.wait(timeout=max(0.0, stop - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+    for _, handle, _ in running.values():
+        handle.close()
 
 
 def _finished(sweep: Sweep, cell: Cell, status: int, seconds: float) -> None:
     """Say how a worker's cell ended; where it could not say why it failed (a signal), record it."""
     out, total, log = sweep.out, len(sweep.cells), log_path(sweep.out, cell.name)
-    if status == 0 and _run_state(out / cell.name)[0] == "done":
+    state = _run_state(out / cell.name)[0]
+    if status == 0 and state == "done":
         _say(f"cell {cell.index}/{total} {cell.name}: done in {seconds:.1f} s{_describe(out, cell)}")
         return
+    if status in _INTERRUPTED:  # stopped, not failed: no error record, the same command goes on with it
+        _say(f"cell {cell.index}/{total} {cell.name}: interrupted after {seconds:.1f} s; it is {state}")
+        return
+    if status == 0:  # its process found the cell's lock held and left the cell to that process
+        _say(f"cell {cell.index}/{total} {cell.name}: running elsewhere; skipped")
+        return
     path = _error_path(out, cell.name)
-    if path.is_file():
-        record = json.loads(path.read_text())
-    else:
+    record = _read_error(path)
+    if record is None:
         why = f"killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
         record = {"index": cell.index, "name": cell.name, "error": f"the process {why}"}
     record.update(log=str(log), log_tail=_tail(log))
@@ -574,7 +707,9 @@ def run_sweep(sweep: Sweep, train: Callable[[list[str]], None], writes: bool = T
     :param writes: whether this process writes the sweep's files (under torchrun: rank 0 only).
     :returns: :func:`cell_status` at the end.
     :raises ValueError: for ``--cell`` out of range.
-    :raises RunError: if any cell failed, naming them, after every other cell ran.
+    :raises RunError: if any cell failed or was interrupted, naming them, after every other cell ran (a cell
+        another process runs is not an error: the line of counts says so).
+    :raises KeyboardInterrupt: Ctrl-C or SIGTERM; the workers are stopped, the cells left partial or pending.
     """
     config, out, cells = sweep.config, sweep.out, sweep.cells
     if config.list:
@@ -582,6 +717,31 @@ def run_sweep(sweep: Sweep, train: Callable[[list[str]], None], writes: bool = T
             why = f"  ({row['error']})" if row["error"] else ""
             print(f"{row['index']:>4}  {row['state']:<8} {row['name']}{why}")
         return _states(out, cells)
+    with _sigterm_interrupts():
+        return _run_sweep(sweep, train, writes)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (scancel, timeout, kill) stops the sweep as Ctrl-C does, while the block runs; the old handler
+    is back after it."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise _Terminated(f"stopped by {signal.Signals(signum).name}")
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if old is None else old)
+
+
+def _run_sweep(sweep: Sweep, train: Callable[[list[str]], None], writes: bool) -> list[dict]:
+    """:func:`run_sweep` but ``--list``."""
+    config, out, cells = sweep.config, sweep.out, sweep.cells
     if config.cell is not None and config.cell >= len(cells):
         raise ValueError(f"--cell {config.cell}: the sweep has {len(cells)} cells, 0 to {len(cells) - 1}")
     if not sweep.check_out() and writes:
@@ -603,14 +763,16 @@ def run_sweep(sweep: Sweep, train: Callable[[list[str]], None], writes: bool = T
         for cell in todo:
             run_cell(sweep, cell, train, log=log_path(out, cell.name))
     rows = _states(out, cells)
-    failed = [row for row in rows if row["state"] != "done"]
+    unfinished = [row for row in rows if row["state"] not in ("done", "running")]
     counts = {state: sum(row["state"] == state for row in rows) for state in STATES}
-    print(f"sweep {out}: {', '.join(f'{n} {state}' for state, n in counts.items() if n)} of {len(cells)} cells")
-    if failed:
-        listed = "; ".join(f"{row['name']}: {row['error']}" for row in failed[:3])
-        listed += "; ..." if len(failed) > 3 else ""
+    said = ", ".join(f"{n} {'running elsewhere' if state == 'running' else state}" for state, n in counts.items() if n)
+    print(f"sweep {out}: {said} of {len(cells)} cells")
+    if unfinished:
+        listed = "; ".join(f"{row['name']}: {row['error'] or 'interrupted'}" for row in unfinished[:3])
+        listed += "; ..." if len(unfinished) > 3 else ""
+        what = "failed" if all(row["state"] == "failed" for row in unfinished) else "are not done"
         raise RunError(
-            f"{len(failed)} of {len(cells)} cells failed ({listed}); their logs are in {out / PRIVATE / 'logs'}, "
-            "and the same command tries them again"
+            f"{len(unfinished)} of {len(cells)} cells {what} ({listed}); their logs are in "
+            f"{out / PRIVATE / 'logs'}, and the same command tries them again"
         )
     return rows

@@ -1,6 +1,7 @@
 """``pvae sweep``: the cells a grid makes, what is refused before any cell starts, and a study that finishes
 whatever stopped it (a failing cell, Ctrl-C, kill -9), with nothing trained twice."""
 
+import contextlib
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import pytest
 
 from pvae import cli
 from pvae.cli import train_config
-from pvae.sweep import Sweep, SweepConfig, cell_name, cell_status
+from pvae.sweep import Sweep, SweepConfig, _running_elsewhere, cell_name, cell_status
 from tests.conftest import derived_seed, with_test_device
 
 #: A cell trains in about a second: 200 digits, a tiny pair.
@@ -214,6 +215,8 @@ def test_workers_killed_with_sigkill_then_the_same_command_finishes_with_nothing
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # the sweep and its workers, as a scheduler's kill does
         first.communicate()
+    # the workers (not this test's children) may still be on their way out, holding their cells' locks
+    _wait_for(lambda: not any(_running_elsewhere(out, f"seed={s}") for s in seeds), 30)
     states = {row["name"]: row["state"] for row in cell_status(out)}
     assert "partial" in states.values(), states
     finished = {p: p.stat().st_mtime_ns for name, s in states.items() if s == "done" for p in (out / name).iterdir()}
@@ -232,3 +235,114 @@ def test_workers_killed_with_sigkill_then_the_same_command_finishes_with_nothing
 
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.is_file() else []
+
+
+def _hold_lock(out: Path, name: str) -> int:
+    """Take the cell's lock as another sweep process would; closing the descriptor lets it go."""
+    import fcntl
+
+    from pvae.sweep import lock_path
+
+    lock_path(out, name).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(out, name), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_a_cell_another_process_runs_is_skipped_not_trained_twice_and_not_failed(tmp_path, capsys):
+    """Cell 0's lock is held (another sweep process trains it): --cell 0 and the whole sweep skip it with one
+    line, writing nothing into it; the other cell trains; --list says running; the exit is 0."""
+    out, seeds = tmp_path / "s", [str(derived_seed(5)), str(derived_seed(6))]
+    command = ["sweep", str(out), "--grid", "seed=" + ",".join(seeds), "--", "--epochs", "1", *SMALL]
+    busy, other = f"seed={seeds[0]}", f"seed={seeds[1]}"
+    fd = _hold_lock(out, busy)
+    try:
+        assert main([*command[:4], "--cell", "0", *command[4:]]) == 0
+        line = f"sweep: cell 0/2 {busy}: running elsewhere (another process holds its lock); skipped"
+        assert capsys.readouterr().err.splitlines() == [line]
+        assert main(command) == 0
+        captured = capsys.readouterr()
+        assert line in captured.err.splitlines() and f"cell 1/2 {other}: done in" in captured.err
+        assert f"sweep {out}: 1 done, 1 running elsewhere of 2 cells" in captured.out
+        assert not (out / busy).exists() and not (out / ".sweep" / f"{busy}.error.json").exists()
+        assert [row["state"] for row in cell_status(out)] == ["running", "done"]
+        assert main([*command[:4], "--list", *command[4:]]) == 0
+        assert capsys.readouterr().out.splitlines()[0].split() == ["0", "running", busy]
+    finally:
+        os.close(fd)
+    assert [row["state"] for row in cell_status(out)] == ["pending", "done"]  # the lock went with its holder
+
+
+@pytest.mark.parametrize("text", ['{"error": "Value', "[1, 2]", "\xff\xfe"])
+def test_a_corrupt_error_record_reads_as_failed_everywhere(tmp_path, capsys, text):
+    """A cut-short, non-object or undecodable error record: cell_status, recorded_error and a worker's end all
+    read it as a failure that says its record is unreadable, and none of them stops the sweep."""
+    from pvae.sweep import _finished, recorded_error
+
+    out = tmp_path / "s"
+    sweep = _sweep(out, ["seed=0,1"], train=["--epochs", "1", *SMALL])
+    out.mkdir()
+    (out / "sweep.json").write_text(json.dumps(sweep.record()))
+    record = out / ".sweep" / "seed=0.error.json"
+    record.parent.mkdir()
+    record.write_bytes(text.encode("latin-1"))
+    unreadable = f"failed (its error record {record} is unreadable)"
+    assert [(row["state"], row["error"]) for row in cell_status(out)] == [("failed", unreadable), ("pending", None)]
+    assert recorded_error(out / "seed=0") == unreadable and recorded_error(out / "seed=1") is None
+    _finished(sweep, sweep.cells[0], 1, 0.5)  # its worker exited 1 after writing this record
+    assert f"cell 0/2 seed=0: failed in 0.5 s: {unreadable}" in capsys.readouterr().err
+    assert json.loads(record.read_text())["error"] == unreadable
+
+
+@pytest.mark.parametrize("status", [130, -signal.SIGINT])
+def test_a_worker_that_was_interrupted_is_not_recorded_as_failed(tmp_path, capsys, status):
+    from pvae.sweep import _finished
+
+    out = tmp_path / "s"
+    sweep = _sweep(out, ["seed=0,1"], train=["--epochs", "1", *SMALL])
+    out.mkdir()
+    (out / "sweep.json").write_text(json.dumps(sweep.record()))
+    _finished(sweep, sweep.cells[1], status, 2.0)
+    assert "cell 1/2 seed=1: interrupted after 2.0 s; it is pending" in capsys.readouterr().err
+    assert not (out / ".sweep" / "seed=1.error.json").exists()
+    assert [row["state"] for row in cell_status(out)] == ["pending", "pending"]
+    _finished(sweep, sweep.cells[1], -signal.SIGKILL, 2.0)  # killed outright (out of memory): that is a failure
+    assert cell_status(out)[1]["error"] == "the process killed by SIGKILL"
+
+
+def test_checking_a_sweep_leaves_the_callers_parser_as_it_was(tmp_path):
+    parser = next(a for a in cli.build_parser(only="train")._actions if a.dest == "command").choices["train"]
+    sweep = Sweep(tmp_path / "s", SweepConfig(grid=("seed=0,1",)), [], parser, train_config)
+    with pytest.raises(ValueError, match="expected a number"):
+        sweep.parse(["--lr", "x"])
+    assert "error" not in vars(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--lr", "x"])
+
+
+def test_sigterm_to_the_sweep_stops_its_workers_and_leaves_their_cells_to_be_resumed(tmp_path):
+    """SIGTERM to the sweep process alone (timeout, kill PID): it stops its workers before it exits (status
+    130), so no trainer outlives it and no cell's lock is still held; their cells are not failed."""
+    out = tmp_path / "s"
+    seeds = [str(derived_seed(i)) for i in (7, 8, 9)]
+    argv = [sys.executable, "-m", "pvae", "sweep", str(out), "--workers", "2", "--grid", "seed=" + ",".join(seeds)]
+    argv += ["--", "--epochs", "30", "--jit", "off", *with_test_device(SMALL)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    sweep = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def both_running() -> bool:
+        assert sweep.poll() is None, sweep.communicate()
+        return sum(_running_elsewhere(out, f"seed={s}") for s in seeds) == 2
+
+    try:
+        _wait_for(both_running, 120)
+        sweep.send_signal(signal.SIGTERM)
+        _, err = sweep.communicate(timeout=60)
+        assert sweep.returncode == 130, err
+        assert not any(_running_elsewhere(out, f"seed={s}") for s in seeds)  # its workers are gone
+        assert {row["state"] for row in cell_status(out)} <= {"partial", "pending"}
+        assert not list((out / ".sweep").glob("*.error.json"))
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # whatever of this sweep's session is left
+            os.killpg(sweep.pid, signal.SIGKILL)
+        sweep.communicate()
