@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pvae import options
+from pvae.distributed import under_torchrun
 from pvae.files import TEMPORARY, write_json
 from pvae.runs import CHECKPOINT, CONFIG, METRICS, SUMMARY, Run, RunError, check_writable
 
@@ -555,6 +556,11 @@ def run_cell(
         return _run_cell(sweep, cell, train, log, writes)
     with _cell_lock(out, cell.name) as mine:
         if not mine:
+            if under_torchrun():  # the other ranks are about to train it: stop them all, with the reason
+                raise RunError(
+                    f"cell {cell.index} {cell.name} is running elsewhere (another process holds its lock): under "
+                    "torchrun every rank would wait for rank 0; run it again once the other process is done"
+                )
             _say(f"cell {cell.index}/{total} {cell.name}: running elsewhere (another process holds its lock); skipped")
             return False
         if _run_state(out / cell.name)[0] == "done":  # the process that held the lock finished it

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import pvae.sweep
 from pvae import cli
 from pvae.cli import train_config
 from pvae.sweep import Sweep, SweepConfig, _running_elsewhere, cell_name, cell_status
@@ -249,7 +250,7 @@ def _hold_lock(out: Path, name: str) -> int:
     return fd
 
 
-def test_a_cell_another_process_runs_is_skipped_not_trained_twice_and_not_failed(tmp_path, capsys):
+def test_a_cell_another_process_runs_is_skipped_not_trained_twice_and_not_failed(tmp_path, capsys, monkeypatch):
     """Cell 0's lock is held (another sweep process trains it): --cell 0 and the whole sweep skip it with one
     line, writing nothing into it; the other cell trains; --list says running; the exit is 0."""
     out, seeds = tmp_path / "s", [str(derived_seed(5)), str(derived_seed(6))]
@@ -268,6 +269,11 @@ def test_a_cell_another_process_runs_is_skipped_not_trained_twice_and_not_failed
         assert [row["state"] for row in cell_status(out)] == ["running", "done"]
         assert main([*command[:4], "--list", *command[4:]]) == 0
         assert capsys.readouterr().out.splitlines()[0].split() == ["0", "running", busy]
+        # under torchrun rank 0 cannot skip it (the other ranks would wait for it): it stops, saying why
+        with monkeypatch.context() as patch:
+            patch.setattr(pvae.sweep, "under_torchrun", lambda: True)
+            assert main([*command[:4], "--cell", "0", *command[4:]]) == 2
+        assert "is running elsewhere (another process holds its lock): under torchrun" in capsys.readouterr().err
     finally:
         os.close(fd)
     assert [row["state"] for row in cell_status(out)] == ["pending", "done"]  # the lock went with its holder
