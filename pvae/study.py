@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pvae import options
+from pvae.quality.score import HEADLINES as QUALITY
 from pvae.runs import CONFIG, Run, RunError
 from pvae.sweep import failed_cells, recorded_error
 
@@ -50,13 +51,7 @@ NUMBERS = {
     "sap": "SAP",
     "modularity": "modularity",
     "mig_no_shape": "MIG (no shape)",
-    "fd": "FD",
-    "precision": "precision",
-    "recall": "recall",
-    "confidence": "confidence",
-    "coverage": "coverage",
-    "high_frequency_fraction": "HF power",
-    "gradient_magnitude": "gradient",
+    **QUALITY,  # the sample-quality scores of prior samples, titled as `pvae quality` titles them
     "seconds_per_epoch": "s/epoch",
     "epochs": "epochs",
 }
@@ -254,8 +249,6 @@ def _numbers(path: Path) -> dict[str, float]:
                 if _is_number(value) and metric + suffix in NUMBERS:
                     numbers[metric + suffix] = float(value)
     if (path / "quality/quality.json").is_file():
-        from pvae.quality.score import HEADLINES as QUALITY
-
         prior = (_json(path / "quality/quality.json").get("sets") or {}).get("prior") or {}
         for key in QUALITY:  # samples from the prior: the set the quality of a generative model is
             if _is_number(prior.get(key)):

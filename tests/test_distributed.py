@@ -177,6 +177,13 @@ def _torchrun(tmp_path: Path, script: str, *args: str, timeout: float = 120) -> 
     )
 
 
+def _one_process(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m pvae ARGS`` in ``tmp_path``, one thread: what a rank of :func:`_torchrun` is compared with."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "pvae", *args]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
 #: A launcher that runs ``pvae`` with its arguments; with FAIL_AFTER set, rank 1 raises on that step.
 LAUNCH = """
     import os, sys
@@ -241,15 +248,7 @@ def test_a_two_process_run_matches_a_one_process_run_and_resumes(tmp_path):
     assert two.stderr.count("training vae/gaussian") == 1  # rank 0 alone speaks
     elbos = {}
     for seed in (0, 1):
-        one = subprocess.run(
-            [sys.executable, "-m", "pvae", *settings, "--seed", str(seed), "--out", f"one{seed}"],
-            cwd=tmp_path,
-            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        one = _one_process(tmp_path, *settings, "--seed", str(seed), "--out", f"one{seed}", timeout=300)
         assert one.returncode == 0, one.stderr
         elbos[seed] = Run(tmp_path / f"one{seed}").summary()["test"]["elbo"]
     two_elbo = Run(tmp_path / "two").summary()["test"]["elbo"]
@@ -282,15 +281,7 @@ def test_diagnose_under_torchrun_shares_the_nuts_chains_and_writes_what_one_proc
     two = _torchrun(tmp_path, LAUNCH, "diagnose", "run", *settings, "--out", "two")
     assert two.returncode == 0, two.stderr
     assert two.stderr.count("diagnose: nuts ...") == 1  # rank 0 alone speaks
-    one = subprocess.run(
-        [sys.executable, "-m", "pvae", "diagnose", "run", *settings, "--out", "one"],
-        cwd=tmp_path,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    one = _one_process(tmp_path, "diagnose", "run", *settings, "--out", "one")
     assert one.returncode == 0, one.stderr
 
     def numbers(folder: str) -> dict:
