@@ -263,10 +263,10 @@ def _run_sections(run: Run, prefix: str, bound: int | None, failed: str | None) 
         problems.append(str(error))
     if failed is not None:
         problems.insert(0, f"failed: {failed}")
-    parts.append(f'<p class="status">{_e(_status(summary, metrics))}</p>')
+    parts.append(f'<p class="status">{_e(_status(summary, metrics, failed is not None))}</p>')
     parts += [f'<p class="problem">{_e(p)}</p>' for p in problems]
     parts.append("<h2>Numbers</h2>")
-    if not summary:
+    if not summary and failed is None:
         parts.append(
             f"<p>No {SUMMARY} yet: the run is still training, or stopped before its end "
             f"({len(metrics)} epoch{'s' if len(metrics) != 1 else ''} in {METRICS}).</p>"
@@ -303,8 +303,10 @@ def _run_sections(run: Run, prefix: str, bound: int | None, failed: str | None) 
     return "".join(parts)
 
 
-def _status(summary: dict, metrics: list) -> str:
+def _status(summary: dict, metrics: list, failed: bool = False) -> str:
     epochs = f"{len(metrics)} epoch{'s' if len(metrics) != 1 else ''}"
+    if failed:  # its last attempt failed (the error follows); a rerun of its sweep tries it again
+        return f"failed after {epochs}, not evaluated"
     if not summary:
         return f"training or interrupted: {epochs} done, no {SUMMARY} yet"
     if "test" not in summary:

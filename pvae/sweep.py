@@ -295,6 +295,8 @@ class Sweep:
             argv += ["--device", self.device]
         if cell is not None:
             argv += ["--cell", str(cell)]
+        elif self.config.workers > 1:  # the whole sweep, as it was started
+            argv += ["--workers", str(self.config.workers)]
         return [*argv, "--", *self.train_options]
 
     def check_out(self) -> bool:

@@ -224,6 +224,7 @@ def test_folder_page_table_is_the_study_table(tmp_path):
     assert _links_reach_their_sections(html, [run for runs, _ in page.rows for run in runs])
     section = html[html.index('data-run="beta=8/seed=0"') :].split("</details>")[0]
     assert "failed: ValueError: the loss is nan at epoch 1 &lt;step 12&gt;" in section
+    assert "failed after 1 epoch, not evaluated" in section and "still training" not in section
 
 
 def _links_reach_their_sections(html: str, runs: list[str]) -> bool:

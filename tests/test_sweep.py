@@ -345,6 +345,7 @@ def test_sigterm_to_the_sweep_stops_its_workers_and_leaves_their_cells_to_be_res
         sweep.send_signal(signal.SIGTERM)
         _, err = sweep.communicate(timeout=60)
         assert sweep.returncode == 130, err
+        assert b"the same command goes on where it stopped: pvae sweep" in err and b"--workers 2" in err
         assert not any(_running_elsewhere(out, f"seed={s}") for s in seeds)  # its workers are gone
         assert {row["state"] for row in cell_status(out)} <= {"partial", "pending"}
         assert not list((out / ".sweep").glob("*.error.json"))
