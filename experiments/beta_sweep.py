@@ -4,7 +4,8 @@ For each beta of ``--betas`` and each training seed of ``--seeds``, ``pvae train
 convolutional VAE of Burgess et al. (2018) as Locatello et al. (2019, Table 1) tabulate it
 (``--net burgess --hidden 256``, z = 10, Bernoulli likelihood, diagonal Gaussian guide, Adam, batch 64),
 then ``pvae disentangle`` scores it. Every cell is an ordinary run directory ``OUT/beta<B>-seed<S>``;
-the script writes ``OUT/results.json``, ``OUT/results.md`` (mean ± sd over seeds per beta) and
+the script writes ``OUT/results.json``, ``OUT/results.md`` (mean ± sd over seeds per beta: the tables of
+``pvae runs``, :func:`pvae.study.table`, over the bound's terms and every score, then the scores without shape) and
 ``OUT/figures/`` (reconstruction against each disentanglement score, one point per run coloured by
 beta; the traversals at beta = 1 beside those at the beta of the best mean MIG).
 
@@ -22,7 +23,8 @@ alone) beside the beta-VAE, in cells ``OUT/tcvae-beta<B>-seed<S>``, with one tab
 and beta, and one marker per estimator in the figure.
 
 Rerunning the same command skips finished cells and resumes interrupted ones from their checkpoint; a
-cell that fails is reported with its log and the others go on.
+cell that fails is reported with its log and the others go on (its error recorded where ``pvae sweep`` records
+one, so that ``pvae runs OUT`` and ``pvae report OUT`` show it).
 
     python experiments/beta_sweep.py --workers 2 --out runs/beta-sweep
     python experiments/beta_sweep.py --protocol paper --out runs/beta-sweep-paper
@@ -43,8 +45,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from pvae import study  # noqa: E402
 from pvae.disentangle.score import HEADLINES  # noqa: E402
 from pvae.files import atomic_write, save_figure, write_json  # noqa: E402
+from pvae.sweep import error_record  # noqa: E402
 
 PROTOCOLS = {
     "cpu": {
@@ -58,7 +62,12 @@ PROTOCOLS = {
 MARKERS = {"meanfield": "o", "tcvae": "^"}
 #: Settings every cell shares: the architecture and likelihood of Locatello et al. (2019).
 COMMON = ["--data", "dsprites", "--net", "burgess", "--hidden", "256", "--batch-size", "64", "--no-progress"]
-#: The scores of the table and of the figure: (metric, key, column title).
+#: The numbers of the two tables (:func:`pvae.study.table`): the bound's terms and every score over all the
+#: factors, then every score without the shape factor.
+MAIN = ("elbo", "reconstruction", "kl", "active_units", "beta_vae", "factor_vae", "mig", "dci", "dci_completeness")
+MAIN += ("sap", "modularity")
+NO_SHAPE = tuple(f"{name}_no_shape" for name in MAIN[4:])
+#: The scores of the figure: (metric, key, title).
 SCORES = [(name, key, f"{name} {key}".replace("_", " ")) for name, key in HEADLINES.items()]
 SCORES.insert(4, ("dci", "completeness", "dci completeness"))
 
@@ -95,7 +104,9 @@ def run_cell(elbo: str, beta: float, seed: int, args, protocol: dict) -> dict:
             done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
             if done.returncode != 0:
                 error = f"{command[3]} exited with {done.returncode}; see {log}"
+                write_json(error_record(cell), {"error": error})  # where `pvae runs` and the tables read it
                 return {"estimator": elbo, "beta": beta, "seed": seed, "error": error}
+    error_record(cell).unlink(missing_ok=True)
     print(f"{name}: done", flush=True)
     return row(elbo, beta, seed, cell)
 
@@ -121,41 +132,19 @@ def row(elbo: str, beta: float, seed: int, cell: Path) -> dict:
     return out
 
 
-def _number(value: float) -> str:
-    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
-
-
-def _mean_sd(values: list[float]) -> str:
-    if len(values) == 1:
-        return _number(values[0])
-    return f"{_number(statistics.mean(values))} ± {_number(statistics.stdev(values))}"
-
-
-def table(rows: list[dict]) -> str:
-    """Markdown: one row per beta, mean ± sd over its seeds; the bound's terms and the scores over every
-    factor, then the scores without shape."""
-    done = [r for r in rows if "error" not in r]
-    names = [c for c in done[0] if c not in ("estimator", "beta", "seed")] if done else []
-    sets = {
-        "all factors": [c for c in names if not c.endswith(" (no shape)")],
-        "without shape": [c for c in names if c.endswith(" (no shape)")],
-    }
+def table(out: Path, rows: list[dict]) -> str:
+    """Markdown, built by :func:`pvae.study.table` from the cells' run directories: one row per estimator and
+    beta, mean ± sd over its seeds; the bound's terms and the scores over every factor, then the scores without
+    shape; failed cells as rows with their error, cells not finished listed below."""
+    cells = [out / cell_name(r["beta"], r["seed"], r["estimator"]) for r in rows]
+    scored = [c for c in cells if (c / "disentanglement" / "disentanglement.json").is_file()]
+    records = [study.read_run(c, out) for c in scored + [c for c in cells if study.failure(c) is not None]]
     lines = []
-    for label, columns in sets.items():
-        if not columns:
-            continue
-        titles = [c.removesuffix(" (no shape)") for c in columns]
-        lines += [f"\n{label}:\n", "| estimator | beta | seeds | " + " | ".join(titles) + " |"]
-        lines.append("| --- | --- | --- | " + " | ".join("---" for _ in columns) + " |")
-        for elbo, beta in sorted({(r["estimator"], r["beta"]) for r in done}):
-            group = [r for r in done if (r["estimator"], r["beta"]) == (elbo, beta)]
-            cells = [_mean_sd([r[c] for r in group if c in r]) for c in columns]
-            lines.append(f"| {elbo} | {beta:g} | {len(group)} | " + " | ".join(cells) + " |")
-    for r in rows:
-        if "error" in r:
-            name = cell_name(r["beta"], r["seed"], r["estimator"])
-            unfinished = r["error"].startswith("not finished")
-            lines.append(f"\nnot finished: {name}" if unfinished else f"\nfailed: {name}: {r['error']}")
+    for label, numbers in (("all factors", MAIN), ("without shape", NO_SHAPE)):
+        if records:
+            lines += [f"\n{label}:\n", study.to_markdown(study.table(records, numbers=numbers))]
+    unfinished = [c.name for c in cells if c not in scored and study.failure(c) is None]
+    lines += [f"\nnot finished: {name}" for name in unfinished]
     return "\n".join(lines) + "\n"
 
 
@@ -259,7 +248,7 @@ def main(argv=None) -> list[dict]:
     text = (
         f"dSprites, protocol {args.protocol} ({' '.join(protocol['train'])}; disentangle "
         f"{' '.join(protocol['disentangle']) or 'at the defaults'}), z={args.z_dim}, metric seed {args.metric_seed}; "
-        "test ELBO terms in nats per image; mean ± sd over seeds\n\n" + table(rows)
+        "test ELBO terms in nats per image; mean ± sd over seeds\n\n" + table(out, rows)
     )
     write_json(out / "results.json", {"args": vars(args), "protocol": protocol, "rows": rows})
     atomic_write(out / "results.md", lambda handle: handle.write(text.encode()))

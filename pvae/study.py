@@ -48,13 +48,31 @@ NUMBERS = {
     "factor_vae": "FactorVAE",
     "mig": "MIG",
     "dci": "DCI",
+    "dci_completeness": "DCI completeness",
     "sap": "SAP",
     "modularity": "modularity",
     "mig_no_shape": "MIG (no shape)",
+    "beta_vae_no_shape": "beta-VAE (no shape)",
+    "factor_vae_no_shape": "FactorVAE (no shape)",
+    "dci_no_shape": "DCI (no shape)",
+    "dci_completeness_no_shape": "DCI completeness (no shape)",
+    "sap_no_shape": "SAP (no shape)",
+    "modularity_no_shape": "modularity (no shape)",
     **QUALITY,  # the sample-quality scores of prior samples, titled as `pvae quality` titles them
     "seconds_per_epoch": "s/epoch",
     "epochs": "epochs",
 }
+#: Numbers a table shows only when asked for (``table(..., numbers=...)``): DCI's completeness and the
+#: disentanglement scores without the shape factor but MIG's, which would double a dSprites table's width.
+ON_REQUEST = (
+    "dci_completeness",
+    "beta_vae_no_shape",
+    "factor_vae_no_shape",
+    "dci_no_shape",
+    "dci_completeness_no_shape",
+    "sap_no_shape",
+    "modularity_no_shape",
+)
 #: summary.json's ``test`` key → number.
 _TEST_KEYS = {
     "elbo": "elbo",
@@ -243,11 +261,14 @@ def _numbers(path: Path) -> dict[str, float]:
         from pvae.disentangle.score import HEADLINES
 
         metrics = _json(path / "disentanglement/disentanglement.json").get("metrics") or {}
-        for metric, key in HEADLINES.items():
+        scores = [(metric, key, metric) for metric, key in HEADLINES.items()] + [
+            ("dci", "completeness", "dci_completeness")
+        ]
+        for metric, key, name in scores:
             for label, suffix in (("all factors", ""), ("without shape", "_no_shape")):
                 value = metrics.get(metric, {}).get(label, {}).get(key)
-                if _is_number(value) and metric + suffix in NUMBERS:
-                    numbers[metric + suffix] = float(value)
+                if _is_number(value) and name + suffix in NUMBERS:
+                    numbers[name + suffix] = float(value)
     if (path / "quality/quality.json").is_file():
         prior = (_json(path / "quality/quality.json").get("sets") or {}).get("prior") or {}
         for key in QUALITY:  # samples from the prior: the set the quality of a generative model is
@@ -281,16 +302,28 @@ def differing(records: list[RunRecord], ignore: tuple[str, ...] = ()) -> tuple[s
 _MISSING = "\0missing"
 
 
-def table(records: list[RunRecord], group: bool = True, seeds: tuple[str, ...] = SEEDS) -> Table:
+def table(
+    records: list[RunRecord],
+    group: bool = True,
+    seeds: tuple[str, ...] = SEEDS,
+    numbers: tuple[str, ...] | None = None,
+) -> Table:
     """The table of ``records``: the settings that differ, then the numbers any run has.
 
     :param records: what :func:`collect` returned.
     :param group: one row per group of finished runs that differ only in ``seeds``, with each number's mean,
         sd and n; otherwise one row per run. Runs that did not finish are rows of their own either way.
     :param seeds: the settings pooled over when grouping (default :data:`SEEDS`).
+    :param numbers: the numbers shown, in this order, those some run has (default: every number of
+        :data:`NUMBERS` some run has but those :data:`ON_REQUEST`).
+    :raises ValueError: for a name that is no number of :data:`NUMBERS`.
     """
+    unknown = [n for n in numbers or () if n not in NUMBERS]
+    if unknown:
+        raise ValueError(f"no number {unknown[0]!r} in a run table; the numbers: {', '.join(NUMBERS)}")
     names = differing(records)
-    numbers = tuple(n for n in NUMBERS if any(n in r.numbers for r in records))
+    wanted = numbers if numbers is not None else tuple(n for n in NUMBERS if n not in ON_REQUEST)
+    numbers = tuple(n for n in wanted if any(n in r.numbers for r in records))
     rows: list[Row] = []
     if group:
         shown = tuple(n for n in names if n not in seeds)

@@ -184,7 +184,17 @@ def test_beta_sweep_and_metric_seeds_smoke_and_a_rerun_trains_nothing_twice(tmp_
         assert r["reconstruction"] == summary["test"]["reconstruction"]
         assert 0 <= r["mig discrete mig"] <= 1 and 0 <= r["mig discrete mig (no shape)"] <= 1
     table = (tmp_path / "sweep" / "results.md").read_text()
-    assert "| meanfield | 2 | 1 |" in table and "| tcvae | 2 | 1 |" in table and "without shape" in table
+    # the tables are pvae runs' tables of the cells (one row per estimator: the one beta does not differ)
+    from pvae import study
+
+    records = [
+        study.read_run(tmp_path / "sweep" / name, tmp_path / "sweep") for name in ("beta2-seed0", "tcvae-beta2-seed0")
+    ]
+    for numbers in (beta_sweep.MAIN, beta_sweep.NO_SHAPE):
+        assert study.to_markdown(study.table(records, numbers=numbers)) in table
+    mig = study.table(records, numbers=("mig",)).rows[0].numbers["mig"]
+    assert mig.n == 1 and mig.mean == pytest.approx(rows[0]["mig discrete mig"])
+    assert "| meanfield | 1 |" in table and "| tcvae | 1 |" in table and "without shape" in table
     assert (tmp_path / "sweep" / "figures" / "trade_off.png").stat().st_size > 0
     checkpoint = tmp_path / "sweep" / "beta2-seed0" / "checkpoint.pt"
     before = checkpoint.stat().st_mtime_ns
@@ -217,3 +227,21 @@ def test_ae_vs_vae_smoke(tmp_path, quality_data):
         assert (tmp_path / "figures" / f"{figure}.png").exists()
     again = ae_vs_vae.main([*argv, "--samples", "120", "--out", str(tmp_path)])  # finished cells are kept
     assert again["vae"]["prior_fd"][0] == vae["prior_fd"][0]
+
+
+def test_beta_sweep_records_a_failed_cell_where_pvae_runs_reads_it(tmp_path, monkeypatch):
+    import subprocess
+
+    import beta_sweep
+
+    from pvae import study
+    from pvae.sweep import recorded_error
+
+    monkeypatch.setattr(beta_sweep.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 3))
+    out = tmp_path / "sweep"
+    (out / "beta2-seed0").mkdir(parents=True)  # a cell whose training failed before its config was written
+    rows = beta_sweep.main(["--betas", "2", "--seeds", "0", "--out", str(out), "--z-dim", "3"])
+    assert rows[0]["error"].startswith("train exited with 3")
+    assert recorded_error(out / "beta2-seed0") == rows[0]["error"]
+    assert study.read_run(out / "beta2-seed0", out).state == "failed"
+    assert f"failed: beta2-seed0: {rows[0]['error']}" in (out / "results.md").read_text()
