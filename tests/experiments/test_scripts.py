@@ -245,3 +245,15 @@ def test_beta_sweep_records_a_failed_cell_where_pvae_runs_reads_it(tmp_path, mon
     assert recorded_error(out / "beta2-seed0") == rows[0]["error"]
     assert study.read_run(out / "beta2-seed0", out).state == "failed"
     assert f"failed: beta2-seed0: {rows[0]['error']}" in (out / "results.md").read_text()
+
+
+def test_compiled_zoo_says_which_way_each_pair_runs(tmp_path):
+    import compiled_zoo
+
+    argv = ["--only", "vae", "vae, dreg (K=5)", "--epochs", "1", "--z-dim", "2", "--hidden", "16"]
+    rows = compiled_zoo.main([*argv, "--out", str(tmp_path)])
+    assert [r["pair"] for r in rows] == ["vae", "vae, dreg (K=5)"]
+    assert rows[0]["auto"]["line"].startswith("loss: compiled") and rows[0]["off"]["line"] == "loss: eager (--jit off)"
+    assert rows[1]["auto"]["line"].startswith("loss: eager, because DReG_ELBO")
+    assert rows[0]["speedup"] == pytest.approx(rows[0]["off"]["seconds"] / rows[0]["auto"]["seconds"])
+    assert "| vae | compiled with torch.jit.trace" in (tmp_path / "results.md").read_text()
