@@ -208,15 +208,18 @@ def _say_device(name: str | None, device) -> None:
 
 def _open_run(args):
     """The run ``args.run`` names, restored onto ``--device`` (refused before the run is read where this
-    machine lacks it), with one line saying where the command computes.
+    machine lacks it; under torchrun, this rank's device), with one line (rank 0's) saying where the
+    command computes.
 
     :returns: ``(run, config, dataset, model, guide)``, as :func:`pvae.config.restore`.
     """
+    from pvae import distributed
     from pvae.config import restore
 
-    device = _device(args)
+    device = distributed.device_for_rank(args.device, _device(args))
     restored = restore(args.run, device)
-    _say_device(args.device, device)
+    if distributed.rank_from_environment() == 0:
+        _say_device(args.device, device)
     return restored
 
 
@@ -527,25 +530,22 @@ def _compare_run(args) -> Path:
 
 def _diagnose_run(args) -> Path:
     from pvae import az, distributed
-    from pvae.config import restore
     from pvae.data import evaluation_split
+    from pvae.device import module_device
     from pvae.diagnostics import DiagnoseConfig, describe_diagnostics, diagnose
     from pvae.evaluate import reconstruct
     from pvae.files import save_figure, write_json
     from pvae.plots.diagnostics import diagnostic_figures
 
     config = from_args(DiagnoseConfig, args)  # refuses bad settings before the run is read
-    device = distributed.device_for_rank(args.device, _device(args))
-    run, run_config, dataset, model, guide = restore(args.run, device)
+    run, run_config, dataset, model, guide = _open_run(args)
     rank0 = distributed.rank_from_environment() == 0
-    if rank0:
-        _say_device(args.device, device)
     out = _results_folder(config.out, run, "diagnostics")
     part = evaluation_split(dataset, run_config.data, config.split)
     tic = time.perf_counter()
     head = slice(max(config.points, config.nuts_points, config.latent_points))  # diagnose reads no further
     # under torchrun the ranks share the NUTS chains, rank 0 runs the rest and writes (no-op otherwise)
-    distributed.setup(device)
+    distributed.setup(module_device(model))
     results, idata = diagnose(
         model,
         guide,

@@ -674,17 +674,8 @@ def diagnose(
     try:
         if distributed.rank() != 0:  # under torchrun: this rank's NUTS chains, gathered by rank 0
             if config.nuts_points and not traits(model, guide).point_estimate:
-                pyro.set_rng_seed(config.seed)
                 try:
-                    nuts_reference(
-                        model,
-                        x[: config.nuts_points],
-                        _rows(y, 0, config.nuts_points),
-                        config.chains,
-                        config.nuts_warmup,
-                        config.nuts_draws,
-                        config.seed,
-                    )
+                    _configured_nuts(model, x, y, config)
                 except NotApplicable:  # rank 0 finds the same and says so
                     pass
             return None, None
@@ -760,9 +751,18 @@ def _importance_summary(d: dict) -> dict:
     }
 
 
+def _configured_nuts(model, x, y, config: DiagnoseConfig):
+    """:func:`nuts_reference` on the first ``config.nuts_points`` datapoints, with the config's chains, warm-up,
+    draws and seed (each chain seeds itself: no generator state leaks in)."""
+    n = config.nuts_points
+    return nuts_reference(
+        model, x[:n], _rows(y, 0, n), config.chains, config.nuts_warmup, config.nuts_draws, config.seed
+    )
+
+
 def _reference_summary(model, guide, x, y, config: DiagnoseConfig) -> tuple[dict, object]:
     xm, ym = x[: config.nuts_points], _rows(y, 0, config.nuts_points)
-    draws, stats = nuts_reference(model, xm, ym, config.chains, config.nuts_warmup, config.nuts_draws, config.seed)
+    draws, stats = _configured_nuts(model, x, y, config)
     # seeded apart from the chains (seed + chain each): the same draws of q whichever ranks ran which chains
     pyro.set_rng_seed(config.seed + config.chains)
     q = _guide_draws(guide, model, xm, ym, config.chains * config.nuts_draws, draws)

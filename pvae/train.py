@@ -120,7 +120,6 @@ def make_loss(
     guide: torch.nn.Module,
     config: TrainConfig,
     dataset_size: int | None = None,
-    say: Callable[[str], None] | None = None,
 ) -> torch.nn.Module:
     """The loss module ``fit`` trains: the negative (beta-)ELBO summed over a batch; a
     :class:`pvae.objectives.TracedLoss` unless ``config.jit`` is ``off`` or (``auto``) the
@@ -143,7 +142,7 @@ def make_loss(
     loss_fn = loss_module(model, guide, elbo, beta=schedule(0.0), scheduled=not schedule.is_constant)
     if config.jit == "off" or (config.jit == "auto" and not loss_fn.traceable):
         return loss_fn
-    return TracedLoss(loss_fn, fallback=config.jit == "auto", say=say)
+    return TracedLoss(loss_fn, fallback=config.jit == "auto")
 
 
 def check_estimator(
@@ -163,13 +162,9 @@ def check_estimator(
     check = getattr(make_elbo(config.elbo, alpha=config.alpha), "check_pair", None)
     if check is None:
         return
-    train = dataset.train
-    device = module_device(model)
-    y0 = to_device(train.y[:2], device) if bool(train.labelled[:2].all()) else None
-    x0 = dataset.training_batch(to_device(train.images(slice(2)), device))
     state = pyro.util.get_rng_state()
     try:
-        check(model, guide, *pair_args(model, x0, y0, training=True))
+        check(model, guide, *_training_args(model, dataset, slice(2), module_device(model)))
     finally:
         pyro.util.set_rng_state(state)
 
@@ -287,7 +282,7 @@ def fit(
         distributed.broadcast_parameters(loss_fn)  # the same seed gave the same ones; this makes sure
     if isinstance(loss_fn, TracedLoss):
         _compile_first(loss_fn, pair, dataset, config.batch_size)
-        loss_fn.say = say  # from now on, for a later compilation (another batch shape) that falls back
+        loss_fn.say = say  # after the first verdict, which is said below: for a later shape's that falls back
     if say is not None:
         say(describe_execution(loss_fn))
     optimizer = torch.optim.Adam(loss_fn.parameters(), lr=config.lr)
@@ -386,11 +381,16 @@ def fit(
 
 def _first_pass(eager: Loss, model: torch.nn.Module, dataset: pdata.Dataset) -> None:
     """One validated estimate on two datapoints: checks data and pair, and creates lazy parameters."""
-    train, device = dataset.train, module_device(model)
-    y0 = to_device(train.y[:2], device) if bool(train.labelled[:2].all()) else None
-    x0 = dataset.training_batch(to_device(train.images(slice(2)), device))
     with pyro.validation_enabled(True):
-        eager.estimate(*pair_args(model, x0, y0, training=True))
+        eager.estimate(*_training_args(model, dataset, slice(2), module_device(model)))
+
+
+def _training_args(pair: torch.nn.Module | Traits, dataset: pdata.Dataset, part: slice, device) -> tuple:
+    """The arguments of a training step on the training datapoints ``part``, on ``device``: x as training
+    sees it (dynamic binarization draws), with the labels where every one of them has one."""
+    train = dataset.train
+    y = to_device(train.y[part], device) if bool(train.labelled[part].all()) else None
+    return pair_args(pair, dataset.training_batch(to_device(train.images(part), device)), y, training=True)
 
 
 def _compile_first(loss_fn: TracedLoss, pair: Traits, dataset: pdata.Dataset, batch_size: int) -> None:
@@ -409,12 +409,8 @@ def _compile_first(loss_fn: TracedLoss, pair: Traits, dataset: pdata.Dataset, ba
             break
     state = rng_state()  # dynamic binarization draws too
     try:
-        args = []
-        for s in (traced, checked) if checked != traced else (traced,):
-            x = dataset.training_batch(to_device(train.images(s), device))
-            y = to_device(train.y[s], device) if labelled else None
-            args.append(pair_args(pair, x, y, training=True))
-        loss_fn.compile(*args)
+        parts = (traced,) if checked == traced else (traced, checked)
+        loss_fn.compile(*(_training_args(pair, dataset, part, device) for part in parts))
     finally:
         set_rng_state(state)
 
