@@ -107,6 +107,11 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
         "resumable, one cell at a time (--cell I) or N at once (--workers N)",
         [("pvae.sweep:SweepConfig", {})],
     ),
+    "upgrade": (
+        "rewrite a checkpoint an older pvae wrote in the form pvae reads without running code (admits only "
+        "NumPy's array constructors; refuses a file that names anything else)",
+        [],
+    ),
 }
 
 #: Subcommand → its positional arguments, where they are not one run directory.
@@ -121,7 +126,7 @@ POSITIONALS = {
 #: Options every command that computes takes besides its own (where it computes).
 COMMON = [("pvae.device:DeviceConfig", {})]
 #: Commands that only read what other commands wrote (tables, pages): no --device, nothing to compute.
-READERS = ("runs", "report")
+READERS = ("runs", "report", "upgrade")
 
 
 def command_options(command: str) -> list[tuple[type, dict]]:
@@ -520,7 +525,10 @@ def _compare_run(args) -> Path:
     pyro.set_rng_seed(settings.seed)
     head = slice(max(settings.points, settings.grad_points, settings.test_points))  # all compare reads
     x = test.images(head).to(device)
-    results = compare_estimators(model, guide, dataset, x, settings, build, config.train)
+    y = None if test.y is None else test.y[head].to(device)
+    results = compare_estimators(
+        model, guide, dataset, x, settings, build, config.train, test_y=y, only_usable=not args.estimators
+    )
     results["run"] = str(run.path)
     pair = f"{short_name(config.pair.model)}/{short_name(config.pair.guide)}"
     write_comparison(results, out, f"ELBO estimators: {pair} on {config.data.data}")
@@ -747,6 +755,18 @@ def _report_command(args) -> None:
     print(f"report in {out}")
 
 
+def _upgrade_command(args) -> None:
+    from pvae.runs import CHECKPOINT, Run, RunError, upgrade_checkpoint
+
+    path = Run.open(args.run).path / CHECKPOINT
+    if not path.is_file():
+        raise RunError(f"{path.parent} has no {CHECKPOINT}: nothing to upgrade")
+    if upgrade_checkpoint(path):
+        print(f"{path}: rewritten in the current form (tensors and plain values only)")
+    else:
+        print(f"{path} is already in the current form: nothing written")
+
+
 def _sweep_command(args) -> None:
     from pvae import distributed
     from pvae.sweep import Sweep, SweepConfig, run_sweep
@@ -778,6 +798,7 @@ _HANDLERS = {
     "runs": _runs_command,
     "report": _report_command,
     "sweep": _sweep_command,
+    "upgrade": _upgrade_command,
 }
 
 

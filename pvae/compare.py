@@ -33,7 +33,7 @@ from pvae import data as pdata
 from pvae import options
 from pvae.device import module_device, to_device
 from pvae.estimators import ESTIMATORS, is_traceable, make_elbo
-from pvae.evaluate import evaluate
+from pvae.evaluate import evaluate, pair_args
 from pvae.objectives import TracedLoss, backward, loss_module
 from pvae.pair import traits
 from pvae.train import check_alpha, fit, step
@@ -49,6 +49,8 @@ class Estimator:
     :param vectorize: draw the K particles in one vectorized pass.
     :param jit: compile the loss with ``torch.jit.trace`` (timed by :func:`step_cost`; the other
         measurements are those of the eager estimator, which the trace replays).
+    :param dataset_size: N, the training split's size, for estimators that read it (``tcvae``'s
+        aggregate posterior); the others ignore it.
     """
 
     name: str
@@ -56,6 +58,7 @@ class Estimator:
     alpha: float | None = None
     vectorize: bool = True
     jit: bool = False
+    dataset_size: int | None = None
 
     @property
     def setting(self) -> str:
@@ -71,7 +74,9 @@ class Estimator:
 
     def elbo(self) -> ELBO:
         """The Pyro estimator."""
-        return make_elbo(self.name, self.particles, self.vectorize and self.particles > 1, self.alpha)
+        return make_elbo(
+            self.name, self.particles, self.vectorize and self.particles > 1, self.alpha, self.dataset_size
+        )
 
     def as_dict(self) -> dict:
         """JSON-ready fields, the setting and the label."""
@@ -85,9 +90,51 @@ class Estimator:
         }
 
 
-def estimator_grid(names: Sequence[str], particles: Sequence[int], alpha: float = 0.5) -> list[Estimator]:
-    """Every estimator at every K; ``renyi`` gets ``alpha``, the others none."""
-    return [Estimator(n, k, alpha if n == "renyi" else None) for n in names for k in particles]
+def estimator_grid(
+    names: Sequence[str], particles: Sequence[int], alpha: float = 0.5, dataset_size: int | None = None
+) -> list[Estimator]:
+    """Every estimator at every K; ``renyi`` gets ``alpha``, the others none.
+
+    :param dataset_size: the training split's size, for the estimators that read it (``tcvae``).
+    """
+    return [
+        Estimator(n, k, alpha if n == "renyi" else None, dataset_size=dataset_size) for n in names for k in particles
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# 0. Each estimator runs at all
+
+
+def check_estimators(
+    model: torch.nn.Module,
+    guide: torch.nn.Module,
+    x: torch.Tensor,
+    estimators: Sequence[Estimator],
+    y: torch.Tensor | None = None,
+) -> dict[str, str]:
+    """Run each estimator once on the small batch ``x`` (a value and a gradient) on copies of the
+    pair, with every random generator left as it was: what cannot run fails here, in seconds.
+
+    Some requirements show only when an estimator meets the pair's distributions (``tcvae`` needs a
+    diagonal Normal q(z|x), which a flow guide is not): this is where they are found.
+
+    :param y: the batch's labels, for pairs that observe them.
+    :returns: the setting (:attr:`Estimator.setting`) of each estimator that cannot run → why (empty
+        when all can).
+    """
+    failures = {}
+    args = pair_args(traits(model, guide), x, y)
+    with torch.random.fork_rng(sorted({a.device for a in args if a.device.type == "cuda"}, key=str)):
+        for est in estimators:
+            model_copy, guide_copy = copy.deepcopy(model), copy.deepcopy(guide)
+            try:
+                loss_fn = loss_module(model_copy, guide_copy, est.elbo())
+                loss_fn.estimate(*args)
+                backward(loss_fn, *args)
+            except (ValueError, RuntimeError, NotImplementedError, TypeError) as error:
+                failures.setdefault(est.setting, (str(error).strip().splitlines() or [type(error).__name__])[0])
+    return failures
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,9 +143,17 @@ def estimator_grid(names: Sequence[str], particles: Sequence[int], alpha: float 
 
 @torch.no_grad()
 def bound_values(
-    model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, estimators: Sequence[Estimator], repeats: int = 20
+    model: torch.nn.Module,
+    guide: torch.nn.Module,
+    x: torch.Tensor,
+    estimators: Sequence[Estimator],
+    repeats: int = 20,
+    y: torch.Tensor | None = None,
 ) -> list[dict]:
     """Each estimator's bound on the batch ``x``, estimated ``repeats`` times.
+
+    :param y: the batch's labels, passed to pairs that observe them (:func:`pvae.evaluate.pair_args`);
+        a semi-supervised pair's bound is on x alone, as evaluation scores it.
 
     :returns: one dict per estimator: its fields, ``mean`` (the bound, nats per datapoint),
         ``se`` (standard error of that mean over the repeats), ``sd`` (standard deviation of one
@@ -106,10 +161,10 @@ def bound_values(
     """
     if repeats < 2:
         raise ValueError(f"a standard error needs at least 2 repeats, got {repeats}")
-    rows = []
+    rows, args = [], pair_args(traits(model, guide), x, y)
     for est in estimators:
         loss_fn = loss_module(model, guide, est.elbo())
-        values = torch.tensor([-loss_fn.estimate(x) / len(x) for _ in range(repeats)], dtype=torch.float64)
+        values = torch.tensor([-loss_fn.estimate(*args) / len(x) for _ in range(repeats)], dtype=torch.float64)
         sd = float(values.std())
         rows.append(
             {**est.as_dict(), "mean": float(values.mean()), "se": sd / repeats**0.5, "sd": sd, "repeats": repeats}
@@ -117,11 +172,16 @@ def bound_values(
     return rows
 
 
+#: Estimators whose value at beta = 1 is the ELBO (``tcvae``'s total-correlation weight β − 1 is 0 there).
+ELBO_ESTIMATORS = ("trace", "meanfield", "graph", "enum", "tcvae")
+
+
 def ordering(rows: list[dict], log_px: float | None = None, z: float = 3.0) -> dict:
     """Check ELBO ≤ IWAE-K ≤ IWAE-K' (K < K') ≤ log p(x) within ``z`` standard errors.
 
-    The ELBO is every ``trace``, ``meanfield`` and ``graph`` row (any K: they estimate the same
-    bound); IWAE-K the ``iwae`` and ``dreg`` rows (the same bound too). IWAE-1 *is* the ELBO, so
+    The ELBO is every row of :data:`ELBO_ESTIMATORS` (any K: they estimate the same bound at
+    beta = 1, which the comparison uses); IWAE-K the ``iwae`` and ``dreg`` rows (the same bound
+    too). IWAE-1 *is* the ELBO, so
     their estimates fall either way round: a link whose means are in the wrong order but within
     the tolerance is reported as equal within noise (``≈``), not as ``≤``.
 
@@ -134,7 +194,7 @@ def ordering(rows: list[dict], log_px: float | None = None, z: float = 3.0) -> d
         ``z`` standard errors of it, ``relation`` ``"≤"`` (the means are in order), ``"≈"`` (out of
         order within the tolerance) or ``">"`` (a violation).
     """
-    elbo = [r for r in rows if r["estimator"] in ("trace", "meanfield", "graph")]
+    elbo = [r for r in rows if r["estimator"] in ELBO_ESTIMATORS]
     iwae = [r for r in rows if r["estimator"] in ("iwae", "dreg")]
     chain: list[tuple[str, float, float]] = []
     if elbo:
@@ -182,7 +242,12 @@ def ordering_markdown(order: dict) -> str:
 
 
 def gradient_stats(
-    model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, estimator: Estimator, repeats: int = 100
+    model: torch.nn.Module,
+    guide: torch.nn.Module,
+    x: torch.Tensor,
+    estimator: Estimator,
+    repeats: int = 100,
+    y: torch.Tensor | None = None,
 ) -> dict:
     """Statistics of ``repeats`` independent estimates of the gradient of the loss (nats per
     datapoint) on the fixed batch ``x``, for the guide's and the model's parameters apart.
@@ -191,6 +256,8 @@ def gradient_stats(
     signal-to-noise ratio is SNR_j = |m_j| / s_j (Rainforth et al., 2018). With R repeats an SNR
     estimate cannot fall much below 1/√R: |m_j| carries noise of size s_j/√R.
 
+    :param y: the batch's labels, for pairs that observe them (as :func:`bound_values`).
+
     :returns: ``{"encoder": {...}, "decoder": {...}}``, each with ``snr_mean`` and
         ``snr_median`` over parameters, ``variance`` (mean over parameters of s_j²),
         ``mean_norm`` (‖m‖), ``parameters`` (how many), ``repeats``.
@@ -198,7 +265,8 @@ def gradient_stats(
     if repeats < 2:
         raise ValueError(f"a variance needs at least 2 repeats, got {repeats}")
     loss_fn = loss_module(model, guide, estimator.elbo())
-    loss_fn.estimate(x[:2])  # lazily created parameters
+    args = pair_args(traits(model, guide), x, y)
+    loss_fn.estimate(*(a[:2] for a in args))  # lazily created parameters
     groups = {"encoder": list(guide.parameters()), "decoder": list(model.parameters())}
     device = module_device(model)
     sums = {g: torch.zeros(sum(p.numel() for p in ps), dtype=torch.float64, device=device) for g, ps in groups.items()}
@@ -207,7 +275,7 @@ def gradient_stats(
     for _ in range(repeats):
         for p in loss_fn.parameters():
             p.grad = None
-        backward(loss_fn, x, scale=1.0 / len(x))
+        backward(loss_fn, *args, scale=1.0 / len(x))
         for g, ps in groups.items():
             flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in ps])
             flat = flat.double()
@@ -285,38 +353,52 @@ def step_cost(
     steps: int = 20,
     warmup: int = 3,
     lr: float = 1e-3,
+    y: torch.Tensor | None = None,
 ) -> dict:
     """Median seconds of a training step (loss, gradient, Adam) on the batch ``x``, and the
     peak memory one step allocates, on copies of the pair (the originals are not changed).
 
-    :returns: ``{"seconds": median, "seconds_iqr": (q1, q3), "peak_mib": MiB, "steps": steps}``.
+    A compiled estimator (``estimator.jit``) is traced and checked against the eager loss as
+    ``--jit auto`` does (:class:`pvae.objectives.TracedLoss`); where the check fails, the steps run
+    eagerly and ``eager_reason`` says why.
+
+    :param y: the batch's labels, for pairs that observe them (as :func:`bound_values`).
+    :returns: ``{"seconds": median, "seconds_iqr": (q1, q3), "peak_mib": MiB, "steps": steps,
+        "eager_reason": None or why a compiled estimator ran eagerly}``.
     """
     model, guide = copy.deepcopy(model), copy.deepcopy(guide)
     loss_fn = loss_module(model, guide, estimator.elbo())
-    loss_fn.estimate(x[:2])
+    args = pair_args(traits(model, guide), x, y)
+    loss_fn.estimate(*(a[:2] for a in args))
     if estimator.jit:
-        loss_fn = TracedLoss(loss_fn)  # compiled during the warm-up steps
+        loss_fn = TracedLoss(loss_fn, fallback=True)  # compiled and checked at the first warm-up step
     optimizer = torch.optim.Adam(loss_fn.parameters(), lr=lr)
     for _ in range(warmup):
-        step(loss_fn, optimizer, x)
+        step(loss_fn, optimizer, *args)
     times = []
     for _ in range(steps):
         tic = time.perf_counter()
-        step(loss_fn, optimizer, x)
+        step(loss_fn, optimizer, *args)
         if x.device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - tic)
     if x.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        step(loss_fn, optimizer, x)
+        step(loss_fn, optimizer, *args)
         peak = torch.cuda.max_memory_allocated() - base
     else:
         with PeakMemory() as meter:
-            step(loss_fn, optimizer, x)
+            step(loss_fn, optimizer, *args)
         peak = meter.peak
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    return {"seconds": statistics.median(times), "seconds_iqr": (q[0], q[2]), "peak_mib": peak / 2**20, "steps": steps}
+    return {
+        "seconds": statistics.median(times),
+        "seconds_iqr": (q[0], q[2]),
+        "peak_mib": peak / 2**20,
+        "steps": steps,
+        "eager_reason": loss_fn.eager_reason if isinstance(loss_fn, TracedLoss) else None,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,6 +415,7 @@ def train_each(
     seconds: float | None = None,
     iwae_samples: int = 1000,
     progress: bool = False,
+    test_y: torch.Tensor | None = None,
 ) -> list[dict]:
     """Train a fresh pair with each estimator, for ``epochs`` epochs or, when ``seconds`` is
     given, for that many seconds of training steps (up to ``epochs`` epochs), and score each on
@@ -341,6 +424,7 @@ def train_each(
     :param build: called with no arguments, returns a freshly initialised ``(model, guide)``;
         the seed is set before each call, so every estimator starts from the same parameters.
     :param train: the :class:`pvae.train.TrainConfig` whose estimator settings are replaced.
+    :param test_y: the test points' labels, for pairs that observe them.
     :returns: one dict per estimator: its fields, ``budget`` (``"epochs"`` or ``"seconds"``),
         ``epochs`` (fractional: steps / steps per epoch), ``train_seconds``, ``elbo``, ``log_px``
         and ``log_px_se`` on the test points, ``iwae_samples``, and ``log_px_diff`` with
@@ -365,7 +449,7 @@ def train_each(
         history = fit(model, guide, dataset, config, progress=progress)
         per_epoch = math.ceil(len(dataset.train) / config.batch_size)
         pyro.set_rng_seed(train.seed)
-        scores = evaluate(model, guide, test_x, num_samples=iwae_samples, per_datapoint=True)
+        scores = evaluate(model, guide, test_x, test_y, num_samples=iwae_samples, per_datapoint=True)
         log_px = scores["per_datapoint"]["log_px"]
         first = log_px if first is None else first
         diff = log_px - first
@@ -459,11 +543,23 @@ def compare_estimators(
     build=None,
     train=None,
     progress=print,
+    test_y: torch.Tensor | None = None,
+    only_usable: bool = False,
 ) -> dict:
-    """Every measurement of this module for the trained pair ``(model, guide)``.
+    """Every measurement of this module for the trained pair ``(model, guide)``, at beta = 1 (the
+    bounds on log p(x), whatever beta the pair was trained with).
+
+    Before anything is measured, every estimator is run once on two test points (a value, a
+    gradient, a training step), so that one that cannot run stops the comparison in seconds, not
+    after the others have been measured.
 
     :param test_x: test datapoints (binarized as the pair expects); the bounds use the first
         ``config.points``, the gradients the first ``config.grad_points``.
+    :param test_y: their labels, passed to pairs that observe them (a conditional pair scores
+        p(x | y)); ``None`` for unlabelled data.
+    :param only_usable: leave out, with a note, the estimators that cannot run on this pair (for a
+        default list); otherwise one that cannot run is refused.
+    :raises ValueError: for an estimator that cannot run (unless ``only_usable``), or when none can.
     :param build: returns a fresh ``(model, guide)``, for the training comparison.
     :param train: the :class:`pvae.train.TrainConfig` of the training comparison.
     :param progress: called with a line of text as each part finishes (``None``: silent).
@@ -471,27 +567,50 @@ def compare_estimators(
         "training"}``; ``exact_log_px`` only for models with an exact ``log_marginal``.
     """
     say = progress or (lambda text: None)
-    grid = estimator_grid(config.estimators, config.particles, config.alpha)
+    grid = estimator_grid(config.estimators, config.particles, config.alpha, len(dataset.train))
     model.eval()
     guide.eval()
+    device = module_device(model)
+    rows = lambda t, n: None if t is None else t[:n]  # noqa: E731
+    unusable, notes = check_estimators(model, guide, test_x[:2], grid, rows(test_y, 2)), []
+    if unusable and not only_usable:
+        setting, why = next(iter(unusable.items()))
+        raise ValueError(f"--estimators {setting.split()[0]} cannot run on this pair: {why}")
+    for setting, why in unusable.items():
+        notes.append(f"{setting} is left out: it cannot run on this pair ({why})")
+        say(notes[-1])
+    grid = [e for e in grid if e.setting not in unusable]
+    if not grid:
+        raise ValueError(f"no estimator can run on this pair: {'; '.join(notes)}")
+    config = replace(config, estimators=tuple(dict.fromkeys(e.name for e in grid)))
     pyro.set_rng_seed(config.seed)
-    x = test_x[: config.points]
-    values = bound_values(model, guide, x, grid, config.repeats)
+    x, y = test_x[: config.points], rows(test_y, config.points)
+    values = bound_values(model, guide, x, grid, config.repeats, y)
     with torch.no_grad():
-        exact = float(model.log_marginal(x).mean()) if traits(model, guide).exact_marginal else None
+        exact = None
+        if traits(model, guide).exact_marginal:
+            exact = float(model.log_marginal(*pair_args(model, x, y)).mean())
     say(f"values: {len(values)} bounds on {len(x)} test points")
     gradients = []
     for est in grid:
         pyro.set_rng_seed(config.seed)
-        stats = gradient_stats(model, guide, test_x[: config.grad_points], est, config.grad_repeats)
+        grad_x, grad_y = test_x[: config.grad_points], rows(test_y, config.grad_points)
+        stats = gradient_stats(model, guide, grad_x, est, config.grad_repeats, grad_y)
         gradients.append({**est.as_dict(), **stats})
     say(f"gradients: {len(gradients)} estimators × {config.grad_repeats} repeats")
-    cost_x = dataset.training_batch(to_device(dataset.train.images(slice(config.cost_batch)), module_device(model)))
+    head = slice(config.cost_batch)
+    cost_x = dataset.training_batch(to_device(dataset.train.images(head), device))
+    cost_y = None if dataset.train.y is None else to_device(dataset.train.y[head], device)
     cost = []
     compiled = [replace(e, jit=True) for e in grid if config.jit and is_traceable(e.elbo())]
     for est in grid + compiled:
         pyro.set_rng_seed(config.seed)
-        cost.append({**est.as_dict(), **step_cost(model, guide, cost_x, est, config.cost_steps)})
+        row = {**est.as_dict(), **step_cost(model, guide, cost_x, est, config.cost_steps, y=cost_y)}
+        if row["eager_reason"] is not None:  # its compiled loss failed the check: no compiled row
+            notes.append(f"{est.label} is not timed compiled: {row['eager_reason']}")
+            say(notes[-1])
+            continue
+        cost.append(row)
     say(f"cost: {len(cost)} estimators, {config.cost_steps} steps of {len(cost_x)} datapoints")
     training = []
     if config.train_epochs > 0:
@@ -501,12 +620,17 @@ def compare_estimators(
             Estimator(n, config.train_particles, config.alpha if n == "renyi" else None) for n in config.estimators
         ]
         test = test_x[: config.test_points]
-        training = train_each(build, dataset, test, trained, train, config.train_epochs, None, config.samples)
+        test_labels = rows(test_y, config.test_points)
+        training = train_each(
+            build, dataset, test, trained, train, config.train_epochs, None, config.samples, test_y=test_labels
+        )
         say(f"training: {len(trained)} estimators, {config.train_epochs} epochs each")
         seconds = training[0]["train_seconds"] if config.train_seconds is None else config.train_seconds
         if seconds:  # as long as the first estimator took, up to 100 times the epochs
             limit = 100 * config.train_epochs
-            training += train_each(build, dataset, test, trained, train, limit, seconds, config.samples)
+            training += train_each(
+                build, dataset, test, trained, train, limit, seconds, config.samples, test_y=test_labels
+            )
             say(f"training: {len(trained)} estimators, {seconds:.1f} s each")
     return {
         "settings": {k: getattr(config, k) for k in config.__dataclass_fields__},
@@ -516,6 +640,7 @@ def compare_estimators(
         "gradients": gradients,
         "cost": cost,
         "training": training,
+        "notes": notes,
     }
 
 
@@ -565,6 +690,7 @@ def results_markdown(results: dict, title: str = "ELBO estimators") -> str:
         "",
     ]
     table(results["cost"], lambda r: f"{1000 * r['seconds']:.1f} ms · {r['peak_mib']:.1f} MiB", "estimator")
+    lines += [f"Note: {note}." for note in results.get("notes", [])] + ([""] if results.get("notes") else [])
 
     if results["training"]:
         lines += [

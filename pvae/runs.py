@@ -13,8 +13,11 @@ Every file is written atomically (:mod:`pvae.files`), so a crash leaves the prev
 never half a file. :func:`pvae.config.restore` rebuilds a trained run's pair from its directory.
 """
 
+import contextlib
+import importlib
 import json
 import os
+import pickle
 import random
 import time
 from dataclasses import dataclass
@@ -50,8 +53,24 @@ class RunError(RuntimeError):
 
 def rng_state() -> dict[str, Any]:
     """The state of every random number generator training touches: the CPU's, and each CUDA
-    device's once CUDA has been used (``cuda``, a list of byte tensors)."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    device's once CUDA has been used (``cuda``, a list of byte tensors).
+
+    Only tensors, numbers, strings, lists and dicts, so that ``torch.load(..., weights_only=True)``
+    reads it back: NumPy's state as its key (a tensor) and fields, Python's as a list.
+    """
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "bit_generator": str(name),
+            "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),  # uint32 words, exact in int64
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {"version": int(version), "internal": [int(word) for word in internal], "gauss_next": gauss_next},
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -67,8 +86,86 @@ def set_rng_state(state: dict[str, Any]) -> None:
     if cuda and torch.cuda.is_available():
         for index, device_state in enumerate(cuda[: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(device_state.cpu(), index)
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    numpy, python = state["numpy"], state["python"]
+    key = numpy["key"].numpy().astype(np.uint32)
+    np.random.set_state((numpy["bit_generator"], key, numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"]))
+    random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
+
+
+def _legacy_rng_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's RNG state as :func:`rng_state` writes it, from the form pvae 0.1 wrote (NumPy's
+    state tuple with an array, Python's nested tuples)."""
+    if isinstance(state.get("numpy"), dict):
+        return state
+    name, key, pos, has_gauss, cached = state["numpy"]
+    version, internal, gauss_next = state["python"]
+    return {
+        **state,
+        "numpy": {
+            "bit_generator": str(name),
+            "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {"version": int(version), "internal": [int(word) for word in internal], "gauss_next": gauss_next},
+    }
+
+
+#: What a checkpoint of pvae 0.1 holds besides tensors and containers: NumPy's RNG state. These
+#: build arrays and dtypes from bytes and run no other code; :func:`upgrade_checkpoint` admits them,
+#: and nothing else, for its one conversion.
+LEGACY_GLOBALS = ("numpy._core.multiarray._reconstruct", "numpy.ndarray", "numpy.dtype", "numpy.dtypes.UInt32DType")
+
+
+def _legacy_globals() -> list:
+    found = []
+    for name in LEGACY_GLOBALS:
+        module, _, attr = name.rpartition(".")
+        try:
+            found.append(getattr(importlib.import_module(module), attr))
+        except (ImportError, AttributeError):  # NumPy < 2 names its core numpy.core
+            with contextlib.suppress(ImportError, AttributeError):
+                found.append(getattr(importlib.import_module(module.replace("numpy._core", "numpy.core")), attr))
+    return found
+
+
+def unsafe_globals(path: str | os.PathLike) -> list[str]:
+    """The Python objects a checkpoint file names besides what ``weights_only=True`` admits, read from its
+    pickle without running it (``torch.serialization.get_unsafe_globals_in_checkpoint``)."""
+    return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+
+
+def upgrade_checkpoint(path: str | os.PathLike) -> bool:
+    """Rewrite the checkpoint of pvae 0.1 at ``path`` in the form read with ``weights_only=True``.
+
+    The old file is read with ``weights_only=True`` too, admitting only NumPy's array and dtype
+    constructors (:data:`LEGACY_GLOBALS`): a file that names anything else (``os.system``, ``eval``,
+    a class of its own) is refused without being run. The new file replaces the old atomically.
+
+    :param path: the ``checkpoint.pt`` file.
+    :returns: whether it was rewritten (``False``: it was already in the current form).
+    :raises RunError: for a file that names other objects, or is not a pvae checkpoint.
+    """
+    path = Path(path)
+    names = unsafe_globals(path)
+    if not names:
+        return False
+    allowed = {name.replace("numpy.core.", "numpy._core.") for name in LEGACY_GLOBALS}
+    foreign = [n for n in names if n.replace("numpy.core.", "numpy._core.") not in allowed]
+    if foreign:
+        raise RunError(
+            f"{path} names {', '.join(foreign)}, which no pvae checkpoint holds: reading it could run code, so it "
+            "is not converted; delete it, or train the run again"
+        )
+    with torch.serialization.safe_globals(_legacy_globals()):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not {"model", "guide"} <= set(state):
+        raise RunError(f"{path} is not a pvae checkpoint (no model and guide state): {CORRUPT_FIX}")
+    if "rng" in state:
+        state = {**state, "rng": _legacy_rng_state(state["rng"])}
+    atomic_write(path, lambda handle: torch.save(state, handle))
+    return True
 
 
 class Run:
@@ -218,11 +315,20 @@ class Run:
                 "command, without --resume)"
             )
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as error:  # torch raises EOFError, UnpicklingError, RuntimeError, ValueError ...
+            # tensors and containers only: a checkpoint never runs code when a run is opened
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            names = _names_or_none(path)
+            if names:  # a whole file that names Python objects: an old pvae's, or one that would run code
+                raise RunError(_objects_message(path, names)) from None
             kind = "empty (0 bytes)" if path.stat().st_size == 0 else "truncated or corrupt"
             raise RunError(
-                f"{path} is not a readable checkpoint ({kind}: {str(error).splitlines()[0][:80]}): {CORRUPT_FIX}"
+                f"{path} is not a readable checkpoint ({kind}: {_first_line(error)}): {CORRUPT_FIX}"
+            ) from error
+        except Exception as error:  # torch raises EOFError, RuntimeError, ValueError ...
+            kind = "empty (0 bytes)" if path.stat().st_size == 0 else "truncated or corrupt"
+            raise RunError(
+                f"{path} is not a readable checkpoint ({kind}: {_first_line(error)}): {CORRUPT_FIX}"
             ) from error
         if not isinstance(state, dict) or not {"model", "guide"} <= set(state):
             raise RunError(f"{path} is not a pvae checkpoint (no model and guide state): {CORRUPT_FIX}")
@@ -264,6 +370,30 @@ class Run:
 
 
 CORRUPT_FIX = "train again with --overwrite, or restore the file from a copy"
+
+
+def _first_line(error: BaseException) -> str:
+    return ((str(error).strip().splitlines() or [type(error).__name__])[0])[:80]
+
+
+def _names_or_none(path: Path) -> list[str]:
+    try:
+        return unsafe_globals(path)
+    except Exception:  # not a zip checkpoint at all: the caller reports it as corrupt
+        return []
+
+
+def _objects_message(path: Path, names: list[str]) -> str:
+    allowed = {name.replace("numpy.core.", "numpy._core.") for name in LEGACY_GLOBALS}
+    if all(n.replace("numpy.core.", "numpy._core.") in allowed for n in names):
+        return (
+            f"{path} was written by an older pvae (its RNG state holds NumPy objects, which pvae no longer unpickles): "
+            f"convert it once with `pvae upgrade {path.parent}`, which reads it without running code"
+        )
+    return (
+        f"{path} names Python objects ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}) that reading it "
+        "would run, and no pvae checkpoint holds them: it was not read. Do not use this run; train it again"
+    )
 
 
 def _read_text(path: Path) -> str:

@@ -120,7 +120,7 @@ def _edit_config(change: Callable[[dict], None]) -> Callable[[Path], None]:
 
 def _nan_weights(root: Path) -> None:
     path = root / "run" / "checkpoint.pt"
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     for tensor in state["model"].values():
         if tensor.is_floating_point():
             tensor.fill_(float("nan"))
@@ -176,7 +176,7 @@ def _two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
 def _gpu_rng_states(root: Path) -> None:
     """The checkpoint as a GPU run writes it: the CUDA generators' states beside the CPU's."""
     path = root / "run" / "checkpoint.pt"
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     state["rng"]["cuda"] = [torch.zeros(16, dtype=torch.uint8)]
     torch.save(state, path)
 

@@ -148,7 +148,7 @@ def test_restore_reads_the_checkpoint_onto_the_host_and_moves_it(tmp_path, monke
     _, _, _, model, guide = restore(out, torch.device("cpu"))
     assert calls == ["cpu"]
     # what restore loaded is what was saved, on the device asked for
-    saved = original(out / "checkpoint.pt", weights_only=False)
+    saved = original(out / "checkpoint.pt", weights_only=True)
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, saved["model"][name]) and tensor.device == torch.device("cpu")
 

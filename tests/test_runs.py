@@ -199,3 +199,99 @@ def test_the_temporary_names_cleaned_are_those_atomic_path_makes(tmp_path):
             assert TEMPORARY.match(tmp.name), tmp.name
             tmp.write_text("x")
     assert not TEMPORARY.match("notes.tmp") and not TEMPORARY.match(".notes.tmp")
+
+
+class _RunsCode:
+    """What an attacker adds to a checkpoint: unpickling it calls ``os.system``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from pvae import cli
+
+    out = tmp_path_factory.mktemp("safe") / "run"
+    argv = ["train", "--epochs", "1", "--z-dim", "2", "--hidden", "16", "--samples", "5", "--no-progress"]
+    assert cli.main([*argv, "--out", str(out), "--device", "cpu"]) == 0
+    return out
+
+
+def _copy_run(run, tmp_path):
+    import shutil
+
+    return shutil.copytree(run, tmp_path / "run")
+
+
+def test_the_rng_state_survives_a_weights_only_round_trip(tmp_path):
+    import random
+
+    import numpy as np
+
+    from pvae.runs import rng_state, set_rng_state
+
+    np.random.normal(size=3)  # a cached Gaussian in NumPy's state too
+    torch.save({"rng": rng_state()}, tmp_path / "state.pt")
+    first = (torch.rand(4), np.random.normal(size=4), [random.random() for _ in range(4)], random.gauss(0, 1))
+    set_rng_state(torch.load(tmp_path / "state.pt", weights_only=True)["rng"])
+    again = (torch.rand(4), np.random.normal(size=4), [random.random() for _ in range(4)], random.gauss(0, 1))
+    assert torch.equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    assert first[2:] == again[2:]
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tiny_run, tmp_path, capsys):
+    from pvae import cli
+
+    run = _copy_run(tiny_run, tmp_path)
+    marker = tmp_path / "ran"
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    torch.save({**state, "extra": _RunsCode(marker)}, run / "checkpoint.pt")
+    for argv in (["evaluate", str(run), "--samples", "5", "--device", "cpu"], ["upgrade", str(run)]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "system" in err and "no pvae checkpoint holds" in err, err
+        assert not marker.exists()  # nothing ran, whatever command opened the run
+    with pytest.raises(RunError, match="Do not use this run"):
+        Run.open(run).load_checkpoint()
+    assert not marker.exists()
+
+
+def test_an_old_checkpoint_is_converted_once_explicitly_and_then_gives_the_same_numbers(tiny_run, tmp_path, capsys):
+    import random
+
+    import numpy as np
+
+    from pvae import cli
+
+    run = _copy_run(tiny_run, tmp_path)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert cli.main(["evaluate", str(run), "--samples", "5", "--device", "cpu"]) == 0
+    before = json.loads((run / "summary.json").read_text())["test"]
+    # the form pvae 0.1 wrote: NumPy's state tuple with its array, Python's nested tuples
+    np.random.seed(3)
+    random.seed(3)
+    old_rng = {**state["rng"], "numpy": np.random.get_state(), "python": random.getstate()}
+    torch.save({**state, "rng": old_rng}, run / "checkpoint.pt")
+    assert cli.main(["evaluate", str(run), "--samples", "5", "--device", "cpu"]) == 2
+    assert f"convert it once with `pvae upgrade {run}`" in capsys.readouterr().err
+    assert cli.main(["upgrade", str(run)]) == 0
+    assert "rewritten in the current form" in capsys.readouterr().out
+    converted = torch.load(run / "checkpoint.pt", weights_only=True)  # readable without any allow-list
+    for part in ("model", "guide"):
+        assert all(torch.equal(converted[part][k], v) for k, v in state[part].items())
+    from pvae.runs import set_rng_state
+
+    set_rng_state(converted["rng"])
+    draws = (np.random.random(3), random.random())
+    np.random.seed(3)
+    random.seed(3)
+    assert np.array_equal(draws[0], np.random.random(3)) and draws[1] == random.random()
+    assert cli.main(["upgrade", str(run)]) == 0
+    assert "already in the current form: nothing written" in capsys.readouterr().out
+    assert cli.main(["evaluate", str(run), "--samples", "5", "--device", "cpu"]) == 0
+    after = json.loads((run / "summary.json").read_text())["test"]
+    assert {k: v for k, v in after.items() if k != "seconds"} == {k: v for k, v in before.items() if k != "seconds"}

@@ -1,5 +1,7 @@
 """Figures of a study (:mod:`pvae.study`, ``pvae runs --plot``): one number against one setting over many runs."""
 
+import textwrap
+
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
@@ -27,7 +29,10 @@ def plot_against(result: Table, metric: str, setting: str) -> Figure:
     for row in rows:
         label = ", ".join(f"{s}={row.settings[s]}" for s in others) or metric
         lines.setdefault(label, []).append(row)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    # the legend goes below the axes, one line per combination: the figure grows with it, so that
+    # many or long labels never squeeze the axes to nothing
+    legend_lines = sum(len(textwrap.wrap(label, 70)) for label in lines) if len(lines) > 1 else 0
+    fig, ax = plt.subplots(figsize=(6.4, 4.2 + 0.2 * legend_lines), layout="constrained")
     for label, members in lines.items():
         members.sort(key=lambda r: position[r.settings[setting]])
         stats = [r.numbers[metric] for r in members]
@@ -37,18 +42,20 @@ def plot_against(result: Table, metric: str, setting: str) -> Figure:
             yerr=[0.0 if s.sd is None else s.sd for s in stats],
             marker="o",
             capsize=3,
-            label=label,
+            label="\n".join(textwrap.wrap(label, 70)),
         )
     if not numeric:
-        ax.set_xticks(list(position.values()), [str(v) for v in values])
+        ax.set_xticks(list(position.values()), [textwrap.shorten(str(v), 24) for v in values])
+        if len(values) > 4:
+            ax.tick_params(axis="x", labelrotation=30)
     ax.set_xlabel(setting)
     ax.set_ylabel(NUMBERS[metric])
     counts = sorted({len(r.runs) for r in rows})
     n = f"n = {counts[0]}" if len(counts) == 1 else f"n = {counts[0]}–{counts[-1]}"
-    ax.set_title(f"{NUMBERS[metric]} against {setting} (mean ± sd over seeds, {n})")
+    ax.set_title("\n".join(textwrap.wrap(f"{NUMBERS[metric]} against {setting} (mean ± sd over seeds, {n})", 60)))
     ax.grid(alpha=0.3)
     if len(lines) > 1:
-        ax.legend(fontsize="small")
+        fig.legend(fontsize="small", loc="outside lower center")
     return fig
 
 
