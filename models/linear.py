@@ -49,8 +49,11 @@ class LinearGaussian(VAE):
         return dist.MultivariateNormal(bias, covariance_matrix=cov)
 
     def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log p(x) per datapoint, ``(batch,)``."""
-        return self.marginal().log_prob(x.reshape(x.shape[0], -1))
+        """Exact log p(x) per datapoint, ``(batch,)``; for standardized data, in nats of the data as given
+        (the likelihood's Jacobian −Σ log s added, as it adds it to log p(x | z))."""
+        log_px = self.marginal().log_prob(x.reshape(x.shape[0], -1))
+        log_scale = getattr(self.likelihood, "data_log_scale", None)
+        return log_px if log_scale is None else log_px - log_scale.expand(self.x_shape).sum()
 
     def posterior(self, x: torch.Tensor) -> dist.MultivariateNormal:
         """The exact p(z | x), batch shape ``(batch,)``, event shape ``(z_dim,)``."""

@@ -92,7 +92,10 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
     "quality": (
         "score samples against the test images in a classifier's features: Fréchet distance, precision, recall, "
         "sharpness",
-        [("pvae.quality.score:QualityConfig", {"defaults": QUALITY_DEFAULTS})],
+        [
+            ("pvae.quality.score:QualityConfig", {"defaults": QUALITY_DEFAULTS}),
+            ("pvae.quality.ppc:PPCConfig", {"only": ("replicates", "coverage", "pairs")}),  # data that are not images
+        ],
     ),
     "runs": (
         "one table of every run under a folder: the settings that differ, the test numbers, mean ± sd over seeds",
@@ -106,6 +109,10 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
         "train one run per cell of a grid over pvae train's options (given after --), each its own run directory; "
         "resumable, one cell at a time (--cell I) or N at once (--workers N)",
         [("pvae.sweep:SweepConfig", {})],
+    ),
+    "encode": (
+        "write q(z|x)'s mean and sd (or draws) of every row of the run's data, or of a new file with its columns",
+        [("pvae.encode:EncodeConfig", {"defaults": {"out": (None, "RUN/encoded.npz")}})],
     ),
     "upgrade": (
         "rewrite a checkpoint an older pvae wrote in the form pvae reads without running code (admits only "
@@ -238,6 +245,37 @@ def _results_folder(out: str | None, run, name: str) -> Path:
     return folder
 
 
+def user_data_defaults(data_config, pair, epochs: int | None, batch_size: int):
+    """What a run on the user's own data records: the data's absolute path, checksum and kind; the
+    likelihood the kind calls for where the model's own cannot hold the data; and, unless given, epochs
+    enough for about 2000 steps (10 to 500).
+
+    :returns: ``(data_config, pair_config, epochs)``.
+    """
+    from pvae import data
+    from pvae.config import resolve
+    from pvae.userdata import DEFAULT_LIKELIHOOD
+
+    dataset = data.load(data_config)
+    data_config = replace(
+        data_config, data=dataset.source["path"], checksum=dataset.source["sha256"], kind=dataset.kind
+    )
+    if pair.likelihood is None:
+        own = resolve(pair).likelihood  # None where the model takes no likelihood
+        if own is not None and not _holds(own, dataset.model_kind):
+            pair = replace(pair, likelihood=DEFAULT_LIKELIHOOD[dataset.model_kind])
+    if epochs is None:
+        steps = max(1, -(-len(dataset.train) // batch_size))
+        epochs = min(500, max(10, -(-2000 // steps)))
+    return data_config, pair, epochs
+
+
+def _holds(likelihood: str, kind: str) -> bool:
+    from pvae.likelihoods import get_likelihood
+
+    return kind in getattr(get_likelihood(likelihood), "support", (kind,))
+
+
 def train_config(args) -> "RunConfig":
     """The configuration ``pvae train`` makes of its parsed options, checked as it checks them before it
     reads any data (the dataclasses' ``__post_init__``, the pair's defaults, the beta schedule); what
@@ -258,10 +296,15 @@ def train_config(args) -> "RunConfig":
     from_args(RunOptions, args), from_args(DeviceConfig, args)
     EvaluateConfig(samples=args.samples, seed=args.seed)
     model, guide, elbo, beta = resolve_pair(args.model, args.guide, args.elbo, args.beta, args.beta_schedule)
-    epochs = args.epochs if args.epochs is not None else (100 if args.data == "digits" else 10)
+    data_config = from_args(DataConfig, args)
+    pair = from_args(PairConfig, args, model=model, guide=guide)
+    if data_config.is_user_data:  # the file is read now: its kind picks the likelihood, its size the epochs
+        data_config, pair, epochs = user_data_defaults(data_config, pair, args.epochs, args.batch_size)
+    else:
+        epochs = args.epochs if args.epochs is not None else (100 if args.data == "digits" else 10)
     config = RunConfig(
-        data=from_args(DataConfig, args),
-        pair=resolve(from_args(PairConfig, args, model=model, guide=guide)),
+        data=data_config,
+        pair=resolve(pair),
         train=from_args(TrainConfig, args, elbo=elbo, beta=beta, epochs=epochs),
     )
     config.train.schedule()  # refuses a schedule that cannot work
@@ -292,7 +335,8 @@ def _train(args) -> Path:
     model_name, guide_name = config.pair.model, config.pair.guide
     elbo, beta, epochs = config.train.elbo, config.train.beta, config.train.epochs
     name = f"{short_name(model_name)}/{short_name(guide_name)}"
-    out = Path(options.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{args.data}-{Path(model_name).stem}")
+    data_name = Path(config.data.data).stem if config.data.is_user_data else config.data.data
+    out = Path(options.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{data_name}-{Path(model_name).stem}")
     check_writable(out)
     distributed.check_batch_size(config.train.batch_size)
     distributed.setup(device)  # under torchrun: join the other ranks (no-op otherwise)
@@ -312,7 +356,7 @@ def _train(args) -> Path:
         device,
         evaluation.samples,
     )
-    model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
+    model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes, dataset=dataset)
     model, guide = model.to(device), guide.to(device)
     check_compatible(traits(model, guide), dataset, config.train)
     check_estimator(model, guide, dataset, config.train)
@@ -341,11 +385,13 @@ def _train(args) -> Path:
     processes = f" × {world} processes (global batch {config.train.batch_size})" if world > 1 else ""
     if rank0:
         print(
-            f"{f'resuming after epoch {done}: ' if done else ''}training {name} ({elbo}, beta {beta}) on {args.data} "
+            f"{f'resuming after epoch {done}: ' if done else ''}training {name} ({elbo}, beta {beta}) on {data_name} "
             f"({len(dataset.train)} train, {len(dataset.val)} val, {len(dataset.test)} test) for {epochs} "
             f"epoch{'s' if epochs != 1 else ''} on {describe_device(args.device, device)}{processes} → {out}",
             file=sys.stderr,
         )
+        if config.data.is_user_data:
+            print(f"data: {dataset.describe()}; likelihood {config.pair.likelihood}", file=sys.stderr)
     say = (lambda line: print(line, file=sys.stderr)) if rank0 else None
     log = TensorBoardLog(out / FOLDER, dataset, board, say) if board.tensorboard and rank0 else None
     try:
@@ -449,17 +495,18 @@ def _differences(a: dict, b: dict, ignore: set[str], prefix: str = "") -> list[s
 
 
 def _sample_run(path, config, device="cpu", say: str | None = None) -> Path:
+    import numpy as np
     import torch
 
     from pvae.config import restore
     from pvae.evaluate import sample_prior
-    from pvae.files import save_figure
-    from pvae.plots.run import plot_images
+    from pvae.files import atomic_write, save_figure
+    from pvae.plots.run import FeatureView, plot_feature_rows, plot_images
     from pvae.runs import check_writable
 
     if config.out:
         check_writable(config.out, "--out", file=True)
-    run, _, _, model, _ = restore(path, device)
+    run, _, dataset, model, _ = restore(path, device)
     _say_device(say, device)
     label = config.label
     if not config.out:
@@ -469,9 +516,15 @@ def _sample_run(path, config, device="cpu", say: str | None = None) -> Path:
         torch.manual_seed(config.seed)
         images = sample_prior(model, config.n, y)
     title = "decoder means at samples from the prior" + ("" if label is None else f", class {label}")
-    fig = plot_images(images, 10, title)
     target = config.path(run.figures)
-    save_figure(fig, target)
+    if dataset.is_image:
+        save_figure(plot_images(images, 10, title), target)
+    else:  # vectors: a heat map of the draws, and the draws themselves in the data's units
+        draws = dataset.unstandardize(images)
+        save_figure(plot_feature_rows(draws, FeatureView.of(dataset), title + ", in the data's units"), target)
+        values = target.with_suffix(".npy")
+        atomic_write(values, lambda handle: np.save(handle, draws.numpy()))
+        print(f"the draws as an array ({config.n}, {draws.shape[1]}) in {values}")
     print(f"{config.n} samples{'' if label is None else f' of class {label}'} in {target}")
     return target
 
@@ -519,7 +572,7 @@ def _compare_run(args) -> Path:
     test = evaluation_split(dataset, config.data, "test")
 
     def build():
-        model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
+        model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes, dataset=dataset)
         return model.to(device), guide.to(device)
 
     pyro.set_rng_seed(settings.seed)
@@ -601,6 +654,12 @@ def _disentangle_run(args) -> Path:
 
     config = from_args(DisentangleConfig, args)  # refuses bad settings before the run is read
     run, run_config, dataset, model, guide = _open_run(args)
+    if dataset.ground_truth is None and run_config.data.is_user_data:
+        raise DataError(
+            f"{run.path} was trained on your own data: disentangle scores codes against a generator of the factors "
+            "(it draws data with one factor fixed), which a file does not give; --factor-columns are read and kept "
+            "with the data, but scoring them is not supported yet"
+        )
     if dataset.ground_truth is None:
         raise DataError(
             f"{run.path} was trained on {run_config.data.data}, which has no ground-truth factors; disentangle "
@@ -645,11 +704,15 @@ def _quality_run(args) -> Path:
     from pvae.files import save_figure, write_json
     from pvae.plots.quality import plot_likelihood_draws, plot_spectra
     from pvae.quality.classifier import load_classifier
+    from pvae.quality.ppc import PPCConfig
     from pvae.quality.score import QualityConfig, check_sizes, describe, quality, spectra
 
     config = from_args(QualityConfig, args)  # refuses bad settings before the run is read
+    ppc = from_args(PPCConfig, args, rows=config.samples, seed=config.seed)
     run, run_config, dataset, model, guide = _open_run(args)
     out = _results_folder(config.out, run, "quality")
+    if not dataset.is_image:
+        return _posterior_predictive(run, run_config, dataset, model, guide, ppc, out)
     inception = None
     if config.inception is not None:
         from pvae.quality.inception import load_inception
@@ -687,6 +750,26 @@ def _quality_run(args) -> Path:
     for what, why in results["notes"].items():
         print(f"not applicable: {what}: {why}")
     print(f"results in {out}: quality.json, figures/")
+    return out
+
+
+def _posterior_predictive(run, run_config, dataset, model, guide, config, out: Path) -> Path:
+    """``pvae quality`` on data that are not images: posterior predictive checks."""
+    from pvae.files import save_figure, write_json
+    from pvae.plots.quality import plot_ppc
+    from pvae.quality.ppc import describe_ppc, posterior_predictive_check
+
+    tic = time.perf_counter()
+    results = posterior_predictive_check(model, guide, dataset, config)
+    results.update(
+        run=str(run.path),
+        pair=f"{run_config.pair.model}/{run_config.pair.guide}",
+        seconds_total=time.perf_counter() - tic,
+    )
+    write_json(out / "quality.json", {"posterior_predictive": results})
+    save_figure(plot_ppc(results), out / "figures" / "ppc.png")
+    print(describe_ppc(results))
+    print(f"results in {out}: quality.json, figures/ppc.png")
     return out
 
 
@@ -755,6 +838,39 @@ def _report_command(args) -> None:
     print(f"report in {out}")
 
 
+def _encode_command(args) -> Path:
+    import pyro
+
+    from pvae.encode import EncodeConfig, encode, file_rows, reconstruct, run_rows, write_codes
+    from pvae.runs import check_writable
+
+    config = from_args(EncodeConfig, args)  # refuses bad settings before the run is read
+    if config.out:
+        check_writable(config.out, "--out", file=True)
+    run, run_config, dataset, model, guide = _open_run(args)
+    target = Path(config.out) if config.out else run.path / "encoded.npz"
+    if not config.out:
+        check_writable(run.path, "the run directory")
+    if config.data is not None:
+        rows = file_rows(dataset, run_config.data, config.data)
+        source = config.data
+    else:
+        rows = run_rows(dataset, run_config.data)
+        source = run_config.data.data if run_config.data.is_user_data else None
+    if target.suffix.lower() == ".h5ad" and (source is None or Path(source).suffix.lower() != ".h5ad"):
+        raise ValueError(f"--out {target}: an .h5ad output is a copy of the .h5ad the data came from; choose .npz")
+    pyro.set_rng_seed(config.seed)
+    codes = encode(model, guide, rows.x, rows.y, config.draws, config.batch_size)
+    if config.reconstruct:
+        mean = codes["mean"] if "mean" in codes else codes["draws"].mean(1)
+        codes["reconstruction"] = reconstruct(model, dataset, mean, rows.y, config.batch_size)
+    write_codes(target, codes, rows, source)
+    what = f"{config.draws} draws of z" if config.draws else "q(z|x)'s mean and sd"
+    extra = " and the decoder's means" if config.reconstruct else ""
+    print(f"{what}{extra} of {len(rows.x)} rows in {target}")
+    return target
+
+
 def _upgrade_command(args) -> None:
     from pvae.runs import CHECKPOINT, Run, RunError, upgrade_checkpoint
 
@@ -798,6 +914,7 @@ _HANDLERS = {
     "runs": _runs_command,
     "report": _report_command,
     "sweep": _sweep_command,
+    "encode": _encode_command,
     "upgrade": _upgrade_command,
 }
 

@@ -28,7 +28,8 @@ class PairConfig:
     :param z_dim: latent dimension, of model and guide alike.
     :param hidden: hidden widths of the decoder and the encoder.
     :param likelihood: a name from :data:`pvae.likelihoods.LIKELIHOODS` (bernoulli, continuous-bernoulli,
-        gaussian, gaussian-per-pixel).
+        gaussian, gaussian-per-pixel, poisson, negative-binomial, zinb, binomial). Unset: the model's, or
+        for your own data the one its kind calls for where the model's cannot hold it.
     :param net: network family of encoder and decoder, a name from :data:`pvae.nets.NETS`: mlp, conv
         (3×3 strided convolutions) or burgess (the 4×4 convolutions of Burgess et al. 2018 for 64×64
         images such as dSprites, with --hidden 256 for its dense layer).
@@ -147,7 +148,11 @@ def _keywords(cls: type) -> dict | None:
 
 
 def build_pair(
-    config: PairConfig, x_shape: tuple[int, ...], num_classes: int = 10, check: bool = True
+    config: PairConfig,
+    x_shape: tuple[int, ...],
+    num_classes: int = 10,
+    check: bool = True,
+    dataset: "data.Dataset | None" = None,
 ) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Instantiate the model and guide ``config`` names for data of shape ``x_shape``, and check that
     they fit each other (:func:`pvae.pair.check_pair`).
@@ -158,6 +163,8 @@ def build_pair(
 
     :param check: trace the pair once to check that it fits (off only where tensors have no storage,
         as on the ``meta`` device, where :mod:`pvae.memory` builds a pair to count its sizes).
+    :param dataset: the data the pair is for: its likelihood learns what it needs of them
+        (:func:`fit_to_data`).
     :raises ValueError: for an option set that the class does not take, or a model and guide that
         do not fit each other (``z_dim``, their latent sites).
     """
@@ -168,9 +175,30 @@ def build_pair(
     config = resolve(config)
     model = _construct(get_model(config.model), config, MODEL_OPTIONS, x_shape, num_classes)
     guide = _construct(get_guide(config.guide), config, GUIDE_OPTIONS, x_shape, num_classes)
+    if dataset is not None:
+        fit_to_data(model, dataset)
     if check:
         check_pair(model, guide)
     return model, guide
+
+
+def fit_to_data(model: torch.nn.Module, dataset: "data.Dataset") -> None:
+    """Tell the model's likelihood what it needs of the data: the log sd of standardized features (so
+    that log p(x) is in nats of the data as given) and a binomial's number of trials (the largest count
+    of the training split). A likelihood that does not ask is left alone.
+
+    :raises ValueError: for standardized data under a likelihood that cannot add their Jacobian.
+    """
+    likelihood = getattr(model, "likelihood", None)
+    if dataset.log_scale is not None:
+        if not hasattr(likelihood, "set_data_scale"):
+            raise ValueError(
+                f"these real-valued features are standardized, and {type(likelihood).__name__} cannot add the "
+                "Jacobian (−Σ log sd) that keeps log p(x) in nats of the data as given: give it set_data_scale"
+            )
+        likelihood.set_data_scale(dataset.log_scale)
+    if hasattr(likelihood, "set_trials"):
+        likelihood.set_trials(max(1, int(dataset.train.raw().max())))
 
 
 def restore(path: str | os.PathLike, device: str | torch.device = "cpu"):
@@ -189,7 +217,7 @@ def restore(path: str | os.PathLike, device: str | torch.device = "cpu"):
     except (AttributeError, TypeError, ValueError) as error:
         raise RunError(f"{run.path / CONFIG} is not a configuration this pvae reads ({error}): {CORRUPT_FIX}") from None
     dataset = data.load(config.data)
-    model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
+    model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes, dataset=dataset)
     state = run.load_checkpoint()
     broken = [
         f"{part}.{name}"

@@ -8,9 +8,12 @@ directory, or downloaded from their canonical mirrors and checked against the pu
 (:mod:`pvae.dsprites`).
 """
 
+import difflib
 import math
+import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,11 +21,24 @@ import torch
 
 from pvae import options
 from pvae.idx import IDX_DATASETS, DataError, locate_idx, read_idx
+from pvae.userdata import KIND_WORDS, KINDS, ReadOptions
 
 if TYPE_CHECKING:  # only for annotations: the data layer does not need the metrics
     from pvae.disentangle.ground_truth import GroundTruth
 
 BINARIZE = ("dynamic", "static", "none")
+#: Options of :class:`DataConfig` that only the user's own data take.
+USER_DATA_OPTIONS = (
+    "test_size",
+    "label_column",
+    "factor_columns",
+    "split_column",
+    "drop_columns",
+    "image_size",
+    "layer",
+    "kind",
+    "checksum",
+)
 #: The splits of every dataset.
 SPLITS = ("train", "val", "test")
 #: Each split's fixed binarization draws from its own seed (``seed + offset``), so the test
@@ -35,15 +51,20 @@ class DataConfig:
     """Which data, how split and how binarized.
 
     :param data: the dataset: ``digits`` (bundled), ``mnist``, ``fashion-mnist``, ``kmnist`` or
-        ``dsprites`` (rendered, with ground-truth factors).
+        ``dsprites`` (rendered, with ground-truth factors), or your own data: a path to a ``.npy``,
+        ``.npz``, ``.pt``, ``.csv``, ``.tsv``, ``.parquet`` or ``.h5ad`` file or a folder of images
+        (see :mod:`pvae.userdata`).
     :param data_dir: folder holding the IDX files (or where downloads go), or dSprites' original
         ``.npz`` (or where its rendering is cached); only this folder is used when given, and it
         must exist.
     :param binarize: ``dynamic`` (a fresh Bernoulli draw of every training batch; validation and
         test binarized once with ``data_seed``), ``static`` (every split binarized once with
-        ``data_seed``) or ``none`` (grey levels).
-    :param val_size: datapoints held out of the training split for validation (a dataset's own
-        number when unset).
+        ``data_seed``) or ``none`` (grey levels; the default for your own data, which are modelled as
+        they are).
+    :param val_size: datapoints held out of the training split for validation: a count, or a fraction
+        below 1 (a dataset's own number when unset; 10%% of your own data).
+    :param test_size: datapoints of your own data held out for testing, a count or a fraction below 1
+        (default 10%%; the built-in datasets have their own test splits).
     :param data_seed: seed of the split, of the fixed binarizations and of the kept labels.
     :param download: whether a missing IDX dataset may be downloaded.
     :param labels: keep N training labels, balanced over the classes, and mark the others
@@ -51,24 +72,83 @@ class DataConfig:
         of theirs.
     :param train_size: train on a fixed-seed random subset of N training datapoints (for quick
         runs); validation and test are unchanged.
+    :param label_column: the column of a table (or of an ``.h5ad``'s ``obs``) that holds the labels.
+    :param factor_columns: columns that hold ground-truth factors (for ``pvae disentangle``).
+    :param split_column: a column whose values (train, val, test) give each row's split.
+    :param drop_columns: columns of a table that are not features.
+    :param image_size: resize every image of a folder to H,W.
+    :param layer: the layer of an ``.h5ad`` file to model instead of its ``X``.
+    :param kind: what the numbers are — binary, counts, levels (in [0, 1]) or real — when not the kind
+        found (a narrower kind is refused: counts cannot be called binary).
+    :param checksum: the SHA-256 of your data file (or folder), recorded by ``pvae train``: a run whose
+        file has changed since is refused.
     """
 
-    data: str = field(default="digits", metadata=options.choices(lambda: DATASETS))
+    data: str = "digits"
     data_dir: str | None = None
-    binarize: str = field(default="dynamic", metadata=options.choices(BINARIZE))
-    val_size: int | None = None
+    binarize: str | None = field(default=None, metadata=options.choices(BINARIZE))
+    val_size: float | None = None
     data_seed: int = 0
     download: bool = True
     labels: int | None = None
     train_size: int | None = None
+    test_size: float | None = None
+    label_column: str | None = None
+    factor_columns: tuple[str, ...] = ()
+    split_column: str | None = None
+    drop_columns: tuple[str, ...] = ()
+    image_size: tuple[int, ...] = ()
+    layer: str | None = None
+    kind: str | None = field(default=None, metadata=options.choices(KINDS))
+    checksum: str | None = None
 
     def __post_init__(self):
         try:
+            if self.binarize is None:  # built-in images are binarized; your own data are modelled as given
+                object.__setattr__(self, "binarize", "dynamic" if self.data in DATASETS else "none")
+            for name in ("val_size", "test_size"):  # a whole count reads as an int, from Python or the CLI
+                size = getattr(self, name)
+                if isinstance(size, float) and size.is_integer():
+                    object.__setattr__(self, name, int(size))
             options.seed(self, "data_seed")
             options.check_choices(self)
-            options.positive(self, "val_size", "labels", "train_size")
+            options.positive(self, "val_size", "labels", "train_size", "test_size")
+            if self.data not in DATASETS and not _looks_like_path(self.data):
+                raise ValueError(
+                    f"--data {self.data!r} is not one of {', '.join(DATASETS)}, nor a file or folder here; give a "
+                    "built-in name or the path of your data"
+                )
+            for name in ("val_size", "test_size"):
+                size = getattr(self, name)
+                options.require(
+                    self, name, size is None or size < 1 or float(size).is_integer(), "a count, or a fraction below 1"
+                )
+            if self.data in DATASETS:
+                given = [
+                    options.flag(f.name)
+                    for f in fields(self)
+                    if f.name in USER_DATA_OPTIONS and getattr(self, f.name) not in (None, ())
+                ]
+                if given:
+                    raise ValueError(
+                        f"{', '.join(given)} apply to your own data (--data PATH), not to the built-in {self.data}"
+                    )
+            else:
+                options.require(self, "data", bool(self.data.strip()), "a built-in name or the path of your data")
         except ValueError as error:
             raise DataError(str(error)) from None
+
+    @property
+    def is_user_data(self) -> bool:
+        """Whether ``data`` is a path to the user's own data rather than a built-in name."""
+        return self.data not in DATASETS
+
+    @property
+    def read_options(self) -> ReadOptions:
+        """How the user's file is read."""
+        return ReadOptions(
+            self.label_column, self.factor_columns, self.split_column, self.drop_columns, self.image_size, self.layer
+        )
 
     def binarization_of(self, split: str) -> str:
         """How :func:`evaluation_split` binarized ``split``, in words (for result tables)."""
@@ -101,39 +181,51 @@ def unpack_bits(rows: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 class Split:
     """One split, its images kept compactly and given as float32 per index.
 
-    Three storage kinds, chosen by the fields:
+    Storage kinds, chosen by the fields:
 
     * grey levels on a grid: ``data`` uint8 ``(N, C, H, W)`` and ``levels``, the images being
       ``data / levels`` (the IDX sets store 255 levels, digits 16, so every value is exact);
     * binary images: ``data`` uint8 ``(N, ceil(C·H·W / 8))``, 8 pixels a byte in flattened pixel order
       (the first pixel in the high bit, as :func:`numpy.packbits`), and ``shape`` ``(C, H, W)``;
-    * anything else: ``data`` float32 ``(N, ...)`` as given (user data that is on no grid).
+    * counts: ``data`` of an integer dtype ``(N, ...)``, the smallest that holds them;
+    * anything else: ``data`` float ``(N, ...)`` as given (user data that is on no grid).
 
-    Build the first two with :meth:`from_levels` and :meth:`from_bits`, the last as ``Split(x, y)``.
+    ``data`` may also be a NumPy array (a memory map of a ``.npy`` file, read a batch of rows at a
+    time) or a SciPy sparse matrix (densified per batch): the split then holds ``index``, the rows of
+    ``data`` it is made of, so that splitting never copies the data.
 
-    :param data: the stored pixels, as above.
+    Build the first two with :meth:`from_levels` and :meth:`from_bits`, the others as ``Split(x, y)``.
+
+    :param data: the stored pixels or features, as above.
     :param y: integer labels ``(N,)`` (:data:`MISSING` where a label was dropped).
     :param levels: the number of grey levels of uint8 ``data`` (``None`` otherwise).
     :param shape: the shape of one datapoint of packed ``data`` (``None`` otherwise).
     :param factors: ground-truth factor indices ``(N, F)`` int64, or ``None`` when the dataset has none.
+    :param index: the rows of ``data`` this split holds (``None``: every row, in order).
+    :param loc: per-feature shift of standardization (``None``: none); the split gives ``(x − loc) / scale``.
+    :param scale: per-feature scale of standardization.
+    :param origin: each datapoint's row in the user's file (``None`` for the built-in datasets).
     """
 
-    data: torch.Tensor
+    data: object
     y: torch.Tensor
     levels: int | None = None
     shape: tuple[int, ...] | None = None
     factors: torch.Tensor | None = None
+    index: torch.Tensor | None = None
+    loc: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
+    origin: torch.Tensor | None = None
 
     def __post_init__(self):
         if self.levels is not None and self.shape is not None:
             raise ValueError("a Split stores grey levels or packed bits, not both: give levels or shape")
-        if (self.levels is not None or self.shape is not None) and self.data.dtype != torch.uint8:
-            raise ValueError(f"grey levels and packed bits are stored as uint8, got {self.data.dtype}")
-        if self.levels is None and self.shape is None and not self.data.is_floating_point():
-            raise ValueError(f"float images must be a floating tensor, got {self.data.dtype}; use Split.from_levels")
-        if self.shape is not None and self.data.shape[1:] != (_packed_bytes(self.shape),):
+        dtype = self.data.dtype
+        if (self.levels is not None or self.shape is not None) and dtype not in (torch.uint8, np.uint8):
+            raise ValueError(f"grey levels and packed bits are stored as uint8, got {dtype}")
+        if self.shape is not None and tuple(self.data.shape[1:]) != (_packed_bytes(self.shape),):
             raise ValueError(f"packed bits of shape {self.shape} take {_packed_bytes(self.shape)} bytes a datapoint")
-        if len(self.y) != len(self.data) or (self.factors is not None and len(self.factors) != len(self.data)):
+        if len(self.y) != len(self) or (self.factors is not None and len(self.factors) != len(self)):
             raise ValueError("images, labels and factors of a split must have one row per datapoint")
 
     @classmethod
@@ -162,12 +254,17 @@ class Split:
         return cls(packed, y, shape=tuple(images.shape[1:]), factors=factors)
 
     def __len__(self) -> int:
-        return self.data.shape[0]
+        return len(self.index) if self.index is not None else self.data.shape[0]
 
     @property
     def x_shape(self) -> tuple[int, ...]:
         """Shape of one datapoint, e.g. ``(1, 28, 28)``."""
         return self.shape if self.shape is not None else tuple(self.data.shape[1:])
+
+    @property
+    def lazy(self) -> bool:
+        """Whether ``data`` is read a batch of rows at a time (a memory map or a sparse matrix)."""
+        return not isinstance(self.data, torch.Tensor)
 
     @property
     def is_binary(self) -> bool:
@@ -180,25 +277,61 @@ class Split:
         :param index: a LongTensor of rows, a slice, or ``None`` for the whole split (which, for a
             large split, is large: ask for the rows you need).
         """
-        rows = self.data if index is None else self.data[index]
+        rows = self._rows(index)
         if self.shape is not None:
             return unpack_bits(rows, self.shape)
         if self.levels is not None:
             return rows.float().div_(self.levels)
-        return rows if rows.dtype == torch.float32 else rows.float()
+        x = rows if rows.dtype == torch.float32 else rows.float()
+        if self.loc is not None:
+            x = (x - self.loc) / self.scale  # standardized with the training split's statistics
+        return x
+
+    def raw(self, index: Index = None) -> torch.Tensor:
+        """The datapoints at ``index`` in the units of the data as given (float64: not standardized)."""
+        rows = self._rows(index)
+        if self.shape is not None:
+            return unpack_bits(rows, self.shape).double()
+        if self.levels is not None:
+            return rows.double().div_(self.levels)
+        return rows.double()
+
+    def _rows(self, index: Index) -> torch.Tensor:
+        """The stored rows at ``index``, as a tensor (read from a memory map or densified from sparse)."""
+        if self.index is not None:
+            index = self.index if index is None else self.index[index]
+        if not self.lazy:
+            return self.data if index is None else self.data[index]
+        if index is None:
+            index = slice(None)
+        elif isinstance(index, torch.Tensor):
+            index = index.numpy()
+        part = self.data[index]
+        part = part.toarray() if hasattr(part, "toarray") else np.array(part)  # a copy: the map is read-only here
+        return torch.from_numpy(part.reshape((part.shape[0], *self.data.shape[1:])))
 
     def subset(self, index: Index) -> "Split":
-        """The datapoints at ``index``, stored as they are here.
+        """The datapoints at ``index``, stored as they are here (a lazy split keeps its data and
+        narrows its ``index``).
 
         :param index: a LongTensor of rows or a slice.
         """
         factors = None if self.factors is None else self.factors[index]
-        return replace(self, data=self.data[index], y=self.y[index], factors=factors)
+        origin = None if self.origin is None else self.origin[index]
+        if self.lazy:
+            rows = self.index if self.index is not None else torch.arange(self.data.shape[0])
+            return replace(self, index=rows[index], y=self.y[index], factors=factors, origin=origin)
+        return replace(self, data=self.data[index], y=self.y[index], factors=factors, origin=origin)
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the stored images (labels and factors not counted)."""
-        return self.data.numel() * self.data.element_size()
+        """Bytes held in memory by the stored images (labels and factors not counted; a memory map's
+        rows are on disk)."""
+        if not self.lazy:
+            return self.data.numel() * self.data.element_size()
+        if hasattr(self.data, "nnz"):  # sparse: values and column indices
+            return int(self.data.data.nbytes + self.data.indices.nbytes + self.data.indptr.nbytes)
+        return 0
 
     @property
     def labelled(self) -> torch.Tensor:
@@ -223,6 +356,13 @@ class Dataset:
     batch from them each step, see :func:`binarize`) while ``val`` and ``test`` are binarized once.
 
     :param ground_truth: the factors that generated the images (:mod:`pvae.dsprites`), or ``None``.
+    :param kind: what the stored numbers are (:data:`pvae.userdata.KINDS`): ``levels`` for the built-in
+        images, whatever was found (or asked for) for the user's own data.
+    :param has_labels: whether the labels are the data's (``False``: every label is 0, a stand-in).
+    :param features: the features' names (a table's columns), or ``None``.
+    :param classes: the labels' names, or ``None`` (the labels are their own names).
+    :param source: for the user's own data: ``path`` (absolute), ``bytes`` and ``sha256``.
+    :param notes: what pvae made of the data, in words (said when it is loaded).
     """
 
     name: str
@@ -232,16 +372,58 @@ class Dataset:
     binarize: str
     num_classes: int
     ground_truth: "GroundTruth | None" = None
+    kind: str = "levels"
+    has_labels: bool = True
+    features: tuple[str, ...] | None = None
+    classes: tuple[str, ...] | None = None
+    source: dict | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def x_shape(self) -> tuple[int, ...]:
-        """Shape of one datapoint, e.g. ``(1, 28, 28)``."""
+        """Shape of one datapoint, e.g. ``(1, 28, 28)``, or ``(D,)`` for vectors."""
         return self.train.x_shape
+
+    @property
+    def is_image(self) -> bool:
+        """Whether a datapoint is an image ``(C, H, W)`` rather than a vector ``(D,)``."""
+        return len(self.x_shape) == 3
 
     @property
     def is_binary(self) -> bool:
         """Whether every split the model sees holds only zeros and ones."""
-        return self.binarize != "none"
+        return self.binarize != "none" or self.kind == "binary"
+
+    @property
+    def model_kind(self) -> str:
+        """The kind of the numbers the model sees: ``binary`` once binarized, else :attr:`kind`."""
+        return "binary" if self.is_binary else self.kind
+
+    @property
+    def standardized(self) -> bool:
+        """Whether the model sees standardized features (real-valued data)."""
+        return self.train.scale is not None
+
+    @property
+    def log_scale(self) -> torch.Tensor | None:
+        """log sd of each standardized feature, shape ``x_shape`` (``None`` when not standardized): a
+        likelihood subtracts its sum, so that every log-density is in nats of the data as given."""
+        return None if self.train.scale is None else self.train.scale.log().reshape(self.x_shape)
+
+    def unstandardize(self, x: torch.Tensor) -> torch.Tensor:
+        """What the model sees (or draws) in the units of the data as given."""
+        if self.train.scale is None:
+            return x
+        return x * self.train.scale.to(x.device) + self.train.loc.to(x.device)
+
+    def describe(self) -> str:
+        """One line: what the data are and how they were split."""
+        shape = "×".join(map(str, self.x_shape))
+        what = f"{shape} images" if self.is_image else f"{self.x_shape[0]} features"
+        labels = f"{self.num_classes} classes" if self.has_labels else "no labels"
+        n = len(self.train) + len(self.val) + len(self.test)
+        text = f"{self.name}: {n} rows of {what}, {KIND_WORDS[self.kind]}, {labels}"
+        return "; ".join([text, *self.notes])
 
     def training_batch(self, x: torch.Tensor) -> torch.Tensor:
         """A training batch as the trainer feeds it: a fresh binary draw under dynamic
@@ -399,16 +581,18 @@ def load(config: DataConfig = DataConfig()) -> Dataset:
     if config.binarize not in BINARIZE:
         raise DataError(f"unknown binarization {config.binarize!r}; choose one of {list(BINARIZE)}")
     ground_truth = None
+    if config.is_user_data:
+        return load_user_data(config)
     if config.data == "digits":
         train, test = _load_digits(config)
-        val_size = 180 if config.val_size is None else config.val_size
+        val_size = 180 if config.val_size is None else _count(config.val_size, len(train), "val_size")
     elif config.data in IDX_DATASETS:
         train, test = _load_idx(config.data, config)
-        val_size = 5000 if config.val_size is None else config.val_size
+        val_size = 5000 if config.val_size is None else _count(config.val_size, len(train), "val_size")
     elif config.data == "dsprites":
         from pvae import dsprites  # the renderer, imported only for the dataset that needs it
 
-        val_size = 5000 if config.val_size is None else config.val_size
+        val_size = 5000 if config.val_size is None else int(config.val_size)
         train, val, test, ground_truth = dsprites.splits(config.data_dir, config.data_seed, val_size)
     else:
         raise DataError(f"unknown dataset {config.data!r}; choose one of {list(DATASETS)}")
@@ -441,3 +625,251 @@ def keep_subset(split: Split, n: int, generator: torch.Generator) -> Split:
             f"datapoints, so {n} keeps {'all of them (drop --train-size)' if n >= len(split) else 'none'}"
         )
     return split.subset(torch.randperm(len(split), generator=generator)[:n])
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name the user meant as a path: it exists, or it has a folder or a file suffix in it."""
+    return Path(name).expanduser().exists() or "/" in name or os.sep in name or bool(Path(name).suffix)
+
+
+def _count(size: float, n: int, name: str) -> int:
+    """A split's size from ``--val-size``/``--test-size``: a count, or a fraction below 1 of ``n`` (at least 1)."""
+    if size < 1:
+        return max(1, round(size * n))
+    return int(size)
+
+
+# --------------------------------------------------------------------------------------------
+# The user's own data
+
+
+def load_user_data(config: DataConfig) -> Dataset:
+    """The user's data file or folder (``config.data``) as a :class:`Dataset` (see :mod:`pvae.userdata`).
+
+    :raises DataError: for a file that cannot be read, data that cannot be modelled, or a file that has
+        changed since ``config.checksum`` was recorded.
+    """
+    from pvae import userdata
+
+    path = Path(config.data).expanduser()
+    if not path.exists():
+        near = difflib.get_close_matches(config.data, DATASETS, n=1)
+        hint = f"; did you mean the built-in {near[0]}?" if near and "/" not in config.data else ""
+        raise DataError(
+            f"--data {config.data}: no such file or folder{hint} (the built-in data: {', '.join(DATASETS)})"
+        )
+    digest = userdata.checksum(path)
+    if config.checksum is not None:
+        if digest != config.checksum:
+            raise DataError(
+                f"{path.resolve()} has changed since the run was trained (SHA-256 {digest[:12]}…, the run recorded "
+                f"{config.checksum[:12]}…): restore the file it was trained on, or train a new run on this one"
+            )
+    arrays = userdata.read(path, config.read_options)
+    return from_arrays(
+        arrays.x,
+        arrays.y,
+        arrays.factors,
+        kind=config.kind,
+        split=arrays.split,
+        val_size=config.val_size,
+        test_size=config.test_size,
+        data_seed=config.data_seed,
+        binarize=config.binarize,
+        features=arrays.features,
+        classes=arrays.classes,
+        levels=arrays.levels,
+        name=path.name,
+        train_size=config.train_size,
+        labels=config.labels,
+        where=str(path),
+        source={"path": str(path.resolve()), "bytes": _size(path), "sha256": digest},
+    )
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+#: The kinds each found kind may be read as (``--kind``): a wider kind holds it, a narrower one cannot.
+WIDER_KINDS = {
+    "binary": ("binary", "counts", "levels", "real"),
+    "counts": ("counts", "real"),
+    "levels": ("levels", "real"),
+    "real": ("real",),
+}
+
+
+def from_arrays(
+    x,
+    y=None,
+    factors=None,
+    kind: str | None = None,
+    *,
+    split=None,
+    val_size: float | None = None,
+    test_size: float | None = None,
+    data_seed: int = 0,
+    binarize: str = "none",
+    features: tuple[str, ...] | None = None,
+    classes: tuple[str, ...] | None = None,
+    levels: int | None = None,
+    name: str = "arrays",
+    train_size: int | None = None,
+    labels: int | None = None,
+    where: str = "the data",
+    source: dict | None = None,
+) -> Dataset:
+    """A :class:`Dataset` from arrays: what ``--data PATH`` builds, for data already in Python.
+
+    The data's kind is found (:func:`pvae.userdata.find_kind`) and picks the likelihood a run uses
+    unless told otherwise; real-valued features are standardized with the training split's mean and
+    sd (every log-density stays in nats of the data as given: :attr:`Dataset.log_scale`).
+
+    :param x: ``(N, D)`` vectors or ``(N, C, H, W)`` images: a NumPy array (a memory map stays one), a
+        tensor, or a SciPy sparse matrix (kept sparse, densified per batch).
+    :param y: labels ``(N,)``: integers from 0, or names (sorted into classes); ``None``: unlabelled.
+    :param factors: ground-truth factor indices ``(N, F)``, or ``None``.
+    :param kind: one of :data:`pvae.userdata.KINDS`, to read the data as a wider kind than found.
+    :param split: ``train``/``val``/``test`` per row; ``None``: drawn with ``data_seed``.
+    :param val_size: validation rows, a count or a fraction below 1 (default 10%%).
+    :param test_size: test rows, a count or a fraction below 1 (default 10%%; ignored with ``split``).
+    :param data_seed: seed of the split and of any binarization.
+    :param binarize: as :attr:`DataConfig.binarize` (``none``: the data as they are).
+    :param features: the features' names; ``classes``: the labels' names.
+    :param levels: the value of white in uint8 images (255), which are then stored as bytes.
+    :param name: what the data are called in messages and tables.
+    :param train_size: keep a fixed-seed subset of N training rows.
+    :param labels: keep N training labels (semi-supervised), as :attr:`DataConfig.labels`.
+    :param where: the file, for messages.
+    :param source: recorded on the dataset (its path, size and checksum).
+    :raises DataError: naming the problem and the fix.
+    """
+    from pvae import userdata
+
+    if isinstance(x, torch.Tensor):
+        x = x.numpy()
+    if not hasattr(x, "toarray"):
+        x = np.asarray(x) if not isinstance(x, np.ndarray) else x
+        if x.dtype == object or x.dtype.kind not in "biuf":
+            raise DataError(f"{where} holds {x.dtype} values; pvae models numbers (bool, int or float)")
+        if x.ndim == 1:
+            raise DataError(f"{where} is 1-D ({x.shape[0]} values): give one row per datapoint, e.g. shape (N, 1)")
+        if x.ndim == 3:
+            x = x[:, None]
+    n = x.shape[0]
+    if n < 3:
+        raise DataError(f"{where} holds {n} datapoint(s): a model needs at least a few")
+    if levels is not None:  # images of bytes out of `levels`: binary when black and white only
+        found = "binary" if np.isin(x, (0, levels)).all() else "levels"
+    else:
+        found = userdata.find_kind(x, where)
+    if kind is not None and kind not in WIDER_KINDS[found]:
+        raise DataError(
+            f"--kind {kind}: {where} holds {userdata.KIND_WORDS[found]}, which cannot be read as {kind}; "
+            f"choose one of {', '.join(WIDER_KINDS[found])}"
+        )
+    kind = kind or found
+    notes = []
+    has_labels = y is not None
+    if y is None:
+        y = np.zeros(n, dtype=np.int64)
+    y = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    if len(y) != n:
+        raise DataError(f"{where}: {len(y)} labels for {n} datapoints: give one per datapoint")
+    if has_labels and len(torch.unique(y)) < 2:
+        name = classes[0] if classes else int(y[0])
+        raise DataError(f"{where}: every label is {name!r}, one class only; labels need two or more classes")
+    if factors is not None:
+        factors = torch.as_tensor(np.asarray(factors), dtype=torch.int64)
+        if factors.ndim != 2 or len(factors) != n:
+            raise DataError(f"{where}: factors must have shape (N, F) = ({n}, F), not {tuple(factors.shape)}")
+    whole = replace(_store(x, y, factors, kind, levels), origin=torch.arange(n))
+    parts = _split_rows(n, split, val_size, test_size, data_seed, where)
+    train, val, test = (whole.subset(part) for part in parts)
+    if kind == "real":
+        loc, scale, constant = _feature_statistics(train)
+        if constant:
+            notes.append(f"{constant} constant feature(s) left unscaled")
+        train, val, test = (replace(s, loc=loc, scale=scale) for s in (train, val, test))
+        notes.append("features standardized with the training split's mean and sd")
+    if binarize != "none":
+        if kind not in ("binary", "levels"):
+            raise DataError(f"--binarize {binarize} draws 0/1 from values in [0, 1]; {where} holds {kind} data")
+        val = _binarized(val, data_seed + _SEED_OFFSETS["val"])
+        test = _binarized(test, data_seed + _SEED_OFFSETS["test"])
+        if binarize == "static":
+            train = _binarized(train, data_seed + _SEED_OFFSETS["train"])
+    if train_size is not None:
+        train = keep_subset(train, train_size, torch.Generator().manual_seed(data_seed + 5))
+    num_classes = int(y.max()) + 1
+    if labels is not None:
+        if not has_labels:
+            raise DataError(f"--labels keeps some training labels, but {where} has none: give --label-column")
+        train = keep_labels(train, labels, num_classes, torch.Generator().manual_seed(data_seed + 4))
+    notes.insert(0, f"split {len(train)}/{len(val)}/{len(test)} (train/val/test)")
+    return Dataset(
+        name, train, val, test, binarize, num_classes, None, kind, has_labels, features, classes, source, tuple(notes)
+    )
+
+
+def _store(x, y: torch.Tensor, factors, kind: str, levels: int | None) -> Split:
+    """All rows as one :class:`Split`, stored compactly: bits for binary data, bytes for uint8 images,
+    the smallest exact dtype for counts; a memory map or a sparse matrix as it is (read per batch)."""
+    from pvae.userdata import smallest_exact
+
+    lazy = (
+        hasattr(x, "toarray")
+        or isinstance(x, np.memmap)
+        or (isinstance(x, np.ndarray) and x.base is not None and isinstance(x.base, np.memmap))
+    )
+    if lazy:
+        return Split(x, y, factors=factors)
+    if kind == "binary":
+        return Split.from_bits(torch.from_numpy(np.ascontiguousarray(x)), y, factors)
+    if levels is not None and x.dtype == np.uint8:
+        return Split.from_levels(torch.from_numpy(np.ascontiguousarray(x)), levels, y, factors)
+    stored = smallest_exact(np.ascontiguousarray(x)) if kind == "counts" else x
+    if kind != "counts" and stored.dtype.kind != "f":
+        stored = stored.astype(np.float32)
+    return Split(torch.from_numpy(np.ascontiguousarray(stored)), y, factors=factors)
+
+
+def _split_rows(n: int, split, val_size, test_size, seed: int, where: str) -> tuple[torch.Tensor, ...]:
+    """Rows of train, validation and test: from ``split`` where given (validation carved out of train
+    when it marks none), else drawn with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    if split is not None:
+        split = np.asarray(split).astype(str)
+        rows = {name: torch.from_numpy(np.flatnonzero(split == name)) for name in ("train", "val", "test")}
+        train, test = rows["train"], rows["test"]
+        if len(rows["val"]):
+            return train, rows["val"], test
+    else:
+        order = torch.randperm(n, generator=generator)
+        n_test = _count(test_size, n, "test_size") if test_size is not None else max(1, round(0.1 * n))
+        if n_test >= n - 1:
+            raise DataError(f"--test-size {test_size} leaves {n - n_test} of {where}'s {n} rows to train on")
+        test, train = order[:n_test], order[n_test:]
+    n_val = _count(val_size, len(train), "val_size") if val_size is not None else max(1, round(0.1 * len(train)))
+    if n_val >= len(train):
+        raise DataError(f"--val-size {val_size} leaves no training row of the {len(train)}")
+    train = train[torch.randperm(len(train), generator=generator)]
+    return train[n_val:], train[:n_val], test
+
+
+def _feature_statistics(split: Split) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Each feature's mean and sd over ``split`` (float64 sums, a chunk of rows at a time), as float32;
+    a feature of sd 0 keeps scale 1. Returns ``(loc, scale, constant features)``."""
+    total = square = None
+    for start in range(0, len(split), 4096):
+        part = split.raw(slice(start, start + 4096)).reshape(-1, math.prod(split.x_shape))
+        total = part.sum(0) if total is None else total + part.sum(0)
+        square = (part**2).sum(0) if square is None else square + (part**2).sum(0)
+    n = len(split)
+    mean = total / n
+    sd = ((square / n - mean**2).clamp_min(0) * n / max(n - 1, 1)).sqrt()
+    constant = int((sd == 0).sum())
+    sd = torch.where(sd > 0, sd, torch.ones_like(sd))
+    shape = split.x_shape
+    return mean.float().reshape(shape), sd.float().reshape(shape), constant

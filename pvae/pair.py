@@ -28,6 +28,7 @@ trait                     side   default               meaning
 ``auxiliary_loss(x, y)``  guide  absent                a summed loss of a labelled batch, added to the negative ELBO
 ``requires_binary``       lik.   ``False``             the model's ``likelihood`` needs pixels of exactly 0 or 1
 ``requires_grey``         lik.   ``False``             the model's ``likelihood`` needs grey levels
+``support``               lik.   every kind            the kinds of data it holds (binary, counts, levels, real)
 ========================  =====  ====================  ==========================================================
 
 (``lik.``: the model's ``likelihood`` module.) A public attribute whose name is close to a trait's
@@ -127,6 +128,7 @@ class Traits:
     :param likelihood: class name of the model's ``likelihood`` module (``None``: it has none).
     :param requires_binary: the likelihood needs binary pixels.
     :param requires_grey: the likelihood needs grey levels.
+    :param support: the kinds of data (:data:`pvae.userdata.KINDS`) the likelihood holds.
     :param point_estimate: the guide is a point mass.
     :param mean_field: no latent of the guide depends on another.
     :param classifies: the guide has ``classify(x)``.
@@ -149,6 +151,7 @@ class Traits:
     likelihood: str | None = None
     requires_binary: bool = False
     requires_grey: bool = False
+    support: tuple[str, ...] = ("binary", "counts", "levels", "real")
     point_estimate: bool = False
     mean_field: bool = True
     classifies: bool = False
@@ -189,7 +192,11 @@ GUIDE_TRAITS: dict[str, Any] = {"point_estimate": False, "mean_field": True}
 #: Optional methods of a guide.
 GUIDE_METHODS = ("classify", "auxiliary_loss")
 #: Declarations a likelihood may make, with their defaults.
-LIKELIHOOD_TRAITS: dict[str, Any] = {"requires_binary": False, "requires_grey": False}
+LIKELIHOOD_TRAITS: dict[str, Any] = {
+    "requires_binary": False,
+    "requires_grey": False,
+    "support": ("binary", "counts", "levels", "real"),
+}
 #: Names pvae once read, and what to declare instead.
 RETIRED = {"conditional": "labels = 'observed'", "semi_supervised": "labels = 'semi-supervised'"}
 
@@ -294,7 +301,8 @@ def _guide_class_traits(cls: type) -> dict[str, Any]:
 @functools.cache
 def _likelihood_class_traits(cls: type) -> dict[str, Any]:
     _refuse_near_misses(_class_names(cls), cls, "likelihood")
-    return {name: bool(value) for name, value in _declared(cls, LIKELIHOOD_TRAITS, "likelihood").items()}
+    declared = _declared(cls, LIKELIHOOD_TRAITS, "likelihood")
+    return {name: tuple(value) if name == "support" else bool(value) for name, value in declared.items()}
 
 
 def model_defaults(model_cls: type) -> tuple[str, str, dict[str, Any]]:
@@ -427,11 +435,16 @@ def check_compatible(pair: Traits, dataset: Dataset, config: TrainConfig | None 
     :raises ValueError: naming the fix.
     """
 
-    if pair.requires_binary and not dataset.is_binary:
+    if pair.requires_binary and not dataset.is_binary and dataset.kind == "levels":
         raise ValueError(
             f"the {pair.likelihood} likelihood needs binary pixels but binarize='none' keeps "
             "grey levels; use --binarize dynamic (or static), or a likelihood for grey levels "
             "(--likelihood continuous-bernoulli, or --likelihood gaussian)"
+        )
+    if pair.labels != "none" and not dataset.has_labels:
+        raise ValueError(
+            f"{pair.model} uses labels, and these data have none: name the label column (--label-column), or use "
+            "a model without labels (--model vae)"
         )
     if pair.x_shape is not None and pair.x_shape != tuple(dataset.x_shape):
         raise ValueError(f"the model expects datapoints of shape {pair.x_shape}, the data has {dataset.x_shape}")
@@ -457,11 +470,13 @@ def check_compatible(pair: Traits, dataset: Dataset, config: TrainConfig | None 
             f"{pair.model} leaves unknown labels to the guide, but {pair.guide} proposes none "
             "(it has no classify(x)): use --guide m2"
         )
-    if pair.requires_grey and dataset.is_binary:
+    if pair.requires_grey and dataset.is_binary and dataset.kind in ("binary", "levels"):
         raise ValueError(
             f"the {pair.likelihood} likelihood is for grey levels: on binary pixels its density grows "
             "without bound as the decoder saturates; use --binarize none, or --likelihood bernoulli"
         )
+    if pair.likelihood is not None and dataset.model_kind not in pair.support:
+        raise ValueError(_support_message(pair, dataset.model_kind))
     if semi and config is not None and config.elbo != "enum":
         raise ValueError(
             f"{pair.model} sums over the unknown labels by enumeration: use --elbo enum, not {config.elbo!r}"
@@ -479,6 +494,19 @@ def check_compatible(pair: Traits, dataset: Dataset, config: TrainConfig | None 
                 f"--jit on compiles the loss with torch.jit.trace, but {why}: use --jit auto (eager where a trace "
                 "cannot hold the loss) or --jit off"
             )
+
+
+def _support_message(pair: Traits, kind: str) -> str:
+    from pvae.likelihoods import LIKELIHOODS, check_support
+
+    name = next((n for n, cls in LIKELIHOODS.items() if cls.__name__ == pair.likelihood), None)
+    if name is None:  # a likelihood of the user's: its declared support, in words
+        return f"the {pair.likelihood} likelihood holds {' or '.join(pair.support)} data, not {kind} data"
+    try:
+        check_support(LIKELIHOODS[name], kind, name)
+    except ValueError as error:
+        return str(error)
+    return f"the {name} likelihood cannot hold {kind} data"
 
 
 def applicable_estimators(pair: Traits, dataset: Dataset, train: TrainConfig) -> dict[str, bool | str]:

@@ -10,6 +10,9 @@ the global step (gradient steps since the run began):
   for a Gaussian q(z|x) and a diagonal Gaussian prior (:func:`kl_per_dimension`);
 * ``images/reconstructions`` (validation images above their reconstructions) and ``images/prior_samples``
   (decoder means at the same prior draws each time), every ``--tensorboard-images`` epochs and after the last;
+  for vector data ``(N, D)``, the figures ``figures/reconstructions`` and ``figures/prior_samples`` of
+  :mod:`pvae.plots.run` instead (:func:`~pvae.plots.run.feature_reconstruction_figure`,
+  :func:`~pvae.plots.run.feature_samples_figure`: the features in the data's units), at the same epochs;
 * the run's settings as hparams with its final test numbers (``test/*``), for TensorBoard's HParams view.
 
 The ``tensorboard`` package is an optional extra (``pip install "pvae[tensorboard]"``), imported only when a
@@ -195,8 +198,9 @@ class TensorBoardLog:
         try:
             self._kl(writer, step, model, guide)
             epoch = row["epoch"]
-            if (epoch % self.config.tensorboard_images == 0 or last) and len(self.dataset.x_shape) == 3:
-                self._images(writer, step, model, guide)
+            if epoch % self.config.tensorboard_images == 0 or last:
+                show = self._images if self.dataset.is_image else self._figures
+                show(writer, step, model, guide)
         finally:
             model.train(modes[0])
             guide.train(modes[1])
@@ -228,6 +232,21 @@ class TensorBoardLog:
         torch.manual_seed(self.seed)  # the same prior draws at every epoch (the caller restores the stream)
         labels = torch.arange(self.images) % pair.num_classes if pair.decodes_labels else None
         writer.add_image("images/prior_samples", image_grid(sample_prior(model, self.images, labels), columns), step)
+
+    def _figures(self, writer, step: int, model, guide) -> None:
+        """Vector data: the figures of their reconstructions and prior samples, rendered."""
+        from pvae.plots.run import feature_reconstruction_figure, feature_samples_figure
+
+        pair = traits(model, guide)
+        rows = min(6, self.images, len(self.dataset.val))  # one small panel each
+        writer.add_figure(
+            "figures/reconstructions", feature_reconstruction_figure(model, guide, self.dataset, "val", rows), step
+        )
+        torch.manual_seed(self.seed)  # the same prior draws at every epoch (the caller restores the stream)
+        labels = torch.arange(self.images) % pair.num_classes if pair.decodes_labels else None
+        writer.add_figure(
+            "figures/prior_samples", feature_samples_figure(model, self.dataset, self.images, labels), step
+        )
 
     def finish(self, step: int, settings: dict, test: dict) -> None:
         """Write the run's settings as hparams with its test numbers (``test/KEY`` scalars at ``step``, the

@@ -154,8 +154,8 @@ def test_float_storage_keeps_data_on_no_grid():
     split = data.Split(x, torch.zeros(5, dtype=torch.long))
     assert torch.equal(split.images(), x) and torch.equal(split.images(torch.tensor([4, 1])), x[[4, 1]])
     assert split.x_shape == (3,) and not split.is_binary
-    with pytest.raises(ValueError, match="use Split.from_levels"):
-        data.Split(torch.zeros(2, 3, dtype=torch.uint8), torch.zeros(2))
+    counts = data.Split(torch.tensor([[0, 3, 255], [7, 1, 2]], dtype=torch.uint8), torch.zeros(2))
+    assert counts.images().dtype == torch.float32 and counts.images()[0].tolist() == [0.0, 3.0, 255.0]
 
 
 def test_binarized_splits_are_stored_as_bits_and_grey_ones_as_bytes():

@@ -44,6 +44,7 @@ SMALL = {
     + ["--local-steps", "5", "--elbo-samples", "20", "--latent-points", "50"],
     "quality": ["--samples", "60"],
     "disentangle": [],
+    "encode": [],
     "runs": None,
     "report": None,
     "sweep": None,

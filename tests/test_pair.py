@@ -53,6 +53,7 @@ VAE_TRAITS = Traits(
     likelihood="Bernoulli",
     requires_binary=True,
     requires_grey=False,
+    support=("binary",),
     point_estimate=False,
     mean_field=True,
     classifies=False,
@@ -66,7 +67,9 @@ ZOO = [
     (PairConfig("vae", "iaf"), replace(VAE_TRAITS, guide="IAFGuide")),
     (
         PairConfig("vae", likelihood="continuous-bernoulli"),
-        replace(VAE_TRAITS, likelihood="ContinuousBernoulli", requires_binary=False, requires_grey=True),
+        replace(
+            VAE_TRAITS, likelihood="ContinuousBernoulli", requires_binary=False, requires_grey=True, support=("levels",)
+        ),
     ),
     (
         PairConfig("linear"),
@@ -77,6 +80,7 @@ ZOO = [
             exact_marginal=True,
             likelihood="Gaussian",
             requires_binary=False,
+            support=("binary", "levels", "counts", "real"),
         ),
     ),
     (

@@ -237,3 +237,39 @@ def test_a_point_mass_guide_logs_no_kl_and_says_why(tmp_path, capsys):
 def test_bad_intervals_are_refused(tmp_path, capsys, flag):
     assert train(tmp_path / "run", "--epochs", "1", "--tensorboard", flag, "0") == 2
     assert f"{flag} must be a positive number" in capsys.readouterr().err
+
+
+def test_vector_data_log_the_figures_of_their_features_in_place_of_images(tmp_path):
+    """A table of real values: the reconstructions and prior samples are the figures of :mod:`pvae.plots.run`
+    (in the data's units), rendered pixel for pixel as the final pair draws them."""
+    from sklearn.datasets import load_wine
+    from torch.utils.tensorboard._utils import figure_to_image
+
+    from pvae.plots.run import feature_reconstruction_figure, feature_samples_figure
+
+    table = load_wine()
+    wine = data.from_arrays(table.data, table.target, features=tuple(table.feature_names), name="wine")
+    torch.manual_seed(derived_seed(3))
+    pair = build_pair(PairConfig(z_dim=2, hidden=(16,), likelihood="gaussian-per-pixel"), wine.x_shape, 3, dataset=wine)
+    model, guide = on_test_device(*pair)
+    log = TensorBoardLog(tmp_path / "tb", wine, TensorBoardConfig(True, EVERY, 1), images=8)
+    rows = fit(model, guide, wine, TrainConfig(epochs=2, batch_size=64, seed=derived_seed(4)), progress=False, log=log)
+    log.close()
+    accumulator = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    accumulator.Reload()
+    assert not [tag for tag in accumulator.Tags()["images"] if tag.startswith("images/")]
+    model.eval()
+    guide.eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # the log's seed: the same prior draws at every epoch
+        samples = feature_samples_figure(model, wine, 8)
+    expected = {
+        "figures/reconstructions": figure_to_image(feature_reconstruction_figure(model, guide, wine, "val", 6)),
+        "figures/prior_samples": figure_to_image(samples),
+    }
+    ends = np.cumsum([row["steps"] for row in rows]).tolist()
+    for tag, rendered in expected.items():
+        logged = accumulator.Images(tag)
+        assert [e.step for e in logged] == ends  # --tensorboard-images 1: after each epoch
+        pixels = np.asarray(Image.open(io.BytesIO(logged[-1].encoded_image_string)).convert("RGB"))
+        assert np.array_equal(pixels, np.moveaxis(rendered, 0, -1)), tag  # (H, W, 3), the last epoch's pair

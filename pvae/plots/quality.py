@@ -65,3 +65,33 @@ def plot_likelihood_draws(data: torch.Tensor, means: torch.Tensor, draws: torch.
         raise ValueError(f"need {ncol} images of each kind, got {len(data)} real and {len(means)} generated")
     rows = torch.cat([data[:ncol], means[:ncol], draws[:ncol].clamp(0, 1)])
     return plot_images(rows, ncol, "decoder means and draws of p(x | z) at the same z", ["data", "mean", "draw"])
+
+
+def plot_ppc(results: dict) -> Figure:
+    """Posterior predictive checks (:func:`pvae.quality.ppc.posterior_predictive_check`): for each statistic,
+    the replicates' central interval per feature (grey bars) and the data's value (a dot, red where it falls
+    outside), features sorted by the replicates' mean; a log scale where the values span decades.
+
+    :param results: what :func:`pvae.quality.ppc.posterior_predictive_check` returned.
+    """
+    stats = results["statistics"]
+    fig, axes = plt.subplots(len(stats), 1, figsize=(7.0, 2.2 * len(stats)), layout="constrained", squeeze=False)
+    for ax, (name, stat) in zip(axes[:, 0], stats.items(), strict=True):
+        observed, centre = np.asarray(stat["observed"]), np.asarray(stat["replicated_mean"])
+        low, high = np.asarray(stat["replicated_low"]), np.asarray(stat["replicated_high"])
+        order = np.argsort(centre)
+        position = np.arange(len(order))
+        ax.vlines(position, low[order], high[order], color="grey", linewidth=3, alpha=0.6)
+        inside = (observed >= low) & (observed <= high)
+        ax.scatter(position, observed[order], s=10, c=np.where(inside[order], "black", "tab:red"), zorder=3)
+        positive = np.concatenate([low, high, observed])
+        if (positive > 0).all() and positive.max() / positive.min() > 100:
+            ax.set_yscale("log")
+        ax.set_ylabel(name)
+        ax.set_title(
+            f"{name}: {stat['inside']:.0%} of {len(order)} inside the central {results['coverage']:.0%}",
+            fontsize="small",
+        )
+    axes[-1, 0].set_xlabel("feature (or pair), sorted by the replicates' mean")
+    fig.suptitle(f"data (dots) against {results['replicates']} replicates from the model (bars)")
+    return fig

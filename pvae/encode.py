@@ -1,0 +1,243 @@
+"""Codes out of a trained pair: q(z|x)'s mean and standard deviation (or draws) for every row of a file.
+
+``pvae encode RUN`` encodes the run's own data, in the file's row order, with each row's split; ``--data
+PATH`` encodes a new file with the same columns and kind (a table with other columns, images of another
+size, or counts where the run had binary data are refused, naming the difference). ``--reconstruct`` adds
+the decoder's mean at the code: the data denoised, in their own units. The codes go to ``.npz`` (every
+array), ``.csv``/``.parquet`` (one row per datapoint), ``.npy`` (the means alone) or ``.h5ad`` (a copy of
+the input AnnData with ``obsm["X_pvae"]`` and ``obsm["X_pvae_sd"]``, as scvi-tools writes ``X_scVI``).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+from pvae import options
+from pvae.data import WIDER_KINDS, DataConfig, DataError, Dataset, binarize, evaluation_split
+from pvae.device import module_device, to_device
+from pvae.evaluate import decode_mean, pair_args
+from pvae.pair import traits
+from pvae.sites import Z
+
+#: Suffixes ``--out`` may have.
+OUT_SUFFIXES = (".npz", ".npy", ".csv", ".parquet", ".h5ad")
+#: Draws of z that estimate the mean and sd of a q(z|x) without a closed form (a flow).
+MONTE_CARLO_DRAWS = 256
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """What ``pvae encode`` writes.
+
+    :param data: a file with the run's columns and kind to encode instead of the run's own data.
+    :param draws: write N draws of z per row instead of q(z|x)'s mean and sd (0: mean and sd).
+    :param reconstruct: also write the decoder's mean at each row's code, in the data's own units.
+    :param batch_size: rows encoded at once.
+    :param seed: seed of the draws.
+    :param out: .npz, .npy (the means only), .csv, .parquet or .h5ad (None: RUN/encoded.npz).
+    """
+
+    data: str | None = None
+    draws: int = 0
+    reconstruct: bool = False
+    batch_size: int = 1000
+    seed: int = 0
+    out: str | None = None
+
+    def __post_init__(self):
+        options.positive(self, "draws", zero=True)
+        options.positive(self, "batch_size")
+        options.seed(self, "seed")
+        if self.out is not None:
+            suffix = Path(self.out).suffix.lower()
+            options.require(self, "out", suffix in OUT_SUFFIXES, f"a file ending in {', '.join(OUT_SUFFIXES)}")
+            options.require(self, "out", not (suffix == ".npy" and self.draws), "not .npy with --draws (use .npz)")
+
+
+@dataclass
+class Rows:
+    """The rows to encode, as the model sees them.
+
+    :param x: ``(N, ...)`` float32 on the host (standardized where the run standardizes).
+    :param y: labels ``(N,)`` or ``None``.
+    :param names: each row's name (a table's row number, a file's name, an ``obs_name``).
+    :param split: each row's split in the run (``None`` for a new file).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    names: list[str]
+    split: list[str] | None
+
+
+def run_rows(dataset: Dataset, data_config: DataConfig) -> Rows:
+    """Every row of a run's data, as evaluation sees them: the file's rows in order for the user's own
+    data, the built-in splits one after another otherwise."""
+    if not data_config.is_user_data:
+        parts = [evaluation_split(dataset, data_config, name) for name in ("train", "val", "test")]
+        x = torch.cat([p.images() for p in parts])
+        names = [f"{name}{i}" for name, p in zip(("train", "val", "test"), parts, strict=True) for i in range(len(p))]
+        split = [name for name, p in zip(("train", "val", "test"), parts, strict=True) for _ in range(len(p))]
+        return Rows(x, torch.cat([p.y for p in parts]), names, split)
+    rows = file_rows(dataset, data_config, data_config.data)
+    membership = np.empty(len(rows.x), dtype=object)
+    for name in ("train", "val", "test"):
+        for index in _rows_of(dataset.split(name)):
+            membership[index] = name
+    rows.split = [str(m) for m in membership]
+    return rows
+
+
+def _rows_of(split) -> list[int]:
+    """The file rows a split of the user's data holds."""
+    return split.origin.tolist()
+
+
+def file_rows(dataset: Dataset, data_config: DataConfig, path: str) -> Rows:
+    """The rows of ``path`` read as the run read its data, checked against it and standardized with its
+    training statistics.
+
+    :raises DataError: for a file whose features, datapoint shape or kind differ from the run's.
+    """
+    from pvae import userdata
+
+    arrays = userdata.read(path, data_config.read_options)
+    x = arrays.x
+    if dataset.features is not None and arrays.features != dataset.features:
+        missing = [f for f in dataset.features if f not in (arrays.features or ())]
+        extra = [f for f in (arrays.features or ()) if f not in dataset.features]
+        raise DataError(
+            f"{path} has other columns than the run's data: missing {missing[:5] or 'none'}, extra "
+            f"{extra[:5] or 'none'}{'' if missing or extra else ' (the same columns in another order: reorder them)'}"
+        )
+    if tuple(x.shape[1:]) != tuple(dataset.x_shape):
+        raise DataError(
+            f"{path} holds datapoints of shape {tuple(x.shape[1:])}; the run was trained on {dataset.x_shape}"
+        )
+    found = "levels" if arrays.levels is not None else userdata.find_kind(x, path)
+    if dataset.kind not in WIDER_KINDS[found]:
+        raise DataError(
+            f"{path} holds {userdata.KIND_WORDS[found]}, the run's data were {dataset.kind}: it cannot encode them"
+        )
+    chunks = []
+    for _, part in userdata.row_chunks(x):
+        part = torch.from_numpy(part).reshape(len(part), *dataset.x_shape)
+        if arrays.levels is not None:
+            part = part / arrays.levels
+        chunks.append(part.float())
+    values = torch.cat(chunks)
+    if dataset.standardized:
+        values = (values - dataset.train.loc) / dataset.train.scale
+    if dataset.binarize != "none":  # as evaluation binarizes: once, with a fixed seed
+        values = binarize(values, torch.Generator().manual_seed(data_config.data_seed + 2))
+    y = None if arrays.y is None else torch.from_numpy(arrays.y)
+    names = list(arrays.rows) if arrays.rows is not None else [str(i) for i in range(len(values))]
+    return Rows(values, y, names, None)
+
+
+@torch.no_grad()
+def encode(
+    model: torch.nn.Module,
+    guide: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    draws: int = 0,
+    batch_size: int = 1000,
+) -> dict[str, torch.Tensor]:
+    """q(z|x) of every row of ``x``, a batch at a time.
+
+    :returns: ``{"mean": (N, d), "sd": (N, d)}`` — the closed form where q(z|x) has one (a diagonal or
+        full-rank Gaussian), else estimated from :data:`MONTE_CARLO_DRAWS` draws; with ``draws``,
+        ``{"draws": (N, draws, d)}`` instead. On the host.
+    """
+    pair = traits(model, guide)
+    device = module_device(guide)
+    out: dict[str, list] = {}
+    for start in range(0, len(x), batch_size):
+        xb = to_device(x[start : start + batch_size], device)
+        yb = None if y is None else to_device(y[start : start + batch_size], device)
+        args = pair_args(pair, xb, yb)
+        for key, value in _codes(guide, args, draws).items():
+            out.setdefault(key, []).append(value.cpu())
+    return {key: torch.cat(values) for key, values in out.items()}
+
+
+def _codes(guide, args: tuple, draws: int) -> dict[str, torch.Tensor]:
+    if draws:
+        with pyro.plate("draws", draws, dim=-2):
+            value = poutine.trace(guide).get_trace(*args).nodes[Z]["value"]  # (draws, batch, d)
+        return {"draws": value.transpose(0, 1)}
+    trace = poutine.trace(guide).get_trace(*args)
+    others = [n for n, s in trace.nodes.items() if s["type"] == "sample" and n != Z and not site_is_subsample(s)]
+    if not others:
+        fn = trace.nodes[Z]["fn"]
+        try:
+            return {"mean": fn.mean, "sd": fn.variance.sqrt()}
+        except NotImplementedError:
+            pass
+    with pyro.plate("draws", MONTE_CARLO_DRAWS, dim=-2):
+        value = poutine.trace(guide).get_trace(*args).nodes[Z]["value"]
+    return {"mean": value.mean(0), "sd": value.std(0)}
+
+
+def reconstruct(model, dataset: Dataset, mean: torch.Tensor, y: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+    """The decoder's mean at each code, in the units of the data as given: ``(N, *x_shape)``."""
+    label = traits(model).decodes_labels
+    parts = [
+        decode_mean(model, mean[i : i + batch_size], None if (y is None or not label) else y[i : i + batch_size])
+        for i in range(0, len(mean), batch_size)
+    ]
+    return dataset.unstandardize(torch.cat(parts))
+
+
+def write_codes(path: Path, codes: dict[str, torch.Tensor], rows: Rows, source: str | None) -> None:
+    """Write the codes (and reconstructions) of ``rows`` to ``path``, by its suffix, atomically.
+
+    :param source: the ``.h5ad`` the rows came from (for an ``.h5ad`` output).
+    :raises DataError: for an ``.h5ad`` output of data that did not come from one.
+    """
+    from pvae.files import atomic_write
+
+    suffix = path.suffix.lower()
+    arrays = {k: v.numpy() for k, v in codes.items()}
+    columns = {"row": np.array(rows.names)}
+    if rows.y is not None:
+        columns["label"] = rows.y.numpy()
+    if rows.split is not None:
+        columns["split"] = np.array(rows.split)
+    if suffix == ".npz":
+        atomic_write(path, lambda handle: np.savez(handle, **arrays, **columns))
+    elif suffix == ".npy":
+        atomic_write(path, lambda handle: np.save(handle, arrays["mean"]))
+    elif suffix in (".csv", ".parquet"):
+        import pandas as pd
+
+        table = pd.DataFrame(columns)
+        for key, value in arrays.items():
+            flat = value.reshape(len(value), -1)
+            for j in range(flat.shape[1]):
+                table[f"{key}_{j + 1}"] = flat[:, j]
+        if suffix == ".csv":
+            atomic_write(path, lambda handle: handle.write(table.to_csv(index=False).encode()))
+        else:
+            atomic_write(path, lambda handle: table.to_parquet(handle))
+    else:
+        if source is None or Path(source).suffix.lower() != ".h5ad":
+            raise DataError(f"--out {path}: an .h5ad output is a copy of the .h5ad the data came from; these did not")
+        import anndata
+
+        adata = anndata.read_h5ad(source)
+        if "mean" in arrays:
+            adata.obsm["X_pvae"], adata.obsm["X_pvae_sd"] = arrays["mean"], arrays["sd"]
+        else:
+            adata.obsm["X_pvae_draws"] = arrays["draws"].reshape(len(arrays["draws"]), -1)
+        if "reconstruction" in arrays:
+            adata.layers["pvae_reconstruction"] = arrays["reconstruction"].reshape(adata.shape)
+        temporary = path.with_name(f".{path.name}.writing.h5ad")
+        adata.write_h5ad(temporary)  # anndata writes to a path; the rename makes it whole or absent
+        temporary.replace(path)

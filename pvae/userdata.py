@@ -1,0 +1,590 @@
+"""The user's own data: files read into arrays, what kind of numbers they hold, and their checksum.
+
+``--data PATH`` (or :func:`pvae.data.from_arrays` in Python) takes
+
+* ``.npy`` — read memory-mapped (never whole): ``(N, D)`` vectors, ``(N, H, W)`` grey images,
+  ``(N, C, H, W)`` or ``(N, H, W, C)`` images (C of 1, 3 or 4);
+* ``.npz`` — keys ``x``, optional ``y`` (labels), ``factors`` (ground-truth factor indices ``(N, F)``)
+  and ``split`` (``train``/``val``/``test`` per row);
+* ``.pt`` — a tensor, or a dict of tensors with the keys of ``.npz``, read with ``weights_only=True``;
+* ``.csv``, ``.tsv``, ``.parquet`` — every numeric column a feature, except the columns named by
+  ``--label-column``, ``--factor-columns``, ``--split-column`` and ``--drop-columns``;
+* a folder of images (PNG, JPEG, BMP, TIFF), grey or colour, one subfolder per class as
+  torchvision's ``ImageFolder`` (or the images themselves, unlabelled);
+* ``.h5ad`` — AnnData's ``X`` or ``--layer NAME``, a sparse matrix kept sparse, labels from ``obs``.
+
+Nothing is ever unpickled: ``np.load(..., allow_pickle=False)``, ``torch.load(..., weights_only=True)``.
+Every problem is one :class:`~pvae.idx.DataError` naming the file, what is wrong and the fix.
+
+The data's **kind** (:data:`KINDS`) is found by :func:`find_kind`: ``binary`` (every value 0 or 1),
+``counts`` (non-negative integers, some above 1), ``levels`` (values in [0, 1]) or ``real``.
+"""
+
+import hashlib
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pvae.idx import DataError
+from pvae.likelihoods import KINDS as LIKELIHOOD_KINDS
+
+#: The kinds of data (declared with the likelihoods, which say which kinds they hold).
+KINDS = tuple(LIKELIHOOD_KINDS)
+#: What each kind is, in words (said when data are loaded).
+KIND_WORDS = {kind: f"{kind} ({values})" for kind, values in LIKELIHOOD_KINDS.items()}
+#: The likelihood a kind gets unless ``--likelihood`` names another.
+DEFAULT_LIKELIHOOD = {
+    "binary": "bernoulli",
+    "counts": "negative-binomial",
+    "levels": "continuous-bernoulli",
+    "real": "gaussian-per-pixel",
+}
+#: Suffixes of the image files a folder is read for.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: Suffixes of the tables.
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
+#: Every file suffix ``--data`` reads.
+SUFFIXES = (".npy", ".npz", ".pt", *TABLE_SUFFIXES, ".h5ad")
+#: Values of a split column or ``split`` array.
+SPLIT_NAMES = ("train", "val", "test")
+#: Rows scanned at a time when a large array is checked (its kind, non-finite values, statistics).
+CHUNK_ROWS = 4096
+
+
+@dataclass
+class Arrays:
+    """What a data file holds, before it is split.
+
+    :param x: ``(N, D)`` vectors or ``(N, C, H, W)`` images: a NumPy array (possibly memory-mapped)
+        or a SciPy sparse matrix ``(N, D)``.
+    :param y: integer labels ``(N,)`` or ``None``.
+    :param classes: the name of each label, where the file names them.
+    :param factors: ground-truth factor indices ``(N, F)`` or ``None``.
+    :param factor_names: the factors' names.
+    :param split: ``(N,)`` array of ``train``/``val``/``test``, or ``None`` (pvae splits).
+    :param features: the features' names (a table's columns), or ``None``.
+    :param rows: the rows' names (an AnnData's ``obs_names``), or ``None``.
+    :param levels: the value of a white pixel of uint8 images (255), else ``None``.
+    """
+
+    x: object
+    y: np.ndarray | None = None
+    classes: tuple[str, ...] | None = None
+    factors: np.ndarray | None = None
+    factor_names: tuple[str, ...] | None = None
+    split: np.ndarray | None = None
+    features: tuple[str, ...] | None = None
+    rows: tuple[str, ...] | None = None
+    levels: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        n = self.x.shape[0]
+        for name in ("y", "factors", "split"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise DataError(f"{name} has {len(value)} rows but x has {n}: give one per datapoint")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a file is read (the fields of :class:`pvae.data.DataConfig` that concern files)."""
+
+    label_column: str | None = None
+    factor_columns: tuple[str, ...] = ()
+    split_column: str | None = None
+    drop_columns: tuple[str, ...] = ()
+    image_size: tuple[int, ...] = ()
+    layer: str | None = None
+
+
+def read(path: str | os.PathLike, options: ReadOptions = ReadOptions()) -> Arrays:
+    """Read a data file or folder into :class:`Arrays`.
+
+    :raises DataError: for a missing file, an unknown suffix, an empty file, or contents that cannot be
+        data (see the module's docstring); the message names the file and the fix.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(
+            f"--data {path}: no such file or folder (give a path to a data file, or one of the built-in names)"
+        )
+    if path.is_dir():
+        return _read_folder(path, options)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(
+            f"--data {path}: pvae does not read {suffix or 'files without a suffix'}; give one of "
+            f"{', '.join(SUFFIXES)} or a folder of images"
+        )
+    if path.stat().st_size == 0:
+        raise DataError(f"--data {path} is empty (0 bytes)")
+    _refuse_options_for(path, options)
+    reader: Callable[[Path, ReadOptions], Arrays] = {
+        ".npy": _read_npy,
+        ".npz": _read_npz,
+        ".pt": _read_pt,
+        ".h5ad": _read_h5ad,
+    }.get(suffix, _read_table)
+    arrays = reader(path, options)
+    if arrays.x.shape[0] < 2:
+        raise DataError(f"--data {path} holds {arrays.x.shape[0]} datapoint(s): a model needs at least a few")
+    return arrays
+
+
+def _refuse_options_for(path: Path, options: ReadOptions) -> None:
+    """Options that name columns mean nothing to an array file."""
+    suffix = path.suffix.lower()
+    columns = suffix in TABLE_SUFFIXES or suffix == ".h5ad"
+    given = [
+        name
+        for name, value in (
+            ("--label-column", options.label_column if suffix != ".h5ad" else None),
+            ("--factor-columns", options.factor_columns if suffix != ".h5ad" else ()),
+            ("--split-column", options.split_column if suffix != ".h5ad" else None),
+            ("--drop-columns", options.drop_columns),
+        )
+        if value and not (columns and suffix in TABLE_SUFFIXES)
+    ]
+    if suffix == ".h5ad":
+        given = [g for g in given if g == "--drop-columns"]
+    if given:
+        raise DataError(f"{', '.join(given)} name columns of a table; {path.name} has none: drop them")
+    if options.layer is not None and suffix != ".h5ad":
+        raise DataError(f"--layer names a layer of an .h5ad file; {path.name} has none: drop it")
+    if options.image_size:
+        raise DataError(f"--image-size resizes the images of a folder; {path.name} is a file: drop it")
+
+
+# --------------------------------------------------------------------------------------------
+# Arrays
+
+
+def _array_shape(path: Path, x: np.ndarray, what: str = "the array") -> np.ndarray:
+    """Vectors ``(N, D)`` or images ``(N, C, H, W)`` from what a file holds."""
+    if x.dtype == object or x.dtype.kind not in "biuf":
+        raise DataError(f"{path}: {what} holds {x.dtype} values; pvae models numbers (bool, int or float)")
+    if x.ndim == 1:
+        raise DataError(
+            f"{path}: {what} is 1-D ({x.shape[0]} values); give one row per datapoint, e.g. reshape it to "
+            f"({x.shape[0]}, 1) for one feature"
+        )
+    if x.ndim == 3:
+        return x[:, None]  # (N, H, W) grey images → (N, 1, H, W), a view
+    if x.ndim == 4 and x.shape[1] not in (1, 3, 4) and x.shape[-1] in (1, 3, 4):
+        return np.moveaxis(x, -1, 1)  # channels last → (N, C, H, W), a view: a memory map stays one
+    if x.ndim > 4:
+        raise DataError(f"{path}: {what} has shape {x.shape}; give (N, D) vectors or (N, C, H, W) images")
+    return x
+
+
+def _read_npy(path: Path, options: ReadOptions) -> Arrays:
+    try:
+        # copy-on-write memory map: rows are read from disk as batches ask for them, never the whole file
+        x = np.load(path, mmap_mode="c", allow_pickle=False)
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise DataError(
+                f"{path} holds Python objects, which pvae does not unpickle (reading them can run code): save "
+                "a numeric array, e.g. np.save(path, x.astype(np.float32))"
+            ) from None
+        raise DataError(f"{path} is not a readable .npy file ({error})") from None
+    return Arrays(_array_shape(path, x))
+
+
+def _read_npz(path: Path, options: ReadOptions) -> Arrays:
+    try:
+        archive = np.load(path, allow_pickle=False)
+        names = set(archive.files)
+        if "x" not in names:
+            raise DataError(f"{path} has no array 'x' (it has {', '.join(sorted(names)) or 'none'}): name the data x")
+        got = {k: archive[k] for k in ("x", "y", "factors", "split") if k in names}
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise DataError(f"{path} holds Python objects, which pvae does not unpickle: save numeric arrays") from None
+        raise DataError(f"{path} is not a readable .npz file ({error})") from None
+    except OSError as error:
+        raise DataError(f"{path} is not a readable .npz file ({error})") from None
+    return _arrays_from_dict(path, got)
+
+
+def _read_pt(path: Path, options: ReadOptions) -> Arrays:
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError for objects, RuntimeError/EOFError for broken files
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:100]
+        raise DataError(
+            f"{path} is not a file of tensors pvae reads without running code ({first}): save a tensor or a dict of "
+            "tensors with torch.save"
+        ) from None
+    if isinstance(loaded, torch.Tensor):
+        loaded = {"x": loaded}
+    if not isinstance(loaded, dict) or "x" not in loaded:
+        raise DataError(f"{path} holds {type(loaded).__name__}; give a tensor, or a dict with the tensor 'x'")
+    got = {}
+    for key in ("x", "y", "factors", "split"):
+        if key in loaded:
+            value = loaded[key]
+            got[key] = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    return _arrays_from_dict(path, got)
+
+
+def _arrays_from_dict(path: Path, got: dict) -> Arrays:
+    x = _array_shape(path, got["x"], "x")
+    n = x.shape[0]
+    for key in ("y", "factors", "split"):
+        if key in got and len(got[key]) != n:
+            raise DataError(f"{path}: {key} has {len(got[key])} rows but x has {n}: give one per datapoint")
+    y, classes = _labels(path, got["y"], "y") if "y" in got else (None, None)
+    factors = None
+    if "factors" in got:
+        factors = np.asarray(got["factors"])
+        if factors.ndim == 1:
+            factors = factors[:, None]
+        if factors.ndim != 2 or factors.dtype.kind not in "biu":
+            raise DataError(
+                f"{path}: factors must be integer indices of shape (N, F), not {factors.dtype} {factors.shape}"
+            )
+    split = _splits(path, got["split"], "split") if "split" in got else None
+    return Arrays(x, y, classes, factors, None, split)
+
+
+def _labels(path, values, what: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """Integer labels 0..K−1 from integers (kept) or names (sorted, their names kept as classes)."""
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise DataError(f"{path}: {what} must be one label per datapoint, not an array of shape {values.shape}")
+    if values.dtype.kind in "iub" and values.min() >= 0:
+        labels, classes = values.astype(np.int64), None
+    else:
+        names, labels = np.unique(values.astype(str), return_inverse=True)
+        classes = tuple(str(n) for n in names)
+    return labels.astype(np.int64), classes
+
+
+def _splits(path, values, what: str) -> np.ndarray:
+    values = np.asarray(values).astype(str)
+    unknown = sorted(set(np.unique(values)) - set(SPLIT_NAMES))
+    if unknown:
+        raise DataError(f"{path}: {what} holds {unknown[:3]}; its values must be train, val or test")
+    for name in ("train", "test"):
+        if not (values == name).any():
+            raise DataError(f"{path}: {what} marks no row {name!r}; a run needs train and test rows")
+    return values
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+
+
+def _pandas():
+    try:
+        import pandas
+    except ImportError:
+        raise DataError("reading tables needs pandas (and pyarrow for .parquet): pip install 'pvae[data]'") from None
+    return pandas
+
+
+def _read_table(path: Path, options: ReadOptions) -> Arrays:
+    pd = _pandas()
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except ImportError as error:
+        raise DataError(f"reading {path.name} needs pyarrow: pip install 'pvae[data]' ({error})") from None
+    except Exception as error:  # pandas' ParserError names the line of a ragged row
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DataError(f"{path} is not a readable table: {first}") from None
+    if frame.shape[0] == 0:
+        raise DataError(f"{path} has a header but no rows")
+    return arrays_from_frame(frame, options, str(path))
+
+
+def arrays_from_frame(frame, options: ReadOptions, where: str = "the table") -> Arrays:
+    """:class:`Arrays` from a pandas ``DataFrame``: the named columns apart, every other a feature.
+
+    :raises DataError: for a named column that is missing, a feature column that is not numeric, or
+        a missing value.
+    """
+    columns = [str(c) for c in frame.columns]
+    frame = frame.set_axis(columns, axis=1)
+    named = [options.label_column, *options.factor_columns, options.split_column, *options.drop_columns]
+    for option, name in [
+        ("--label-column", options.label_column),
+        *[("--factor-columns", n) for n in options.factor_columns],
+        ("--split-column", options.split_column),
+        *[("--drop-columns", n) for n in options.drop_columns],
+    ]:
+        if name is not None and name not in columns:
+            raise DataError(f"{option} {name}: {where} has no such column; its columns are {_listed(columns)}")
+    features = [c for c in columns if c not in named]
+    text = [c for c in features if not _numeric(frame[c])]
+    if text:
+        raise DataError(
+            f"{where}: the columns {_listed(text)} are not numbers; name a label with --label-column, or leave them "
+            f"out with --drop-columns {','.join(text[:5])}"
+        )
+    if not features:
+        raise DataError(f"{where} has no feature column left once the named ones are set apart")
+    values = frame[features].to_numpy()
+    if values.dtype == object or values.dtype.kind == "b":
+        values = values.astype(np.float64)
+    missing = np.argwhere(~np.isfinite(values.astype(np.float64)))
+    if len(missing):
+        row, col = missing[0]
+        raise DataError(
+            f"{where}: row {row + 1} (counting data rows from 1), column {features[col]!r} is "
+            f"{values[row, col]} ({len(missing)} such value(s)); fill or drop them first"
+        )
+    y = classes = None
+    if options.label_column is not None:
+        labels = frame[options.label_column]
+        if labels.isna().any():
+            raise DataError(
+                f"--label-column {options.label_column}: row {int(np.argmax(labels.isna())) + 1} has no label"
+            )
+        y, classes = _labels(where, labels.to_numpy(), f"--label-column {options.label_column}")
+    factors = None
+    if options.factor_columns:
+        factors = np.stack([_factor_codes(frame[c], where, c) for c in options.factor_columns], axis=1)
+    split = None
+    if options.split_column is not None:
+        split = _splits(where, frame[options.split_column].to_numpy(), f"--split-column {options.split_column}")
+    return Arrays(
+        smallest_exact(values), y, classes, factors, tuple(options.factor_columns) or None, split, tuple(features)
+    )
+
+
+def _factor_codes(column, where: str, name: str) -> np.ndarray:
+    values = column.to_numpy()
+    if column.isna().any():
+        raise DataError(f"--factor-columns {name}: row {int(np.argmax(column.isna())) + 1} has no value")
+    _, codes = np.unique(values, return_inverse=True)  # sorted values → 0..K−1
+    return codes.astype(np.int64)
+
+
+def _numeric(column) -> bool:
+    return column.dtype.kind in "biuf"
+
+
+def _listed(names: list[str], most: int = 8) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def smallest_exact(values: np.ndarray) -> np.ndarray:
+    """``values`` in the smallest dtype that holds each exactly: unsigned or signed integers of 8 to
+    64 bits for whole numbers, float32 where it round-trips, else float64."""
+    if values.dtype.kind in "biu" or (values.dtype.kind == "f" and np.all(np.mod(values, 1) == 0)):
+        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        for kind in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64):
+            info = np.iinfo(kind)
+            if info.min <= lo and hi <= info.max:
+                return values.astype(kind)
+    as32 = values.astype(np.float32)
+    return as32 if np.array_equal(as32.astype(values.dtype), values) else values.astype(np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# Image folders
+
+
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError("reading a folder of images needs Pillow: pip install 'pvae[data]'") from None
+    return Image
+
+
+def image_files(folder: Path) -> tuple[list[Path], list[str] | None]:
+    """The image files of ``folder`` in a fixed order, and the class names: one per subfolder holding
+    images (``ImageFolder``'s layout), or ``None`` for images directly in the folder."""
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def images_in(where: Path) -> list[Path]:
+        return sorted(
+            p
+            for p in where.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+        )
+
+    if subfolders:
+        return [p for s in subfolders for p in images_in(s)], [s.name for s in subfolders if images_in(s)]
+    return images_in(folder), None
+
+
+def _read_folder(folder: Path, options: ReadOptions) -> Arrays:
+    Image = _pil()
+    files, classes = image_files(folder)
+    if not files:
+        raise DataError(
+            f"--data {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}), directly or in one subfolder per class"
+        )
+    if options.label_column or options.factor_columns or options.split_column or options.drop_columns or options.layer:
+        raise DataError(f"--data {folder} is a folder of images: column and layer options do not apply; drop them")
+    size = tuple(options.image_size) if options.image_size else None
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise DataError(f"--image-size takes H,W such as 64,64, not {','.join(map(str, size))}")
+    pixels, sizes, modes = [], {}, set()
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image.load()
+                colour = image.mode not in ("1", "L", "I;16", "I", "F", "LA")
+                modes.add(colour)
+                image = image.convert("RGB" if colour else "L")
+                if size is not None and image.size != (size[1], size[0]):
+                    image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                array = np.asarray(image, dtype=np.uint8)
+        except (OSError, SyntaxError, ValueError) as error:
+            raise DataError(f"{file} is not a readable image ({error}); remove or replace it") from None
+        sizes.setdefault(array.shape[:2], file)
+        pixels.append(array)
+    if len(sizes) > 1:
+        (a, first), (b, second) = list(sizes.items())[:2]
+        raise DataError(
+            f"--data {folder}: images of different sizes ({first.name} is {a[0]}×{a[1]}, {second.name} is "
+            f"{b[0]}×{b[1]}); give --image-size H,W to resize them all"
+        )
+    if len(modes) > 1:  # grey and colour mixed: every image as RGB
+        pixels = [np.repeat(p[..., None], 3, axis=-1) if p.ndim == 2 else p for p in pixels]
+    x = np.stack(pixels)
+    x = x[:, None] if x.ndim == 3 else np.ascontiguousarray(np.moveaxis(x, -1, 1))  # (N, C, H, W) uint8
+    y = None
+    if classes is not None:
+        index = {name: i for i, name in enumerate(classes)}
+        y = np.array([index[f.relative_to(folder).parts[0]] for f in files], dtype=np.int64)
+        if len(classes) < 2:
+            y, classes = None, None  # one subfolder: unlabelled images
+    rows = tuple(str(f.relative_to(folder)) for f in files)
+    return Arrays(x, y, tuple(classes) if classes else None, rows=rows, levels=255)
+
+
+# --------------------------------------------------------------------------------------------
+# AnnData
+
+
+def _read_h5ad(path: Path, options: ReadOptions) -> Arrays:
+    try:
+        import anndata
+    except ImportError:
+        raise DataError("reading .h5ad needs anndata: pip install 'pvae[anndata]'") from None
+    try:
+        adata = anndata.read_h5ad(path)
+    except Exception as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DataError(f"{path} is not a readable .h5ad file ({first})") from None
+    if options.layer is not None:
+        if options.layer not in adata.layers:
+            raise DataError(
+                f"--layer {options.layer}: {path.name} has the layers {_listed(list(adata.layers)) or 'none'}"
+            )
+        x = adata.layers[options.layer]
+    else:
+        x = adata.X
+    if x is None:
+        raise DataError(f"{path} has no X matrix; name a layer with --layer")
+    from scipy import sparse
+
+    if sparse.issparse(x):
+        x = sparse.csr_matrix(x)
+        if x.dtype.kind not in "biuf":
+            raise DataError(f"{path}: X holds {x.dtype} values")
+    else:
+        x = np.asarray(x)
+    obs = adata.obs
+    y = classes = None
+    if options.label_column is not None:
+        if options.label_column not in obs.columns:
+            raise DataError(f"--label-column {options.label_column}: obs has the columns {_listed(list(obs.columns))}")
+        y, classes = _labels(path, obs[options.label_column].astype(str).to_numpy(), f"obs[{options.label_column!r}]")
+    factors = None
+    for name in options.factor_columns:
+        if name not in obs.columns:
+            raise DataError(f"--factor-columns {name}: obs has the columns {_listed(list(obs.columns))}")
+    if options.factor_columns:
+        factors = np.stack([_factor_codes(obs[c], str(path), c) for c in options.factor_columns], axis=1)
+    split = None
+    if options.split_column is not None:
+        if options.split_column not in obs.columns:
+            raise DataError(f"--split-column {options.split_column}: obs has the columns {_listed(list(obs.columns))}")
+        split = _splits(path, obs[options.split_column].astype(str).to_numpy(), f"obs[{options.split_column!r}]")
+    return Arrays(
+        x,
+        y,
+        classes,
+        factors,
+        tuple(options.factor_columns) or None,
+        split,
+        tuple(str(v) for v in adata.var_names),
+        tuple(str(v) for v in adata.obs_names),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# What the numbers are
+
+
+def row_chunks(x, chunk: int = CHUNK_ROWS):
+    """``x`` as dense float64 NumPy chunks of rows (for arrays too large to convert at once)."""
+    for start in range(0, x.shape[0], chunk):
+        part = x[start : start + chunk]
+        part = part.toarray() if hasattr(part, "toarray") else np.asarray(part)
+        yield start, part.reshape(len(part), -1)
+
+
+def find_kind(x, where: str = "the data") -> str:
+    """The narrowest of :data:`KINDS` that holds every value of ``x``, read a chunk of rows at a time.
+
+    :raises DataError: for a NaN or infinite value, naming its row and column (flattened feature index).
+    """
+    binary, integers, unit = True, True, True
+    minimum = math.inf
+    for start, part in row_chunks(x):
+        if part.dtype.kind == "f":
+            bad = np.argwhere(~np.isfinite(part))
+            if len(bad):
+                row, col = bad[0]
+                raise DataError(
+                    f"{where}: row {start + row + 1}, feature {col + 1} is {part[row, col]}; fill or drop "
+                    "non-finite values first"
+                )
+        if part.size == 0:
+            continue
+        minimum = min(minimum, float(part.min()))
+        if binary:
+            binary = bool(np.isin(part, (0, 1)).all())
+        if integers:
+            integers = part.dtype.kind in "biu" or bool(np.all(np.mod(part, 1) == 0))
+        if unit:
+            unit = minimum >= 0 and float(part.max()) <= 1
+    if binary:
+        return "binary"
+    if integers and minimum >= 0:
+        return "counts"
+    if unit:
+        return "levels"
+    return "real"
+
+
+def checksum(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, or of a folder's image files (their relative names and bytes, in order)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else image_files(path)[0]
+    for file in files:
+        if file != path:
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
