@@ -24,6 +24,8 @@ class VAE(PyroModule):
     :param hidden: hidden widths of the decoder; ``()`` makes an MLP decoder affine.
     :param likelihood: a name from :data:`pvae.likelihoods.LIKELIHOODS`.
     :param net: decoder family, a name from :data:`pvae.nets.NETS`.
+    :param library: ``"observed"``: counts conditioned on each row's total, the library size (the decoder
+        gives proportions; see :meth:`pvae.likelihoods.Likelihood.use_library`); ``"none"``: not.
     """
 
     #: Latent sites beta scales (see :func:`pvae.objectives.loss_module`).
@@ -36,11 +38,17 @@ class VAE(PyroModule):
         hidden: Sequence[int] = (400,),
         likelihood: str = "bernoulli",
         net: str = "mlp",
+        library: str = "none",
     ):
         super().__init__()
+        if library not in ("none", "observed"):
+            raise ValueError(f"library must be 'none' or 'observed', not {library!r}")
         self.x_shape = tuple(x_shape)
         self.z_dim = z_dim
+        self.library = library
         self.likelihood = get_likelihood(likelihood)(self.x_shape)
+        if library == "observed":
+            self.likelihood.use_library()
         self.decoder = decoder(net, self.code_dim, hidden, self.x_shape, self.likelihood.params_per_pixel)
         self.register_buffer("prior_loc", torch.zeros(z_dim), persistent=False)
         self.register_buffer("prior_scale", torch.ones(z_dim), persistent=False)
@@ -64,7 +72,12 @@ class VAE(PyroModule):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """Sample ``"z"`` from the prior and observe ``x`` (and the label, for conditional models)."""
-        with pyro.plate(DATA, x.shape[0]):
-            y = self.label(y)
-            z = pyro.sample(Z, self.prior())
-            pyro.sample(X, self.decode(z, y), obs=x)
+        if self.library == "observed":  # p(x | z, l): the likelihood reads each row's total
+            self.likelihood.library = x.reshape(x.shape[0], -1).sum(-1, keepdim=True)
+        try:
+            with pyro.plate(DATA, x.shape[0]):
+                y = self.label(y)
+                z = pyro.sample(Z, self.prior())
+                pyro.sample(X, self.decode(z, y), obs=x)
+        finally:
+            self.likelihood.library = None

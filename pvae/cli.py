@@ -462,7 +462,7 @@ def _evaluate_run(path, config, device="cpu", say: str | None = None) -> dict:
         _say_device(say, device)
     check_writable(run.path, "the run directory")  # summary.json is written after the work
     part = evaluation_split(dataset, run_config.data, config.split)
-    x, y = part.images(slice(config.points)), part.y[: config.points]
+    x, y = part.datapoints(config.points), part.y[: config.points]  # read a batch at a time where lazy
     tic = time.perf_counter()
     # under torchrun the ranks share the datapoints and rank 0 gathers them; otherwise one process, as always
     result = evaluate_shared(

@@ -35,6 +35,8 @@ class PairConfig:
         images such as dSprites, with --hidden 256 for its dense layer).
     :param flows: transforms in a flow guide (``pvae.guides.iaf``).
     :param aux_weight: weight of the semi-supervised guide's classification loss (``pvae.guides.m2``).
+    :param library: ``observed`` conditions counts on each row's total, the library size, as scVI does (the
+        decoder gives proportions; poisson, negative-binomial and zinb); ``none`` (or unset) does not.
     """
 
     model: str = "vae"
@@ -45,8 +47,10 @@ class PairConfig:
     net: str | None = None
     flows: int | None = None
     aux_weight: float | None = None
+    library: str | None = field(default=None, metadata=options.choices(("none", "observed")))
 
     def __post_init__(self):
+        options.check_choices(self)
         options.positive(self, "z_dim")
         options.positive(self, "flows", "aux_weight", zero=True)
         options.require(
@@ -96,7 +100,7 @@ class RunConfig:
 
 
 #: Options :func:`build_pair` offers each constructor; a class takes those its signature names.
-MODEL_OPTIONS = ("z_dim", "hidden", "likelihood", "net")
+MODEL_OPTIONS = ("z_dim", "hidden", "likelihood", "net", "library")
 GUIDE_OPTIONS = ("z_dim", "hidden", "net", "flows", "aux_weight")
 
 
@@ -131,6 +135,8 @@ def resolve(config: PairConfig) -> PairConfig:
             if value is None:
                 value = (takes[what] or {}).get(name)
         values[name] = tuple(value) if isinstance(value, list) else value
+    if values.get("library") == "none":  # unset means none: runs written before the option resolve as they did
+        values["library"] = None
     return replace(config, guide=guide, **values)
 
 
@@ -197,6 +203,9 @@ def fit_to_data(model: torch.nn.Module, dataset: "data.Dataset") -> None:
                 "Jacobian (−Σ log sd) that keeps log p(x) in nats of the data as given: give it set_data_scale"
             )
         likelihood.set_data_scale(dataset.log_scale)
+    if getattr(likelihood, "library_mode", False):  # prior draws use the training rows' mean total
+        totals = [dataset.train.raw(slice(i, i + 4096)).flatten(1).sum(1) for i in range(0, len(dataset.train), 4096)]
+        likelihood.mean_library = torch.tensor(float(torch.cat(totals).mean()), dtype=torch.float32)
     if hasattr(likelihood, "set_trials"):
         likelihood.set_trials(max(1, int(dataset.train.raw().max())))
 

@@ -287,6 +287,14 @@ class Split:
             x = (x - self.loc) / self.scale  # standardized with the training split's statistics
         return x
 
+    def datapoints(self, stop: int | None = None) -> "torch.Tensor | LazyImages":
+        """The first ``stop`` datapoints (all: ``None``) as the model sees them, for code that reads them a
+        batch at a time (evaluation): the tensor of :meth:`images` for a split held in memory, a
+        :class:`LazyImages` that reads each batch when asked for a lazy one (a file larger than memory)."""
+        if not self.lazy:
+            return self.images(None if stop is None else slice(stop))
+        return LazyImages(self, len(self) if stop is None else min(stop, len(self)))
+
     def raw(self, index: Index = None) -> torch.Tensor:
         """The datapoints at ``index`` in the units of the data as given (float64: not standardized)."""
         rows = self._rows(index)
@@ -342,6 +350,33 @@ class Split:
     def fully_labelled(self) -> bool:
         """Whether no label is missing."""
         return bool(self.labelled.all())
+
+
+class LazyImages:
+    """The first ``n`` datapoints of a lazy :class:`Split`, indexed like a tensor of them (a slice or a
+    LongTensor of rows gives ``split.images`` of those rows), so that evaluation reads one batch at a time.
+
+    :param split: the split.
+    :param n: how many of its datapoints.
+    """
+
+    def __init__(self, split: Split, n: int):
+        self.split, self.n = split, n
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((self.n, *self.split.x_shape))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index) -> torch.Tensor:
+        if isinstance(index, slice):
+            return self.split.images(slice(*index.indices(self.n)))
+        index = torch.as_tensor(index)
+        if index.dtype == torch.bool:  # a mask of the n datapoints
+            index = torch.nonzero(index).squeeze(1)
+        return self.split.images(index.long())
 
 
 def _packed_bytes(shape: tuple[int, ...]) -> int:
@@ -749,7 +784,7 @@ def from_arrays(
 
     if isinstance(x, torch.Tensor):
         x = x.numpy()
-    if not hasattr(x, "toarray"):
+    if not hasattr(x, "toarray") and not isinstance(x, userdata.NpyRows):  # read per batch: left as it is
         x = np.asarray(x) if not isinstance(x, np.ndarray) else x
         if x.dtype == object or x.dtype.kind not in "biuf":
             raise DataError(f"{where} holds {x.dtype} values; pvae models numbers (bool, int or float)")
@@ -816,13 +851,9 @@ def from_arrays(
 def _store(x, y: torch.Tensor, factors, kind: str, levels: int | None) -> Split:
     """All rows as one :class:`Split`, stored compactly: bits for binary data, bytes for uint8 images,
     the smallest exact dtype for counts; a memory map or a sparse matrix as it is (read per batch)."""
-    from pvae.userdata import smallest_exact
+    from pvae.userdata import NpyRows, smallest_exact
 
-    lazy = (
-        hasattr(x, "toarray")
-        or isinstance(x, np.memmap)
-        or (isinstance(x, np.ndarray) and x.base is not None and isinstance(x.base, np.memmap))
-    )
+    lazy = hasattr(x, "toarray") or isinstance(x, np.memmap | NpyRows)
     if lazy:
         return Split(x, y, factors=factors)
     if kind == "binary":

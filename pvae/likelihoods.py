@@ -153,12 +153,48 @@ class Likelihood(nn.Module):
     requires_binary = False
     #: Data must be grey levels, not exactly 0 or 1 everywhere.
     requires_grey = False
+    #: Its first parameter is a log mean that :meth:`use_library` can make proportions × the library size.
+    takes_library = False
 
     def __init__(self, x_shape: Sequence[int]):
         super().__init__()
         self.x_shape = tuple(x_shape)
         # Not persistent: the state_dict, and so every checkpoint, stays as it was without it.
         self.register_buffer("data_log_scale", None, persistent=False)
+        self.register_buffer("mean_library", None, persistent=False)
+        self.library_mode = False
+        #: the observed library sizes of the batch being scored ``(batch, 1)``, set by the model's forward
+        self.library: torch.Tensor | None = None
+
+    def use_library(self, mean_library: float | None = None) -> None:
+        """Condition the counts on each row's observed total, the library size l, as scVI does (Lopez et al.,
+        2018): the decoder's first parameter block becomes logits of proportions ρ = softmax(·) over the
+        features, and the mean is μ = ρ · l. The model sets :attr:`library` from the data it observes; a draw
+        without data (a sample from the prior) uses ``mean_library``, the training rows' mean total.
+
+        :raises ValueError: for a likelihood without a mean parameter, or data that are not vectors.
+        """
+        if not self.takes_library:
+            raise ValueError(
+                f"{type(self).__name__} has no mean to scale by a library size: use poisson, negative-binomial or zinb"
+            )
+        if len(self.x_shape) != 1:
+            raise ValueError(
+                f"a library size is the total of a row of counts; these datapoints have shape {self.x_shape}"
+            )
+        self.library_mode = True
+        if mean_library is not None:
+            self.mean_library = torch.tensor(float(mean_library))
+
+    def _log_mean(self, log_mu: torch.Tensor) -> torch.Tensor:
+        """log μ from the decoder's block: itself, or log ρ + log l in library mode."""
+        if not self.library_mode:
+            return log_mu
+        library = self.library if self.library is not None else self.mean_library
+        if library is None:
+            raise ValueError("the library size is observed: score data, or give the training rows' mean total")
+        # a row of no counts at all is given library 1, so that its log-mean stays finite
+        return torch.log_softmax(log_mu, dim=-1) + library.clamp_min(1.0).log()
 
     def set_data_scale(self, log_scale: torch.Tensor | None) -> None:
         """Score the data in the units they were given in, before standardization.
@@ -291,9 +327,10 @@ class Poisson(Likelihood):
     """
 
     support = ("binary", "counts")
+    takes_library = True
 
     def distribution(self, out: torch.Tensor) -> dist.Distribution:
-        log_rate = out.reshape(out.shape[:-1] + self.x_shape)
+        log_rate = self._log_mean(out.reshape(out.shape[:-1] + self.x_shape))
         return dist.Poisson(log_rate.exp()).to_event(len(self.x_shape))
 
 
@@ -314,6 +351,7 @@ class NegativeBinomial(Likelihood):
     """
 
     support = ("binary", "counts")
+    takes_library = True
 
     def __init__(self, x_shape: Sequence[int]):
         super().__init__(x_shape)
@@ -321,7 +359,7 @@ class NegativeBinomial(Likelihood):
         self.log_theta = nn.Parameter(torch.zeros(self.x_shape))
 
     def distribution(self, out: torch.Tensor) -> dist.Distribution:
-        log_mu = out.reshape(out.shape[:-1] + self.x_shape)
+        log_mu = self._log_mean(out.reshape(out.shape[:-1] + self.x_shape))
         nb = dist.NegativeBinomial(total_count=self.log_theta.exp(), logits=log_mu - self.log_theta)
         return nb.to_event(len(self.x_shape))
 
@@ -347,6 +385,7 @@ class ZeroInflatedNegativeBinomial(NegativeBinomial):
 
     def distribution(self, out: torch.Tensor) -> dist.Distribution:
         log_mu, gate_logits = self._split(out)  # each (..., *x_shape)
+        log_mu = self._log_mean(log_mu)
         return dist.ZeroInflatedNegativeBinomial(
             total_count=self.log_theta.exp(), logits=log_mu - self.log_theta, gate_logits=gate_logits
         ).to_event(len(self.x_shape))

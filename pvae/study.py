@@ -32,7 +32,7 @@ STATES = ("finished", "partial", "failed", "unreadable")
 #: draws, not design choices (``--no-group`` shows each run).
 SEEDS = ("train.seed", "data.data_seed")
 #: Settings that say where data come from, not what is learnt: never columns.
-IGNORED = ("data.data_dir", "data.download")
+IGNORED = ("data.data_dir", "data.download", "data.checksum")  # a checksum goes with its file, data.data
 #: Folders of a run that hold results, never other runs (not searched).
 RESULT_FOLDERS = ("figures", "elbos", "diagnostics", "disentanglement", "quality")
 #: The numbers a table may show, in order, with their column titles.

@@ -349,12 +349,12 @@ def fit(
             # rank 0 gathers them; each rank's training stream is reseeded at the next epoch anyway
             row = None
             if world == 1:
-                val = evaluate(model, guide, dataset.val.images(), dataset.val.y, num_samples=1, batch_size=1000)
+                val = evaluate(model, guide, dataset.val.datapoints(), dataset.val.y, num_samples=1, batch_size=1000)
             else:
                 val = evaluate_shared(
                     model,
                     guide,
-                    dataset.val.images(),
+                    dataset.val.datapoints(),
                     dataset.val.y,
                     1,
                     1000,

@@ -36,7 +36,13 @@ from pvae.likelihoods import KINDS as LIKELIHOOD_KINDS
 #: The kinds of data (declared with the likelihoods, which say which kinds they hold).
 KINDS = tuple(LIKELIHOOD_KINDS)
 #: What each kind is, in words (said when data are loaded).
-KIND_WORDS = {kind: f"{kind} ({values})" for kind, values in LIKELIHOOD_KINDS.items()}
+KIND_WORDS = {
+    "binary": "binary (0 or 1)",
+    "levels": "levels in [0, 1]",
+    "counts": "counts (non-negative integers)",
+    "real": "real-valued",
+}
+assert set(KIND_WORDS) == set(KINDS)
 #: The likelihood a kind gets unless ``--likelihood`` names another.
 DEFAULT_LIKELIHOOD = {
     "binary": "bernoulli",
@@ -138,21 +144,20 @@ def read(path: str | os.PathLike, options: ReadOptions = ReadOptions()) -> Array
 
 
 def _refuse_options_for(path: Path, options: ReadOptions) -> None:
-    """Options that name columns mean nothing to an array file."""
+    """Options that mean nothing to this kind of file: columns of an array file, a layer of anything but an
+    ``.h5ad``, a size for anything but a folder of images."""
     suffix = path.suffix.lower()
-    columns = suffix in TABLE_SUFFIXES or suffix == ".h5ad"
-    given = [
-        name
-        for name, value in (
-            ("--label-column", options.label_column if suffix != ".h5ad" else None),
-            ("--factor-columns", options.factor_columns if suffix != ".h5ad" else ()),
-            ("--split-column", options.split_column if suffix != ".h5ad" else None),
-            ("--drop-columns", options.drop_columns),
-        )
-        if value and not (columns and suffix in TABLE_SUFFIXES)
-    ]
-    if suffix == ".h5ad":
-        given = [g for g in given if g == "--drop-columns"]
+    columns = {
+        "--label-column": options.label_column,
+        "--factor-columns": options.factor_columns,
+        "--split-column": options.split_column,
+        "--drop-columns": options.drop_columns,
+    }
+    if suffix == ".h5ad":  # its obs has columns, its X none to drop
+        columns = {"--drop-columns": options.drop_columns}
+    elif suffix in TABLE_SUFFIXES:
+        columns = {}
+    given = [flag for flag, value in columns.items() if value]
     if given:
         raise DataError(f"{', '.join(given)} name columns of a table; {path.name} has none: drop them")
     if options.layer is not None and suffix != ".h5ad":
@@ -183,18 +188,112 @@ def _array_shape(path: Path, x: np.ndarray, what: str = "the array") -> np.ndarr
     return x
 
 
-def _read_npy(path: Path, options: ReadOptions) -> Arrays:
-    try:
-        # copy-on-write memory map: rows are read from disk as batches ask for them, never the whole file
-        x = np.load(path, mmap_mode="c", allow_pickle=False)
-    except ValueError as error:
-        if "allow_pickle" in str(error):
+class NpyRows:
+    """The rows of a ``.npy`` file, read from disk as they are asked for (``os.pread``), never the whole file.
+
+    Reading rows with plain reads rather than a memory map keeps them out of the process's resident memory
+    once a batch is done (the pages stay in the kernel's file cache, which it reclaims as it needs), so a
+    file larger than memory trains with the resident memory of a few batches.
+
+    :param path: the ``.npy`` file (C order; its header is checked).
+    :ivar shape: ``(N, ...)`` as the file holds it, then as :meth:`view` makes it (``(N, C, H, W)``).
+    :ivar dtype: the file's dtype.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:  # the header, through NumPy's own reader (a memory map of it, dropped at once)
+            mapped = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except ValueError as error:
+            if "object" in str(error).lower() or "pickle" in str(error).lower():
+                raise DataError(
+                    f"{path} holds Python objects, which pvae does not unpickle (reading them can run code): save "
+                    "a numeric array, e.g. np.save(path, x.astype(np.float32))"
+                ) from None
+            raise DataError(f"{path} is not a readable .npy file ({error})") from None
+        shape, dtype, self.offset = mapped.shape, mapped.dtype, mapped.offset
+        fortran = mapped.flags.f_contiguous and not mapped.flags.c_contiguous
+        del mapped
+        if fortran and len(shape) > 1:
             raise DataError(
-                f"{path} holds Python objects, which pvae does not unpickle (reading them can run code): save "
-                "a numeric array, e.g. np.save(path, x.astype(np.float32))"
-            ) from None
-        raise DataError(f"{path} is not a readable .npy file ({error})") from None
-    return Arrays(_array_shape(path, x))
+                f"{path} is stored in Fortran order; save it C-ordered: np.save(path, np.ascontiguousarray(x))"
+            )
+        self.stored = tuple(shape)
+        self.dtype = dtype
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize if shape else 0
+        expected = self.offset + (shape[0] if shape else 0) * self.row_bytes
+        if self.path.stat().st_size < expected:
+            raise DataError(
+                f"{path} is truncated: its header promises {expected} bytes, the file has {self.path.stat().st_size}"
+            )
+        self.transform = None  # (stored rows) → rows of `shape`
+        self.shape = self.stored
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def view(self, shape: tuple[int, ...], transform) -> "NpyRows":
+        """These rows seen with another shape per row (grey images given a channel, channels moved first)."""
+        view = object.__new__(NpyRows)
+        view.__dict__.update(self.__dict__)
+        view.shape, view.transform = tuple(shape), transform
+        return view
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        n = self.stored[0]
+        if isinstance(index, slice):
+            start, stop, step = index.indices(n)
+            if step == 1:
+                rows = self._read_run(start, max(stop - start, 0))
+            else:
+                rows = self[np.arange(start, stop, step)]
+                return rows
+        else:
+            index = np.asarray(index, dtype=np.int64).reshape(-1)
+            if len(index) and (index.min() < -n or index.max() >= n):
+                raise IndexError(f"row index out of range for {n} rows")
+            index = np.where(index < 0, index + n, index)
+            order = np.argsort(index, kind="stable")
+            rows = np.empty((len(index), *self.stored[1:]), dtype=self.dtype)
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                for position in order:  # in file order: neighbouring rows come from the same pages
+                    row = int(index[position])
+                    chunk = os.pread(fd, self.row_bytes, self.offset + row * self.row_bytes)
+                    rows[position] = np.frombuffer(chunk, dtype=self.dtype).reshape(self.stored[1:])
+            finally:
+                os.close(fd)
+        return rows if self.transform is None else self.transform(rows)
+
+    def _read_run(self, start: int, count: int) -> np.ndarray:
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset + start * self.row_bytes)
+            data = handle.read(count * self.row_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape((count, *self.stored[1:])).copy()
+
+
+def _read_npy(path: Path, options: ReadOptions) -> Arrays:
+    rows = NpyRows(path)
+    if rows.dtype.kind not in "biuf":
+        raise DataError(f"{path}: the array holds {rows.dtype} values; pvae models numbers (bool, int or float)")
+    shape = rows.stored
+    if len(shape) == 1:
+        raise DataError(
+            f"{path}: the array is 1-D ({shape[0]} values); give one row per datapoint, e.g. reshape it to "
+            f"({shape[0]}, 1) for one feature"
+        )
+    if len(shape) == 3:  # (N, H, W) grey images
+        return Arrays(rows.view((shape[0], 1, *shape[1:]), lambda r: r[:, None]))
+    if len(shape) == 4 and shape[1] not in (1, 3, 4) and shape[-1] in (1, 3, 4):  # channels last
+        viewed = (shape[0], shape[3], shape[1], shape[2])
+        return Arrays(rows.view(viewed, lambda r: np.ascontiguousarray(np.moveaxis(r, -1, 1))))
+    if len(shape) > 4:
+        raise DataError(f"{path}: the array has shape {shape}; give (N, D) vectors or (N, C, H, W) images")
+    return Arrays(rows)
 
 
 def _read_npz(path: Path, options: ReadOptions) -> Arrays:

@@ -374,9 +374,9 @@ CASES += [
     Case("ae-with-a-guide", TRAIN + ["--model", "ae", "--guide", "gaussian", "--out", "{user}/r"],
          ("--model ae means --guide delta",)),
     # Names that do not exist.
-    Case("data-unknown", TRAIN + ["--data", "cifar", "--out", "{user}/r"], ("--data", "invalid choice")),
+    Case("data-unknown", TRAIN + ["--data", "cifar", "--out", "{user}/r"], ("--data 'cifar' is not one of", "a file")),
     Case("elbo-unknown", TRAIN + ["--elbo", "elbow", "--out", "{user}/r"], ("--elbo", "invalid choice")),
-    Case("likelihood-unknown", TRAIN + ["--likelihood", "poisson", "--out", "{user}/r"],
+    Case("likelihood-unknown", TRAIN + ["--likelihood", "laplace", "--out", "{user}/r"],
          ("unknown likelihood", "bernoulli")),
     Case("net-unknown", TRAIN + ["--net", "resnet", "--out", "{user}/r"], ("unknown net", "mlp")),
     Case("net-burgess-on-8x8-images", TRAIN + ["--net", "burgess", "--out", "{user}/r"],

@@ -438,3 +438,49 @@ def test_gaussian_holds_every_kind():
     for kind in KINDS:
         check_support(Gaussian, kind, "gaussian")
         check_support(GaussianPerPixel((1, 2, 3)), kind, "gaussian-per-pixel")
+
+
+def test_an_observed_library_size_makes_the_mean_proportions_times_the_row_total():
+    """scVI's p(x | z, l): μ = softmax(decoder) · l, with l the row's observed total; a prior draw without
+    data uses the training rows' mean total."""
+    import numpy as np
+    from scipy import stats
+
+    from pvae.likelihoods import NegativeBinomial
+
+    lik = NegativeBinomial((4,))
+    lik.use_library()
+    with torch.no_grad():
+        lik.log_theta.copy_(torch.tensor([0.0, 0.5, -0.3, 1.2]))
+    out = torch.tensor([[0.1, -0.4, 1.3, 0.0], [2.0, 0.2, -1.0, 0.5]], dtype=torch.float64)
+    x = torch.tensor([[3.0, 0.0, 9.0, 2.0], [20.0, 1.0, 0.0, 4.0]], dtype=torch.float64)
+    lik.library = x.sum(-1, keepdim=True).float()
+    theta = lik.log_theta.detach().double().exp().numpy()
+    mu = torch.softmax(out, -1).numpy() * x.sum(-1, keepdim=True).numpy()
+    expected = stats.nbinom.logpmf(x.numpy(), n=theta, p=theta / (theta + mu)).sum(-1)
+    assert np.allclose(lik(out.float()).log_prob(x.float()).detach().numpy(), expected, atol=1e-4)
+    assert torch.allclose(lik(out.float()).mean.sum(-1), x.sum(-1).float())  # the means add up to the total
+    lik.library = None
+    with pytest.raises(ValueError, match="the library size is observed"):
+        lik(out.float())
+    lik.mean_library = torch.tensor(10.0)
+    assert torch.allclose(lik(out.float()).mean.sum(-1), torch.full((2,), 10.0))
+    with pytest.raises(ValueError, match="has no mean to scale by a library size"):
+        from pvae.likelihoods import Binomial
+
+        Binomial((4,)).use_library()
+
+
+def test_the_vae_with_an_observed_library_scores_each_row_given_its_total():
+    import pyro
+    from pyro import poutine
+
+    from pvae.config import PairConfig, build_pair
+
+    model, guide = build_pair(PairConfig(z_dim=2, hidden=(8,), likelihood="poisson", library="observed"), (6,))
+    x = torch.tensor([[1.0, 0.0, 3.0, 2.0, 0.0, 4.0], [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]])
+    trace = poutine.trace(model).get_trace(x)
+    rate = trace.nodes["x"]["fn"].base_dist.rate
+    assert torch.allclose(rate.sum(-1), x.sum(-1))  # each row's rates add up to its own total
+    assert model.likelihood.library is None  # read during the call only
+    pyro.clear_param_store()

@@ -14,7 +14,7 @@ from pvae import cli, data
 from pvae.config import PairConfig, build_pair
 from pvae.data import DataConfig, DataError, from_arrays
 from pvae.pair import check_compatible, traits
-from pvae.userdata import checksum, find_kind, smallest_exact
+from pvae.userdata import NpyRows, checksum, find_kind, smallest_exact
 
 pd = pytest.importorskip("pandas")
 
@@ -114,11 +114,11 @@ def test_every_file_format_gives_the_same_splits_and_numbers(tmp_path, kind):
         assert ds.has_labels == (fmt != "npy") and ds.source["sha256"] == checksum(path)
 
 
-def test_a_npy_file_is_memory_mapped_and_never_read_whole(tmp_path):
+def test_a_npy_file_is_read_a_batch_of_rows_at_a_time_never_whole(tmp_path):
     x = np.random.default_rng(0).random((500, 1, 6, 6)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     ds = data.load(DataConfig(str(tmp_path / "x.npy")))
-    assert ds.train.lazy and isinstance(ds.train.data, np.memmap) and ds.train.nbytes == 0
+    assert ds.train.lazy and isinstance(ds.train.data, NpyRows) and ds.train.nbytes == 0
     index = torch.tensor([3, 0, 7])
     rows = ds.train.index[index].numpy()
     assert np.array_equal(ds.train.images(index).numpy(), x[rows])
@@ -126,6 +126,31 @@ def test_a_npy_file_is_memory_mapped_and_never_read_whole(tmp_path):
     np.save(tmp_path / "hwc.npy", np.moveaxis(x, 1, -1).repeat(3, axis=-1))
     rgb = data.load(DataConfig(str(tmp_path / "hwc.npy")))
     assert rgb.x_shape == (3, 6, 6) and rgb.train.lazy
+
+
+def test_training_and_evaluation_read_a_npy_a_batch_at_a_time(tmp_path, monkeypatch):
+    from pvae.evaluate import evaluate
+    from pvae.train import TrainConfig, fit
+
+    x = (np.random.default_rng(0).random((3000, 1, 4, 4)) < 0.3).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    ds = data.load(DataConfig(str(tmp_path / "x.npy")))
+    assert ds.kind == "binary" and ds.train.lazy
+    largest = []
+    read = NpyRows.__getitem__
+
+    def counting(self, index):
+        rows = read(self, index)
+        largest.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(NpyRows, "__getitem__", counting)
+    model, guide = build_pair(PairConfig(z_dim=2, hidden=(8,)), ds.x_shape, dataset=ds)
+    fit(model, guide, ds, TrainConfig(epochs=1, batch_size=64, jit="off"), progress=False)
+    scores = evaluate(model, guide, ds.test.datapoints(), ds.test.y, num_samples=5, batch_size=100)
+    # batches of training (64), of validation (up to 1000) and of evaluation (100), never a split whole
+    assert max(largest) <= 1000 < len(ds.train) and len(largest) > len(ds.train) / 64
+    assert scores["n"] == len(ds.test) == 300 and scores["elbo"] < 0
 
 
 def test_split_column_and_fractions(tmp_path):

@@ -257,3 +257,13 @@ def test_compiled_zoo_says_which_way_each_pair_runs(tmp_path):
     assert rows[1]["auto"]["line"].startswith("loss: eager, because DReG_ELBO")
     assert rows[0]["speedup"] == pytest.approx(rows[0]["off"]["seconds"] / rows[0]["auto"]["seconds"])
     assert "| vae | compiled with torch.jit.trace" in (tmp_path / "results.md").read_text()
+
+
+def test_bench_user_data_smoke(capsys):
+    import bench_user_data
+
+    results = bench_user_data.main(["--rows", "3000", "--table-rows", "300"])
+    assert results["file_mib"] == pytest.approx(3000 * 784 / 2**20, rel=1e-3)
+    assert results["peak_mib"] > 0 and results["table"]["rows_per_second"] > 0
+    assert results["table"]["kind"] == "real" and sum(results["table"]["shares"].values()) == pytest.approx(1)
+    assert "trains one epoch with a peak" in capsys.readouterr().out
