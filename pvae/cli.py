@@ -656,9 +656,8 @@ def _disentangle_run(args) -> Path:
     run, run_config, dataset, model, guide = _open_run(args)
     if dataset.ground_truth is None and run_config.data.is_user_data:
         raise DataError(
-            f"{run.path} was trained on your own data: disentangle scores codes against a generator of the factors "
-            "(it draws data with one factor fixed), which a file does not give; --factor-columns are read and kept "
-            "with the data, but scoring them is not supported yet"
+            f"{run.path} was trained on your own data without factors: name the columns that hold them with "
+            "--factor-columns A,B (or give an .npz a 'factors' array) and train again"
         )
     if dataset.ground_truth is None:
         raise DataError(

@@ -719,6 +719,7 @@ def load_user_data(config: DataConfig) -> Dataset:
         labels=config.labels,
         where=str(path),
         source={"path": str(path.resolve()), "bytes": _size(path), "sha256": digest},
+        factor_names=arrays.factor_names,
     )
 
 
@@ -754,6 +755,7 @@ def from_arrays(
     labels: int | None = None,
     where: str = "the data",
     source: dict | None = None,
+    factor_names: tuple[str, ...] | None = None,
 ) -> Dataset:
     """A :class:`Dataset` from arrays: what ``--data PATH`` builds, for data already in Python.
 
@@ -778,6 +780,8 @@ def from_arrays(
     :param labels: keep N training labels (semi-supervised), as :attr:`DataConfig.labels`.
     :param where: the file, for messages.
     :param source: recorded on the dataset (its path, size and checksum).
+    :param factor_names: the factors' names (default ``factor1``, ``factor2`` ...): with ``factors``, the
+        dataset's ground truth is the rows' factors (:class:`pvae.userdata.ObservedFactors`).
     :raises DataError: naming the problem and the fix.
     """
     from pvae import userdata
@@ -843,8 +847,26 @@ def from_arrays(
             raise DataError(f"--labels keeps some training labels, but {where} has none: give --label-column")
         train = keep_labels(train, labels, num_classes, torch.Generator().manual_seed(data_seed + 4))
     notes.insert(0, f"split {len(train)}/{len(val)}/{len(test)} (train/val/test)")
+    ground_truth = None
+    if factors is not None:
+        names = tuple(factor_names) if factor_names else tuple(f"factor{i + 1}" for i in range(factors.shape[1]))
+        every = replace(whole, loc=train.loc, scale=train.scale)  # all rows, as the model sees them
+        ground_truth = userdata.ObservedFactors(names, factors.numpy(), every.images)
+        notes.append(f"factors {', '.join(names)}")
     return Dataset(
-        name, train, val, test, binarize, num_classes, None, kind, has_labels, features, classes, source, tuple(notes)
+        name,
+        train,
+        val,
+        test,
+        binarize,
+        num_classes,
+        ground_truth,
+        kind,
+        has_labels,
+        features,
+        classes,
+        source,
+        tuple(notes),
     )
 
 

@@ -687,3 +687,56 @@ def checksum(path: str | os.PathLike) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+class ObservedFactors:
+    """Factors recorded beside the rows of the user's data (``--factor-columns``): a ground truth that is
+    not a generator. Points are drawn among the rows, and a point's observation is a row with exactly
+    its factors (one of them, drawn with a fixed seed, when several have).
+
+    The metrics that only draw points — MIG, DCI, SAP, modularity — need nothing more. The beta-VAE and
+    FactorVAE scores fix one factor and draw the others, so they need rows for combinations the data may
+    not hold: :meth:`observations` refuses a point no row has, naming it (:attr:`complete` says whether
+    every combination is present).
+
+    :param factor_names: one name per factor column.
+    :param factors: ``(N, F)`` factor indices of the rows, each factor coded 0 … K − 1.
+    :param fetch: rows (``(n,)`` int64 indices) → their observations, as the model sees them.
+    """
+
+    #: Read by :func:`pvae.disentangle.score.score`: points are rows, there is no grid to cache codes on.
+    observational = True
+
+    def __init__(self, factor_names, factors: np.ndarray, fetch):
+        self.factors = np.asarray(factors, dtype=np.int64)
+        self.factor_names = tuple(factor_names)
+        self.factor_sizes = tuple(int(column.max()) + 1 for column in self.factors.T)
+        self.factor_values = tuple(np.arange(size, dtype=np.float64) for size in self.factor_sizes)
+        self.fetch = fetch
+        keys = np.ravel_multi_index(tuple(self.factors.T), self.factor_sizes)
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._rows = keys[order], order
+        self.complete = len(np.unique(keys)) == int(np.prod(self.factor_sizes, dtype=np.float64))
+        self._rng = np.random.default_rng(0)
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """The factors of ``n`` rows drawn uniformly (with replacement)."""
+        return self.factors[rng.integers(0, len(self.factors), size=n)]
+
+    def observations(self, factors: np.ndarray) -> torch.Tensor:
+        """A row with exactly each point's factors, as the model sees it: ``(n, ...)``.
+
+        :raises ValueError: for a point no row has (a combination the data do not hold).
+        """
+        keys = np.ravel_multi_index(tuple(np.asarray(factors, dtype=np.int64).T), self.factor_sizes)
+        first = np.searchsorted(self._keys, keys, side="left")
+        last = np.searchsorted(self._keys, keys, side="right")
+        missing = np.flatnonzero(first == last)
+        if len(missing):
+            point = dict(zip(self.factor_names, np.asarray(factors)[missing[0]].tolist(), strict=True))
+            raise ValueError(
+                f"no row of the data has the factors {point}: this metric fixes one factor and draws the others, "
+                "which needs every combination of the factors in the data; use mig, dci, sap or modularity"
+            )
+        pick = first + (self._rng.random(len(keys)) * (last - first)).astype(np.int64)
+        return self.fetch(torch.from_numpy(self._rows[pick]))

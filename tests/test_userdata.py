@@ -346,6 +346,20 @@ def test_a_run_on_a_table_records_the_file_and_its_kind(wine_run, tmp_path):
         os.chdir(cwd)
 
 
+def test_quality_and_sample_on_a_table(wine_run, tmp_path):
+    out = tmp_path / "q"
+    assert cli.main(["quality", str(wine_run), "--replicates", "20", "--out", str(out), "--device", "cpu"]) == 0
+    ppc = json.loads((out / "quality.json").read_text())["posterior_predictive"]
+    assert (
+        ppc["replicates"] == 20 and ppc["rows"] == 18 and set(ppc["statistics"]) == {"mean", "variance", "correlation"}
+    )
+    assert len(ppc["statistics"]["mean"]["p_values"]) == 13 and (out / "figures" / "ppc.png").is_file()
+    target = tmp_path / "draws.png"
+    assert cli.main(["sample", str(wine_run), "-n", "7", "--out", str(target), "--device", "cpu"]) == 0
+    draws = np.load(target.with_suffix(".npy"))
+    assert draws.shape == (7, 13) and draws[:, -1].mean() > 100  # proline, in its own units (hundreds)
+
+
 def test_a_changed_data_file_is_refused_with_the_fix(wine_run, tmp_path, capsys):
     run = Path(shutil.copytree(wine_run, tmp_path / "run"))
     config = json.loads((run / "config.json").read_text())
@@ -397,6 +411,48 @@ def test_encode_writes_the_codes_of_every_row_in_file_order_with_its_split(wine_
     assert cli.main(["encode", str(wine_run), "--out", str(tmp_path / "x.h5ad"), "--device", "cpu"]) == 2
     assert "an .h5ad output is a copy of the .h5ad the data came from" in capsys.readouterr().err
     assert data_file.is_file()
+
+
+def test_disentangle_scores_the_factor_columns_of_a_table(tmp_path, capsys):
+    """Two factors drive two features each (plus noise): MIG, DCI, SAP and modularity run on the rows' own
+    factors; the beta-VAE and FactorVAE scores, which need every combination of factors, are left out of
+    the default list where the rows lack some, and refused by name when asked for."""
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 4, 400), rng.integers(0, 3, 400)
+    a[b == 2] = np.minimum(a[b == 2], 2)  # some combinations (a=3, b=2) never occur
+    x = np.stack([a, a, b, b], 1) + 0.1 * rng.normal(size=(400, 4))
+    frame = pd.DataFrame(x, columns=["a1", "a2", "b1", "b2"]).assign(fa=a, fb=[f"level{v}" for v in b])
+    frame.to_csv(tmp_path / "f.csv", index=False)
+    ds = data.load(DataConfig(str(tmp_path / "f.csv"), factor_columns=("fa", "fb")))
+    truth = ds.ground_truth
+    assert truth.factor_names == ("fa", "fb") and truth.factor_sizes == (4, 3) and not truth.complete
+    rows = truth.sample_factors(50, np.random.default_rng(1))
+    seen = {tuple(r) for r in np.stack([a, b], 1)}
+    assert all(tuple(r) in seen for r in rows.tolist())
+    observed = truth.observations(rows[:5])  # a row with exactly those factors, standardized
+    raw = observed * ds.train.scale + ds.train.loc
+    assert np.allclose(raw[:, 0].round().numpy(), rows[:5, 0], atol=0.5)
+    with pytest.raises(ValueError, match=r"no row of the data has the factors \{'fa': 3, 'fb': 2\}"):
+        truth.observations(np.array([[3, 2]]))
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "f.csv"), "--factor-columns", "fa,fb", "--epochs", "30", "--z-dim", "2"]
+    assert cli.main([*argv, "--samples", "10", "--no-progress", "--out", str(out), "--device", "cpu"]) == 0
+    small = ["--num-train", "200", "--num-eval", "100", "--mi-points", "300", "--device", "cpu"]
+    assert cli.main(["disentangle", str(out), *small]) == 0
+    results = json.loads((out / "disentanglement" / "disentanglement.json").read_text())
+    assert set(results["metrics"]) == {"mig", "dci", "sap", "modularity"}
+    assert all(np.isfinite(v) for v in _numbers(results["metrics"]))
+    capsys.readouterr()
+    assert cli.main(["disentangle", str(out), "--metrics", "beta_vae", *small, "--out", str(tmp_path / "b")]) == 2
+    assert "needs every combination of the factors in the data" in capsys.readouterr().err
+
+
+def _numbers(value) -> list[float]:
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _numbers(v)]
+    return [value] if isinstance(value, float) else []
 
 
 # --------------------------------------------------------------------------------------------

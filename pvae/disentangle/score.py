@@ -30,6 +30,8 @@ from pvae.evaluate import posterior_mean
 from pvae.pair import traits
 from pvae.sites import Z
 
+#: Metrics that fix a factor and draw the others: they need every combination of factors.
+INTERVENING = ("beta_vae", "factor_vae")
 #: The codes the metrics may read.
 REPRESENTATIONS = ("mean", "sample")
 #: The factor left out of the second set of scores, when the data have it.
@@ -216,7 +218,8 @@ def score(
             "train a pair whose guide reads x only (e.g. --model vae)"
         )
     encode = representation(guide, config.representation)
-    cached = config.representation == "mean"
+    # codes are kept per grid point; a ground truth of observed rows has no grid to keep them on
+    cached = config.representation == "mean" and not getattr(ground_truth, "observational", False)
     if isinstance(ground_truth, EncodedGrid):  # codes kept from an earlier call (other metric seeds)
         if not cached:
             raise ValueError("an EncodedGrid holds encoder means; score sampled codes on the ground truth itself")
@@ -233,6 +236,8 @@ def score(
             return encode(images).numpy()
 
     names = config.metrics or tuple(METRICS)
+    if config.metrics is None and getattr(ground_truth, "observational", False) and not ground_truth.complete:
+        names = tuple(n for n in names if n not in INTERVENING)  # they need combinations the rows lack
     results: dict = {"metrics": {}, "seconds": {}}
     for name in names:
         if progress:
