@@ -37,7 +37,18 @@ SMALL = {
     "evaluate": ["--samples", "20"],
     "plot": [],
     "sample": [],
-    "compare-elbos": ["--points", "8", "--repeats", "2", "--grad-points", "4", "--grad-repeats", "2"]
+    "compare-elbos": [
+        "--points",
+        "8",
+        "--repeats",
+        "2",
+        "--grad-points",
+        "4",
+        "--grad-repeats",
+        "2",
+        "--particles",
+        "1,5",
+    ]
     + ["--cost-batch", "8", "--cost-steps", "1"],
     "diagnose": ["--points", "8", "--khat-samples", "100", "--nuts-points", "1", "--chains", "2"]
     + ["--nuts-warmup", "10", "--nuts-draws", "10", "--samples", "50", "--local-particles", "4"]

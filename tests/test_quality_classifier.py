@@ -154,6 +154,14 @@ def test_default_location_is_the_data_directory(monkeypatch, tmp_path):
     assert classifier_path(data.DataConfig("digits")).parent == tmp_path / "classifiers"
 
 
+def test_the_classifier_of_a_users_folder_is_cached_apart_from_the_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("PVAE_DATA", str(tmp_path / "cache"))
+    config = data.DataConfig(str(tmp_path / "images"), checksum="ab" * 32)
+    path = classifier_path(config)
+    assert path.parent == tmp_path / "cache" / "classifiers" and path.name.startswith("images-abababababab-seed0-")
+    assert classifier_path(replace(config, checksum="cd" * 32)) != path  # other contents, another classifier
+
+
 def test_missing_cache_without_training_says_how(tmp_path):
     config = data.DataConfig("digits", data_dir=str(tmp_path))
     with pytest.raises(ValueError, match="load_classifier") as error:

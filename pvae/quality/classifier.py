@@ -213,6 +213,9 @@ def _cache_fields(config: data.DataConfig) -> dict:
         "target_steps": TARGET_STEPS,
         "epoch_range": EPOCH_RANGE,
         "learning_rate": LEARNING_RATE,
+        # the user's data: what else sets the training split and the images (absent for the built-ins, whose
+        # cached classifiers keep their keys)
+        **({"test_size": config.test_size, "image_size": list(config.image_size)} if config.is_user_data else {}),
     }
 
 
@@ -228,7 +231,10 @@ def classifier_path(data_config: data.DataConfig) -> Path:
     text = json.dumps(_cache_fields(data_config), sort_keys=True)
     key = hashlib.sha256(text.encode()).hexdigest()[:10]
     root = Path(data_config.data_dir) if data_config.data_dir is not None else default_data_dir()
-    return root / "classifiers" / f"{data_config.data}-seed{data_config.data_seed}-{key}.pt"
+    name = data_config.data
+    if data_config.is_user_data:  # a path: named by the file and the contents it was trained on
+        name = f"{Path(name).name}-{(data_config.checksum or 'unrecorded')[:12]}"
+    return root / "classifiers" / f"{name}-seed{data_config.data_seed}-{key}.pt"
 
 
 def _save(net: FeatureClassifier, path: Path, fields: dict) -> None:
