@@ -6,7 +6,7 @@ fast tables load (and where the time goes).
 
 1. **Memory.** A ``.npy`` of binary 28×28 images (``--rows`` of them, one byte a pixel) is trained on for
    one epoch by ``pvae train`` in a child process, and so is a file of 2,000 such images; the peak resident
-   memory of each child (``ru_maxrss``) is printed with the file's size. pvae reads the rows of a ``.npy``
+   memory of each child (``VmHWM``) is printed with the file's size. pvae reads the rows of a ``.npy``
    a batch at a time (``os.pread``), so the big file's peak should be the small file's plus a few batches,
    not plus the file.
 2. **Tables.** A CSV of ``--table-rows`` rows × 20 real columns is loaded by :func:`pvae.data.load` five
@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-#: The child: pvae train, then its own peak resident memory (KiB on Linux) on the last line.
+#: The child: pvae train, then its own peak resident memory (VmHWM, KiB) on the last line. Not ru_maxrss:
+#: Linux keeps that across exec, so a child would report its parent's peak.
 _CHILD = (
-    "import resource, sys; from pvae import cli; code = cli.main(sys.argv[1:]); "
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+    "import sys; from pvae import cli; code = cli.main(sys.argv[1:]); "
+    "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:'))); sys.exit(code)"
 )
 
 

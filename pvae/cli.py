@@ -257,6 +257,10 @@ def user_data_defaults(data_config, pair, epochs: int | None, batch_size: int):
     from pvae.userdata import DEFAULT_LIKELIHOOD
 
     dataset = data.load(data_config)
+    if pair.library == "observed" and dataset.model_kind != "counts":
+        raise ValueError(
+            f"--library observed conditions counts on each row's total; these data are {dataset.model_kind}: drop it"
+        )
     data_config = replace(
         data_config, data=dataset.source["path"], checksum=dataset.source["sha256"], kind=dataset.kind
     )

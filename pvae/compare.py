@@ -583,6 +583,13 @@ def compare_estimators(
     if not grid:
         raise ValueError(f"no estimator can run on this pair: {'; '.join(notes)}")
     config = replace(config, estimators=tuple(dict.fromkeys(e.name for e in grid)))
+    n = len(test_x)  # the settings record the points there were, where the test split has fewer
+    config = replace(
+        config,
+        points=min(config.points, n),
+        grad_points=min(config.grad_points, n),
+        test_points=min(config.test_points, n),
+    )
     pyro.set_rng_seed(config.seed)
     x, y = test_x[: config.points], rows(test_y, config.points)
     values = bound_values(model, guide, x, grid, config.repeats, y)

@@ -182,19 +182,23 @@ def build_pair(
     model = _construct(get_model(config.model), config, MODEL_OPTIONS, x_shape, num_classes)
     guide = _construct(get_guide(config.guide), config, GUIDE_OPTIONS, x_shape, num_classes)
     if dataset is not None:
-        fit_to_data(model, dataset)
+        fit_to_data(model, dataset, guide)
     if check:
         check_pair(model, guide)
     return model, guide
 
 
-def fit_to_data(model: torch.nn.Module, dataset: "data.Dataset") -> None:
-    """Tell the model's likelihood what it needs of the data: the log sd of standardized features (so
-    that log p(x) is in nats of the data as given) and a binomial's number of trials (the largest count
-    of the training split). A likelihood that does not ask is left alone.
+def fit_to_data(model: torch.nn.Module, dataset: "data.Dataset", guide: torch.nn.Module | None = None) -> None:
+    """Tell the pair what it needs of the data: the likelihood, the log sd of standardized features (so
+    that log p(x) is in nats of the data as given), a binomial's number of trials (the largest count of the
+    training split) and the training rows' mean total (for an observed library size); for counts, pvae's
+    encoders read them on a log1p scale and the decoder starts at the training mean (its output bias), so
+    that counts in the thousands train from the first step. What does not ask is left alone.
 
     :raises ValueError: for standardized data under a likelihood that cannot add their Jacobian.
     """
+    from pvae.nets import ConvEncoder, MLPEncoder
+
     likelihood = getattr(model, "likelihood", None)
     if dataset.log_scale is not None:
         if not hasattr(likelihood, "set_data_scale"):
@@ -208,6 +212,21 @@ def fit_to_data(model: torch.nn.Module, dataset: "data.Dataset") -> None:
         likelihood.mean_library = torch.tensor(float(torch.cat(totals).mean()), dtype=torch.float32)
     if hasattr(likelihood, "set_trials"):
         likelihood.set_trials(max(1, int(dataset.train.raw().max())))
+    if dataset.model_kind != "counts":
+        return
+    for module in [*model.modules(), *(guide.modules() if guide is not None else ())]:
+        if isinstance(module, MLPEncoder | ConvEncoder):
+            module.log1p_input = True
+    chunks = [dataset.train.raw(slice(i, i + 4096)) for i in range(0, len(dataset.train), 4096)]
+    n = len(dataset.train)
+    mean = sum(c.sum(0) for c in chunks) / n
+    variance = (sum((c**2).sum(0) for c in chunks) / n - mean**2).clamp_min(0) * n / max(n - 1, 1)
+    starts = hasattr(likelihood, "start_at")
+    bias = likelihood.start_at(mean.float(), variance.float()) if starts else None
+    last = model.decoder[-1] if isinstance(getattr(model, "decoder", None), torch.nn.Sequential) else None
+    if bias is not None and isinstance(last, torch.nn.Linear) and last.out_features >= len(bias):
+        with torch.no_grad():
+            last.bias[: len(bias)] = bias  # the first parameter block: the mean
 
 
 def restore(path: str | os.PathLike, device: str | torch.device = "cpu"):

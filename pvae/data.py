@@ -130,8 +130,9 @@ class DataConfig:
                     if f.name in USER_DATA_OPTIONS and getattr(self, f.name) not in (None, ())
                 ]
                 if given:
+                    verb = "applies" if len(given) == 1 else "apply"
                     raise ValueError(
-                        f"{', '.join(given)} apply to your own data (--data PATH), not to the built-in {self.data}"
+                        f"{', '.join(given)} {verb} to your own data (--data PATH), not to the built-in {self.data}"
                     )
             else:
                 options.require(self, "data", bool(self.data.strip()), "a built-in name or the path of your data")
@@ -153,7 +154,7 @@ class DataConfig:
     def binarization_of(self, split: str) -> str:
         """How :func:`evaluation_split` binarized ``split``, in words (for result tables)."""
         if self.binarize == "none":
-            return "none (grey levels)"
+            return "none (the data as given)" if self.is_user_data else "none (grey levels)"
         return f"binarized once with seed {self.data_seed + _SEED_OFFSETS[split]}"
 
 
@@ -690,6 +691,11 @@ def load_user_data(config: DataConfig) -> Dataset:
     if not path.exists():
         near = difflib.get_close_matches(config.data, DATASETS, n=1)
         hint = f"; did you mean the built-in {near[0]}?" if near and "/" not in config.data else ""
+        if config.checksum is not None:  # a run's data: say where it was and how to point the run at it again
+            raise DataError(
+                f"the data this run was trained on, {config.data}, is missing: put it back there, or, if it moved, "
+                "write its new path into the run's config.json (data.data); its SHA-256 is checked when it is read"
+            )
         raise DataError(
             f"--data {config.data}: no such file or folder{hint} (the built-in data: {', '.join(DATASETS)})"
         )
@@ -797,15 +803,16 @@ def from_arrays(
         if x.ndim == 3:
             x = x[:, None]
     n = x.shape[0]
-    if n < 3:
-        raise DataError(f"{where} holds {n} datapoint(s): a model needs at least a few")
-    if levels is not None:  # images of bytes out of `levels`: binary when black and white only
-        found = "binary" if np.isin(x, (0, levels)).all() else "levels"
-    else:
-        found = userdata.find_kind(x, where)
+    if n < 3 * MIN_ROWS:
+        raise DataError(f"{where} holds {n} datapoint(s): a model needs at least {3 * MIN_ROWS} (train, val, test)")
+    if levels is None and x.dtype == np.uint8 and len(x.shape) == 4:  # bytes of images, as an image file holds
+        levels = 255
+    if levels is not None and max(float(part.max()) for _, part in userdata.row_chunks(x)) <= 1:
+        levels = None  # bytes of 0 and 1: binary images, not levels out of 255
+    found = userdata.find_kind(x, where, levels)
     if kind is not None and kind not in WIDER_KINDS[found]:
         raise DataError(
-            f"--kind {kind}: {where} holds {userdata.KIND_WORDS[found]}, which cannot be read as {kind}; "
+            f"--kind {kind}: {where} holds data that are {userdata.KIND_WORDS[found]}, which cannot be read as {kind}; "
             f"choose one of {', '.join(WIDER_KINDS[found])}"
         )
     kind = kind or found
@@ -877,7 +884,7 @@ def _store(x, y: torch.Tensor, factors, kind: str, levels: int | None) -> Split:
 
     lazy = hasattr(x, "toarray") or isinstance(x, np.memmap | NpyRows)
     if lazy:
-        return Split(x, y, factors=factors)
+        return Split(x, y, levels=levels, factors=factors)
     if kind == "binary":
         return Split.from_bits(torch.from_numpy(np.ascontiguousarray(x)), y, factors)
     if levels is not None and x.dtype == np.uint8:
@@ -886,6 +893,10 @@ def _store(x, y: torch.Tensor, factors, kind: str, levels: int | None) -> Split:
     if kind != "counts" and stored.dtype.kind != "f":
         stored = stored.astype(np.float32)
     return Split(torch.from_numpy(np.ascontiguousarray(stored)), y, factors=factors)
+
+
+#: The fewest rows of a split: a mean's standard error (and every figure of a split) needs two.
+MIN_ROWS = 2
 
 
 def _split_rows(n: int, split, val_size, test_size, seed: int, where: str) -> tuple[torch.Tensor, ...]:
@@ -900,13 +911,20 @@ def _split_rows(n: int, split, val_size, test_size, seed: int, where: str) -> tu
             return train, rows["val"], test
     else:
         order = torch.randperm(n, generator=generator)
-        n_test = _count(test_size, n, "test_size") if test_size is not None else max(1, round(0.1 * n))
-        if n_test >= n - 1:
+        n_test = _count(test_size, n, "test_size") if test_size is not None else max(MIN_ROWS, round(0.1 * n))
+        if n - n_test < 2 * MIN_ROWS:
             raise DataError(f"--test-size {test_size} leaves {n - n_test} of {where}'s {n} rows to train on")
         test, train = order[:n_test], order[n_test:]
-    n_val = _count(val_size, len(train), "val_size") if val_size is not None else max(1, round(0.1 * len(train)))
-    if n_val >= len(train):
-        raise DataError(f"--val-size {val_size} leaves no training row of the {len(train)}")
+    n_val = _count(val_size, len(train), "val_size") if val_size is not None else max(MIN_ROWS, round(0.1 * len(train)))
+    if len(train) - n_val < MIN_ROWS:
+        raise DataError(f"--val-size {val_size} leaves {len(train) - n_val} of the {len(train)} rows to train on")
+    for name, size in (("test", len(test)), ("validation", n_val)):
+        if size < MIN_ROWS:
+            option = "--test-size" if name == "test" else "--val-size"
+            raise DataError(
+                f"{where}: the {name} split would hold {size} row(s); a standard error needs {MIN_ROWS}: "
+                f"give {option} {MIN_ROWS} or more"
+            )
     train = train[torch.randperm(len(train), generator=generator)]
     return train[n_val:], train[:n_val], test
 

@@ -119,7 +119,7 @@ def file_rows(dataset: Dataset, data_config: DataConfig, path: str) -> Rows:
         raise DataError(
             f"{path} holds datapoints of shape {tuple(x.shape[1:])}; the run was trained on {dataset.x_shape}"
         )
-    found = "levels" if arrays.levels is not None else userdata.find_kind(x, path)
+    found = userdata.find_kind(x, path, arrays.levels)
     if dataset.kind not in WIDER_KINDS[found]:
         raise DataError(
             f"{path} holds {userdata.KIND_WORDS[found]}, the run's data were {dataset.kind}: it cannot encode them"
@@ -217,11 +217,10 @@ def write_codes(path: Path, codes: dict[str, torch.Tensor], rows: Rows, source: 
     elif suffix in (".csv", ".parquet"):
         import pandas as pd
 
-        table = pd.DataFrame(columns)
         for key, value in arrays.items():
             flat = value.reshape(len(value), -1)
-            for j in range(flat.shape[1]):
-                table[f"{key}_{j + 1}"] = flat[:, j]
+            columns.update({f"{key}_{j + 1}": flat[:, j] for j in range(flat.shape[1])})
+        table = pd.DataFrame(columns)  # at once: adding columns one by one fragments the frame
         if suffix == ".csv":
             atomic_write(path, lambda handle: handle.write(table.to_csv(index=False).encode()))
         else:

@@ -79,6 +79,12 @@ class SampleConfig:
         options.seed(self, "seed")
         options.positive(self, "n")
         options.positive(self, "label", zero=True)
+        options.require(
+            self,
+            "out",
+            self.out is None or Path(self.out).is_dir() or Path(self.out).suffix.lower() == ".png",  # a folder: below
+            "a .png file",
+        )
 
     def path(self, figures: Path) -> Path:
         """The PNG this draw goes to: ``out``, else a file of ``figures`` named by the settings."""

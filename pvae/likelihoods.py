@@ -186,6 +186,17 @@ class Likelihood(nn.Module):
         if mean_library is not None:
             self.mean_library = torch.tensor(float(mean_library))
 
+    def start_at(self, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor | None:
+        """Start at the training data's moments: returns the decoder's output bias of the first parameter
+        block at which the likelihood's mean is ``mean`` (so that counts in the thousands are not met by a
+        mean of about 1), and sets the likelihood's own parameters from them where it has some. ``None``:
+        the likelihood does not ask (data near 0 and 1, or standardized).
+
+        :param mean: per-feature mean of the training data, shape ``x_shape``.
+        :param variance: per-feature variance of the training data.
+        """
+        return None
+
     def _log_mean(self, log_mu: torch.Tensor) -> torch.Tensor:
         """log μ from the decoder's block: itself, or log ρ + log l in library mode."""
         if not self.library_mode:
@@ -329,6 +340,10 @@ class Poisson(Likelihood):
     support = ("binary", "counts")
     takes_library = True
 
+    def start_at(self, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+        """log of the mean (of the mean proportion, with an observed library size)."""
+        return _log_mean_bias(mean, self.library_mode)
+
     def distribution(self, out: torch.Tensor) -> dist.Distribution:
         log_rate = self._log_mean(out.reshape(out.shape[:-1] + self.x_shape))
         return dist.Poisson(log_rate.exp()).to_event(len(self.x_shape))
@@ -358,9 +373,19 @@ class NegativeBinomial(Likelihood):
         # log θ per feature; 0 starts every feature at θ = 1, variance μ + μ².
         self.log_theta = nn.Parameter(torch.zeros(self.x_shape))
 
+    def start_at(self, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+        """log of the mean (of the mean proportion, with an observed library size); θ by the method of
+        moments, μ² / (variance − μ), within [0.01, 10⁴] (10⁴, nearly Poisson, where the data are not
+        overdispersed)."""
+        excess = (variance - mean).reshape(self.x_shape)
+        theta = torch.where(excess > 0, mean.reshape(self.x_shape) ** 2 / excess.clamp_min(1e-12), 1e4)
+        with torch.no_grad():
+            self.log_theta.copy_(theta.clamp(1e-2, 1e4).log())
+        return _log_mean_bias(mean, self.library_mode)
+
     def distribution(self, out: torch.Tensor) -> dist.Distribution:
         log_mu = self._log_mean(out.reshape(out.shape[:-1] + self.x_shape))
-        nb = dist.NegativeBinomial(total_count=self.log_theta.exp(), logits=log_mu - self.log_theta)
+        nb = dist.NegativeBinomial(total_count=self.log_theta.exp(), logits=_count_logits(log_mu, self.log_theta))
         return nb.to_event(len(self.x_shape))
 
 
@@ -387,8 +412,22 @@ class ZeroInflatedNegativeBinomial(NegativeBinomial):
         log_mu, gate_logits = self._split(out)  # each (..., *x_shape)
         log_mu = self._log_mean(log_mu)
         return dist.ZeroInflatedNegativeBinomial(
-            total_count=self.log_theta.exp(), logits=log_mu - self.log_theta, gate_logits=gate_logits
+            total_count=self.log_theta.exp(), logits=_count_logits(log_mu, self.log_theta), gate_logits=gate_logits
         ).to_event(len(self.x_shape))
+
+
+#: The largest logit log(μ/θ) of a negative binomial: in float32, sigmoid(17) rounds to 1, a probability
+#: Pyro's validation refuses (and that has no finite log-density); μ/θ = e^15 ≈ 3·10⁶ is far past any data.
+MAX_COUNT_LOGIT = 15.0
+
+
+def _count_logits(log_mu: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
+    return (log_mu - log_theta).clamp(max=MAX_COUNT_LOGIT)
+
+
+def _log_mean_bias(mean: torch.Tensor, proportions: bool) -> torch.Tensor:
+    mean = mean.reshape(-1).clamp_min(1e-3)
+    return (mean / mean.sum()).log() if proportions else mean.log()
 
 
 class Binomial(Likelihood):
@@ -424,6 +463,11 @@ class Binomial(Likelihood):
         if isinstance(n, bool) or trials < 1:
             raise ValueError(f"the number of binomial trials must be at least 1, got {n!r}")
         self.trials = trials
+
+    def start_at(self, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+        """The logit of mean / trials."""
+        p = (mean.reshape(-1) / self.trials).clamp(1e-3, 1 - 1e-3)
+        return p.log() - (-p).log1p()
 
     def distribution(self, out: torch.Tensor) -> dist.Distribution:
         logits = out.reshape(out.shape[:-1] + self.x_shape)

@@ -52,12 +52,17 @@ class MLPEncoder(nn.Module):
     :param out_dim: output width.
     """
 
+    #: read counts on a log1p scale (as scVI's encoder does): raw counts in the thousands saturate the first
+    #: layer. A plain attribute, set by :func:`pvae.config.fit_to_data` for count data; not in the state_dict.
+    log1p_input = False
+
     def __init__(self, x_shape: Sequence[int], hidden: Sequence[int], out_dim: int):
         super().__init__()
         self.x_shape = tuple(x_shape)
         self.net = MLP(math.prod(self.x_shape), hidden, out_dim)
 
     def forward(self, x):
+        x = torch.log1p(x) if self.log1p_input else x
         return self.net(x.reshape(x.shape[: x.dim() - len(self.x_shape)] + (-1,)))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -138,7 +143,11 @@ class ConvEncoder(nn.Module):
         size = _halved(h, len(channels), kernel)[-1] * _halved(w, len(channels), kernel)[-1]
         self.head = MLP(c * size, hidden, out_dim)
 
+    #: as :attr:`MLPEncoder.log1p_input`.
+    log1p_input = False
+
     def forward(self, x):
+        x = torch.log1p(x) if self.log1p_input else x
         batch = x.shape[:-3]  # leading dims: particles, enumerated labels, data
         features = self.convs(x.reshape((-1,) + self.x_shape))  # (prod(batch), channels[-1], h, w)
         return self.head(features.flatten(1)).reshape(batch + (-1,))

@@ -23,6 +23,7 @@ The data's **kind** (:data:`KINDS`) is found by :func:`find_kind`: ``binary`` (e
 import hashlib
 import math
 import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,14 +287,15 @@ def _read_npy(path: Path, options: ReadOptions) -> Arrays:
             f"{path}: the array is 1-D ({shape[0]} values); give one row per datapoint, e.g. reshape it to "
             f"({shape[0]}, 1) for one feature"
         )
+    levels = 255 if rows.dtype == np.uint8 and len(shape) in (3, 4) else None  # image bytes, as in image files
     if len(shape) == 3:  # (N, H, W) grey images
-        return Arrays(rows.view((shape[0], 1, *shape[1:]), lambda r: r[:, None]))
+        return Arrays(rows.view((shape[0], 1, *shape[1:]), lambda r: r[:, None]), levels=levels)
     if len(shape) == 4 and shape[1] not in (1, 3, 4) and shape[-1] in (1, 3, 4):  # channels last
         viewed = (shape[0], shape[3], shape[1], shape[2])
-        return Arrays(rows.view(viewed, lambda r: np.ascontiguousarray(np.moveaxis(r, -1, 1))))
+        return Arrays(rows.view(viewed, lambda r: np.ascontiguousarray(np.moveaxis(r, -1, 1))), levels=levels)
     if len(shape) > 4:
         raise DataError(f"{path}: the array has shape {shape}; give (N, D) vectors or (N, C, H, W) images")
-    return Arrays(rows)
+    return Arrays(rows, levels=levels)
 
 
 def _read_npz(path: Path, options: ReadOptions) -> Arrays:
@@ -315,12 +317,14 @@ def _read_npz(path: Path, options: ReadOptions) -> Arrays:
 def _read_pt(path: Path, options: ReadOptions) -> Arrays:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # UnpicklingError for objects, RuntimeError/EOFError for broken files
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:100]
+    except pickle.UnpicklingError:  # names Python objects: reading them could run code
         raise DataError(
-            f"{path} is not a file of tensors pvae reads without running code ({first}): save a tensor or a dict of "
-            "tensors with torch.save"
+            f"{path} holds Python objects besides tensors, and is not a file of tensors pvae reads without running "
+            "code: save a tensor, or a dict of tensors, with torch.save"
         ) from None
+    except Exception as error:  # RuntimeError, EOFError ... for broken files
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:100]
+        raise DataError(f"{path} is not a readable .pt file ({first})") from None
     if isinstance(loaded, torch.Tensor):
         loaded = {"x": loaded}
     if not isinstance(loaded, dict) or "x" not in loaded:
@@ -358,6 +362,13 @@ def _labels(path, values, what: str) -> tuple[np.ndarray, tuple[str, ...] | None
     values = np.asarray(values)
     if values.ndim != 1:
         raise DataError(f"{path}: {what} must be one label per datapoint, not an array of shape {values.shape}")
+    if values.dtype.kind == "f":
+        if not np.all(np.mod(values, 1) == 0):
+            raise DataError(
+                f"{path}: {what} holds fractions such as {values[np.mod(values, 1) != 0][0]:g}; a label names a "
+                "class: give a column of class names or whole numbers"
+            )
+        values = values.astype(np.int64)
     if values.dtype.kind in "iub" and values.min() >= 0:
         labels, classes = values.astype(np.int64), None
     else:
@@ -368,9 +379,9 @@ def _labels(path, values, what: str) -> tuple[np.ndarray, tuple[str, ...] | None
 
 def _splits(path, values, what: str) -> np.ndarray:
     values = np.asarray(values).astype(str)
-    unknown = sorted(set(np.unique(values)) - set(SPLIT_NAMES))
+    unknown = sorted(str(v) for v in set(np.unique(values)) - set(SPLIT_NAMES))
     if unknown:
-        raise DataError(f"{path}: {what} holds {unknown[:3]}; its values must be train, val or test")
+        raise DataError(f"{path}: {what} holds {', '.join(unknown[:3])}; its values must be train, val or test")
     for name in ("train", "test"):
         if not (values == name).any():
             raise DataError(f"{path}: {what} marks no row {name!r}; a run needs train and test rows")
@@ -424,8 +435,24 @@ def arrays_from_frame(frame, options: ReadOptions, where: str = "the table") -> 
     ]:
         if name is not None and name not in columns:
             raise DataError(f"{option} {name}: {where} has no such column; its columns are {_listed(columns)}")
+    both = [
+        c for c in (options.label_column, options.split_column, *options.factor_columns) if c in options.drop_columns
+    ]
+    if both:
+        raise DataError(f"--drop-columns {both[0]} drops the column that another option names: name it once")
     features = [c for c in columns if c not in named]
+    if features and features[0].startswith("Unnamed: 0") and np.array_equal(frame[features[0]], np.arange(len(frame))):
+        raise DataError(
+            f"{where}: the first column {features[0]!r} is 0, 1, 2, ...: pandas' saved index, not a feature; drop it "
+            f"with --drop-columns '{features[0]}', or save the table with index=False"
+        )
     text = [c for c in features if not _numeric(frame[c])]
+    if len(text) == 1 and len(features) == 1 and any(sep in text[0] for sep in (";", "\t", ",", "|")):
+        separator = next(sep for sep in (";", "\t", ",", "|") if sep in text[0])
+        raise DataError(
+            f"{where} reads as one column named {text[0][:60]!r}: its values seem separated by {separator!r}, not by "
+            f"the {'tab' if where.endswith('.tsv') else 'comma'} its suffix says; save it with that separator"
+        )
     if text:
         raise DataError(
             f"{where}: the columns {_listed(text)} are not numbers; name a label with --label-column, or leave them "
@@ -474,7 +501,9 @@ def _numeric(column) -> bool:
     return column.dtype.kind in "biuf"
 
 
-def _listed(names: list[str], most: int = 8) -> str:
+def _listed(names: list[str], most: int = 30) -> str:
+    if not names:
+        return "none"
     shown = ", ".join(names[:most])
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
@@ -538,7 +567,16 @@ def _read_folder(folder: Path, options: ReadOptions) -> Arrays:
         try:
             with Image.open(file) as image:
                 image.load()
-                colour = image.mode not in ("1", "L", "I;16", "I", "F", "LA")
+                if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                    raise DataError(
+                        f"{file} is a {image.mode} image (16-bit or float pixels), which pvae would have to cut to 8 "
+                        "bits: convert the images to 8-bit, or save their values as a .npy array"
+                    )
+                if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                    raise DataError(
+                        f"{file} has an alpha channel, which pvae would drop: save the images without it (RGB or grey)"
+                    )
+                colour = image.mode not in ("1", "L")
                 modes.add(colour)
                 image = image.convert("RGB" if colour else "L")
                 if size is not None and image.size != (size[1], size[0]):
@@ -551,8 +589,8 @@ def _read_folder(folder: Path, options: ReadOptions) -> Arrays:
     if len(sizes) > 1:
         (a, first), (b, second) = list(sizes.items())[:2]
         raise DataError(
-            f"--data {folder}: images of different sizes ({first.name} is {a[0]}×{a[1]}, {second.name} is "
-            f"{b[0]}×{b[1]}); give --image-size H,W to resize them all"
+            f"--data {folder}: images of different sizes ({first.relative_to(folder)} is {a[0]}×{a[1]}, "
+            f"{second.relative_to(folder)} is {b[0]}×{b[1]}); give --image-size H,W to resize them all"
         )
     if len(modes) > 1:  # grey and colour mixed: every image as RGB
         pixels = [np.repeat(p[..., None], 3, axis=-1) if p.ndim == 2 else p for p in pixels]
@@ -584,9 +622,7 @@ def _read_h5ad(path: Path, options: ReadOptions) -> Arrays:
         raise DataError(f"{path} is not a readable .h5ad file ({first})") from None
     if options.layer is not None:
         if options.layer not in adata.layers:
-            raise DataError(
-                f"--layer {options.layer}: {path.name} has the layers {_listed(list(adata.layers)) or 'none'}"
-            )
+            raise DataError(f"--layer {options.layer}: {path.name} has the layers {_listed(list(adata.layers))}")
         x = adata.layers[options.layer]
     else:
         x = adata.X
@@ -641,11 +677,16 @@ def row_chunks(x, chunk: int = CHUNK_ROWS):
         yield start, part.reshape(len(part), -1)
 
 
-def find_kind(x, where: str = "the data") -> str:
+def find_kind(x, where: str = "the data", levels: int | None = None) -> str:
     """The narrowest of :data:`KINDS` that holds every value of ``x``, read a chunk of rows at a time.
 
+    :param levels: ``x`` holds images as bytes out of ``levels`` (255): they are levels in [0, 1], binary
+        when every pixel is 0 or ``levels``.
     :raises DataError: for a NaN or infinite value, naming its row and column (flattened feature index).
     """
+    if levels is not None:
+        black_and_white = all(np.isin(part, (0, levels)).all() for _, part in row_chunks(x))
+        return "binary" if black_and_white else "levels"
     binary, integers, unit = True, True, True
     minimum = math.inf
     for start, part in row_chunks(x):

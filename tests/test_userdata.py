@@ -48,7 +48,7 @@ def _digit_counts() -> np.ndarray:
 )
 def test_the_kind_is_the_narrowest_that_holds_every_value(values, kind):
     assert find_kind(values) == kind
-    assert from_arrays(values).kind == kind
+    assert from_arrays(np.concatenate([values, values])).kind == kind  # six rows: two per split
 
 
 def test_counts_are_stored_in_the_smallest_exact_dtype():
@@ -66,7 +66,9 @@ def test_counts_are_stored_in_the_smallest_exact_dtype():
 def test_a_kind_may_be_widened_but_not_narrowed():
     counts = _digit_counts()[:50]
     assert from_arrays(counts, kind="real").standardized
-    with pytest.raises(DataError, match="holds counts .* cannot be read as binary; choose one of counts, real"):
+    with pytest.raises(
+        DataError, match="holds data that are counts .* cannot be read as binary; choose one of counts, real"
+    ):
         from_arrays(counts, kind="binary")
 
 
@@ -179,31 +181,32 @@ def test_an_image_folder_gives_classes_grey_and_colour(tmp_path):
     grey = rng.integers(0, 256, size=(6, 5, 4), dtype=np.uint8)
     for i, image in enumerate(grey):
         _png(tmp_path / "grey" / ("cat" if i < 3 else "dog") / f"{i}.png", image)
-    ds = data.load(DataConfig(str(tmp_path / "grey"), val_size=1, test_size=1))
+    ds = data.load(DataConfig(str(tmp_path / "grey"), val_size=2, test_size=2))
     assert ds.x_shape == (1, 5, 4) and ds.classes == ("cat", "dog") and ds.num_classes == 2 and ds.kind == "levels"
     every = torch.cat([ds.train.raw(), ds.val.raw(), ds.test.raw()])
     labels = torch.cat([ds.train.y, ds.val.y, ds.test.y])
     for image, label in zip(every, labels, strict=True):  # each image is one of the files, with its folder's class
         matches = [i for i in range(6) if np.allclose(image[0].numpy(), grey[i] / 255)]
         assert len(matches) == 1 and label == (0 if matches[0] < 3 else 1)
-    colour = rng.integers(0, 256, size=(4, 3, 3, 3), dtype=np.uint8)
+    colour = rng.integers(0, 256, size=(6, 3, 3, 3), dtype=np.uint8)
     for i, image in enumerate(colour):
         _png(tmp_path / "rgb" / f"{i}.png", image)
-    rgb = data.load(DataConfig(str(tmp_path / "rgb"), val_size=1, test_size=1))
+    rgb = data.load(DataConfig(str(tmp_path / "rgb"), val_size=2, test_size=2))
     assert rgb.x_shape == (3, 3, 3) and not rgb.has_labels
     pixels = torch.cat([rgb.train.raw(), rgb.val.raw(), rgb.test.raw()]) * 255
-    assert sorted(map(tuple, pixels.reshape(4, -1).round().int().tolist())) == sorted(
-        map(tuple, torch.from_numpy(colour).permute(0, 3, 1, 2).reshape(4, -1).int().tolist())
+    assert sorted(map(tuple, pixels.reshape(6, -1).round().int().tolist())) == sorted(
+        map(tuple, torch.from_numpy(colour).permute(0, 3, 1, 2).reshape(6, -1).int().tolist())
     )
 
 
 def test_mixed_sizes_are_refused_unless_resized(tmp_path):
     _png(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
     _png(tmp_path / "b.png", np.zeros((6, 5), np.uint8))
-    _png(tmp_path / "c.png", np.zeros((4, 4), np.uint8))
+    for name in "cdefg":
+        _png(tmp_path / f"{name}.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(DataError, match=r"images of different sizes \(a.png is 4×4, b.png is 6×5\); give --image-size"):
         data.load(DataConfig(str(tmp_path)))
-    assert data.load(DataConfig(str(tmp_path), image_size=(8, 8), val_size=1, test_size=1)).x_shape == (1, 8, 8)
+    assert data.load(DataConfig(str(tmp_path), image_size=(8, 8), val_size=2, test_size=2)).x_shape == (1, 8, 8)
 
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -217,7 +220,7 @@ def test_fashion_mnist_written_as_a_png_folder_reads_as_the_idx_files(tmp_path):
     images, labels = read_idx(paths["test_images"])[:300], read_idx(paths["test_labels"])[:300]
     for i, (image, label) in enumerate(zip(images, labels, strict=True)):
         _png(tmp_path / f"class{label}" / f"{i:05d}.png", image)
-    ds = data.load(DataConfig(str(tmp_path), val_size=1, test_size=1, data_seed=3))
+    ds = data.load(DataConfig(str(tmp_path), val_size=2, test_size=2, data_seed=3))
     # the folder's order is class, then file name; each split holds rows of it
     order = sorted(range(300), key=lambda i: (labels[i], i))
     for split in (ds.train, ds.val, ds.test):
@@ -271,6 +274,29 @@ def test_the_likelihood_must_hold_the_kind_found():
     model, guide = build_pair(PairConfig(z_dim=2, hidden=(8,), likelihood="poisson"), real.x_shape, dataset=real)
     with pytest.raises(ValueError, match="--likelihood poisson holds .*, but these data are real"):
         check_compatible(traits(model, guide), real)
+
+
+def test_counts_in_the_thousands_start_at_their_mean_and_train():
+    """Encoders read counts on a log1p scale and the decoder starts at the data's mean, with the negative
+    binomial's θ from the moments: Poisson(1000) counts train where a decoder starting at mean 1 overflowed."""
+    from pvae.evaluate import decode_mean
+    from pvae.train import TrainConfig, fit
+
+    counts = np.random.default_rng(0).poisson(1000, size=(300, 6))
+    ds = from_arrays(counts)
+    nb, guide = build_pair(PairConfig(z_dim=2, hidden=(16,), likelihood="negative-binomial"), ds.x_shape, dataset=ds)
+    mean = ds.train.raw().mean(0).float()
+    assert torch.allclose(nb.decoder[-1].bias[:6].detach(), mean.log())  # the decoder's output bias: log of the mean
+    start = decode_mean(nb, torch.zeros(1, 2))[0]  # the hidden layer's random weights move it by a factor or so
+    assert ((start / mean).log().abs() < 1.5).all()
+    assert float(nb.likelihood.log_theta.detach().exp().min()) > 100  # Poisson-like data: θ far above the mean's 1
+    assert all(m.log1p_input for m in guide.modules() if hasattr(m, "log1p_input"))
+    fit(nb, guide, ds, TrainConfig(epochs=30, batch_size=64, jit="off"), progress=False)
+    from pvae.evaluate import evaluate
+
+    scores = evaluate(nb, guide, ds.test.images(), None, num_samples=20)
+    entropy = 6 * 0.5 * np.log(2 * np.pi * np.e * 1000)  # a Poisson(1000)'s entropy, 4.87 nats a count
+    assert -entropy - 15 < scores["log_px"] < -entropy + 3
 
 
 def test_the_linear_pair_at_the_ppca_optimum_scores_a_table_as_sklearn_in_nats_of_the_raw_data():
@@ -356,6 +382,8 @@ def test_quality_and_sample_on_a_table(wine_run, tmp_path):
     assert len(ppc["statistics"]["mean"]["p_values"]) == 13 and (out / "figures" / "ppc.png").is_file()
     target = tmp_path / "draws.png"
     assert cli.main(["sample", str(wine_run), "-n", "7", "--out", str(target), "--device", "cpu"]) == 0
+    assert cli.main(["sample", str(wine_run), "--out", str(tmp_path / "draws.jpg"), "--device", "cpu"]) == 2
+    assert not (tmp_path / "draws.jpg").exists()  # a PNG is never written under another name
     draws = np.load(target.with_suffix(".npy"))
     assert draws.shape == (7, 13) and draws[:, -1].mean() > 100  # proline, in its own units (hundreds)
 
@@ -372,7 +400,8 @@ def test_a_changed_data_file_is_refused_with_the_fix(wine_run, tmp_path, capsys)
     assert "has changed since the run was trained" in err and "restore the file" in err
     changed.unlink()
     assert cli.main(["evaluate", str(run), "--device", "cpu"]) == 2
-    assert "no such file or folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the data this run was trained on" in err and "is missing: put it back" in err
 
 
 def test_encode_writes_the_codes_of_every_row_in_file_order_with_its_split(wine_run, tmp_path, capsys):
@@ -488,11 +517,22 @@ BAD = [
     ("text.csv", "a,name\n1,x\n2,y\n3,z\n", {}, "the columns name are not numbers; .* --drop-columns name"),
     ("ragged.csv", "a,b\n1,2\n3,4,5\n6,7\n", {}, "not a readable table: .*line 3"),
     ("nolabel.csv", "a,b\n1,2\n3,4\n5,6\n", {"label_column": "kind"}, "--label-column kind: .* no such column"),
-    ("oneclass.csv", "a,k\n1,x\n3,x\n5,x\n", {"label_column": "k"}, "every label is 'x', one class only"),
+    ("oneclass.csv", "a,k\n" + "".join(f"{i},x\n" for i in range(8)), {"label_column": "k"}, "every label is 'x'"),
+    ("fraction.csv", "a,k\n" + "".join(f"{i},{i / 3}\n" for i in range(8)), {"label_column": "k"}, "holds fractions"),
+    ("index.csv", ",a,b\n" + "".join(f"{i},{i},{2 * i}\n" for i in range(8)), {}, "pandas' saved index"),
+    ("semicolon.csv", "a;b\n" + "".join(f"{i};{i}\n" for i in range(8)), {}, "seem separated by ';'"),
+    (
+        "twice.csv",
+        "a,k\n" + "".join(f"{i},{i % 2}\n" for i in range(8)),
+        {"label_column": "k", "drop_columns": ("k",)},
+        "drops the column that another option names",
+    ),
     ("short.npz", lambda p: np.savez(p, x=np.ones((5, 2)), y=np.ones(4)), {}, "y has 4 rows but x has 5"),
     ("flat.npy", lambda p: np.save(p, np.arange(6.0)), {}, r"is 1-D \(6 values\).*reshape it to \(6, 1\)"),
     ("objects.npy", lambda p: np.save(p, np.array([{"a": 1}, None]), allow_pickle=True), {}, "Python objects"),
     ("noimages", lambda p: p.mkdir(), {}, "holds no images"),
+    ("deep", lambda p: _png(p / "a.png", np.full((4, 4), 40000, np.uint16)), {}, "16-bit or float pixels"),
+    ("alpha", lambda p: _png(p / "a.png", np.zeros((4, 4, 4), np.uint8)), {}, "has an alpha channel"),
     ("broken", lambda p: _write(p.mkdir() or p, "bad.png", b"not a png"), {}, "bad.png is not a readable image"),
     ("cols.npy", lambda p: np.save(p, np.ones((4, 2))), {"label_column": "y"}, "name columns of a table"),
 ]
@@ -519,4 +559,4 @@ def test_bad_data_on_the_command_line_writes_nothing(tmp_path, capsys):
     assert cli.main(["train", "--data", str(tmp_path / "nan.csv"), "--out", str(out), "--device", "cpu"]) == 2
     assert "column 'b' is nan" in capsys.readouterr().err and not out.exists()
     assert cli.main(["train", "--data", "digits", "--label-column", "x", "--out", str(out)]) == 2
-    assert "--label-column apply to your own data" in capsys.readouterr().err
+    assert "--label-column applies to your own data" in capsys.readouterr().err
