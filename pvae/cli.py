@@ -395,7 +395,8 @@ def _train(args) -> Path:
             file=sys.stderr,
         )
         if config.data.is_user_data:
-            print(f"data: {dataset.describe()}; likelihood {config.pair.likelihood}", file=sys.stderr)
+            given = ", given each row's total (--library observed)" if config.pair.library == "observed" else ""
+            print(f"data: {dataset.describe()}; likelihood {config.pair.likelihood}{given}", file=sys.stderr)
     say = (lambda line: print(line, file=sys.stderr)) if rank0 else None
     log = TensorBoardLog(out / FOLDER, dataset, board, say) if board.tensorboard and rank0 else None
     try:
