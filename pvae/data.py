@@ -21,7 +21,7 @@ import torch
 
 from pvae import options
 from pvae.idx import IDX_DATASETS, DataError, locate_idx, read_idx
-from pvae.userdata import KIND_WORDS, KINDS, ReadOptions
+from pvae.userdata import KIND_WORDS, KINDS
 
 if TYPE_CHECKING:  # only for annotations: the data layer does not need the metrics
     from pvae.disentangle.ground_truth import GroundTruth
@@ -143,13 +143,6 @@ class DataConfig:
     def is_user_data(self) -> bool:
         """Whether ``data`` is a path to the user's own data rather than a built-in name."""
         return self.data not in DATASETS
-
-    @property
-    def read_options(self) -> ReadOptions:
-        """How the user's file is read."""
-        return ReadOptions(
-            self.label_column, self.factor_columns, self.split_column, self.drop_columns, self.image_size, self.layer
-        )
 
     def binarization_of(self, split: str) -> str:
         """How :func:`evaluation_split` binarized ``split``, in words (for result tables)."""
@@ -706,7 +699,7 @@ def load_user_data(config: DataConfig) -> Dataset:
                 f"{path.resolve()} has changed since the run was trained (SHA-256 {digest[:12]}…, the run recorded "
                 f"{config.checksum[:12]}…): restore the file it was trained on, or train a new run on this one"
             )
-    arrays = userdata.read(path, config.read_options)
+    arrays = userdata.read(path, config)
     return from_arrays(
         arrays.x,
         arrays.y,

@@ -106,7 +106,7 @@ def file_rows(dataset: Dataset, data_config: DataConfig, path: str) -> Rows:
     """
     from pvae import userdata
 
-    arrays = userdata.read(path, data_config.read_options)
+    arrays = userdata.read(path, data_config)
     x = arrays.x
     if dataset.features is not None and arrays.features != dataset.features:
         missing = [f for f in dataset.features if f not in (arrays.features or ())]

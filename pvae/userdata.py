@@ -27,6 +27,7 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -98,19 +99,19 @@ class Arrays:
                 raise DataError(f"{name} has {len(value)} rows but x has {n}: give one per datapoint")
 
 
-@dataclass(frozen=True)
-class ReadOptions:
-    """How a file is read (the fields of :class:`pvae.data.DataConfig` that concern files)."""
+class ReadOptions(Protocol):
+    """How a file is read: the fields of :class:`pvae.data.DataConfig` that concern files (declared there,
+    once; a ``DataConfig`` is what :func:`read` is given)."""
 
-    label_column: str | None = None
-    factor_columns: tuple[str, ...] = ()
-    split_column: str | None = None
-    drop_columns: tuple[str, ...] = ()
-    image_size: tuple[int, ...] = ()
-    layer: str | None = None
+    label_column: str | None
+    factor_columns: tuple[str, ...]
+    split_column: str | None
+    drop_columns: tuple[str, ...]
+    image_size: tuple[int, ...]
+    layer: str | None
 
 
-def read(path: str | os.PathLike, options: ReadOptions = ReadOptions()) -> Arrays:
+def read(path: str | os.PathLike, options: ReadOptions) -> Arrays:
     """Read a data file or folder into :class:`Arrays`.
 
     :raises DataError: for a missing file, an unknown suffix, an empty file, or contents that cannot be
