@@ -416,6 +416,14 @@ def _read_table(path: Path, options: ReadOptions) -> Arrays:
         raise DataError(f"{path} is not a readable table: {first}") from None
     if frame.shape[0] == 0:
         raise DataError(f"{path} has a header but no rows")
+    if suffix != ".parquet":  # pandas renames a repeated name (a, a.1): read the header as written
+        import csv
+
+        with open(path, newline="") as handle:
+            header = next(csv.reader(handle, delimiter="\t" if suffix == ".tsv" else ","), [])
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise DataError(f"{path}: the column name {repeated[0]!r} appears more than once; give each column its own")
     return arrays_from_frame(frame, options, str(path))
 
 

@@ -530,6 +530,7 @@ BAD = [
     ("short.npz", lambda p: np.savez(p, x=np.ones((5, 2)), y=np.ones(4)), {}, "y has 4 rows but x has 5"),
     ("flat.npy", lambda p: np.save(p, np.arange(6.0)), {}, r"is 1-D \(6 values\).*reshape it to \(6, 1\)"),
     ("objects.npy", lambda p: np.save(p, np.array([{"a": 1}, None]), allow_pickle=True), {}, "Python objects"),
+    ("repeated.csv", "a,b,a\n" + "".join(f"{i},{i},{i}\n" for i in range(8)), {}, "'a' appears more than once"),
     ("noimages", lambda p: p.mkdir(), {}, "holds no images"),
     ("deep", lambda p: _png(p / "a.png", np.full((4, 4), 40000, np.uint16)), {}, "16-bit or float pixels"),
     ("alpha", lambda p: _png(p / "a.png", np.zeros((4, 4, 4), np.uint8)), {}, "has an alpha channel"),

@@ -92,6 +92,11 @@ def plot_ppc(results: dict) -> Figure:
             f"{name}: {stat['inside']:.0%} of {len(order)} inside the central {results['coverage']:.0%}",
             fontsize="small",
         )
+    features = results.get("features")
+    for ax, stat in zip(axes[:, 0], stats.values(), strict=True):
+        order = np.argsort(np.asarray(stat["replicated_mean"]))
+        if features and len(order) == len(features) and len(order) <= 40:  # per-feature statistics: their names
+            ax.set_xticks(np.arange(len(order)), [features[i] for i in order], rotation=90, fontsize="x-small")
     axes[-1, 0].set_xlabel("feature (or pair), sorted by the replicates' mean")
     fig.suptitle(f"data (dots) against {results['replicates']} replicates from the model (bars)")
     return fig
