@@ -207,20 +207,21 @@ def fit_to_data(model: torch.nn.Module, dataset: "data.Dataset", guide: torch.nn
                 "Jacobian (−Σ log sd) that keeps log p(x) in nats of the data as given: give it set_data_scale"
             )
         likelihood.set_data_scale(dataset.log_scale)
+    asks = getattr(likelihood, "library_mode", False) or hasattr(likelihood, "set_trials")
+    counts = dataset.model_kind == "counts"
+    if not (asks or counts):
+        return
+    moments = data.feature_moments(dataset.train)  # one pass over the training split serves every question
     if getattr(likelihood, "library_mode", False):  # prior draws use the training rows' mean total
-        totals = [dataset.train.raw(slice(i, i + 4096)).flatten(1).sum(1) for i in range(0, len(dataset.train), 4096)]
-        likelihood.mean_library = torch.tensor(float(torch.cat(totals).mean()), dtype=torch.float32)
+        likelihood.mean_library = torch.tensor(float(moments["totals"].mean()), dtype=torch.float32)
     if hasattr(likelihood, "set_trials"):
-        likelihood.set_trials(max(1, int(dataset.train.raw().max())))
-    if dataset.model_kind != "counts":
+        likelihood.set_trials(max(1, int(moments["max"])))
+    if not counts:
         return
     for module in [*model.modules(), *(guide.modules() if guide is not None else ())]:
         if isinstance(module, MLPEncoder | ConvEncoder):
             module.log1p_input = True
-    chunks = [dataset.train.raw(slice(i, i + 4096)) for i in range(0, len(dataset.train), 4096)]
-    n = len(dataset.train)
-    mean = sum(c.sum(0) for c in chunks) / n
-    variance = (sum((c**2).sum(0) for c in chunks) / n - mean**2).clamp_min(0) * n / max(n - 1, 1)
+    mean, variance = moments["mean"], moments["variance"]
     starts = hasattr(likelihood, "start_at")
     bias = likelihood.start_at(mean.float(), variance.float()) if starts else None
     last = model.decoder[-1] if isinstance(getattr(model, "decoder", None), torch.nn.Sequential) else None

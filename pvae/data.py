@@ -922,18 +922,35 @@ def _split_rows(n: int, split, val_size, test_size, seed: int, where: str) -> tu
     return train[n_val:], train[:n_val], test
 
 
-def _feature_statistics(split: Split) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Each feature's mean and sd over ``split`` (float64 sums, a chunk of rows at a time), as float32;
-    a feature of sd 0 keeps scale 1. Returns ``(loc, scale, constant features)``."""
-    total = square = None
-    for start in range(0, len(split), 4096):
-        part = split.raw(slice(start, start + 4096)).reshape(-1, math.prod(split.x_shape))
+def feature_moments(split: Split, chunk: int = 4096) -> dict[str, torch.Tensor]:
+    """One pass over ``split`` in the units of the data as given, a chunk of rows at a time (float64 sums):
+    each feature's ``mean`` and ``variance`` (n − 1), shape ``x_shape``; the largest value ``max``; each row's
+    total ``totals`` ``(N,)``."""
+    total = square = largest = None
+    totals = []
+    for start in range(0, len(split), chunk):
+        part = split.raw(slice(start, start + chunk)).reshape(-1, math.prod(split.x_shape))
         total = part.sum(0) if total is None else total + part.sum(0)
         square = (part**2).sum(0) if square is None else square + (part**2).sum(0)
+        largest = part.max() if largest is None else torch.maximum(largest, part.max())
+        totals.append(part.sum(1))
     n = len(split)
     mean = total / n
-    sd = ((square / n - mean**2).clamp_min(0) * n / max(n - 1, 1)).sqrt()
+    variance = (square / n - mean**2).clamp_min(0) * n / max(n - 1, 1)
+    shape = split.x_shape
+    return {
+        "mean": mean.reshape(shape),
+        "variance": variance.reshape(shape),
+        "max": largest,
+        "totals": torch.cat(totals),
+    }
+
+
+def _feature_statistics(split: Split) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Each feature's mean and sd over ``split`` (:func:`feature_moments`), as float32; a feature of sd 0
+    keeps scale 1. Returns ``(loc, scale, constant features)``."""
+    moments = feature_moments(split)
+    sd = moments["variance"].sqrt()
     constant = int((sd == 0).sum())
     sd = torch.where(sd > 0, sd, torch.ones_like(sd))
-    shape = split.x_shape
-    return mean.float().reshape(shape), sd.float().reshape(shape), constant
+    return moments["mean"].float(), sd.float(), constant
