@@ -15,12 +15,11 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
-from pyro.poutine.util import site_is_subsample
 
 from pvae import options
 from pvae.data import WIDER_KINDS, DataConfig, DataError, Dataset, binarize, evaluation_split
 from pvae.device import module_device, to_device
-from pvae.evaluate import decode_mean, pair_args
+from pvae.evaluate import decode_mean, pair_args, posterior_moments
 from pvae.pair import traits
 from pvae.sites import Z
 
@@ -172,17 +171,8 @@ def _codes(guide, args: tuple, draws: int) -> dict[str, torch.Tensor]:
         with pyro.plate("draws", draws, dim=-2):
             value = poutine.trace(guide).get_trace(*args).nodes[Z]["value"]  # (draws, batch, d)
         return {"draws": value.transpose(0, 1)}
-    trace = poutine.trace(guide).get_trace(*args)
-    others = [n for n, s in trace.nodes.items() if s["type"] == "sample" and n != Z and not site_is_subsample(s)]
-    if not others:
-        fn = trace.nodes[Z]["fn"]
-        try:
-            return {"mean": fn.mean, "sd": fn.variance.sqrt()}
-        except NotImplementedError:
-            pass
-    with pyro.plate("draws", MONTE_CARLO_DRAWS, dim=-2):
-        value = poutine.trace(guide).get_trace(*args).nodes[Z]["value"]
-    return {"mean": value.mean(0), "sd": value.std(0)}
+    mean, sd = posterior_moments(guide, *args, num_samples=MONTE_CARLO_DRAWS)
+    return {"mean": mean, "sd": sd}
 
 
 def reconstruct(model, dataset: Dataset, mean: torch.Tensor, y: torch.Tensor | None, batch_size: int) -> torch.Tensor:

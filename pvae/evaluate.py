@@ -365,24 +365,32 @@ def accuracy(guide: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 
 @torch.no_grad()
-def posterior_mean(
+def posterior_moments(
     guide: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 64
-) -> torch.Tensor:
-    """E_q[z | x] ``(batch, z_dim)``: the mean of the guide's distribution of ``"z"`` when that is
-    q(z | x) itself, else a Monte Carlo average over ``num_samples`` draws (flows, which have no
-    closed-form mean, and guides where z depends on another latent, such as the two-layer one);
-    on the host."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """E_q[z | x] and the sd of q(z | x), each ``(batch, z_dim)``: those of the guide's distribution of ``"z"``
+    when that is q(z | x) itself, else Monte Carlo estimates from ``num_samples`` draws (flows, which have no
+    closed-form moments, and guides where z depends on another latent, such as the two-layer one); on the host."""
     device = module_device(guide)
     args = (to_device(x, device),) if y is None else (to_device(x, device), to_device(y, device))
     trace = poutine.trace(guide).get_trace(*args)
     others = [n for n, s in trace.nodes.items() if s["type"] == "sample" and n != Z and not site_is_subsample(s)]
     if not others:
+        fn = trace.nodes[Z]["fn"]
         try:
-            return trace.nodes[Z]["fn"].mean.cpu()
+            return fn.mean.cpu(), fn.variance.sqrt().cpu()
         except NotImplementedError:
             pass
     with pyro.plate(PARTICLES, num_samples, dim=-2):
-        return poutine.trace(guide).get_trace(*args).nodes[Z]["value"].mean(0).cpu()
+        value = poutine.trace(guide).get_trace(*args).nodes[Z]["value"]  # (num_samples, batch, z_dim)
+    return value.mean(0).cpu(), value.std(0).cpu()
+
+
+def posterior_mean(
+    guide: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 64
+) -> torch.Tensor:
+    """E_q[z | x] ``(batch, z_dim)``, as :func:`posterior_moments`; on the host."""
+    return posterior_moments(guide, x, y, num_samples)[0]
 
 
 @torch.no_grad()
