@@ -11,6 +11,7 @@ directory, or downloaded from their canonical mirrors and checked against the pu
 import difflib
 import math
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 
 from pvae import options
 from pvae.idx import IDX_DATASETS, DataError, locate_idx, read_idx
-from pvae.userdata import KIND_WORDS, KINDS
+from pvae.userdata import KIND_WORDS, KINDS, image_files
 
 if TYPE_CHECKING:  # only for annotations: the data layer does not need the metrics
     from pvae.disentangle.ground_truth import GroundTruth
@@ -392,6 +393,9 @@ class Dataset:
     :param classes: the labels' names, or ``None`` (the labels are their own names).
     :param source: for the user's own data: ``path`` (absolute), ``bytes`` and ``sha256``.
     :param notes: what pvae made of the data, in words (said when it is loaded).
+    :param is_user_data: whether these are the user's own data (:func:`from_arrays`, ``--data PATH``) rather
+        than a built-in dataset: figures draw the user's grey images as they are (0 black), the built-in ones
+        as ink on paper (:func:`pvae.plots.run.grey_map`).
     """
 
     name: str
@@ -407,6 +411,7 @@ class Dataset:
     classes: tuple[str, ...] | None = None
     source: dict | None = None
     notes: tuple[str, ...] = ()
+    is_user_data: bool = False
 
     @property
     def x_shape(self) -> tuple[int, ...]:
@@ -693,12 +698,13 @@ def load_user_data(config: DataConfig) -> Dataset:
             f"--data {config.data}: no such file or folder{hint} (the built-in data: {', '.join(DATASETS)})"
         )
     digest = userdata.checksum(path)
-    if config.checksum is not None:
-        if digest != config.checksum:
-            raise DataError(
-                f"{path.resolve()} has changed since the run was trained (SHA-256 {digest[:12]}…, the run recorded "
-                f"{config.checksum[:12]}…): restore the file it was trained on, or train a new run on this one"
-            )
+    if config.checksum is not None and digest != config.checksum:
+        raise DataError(
+            f"{path.resolve()} has changed since the run was trained: its contents differ from the run's record "
+            f"(last modified {_modified(path)}; checksum {digest[:8]}, the run's {config.checksum[:8]}): restore the "
+            f"file it was trained on, or train a new run on the changed one (pvae train --data {config.data} --out "
+            "NEW_FOLDER)"
+        )
     arrays = userdata.read(path, config)
     return from_arrays(
         arrays.x,
@@ -720,6 +726,13 @@ def load_user_data(config: DataConfig) -> Dataset:
         source={"path": str(path.resolve()), "bytes": _size(path), "sha256": digest},
         factor_names=arrays.factor_names,
     )
+
+
+def _modified(path: Path) -> str:
+    """When a file (or the last of a folder's images) was last modified, in local time to the minute."""
+    files = [path] if path.is_file() else image_files(path)[0]
+    newest = max((f.stat().st_mtime for f in files), default=path.stat().st_mtime)
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(newest))
 
 
 def _size(path: Path) -> int:
@@ -800,9 +813,10 @@ def from_arrays(
         raise DataError(f"{where} holds {n} datapoint(s): a model needs at least {3 * MIN_ROWS} (train, val, test)")
     if levels is None and x.dtype == np.uint8 and len(x.shape) == 4:  # bytes of images, as an image file holds
         levels = 255
-    if levels is not None and max(float(part.max()) for _, part in userdata.row_chunks(x)) <= 1:
-        levels = None  # bytes of 0 and 1: binary images, not levels out of 255
-    found = userdata.find_kind(x, where, levels)
+    if levels is not None:  # one pass over the bytes: their kind, and whether they are levels at all
+        found, levels = userdata.byte_kind(x, levels, where)
+    else:
+        found = userdata.find_kind(x, where)
     if kind is not None and kind not in WIDER_KINDS[found]:
         raise DataError(
             f"--kind {kind}: {where} holds data that are {userdata.KIND_WORDS[found]}, which cannot be read as {kind}; "
@@ -813,9 +827,13 @@ def from_arrays(
     has_labels = y is not None
     if y is None:
         y = np.zeros(n, dtype=np.int64)
-    y = torch.as_tensor(np.asarray(y), dtype=torch.int64)
-    if len(y) != n:
+    elif len(y) != n:
         raise DataError(f"{where}: {len(y)} labels for {n} datapoints: give one per datapoint")
+    else:  # as a file's labels are read: names sorted into classes, fractions and too many classes refused
+        fix = "if it is a measurement, pass it as factors (a ground truth), or leave y out"
+        y, named = userdata.read_labels(where, np.asarray(y), "y", fix)
+        classes = classes or named
+    y = torch.as_tensor(y, dtype=torch.int64)
     if has_labels and len(torch.unique(y)) < 2:
         name = classes[0] if classes else int(y[0])
         raise DataError(f"{where}: every label is {name!r}, one class only; labels need two or more classes")
@@ -867,6 +885,7 @@ def from_arrays(
         classes,
         source,
         tuple(notes),
+        is_user_data=True,
     )
 
 

@@ -16,7 +16,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from pvae import options
+from pvae import memory, options
 from pvae.data import WIDER_KINDS, DataConfig, DataError, Dataset, binarize, evaluation_split
 from pvae.device import module_device, to_device
 from pvae.evaluate import decode_mean, pair_args, posterior_moments
@@ -27,6 +27,8 @@ from pvae.sites import Z
 OUT_SUFFIXES = (".npz", ".npy", ".csv", ".parquet", ".h5ad")
 #: Draws of z that estimate the mean and sd of a q(z|x) without a closed form (a flow).
 MONTE_CARLO_DRAWS = 256
+#: Bytes of one number of the codes (float32).
+_NUMBER_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,14 @@ class Rows:
     :param y: labels ``(N,)`` or ``None``.
     :param names: each row's name (a table's row number, a file's name, an ``obs_name``).
     :param split: each row's split in the run (``None`` for a new file).
+    :param features: the features' names (a table's columns), or ``None``.
     """
 
     x: torch.Tensor
     y: torch.Tensor | None
     names: list[str]
     split: list[str] | None
+    features: tuple[str, ...] | None = None
 
 
 def run_rows(dataset: Dataset, data_config: DataConfig) -> Rows:
@@ -136,7 +140,7 @@ def file_rows(dataset: Dataset, data_config: DataConfig, path: str) -> Rows:
         values = binarize(values, torch.Generator().manual_seed(data_config.data_seed + 2))
     y = None if arrays.y is None else torch.from_numpy(arrays.y)
     names = list(arrays.rows) if arrays.rows is not None else [str(i) for i in range(len(values))]
-    return Rows(values, y, names, None)
+    return Rows(values, y, names, None, arrays.features)
 
 
 @torch.no_grad()
@@ -148,14 +152,17 @@ def encode(
     draws: int = 0,
     batch_size: int = 1000,
 ) -> dict[str, torch.Tensor]:
-    """q(z|x) of every row of ``x``, a batch at a time.
+    """q(z|x) of every row of ``x``, a batch at a time, once :func:`check_encode_memory` has found room for them.
 
     :returns: ``{"mean": (N, d), "sd": (N, d)}`` — the closed form where q(z|x) has one (a diagonal or
         full-rank Gaussian), else estimated from :data:`MONTE_CARLO_DRAWS` draws; with ``draws``,
         ``{"draws": (N, draws, d)}`` instead. On the host.
+    :raises ValueError: for codes that would not fit in the memory available, before any is computed.
     """
     pair = traits(model, guide)
     device = module_device(guide)
+    if pair.z_dim is not None:
+        check_encode_memory(len(x), pair.z_dim, draws, batch_size, device)
     out: dict[str, list] = {}
     for start in range(0, len(x), batch_size):
         xb = to_device(x[start : start + batch_size], device)
@@ -164,6 +171,57 @@ def encode(
         for key, value in _codes(guide, args, draws).items():
             out.setdefault(key, []).append(value.cpu())
     return {key: torch.cat(values) for key, values in out.items()}
+
+
+def check_encode_memory(
+    rows: int,
+    z_dim: int,
+    draws: int = 0,
+    batch_size: int = 1000,
+    device: str | torch.device = "cpu",
+    available: int | None = None,
+) -> int:
+    """Refuse codes that need more memory than there is, before any is computed.
+
+    The codes are ``rows × draws × z_dim`` float32 numbers with ``draws`` (``rows × 2 × z_dim``, a mean and
+    an sd, without), on the host, where they are held twice while the batches are joined; a batch draws
+    ``batch × draws × z_dim`` numbers (``batch ×`` :data:`MONTE_CARLO_DRAWS` ``× z_dim`` for a q(z|x) whose
+    moments are estimated) on ``device``.
+
+    :param rows: rows to encode.
+    :param z_dim: dimension of z.
+    :param draws: draws of z per row (0: the mean and sd).
+    :param batch_size: rows encoded at once.
+    :param device: where the guide runs.
+    :param available: bytes available on the host (default: :func:`pvae.memory.available_memory`).
+    :returns: the bytes the codes need on the host (the estimate).
+    :raises ValueError: naming the estimate, what is available and the fix.
+    """
+    device, gb = torch.device(device), memory._gb
+    rows_at_once, batch_draws = min(batch_size, rows), draws or MONTE_CARLO_DRAWS
+    codes = rows * (draws or 2) * z_dim * _NUMBER_BYTES
+    batch = rows_at_once * batch_draws * z_dim * _NUMBER_BYTES
+    host = 2 * codes + (batch if device.type == "cpu" else 0)  # the batches and the array they are joined into
+    if available is None:
+        available = memory.available_memory("cpu")
+    if available is not None and host > available:
+        if draws:
+            what = f"--draws {draws} asks for {rows} rows × {draws} draws × {z_dim} dimensions of z"
+            fix = "lower --draws (--draws 0 writes q(z|x)'s mean and sd), or encode part of the rows (--data PART)"
+        else:
+            what = f"q(z|x)'s mean and sd of {rows} rows × {z_dim} dimensions of z"
+            fix = "encode part of the rows (--data PART)"
+        raise ValueError(
+            f"{what}: {gb(codes)} of codes, about {gb(host)} while they are gathered; this machine has "
+            f"{gb(available)} available: {fix}"
+        )
+    on_device = memory.available_memory(device) if device.type != "cpu" else None
+    if on_device is not None and 2 * batch > on_device:
+        raise ValueError(
+            f"a batch of {rows_at_once} rows × {batch_draws} draws × {z_dim} dimensions of z needs about "
+            f"{gb(2 * batch)}, {device} has {gb(on_device)} free: lower --batch-size{' or --draws' if draws else ''}"
+        )
+    return codes
 
 
 def _codes(guide, args: tuple, draws: int) -> dict[str, torch.Tensor]:
@@ -183,6 +241,25 @@ def reconstruct(model, dataset: Dataset, mean: torch.Tensor, y: torch.Tensor | N
         for i in range(0, len(mean), batch_size)
     ]
     return dataset.unstandardize(torch.cat(parts))
+
+
+def column_names(key: str, shape: tuple[int, ...], features: tuple[str, ...] | None = None) -> list[str]:
+    """The table columns of one array of :func:`encode`'s, in the order of its numbers flattened: latent
+    dimensions are ``z0``, ``z1``, … (0-based, as Python indexes them and the figures name them), so the
+    columns are ``mean_z0``, ``sd_z0``, ``draw0_z0``, ``draw0_z1``, …; a reconstruction's are
+    ``reconstruction_`` and each feature's name (a table's columns) or number (0-based, in pixel order).
+
+    :param key: ``mean``, ``sd``, ``draws`` or ``reconstruction``.
+    :param shape: the array's shape past its rows: ``(d,)``, ``(draws, d)`` or the datapoints' shape.
+    :param features: the features' names, for a reconstruction.
+    """
+    if key in ("mean", "sd"):
+        return [f"{key}_z{j}" for j in range(shape[0])]
+    if key == "draws":
+        return [f"draw{k}_z{j}" for k in range(shape[0]) for j in range(shape[1])]
+    size = int(np.prod(shape))
+    names = features if features is not None and len(features) == size else range(size)
+    return [f"{key}_{name}" for name in names]
 
 
 def write_codes(path: Path, codes: dict[str, torch.Tensor], rows: Rows, source: str | None) -> None:
@@ -209,7 +286,7 @@ def write_codes(path: Path, codes: dict[str, torch.Tensor], rows: Rows, source: 
 
         for key, value in arrays.items():
             flat = value.reshape(len(value), -1)
-            columns.update({f"{key}_{j + 1}": flat[:, j] for j in range(flat.shape[1])})
+            columns.update(dict(zip(column_names(key, value.shape[1:], rows.features), flat.T, strict=True)))
         table = pd.DataFrame(columns)  # at once: adding columns one by one fragments the frame
         if suffix == ".csv":
             atomic_write(path, lambda handle: handle.write(table.to_csv(index=False).encode()))

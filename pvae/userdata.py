@@ -10,9 +10,11 @@
 * ``.csv``, ``.tsv``, ``.parquet`` — every numeric column a feature, except the columns named by
   ``--label-column``, ``--factor-columns``, ``--split-column`` and ``--drop-columns``;
 * a folder of images (PNG, JPEG, BMP, TIFF), grey or colour, one subfolder per class as
-  torchvision's ``ImageFolder`` (or the images themselves, unlabelled);
+  torchvision's ``ImageFolder`` (or the images themselves, unlabelled; not both);
 * ``.h5ad`` — AnnData's ``X`` or ``--layer NAME``, a sparse matrix kept sparse, labels from ``obs``.
 
+Labels are classes: more than :data:`MANY_CLASSES` of them need :data:`ROWS_PER_CLASS` rows a class on
+average (:func:`check_classes`), else the column is a measurement, to give as a factor or drop.
 Nothing is ever unpickled: ``np.load(..., allow_pickle=False)``, ``torch.load(..., weights_only=True)``.
 Every problem is one :class:`~pvae.idx.DataError` naming the file, what is wrong and the fix.
 
@@ -344,7 +346,8 @@ def _arrays_from_dict(path: Path, got: dict) -> Arrays:
     for key in ("y", "factors", "split"):
         if key in got and len(got[key]) != n:
             raise DataError(f"{path}: {key} has {len(got[key])} rows but x has {n}: give one per datapoint")
-    y, classes = _labels(path, got["y"], "y") if "y" in got else (None, None)
+    fix = "if it is a measurement, save it as 'factors' (a ground truth) or leave y out"
+    y, classes = read_labels(path, got["y"], "y", fix) if "y" in got else (None, None)
     factors = None
     if "factors" in got:
         factors = np.asarray(got["factors"])
@@ -358,11 +361,20 @@ def _arrays_from_dict(path: Path, got: dict) -> Arrays:
     return Arrays(x, y, classes, factors, None, split)
 
 
-def _labels(path, values, what: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
-    """Integer labels 0..K−1 from integers (kept) or names (sorted, their names kept as classes)."""
+def read_labels(path, values, what: str, fix: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """Integer labels 0..K−1 from integers (kept) or names (sorted, their names kept as classes).
+
+    :param path: the file, for messages.
+    :param values: one label per row: integers, whole numbers as floats, or names.
+    :param what: the labels, for messages (``--label-column target``, ``y``).
+    :param fix: what to do where they are too many to be classes (:func:`check_classes`).
+    :returns: ``(labels (N,) int64, class names or None)``.
+    :raises DataError: for labels that are not one per row, fractions, or too many classes.
+    """
     values = np.asarray(values)
     if values.ndim != 1:
         raise DataError(f"{path}: {what} must be one label per datapoint, not an array of shape {values.shape}")
+    check_classes(values, path, what, fix)
     if values.dtype.kind == "f":
         if not np.all(np.mod(values, 1) == 0):
             raise DataError(
@@ -376,6 +388,35 @@ def _labels(path, values, what: str) -> tuple[np.ndarray, tuple[str, ...] | None
         names, labels = np.unique(values.astype(str), return_inverse=True)
         classes = tuple(str(n) for n in names)
     return labels.astype(np.int64), classes
+
+
+#: Labels with more distinct values than this ...
+MANY_CLASSES = 20
+#: ... and fewer rows than this a class, on average, are refused (:func:`check_classes`).
+ROWS_PER_CLASS = 5
+
+
+def check_classes(labels, where, what: str, fix: str) -> None:
+    """Refuse labels that are not classes: more than :data:`MANY_CLASSES` distinct values and fewer than
+    :data:`ROWS_PER_CLASS` rows a class on average. Such a column is a measurement or an identifier (wine's
+    proline, 121 values in 178 rows, would make 121 classes of about one row each), not a class a model could
+    condition on or a classifier learn. Twenty classes or fewer always pass, and so do many classes with rows
+    to spare: digits' 10 in 1,797 rows, 50 cell types in 5,000 cells, ImageNet's 1,000 in 1.2 million images.
+
+    :param labels: one label per row (numbers or names).
+    :param where: the file, for the message.
+    :param what: the labels, for the message (``--label-column target``, ``y``).
+    :param fix: what to do instead, the message's end.
+    :raises DataError: naming the number of distinct values and ``fix``.
+    """
+    labels = np.asarray(labels)
+    distinct = len(np.unique(labels))
+    if distinct > MANY_CLASSES and distinct * ROWS_PER_CLASS > len(labels):
+        raise DataError(
+            f"{where}: {what} holds {distinct} distinct values in {len(labels)} rows, {len(labels) / distinct:.1f} "
+            f"rows a class: a quantity, not classes (labels of more than {MANY_CLASSES} classes need "
+            f"{ROWS_PER_CLASS} rows a class on average); {fix}"
+        )
 
 
 def _splits(path, values, what: str) -> np.ndarray:
@@ -486,7 +527,9 @@ def arrays_from_frame(frame, options: ReadOptions, where: str = "the table") -> 
             raise DataError(
                 f"--label-column {options.label_column}: row {int(np.argmax(labels.isna())) + 1} has no label"
             )
-        y, classes = _labels(where, labels.to_numpy(), f"--label-column {options.label_column}")
+        name = options.label_column
+        fix = f"if it is a measurement, name it in --factor-columns {name} (a ground truth) or --drop-columns {name}"
+        y, classes = read_labels(where, labels.to_numpy(), f"--label-column {name}", fix)
     factors = None
     if options.factor_columns:
         factors = np.stack([_factor_codes(frame[c], where, c) for c in options.factor_columns], axis=1)
@@ -544,19 +587,33 @@ def _pil():
 
 def image_files(folder: Path) -> tuple[list[Path], list[str] | None]:
     """The image files of ``folder`` in a fixed order, and the class names: one per subfolder holding
-    images (``ImageFolder``'s layout), or ``None`` for images directly in the folder."""
+    images (``ImageFolder``'s layout), or ``None`` for images directly in the folder (subfolders without
+    images, and hidden ones, are not read).
+
+    :raises DataError: for images at the top level beside class folders, which would be left out.
+    """
     subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
-    def images_in(where: Path) -> list[Path]:
+    def images_in(where: Path, deep: bool = True) -> list[Path]:
         return sorted(
             p
-            for p in where.rglob("*")
+            for p in (where.rglob("*") if deep else where.iterdir())
             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
         )
 
-    if subfolders:
-        return [p for s in subfolders for p in images_in(s)], [s.name for s in subfolders if images_in(s)]
-    return images_in(folder), None
+    classes = {s.name: images_in(s) for s in subfolders}
+    classes = {name: files for name, files in classes.items() if files}  # a folder without images is no class
+    loose = images_in(folder, deep=False)
+    if classes and loose:  # ImageFolder reads the class folders alone: the loose images would be left out unsaid
+        names = list(classes)
+        raise DataError(
+            f"--data {folder} holds {len(loose)} image(s) at its top level (such as {loose[0].name}) beside the "
+            f"class folders {_listed(names, 5)}, and pvae reads one subfolder per class: move the loose images into "
+            "a class folder, or point --data at a folder of only images"
+        )
+    if classes:
+        return [p for files in classes.values() for p in files], list(classes)
+    return loose, None
 
 
 def _read_folder(folder: Path, options: ReadOptions) -> Arrays:
@@ -650,7 +707,9 @@ def _read_h5ad(path: Path, options: ReadOptions) -> Arrays:
     if options.label_column is not None:
         if options.label_column not in obs.columns:
             raise DataError(f"--label-column {options.label_column}: obs has the columns {_listed(list(obs.columns))}")
-        y, classes = _labels(path, obs[options.label_column].astype(str).to_numpy(), f"obs[{options.label_column!r}]")
+        name = options.label_column
+        fix = f"if it is a measurement, name it in --factor-columns {name} (a ground truth) instead of --label-column"
+        y, classes = read_labels(path, obs[name].astype(str).to_numpy(), f"obs[{name!r}]", fix)
     factors = None
     for name in options.factor_columns:
         if name not in obs.columns:
@@ -694,8 +753,7 @@ def find_kind(x, where: str = "the data", levels: int | None = None) -> str:
     :raises DataError: for a NaN or infinite value, naming its row and column (flattened feature index).
     """
     if levels is not None:
-        black_and_white = all(np.isin(part, (0, levels)).all() for _, part in row_chunks(x))
-        return "binary" if black_and_white else "levels"
+        return "binary" if _scan_bytes(x, levels)[1] else "levels"
     binary, integers, unit = True, True, True
     minimum = math.inf
     for start, part in row_chunks(x):
@@ -723,6 +781,33 @@ def find_kind(x, where: str = "the data", levels: int | None = None) -> str:
     if unit:
         return "levels"
     return "real"
+
+
+def byte_kind(x, levels: int, where: str = "the data") -> tuple[str, int | None]:
+    """The kind of images stored as bytes out of ``levels`` (255), and the levels to store them with, found
+    in one pass over ``x``: bytes that are all 0 or ``levels`` are binary (``"binary"``, ``levels``), other
+    bytes up to ``levels`` are ``"levels"``; bytes that are all 0 or 1 are binary images, not levels out of
+    255 (``"binary"``, ``None``), and values no larger than 1 that are not bytes are read as
+    :func:`find_kind` reads them (``None``: no levels).
+
+    :param x: ``(N, ...)`` the images, as :func:`row_chunks` reads them.
+    :param levels: the value of a white pixel.
+    :param where: the file, for messages.
+    """
+    largest, black_and_white = _scan_bytes(x, levels)
+    if largest <= 1:  # not levels out of 255
+        return ("binary" if x.dtype == np.uint8 else find_kind(x, where)), None
+    return ("binary" if black_and_white else "levels"), levels
+
+
+def _scan_bytes(x, levels: int) -> tuple[float, bool]:
+    """``x``'s largest value, and whether each is 0 or ``levels``, in one pass a chunk of rows at a time."""
+    largest, black_and_white = 0.0, True
+    for _, part in row_chunks(x):
+        if part.size:
+            largest = max(largest, float(part.max()))
+            black_and_white = black_and_white and bool(np.isin(part, (0, levels)).all())
+    return largest, black_and_white
 
 
 def checksum(path: str | os.PathLike) -> str:

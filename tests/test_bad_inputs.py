@@ -193,6 +193,24 @@ def _interrupt_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Run, "save_checkpoint", save_then_interrupt)
 
 
+def _image_folder_with_loose_images(root: Path) -> None:
+    """Grey PNGs in two class folders, and two more beside them."""
+    from PIL import Image
+
+    for relative in ("cells/a/0.png", "cells/a/1.png", "cells/b/2.png", "cells/b/3.png", "cells/x.png", "cells/y.png"):
+        path = root / "user" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((4, 4), 50, np.uint8)).save(path)
+
+
+def _measurement_as_labels(root: Path) -> None:
+    """A table of 178 rows whose label column holds 150 whole numbers, stored as floats: a measurement."""
+    rng = np.random.default_rng(0)
+    label = np.repeat(np.arange(150.0), [29] + [1] * 149)
+    rows = "".join(f"{a:.3f},{b:.3f},{c:.1f}\n" for a, b, c in zip(*rng.normal(size=(2, 178)), label, strict=True))
+    (root / "user" / "table.csv").write_text("a,b,level\n" + rows)
+
+
 USER_FILES = {
     "syntax_error.py": "import torch\n\n\nclass Broken(torch.nn.Module:\n    pass\n",
     "plain.py": "class Plain:\n    pass\n\n\ndef make_model(x_shape):\n    return None\n\n\nWIDTH = 3\n",
@@ -398,6 +416,13 @@ CASES += [
          (ORIGINAL, "imgs", "latents_values has shape (10, 6)", "(737280, 6)"),
          prepare=_npz(f"user/ds/dsprites/{ORIGINAL}", imgs=np.zeros((10, 64, 64), np.uint8),
                       latents_values=np.zeros((10, 6)), latents_classes=np.zeros((10, 6), np.int64))),
+    Case("image-folder-with-loose-images", TRAIN + ["--data", "{user}/cells", "--out", "{user}/r"],
+         ("holds 2 image(s) at its top level", "class folders a, b", "move the loose images into a class folder",
+          "point --data at a folder of only images"), prepare=_image_folder_with_loose_images),
+    Case("label-column-a-measurement", TRAIN + ["--data", "{user}/table.csv", "--label-column", "level",
+                                                "--out", "{user}/r"],
+         ("150 distinct values in 178 rows", "not classes", "--factor-columns level", "--drop-columns level"),
+         prepare=_measurement_as_labels),
     Case("train-size-zero", TRAIN + ["--train-size", "0", "--out", "{user}/r"], ("--train-size", "positive")),
     Case("train-size-whole-split", TRAIN + ["--train-size", "1257", "--out", "{user}/r"],
          ("--train-size", "between 1 and 1256", "training split has 1257")),
@@ -431,6 +456,9 @@ CASES += [
     Case("evaluate-points-zero", ["evaluate", "{run}", "--points", "0"], ("--points", "positive")),
     Case("evaluate-split-unknown", ["evaluate", "{run}", "--split", "validation"], ("--split", "invalid choice")),
     Case("sample-n-zero", ["sample", "{run}", "-n", "0"], ("-n", "positive")),
+    Case("encode-draws-too-many", ["encode", "{run}", "--draws", "1000000000"],
+         ("--draws 1000000000 asks for 1797 rows × 1000000000 draws × 4 dimensions of z", "GB of codes",
+          "16.0 GB available", "lower --draws")),
     Case("sample-label-of-unconditional-model", ["sample", "{run}", "--label", "3"],
          ("does not condition on labels", "--label")),
     Case("compare-estimator-unknown", ["compare-elbos", "{run}", "--estimators", "trace,iwea"],

@@ -209,6 +209,59 @@ def test_mixed_sizes_are_refused_unless_resized(tmp_path):
     assert data.load(DataConfig(str(tmp_path), image_size=(8, 8), val_size=2, test_size=2)).x_shape == (1, 8, 8)
 
 
+def test_images_beside_class_folders_are_refused_not_left_out(tmp_path):
+    for i in range(4):
+        _png(tmp_path / "cells" / ("a" if i % 2 else "b") / f"{i}.png", np.full((4, 4), 10 * i, np.uint8))
+    for name in ("loose1.png", "loose2.png", "loose3.png"):
+        _png(tmp_path / "cells" / name, np.zeros((4, 4), np.uint8))
+    with pytest.raises(DataError) as refused:
+        data.load(DataConfig(str(tmp_path / "cells"), val_size=2, test_size=2))
+    message = str(refused.value)
+    assert "holds 3 image(s) at its top level" in message and "class folders a, b" in message
+    assert "move the loose images into a class folder, or point --data at a folder of only images" in message
+    assert "\n" not in message
+    # a subfolder without images is no class: the images beside it are read, unlabelled
+    (tmp_path / "flat" / "notes").mkdir(parents=True)
+    for i in range(8):
+        _png(tmp_path / "flat" / f"{i}.png", np.full((4, 4), 20 * i, np.uint8))
+    flat = data.load(DataConfig(str(tmp_path / "flat"), val_size=2, test_size=2))
+    assert not flat.has_labels and len(flat.train) + len(flat.val) + len(flat.test) == 8
+
+
+@pytest.mark.parametrize("pixels", ["levels", "black and white", "zeros and ones"])
+def test_image_bytes_are_scanned_once_with_the_same_results(pixels, monkeypatch):
+    """from_arrays finds the kind of uint8 images and whether they are levels out of 255 in one pass over
+    them, with what the separate passes found: levels out of 255, 0/255 bits, or 0/1 bytes (bits, no levels)."""
+    from pvae import userdata
+
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, size=(40, 1, 5, 6), dtype=np.uint8)
+    expected_kind, expected = "levels", x / 255.0
+    if pixels != "levels":
+        bits = rng.random((40, 1, 5, 6)) < 0.5
+        x = bits.astype(np.uint8) * (255 if pixels == "black and white" else 1)
+        expected_kind, expected = "binary", bits.astype(np.float64)
+    passes = []
+
+    def counted(values, chunk=userdata.CHUNK_ROWS):
+        passes.append(values)
+        yield from _row_chunks(values, chunk)
+
+    _row_chunks = userdata.row_chunks
+    monkeypatch.setattr(userdata, "row_chunks", counted)
+    ds = from_arrays(x, name="images")
+    assert len(passes) == 1  # one scan of the bytes
+    assert ds.kind == expected_kind and ds.is_user_data
+    rows = torch.cat([ds.train.origin, ds.val.origin, ds.test.origin])
+    every = torch.cat([ds.train.raw(), ds.val.raw(), ds.test.raw()])
+    assert torch.equal(every, torch.from_numpy(expected[rows.numpy()]))
+    if pixels == "levels":
+        assert ds.train.levels == 255 and ds.train.data.dtype == torch.uint8
+    else:  # packed bits
+        assert ds.train.is_binary
+    assert userdata.byte_kind(x, 255) == (expected_kind, None if pixels == "zeros and ones" else 255)
+
+
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -398,6 +451,11 @@ def test_a_changed_data_file_is_refused_with_the_fix(wine_run, tmp_path, capsys)
     assert cli.main(["evaluate", str(run), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "has changed since the run was trained" in err and "restore the file" in err
+    assert "last modified" in err and f"--data {changed} --out" in err  # when, and the command of a new run
+    # in words: no SHA-256 in the message, short checksum prefixes at most
+    digests = {checksum(changed), config["data"]["checksum"]}
+    assert not any(digest[:12] in err for digest in digests), err
+    assert all(digest[:8] in err for digest in digests) and len(err.strip().splitlines()) == 1
     changed.unlink()
     assert cli.main(["evaluate", str(run), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
@@ -432,7 +490,10 @@ def test_encode_writes_the_codes_of_every_row_in_file_order_with_its_split(wine_
         cli.main(["encode", str(wine_run), "--data", str(tmp_path / "new.csv"), "--out", str(tmp_path / "c.csv")]) == 0
     )
     table = pd.read_csv(tmp_path / "c.csv")
-    assert np.allclose(table[["mean_1", "mean_2"]].to_numpy(), codes["mean"][[5, 0, 7]], atol=1e-6)
+    # latent dimensions named as the figures name them, 0-based: z0, z1
+    assert [c for c in table.columns if c.startswith(("mean", "sd"))] == ["mean_z0", "mean_z1", "sd_z0", "sd_z1"]
+    assert np.allclose(table[["mean_z0", "mean_z1"]].to_numpy(), codes["mean"][[5, 0, 7]], atol=1e-6)
+    assert np.allclose(table[["sd_z0", "sd_z1"]].to_numpy(), codes["sd"][[5, 0, 7]], atol=1e-6)
     frame.drop(columns="ash").to_csv(tmp_path / "fewer.csv", index=False)
     capsys.readouterr()
     assert cli.main(["encode", str(wine_run), "--data", str(tmp_path / "fewer.csv"), "--device", "cpu"]) == 2
@@ -536,6 +597,19 @@ BAD = [
     ("alpha", lambda p: _png(p / "a.png", np.zeros((4, 4, 4), np.uint8)), {}, "has an alpha channel"),
     ("broken", lambda p: _write(p.mkdir() or p, "bad.png", b"not a png"), {}, "bad.png is not a readable image"),
     ("cols.npy", lambda p: np.save(p, np.ones((4, 2))), {"label_column": "y"}, "name columns of a table"),
+    (  # a measurement as a label: wine's 178 rows, a column of whole-number floats with 150 distinct values
+        "measured.csv",
+        lambda p: _wine().assign(target=np.repeat(np.arange(150.0), [29] + [1] * 149)).to_csv(p, index=False),
+        {"label_column": "target"},
+        r"--label-column target holds 150 distinct values in 178 rows, 1.2 rows a class: a quantity, not classes "
+        r".*--factor-columns target \(a ground truth\) or --drop-columns target",
+    ),
+    (
+        "measured.npz",
+        lambda p: np.savez(p, x=np.ones((40, 2)), y=np.arange(40)),
+        {},
+        "y holds 40 distinct values in 40 rows.*save it as 'factors'",
+    ),
 ]
 
 
@@ -544,6 +618,23 @@ def test_bad_data_gets_one_clear_line(tmp_path, name, content, options, message)
     path = tmp_path / name if content is None else _write(tmp_path, name, content)
     with pytest.raises(DataError, match=message):
         data.load(DataConfig(str(path), **options))
+
+
+def test_labels_are_classes_unless_too_many_for_their_rows():
+    """More than 20 classes need 5 rows a class on average; 20 classes or fewer always pass."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5000, 3))
+    cell_types = rng.integers(0, 50, 5000)  # 50 cell types in 5,000 cells
+    assert from_arrays(x, cell_types).num_classes == 50
+    assert from_arrays(x[:25], np.arange(25) % 20).num_classes == 20  # 20 classes in 25 rows: few, but classes
+    names = np.array([f"type{c:02d}" for c in cell_types[:500]])  # names: sorted into classes
+    named = from_arrays(x[:500], names)
+    assert named.classes == tuple(sorted(set(names))) and named.has_labels
+    with pytest.raises(DataError, match="y holds 21 distinct values in 100 rows, 4.8 rows a class"):
+        from_arrays(x[:100], np.arange(100) % 21)
+    proline = _wine()["proline"].to_numpy()  # whole numbers as floats: 178 rows, 121 values
+    with pytest.raises(DataError, match=r"121 distinct values in 178 rows.*pass it as factors \(a ground truth\)"):
+        from_arrays(x[:178], proline)
 
 
 def test_a_pt_file_that_would_run_code_is_refused_unread(tmp_path):

@@ -283,3 +283,86 @@ def test_feature_view_of_a_dataset_reads_its_names_kind_and_standardization(wine
     assert view.names == tuple(wine.features) and view.kind == "real"
     assert view.centre.numpy() == pytest.approx(loc, rel=1e-6) and view.spread.numpy() == pytest.approx(sd, rel=1e-5)
     assert FeatureView.of(counts) == FeatureView(None, "counts", None, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Grey images: the user's as they are, the built-in datasets' as ink on paper
+
+
+def _grey_maps(model, guide, dataset) -> dict[str, str]:
+    """The colour map of the grey grid of each figure of images :func:`run_figures` draws (closed after)."""
+    figures = run_figures(model, guide, dataset, [], n=20)
+    maps = {name: fig.axes[0].get_images()[0].get_cmap().name for name, fig in figures.items() if name != "latent"}
+    plt.close("all")
+    return maps
+
+
+def test_the_users_grey_images_are_drawn_as_they_are_the_built_in_ones_as_ink():
+    from pvae import data
+    from pvae.plots.run import grey_map
+
+    rng = np.random.default_rng(5)
+    photos = rng.integers(0, 256, size=(60, 1, 8, 8), dtype=np.uint8)  # a user's grey images: 0 is black
+    own = from_arrays(photos, name="photos")
+    digits = data.load(data.DataConfig("digits", binarize="none"))
+    assert own.is_user_data and not digits.is_user_data
+    assert (grey_map(own), grey_map(digits), grey_map(None)) == ("gray", "gray_r", "gray_r")
+    every = {"reconstructions", "samples", "interpolation", "traversals"}
+    for dataset, cmap in ((own, "gray"), (digits, "gray_r")):
+        maps = _grey_maps(*pair_for(dataset, "continuous-bernoulli", 17), dataset)
+        assert set(maps) == every and set(maps.values()) == {cmap}, maps
+    # the pixels drawn are the images' own values: the first test image's corner, black as 0 under "gray"
+    x = own.test.images(slice(2))
+    drawn = plot_reconstructions(x, x, cmap=grey_map(own)).axes[0].get_images()[0]
+    corner = float(photos[int(own.test.origin[0]), 0, 0, 0]) / 255
+    assert drawn.get_cmap().name == "gray" and float(drawn.get_array()[0, 0]) == pytest.approx(corner)
+    # a model that decodes the label: one row of samples per class, drawn as they are too
+    labelled = from_arrays(photos, np.arange(60) % 3, name="photos")
+    maps = _grey_maps(*pair_for(labelled, "continuous-bernoulli", 19, "cvae"), labelled)
+    assert maps.keys() == {"reconstructions", "samples", "traversals"} and set(maps.values()) == {"gray"}
+
+
+# --------------------------------------------------------------------------------------------
+# Traversals of many dimensions: the most active ones, in a figure of a bounded size
+
+
+def _usage(z_dim: int) -> dict:
+    """Every dimension active, dimension j with KL j / 10 (the largest last)."""
+    kl = torch.arange(z_dim, dtype=torch.float64) / 10
+    return {"activity": kl + 1, "active": list(range(z_dim)), "kl_per_dim": kl}
+
+
+@pytest.mark.parametrize("images", [False, True], ids=["vectors", "images"])
+def test_a_traversal_of_20_active_dimensions_shows_the_10_largest_in_a_bounded_figure(wine, images):
+    from pvae.plots.run import TRAVERSAL_DIMS
+
+    if images:
+        dataset = from_arrays(np.random.default_rng(6).integers(0, 256, (60, 1, 8, 8), dtype=np.uint8))
+        likelihood = "continuous-bernoulli"
+    else:
+        dataset, likelihood = wine, "gaussian-per-pixel"
+    torch.manual_seed(derived_seed(20))
+    config = PairConfig(model="vae", z_dim=20, hidden=(16,), likelihood=likelihood)
+    model, guide = build_pair(config, dataset.x_shape, dataset.num_classes, dataset=dataset)
+    fig = traversal_figure(model, guide, dataset.test.images(), usage=_usage(20), dataset=dataset)
+    width, height = fig.get_size_inches()
+    assert TRAVERSAL_DIMS == 10 and width <= 17 and height <= 16
+    shown = list(range(19, 9, -1))  # the 10 largest KL, largest first
+    if images:
+        labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        title = fig.axes[0].get_title()
+    else:
+        labels = [ax.get_ylabel() for ax in fig.axes if ax.get_images()]
+        title = fig.get_suptitle()
+    assert [label.split(":")[0] for label in labels] == [f"z{d}" for d in shown]
+    assert "the 10 of 20 active dimensions with the largest KL" in title
+
+
+def test_traversal_plots_given_many_dimensions_draw_the_first_in_a_bounded_figure():
+    dims = list(range(50))
+    fig = plot_feature_traversals(torch.rand(50, 9, 30), dims, [1.0] * 50, title="t")
+    assert len([ax for ax in fig.axes if ax.get_images()]) == 10
+    assert fig.get_size_inches()[1] <= 16 and "(the first 10 of 50 dimensions shown)" in fig.get_suptitle()
+    fig = plot_traversals(torch.rand(30, 40, 1, 6, 6), dims[:30], [1.0] * 30, title="t")
+    assert max(fig.get_size_inches()) <= 16 and fig.axes[0].get_title() == "t (the first 10 of 30 dimensions shown)"
+    assert len(fig.axes[0].get_yticklabels()) == 10

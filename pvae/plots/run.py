@@ -2,10 +2,11 @@
 curves, the latent space, latent traversals and class-conditional samples (``pvae train``, ``pvae plot``,
 ``pvae sample``).
 
-Images ``(N, C, H, W)`` are drawn as grids (grey, or in colour for RGB). Vector data ``(N, D)`` (a table, a
-count matrix) are drawn feature by feature, in the units of the data as given: real-valued features are
-unstandardized (:meth:`pvae.data.Dataset.unstandardize`), counts are shown on a log1p scale
-(:class:`FeatureView`).
+Images ``(N, C, H, W)`` are drawn as grids (grey, or in colour for RGB): the built-in datasets' grey images
+as ink on paper (1 dark, MNIST's convention), the user's own as they are (0 black; :func:`grey_map`). Vector
+data ``(N, D)`` (a table, a count matrix) are drawn feature by feature, in the units of the data as given:
+real-valued features are unstandardized (:meth:`pvae.data.Dataset.unstandardize`), counts are shown on a
+log1p scale (:class:`FeatureView`).
 """
 
 import math
@@ -26,17 +27,31 @@ from pvae.pair import traits
 
 #: Image channels drawn in colour: RGB and RGBA; any other number is averaged to grey.
 _COLOUR_CHANNELS = (3, 4)
+#: Grey images as ink on paper (1 dark): the built-in datasets' convention (MNIST's ink is 1).
+INK = "gray_r"
+#: Grey images as they are (0 black, 1 white): the user's photographs and micrographs.
+AS_GIVEN = "gray"
+#: The value of the light grey gaps between images, under each grey map.
+_GAPS = {INK: 0.25, AS_GIVEN: 0.75}
 
 
-def _grid(images: torch.Tensor, ncol: int) -> torch.Tensor:
+def grey_map(dataset: Dataset | None) -> str:
+    """The colour map of ``dataset``'s grey images: :data:`AS_GIVEN` for the user's own data
+    (:attr:`pvae.data.Dataset.is_user_data`), :data:`INK` for the built-in datasets (and where none is known).
+
+    :param dataset: the data the images are of, or None.
+    """
+    return AS_GIVEN if dataset is not None and dataset.is_user_data else INK
+
+
+def _grid(images: torch.Tensor, ncol: int, cmap: str = INK) -> torch.Tensor:
     """Tile ``(N, C, H, W)`` images into one image with 1-pixel gaps: ``(rows·(H+1)−1, ncol·(W+1)−1)`` grey
-    levels, or ``(rows·(H+1)−1, ncol·(W+1)−1, C)`` colours for RGB(A) images."""
+    levels, or ``(rows·(H+1)−1, ncol·(W+1)−1, C)`` colours for RGB(A) images; gaps light grey under ``cmap``."""
     n, c, h, w = images.shape
     rows = math.ceil(n / ncol)
     colour = c in _COLOUR_CHANNELS
     size = (rows * (h + 1) - 1, ncol * (w + 1) - 1)
-    # light grey gaps: 0.25 under the inverted grey map, 0.75 as a colour
-    canvas = torch.full((*size, c), 0.75) if colour else torch.full(size, 0.25)
+    canvas = torch.full((*size, c), 0.75) if colour else torch.full(size, _GAPS[cmap])
     for i, image in enumerate(images):
         r, col = divmod(i, ncol)
         cell = image.permute(1, 2, 0) if colour else image.mean(0)  # (H, W, C) or (H, W)
@@ -44,26 +59,31 @@ def _grid(images: torch.Tensor, ncol: int) -> torch.Tensor:
     return canvas
 
 
-def _show_grid(ax, grid: torch.Tensor) -> None:
-    """Draw a :func:`_grid`: grey levels in [0, 1] dark on light, colours as they are (clipped to [0, 1])."""
+def _show_grid(ax, grid: torch.Tensor, cmap: str = INK) -> None:
+    """Draw a :func:`_grid`: grey levels in [0, 1] under ``cmap`` (:func:`grey_map`), colours as they are
+    (clipped to [0, 1])."""
     if grid.dim() == 3:
         ax.imshow(grid.clamp(0, 1).numpy(), interpolation="nearest")
     else:
-        ax.imshow(grid.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(grid.numpy(), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
 
 
-def plot_images(images: torch.Tensor, ncol: int = 10, title: str = "", row_labels: list[str] | None = None) -> Figure:
+def plot_images(
+    images: torch.Tensor, ncol: int = 10, title: str = "", row_labels: list[str] | None = None, cmap: str = INK
+) -> Figure:
     """A grid of images ``(N, C, H, W)`` in [0, 1], ``ncol`` per row: grey, or in colour when C is 3 (RGB) or 4.
 
     :param images: the images.
     :param ncol: images per row.
     :param title: the figure's title.
     :param row_labels: a label for each row of the grid, or None.
+    :param cmap: grey images' colour map: :data:`INK` (1 dark, the built-in datasets) or :data:`AS_GIVEN`
+        (0 black, the user's own images); :func:`grey_map` picks it for a dataset.
     """
-    grid = _grid(images.detach().cpu(), ncol)
+    grid = _grid(images.detach().cpu(), ncol, cmap)
     rows = math.ceil(images.shape[0] / ncol)
     fig, ax = plt.subplots(figsize=(ncol * 0.6 + 0.8, rows * 0.6 + 0.6))
-    _show_grid(ax, grid)
+    _show_grid(ax, grid, cmap)
     ax.set_xticks([])
     ax.set_yticks([])
     if row_labels:
@@ -74,18 +94,19 @@ def plot_images(images: torch.Tensor, ncol: int = 10, title: str = "", row_label
     return fig
 
 
-def plot_reconstructions(x: torch.Tensor, x_rec: torch.Tensor, ncol: int = 10) -> Figure:
+def plot_reconstructions(x: torch.Tensor, x_rec: torch.Tensor, ncol: int = 10, cmap: str = INK) -> Figure:
     """Test images (odd rows) above their reconstructions (even rows).
 
     :param x: images ``(N, C, H, W)`` in [0, 1].
     :param x_rec: their reconstructions, the same shape.
     :param ncol: images per row (at most N); the last ``N mod ncol`` images are left out.
+    :param cmap: grey images' colour map (:func:`plot_images`).
     """
     ncol = min(ncol, x.shape[0])  # a small test split still shows its images
     n = (x.shape[0] // ncol) * ncol
     pairs = torch.stack([x[:n].view(-1, ncol, *x.shape[1:]), x_rec[:n].view(-1, ncol, *x.shape[1:])], 1)
     labels = ["data", "recon."] * (n // ncol)
-    return plot_images(pairs.reshape(-1, *x.shape[1:]), ncol, "test images and their reconstructions", labels)
+    return plot_images(pairs.reshape(-1, *x.shape[1:]), ncol, "test images and their reconstructions", labels, cmap)
 
 
 #: Up to this many epochs, the learning curves mark each epoch with a dot.
@@ -160,18 +181,19 @@ def _class_name(label: int, classes: tuple[str, ...] | None) -> str:
     return str(label) if classes is None else str(classes[label])
 
 
-def plot_class_samples(model, per_class: int = 10, num_classes: int | None = None) -> Figure:
+def plot_class_samples(model, per_class: int = 10, num_classes: int | None = None, cmap: str = INK) -> Figure:
     """Decoder means at prior draws of z, one row per class, for a model whose decoder reads a label.
 
     :param model: a model whose decoder reads a label, of image data.
     :param per_class: images per class (per row).
     :param num_classes: the classes drawn (default: the model's ``num_classes``).
+    :param cmap: grey images' colour map (:func:`plot_images`).
     """
     num_classes = num_classes or model.num_classes
     y = torch.arange(num_classes).repeat_interleave(per_class)
     images = ev.sample_prior(model, len(y), y)
     rows = [str(c) for c in range(num_classes)]
-    return plot_images(images, per_class, "samples given the class (one row per label)", rows)
+    return plot_images(images, per_class, "samples given the class (one row per label)", rows, cmap)
 
 
 def _traversal_labels(dims: list[int], scores: list[float], score_name: str) -> list[str]:
@@ -190,6 +212,22 @@ def _check_traversal_rows(rows: int, dims: list[int], scores: list[float], what:
         raise ValueError(f"{rows} rows of {what} for {len(dims)} dimensions and {len(scores)} scores: give one each")
 
 
+#: The most latent dimensions a traversal figure shows: the first of those given (:func:`traversal_figure`
+#: gives the most active first), so that a run with many active dimensions keeps a figure of a readable size.
+TRAVERSAL_DIMS = 10
+#: The most inches a traversal figure takes on either side.
+_MOST_INCHES = 16.0
+
+
+def _first_rows(values: torch.Tensor, dims: list[int], scores: list[float], title: str):
+    """At most :data:`TRAVERSAL_DIMS` traversals, the first ones, the title saying how many were left out."""
+    if len(dims) <= TRAVERSAL_DIMS:
+        return values, dims, scores, title
+    kept = TRAVERSAL_DIMS
+    title = f"{title} (the first {kept} of {len(dims)} dimensions shown)"
+    return values[:kept], dims[:kept], scores[:kept], title
+
+
 def plot_traversals(
     images: torch.Tensor,
     dims: list[int],
@@ -198,9 +236,12 @@ def plot_traversals(
     score_name: str = "KL",
     unit: str = "prior standard deviations from the prior mean",
     title: str = "latent traversals",
+    cmap: str = INK,
 ) -> Figure:
     """Latent traversals (:func:`pvae.evaluate.traverse`): one row per latent dimension, labelled with
-    its score (its KL in nats, or its activity), one column per value, from −``span`` to +``span``.
+    its score (its KL in nats, or its activity), one column per value, from −``span`` to +``span``; the
+    first :data:`TRAVERSAL_DIMS` dimensions at most (the title says so when there are more), in a figure of
+    at most 16 inches a side.
 
     :param images: decoder means ``(len(dims), steps, C, H, W)`` in [0, 1].
     :param dims: the latent dimension of each row.
@@ -209,14 +250,17 @@ def plot_traversals(
     :param score_name: ``"KL"`` (labels read "KL 2.31 nats") or another score's name.
     :param unit: what the columns' numbers count, for the x-axis label.
     :param title: the figure's title.
+    :param cmap: grey images' colour map (:func:`plot_images`).
     :raises ValueError: when ``dims``, ``scores`` and the rows of ``images`` differ in number.
     """
+    _check_traversal_rows(images.shape[0], dims, scores, "images")
+    images, dims, scores, title = _first_rows(images, dims, scores, title)
     rows, steps = images.shape[:2]
-    _check_traversal_rows(rows, dims, scores, "images")
     h, w = images.shape[-2] + 1, images.shape[-1] + 1
-    grid = _grid(images.detach().cpu().reshape(rows * steps, *images.shape[2:]), steps)
-    fig, ax = plt.subplots(figsize=(steps * 0.7 + 1.8, rows * 0.7 + 0.9))
-    _show_grid(ax, grid)
+    grid = _grid(images.detach().cpu().reshape(rows * steps, *images.shape[2:]), steps, cmap)
+    cell = min(0.7, (_MOST_INCHES - 1.8) / steps, (_MOST_INCHES - 0.9) / rows)  # inches an image
+    fig, ax = plt.subplots(figsize=(steps * cell + 1.8, rows * cell + 0.9))
+    _show_grid(ax, grid, cmap)
     ax.set_yticks([h * i + h / 2 - 1 for i in range(rows)], _traversal_labels(dims, scores, score_name))
     ax.set_xticks([w * j + w / 2 - 1 for j in range(steps)], _offset_labels(span, steps))
     ax.set_xlabel(f"value of the dimension: {unit}")
@@ -459,16 +503,22 @@ def plot_feature_traversals(
     :param unit: what the rows' numbers count, for the axis label.
     :param title: the figure's title.
     :raises ValueError: when ``dims``, ``scores`` and the traversals of ``means`` differ in number.
+
+    The first :data:`TRAVERSAL_DIMS` dimensions at most are drawn (the title says so when there are more),
+    in a figure of at most 16 inches tall.
     """
     means = means.detach().cpu()
+    _check_traversal_rows(means.shape[0], dims, scores, "feature means")
+    means, dims, scores, title = _first_rows(means, dims, scores, title)
     rows, steps, d = means.shape
-    _check_traversal_rows(rows, dims, scores, "feature means")
     named = view.names is not None and d <= _NAMED_FEATURES
     width = min(14.0, max(6.0, 0.22 * d)) + 2.5
+    margin = 2.4 if named else 1.4  # the feature names, the title
+    panel = min(0.1 * steps + 0.4, 1.6, (_MOST_INCHES - margin) / rows)  # inches a heat map
     fig, axes = plt.subplots(
         rows,
         1,
-        figsize=(width, rows * (0.16 * steps + 0.5) + (2.4 if named else 1.4)),
+        figsize=(width, rows * panel + margin),
         sharex=True,
         squeeze=False,
         layout="constrained",
@@ -582,12 +632,18 @@ def traversal_figure(
     :param span: the sweep runs from −span to +span standard deviations.
     :param usage: :func:`pvae.diagnostics.latent_usage` of the pair on ``x``, where the caller has it.
     :param dataset: the data ``x`` is from: for vectors, it gives the features' names, kind and units (None:
-        the values as the model sees them, features numbered).
+        the values as the model sees them, features numbered); for grey images, their colour map
+        (:func:`grey_map`; None: the built-in datasets' ink on paper).
+
+    At most :data:`TRAVERSAL_DIMS` dimensions are drawn, those with the largest score; the title says how many
+    of how many when some are left out.
     """
     pair = traits(model, guide)
     if usage is None:
         usage = latent_usage(model, guide, x, y, prior_draws=1000)  # the prior draws only measure holes
     dims, scores, score_name = ev.traversal_order(usage)
+    ranked = len(dims)
+    dims, scores = dims[:TRAVERSAL_DIMS], scores[:TRAVERSAL_DIMS]  # the most active: a figure of readable size
     cond_y = y if pair.decodes_labels else None
     try:
         if pair.point_estimate:
@@ -601,13 +657,18 @@ def traversal_figure(
     z = ev.posterior_mean(guide, x[seed_index : seed_index + 1], seed_y)[0]  # (z_dim,)
     means, _ = ev.traverse(model, z, dims, loc, scale, steps, span, None if seed_y is None else seed_y[0])
     title = f"latent traversals of datapoint {seed_index}: active dimensions by {score_name}"
+    if ranked > len(dims):
+        title = (
+            f"latent traversals of datapoint {seed_index}: the {len(dims)} of {ranked} active dimensions with the "
+            f"largest {score_name}"
+        )
     if not usage["active"]:
         title = f"latent traversals of datapoint {seed_index}: no dimension active, the largest {score_name} shown"
     if x.dim() == 2:  # vectors: means (len(dims), steps, D)
         view = FeatureView() if dataset is None else FeatureView.of(dataset)
         values = means if dataset is None else dataset.unstandardize(means)
         return plot_feature_traversals(values, dims, scores, view, span, score_name, unit, title)
-    return plot_traversals(means, dims, scores, span, score_name, unit, title)
+    return plot_traversals(means, dims, scores, span, score_name, unit, title, grey_map(dataset))
 
 
 def run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int = 100, seed: int = 0) -> dict[str, Figure]:
@@ -643,17 +704,21 @@ def _two_rows(y: torch.Tensor) -> tuple[int, int]:
 
 def _image_figures(model, guide, dataset: Dataset, n: int) -> dict[str, Figure]:
     x, y = dataset.test.images(slice(n)), dataset.test.y[:n]
-    figures = {"reconstructions": plot_reconstructions(x[:50], ev.reconstruct(model, guide, x[:50], y[:50]))}
+    cmap = grey_map(dataset)
+    x_rec = ev.reconstruct(model, guide, x[:50], y[:50])
+    figures = {"reconstructions": plot_reconstructions(x[:50], x_rec, cmap=cmap)}
     if ev.decodes_labels(model):
-        figures["samples"] = plot_class_samples(model, 10, dataset.num_classes)
+        figures["samples"] = plot_class_samples(model, 10, dataset.num_classes, cmap)
     else:
-        figures["samples"] = plot_images(ev.sample_prior(model, n), 10, "decoder means at samples from the prior")
+        samples = ev.sample_prior(model, n)
+        figures["samples"] = plot_images(samples, 10, "decoder means at samples from the prior", cmap=cmap)
         first, second = _two_rows(y)
         path = ev.interpolate(model, guide, x[first], x[second], steps=10)
         figures["interpolation"] = plot_images(
             torch.cat([x[first : first + 1], path, x[second : second + 1]]),
             12,
             "two test images (ends) and decoder means along the line between their latent means",
+            cmap=cmap,
         )
     return figures
 
