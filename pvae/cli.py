@@ -704,35 +704,23 @@ def _disentangle_run(args) -> Path:
 
 
 def _quality_run(args) -> Path:
-    from pvae import data
     from pvae.files import save_figure, write_json
     from pvae.plots.quality import plot_likelihood_draws, plot_spectra
-    from pvae.quality.classifier import load_classifier
     from pvae.quality.ppc import PPCConfig
-    from pvae.quality.score import QualityConfig, check_sizes, describe, quality, spectra
+    from pvae.quality.score import QualityConfig, describe, quality, spectra
 
     config = from_args(QualityConfig, args)  # refuses bad settings before the run is read
     ppc = from_args(PPCConfig, args, rows=config.samples, seed=config.seed)
     run, run_config, dataset, model, guide = _open_run(args)
     out = _results_folder(config.out, run, "quality")
     if not dataset.is_image:
-        return _posterior_predictive(run, run_config, dataset, model, guide, ppc, out)
+        return _posterior_predictive(run, run_config, dataset, model, guide, config, ppc, out)
     inception = None
     if config.inception is not None:
         from pvae.quality.inception import load_inception
 
         inception = load_inception(None if config.inception == "auto" else config.inception)  # fails before work
-    grey_config = replace(run_config.data, binarize="none", labels=None, train_size=None)
-    grey = dataset if grey_config == run_config.data else data.load(grey_config)
-    check_sizes(config, len(grey.test))  # before a classifier is trained for nothing
-    try:
-        classifier = load_classifier(grey_config, train=config.train_classifier, progress=config.progress)
-    except ValueError as error:
-        if config.train_classifier or "no classifier" not in str(error):
-            raise
-        raise ValueError(f"{error}, or drop --no-train-classifier and pvae quality trains it") from None
-    accuracy = classifier.info.get("test_accuracy", float("nan"))
-    print(f"quality: features of a classifier of {grey.name} images (test accuracy {accuracy:.3f})", file=sys.stderr)
+    grey, classifier = _feature_classifier(run_config, dataset, config)
     tic = time.perf_counter()
     results = quality(
         model, guide, grey, classifier, config, inception, lambda n: print(f"quality: {n} ...", file=sys.stderr)
@@ -757,22 +745,63 @@ def _quality_run(args) -> Path:
     return out
 
 
-def _posterior_predictive(run, run_config, dataset, model, guide, config, out: Path) -> Path:
-    """``pvae quality`` on data that are not images: posterior predictive checks."""
+def _feature_classifier(run_config, dataset, config):
+    """The run's data as the classifier reads them (grey levels, every label) and its feature classifier,
+    loaded from the cache or trained (``config.train_classifier``)."""
+    from pvae import data
+    from pvae.quality.classifier import load_classifier
+    from pvae.quality.score import check_sizes
+
+    grey_config = replace(run_config.data, binarize="none", labels=None, train_size=None)
+    grey = dataset if grey_config == run_config.data else data.load(grey_config)
+    check_sizes(config, len(grey.test))  # before a classifier is trained for nothing
+    try:
+        classifier = load_classifier(grey_config, train=config.train_classifier, progress=config.progress)
+    except ValueError as error:
+        if config.train_classifier or "no classifier" not in str(error):
+            raise
+        raise ValueError(f"{error}, or drop --no-train-classifier and pvae quality trains it") from None
+    accuracy = classifier.info.get("test_accuracy", float("nan"))
+    what = "images" if grey.is_image else "rows"
+    print(f"quality: features of a classifier of {grey.name} {what} (test accuracy {accuracy:.3f})", file=sys.stderr)
+    return grey, classifier
+
+
+def _posterior_predictive(run, run_config, dataset, model, guide, config, ppc, out: Path) -> Path:
+    """``pvae quality`` on data that are not images: posterior predictive checks, and where the data have
+    labels the classifier's scores of the model's rows."""
     from pvae.files import save_figure, write_json
     from pvae.plots.quality import plot_ppc
-    from pvae.quality.ppc import describe_ppc, posterior_predictive_check
+    from pvae.quality.ppc import posterior_predictive_check
+    from pvae.quality.score import describe, quality
 
+    if config.inception is not None:
+        raise ValueError("--inception scores images; this run's data are vectors: drop --inception")
     tic = time.perf_counter()
-    results = posterior_predictive_check(model, guide, dataset, config)
+    results: dict = {"posterior_predictive": posterior_predictive_check(model, guide, dataset, ppc)}
+    if not dataset.has_labels:
+        results["classifier_skipped"] = "the data have no labels (--label-column NAME gives them)"
+    elif len(dataset.test) <= config.neighbours:
+        results["classifier_skipped"] = (
+            f"the test split holds {len(dataset.test)} rows, not more than --neighbours {config.neighbours}"
+        )
+    else:
+        grey, classifier = _feature_classifier(run_config, dataset, config)
+        scores = quality(
+            model, guide, grey, classifier, config, None, lambda n: print(f"quality: {n} ...", file=sys.stderr)
+        )
+        scores.pop("images")
+        results.update(scores)
     results.update(
         run=str(run.path),
         pair=f"{run_config.pair.model}/{run_config.pair.guide}",
         seconds_total=time.perf_counter() - tic,
     )
-    write_json(out / "quality.json", {"posterior_predictive": results})
-    save_figure(plot_ppc(results), out / "figures" / "ppc.png")
-    print(describe_ppc(results))
+    write_json(out / "quality.json", results)
+    save_figure(plot_ppc(results["posterior_predictive"]), out / "figures" / "ppc.png")
+    print(describe(results))
+    for what, why in results.get("notes", {}).items():
+        print(f"not applicable: {what}: {why}")
     print(f"results in {out}: quality.json, figures/ppc.png")
     return out
 

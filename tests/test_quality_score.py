@@ -179,3 +179,51 @@ def test_a_reference_embedded_once_scores_as_the_one_quality_builds_and_a_mismat
     assert given["reference"] == built["reference"]
     with pytest.raises(ValueError, match="holds 100 test images"):
         quality(model, guide, grey, classifier, QualityConfig(samples=50), reference=reference)
+
+
+@pytest.fixture(scope="module")
+def count_table_runs(tmp_path_factory):
+    """Digits as a table of 64 counts (0..16) with a label column, and the same table without it."""
+    import pandas as pd
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("quality_table")
+    bunch = load_digits()
+    table = pd.DataFrame(bunch.data.astype("int64"), columns=[f"p{i}" for i in range(64)])
+    table.assign(digit=bunch.target).to_csv(root / "labelled.csv", index=False)
+    table.iloc[:400].to_csv(root / "unlabelled.csv", index=False)
+    runs = {}
+    for name, extra in {"labelled": ["--label-column", "digit"], "unlabelled": []}.items():
+        out = root / name
+        argv = ["train", "--data", str(root / f"{name}.csv"), "--epochs", "40", "--z-dim", "8", "--hidden", "64"]
+        argv += ["--seed", str(derived_seed(11)), "--out", str(out), "--no-progress", "--samples", "10", *extra]
+        assert main(argv) == 0
+        runs[name] = out
+    return runs
+
+
+def test_quality_of_a_labelled_table_adds_the_classifiers_scores_to_the_predictive_checks(count_table_runs, capsys):
+    run = count_table_runs["labelled"]
+    assert main(["quality", str(run), "--seed", "3", "--replicates", "20", "--no-progress"]) == 0
+    results = json.loads((run / "quality" / "quality.json").read_text())
+    assert results["posterior_predictive"]["kind"] == "counts" and results["posterior_predictive"]["rows"] == 180
+    sets = results["sets"]
+    assert set(sets) == {"prior", "fitted prior", "reconstructions"}  # no likelihood draws: sharpness is for images
+    assert results["samples"] == 180 and "data" not in results  # digits' test split of 10%
+    assert results["classifier"]["test_accuracy"] > 0.85  # measured 0.97-0.99 over seeds
+    # as for images: real training rows are the closest set to the test rows, reconstructions next, the prior last
+    assert results["reference"]["fd"] < sets["reconstructions"]["fd"] < sets["prior"]["fd"]
+    assert results["reference"]["recall"] > 0.6 and results["reference"]["coverage"] == 1.0  # measured 0.79
+    printed = capsys.readouterr().out
+    assert "posterior predictive checks" in printed and "180 rows a set" in printed
+    assert f"{sets['prior']['fd']:11.3f}" in printed and "HF power" not in printed
+
+
+def test_quality_of_an_unlabelled_table_says_why_it_has_no_classifier(count_table_runs, capsys):
+    run = count_table_runs["unlabelled"]
+    assert main(["quality", str(run), "--replicates", "20", "--no-progress"]) == 0
+    results = json.loads((run / "quality" / "quality.json").read_text())
+    assert "sets" not in results and "no labels" in results["classifier_skipped"]
+    assert "no classifier scores: the data have no labels" in capsys.readouterr().out
+    assert main(["quality", str(run), "--inception", "auto"]) == 2
+    assert "--inception scores images" in capsys.readouterr().err

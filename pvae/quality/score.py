@@ -22,6 +22,12 @@ for an autoencoder its codes themselves: the fair baseline a careful user would 
 draw of p(x | z) at each prior z, for sharpness only). ``prior_holes`` is the share of prior draws
 that fall where the aggregate posterior's draws are not (:func:`prior_holes`). ``reference`` scores real training images
 against the real test images: the floor that sampling noise alone gives at this size.
+
+The user's labelled data that are not images (a table, counts) are scored the same way in the features of a
+classifier of their rows (:class:`~pvae.quality.classifier.FeatureClassifier` for vectors): the Fréchet distance,
+precision, recall, confidence and coverage of decoder means, as the model sees the data (standardized features,
+counts as rates); sharpness and the Inception FID are for images only. ``pvae quality`` adds them to the posterior
+predictive checks (:mod:`pvae.quality.ppc`) of such data.
 """
 
 import math
@@ -39,6 +45,7 @@ from pvae.pair import traits
 from pvae.quality.classifier import embed, predict
 from pvae.quality.frechet import compute_frechet
 from pvae.quality.inception import inception_features
+from pvae.quality.ppc import describe_ppc
 from pvae.quality.precision_recall import precision_recall
 from pvae.quality.sharpness import sharpness
 from pvae.sites import Z
@@ -268,6 +275,13 @@ def quality(
             f"{tuple(dataset.x_shape)}: use the classifier of the run's dataset"
         )
     say = progress or (lambda name: None)
+    image = dataset.is_image
+    if inception is not None and not image:
+        raise ValueError("the Inception FID scores images; the run's data are vectors: drop --inception")
+
+    def look(images: torch.Tensor) -> dict:  # sharpness, for images only
+        return sharpness(images, cutoff=config.cutoff) if image else {}
+
     pair = traits(model, guide)
     generator = torch.Generator().manual_seed(config.seed)
     pyro.set_rng_seed(config.seed)
@@ -302,35 +316,38 @@ def quality(
 
     say("reference")
     results: dict = {"reference": real.score(train_images), "sets": {}}
-    results["data"] = sharpness(real.images, cutoff=config.cutoff)
+    if image:
+        results["data"] = sharpness(real.images, cutoff=config.cutoff)
 
     say("prior")
     z = model.prior((n,)).sample().cpu()  # scores and figures read the host
     y_prior = labels_for(n)
     prior_images = decode(model, z, y_prior, config.batch_size)
-    results["sets"]["prior"] = real.score(prior_images) | sharpness(prior_images, cutoff=config.cutoff)
+    results["sets"]["prior"] = real.score(prior_images) | look(prior_images)
     results["sets"]["prior"]["source"] = "decoder means at z ~ p(z)"
     if pair.point_estimate:
         results["sets"]["prior"]["source"] += " (a point-mass guide: the decoder never saw such draws; a baseline)"
 
-    say("likelihood draws")
-    draws = decode(model, z, y_prior, config.batch_size, draw=True)
-    results["sets"]["likelihood draws"] = sharpness(draws, cutoff=config.cutoff) | {
-        "source": "one draw of p(x | z) at each prior z, for sharpness"
-    }
+    draws = None
+    if image:
+        say("likelihood draws")
+        draws = decode(model, z, y_prior, config.batch_size, draw=True)
+        results["sets"]["likelihood draws"] = sharpness(draws, cutoff=config.cutoff) | {
+            "source": "one draw of p(x | z) at each prior z, for sharpness"
+        }
 
     say("fitted prior")
     codes = codes_of(guide, train_images, train_y if guide_reads_y else None, config.batch_size, draw=True)
     fitted = fitted_gaussian(codes)
     fitted_images = decode(model, fitted.sample((n,)).to(z.dtype), labels_for(n), config.batch_size)
-    results["sets"]["fitted prior"] = real.score(fitted_images) | sharpness(fitted_images, cutoff=config.cutoff)
+    results["sets"]["fitted prior"] = real.score(fitted_images) | look(fitted_images)
     results["sets"]["fitted prior"]["source"] = "decoder means at z from a Gaussian fitted to q(z) (training codes)"
 
     say("reconstructions")
     test_y = real.labels if guide_reads_y else None
     test_codes = codes_of(guide, real.images, test_y, config.batch_size)
     rec = decode(model, test_codes, real.labels if pair.decodes_labels else None, config.batch_size)
-    results["sets"]["reconstructions"] = real.score(rec) | sharpness(rec, cutoff=config.cutoff)
+    results["sets"]["reconstructions"] = real.score(rec) | look(rec)
     results["sets"]["reconstructions"]["source"] = "decoder means at the codes of the test images"
     results["prior_holes"] = prior_holes(codes, model.prior((n,)).sample().cpu().double())
 
@@ -355,7 +372,9 @@ def quality(
         seed=config.seed,
         classifier=dict(classifier.info),
         notes=notes,
-        images={"prior": prior_images[:100], "likelihood draws": draws[:100], "data": real.images[:100]},
+        images={"prior": prior_images[:100], "likelihood draws": draws[:100], "data": real.images[:100]}
+        if image
+        else {},
     )
     return results
 
@@ -403,18 +422,32 @@ HEADLINES = {
 def describe(results: dict) -> str:
     """The scores as a small text table: one row per set, one column per score (``—`` where a score does
     not apply, e.g. the Fréchet distance of likelihood draws), under a line that says how many images each
-    set holds and how the classifier scores."""
+    set holds and how the classifier scores; the posterior predictive checks of data that are not images
+    (``posterior_predictive``) first, and then the table where the data have labels."""
+    parts = []
+    if "posterior_predictive" in results:
+        parts.append(describe_ppc(results["posterior_predictive"]))
+    if "sets" in results:
+        parts.append(_describe_sets(results))
+    elif "classifier_skipped" in results:
+        parts.append(f"no classifier scores: {results['classifier_skipped']}")
+    return "\n".join(parts)
+
+
+def _describe_sets(results: dict) -> str:
     accuracy = results.get("classifier", {}).get("test_accuracy")
-    line = (
-        f"{results['samples']} images a set, against as many real test images; features of a classifier with test "
-        f"accuracy {accuracy:.3f}; HF power: share of power above {results.get('cutoff', 0.25):g} cycles per pixel"
-        if accuracy is not None
-        else f"{results['samples']} images a set, against as many real test images"
-    )
-    rows = [line, f"{'':18s}" + "".join(f"{title:>11s}" for title in HEADLINES.values())]
-    named = {"reference": results["reference"], "data": results["data"], **results["sets"]}
+    image = "data" in results  # the real images' sharpness: images only
+    what = "images" if image else "rows"
+    line = f"{results['samples']} {what} a set, against as many real test {what}"
+    if accuracy is not None:
+        line += f"; features of a classifier with test accuracy {accuracy:.3f}"
+        if image:
+            line += f"; HF power: share of power above {results.get('cutoff', 0.25):g} cycles per pixel"
+    named = {"reference": results["reference"], **({"data": results["data"]} if image else {}), **results["sets"]}
+    columns = {h: title for h, title in HEADLINES.items() if any(h in scores for scores in named.values())}
+    rows = [line, f"{'':18s}" + "".join(f"{title:>11s}" for title in columns.values())]
     for name, scores in named.items():
-        cells = "".join(f"{scores[h]:11.3f}" if isinstance(scores.get(h), float) else f"{'—':>11s}" for h in HEADLINES)
+        cells = "".join(f"{scores[h]:11.3f}" if isinstance(scores.get(h), float) else f"{'—':>11s}" for h in columns)
         rows.append(f"{name:18s}{cells}")
     return "\n".join(rows)
 
