@@ -245,11 +245,13 @@ def _results_folder(out: str | None, run, name: str) -> Path:
     return folder
 
 
-def user_data_defaults(data_config, pair, epochs: int | None, batch_size: int):
+def user_data_defaults(data_config, pair, epochs: int | None, batch_size: int, loaded: dict | None = None):
     """What a run on the user's own data records: the data's absolute path, checksum and kind; the
     likelihood the kind calls for where the model's own cannot hold the data; and, unless given, epochs
     enough for about 2000 steps (10 to 500).
 
+    :param loaded: where to leave the dataset read (``loaded["dataset"]``), so that training does not read the
+        file (and hash it) again.
     :returns: ``(data_config, pair_config, epochs)``.
     """
     from pvae import data
@@ -264,6 +266,8 @@ def user_data_defaults(data_config, pair, epochs: int | None, batch_size: int):
     data_config = replace(
         data_config, data=dataset.source["path"], checksum=dataset.source["sha256"], kind=dataset.kind
     )
+    if loaded is not None:
+        loaded["dataset"] = dataset  # what data.load(data_config) gives: the same file, its kind now named
     if pair.likelihood is None:
         own = resolve(pair).likelihood  # None where the model takes no likelihood
         if own is not None and not _holds(own, dataset.model_kind):
@@ -280,12 +284,42 @@ def _holds(likelihood: str, kind: str) -> bool:
     return kind in getattr(get_likelihood(likelihood), "support", (kind,))
 
 
-def train_config(args) -> "RunConfig":
+def given_options(argv: list[str]) -> set[str]:
+    """The options named on a command line, by their field names (``--z-dim 3`` and ``--no-progress`` give
+    ``z_dim`` and ``progress``); abbreviations are off, so a flag is always written whole."""
+    names = set()
+    for token in argv:
+        if token.startswith("--") and len(token) > 2:
+            flag = token[2:].split("=", 1)[0]
+            names.add(flag.replace("-", "_"))
+            if flag.startswith("no-"):
+                names.add(flag[3:].replace("-", "_"))
+    return names
+
+
+def _resumed_settings(args, out: Path) -> None:
+    """``train --resume``: the settings of the run in ``out`` for every option the command line does not
+    name, so that ``pvae train --resume --out RUN`` goes on with the run as it was started (options that are
+    named must still agree with it, but --epochs and --jit)."""
+    from pvae.runs import Run
+
+    given = getattr(args, "given", None)
+    if given is None or not (out / "config.json").is_file():
+        return  # a parsed namespace of unknown origin, or no run there (Run.open says so below)
+    saved = Run.open(out).config
+    for section in ("data", "pair", "train"):
+        for name, value in (saved.get(section) or {}).items():
+            if name not in given and hasattr(args, name):
+                setattr(args, name, tuple(value) if isinstance(value, list) else value)
+
+
+def train_config(args, loaded: dict | None = None) -> "RunConfig":
     """The configuration ``pvae train`` makes of its parsed options, checked as it checks them before it
     reads any data (the dataclasses' ``__post_init__``, the pair's defaults, the beta schedule); what
     ``pvae sweep`` checks every cell with before the first starts.
 
     :param args: ``pvae train``'s parsed options.
+    :param loaded: where to leave the user's dataset when it is read to find its kind (:func:`user_data_defaults`).
     :returns: the :class:`pvae.config.RunConfig` of the run.
     :raises ValueError: what ``pvae train`` would refuse.
     """
@@ -303,7 +337,7 @@ def train_config(args) -> "RunConfig":
     data_config = from_args(DataConfig, args)
     pair = from_args(PairConfig, args, model=model, guide=guide)
     if data_config.is_user_data:  # the file is read now: its kind picks the likelihood, its size the epochs
-        data_config, pair, epochs = user_data_defaults(data_config, pair, args.epochs, args.batch_size)
+        data_config, pair, epochs = user_data_defaults(data_config, pair, args.epochs, args.batch_size, loaded)
     else:
         epochs = args.epochs if args.epochs is not None else (100 if args.data == "digits" else 10)
     config = RunConfig(
@@ -335,7 +369,10 @@ def _train(args) -> Path:
         check_available()
     evaluation = EvaluateConfig(samples=args.samples, seed=args.seed)
     device = distributed.device_for_rank(args.device, _device(args))  # said in the banner
-    config = train_config(args)
+    if options.resume and options.out:
+        _resumed_settings(args, Path(options.out))
+    loaded: dict = {}
+    config = train_config(args, loaded)
     model_name, guide_name = config.pair.model, config.pair.guide
     elbo, beta, epochs = config.train.elbo, config.train.beta, config.train.epochs
     name = f"{short_name(model_name)}/{short_name(guide_name)}"
@@ -347,7 +384,7 @@ def _train(args) -> Path:
     rank0 = distributed.is_main()
     if not rank0:  # rank 0 reads (and downloads, on first use) the data first, so that no two write its cache
         distributed.barrier()
-    dataset = data.load(config.data)
+    dataset = loaded.get("dataset") or data.load(config.data)
     if rank0:
         distributed.barrier()
     pyro.set_rng_seed(args.seed)
@@ -372,8 +409,9 @@ def _train(args) -> Path:
         # --jit changes how the loss runs, not what it is: a run goes on with today's setting
         if replace(saved, train=replace(saved.train, epochs=epochs, jit=config.train.jit)) != config:
             raise ValueError(
-                f"--resume needs the settings of the run in {out} (only --epochs and --jit may change); these "
-                f"differ: {', '.join(_differences(saved.to_dict(), config.to_dict(), {'epochs', 'jit'}))}"
+                f"--resume continues the run in {out} with its own settings (only --epochs and --jit may change): "
+                "leave out the options that differ, or give the run's values; these differ: "
+                + ", ".join(_differences(saved.to_dict(), config.to_dict(), {"epochs", "jit"}))
             )
         if epochs != saved.train.epochs and saved.train.beta_schedule == "cyclical":
             raise ValueError(
@@ -437,11 +475,11 @@ def _train(args) -> Path:
     run.update_summary(training=training)
     distributed.barrier()
     try:
-        test = _evaluate_run(out, evaluation, device)
+        test = _evaluate_run(out, evaluation, device, dataset=dataset)  # the data training read, not read again
         if log is not None:
             log.finish(sum(m["steps"] for m in history), config.to_dict(), test)
         distributed.shutdown()
-        _plot_run(out, device)
+        _plot_run(out, device, dataset=dataset)
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted after training ({len(history)} epochs, all saved in {out}); `pvae evaluate {out}` and "
@@ -454,14 +492,14 @@ class Interrupted(Exception):
     """Ctrl-C stopped a command; the message says what was kept and how to go on."""
 
 
-def _evaluate_run(path, config, device="cpu", say: str | None = None) -> dict:
+def _evaluate_run(path, config, device="cpu", say: str | None = None, dataset=None) -> dict:
     from pvae import distributed
     from pvae.config import restore
     from pvae.data import evaluation_split
     from pvae.evaluate import check_finite, describe, evaluate_shared
     from pvae.runs import check_writable
 
-    run, run_config, dataset, model, guide = restore(path, device)
+    run, run_config, dataset, model, guide = restore(path, device, dataset)
     rank0 = distributed.is_main()
     if rank0:
         _say_device(say, device)
@@ -506,41 +544,56 @@ def _sample_run(path, config, device="cpu", say: str | None = None) -> Path:
     from pvae.config import restore
     from pvae.evaluate import sample_prior
     from pvae.files import atomic_write, save_figure
-    from pvae.plots.run import FeatureView, plot_feature_rows, plot_images
+    from pvae.plots.run import FeatureView, grey_map, plot_feature_rows, plot_images
     from pvae.runs import check_writable
 
     if config.out:
         check_writable(config.out, "--out", file=True)
     run, _, dataset, model, _ = restore(path, device)
     _say_device(say, device)
-    label = config.label
+    label = _class_index(config.label, dataset)
     if not config.out:
         check_writable(run.path / "figures", "the run directory")
     y = None if label is None else torch.full((config.n,), label, dtype=torch.long)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         images = sample_prior(model, config.n, y)
-    title = "decoder means at samples from the prior" + ("" if label is None else f", class {label}")
+    title = "decoder means at samples from the prior" + ("" if label is None else f", class {config.label}")
     target = config.path(run.figures)
     if dataset.is_image:
-        save_figure(plot_images(images, 10, title), target)
+        save_figure(plot_images(images, 10, title, cmap=grey_map(dataset)), target)
     else:  # vectors: a heat map of the draws, and the draws themselves in the data's units
         draws = dataset.unstandardize(images)
         save_figure(plot_feature_rows(draws, FeatureView.of(dataset), title + ", in the data's units"), target)
         values = target.with_suffix(".npy")
         atomic_write(values, lambda handle: np.save(handle, draws.numpy()))
         print(f"the draws as an array ({config.n}, {draws.shape[1]}) in {values}")
-    print(f"{config.n} samples{'' if label is None else f' of class {label}'} in {target}")
+    print(f"{config.n} samples{'' if label is None else f' of class {config.label}'} in {target}")
     return target
 
 
-def _plot_run(path, device="cpu", say: str | None = None) -> list[Path]:
+def _class_index(label: str | None, dataset) -> int | None:
+    """The index of the class ``--label`` names (its index, or its name where the classes have names)."""
+    if label is None:
+        return None
+    names = list(dataset.classes or ())
+    if label in names:
+        return names.index(label)
+    if label.isdigit():
+        return int(label)  # its range is checked against the model's classes
+    known = (
+        f"one of {', '.join(names[:20])}{' ...' if len(names) > 20 else ''}, or its index" if names else "a class index"
+    )
+    raise ValueError(f"--label {label} names no class of {dataset.name}: give {known} 0..{dataset.num_classes - 1}")
+
+
+def _plot_run(path, device="cpu", say: str | None = None, dataset=None) -> list[Path]:
     from pvae.config import restore
     from pvae.files import save_figure
     from pvae.plots.run import run_figures
     from pvae.runs import check_writable
 
-    run, _, dataset, model, guide = restore(path, device)
+    run, _, dataset, model, guide = restore(path, device, dataset)
     _say_device(say, device)
     check_writable(run.path / "figures", "the run directory")
     written = []
@@ -602,6 +655,7 @@ def _diagnose_run(args) -> Path:
     from pvae.evaluate import reconstruct
     from pvae.files import save_figure, write_json
     from pvae.plots.diagnostics import diagnostic_figures
+    from pvae.plots.run import grey_map
 
     config = from_args(DiagnoseConfig, args)  # refuses bad settings before the run is read
     run, run_config, dataset, model, guide = _open_run(args)
@@ -639,7 +693,7 @@ def _diagnose_run(args) -> Path:
         k_hat = results["importance"]["per_datapoint"]["k_hat"]
         x = part.images(order)
         worst = (x, reconstruct(model, guide, x, part.y[order]), [k_hat[i] for i in order])
-    for name, fig in diagnostic_figures(results, idata, worst).items():
+    for name, fig in diagnostic_figures(results, idata, worst, grey_map(dataset)).items():
         save_figure(fig, out / "figures" / f"{name}.png")
     print(describe_diagnostics(results))
     print(f"results in {out}: diagnostics.json{', posterior.nc' if idata is not None else ''}, figures/")
@@ -694,7 +748,7 @@ def _disentangle_run(args) -> Path:
         "mutual_information": plot_mutual_information(
             np.array(information["matrix"]), results["factor_names"], np.array(information["entropies"])
         ),
-        "traversals": traversal_figure(model, guide, *test, usage=usage),
+        "traversals": traversal_figure(model, guide, *test, usage=usage, dataset=dataset),
     }
     for name, fig in figures.items():
         save_figure(fig, out / "figures" / f"{name}.png")
@@ -706,6 +760,7 @@ def _disentangle_run(args) -> Path:
 def _quality_run(args) -> Path:
     from pvae.files import save_figure, write_json
     from pvae.plots.quality import plot_likelihood_draws, plot_spectra
+    from pvae.plots.run import grey_map
     from pvae.quality.ppc import PPCConfig
     from pvae.quality.score import QualityConfig, describe, quality, spectra
 
@@ -734,7 +789,9 @@ def _quality_run(args) -> Path:
     write_json(out / "quality.json", results)
     figures = {
         "spectra": plot_spectra(spectra(results), config.cutoff),
-        "likelihood_draws": plot_likelihood_draws(images["data"], images["prior"], images["likelihood draws"]),
+        "likelihood_draws": plot_likelihood_draws(
+            images["data"], images["prior"], images["likelihood draws"], cmap=grey_map(grey)
+        ),
     }
     for name, fig in figures.items():
         save_figure(fig, out / "figures" / f"{name}.png")
@@ -965,6 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser(only=command).parse_args(argv)
         args.train_options = rest or []
+        args.given = given_options(argv)
     except KeyboardInterrupt:  # while the modules a command needs are imported
         print(
             f"pvae {command or ''}: interrupted before anything ran; nothing was written".replace(" :", ":"),

@@ -230,12 +230,14 @@ def fit_to_data(model: torch.nn.Module, dataset: "data.Dataset", guide: torch.nn
             last.bias[: len(bias)] = bias  # the first parameter block: the mean
 
 
-def restore(path: str | os.PathLike, device: str | torch.device = "cpu"):
+def restore(path: str | os.PathLike, device: str | torch.device = "cpu", dataset=None):
     """Rebuild a trained run: its config, data, and model and guide with the saved parameters.
 
     :param path: the run directory.
     :param device: where the model and guide go; the checkpoint is read onto the CPU first, so a run
         written on any device restores on any other. The dataset stays on the host.
+    :param dataset: the run's data, already loaded from its config (by the training that wrote the run): not
+        read again.
     :returns: ``(run, config, dataset, model, guide)``; model and guide are in eval mode, on ``device``.
     :raises RunError: if ``path`` is not a run, its config or checkpoint cannot be read, its weights are not
         finite, or its checkpoint does not fit the pair.
@@ -245,7 +247,7 @@ def restore(path: str | os.PathLike, device: str | torch.device = "cpu"):
         config = RunConfig.from_dict(run.config)
     except (AttributeError, TypeError, ValueError) as error:
         raise RunError(f"{run.path / CONFIG} is not a configuration this pvae reads ({error}): {CORRUPT_FIX}") from None
-    dataset = data.load(config.data)
+    dataset = data.load(config.data) if dataset is None else dataset
     model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes, dataset=dataset)
     state = run.load_checkpoint()
     broken = [

@@ -197,7 +197,7 @@ def check_encode_memory(
     :returns: the bytes the codes need on the host (the estimate).
     :raises ValueError: naming the estimate, what is available and the fix.
     """
-    device, gb = torch.device(device), memory._gb
+    device, gb = torch.device(device), memory.format_bytes
     rows_at_once, batch_draws = min(batch_size, rows), draws or MONTE_CARLO_DRAWS
     codes = rows * (draws or 2) * z_dim * _NUMBER_BYTES
     batch = rows_at_once * batch_draws * z_dim * _NUMBER_BYTES

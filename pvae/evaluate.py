@@ -18,6 +18,7 @@ log-density has one entry per datapoint.
 """
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,15 +63,16 @@ class EvaluateConfig:
 class SampleConfig:
     """What ``pvae sample`` draws, and where it writes them.
 
-    :param label: the class to draw, for models whose decoder reads a label (None: classes
-        drawn from p(y)).
+    :param label: the class to draw, for models whose decoder reads a label: its index, or its name for
+        data whose classes have names (a table's label column, an image folder's subfolders); None: classes
+        drawn from p(y).
     :param n: how many images.
     :param seed: seed of the draws of z.
     :param out: PNG to write (None: a new file RUN/figures/samples-seedS-nN.png, or
         samples-labelL-seedS-nN.png, beside training's samples.png, which it never replaces).
     """
 
-    label: int | None = None
+    label: str | None = None
     n: int = 100
     seed: int = 0
     out: str | None = None
@@ -78,7 +80,14 @@ class SampleConfig:
     def __post_init__(self):
         options.seed(self, "seed")
         options.positive(self, "n")
-        options.positive(self, "label", zero=True)
+        if isinstance(self.label, int) and not isinstance(self.label, bool):  # an index, from Python
+            object.__setattr__(self, "label", str(self.label))
+        options.require(
+            self,
+            "label",
+            self.label is None or not self.label.lstrip("-").isdigit() or int(self.label) >= 0,
+            "a class: its index (a non-negative number) or its name",
+        )
         options.require(
             self,
             "out",
@@ -90,7 +99,7 @@ class SampleConfig:
         """The PNG this draw goes to: ``out``, else a file of ``figures`` named by the settings."""
         if self.out is not None:
             return Path(self.out)
-        label = "" if self.label is None else f"-label{self.label}"
+        label = "" if self.label is None else "-label" + re.sub(r"[^\w.-]+", "_", self.label)  # a name, as a file's
         return figures / f"samples{label}-seed{self.seed}-n{self.n}.png"
 
 

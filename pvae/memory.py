@@ -153,23 +153,27 @@ def check_step_memory(
         return need
     if need.parameters > available:
         fix = "lower --hidden or --z-dim"
-        what = f"the parameters and their optimizer state alone need about {_gb(need.parameters)}"
+        what = f"the parameters and their optimizer state alone need about {format_bytes(need.parameters)}"
     elif need.evaluation > need.activations:
         fix = "lower --samples or --z-dim"
         what = (
-            f"the final log p(x) needs about {_gb(need.total)} ({_gb(need.evaluation)} for {EVALUATION_BATCH} "
-            f"datapoints × {samples} samples of z at once)"
+            f"the final log p(x) needs about {format_bytes(need.total)} ({format_bytes(need.evaluation)} for "
+            f"{EVALUATION_BATCH} datapoints × {samples} samples of z at once)"
         )
     else:
         fix = "lower --particles or --batch-size" + (" (or --hidden)" if particles * batch_size <= 256 else "")
         what = (
-            f"a training step needs about {_gb(need.total)} ({_gb(need.parameters)} of parameters and "
-            f"optimizer state, {_gb(need.activations)} of activations for {batch_size} datapoints × "
+            f"a training step needs about {format_bytes(need.total)} ({format_bytes(need.parameters)} of parameters "
+            f"and optimizer state, {format_bytes(need.activations)} of activations for {batch_size} datapoints × "
             f"{particles} particles)"
         )
     where = "this machine" if torch.device(device).type == "cpu" else str(device)
-    raise ValueError(f"{what}, {where} has {_gb(available)} available: {fix}")
+    raise ValueError(f"{what}, {where} has {format_bytes(available)} available: {fix}")
 
 
-def _gb(n: int) -> str:
+def format_bytes(n: int) -> str:
+    """``n`` bytes in words: ``1.2 GB`` from 0.1 GB up, else ``35.0 MB``.
+
+    :param n: the bytes.
+    """
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"

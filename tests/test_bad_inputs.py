@@ -297,7 +297,7 @@ CASES += [
     Case("plot-run-is-a-file", ["plot", "{user}/notes.txt"], ("is a file", "not a run directory")),
     Case("diagnose-folder-without-run", ["diagnose", "{user}"], ("not a run directory",)),
     Case("resume-without-run", TRAIN + ["--out", "{user}/fresh", "--resume"], ("not a run directory",)),
-    Case("resume-with-other-settings", READERS["resume"] + ["--z-dim", "5"], ("--resume needs the settings", "z_dim")),
+    Case("resume-with-other-settings", READERS["resume"] + ["--z-dim", "5"], ("--resume continues the run", "z_dim")),
     Case("stale-temporary-files-removed", READERS["evaluate"], status=0, prepare=_stale_temporary,
          keep=("run/notes.txt", "run/checkpoint.pt"),
          check=_gone("run/.checkpoint.pt.k2j4x_9a.tmp", "run/figures/.samples.png.0a1b2c3d.tmp")),

@@ -103,7 +103,16 @@ def test_resume_extends_a_run_and_refuses_other_settings(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["epochs"] == 3
     capsys.readouterr()
     assert main([*common, "--epochs", "4", "--resume", "--lr", "0.01"]) == 2
-    assert "only --epochs and --jit may change" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "only --epochs and --jit may change" in err and "these differ: train.lr (0.001 → 0.01)" in err
+    # the options left out are the run's own: --out alone resumes it
+    assert main(["train", "--out", out, "--resume", "--epochs", "4", "--no-progress", "--samples", "10"]) == 0
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["pair"]["z_dim"] == 2 and saved["pair"]["hidden"] == [32] and saved["train"]["epochs"] == 4
+    assert main(["train", "--out", out, "--resume", "--epochs", "5", "--z-dim", "3"]) == 2
+    assert "these differ: pair.z_dim (2 → 3)" in capsys.readouterr().err
 
 
 def test_ae_preset_trains_the_autoencoder_and_reports_no_bound(tmp_path, capsys):
@@ -145,7 +154,9 @@ def test_cvae_samples_the_class_asked_for_and_its_summary_adds_up(tmp_path, caps
     assert main(["sample", str(out), "--label", "12"]) == 2
     assert "labels must lie in 0..9" in capsys.readouterr().err
     assert main(["sample", str(out), "--label", "-1"]) == 2
-    assert "--label must be a non-negative number, not -1" in capsys.readouterr().err
+    assert "--label must be a class: its index (a non-negative number) or its name, not -1" in capsys.readouterr().err
+    assert main(["sample", str(out), "--label", "three"]) == 2
+    assert "--label three names no class of digits: give a class index 0..9" in capsys.readouterr().err
 
 
 def test_sample_refuses_a_label_for_an_unconditional_model(trained, capsys):

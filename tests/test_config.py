@@ -46,7 +46,7 @@ REFUSED = [
     ("evaluate", ["--samples", "0"], EvaluateConfig, {"samples": 0}, "--samples must be a positive number, not 0"),
     ("evaluate", ["--points", "0"], EvaluateConfig, {"points": 0}, "--points must be a positive number, not 0"),
     ("sample", ["-n", "0"], SampleConfig, {"n": 0}, "-n must be a positive number, not 0"),
-    ("sample", ["--label", "-1"], SampleConfig, {"label": -1}, "--label must be a non-negative number, not -1"),
+    ("sample", ["--label", "-1"], SampleConfig, {"label": "-1"}, "--label must be a class: its index (a non-negative"),
     ("compare-elbos", ["--repeats", "0"], CompareConfig, {"repeats": 0}, "--repeats must be a positive number"),
     ("compare-elbos", ["--alpha", "-3"], CompareConfig, {"alpha": -3.0}, "--alpha must be a non-negative number"),
     ("compare-elbos", ["--alpha", "1"], CompareConfig, {"alpha": 1.0}, "alpha=1 is the ELBO"),

@@ -108,7 +108,7 @@ def test_marginals_grid_picks_the_dimensions_with_the_largest_nuts_variance():
     fig = plot_marginals(idata(), points=3, dims=2)
     axes = fig.axes
     assert len(axes) == 3 * 2
-    assert [ax.get_title() for ax in axes] == [f"x[{n}], z_{j}" for n in range(3) for j in (1, 3)]
+    assert [ax.get_title() for ax in axes] == [f"x[{n}], z{j}" for n in range(3) for j in (1, 3)]
     for ax in axes:
         assert len(ax.lines) >= 2  # NUTS and the guide
     legends = [ax for ax in axes if ax.get_legend() is not None]

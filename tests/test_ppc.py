@@ -57,3 +57,23 @@ def test_statistics_are_those_of_the_rows():
     assert np.allclose(stats["zeros"], [1 / 3, 1 / 3, 1 / 3])
     assert np.allclose(stats["library_mean"], [3.0]) and np.allclose(stats["library_sd"], [np.std([3, 4, 2], ddof=1)])
     assert np.allclose(stats["correlation"], [np.corrcoef(x[:, 0], x[:, 1])[0, 1]])
+
+
+def test_replicates_beyond_memory_are_refused_before_any_is_drawn(monkeypatch):
+    from pvae import memory
+    from pvae.quality import ppc
+
+    need = ppc.check_ppc_memory(100, 2000, 13, available=10**12)
+    assert need == 100 * 2000 * 13 * ppc.BYTES_PER_NUMBER
+    with pytest.raises(
+        ValueError,
+        match=r"--replicates 1000000000 of 18 test rows × 13 features need about .* GB; "
+        r"this machine has 16.0 GB available: lower --replicates",
+    ):
+        ppc.check_ppc_memory(10**9, 18, 13, available=16 * 10**9)
+    dataset = from_arrays(np.random.default_rng(0).poisson(3.0, size=(60, 13)))
+    model, guide = build_pair(PairConfig(z_dim=2, hidden=(4,), likelihood="poisson"), (13,), dataset=dataset)
+    monkeypatch.setattr(memory, "available_memory", lambda device="cpu": 16 * 10**9)
+    monkeypatch.setattr(ppc, "replicate", lambda *a: pytest.fail("drew replicates it had no memory for"))
+    with pytest.raises(ValueError, match="--replicates 1000000000"):
+        posterior_predictive_check(model, guide, dataset, PPCConfig(replicates=10**9))

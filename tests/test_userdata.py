@@ -652,3 +652,44 @@ def test_bad_data_on_the_command_line_writes_nothing(tmp_path, capsys):
     assert "column 'b' is nan" in capsys.readouterr().err and not out.exists()
     assert cli.main(["train", "--data", "digits", "--label-column", "x", "--out", str(out)]) == 2
     assert "--label-column applies to your own data" in capsys.readouterr().err
+
+
+def test_sample_draws_a_class_by_its_name(tmp_path, capsys):
+    table = _wine()
+    table["target"] = np.array(["barolo", "grignolino", "barbera"])[table["target"]]
+    table.to_csv(tmp_path / "wine.csv", index=False)
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "wine.csv"), "--label-column", "target", "--model", "cvae"]
+    assert cli.main([*argv, "--epochs", "2", "--samples", "5", "--no-progress", "--out", str(out)]) == 0
+    # classes sorted by name: barbera 0, barolo 1, grignolino 2
+    assert cli.main(["sample", str(out), "--label", "grignolino", "-n", "4", "--seed", "3"]) == 0
+    by_name = np.load(out / "figures" / "samples-labelgrignolino-seed3-n4.npy")
+    assert "4 samples of class grignolino" in capsys.readouterr().out
+    assert cli.main(["sample", str(out), "--label", "2", "-n", "4", "--seed", "3"]) == 0
+    np.testing.assert_array_equal(np.load(out / "figures" / "samples-label2-seed3-n4.npy"), by_name)
+    assert cli.main(["sample", str(out), "--label", "nebbiolo"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "--label nebbiolo names no class of wine.csv: give one of barbera, barolo, grignolino, or its index 0..2" in err
+    )
+
+
+def test_training_reads_and_hashes_the_users_file_once(tmp_path, monkeypatch):
+    from pvae import userdata
+
+    _wine().to_csv(tmp_path / "wine.csv", index=False)
+    calls = {"checksum": 0, "read": 0}
+
+    def counted(name):
+        original = getattr(userdata, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(userdata, name, wrapper)
+
+    counted("checksum"), counted("read")
+    argv = ["train", "--data", str(tmp_path / "wine.csv"), "--epochs", "1", "--samples", "5", "--no-progress"]
+    assert cli.main([*argv, "--out", str(tmp_path / "run")]) == 0
+    assert calls == {"checksum": 1, "read": 1}

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from pvae import az  # ArviZ only through pvae.az
+from pvae.plots.run import INK
 
 _KHAT_GOOD, _KHAT_BAD = 0.5, 0.7
 _APPROXIMATION_COLOR, _AMORTIZATION_COLOR = "tab:blue", "tab:orange"
@@ -53,12 +54,15 @@ def plot_khat(k_hat: list[float] | torch.Tensor) -> Figure:
     return fig
 
 
-def plot_worst_points(x: torch.Tensor, reconstructions: torch.Tensor, k_hat: list[float] | torch.Tensor) -> Figure:
+def plot_worst_points(
+    x: torch.Tensor, reconstructions: torch.Tensor, k_hat: list[float] | torch.Tensor, cmap: str = INK
+) -> Figure:
     """The datapoints with the largest k̂ (top row) above their reconstructions (bottom row).
 
     :param x: ``(n, C, H, W)`` datapoints in [0, 1], already sorted by decreasing k̂.
     :param reconstructions: ``(n, C, H, W)``: their reconstructions, in the same order.
     :param k_hat: the n k̂, in the same order; each column is titled with its k̂.
+    :param cmap: the colour map of grey images (:func:`pvae.plots.run.grey_map` of the data).
     :returns: the figure, ``2 × n`` image panels.
     """
     k = _floats(k_hat)
@@ -70,7 +74,7 @@ def plot_worst_points(x: torch.Tensor, reconstructions: torch.Tensor, k_hat: lis
         for row, images in enumerate((x, reconstructions)):
             ax = axes[row, column]
             image = images[column].detach().cpu().double().mean(0)
-            ax.imshow(image.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+            ax.imshow(image.numpy(), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
         axes[0, column].set_title(f"{k[column]:.2f}", fontsize="small")
@@ -116,7 +120,7 @@ def plot_marginals(idata, site: str = "z", points: int = 3, dims: int = 4, uncon
             first = n == 0 and column == 0
             az.plot_dist(nuts[:, n, j], ax=ax, color=_NUTS_COLOR, label="NUTS" if first else None)
             az.plot_dist(guide[:, n, j], ax=ax, color=_GUIDE_COLOR, label="guide q(z|x)" if first else None)
-            ax.set_title(f"x[{n}], {site}_{int(j)}", fontsize="small")
+            ax.set_title(f"x[{n}], {site}{int(j)}", fontsize="small")
             ax.set_yticks([])
             if not first and ax.get_legend() is not None:
                 ax.get_legend().remove()
@@ -216,7 +220,7 @@ def plot_kl_per_dim(latent: dict, threshold: float = 0.01) -> Figure:
     return fig
 
 
-def diagnostic_figures(results: dict, idata=None, worst: tuple | None = None) -> dict[str, Figure]:
+def diagnostic_figures(results: dict, idata=None, worst: tuple | None = None, cmap: str = INK) -> dict[str, Figure]:
     """The figures of a diagnosis (:func:`pvae.diagnostics.diagnose`) that apply, by file stem.
 
     :param results: the results dict: ``khat`` when it has ``importance``, ``gaps`` when it has
@@ -225,13 +229,14 @@ def diagnostic_figures(results: dict, idata=None, worst: tuple | None = None) ->
         titled as unconverged when ``results["nuts"]`` says NUTS did not converge.
     :param worst: ``(x, reconstructions, k_hat)`` of the datapoints with the largest k̂, sorted:
         ``worst`` (None: none).
+    :param cmap: the colour map of grey images (:func:`pvae.plots.run.grey_map` of the data).
     :returns: name → figure.
     """
     figures = {}
     if "importance" in results:
         figures["khat"] = plot_khat(results["importance"]["per_datapoint"]["k_hat"])
     if worst is not None:
-        figures["worst"] = plot_worst_points(*worst)
+        figures["worst"] = plot_worst_points(*worst, cmap=cmap)
     if idata is not None:
         nuts = results.get("nuts", {})
         reasons = None if nuts.get("converged", True) else "; ".join(nuts["convergence"].get("reasons", ["unknown"]))

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from pvae.plots.run import plot_images
+from pvae.plots.run import INK, plot_images
 
 #: Colours of the sets, so that one set looks the same in every figure.
 _COLORS = {
@@ -49,7 +49,9 @@ def plot_spectra(spectra: dict[str, tuple[np.ndarray, np.ndarray]], cutoff: floa
     return fig
 
 
-def plot_likelihood_draws(data: torch.Tensor, means: torch.Tensor, draws: torch.Tensor, ncol: int = 10) -> Figure:
+def plot_likelihood_draws(
+    data: torch.Tensor, means: torch.Tensor, draws: torch.Tensor, ncol: int = 10, cmap: str = INK
+) -> Figure:
     """Real images, decoder means at prior draws, and one draw of p(x | z) at each of those z beneath
     its mean: the mean is the average of the draws the likelihood allows, hence its blur.
 
@@ -57,6 +59,7 @@ def plot_likelihood_draws(data: torch.Tensor, means: torch.Tensor, draws: torch.
     :param means: decoder means ``(n, C, H, W)``.
     :param draws: one likelihood draw per mean, in the same order.
     :param ncol: images per row (the first ``ncol`` of each are shown).
+    :param cmap: the colour map of grey images (:func:`pvae.plots.run.grey_map` of the data).
     :raises ValueError: when the means and draws differ in shape or fewer than ``ncol`` are given.
     """
     if means.shape != draws.shape:
@@ -64,7 +67,9 @@ def plot_likelihood_draws(data: torch.Tensor, means: torch.Tensor, draws: torch.
     if min(len(data), len(means)) < ncol:
         raise ValueError(f"need {ncol} images of each kind, got {len(data)} real and {len(means)} generated")
     rows = torch.cat([data[:ncol], means[:ncol], draws[:ncol].clamp(0, 1)])
-    return plot_images(rows, ncol, "decoder means and draws of p(x | z) at the same z", ["data", "mean", "draw"])
+    return plot_images(
+        rows, ncol, "decoder means and draws of p(x | z) at the same z", ["data", "mean", "draw"], cmap=cmap
+    )
 
 
 def plot_ppc(results: dict) -> Figure:

@@ -16,13 +16,14 @@ same data), so a fitting model keeps it at ``coverage`` or above, and a share fa
 misses that statistic (p-values near 0 or 1 say in which direction).
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from pyro import poutine
 
-from pvae import options
+from pvae import memory, options
 from pvae.device import module_device, to_device
 from pvae.evaluate import pair_args
 from pvae.pair import traits
@@ -117,6 +118,32 @@ def top_pairs(x: np.ndarray, n: int) -> list[tuple[int, int]]:
     return [(int(i[k]), int(j[k])) for k in order]
 
 
+#: Bytes per replicated number at the peak: the float32 draws twice while they are stacked, then three float64
+#: arrays of them (in the data's units, and the temporaries of a statistic).
+BYTES_PER_NUMBER = 2 * 4 + 3 * 8
+
+
+def check_ppc_memory(replicates: int, rows: int, features: int, available: int | None = None) -> int:
+    """Refuse replicates that need more memory than there is, before any is drawn.
+
+    :param replicates: R, replicated test sets.
+    :param rows: test rows replicated.
+    :param features: numbers in a row.
+    :param available: bytes available (default: :func:`pvae.memory.available_memory` of the host).
+    :returns: the estimate, in bytes.
+    :raises ValueError: naming the estimate, what is available and the fix.
+    """
+    need = replicates * rows * features * BYTES_PER_NUMBER
+    available = memory.available_memory("cpu") if available is None else available
+    if available is not None and need > available:
+        raise ValueError(
+            f"--replicates {replicates} of {rows} test rows × {features} features need about "
+            f"{memory.format_bytes(need)}; this machine has {memory.format_bytes(available)} available: lower "
+            f"--replicates (100 is plenty for a 90% interval) or --samples (the rows replicated)"
+        )
+    return need
+
+
 def posterior_predictive_check(model, guide, dataset, config: PPCConfig = PPCConfig()) -> dict:
     """Replicate the test split and compare its statistics with the data's (see the module's docstring).
 
@@ -124,6 +151,7 @@ def posterior_predictive_check(model, guide, dataset, config: PPCConfig = PPCCon
         "pairs", "kind"}`` — every number in the units of the data as given.
     """
     n = min(config.rows, len(dataset.test))
+    check_ppc_memory(config.replicates, n, math.prod(dataset.x_shape))
     x, y = dataset.test.images(slice(n)), dataset.test.y[:n]
     observed = dataset.test.raw(slice(n)).reshape(n, -1).numpy()
     with torch.random.fork_rng():
