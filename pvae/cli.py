@@ -235,14 +235,25 @@ def _open_run(args):
     return restored
 
 
-def _results_folder(out: str | None, run, name: str) -> Path:
-    """Where a command that reads a run writes: ``--out``, else ``RUN/name``; refused before any work
-    when it cannot be written."""
-    from pvae.runs import check_writable
+def _results_folder(out: str | None, run, name: str, *configs) -> tuple[Path, dict]:
+    """Where a command that reads a run writes: ``--out``, else ``RUN/name``, refused before any work when
+    it cannot be written; an earlier result there of the same model with other settings is kept, moved
+    beside it (:func:`pvae.runs.keep_earlier_results`), and said.
+
+    :returns: the folder, and what the result records of what it measured and how (``model_id``,
+        ``command_settings``).
+    """
+    from pvae import options
+    from pvae.runs import check_writable, keep_earlier_results
 
     folder = Path(out) if out else run.path / name
     check_writable(folder, "--out" if out else "the results folder")
-    return folder
+    settings, defaults = options.what_settings(*configs)
+    if not out:
+        kept = keep_earlier_results(folder, settings, defaults, run.model_id)
+        if kept is not None:
+            print(f"note: the earlier results in {folder} (other settings) are kept in {kept}", file=sys.stderr)
+    return folder, {"model_id": run.model_id, "command_settings": settings}
 
 
 def user_data_defaults(data_config, pair, epochs: int | None, batch_size: int, loaded: dict | None = None):
@@ -329,9 +340,10 @@ def train_config(args, loaded: dict | None = None) -> "RunConfig":
     from pvae.evaluate import EvaluateConfig
     from pvae.pair import resolve_pair
     from pvae.runs import RunOptions
+    from pvae.tensorboard import TensorBoardConfig
     from pvae.train import TrainConfig
 
-    from_args(RunOptions, args), from_args(DeviceConfig, args)
+    from_args(RunOptions, args), from_args(DeviceConfig, args), from_args(TensorBoardConfig, args)
     EvaluateConfig(samples=args.samples, seed=args.seed)
     model, guide, elbo, beta = resolve_pair(args.model, args.guide, args.elbo, args.beta, args.beta_schedule)
     data_config = from_args(DataConfig, args)
@@ -358,7 +370,7 @@ def _train(args) -> Path:
     from pvae.evaluate import EvaluateConfig
     from pvae.memory import check_step_memory
     from pvae.pair import check_compatible, traits
-    from pvae.runs import Run, RunOptions, check_writable
+    from pvae.runs import FIGURES, Run, RunOptions, check_writable
     from pvae.tensorboard import FOLDER, TensorBoardConfig, TensorBoardLog, check_available
     from pvae.train import check_estimator, fit
 
@@ -420,7 +432,16 @@ def _train(args) -> Path:
         if rank0:
             run.write_config(config.to_dict())
     elif rank0:
+        for folder in (FIGURES, *([FOLDER] if board.tensorboard else [])):  # everything checked before a deletion
+            check_writable(out / folder, "the run's folder")
         run, done = Run.create(out, config.to_dict(), overwrite=options.overwrite), 0
+        if run.left:
+            shown = ", ".join(str(p.relative_to(out)) for p in run.left[:5]) + (" ..." if len(run.left) > 5 else "")
+            print(
+                f"note: {out} was written before runs recorded their files: {len(run.left)} file(s) pvae cannot tell "
+                f"from yours were left in place ({shown}); delete those that are old results",
+                file=sys.stderr,
+            )
     else:  # only rank 0 writes the run directory
         run, done = Run(out), 0
     world = distributed.world_size()
@@ -469,10 +490,11 @@ def _train(args) -> Path:
         "final_train_loss": history[-1]["train_loss"],
         "final_val_elbo": history[-1]["val_elbo"],
         "seconds_per_epoch": sum(m["seconds"] for m in history) / len(history),
+        "model_id": run.model_id,
     }
     if "val_accuracy" in history[-1]:
         training["final_val_accuracy"] = history[-1]["val_accuracy"]
-    run.update_summary(training=training)
+    run.update_summary(training=training, evaluation={"samples": evaluation.samples, "seed": evaluation.seed})
     distributed.barrier()
     try:
         test = _evaluate_run(out, evaluation, device, dataset=dataset)  # the data training read, not read again
@@ -490,6 +512,22 @@ def _train(args) -> Path:
 
 class Interrupted(Exception):
     """Ctrl-C stopped a command; the message says what was kept and how to go on."""
+
+
+def _evaluation_suffix(config, own: dict | None) -> str:
+    """'' for an evaluation with the settings of the run's own (training's, ``own``: its ``samples`` and
+    ``seed``; the defaults for a run that did not record them), else ``_K100_seed3`` ...: an evaluation with
+    other settings is kept beside the run's, never over it."""
+    from pvae.evaluate import EvaluateConfig
+
+    default = EvaluateConfig()
+    own = own or {"samples": default.samples, "seed": default.seed}
+    parts = []
+    if config.samples != own.get("samples"):
+        parts.append(f"K{config.samples}")
+    if config.seed != own.get("seed"):
+        parts.append(f"seed{config.seed}")
+    return "".join(f"_{p}" for p in parts)
 
 
 def _evaluate_run(path, config, device="cpu", say: str | None = None, dataset=None) -> dict:
@@ -518,7 +556,11 @@ def _evaluate_run(path, config, device="cpu", say: str | None = None, dataset=No
     partial = len(x) < len(part)
     result["datapoints"] = f"{'first' if partial else 'all'} {len(x)} of the {config.split} split"
     result["binarization"] = run_config.data.binarization_of(config.split)
-    key = f"{config.split}_first{len(x)}" if partial else config.split
+    result["model_id"] = run.model_id  # the model measured: a later training of the run makes this result stale
+    # the split's entry holds the run's own settings (training's); other settings go under their own key
+    key = (f"{config.split}_first{len(x)}" if partial else config.split) + _evaluation_suffix(
+        config, run.summary().get("evaluation")
+    )
     run.update_summary(**{key: result})
     print(f"{config.split}: {describe(result)} [{result['datapoints']}]")
     return result
@@ -618,7 +660,7 @@ def _compare_run(args) -> Path:
     device = _device(args)
     run, config, dataset, model, guide = restore(args.run, device)
     _say_device(args.device, device)
-    out = _results_folder(settings.out, run, "elbos")
+    out, record = _results_folder(settings.out, run, "elbos", settings)
     reasons = applicable_estimators(traits(model, guide), dataset, config.train)
     names = args.estimators or tuple(n for n, why in reasons.items() if why is True)
     for name in names:
@@ -640,7 +682,7 @@ def _compare_run(args) -> Path:
     results = compare_estimators(
         model, guide, dataset, x, settings, build, config.train, test_y=y, only_usable=not args.estimators
     )
-    results["run"] = str(run.path)
+    results.update(run=str(run.path), **record)
     pair = f"{short_name(config.pair.model)}/{short_name(config.pair.guide)}"
     write_comparison(results, out, f"ELBO estimators: {pair} on {config.data.data}")
     print(f"results in {out}: results.json, results.md, figures/")
@@ -660,7 +702,7 @@ def _diagnose_run(args) -> Path:
     config = from_args(DiagnoseConfig, args)  # refuses bad settings before the run is read
     run, run_config, dataset, model, guide = _open_run(args)
     rank0 = distributed.rank_from_environment() == 0
-    out = _results_folder(config.out, run, "diagnostics")
+    out, record = _results_folder(config.out, run, "diagnostics", config)
     part = evaluation_split(dataset, run_config.data, config.split)
     tic = time.perf_counter()
     head = slice(max(config.points, config.nuts_points, config.latent_points))  # diagnose reads no further
@@ -679,6 +721,7 @@ def _diagnose_run(args) -> Path:
         return out
     results.update(
         run=str(run.path),
+        **record,  # the model measured (a later training of the run makes this result stale), and how
         pair=f"{run_config.pair.model}/{run_config.pair.guide}",
         split=config.split,
         binarization=run_config.data.binarization_of(config.split),
@@ -724,7 +767,7 @@ def _disentangle_run(args) -> Path:
             f"scores runs on data that have them ({', '.join(WITH_FACTORS)}), e.g. pvae train --data dsprites "
             "--net burgess --hidden 256 --z-dim 10"
         )
-    out = _results_folder(config.out, run, "disentanglement")
+    out, record = _results_folder(config.out, run, "disentanglement", config)
     pyro.set_rng_seed(config.seed)  # sampled codes
     tic = time.perf_counter()
     results = score(
@@ -739,6 +782,7 @@ def _disentangle_run(args) -> Path:
     }
     results.update(
         run=str(run.path),
+        **record,  # the model measured (a later training of the run makes this result stale), and how
         pair=f"{run_config.pair.model}/{run_config.pair.guide}",
         seconds_total=time.perf_counter() - tic,
     )
@@ -767,9 +811,10 @@ def _quality_run(args) -> Path:
     config = from_args(QualityConfig, args)  # refuses bad settings before the run is read
     ppc = from_args(PPCConfig, args, rows=config.samples, seed=config.seed)
     run, run_config, dataset, model, guide = _open_run(args)
-    out = _results_folder(config.out, run, "quality")
+    own = replace(ppc, rows=PPCConfig.rows, seed=PPCConfig.seed)  # those two follow --samples and --seed
+    out, record = _results_folder(config.out, run, "quality", config, *([] if dataset.is_image else [own]))
     if not dataset.is_image:
-        return _posterior_predictive(run, run_config, dataset, model, guide, config, ppc, out)
+        return _posterior_predictive(run, run_config, dataset, model, guide, config, ppc, out, record)
     inception = None
     if config.inception is not None:
         from pvae.quality.inception import load_inception
@@ -783,6 +828,7 @@ def _quality_run(args) -> Path:
     images = results.pop("images")
     results.update(
         run=str(run.path),
+        **record,  # the model measured (a later training of the run makes this result stale), and how
         pair=f"{run_config.pair.model}/{run_config.pair.guide}",
         seconds_total=time.perf_counter() - tic,
     )
@@ -824,7 +870,7 @@ def _feature_classifier(run_config, dataset, config):
     return grey, classifier
 
 
-def _posterior_predictive(run, run_config, dataset, model, guide, config, ppc, out: Path) -> Path:
+def _posterior_predictive(run, run_config, dataset, model, guide, config, ppc, out: Path, record: dict) -> Path:
     """``pvae quality`` on data that are not images: posterior predictive checks, and where the data have
     labels the classifier's scores of the model's rows."""
     from pvae.files import save_figure, write_json
@@ -851,6 +897,7 @@ def _posterior_predictive(run, run_config, dataset, model, guide, config, ppc, o
         results.update(scores)
     results.update(
         run=str(run.path),
+        **record,  # the model measured (a later training of the run makes this result stale), and how
         pair=f"{run_config.pair.model}/{run_config.pair.guide}",
         seconds_total=time.perf_counter() - tic,
     )

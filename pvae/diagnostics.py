@@ -56,7 +56,7 @@ class DiagnoseConfig:
     :param chains: NUTS chains, each from its own draw from the prior.
     :param nuts_warmup: NUTS adaptation steps per chain.
     :param nuts_draws: NUTS draws kept per chain.
-    :param max_r_hat: largest rank-normalized split-R̂ accepted.
+    :param max_r_hat: largest rank-normalized split-R̂ accepted (above 1: R̂ is 1 at best).
     :param min_ess: smallest bulk and tail ESS accepted, over all chains (Vehtari et al.: 100 per chain).
     :param max_divergences: divergent transitions accepted (a divergence means NUTS missed a region).
     :param coverage: mass of the guide's central interval whose coverage of the NUTS draws is reported.
@@ -110,6 +110,13 @@ class DiagnoseConfig:
         options.require(self, "latent_points", self.latent_points >= 2, "at least 2 (a variance over datapoints)")
         options.require(self, "chains", self.chains >= 2, "at least 2: R-hat compares chains")
         options.require(self, "coverage", 0 < self.coverage < 1, "a mass in (0, 1)")
+        options.require(
+            self,
+            "max_r_hat",
+            self.max_r_hat > 1,
+            "above 1 (R-hat is 1 at best, for chains that mix perfectly: a threshold of 1 or less fails converged "
+            "chains too; Vehtari et al. suggest 1.01)",
+        )
 
 
 class NotApplicable(ValueError):

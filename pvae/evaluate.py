@@ -42,7 +42,8 @@ class EvaluateConfig:
 
     :param samples: K, importance samples from q(z|x) per datapoint for log p(x).
     :param split: the split scored: ``train``, ``val`` or ``test``.
-    :param points: only the first N datapoints of the split (summary key SPLIT_firstN); None: all.
+    :param points: only the first N datapoints of the split (summary key SPLIT_firstN; at least 2, for the
+        standard errors); None: all.
     :param batch_size: datapoints per pass.
     :param seed: seed of the draws of z.
     """
@@ -57,6 +58,12 @@ class EvaluateConfig:
         options.seed(self, "seed")
         options.check_choices(self)
         options.positive(self, "samples", "points", "batch_size")
+        options.require(
+            self,
+            "points",
+            self.points is None or self.points >= 2,
+            "at least 2 (the ± is a standard error over the datapoints; leave --points out to score the whole split)",
+        )
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Atomic file writes: a crash leaves the previous version of a file whole, never half a file.
 
 Every writer goes to a temporary file in the same folder, flushes it to disk, then renames it over
-the old one (a rename within one file system is atomic). This module imports nothing from pvae.
+the old one (a rename within one file system is atomic). A file written inside a folder that keeps a
+manifest (:data:`MANIFEST`: a run directory) is recorded in it, so that pvae later deletes what it wrote and
+nothing else. This module imports nothing from pvae.
 """
 
 import json
@@ -16,6 +18,67 @@ from typing import IO, Any
 #: The names :func:`atomic_path` gives its temporary files, ``.NAME.XXXXXXXX.tmp`` (mkstemp's 8
 #: random characters): what an interrupted write leaves behind, and nothing else.
 TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+#: The file of a folder (a run) that lists, one relative path a line, the files pvae wrote under it.
+MANIFEST = ".pvae-files"
+#: How many folders up from a written file its manifest is looked for (``RUN/quality/figures/x.png``: 3).
+MANIFEST_DEPTH = 4
+
+
+def start_manifest(folder: str | os.PathLike) -> None:
+    """Make ``folder`` keep a manifest of what pvae writes under it (an empty one: nothing recorded yet).
+
+    :param folder: the folder (a run directory), created if missing.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / MANIFEST, lambda handle: None)
+
+
+def manifest_root(path: str | os.PathLike) -> Path | None:
+    """The nearest folder above ``path`` (at most :data:`MANIFEST_DEPTH` up) that keeps a manifest, or None."""
+    for folder in list(Path(path).absolute().parents)[:MANIFEST_DEPTH]:
+        if (folder / MANIFEST).is_file():
+            return folder
+    return None
+
+
+def written(folder: str | os.PathLike) -> list[Path] | None:
+    """The files pvae recorded writing under ``folder`` that are still there (regular files, not links,
+    inside the folder), or None where the folder keeps no manifest.
+
+    :param folder: the folder (a run directory).
+    """
+    folder = Path(folder)
+    try:
+        lines = (folder / MANIFEST).read_text().splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    root, files = folder.resolve(), []
+    for name in dict.fromkeys(line for line in lines if line):  # once each, in the order first written
+        path = folder / name
+        if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(root):
+            files.append(path)
+    return files
+
+
+def record_written(path: str | os.PathLike) -> None:
+    """Add ``path`` to the manifest of the folder that keeps one above it (nothing where none does).
+
+    Appends one line (an append of a line is atomic between processes: two writers of one run never mix
+    their lines; a path recorded twice is read once).
+
+    :param path: a file pvae has just written.
+    """
+    path = Path(path).absolute()
+    root = manifest_root(path)
+    if root is None or path.name == MANIFEST:
+        return
+    line = path.relative_to(root).as_posix()
+    manifest = root / MANIFEST
+    if line in manifest.read_text().splitlines():
+        return
+    with open(manifest, "a") as handle:
+        handle.write(line + "\n")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
@@ -47,6 +110,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
+        record_written(path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import inspect
 import math
+import os
 import re
 import types
 import typing
@@ -25,6 +26,12 @@ CHOICES = "choices"
 #: The key of a field's metadata that makes a ``tuple[str, ...]`` option take one or more words
 #: (``--grid beta=1,2 seed=0,1``) instead of one comma-separated word.
 WORDS = "words"
+#: The key of a field's metadata that makes a comma-separated list option add up when given again (:func:`repeatable`).
+REPEATABLE = "repeatable"
+#: The key of a field's metadata that marks it as a file the command writes (:func:`output`).
+OUTPUT = "output"
+#: The key of a field's metadata that says, in words, the default a ``None`` stands for (:func:`default_is`).
+DEFAULT_IS = "default_is"
 
 
 def choices(values: Sequence[str] | Callable[[], Iterable[str]]) -> dict:
@@ -39,12 +46,44 @@ def choices(values: Sequence[str] | Callable[[], Iterable[str]]) -> dict:
 
 def words(metavar: str = "WORD") -> dict:
     """Field metadata for a ``tuple[str, ...]`` option that takes one or more words, each an item
-    (for items that hold commas themselves: ``--grid beta=1,2 seed=0,1``).
+    (for items that hold commas themselves: ``--grid beta=1,2 seed=0,1``); given again, its words add to
+    those given before (``--grid beta=1,2 --grid seed=0,1`` is ``--grid beta=1,2 seed=0,1``).
 
     :param metavar: how the help shows a word.
     :returns: the ``metadata`` of :func:`dataclasses.field`.
     """
     return {WORDS: metavar}
+
+
+def repeatable(**more) -> dict:
+    """Field metadata for a comma-separated list option whose items add up when it is given again
+    (``--metric-options dci.n_estimators=20 --metric-options mig.bins=10`` is both), where a second use would
+    otherwise replace the first without a word.
+
+    :param more: other metadata (e.g. ``**choices(...)``) merged in.
+    :returns: the ``metadata`` of :func:`dataclasses.field`.
+    """
+    return {REPEATABLE: True, **more}
+
+
+def output(**more) -> dict:
+    """Field metadata marking an option as a file the command writes: :func:`check_outputs` refuses two such
+    options that name one file (the second would replace the first).
+
+    :param more: other metadata (e.g. ``**choices(...)``) merged in.
+    :returns: the ``metadata`` of :func:`dataclasses.field`.
+    """
+    return {OUTPUT: True, **more}
+
+
+def default_is(words: str) -> dict:
+    """Field metadata of an option whose default is ``None`` so that a value given can be told from none given
+    (e.g. an option that applies only with another): the help shows ``(default: WORDS)``.
+
+    :param words: the default that ``None`` stands for, as the help shows it (``"50"``).
+    :returns: the ``metadata`` of :func:`dataclasses.field`.
+    """
+    return {DEFAULT_IS: words}
 
 
 def flag(name: str) -> str:
@@ -61,10 +100,11 @@ def choices_of(f: dataclasses.Field) -> tuple[str, ...] | None:
 
 
 def check_choices(config) -> None:
-    """Refuse a value outside its field's :func:`choices`, naming the flag and the allowed values.
+    """Refuse a value outside its field's :func:`choices`, naming the flag and the allowed values, and a list of
+    choices that names one twice (``--metrics mig,mig``: the second would be computed again, or silently not).
 
     :param config: a dataclass instance (called from its ``__post_init__``).
-    :raises ValueError: for the first field whose value is not among its choices.
+    :raises ValueError: for the first field whose value is not among its choices, or names one twice.
     """
     for f in dataclasses.fields(config):
         allowed = choices_of(f)
@@ -76,6 +116,31 @@ def check_choices(config) -> None:
                 near = difflib.get_close_matches(str(item), allowed, n=1, cutoff=0.6)
                 hint = f"; did you mean {near[0]}?" if near else ""
                 raise ValueError(f"{flag(f.name)} {item!r} is not one of {', '.join(allowed)}{hint}")
+        if isinstance(value, tuple) and len(set(value)) < len(value):
+            twice = next(item for i, item in enumerate(value) if item in value[:i])
+            once = ",".join(map(str, dict.fromkeys(value)))
+            raise ValueError(f"{flag(f.name)} names {twice} twice: give each once, e.g. {flag(f.name)} {once}")
+
+
+def check_outputs(config) -> None:
+    """Refuse two :func:`output` options of ``config`` that name the same file (the same path once made
+    absolute, links followed): the second file written would replace the first.
+
+    :param config: a dataclass instance (called from its ``__post_init__``).
+    :raises ValueError: naming both options, the file and the fix.
+    """
+    seen: dict[str, str] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not f.metadata.get(OUTPUT) or value is None or value == "":
+            continue
+        key = os.path.realpath(os.path.expanduser(os.fspath(value)))
+        if key in seen:
+            raise ValueError(
+                f"{seen[key]} and {flag(f.name)} {value} name one file: the second would replace the first; give "
+                "each its own file"
+            )
+        seen[key] = f"{flag(f.name)} {value}"
 
 
 def require(config, name: str, ok: bool, what: str) -> None:
@@ -187,6 +252,13 @@ def _shown(value) -> str:
     return str(value)
 
 
+class _Extend(argparse.Action):
+    """``action="extend"`` for an option whose default is a tuple (or ``None``): each use adds its items."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, (*(getattr(namespace, self.dest, None) or ()), *values))
+
+
 def add_options(
     parser: argparse.ArgumentParser,
     cls: type,
@@ -215,7 +287,7 @@ def add_options(
         if f.name not in helps:
             raise TypeError(f"{cls.__name__}.{f.name} has no ':param {f.name}:' line in the class docstring")
         default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-        default, said = defaults.get(f.name, (default, None))
+        default, said = defaults.get(f.name, (default, f.metadata.get(DEFAULT_IS)))
         kind, optional = _strip_none(hints[f.name])
         text = helps[f.name].replace("%", "%%").rstrip(".")
         kwargs: dict = {"dest": f.name, "default": default}
@@ -231,10 +303,13 @@ def add_options(
                 kwargs["type"] = typing.get_args(kind)[0]
                 kwargs["nargs"] = "+"
                 kwargs["metavar"] = f.metadata[WORDS]
+                kwargs["action"] = _Extend  # given twice, the words add up (not: the second replaces the first)
             elif typing.get_origin(kind) is tuple:
                 item = typing.get_args(kind)[0]
                 kwargs["type"] = _listing(item, default)
                 kwargs["metavar"] = "A,B,..."
+                if f.metadata.get(REPEATABLE):
+                    kwargs["action"] = _Extend
             elif kind in (int, float, str):
                 kwargs["type"] = kind if kind is str else _number(kind)
                 kwargs["metavar"] = {int: "N", float: "X", str: "TEXT"}[kind]
@@ -261,3 +336,30 @@ def from_args(cls: type, args: argparse.Namespace, **values):
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
     given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
     return cls(**{**given, **values})
+
+
+#: Settings that change how a result is computed or shown, not what it is.
+HOW_NOT_WHAT = frozenset({"out", "progress", "train_classifier", "batch_size", "jit"})
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def what_settings(*configs) -> tuple[dict, dict]:
+    """What ``configs`` (dataclasses) say a result is — every field but those of :data:`HOW_NOT_WHAT` — and
+    their defaults, as JSON values (tuples as lists), for a result to record how it was made.
+
+    :returns: ``(settings, defaults)``, by field name.
+    """
+    settings, defaults = {}, {}
+    for config in configs:
+        for f in dataclasses.fields(config):
+            if f.name in HOW_NOT_WHAT:
+                continue
+            settings[f.name] = _plain(getattr(config, f.name))
+            if f.default is not dataclasses.MISSING:
+                defaults[f.name] = _plain(f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                defaults[f.name] = _plain(f.default_factory())
+    return settings, defaults

@@ -32,7 +32,7 @@ from typing import Any
 
 from pvae import study
 from pvae.files import atomic_write
-from pvae.runs import CONFIG, METRICS, REPORT, SUMMARY, Run, RunError, check_writable
+from pvae.runs import CONFIG, METRICS, REPORT, SUMMARY, Run, RunError, check_writable, is_stale, stale_entries
 
 #: Keys of an evaluation shown first, in this order; the others follow alphabetically.
 HEADLINE = ("elbo", "log_px", "reconstruction", "kl", "log_py", "accuracy", "iwae_samples", "n")
@@ -271,12 +271,16 @@ def _run_sections(run: Run, prefix: str, bound: int | None, failed: str | None) 
             f"<p>No {SUMMARY} yet: the run is still training, or stopped before its end "
             f"({len(metrics)} epoch{'s' if len(metrics) != 1 else ''} in {METRICS}).</p>"
         )
+    current = run.current_model_id()
+    stale = stale_entries(summary, current)
     tables = [
         f"<div><h3>{_e(key)}</h3>{_numbers_table(value, prefix + key)}</div>"
         for key, value in summary.items()
-        if isinstance(value, dict)
+        if isinstance(value, dict) and key not in stale
     ]
     parts.append(f'<div class="row">{"".join(tables)}</div>')
+    if stale:
+        parts.append(f'<p class="problem">{_e(_STALE.format(what=", ".join(stale), command="pvae evaluate"))}</p>')
     if metrics:
         parts.append("<h2>Training curves</h2>")
         try:
@@ -299,7 +303,7 @@ def _run_sections(run: Run, prefix: str, bound: int | None, failed: str | None) 
     if figures:
         parts.append(f"<h2>Figures</h2>{_figures_grid(figures, bound)}")
     for folder in sorted(p for p in run.path.iterdir() if p.is_dir() and p.name != "figures"):
-        parts.append(_results_section(folder, bound))
+        parts.append(_results_section(folder, bound, current))
     return "".join(parts)
 
 
@@ -323,13 +327,25 @@ _KINDS = (
 )
 
 
-def _results_section(folder: Path, bound: int | None = None) -> str:
-    """A results folder's heading, numbers and figures ('' for a folder with neither)."""
+#: What a page says in place of results of an earlier model of the run.
+_STALE = (
+    "{what}: measured an earlier model of this run (it was trained since), so not shown; {command} measures the "
+    "model it holds now"
+)
+
+
+def _results_section(folder: Path, bound: int | None = None, current: str | None = None) -> str:
+    """A results folder's heading, numbers and figures ('' for a folder with neither); in place of them, a
+    line where they measured another model than the run's checkpoint (``current``) holds."""
     figures = _figures_in(folder) + _figures_in(folder / "figures")
     for name, title, describer in _KINDS:
         if not (folder / name).is_file():
             continue
         heading = f'<h2>{_e(title)} <span class="where">{_e(folder.name)}/</span></h2>'
+        recorded = _json_or_empty(folder / (name if name.endswith(".json") else "results.json"))
+        if is_stale(recorded, current):
+            command = title.partition("(")[2].rstrip(")") or "the command"
+            return heading + f'<p class="problem">{_e(_STALE.format(what=f"{folder.name}/", command=command))}</p>'
         if describer is None:
             text = _markdown((folder / name).read_text(errors="replace"))
         else:
@@ -338,6 +354,15 @@ def _results_section(folder: Path, bound: int | None = None) -> str:
     if figures:
         return f"<h2>Figures in <code>{_e(folder.name)}/</code></h2>{_figures_grid(figures, bound)}"
     return ""
+
+
+def _json_or_empty(path: Path) -> dict:
+    """A results JSON as a dict, or {} where it is missing or unreadable (said elsewhere)."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _described(path: Path, describer: str) -> str:

@@ -8,18 +8,26 @@
       metrics.jsonl    one line per epoch
       summary.json     final numbers, one key per stage or split
       figures/         PNGs
+      .pvae-files      the files pvae wrote in the run, one relative path a line
 
 Every file is written atomically (:mod:`pvae.files`), so a crash leaves the previous version whole,
-never half a file. :func:`pvae.config.restore` rebuilds a trained run's pair from its directory.
+never half a file, and is recorded in the run's manifest: ``train --overwrite`` deletes those files and no
+other. Each checkpoint carries a new ``model_id``; every result measured on a run records the id of the
+model it measured (:func:`measured`), so that a result of an earlier model of the run (before ``--resume``
+trained it further) is recognised as stale (:func:`is_stale`) and never shown as the model's.
+:func:`pvae.config.restore` rebuilds a trained run's pair from its directory.
 """
 
 import contextlib
+import hashlib
 import importlib
 import json
 import os
 import pickle
 import random
+import re
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pvae.files import TEMPORARY, atomic_write, write_json
+from pvae.files import MANIFEST, TEMPORARY, atomic_write, record_written, start_manifest, write_json, written
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
@@ -36,12 +44,9 @@ SUMMARY = "summary.json"
 FIGURES = "figures"
 #: The page ``pvae report`` writes into a run.
 REPORT = "report.html"
-#: Folders whose files pvae writes (figures of train/plot/sample, compare-elbos, diagnose, train --tensorboard).
-OUTPUT_FOLDERS = (FIGURES, "elbos", "diagnostics", "tensorboard")
-#: Kinds of file pvae writes inside :data:`OUTPUT_FOLDERS`.
-OUTPUT_SUFFIXES = (".png", ".json", ".md", ".nc")
-#: How TensorBoard's event files are named (their suffix is a counter); pvae's own in ``tensorboard/``.
-EVENTS_PREFIX = "events.out.tfevents."
+#: The files of a run pvae always wrote, by name: all that ``--overwrite`` deletes of a run written before
+#: runs kept a manifest (:data:`pvae.files.MANIFEST`).
+FIXED_FILES = (CONFIG, CHECKPOINT, METRICS, SUMMARY, REPORT)
 #: Age in seconds past which a temporary file of a run being read counts as orphaned: a live write
 #: of another process (``pvae plot`` while training) finishes in less.
 STALE_SECONDS = 600.0
@@ -176,6 +181,10 @@ class Run:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        #: The id of the model last read (:meth:`load_checkpoint`) or written; None before either.
+        self.model_id: str | None = None
+        #: Files of an old run that ``create(..., overwrite=True)`` left because pvae cannot tell them as its own.
+        self.left: list[Path] = []
 
     @classmethod
     def create(cls, path: str | os.PathLike, config: dict, overwrite: bool = False) -> "Run":
@@ -183,7 +192,9 @@ class Run:
 
         A folder holding a run that never reached its first checkpoint (only ``config.json``) is
         reused without ``overwrite``. ``overwrite`` deletes pvae's own files only (:meth:`own_files`):
-        a file of the user's in the folder (notes, a script) stays where it is.
+        a file of the user's in the folder (notes, a script, a figure of their own) stays where it is; the
+        files of a run written before runs kept a manifest that pvae cannot tell from the user's are left too,
+        and listed in :attr:`left` (the caller says so).
 
         :raises RunError: if ``path`` cannot be written (a file, under a file, read-only), holds a
             trained run and ``overwrite`` is false, or is a non-empty folder that holds no run.
@@ -202,40 +213,43 @@ class Run:
                 raise RunError(
                     f"{run.path} already holds a run; pass --overwrite to replace it, or choose another --out"
                 )
-            for own in run.own_files():
-                own.unlink()
-            for folder in OUTPUT_FOLDERS:
-                _remove_empty_folders(run.path / folder)
+            legacy = written(run.path) is None
+            own = run.own_files()
+            folders = {p.parent for p in own if p.parent != run.path}
+            for path in own:
+                path.unlink()
+            for folder in sorted(folders, key=lambda f: -len(f.parts)):  # emptied by the deletions: removed
+                while folder != run.path and folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+                    folder.rmdir()
+                    folder = folder.parent
+            if legacy:
+                run.left = sorted(p for p in run.path.rglob("*") if p.is_file() and not TEMPORARY.match(p.name))
         try:
             run.path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise RunError(
                 f"cannot create the run directory {run.path} ({error.strerror}): choose another --out"
             ) from None
+        start_manifest(run.path)
         run.write_config(config)
         return run
 
     def own_files(self) -> list[Path]:
-        """The files of this run that pvae wrote: ``config.json``, ``checkpoint.pt``, ``metrics.jsonl``,
-        ``summary.json``, ``report.html``, the ``.png``/``.json``/``.md``/``.nc`` files under ``figures/``, ``elbos/``
-        and ``diagnostics/``, and TensorBoard's event files under ``tensorboard/``. What :meth:`create`
-        deletes on ``overwrite``; every other file is the user's.
+        """The files of this run that pvae wrote, as its manifest records them (:data:`pvae.files.MANIFEST`:
+        every file written through :mod:`pvae.files`, and TensorBoard's event files), and the manifest itself.
+        For a run written before runs kept a manifest, only the files it always wrote
+        (:data:`FIXED_FILES`). What :meth:`create` deletes on ``overwrite``; every other file is the user's.
         """
-        files = [self.path / name for name in (CONFIG, CHECKPOINT, METRICS, SUMMARY, REPORT)]
-        for folder in self._output_folders():
-            files += [p for p in folder.iterdir() if p.suffix in OUTPUT_SUFFIXES or p.name.startswith(EVENTS_PREFIX)]
-        return [p for p in files if p.is_file() and not p.is_symlink()]
+        recorded = written(self.path)
+        if recorded is None:
+            files = [self.path / name for name in FIXED_FILES]
+            return [p for p in files if p.is_file() and not p.is_symlink()]
+        return [*recorded, self.path / MANIFEST]
 
-    def _output_folders(self) -> list[Path]:
-        """:data:`OUTPUT_FOLDERS` and the folders inside them, never through a symbolic link (a link
-        to a user's folder of figures is not pvae's to clean)."""
-        folders = []
-        for name in OUTPUT_FOLDERS:
-            top = self.path / name
-            if top.is_dir() and not top.is_symlink():
-                for root, _, _ in os.walk(top):  # os.walk does not follow links
-                    folders.append(Path(root))
-        return folders
+    def _folders(self) -> list[Path]:
+        """The run's folder and every folder inside it, never through a symbolic link (a link to a user's
+        folder of figures is not pvae's to clean)."""
+        return [Path(root) for root, _, _ in os.walk(self.path)]  # os.walk does not follow links
 
     def remove_temporary(self, older_than: float = 0.0) -> list[Path]:
         """Delete the temporary files that interrupted atomic writes left in the run (pvae's own
@@ -247,7 +261,7 @@ class Run:
         if not self.path.is_dir():
             return []
         now, removed = time.time(), []
-        for folder in [self.path, *self._output_folders()]:
+        for folder in self._folders():
             for p in folder.iterdir():
                 if TEMPORARY.match(p.name) and p.is_file() and now - p.stat().st_mtime >= older_than:
                     try:
@@ -297,9 +311,24 @@ class Run:
         (self.path / FIGURES).mkdir(exist_ok=True)
         return self.path / FIGURES
 
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Write ``checkpoint.pt`` atomically."""
-        atomic_write(self.path / CHECKPOINT, lambda handle: torch.save(state, handle))
+    def save_checkpoint(self, state: dict[str, Any]) -> str:
+        """Write ``checkpoint.pt`` atomically, with a new ``model_id`` (the identity of the model it holds).
+
+        :returns: the model id.
+        """
+        model_id = uuid.uuid4().hex  # from the OS, not from the RNGs the checkpoint restores
+        atomic_write(self.path / CHECKPOINT, lambda handle: torch.save({**state, "model_id": model_id}, handle))
+        self.model_id = model_id
+        return model_id
+
+    def current_model_id(self) -> str | None:
+        """The ``model_id`` of the checkpoint in the run now (None: no checkpoint, or one written before
+        checkpoints had ids), read without loading its tensors (a memory map)."""
+        try:
+            state = torch.load(self.path / CHECKPOINT, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # missing, unreadable: load_checkpoint says why where it matters
+            return None
+        return state.get("model_id") if isinstance(state, dict) else None
 
     def load_checkpoint(self) -> dict[str, Any]:
         """Read ``checkpoint.pt`` onto the CPU (``map_location``), whatever device wrote it: a caller
@@ -332,6 +361,7 @@ class Run:
             ) from error
         if not isinstance(state, dict) or not {"model", "guide"} <= set(state):
             raise RunError(f"{path} is not a pvae checkpoint (no model and guide state): {CORRUPT_FIX}")
+        self.model_id = state.get("model_id")
         return state
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
@@ -370,6 +400,98 @@ class Run:
 
 
 CORRUPT_FIX = "train again with --overwrite, or restore the file from a copy"
+
+
+def measured(run: Run) -> dict[str, Any]:
+    """What a result records of the model it measured: ``{"model_id": ...}`` of the checkpoint read."""
+    return {"model_id": run.model_id}
+
+
+#: The files that hold a command's result in its folder (diagnose, disentangle, quality, compare-elbos).
+RESULT_FILES = ("diagnostics.json", "disentanglement.json", "quality.json", "results.json")
+
+
+def keep_earlier_results(folder: Path, settings: dict, defaults: dict, model_id: str | None) -> Path | None:
+    """Move the result in ``folder`` aside when a new one is about to replace it, unless the new one makes it
+    pointless: an earlier result of the same model (``model_id``) made with other settings goes to
+    ``folder-SETTINGS`` (its settings that differ from the defaults: ``quality-seed3``), where the run's pages
+    still find it; a result of the same settings (the same numbers again) or of another model (stale) is
+    replaced.
+
+    :param folder: the results folder of the command (``RUN/quality``).
+    :param settings: the new result's settings; ``defaults``: the commands' defaults.
+    :param model_id: the model the new result measures.
+    :returns: where the earlier result went, or None where it stays to be replaced.
+    """
+    recorded = next((_json_object(folder / name) for name in RESULT_FILES if (folder / name).is_file()), None)
+    if recorded is None or is_stale(recorded, model_id):
+        return None
+    earlier = recorded.get("command_settings")
+    if earlier == settings:
+        return None
+    if isinstance(earlier, dict):
+        parts = [f"{k.replace('_', '')}{_short(v)}" for k, v in earlier.items() if defaults.get(k, v) != v]
+        suffix = "-".join(parts) or "defaults"
+        if len(suffix) > 60:
+            suffix = "settings" + hashlib.sha256(suffix.encode()).hexdigest()[:10]
+    else:
+        suffix = "earlier"  # made before results recorded their settings
+    target, count = folder.with_name(f"{folder.name}-{suffix}"), 1
+    while target.exists():
+        count += 1
+        target = folder.with_name(f"{folder.name}-{suffix}-{count}")
+    folder.rename(target)
+    for path in target.rglob("*"):
+        if path.is_file():
+            record_written(path)  # still pvae's: --overwrite deletes it with the run
+    return target
+
+
+def _short(value) -> str:
+    text = (
+        ",".join(map(str, value))
+        if isinstance(value, list)
+        else f"{value:g}"
+        if isinstance(value, float)
+        else str(value)
+    )
+    return re.sub(r"[^\w.,=+-]+", "_", text)
+
+
+def _json_object(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def stale_entries(summary: dict, current: str | None) -> list[str]:
+    """The entries of a ``summary.json`` that measured another model than the run's checkpoint now holds:
+    those with a ``model_id`` of another model, and (beside a checkpoint with an id) results without one
+    (an evaluation's ``elbo``).
+
+    :param summary: the summary.
+    :param current: the id of the run's checkpoint (:meth:`Run.current_model_id`).
+    """
+    return [
+        key
+        for key, value in summary.items()
+        if isinstance(value, dict) and ("model_id" in value or "elbo" in value) and is_stale(value, current)
+    ]
+
+
+def is_stale(result: dict, current: str | None) -> bool:
+    """Whether ``result`` measured another model than the run's checkpoint now holds (``current``: its
+    :meth:`Run.current_model_id`): the run was trained further or again since. A result without an id
+    beside a checkpoint with one was made before checkpoints had ids, hence of an earlier model.
+
+    :param result: a result's JSON (its ``model_id``, if any).
+    :param current: the id of the run's checkpoint.
+    """
+    if current is None:
+        return False  # a checkpoint without an id (or none): nothing to compare with
+    return result.get("model_id") != current
 
 
 def _first_line(error: BaseException) -> str:

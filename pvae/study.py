@@ -20,13 +20,14 @@ from typing import Any
 
 from pvae import options
 from pvae.quality.score import HEADLINES as QUALITY
-from pvae.runs import CONFIG, Run, RunError
+from pvae.runs import CONFIG, Run, RunError, is_stale, stale_entries
 from pvae.sweep import failed_cells, recorded_error
 
-#: A run's states: ``finished`` (summary.json holds the test numbers), ``partial`` (trained for some epochs,
-#: or not at all, but not evaluated), ``failed`` (its sweep recorded an error), ``unreadable`` (a file of it
-#: is not the JSON it should be).
-STATES = ("finished", "partial", "failed", "unreadable")
+#: A run's states: ``finished`` (summary.json holds the test numbers), ``not finite`` (evaluated, but a number
+#: of it is NaN or infinite: shown as such, never pooled with the finite runs of its group), ``partial`` (trained
+#: for some epochs, or not at all, but not evaluated), ``failed`` (its sweep recorded an error), ``unreadable``
+#: (a file of it is not the JSON it should be).
+STATES = ("finished", "not finite", "partial", "failed", "unreadable")
 #: Settings whose runs are replicates of one another: pooled by :func:`table` into mean ± sd. The data seed
 #: draws the train/validation split and the fixed binarizations, the training seed everything else; both are
 #: draws, not design choices (``--no-group`` shows each run).
@@ -93,7 +94,7 @@ class RunRecord:
     :param settings: its configuration flattened to dotted names (``train.beta``, ``pair.z_dim``), lists as
         comma-separated text.
     :param numbers: its numbers, keys of :data:`NUMBERS` (those it has).
-    :param error: why it failed or could not be read.
+    :param error: why it failed or could not be read, or which of its results are not shown (stale).
     """
 
     path: str
@@ -207,11 +208,22 @@ def read_run(path: str | os.PathLike, root: str | os.PathLike | None = None) -> 
             settings = {k: v for k, v in flatten(_json(path / CONFIG)).items() if k not in IGNORED}
         if error is not None:
             return RunRecord(name, "failed", settings, {}, error)
-        numbers = _numbers(path)
+        numbers, stale = _numbers(path)
     except RunError as unreadable:
         return RunRecord(name, "unreadable", {}, {}, str(unreadable))
+    note = (
+        f"not shown, of an earlier model of the run (trained since): {', '.join(stale)}; measure it again"
+        if stale
+        else None
+    )
     evaluated = "elbo" in numbers or "reconstruction" in numbers  # a point-mass guide has no ELBO
-    return RunRecord(name, "finished" if evaluated else "partial", settings, numbers)
+    if not evaluated:
+        return RunRecord(name, "partial", settings, numbers, note)
+    infinite = [n for n in NUMBERS if n in numbers and not math.isfinite(numbers[n])]
+    if infinite:  # a number that is NaN is a result, not a missing one: said, and kept out of the means
+        listed = ", ".join(f"{NUMBERS[n]} = {numbers[n]}" for n in infinite)
+        return RunRecord(name, "not finite", settings, numbers, f"evaluated, but {listed}")
+    return RunRecord(name, "finished", settings, numbers, note)
 
 
 def collect(folder: str | os.PathLike) -> list[RunRecord]:
@@ -241,38 +253,55 @@ def _json(path: Path) -> dict:
     return value
 
 
-def _numbers(path: Path) -> dict[str, float]:
-    """The numbers of a run from the files pvae's commands wrote into it."""
+def _numbers(path: Path) -> tuple[dict[str, float], list[str]]:
+    """The numbers of a run from the files pvae's commands wrote into it, and the results left out because
+    they measured an earlier model of the run (:func:`pvae.runs.is_stale`)."""
     numbers: dict[str, float] = {}
     run = Run(path)
     summary = run.summary()  # a RunError for a damaged or non-object summary.json
-    test = summary.get("test") or {}
+    current = run.current_model_id()
+    stale = [f"summary.json's {key}" for key in stale_entries(summary, current) if key == "test"]
+    test = summary.get("test") or {} if not stale else {}
+
+    def fresh(where: str) -> dict | None:
+        """The results JSON at ``where`` in the run, None where missing or of an earlier model."""
+        if not (path / where).is_file():
+            return None
+        result = _json(path / where)
+        if is_stale(result, current):
+            stale.append(where.split("/")[0] + "/")
+            return None
+        return result
+
     for key, name in _TEST_KEYS.items():
-        if _is_number(test.get(key)):
+        if _is_value(test.get(key)):
             numbers[name] = float(test[key])
     # the latent part of a diagnosis, else of a disentanglement score (both list the active dimensions)
-    for where in ("diagnostics/diagnostics.json", "disentanglement/disentanglement.json"):
-        if (path / where).is_file():
-            latent = _json(path / where).get("latent") or {}
-            if isinstance(latent.get("active"), list):
-                numbers["active_units"] = float(len(latent["active"]))
-                break
-    if (path / "disentanglement/disentanglement.json").is_file():
+    results = {
+        where: fresh(where) for where in ("diagnostics/diagnostics.json", "disentanglement/disentanglement.json")
+    }
+    for result in results.values():
+        latent = (result or {}).get("latent") or {}
+        if isinstance(latent.get("active"), list):
+            numbers["active_units"] = float(len(latent["active"]))
+            break
+    if results["disentanglement/disentanglement.json"] is not None:
         from pvae.disentangle.score import HEADLINES
 
-        metrics = _json(path / "disentanglement/disentanglement.json").get("metrics") or {}
+        metrics = results["disentanglement/disentanglement.json"].get("metrics") or {}
         scores = [(metric, key, metric) for metric, key in HEADLINES.items()] + [
             ("dci", "completeness", "dci_completeness")
         ]
         for metric, key, name in scores:
             for label, suffix in (("all factors", ""), ("without shape", "_no_shape")):
                 value = metrics.get(metric, {}).get(label, {}).get(key)
-                if _is_number(value) and name + suffix in NUMBERS:
+                if _is_value(value) and name + suffix in NUMBERS:
                     numbers[name + suffix] = float(value)
-    if (path / "quality/quality.json").is_file():
-        prior = (_json(path / "quality/quality.json").get("sets") or {}).get("prior") or {}
+    quality = fresh("quality/quality.json")
+    if quality is not None:
+        prior = (quality.get("sets") or {}).get("prior") or {}
         for key in QUALITY:  # samples from the prior: the set the quality of a generative model is
-            if _is_number(prior.get(key)):
+            if _is_value(prior.get(key)):
                 numbers[key] = float(prior[key])
     rows = run.metrics()
     training = summary.get("training") or {}
@@ -281,11 +310,17 @@ def _numbers(path: Path) -> dict[str, float]:
     elif rows and all(_is_number(r.get("seconds")) for r in rows):
         numbers["seconds_per_epoch"] = sum(r["seconds"] for r in rows) / len(rows)
     numbers["epochs"] = float(len(rows))
-    return numbers
+    return numbers, stale
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return _is_value(value) and math.isfinite(value)
+
+
+def _is_value(value) -> bool:
+    """A number a command wrote, NaN and infinities included (JSON's ``NaN``, ``Infinity``): a result to
+    show as it is, not a missing one."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def differing(records: list[RunRecord], ignore: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -385,6 +420,8 @@ def setting_text(value) -> str:
 
 
 def _number(value: float) -> str:
+    if not math.isfinite(value):  # nan, inf, -inf: a result, not the missing value's dash
+        return str(value)
     if value == round(value) and abs(value) < 1e6:  # counts: epochs, K, active units
         return str(int(value))
     if abs(value) >= 100:
@@ -394,8 +431,8 @@ def _number(value: float) -> str:
 
 def cell_text(stat: Stat | None, n: int) -> str:
     """A table cell: ``mean ± sd`` (the mean alone where every run has the same value: K, epochs), with its
-    own ``(n=…)`` where fewer than the row's ``n`` runs have it; ``—`` for no value. One rounding for the
-    Markdown table and the report's."""
+    own ``(n=…)`` where fewer than the row's ``n`` runs have it; ``—`` for no value, ``nan`` or ``inf`` for a
+    value that is not finite. One rounding for the Markdown table and the report's."""
     if stat is None:
         return "—"
     # the same in every run (K, epochs): the value alone
@@ -467,13 +504,14 @@ class RunsConfig:
     """
 
     group: bool = True
-    csv: str | None = None
-    markdown: str | None = None
+    csv: str | None = field(default=None, metadata=options.output())
+    markdown: str | None = field(default=None, metadata=options.output())
     plot: str | None = None
     against: str | None = None
     out: str | None = None
 
     def __post_init__(self):
+        options.check_outputs(self)  # --csv and --markdown: one file each
         if (self.plot is None) != (self.against is None):
             given, missing = ("--plot", "--against") if self.plot is not None else ("--against", "--plot")
             raise ValueError(f"{given} needs {missing}: e.g. --plot elbo --against train.beta")

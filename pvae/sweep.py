@@ -79,10 +79,11 @@ class _Terminated(KeyboardInterrupt):
 class SweepConfig:
     """What ``pvae sweep`` runs, and where.
 
-    :param grid: options of pvae train to cross, each NAME=V1,V2,... (NAME as in beta, z-dim or z_dim); every
-        combination is a cell, the last NAME varying fastest.
+    :param grid: options of pvae train to cross, each NAME=V1,V2,... (NAME as in beta, z-dim or z_dim; each
+        NAME once); every combination is a cell, the last NAME varying fastest. --grid given again adds its
+        options.
     :param cells: explicit cells, each one quoted word of NAME=VALUE settings ("elbo=iwae particles=5"; a value
-        may hold commas, as hidden=512,256), crossed with --grid.
+        may hold commas, as hidden=512,256), crossed with --grid; --cells given again adds its cells.
     :param cell: run cell N alone, in this process (a scheduler's array job: --cell $SLURM_ARRAY_TASK_ID).
     :param workers: run N cells at a time, each in its own process, with the cores divided among them.
     :param list: print the cells with their state (done, partial, failed, pending), write nothing, and stop.
@@ -101,6 +102,25 @@ class SweepConfig:
             raise ValueError("give the cells: --grid NAME=V1,V2 ... and/or --cells 'NAME=VALUE ...' ...")
         if self.cell is not None and (self.workers > 1 or self.list):
             raise ValueError("--cell runs one cell in this process: drop --workers and --list")
+        self._check_grid_names()
+
+    def _check_grid_names(self) -> None:
+        """Refuse an option the grid varies twice (``beta=1,2 beta=3``, ``z-dim=2 z_dim=3``, in one --grid or
+        two): every cell would take the last value only."""
+        seen: dict[str, tuple[str, str]] = {}
+        for text in self.grid:
+            key, sep, values = text.partition("=")
+            name = option_name(key)
+            if not sep or not name:  # malformed: Sweep says how to write it
+                continue
+            if name in seen:
+                first, first_values = seen[name]
+                merged = ",".join(dict.fromkeys(v.strip() for v in f"{first_values},{values}".split(",")))
+                raise ValueError(
+                    f"--grid names {name} twice ({first.strip()}={first_values} and {key.strip()}={values}): every "
+                    f"cell would take the last value; give its values once, e.g. --grid {first.strip()}={merged}"
+                )
+            seen[name] = (key, values)
 
 
 @dataclass(frozen=True)
@@ -192,7 +212,7 @@ class Sweep:
 
     def _option(self, text: str, where: str) -> str:
         """The field name of the ``pvae train`` option ``text`` names (``z-dim``, ``--z-dim``, ``z_dim``)."""
-        name = text.strip().lstrip("-").replace("-", "_")
+        name = option_name(text)
         if name in RESERVED:
             raise ValueError(f"{where}: the sweep sets --{name} of every cell itself; leave it out")
         if name not in self.actions:
@@ -324,6 +344,11 @@ class Sweep:
         if self.out.is_dir() and any(p.name != PRIVATE and not TEMPORARY.match(p.name) for p in self.out.iterdir()):
             raise RunError(f"{self.out} is not empty and holds no sweep ({SWEEP}); choose another OUT")
         return False
+
+
+def option_name(text: str) -> str:
+    """The field name a grid or a cell spells an option by: ``z-dim``, ``--z-dim`` and ``z_dim`` are ``z_dim``."""
+    return text.strip().lstrip("-").replace("-", "_")
 
 
 def cell_name(settings: Sequence[tuple[str, str]]) -> str:

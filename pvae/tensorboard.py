@@ -21,7 +21,7 @@ without it.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,6 +31,7 @@ from pvae.data import Dataset
 from pvae.device import module_device, to_device
 from pvae.diagnostics import NotApplicable, diagonal_prior, local_family
 from pvae.evaluate import reconstruct, sample_prior
+from pvae.files import record_written
 from pvae.pair import traits
 from pvae.runs import rng_state, set_rng_state
 
@@ -53,12 +54,18 @@ class TensorBoardConfig:
         epochs, and after the last.
     """
 
+    # None: not given, so that one given without --tensorboard is refused; with --tensorboard it becomes 50 or 5
     tensorboard: bool = False
-    tensorboard_every: int = 50
-    tensorboard_images: int = 5
+    tensorboard_every: int | None = field(default=None, metadata=options.default_is("50"))
+    tensorboard_images: int | None = field(default=None, metadata=options.default_is("5"))
 
     def __post_init__(self):
         options.positive(self, "tensorboard_every", "tensorboard_images")
+        for name, default in (("tensorboard_every", 50), ("tensorboard_images", 5)):
+            if not self.tensorboard and getattr(self, name) is not None:
+                raise ValueError(f"{options.flag(name)} applies with --tensorboard: add --tensorboard or drop it")
+            if self.tensorboard and getattr(self, name) is None:
+                object.__setattr__(self, name, default)
 
 
 def check_available() -> None:
@@ -174,7 +181,13 @@ class TensorBoardLog:
 
             self.path.mkdir(parents=True, exist_ok=True)
             self._writer = SummaryWriter(log_dir=str(self.path), purge_step=first_step)
+            self._record()
         return self._writer
+
+    def _record(self) -> None:
+        """Record the event files in the run's manifest: pvae wrote them (``--overwrite`` may delete them)."""
+        for path in self.path.rglob("events.out.tfevents.*"):
+            record_written(path)
 
     def step(self, step: int, loss: torch.Tensor) -> None:
         """After gradient step ``step`` (1 for the run's first): the batch's loss, every
@@ -274,3 +287,4 @@ class TensorBoardLog:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+            self._record()

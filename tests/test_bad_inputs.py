@@ -143,6 +143,14 @@ def _gone(*relatives: str) -> Callable[[Path], None]:
     return check
 
 
+def _each(*prepares: Callable[[Path], None]) -> Callable[[Path], None]:
+    def prepare(root: Path) -> None:
+        for one in prepares:
+            one(root)
+
+    return prepare
+
+
 def _reran(root: Path) -> None:
     run = root / "run"
     assert (run / "checkpoint.pt").is_file() and (run / "summary.json").is_file()
@@ -319,8 +327,15 @@ CASES += [
     Case("plot-figures-read-only", ["plot", "{run}"], ("read-only", "run directory"),
          prepare=lambda root: (root / "run" / "figures").chmod(0o555)),
     Case("overwrite-keeps-the-users-files", TRAIN + ["--out", "{run}", "--overwrite"], status=0,
-         keep=("run/notes.txt", "run/figures/my-sketch.pdf"), prepare=_write("run/figures/my-sketch.pdf", "%PDF"),
+         keep=("run/notes.txt", "run/figures/my-sketch.pdf", "run/figures/my_plot.png", "run/figures/mine/keep.png",
+               "run/quality/my-notes.json"),
+         prepare=_each(_write("run/figures/my-sketch.pdf", "%PDF"), _write("run/figures/my_plot.png", b"\x89PNG"),
+                       _write("run/figures/mine/keep.png", b"\x89PNG"), _write("run/quality/my-notes.json", "{}")),
          check=_reran),
+    Case("overwrite-checks-the-tensorboard-folder-before-deleting",
+         TRAIN + ["--out", "{run}", "--overwrite", "--tensorboard"],
+         ("the run's folder", "tensorboard is a file, not a folder"),
+         keep=("run/checkpoint.pt", "run/summary.json", "run/tensorboard"), prepare=_write("run/tensorboard", "mine")),
     Case("rerun-after-failure-before-first-checkpoint", TRAIN + ["--out", "{run}"], status=0,
          prepare=_failed_before_checkpoint, keep=("run/notes.txt",), check=_reran),
     Case("sample-keeps-the-trained-samples", ["sample", "{run}", "-n", "4"], status=0,
@@ -438,6 +453,39 @@ CASES += [
          ("num_train", "positive")),
     Case("disentangle-representation-unknown", ["disentangle", "{run}", "--representation", "mode"],
          ("--representation", "invalid choice", "sample")),
+    # disentangle: a metric named twice, options of a metric not computed or given twice, sizes too small to measure.
+    Case("disentangle-metric-twice", ["disentangle", "{run}", "--metrics", "mig,dci,mig"],
+         ("--metrics names mig twice", "give each once", "--metrics mig,dci")),
+    Case("disentangle-metric-twice-in-two-flags", ["disentangle", "{run}", "--metrics", "mig", "--metrics", "mig"],
+         ("--metrics names mig twice",)),
+    Case("disentangle-metric-option-of-a-metric-not-computed",
+         ["disentangle", "{run}", "--metrics", "mig", "--metric-options", "dci.n_estimators=20"],
+         ("dci.n_estimators=20", "dci is not among --metrics (mig)", "add dci to --metrics or drop the option")),
+    Case("disentangle-metric-option-twice", ["disentangle", "{run}", "--metric-options",
+                                             "mig.num_train=100,mig.num_train=200"],
+         ("sets mig.num_train twice", "mig.num_train=100", "mig.num_train=200", "give it once")),
+    Case("disentangle-metric-option-twice-in-two-flags", ["disentangle", "{run}", "--metric-options",
+                                                          "mig.num_train=100", "--metric-options", "mig.num_train=200"],
+         ("sets mig.num_train twice", "give it once")),
+    Case("disentangle-num-eval-one", ["disentangle", "{run}", "--num-eval", "1"],
+         ("--num-eval 1", "beta_vae needs num_eval ≥ 2", "0 or 1", "give --num-eval 2 or more")),
+    Case("disentangle-num-train-one", ["disentangle", "{run}", "--metrics", "mig", "--num-train", "1"],
+         ("--num-train 1", "mig needs num_train ≥ 2", "give --num-train 2 or more")),
+    Case("disentangle-factor-vae-batch-of-one", ["disentangle", "{run}", "--metric-options", "factor_vae.batch_size=1"],
+         ("factor_vae.batch_size=1", "factor_vae needs batch_size ≥ 2", "give factor_vae.batch_size=2 or more")),
+    Case("disentangle-modularity-one-test-point", ["disentangle", "{run}", "--metric-options", "modularity.num_test=1"],
+         ("modularity needs num_test ≥ 2", "roc auc")),
+    # sweep: an option the grid names twice, in one --grid or two, however spelt.
+    Case("sweep-grid-option-twice", ["sweep", "{user}/s", "--grid", "beta=1,2", "beta=3", "--", "--epochs", "1"],
+         ("--grid names beta twice", "beta=1,2 and beta=3", "every cell would take the last value",
+          "--grid beta=1,2,3")),
+    Case("sweep-grid-option-twice-spelt-two-ways", ["sweep", "{user}/s", "--grid", "z-dim=2", "--grid", "z_dim=3",
+                                                    "--", "--epochs", "1"],
+         ("--grid names z_dim twice", "z-dim=2 and z_dim=3", "--grid z-dim=2,3")),
+    # runs: two outputs to one file.
+    Case("runs-csv-and-markdown-one-file", ["runs", "{run}", "--csv", "{user}/same.out", "--markdown",
+                                            "{user}/./same.out"],
+         ("--csv", "--markdown", "name one file", "give each its own file")),
     # quality: sizes, the cutoff, a classifier it may not train, the standard FID's weights.
     Case("quality-samples-zero", ["quality", "{run}", "--samples", "0"], ("--samples", "positive")),
     Case("quality-cutoff-nyquist", ["quality", "{run}", "--cutoff", "0.5"], ("cutoff", "0.5", "nyquist")),
@@ -454,6 +502,8 @@ CASES += [
     Case("evaluate-nan-weights", READERS["evaluate"], ("checkpoint.pt", "nan", "--lr"), prepare=_nan_weights),
     Case("evaluate-samples-zero", ["evaluate", "{run}", "--samples", "0"], ("--samples", "positive")),
     Case("evaluate-points-zero", ["evaluate", "{run}", "--points", "0"], ("--points", "positive")),
+    Case("evaluate-points-one", ["evaluate", "{run}", "--points", "1"],
+         ("--points must be at least 2", "standard error", "leave --points out", "not 1")),
     Case("evaluate-split-unknown", ["evaluate", "{run}", "--split", "validation"], ("--split", "invalid choice")),
     Case("sample-n-zero", ["sample", "{run}", "-n", "0"], ("-n", "positive")),
     Case("encode-draws-too-many", ["encode", "{run}", "--draws", "1000000000"],
@@ -470,6 +520,10 @@ CASES += [
          ("--khat-samples", "at least 100")),
     Case("diagnose-chains-zero", ["diagnose", "{run}", "--chains", "0"], ("--chains", "positive")),
     Case("diagnose-points-negative", ["diagnose", "{run}", "--points", "-4"], ("--points", "positive")),
+    Case("diagnose-max-r-hat-below-one", ["diagnose", "{run}", "--max-r-hat", "0.5"],
+         ("--max-r-hat must be above 1", "1.01", "not 0.5")),
+    Case("tensorboard-every-without-tensorboard", TRAIN + ["--tensorboard-every", "5", "--out", "{user}/r"],
+         ("--tensorboard-every applies with --tensorboard", "add --tensorboard or drop it")),
     # --device: a device the machine lacks, for every command (torch.cuda patched: no GPU, whatever the machine).
     Case("device-cuda-absent", TRAIN + ["--device", "cuda", "--out", "{user}/r"],
          ("--device cuda", "no cuda device here", "this machine has: cpu", "--device cpu or auto"), patch=_no_gpu),

@@ -55,14 +55,23 @@ def test_train_writes_a_complete_run(trained):
 
 def test_evaluate_and_plot_read_the_run(trained, capsys):
     assert main(["evaluate", str(trained), "--samples", "200", "--split", "val", "--points", "50"]) == 0
-    val = json.loads((trained / "summary.json").read_text())["val_first50"]
+    summary = json.loads((trained / "summary.json").read_text())
+    val = summary["val_first50_K200"]  # not the run's own K = 50 (training's): kept under its settings
     assert val["n"] == 50 and val["iwae_samples"] == 200 and val["datapoints"] == "first 50 of the val split"
+    assert summary["evaluation"] == {"samples": 50, "seed": 0} and val["model_id"] == summary["test"]["model_id"]
+    own = summary["test"]
+    assert main(["evaluate", str(trained), "--samples", "200", "--seed", "1"]) == 0
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["test"] == own and summary["test_K200_seed1"]["iwae_samples"] == 200  # training's kept
+    assert main(["evaluate", str(trained), "--samples", "50"]) == 0  # the run's own settings: its own entry again
+    again = json.loads((trained / "summary.json").read_text())["test"]
+    assert again["elbo"] == own["elbo"] and again["log_px"] == own["log_px"]  # the same model, seed and K
     assert "log p(x)" in capsys.readouterr().out
     # The training split, binary under its own fixed seed, goes under its own key.
     assert main(["evaluate", str(trained), "--samples", "20", "--split", "train", "--points", "30"]) == 0
     summary = json.loads((trained / "summary.json").read_text())
-    assert summary["train_first30"]["binarization"] == "binarized once with seed 3"
-    assert summary["training"]["epochs"] == 1 and summary["train_first30"]["elbo"] < 0
+    assert summary["train_first30_K20"]["binarization"] == "binarized once with seed 3"
+    assert summary["training"]["epochs"] == 1 and summary["train_first30_K20"]["elbo"] < 0
     (trained / "figures" / "samples.png").unlink()
     (trained / "figures" / "traversals.png").unlink()
     assert main(["plot", str(trained)]) == 0

@@ -13,8 +13,11 @@ from pvae.compare import CompareConfig
 from pvae.config import PairConfig, RunConfig
 from pvae.data import DataConfig
 from pvae.diagnostics import DiagnoseConfig
+from pvae.disentangle.score import DisentangleConfig
 from pvae.evaluate import EvaluateConfig, SampleConfig
 from pvae.runs import RunOptions
+from pvae.study import RunsConfig
+from pvae.tensorboard import TensorBoardConfig
 from pvae.train import TrainConfig
 
 NAN, INF = float("nan"), float("inf")
@@ -56,7 +59,26 @@ REFUSED = [
     ("diagnose", ["--chains", "1"], DiagnoseConfig, {"chains": 1}, "--chains must be at least 2"),
     ("diagnose", ["--coverage", "1.5"], DiagnoseConfig, {"coverage": 1.5}, "--coverage must be a mass in (0, 1)"),
     ("diagnose", ["--samples", "0"], DiagnoseConfig, {"samples": 0}, "--samples must be a positive number, not 0"),
-]
+    ("evaluate", ["--points", "1"], EvaluateConfig, {"points": 1}, "--points must be at least 2 (the ± is a standard"),
+    ("diagnose", ["--max-r-hat", "0.5"], DiagnoseConfig, {"max_r_hat": 0.5}, "--max-r-hat must be above 1 (R-hat"),
+    ("diagnose", ["--max-r-hat", "1"], DiagnoseConfig, {"max_r_hat": 1.0}, "--max-r-hat must be above 1"),
+    ("train", ["--tensorboard-every", "5"], TensorBoardConfig, {"tensorboard_every": 5},
+     "--tensorboard-every applies with --tensorboard: add --tensorboard or drop it"),
+    ("train", ["--tensorboard-images", "2"], TensorBoardConfig, {"tensorboard_images": 2},
+     "--tensorboard-images applies with --tensorboard: add --tensorboard or drop it"),
+    ("compare-elbos", ["--estimators", "trace,iwae,trace"], CompareConfig, {"estimators": ("trace", "iwae", "trace")},
+     "--estimators names trace twice: give each once, e.g. --estimators trace,iwae"),
+    ("disentangle", ["--metrics", "mig,mig"], DisentangleConfig, {"metrics": ("mig", "mig")}, "names mig twice"),
+    ("disentangle", ["--metrics", "sap", "--metric-options", "mig.bins=10"], DisentangleConfig,
+     {"metrics": ("sap",), "metric_options": ("mig.bins=10",)}, "mig is not among --metrics (sap)"),
+    ("disentangle", ["--metric-options", "mig.bins=5,mig.bins=10"], DisentangleConfig,
+     {"metric_options": ("mig.bins=5", "mig.bins=10")}, "--metric-options sets mig.bins twice"),
+    ("disentangle", ["--num-eval", "1"], DisentangleConfig, {"num_eval": 1},
+     "--num-eval 1: beta_vae needs num_eval ≥ 2"),
+    ("disentangle", ["--mi-points", "1"], DisentangleConfig, {"mi_points": 1}, "--mi-points must be at least 2"),
+    ("runs", ["--csv", "t.txt", "--markdown", "t.txt"], RunsConfig, {"csv": "t.txt", "markdown": "t.txt"},
+     "--csv t.txt and --markdown t.txt name one file"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("command,flags,cls,kwargs,message", REFUSED, ids=[" ".join(c[1]) for c in REFUSED])
@@ -173,6 +195,52 @@ def test_help_choices_and_types_come_from_the_dataclass():
 
     with pytest.raises(TypeError, match=r"Undocumented.width has no ':param width:' line"):
         options.add_options(argparse.ArgumentParser(), Undocumented)
+
+
+def test_outputs_that_name_one_file_and_options_that_add_up(tmp_path):
+    """:func:`options.output` fields may not name one file (links followed); :func:`options.words` and
+    :func:`options.repeatable` options add up when given again; :func:`options.default_is` shows the default a
+    ``None`` stands for."""
+
+    @dataclass(frozen=True)
+    class Example:
+        """An example.
+
+        :param table: a table.
+        :param page: a page.
+        :param names: names.
+        :param items: items.
+        :param every: how often.
+        """
+
+        table: str | None = field(default=None, metadata=options.output())
+        page: str | None = field(default=None, metadata=options.output())
+        names: tuple[str, ...] = field(default=(), metadata=options.words("NAME"))
+        items: tuple[str, ...] | None = field(default=None, metadata=options.repeatable())
+        every: int | None = field(default=None, metadata=options.default_is("50"))
+
+        def __post_init__(self):
+            options.check_outputs(self)
+
+    Example(table="a.csv", page="a.md")
+    (tmp_path / "real.txt").write_text("")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "real.txt")
+    with pytest.raises(ValueError, match=r"--table .*real.txt and --page .*link.txt name one file: the second"):
+        Example(table=str(tmp_path / "real.txt"), page=str(tmp_path / "link.txt"))
+    parser = argparse.ArgumentParser()
+    options.add_options(parser, Example)
+    args = parser.parse_args(["--names", "a", "b", "--names", "c", "--items", "x,y", "--items", "z"])
+    assert options.from_args(Example, args) == Example(names=("a", "b", "c"), items=("x", "y", "z"))
+    assert options.from_args(Example, parser.parse_args([])) == Example()
+    assert {a.dest: a.help for a in parser._actions}["every"] == "how often (default: 50)"
+
+
+def test_the_tensorboard_intervals_keep_their_defaults_with_tensorboard():
+    assert (TensorBoardConfig(True).tensorboard_every, TensorBoardConfig(True).tensorboard_images) == (50, 5)
+    assert TensorBoardConfig(True, 3, 1) == TensorBoardConfig(
+        tensorboard=True, tensorboard_every=3, tensorboard_images=1
+    )
+    assert TensorBoardConfig().tensorboard_every is None  # nothing is logged: no interval
 
 
 def test_config_json_of_earlier_runs_still_loads():

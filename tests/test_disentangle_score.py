@@ -12,7 +12,8 @@ import torch
 
 from pvae.cli import main
 from pvae.config import PairConfig, build_pair
-from pvae.disentangle import METRICS, Grid
+from pvae.disentangle import METRICS, MINIMUMS, Grid
+from pvae.disentangle.beta_vae import _compute_beta_vae
 from pvae.disentangle.score import DisentangleConfig, EncodedGrid, describe, factor_sets, score
 from pvae.guides.gaussian import GaussianGuide
 from pvae.models.vae import VAE
@@ -102,6 +103,53 @@ def test_options_reach_their_metric_only():
     ]:
         with pytest.raises(ValueError, match=words):
             DisentangleConfig(metric_options=(bad,))
+
+
+def test_options_of_metrics_not_computed_twice_or_too_small_are_refused():
+    """Each metric option once, of a metric computed; every size at least its metric's least, wherever it comes
+    from (--num-train, --num-eval, --metric-options, which wins over them)."""
+    refused = [
+        (dict(metrics=("mig", "mig")), "--metrics names mig twice: give each once, e.g. --metrics mig"),
+        (dict(metrics=("mig",), metric_options=("dci.num_test=90",)), "dci is not among --metrics (mig)"),
+        (dict(metric_options=("mig.bins=5", "mig.bins=5")), "--metric-options sets mig.bins twice"),
+        (dict(num_eval=1), "--num-eval 1: beta_vae needs num_eval ≥ 2 (an accuracy over one vote is 0 or 1)"),
+        (dict(metrics=("mig",), num_train=1), "--num-train 1: mig needs num_train ≥ 2"),
+        (
+            dict(metrics=("sap",), num_eval=1),
+            "--num-eval 1: sap needs num_test ≥ 2 (an accuracy over one point is 0 or 1); give --num-eval 2",
+        ),
+        (dict(metric_options=("mig.bins=1",)), "--metric-options mig.bins=1: mig needs bins ≥ 2 (one bin holds no"),
+        (dict(metric_options=("factor_vae.num_variance_estimate=1",)), "factor_vae needs num_variance_estimate ≥ 2"),
+    ]
+    for kwargs, words in refused:
+        with pytest.raises(ValueError) as error:
+            DisentangleConfig(**kwargs)
+        assert words in str(error.value), (kwargs, str(error.value))
+    # a metric's own option wins over --num-eval; metrics not computed take none of their sizes
+    assert DisentangleConfig(metrics=("dci",), num_eval=1, metric_options=("dci.num_test=2",)).settings_of("dci") == {
+        "num_test": 2
+    }
+    assert DisentangleConfig(metrics=("mig",), num_eval=1).metrics == ("mig",)  # MIG scores on no eval points
+    DisentangleConfig(metrics=("mig", "dci"), metric_options=("dci.n_estimators=5", "mig.bins=10"))
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_each_metric_refuses_sizes_below_its_least_before_it_draws(name):
+    grid = Grid(SIZES, factor_names=NAMES)
+    for option, (least, why) in MINIMUMS[name].items():
+        assert least >= 2 and why
+        with pytest.raises(ValueError, match=f"{name} needs {option} ≥ {least}"):
+            METRICS[name](grid, lambda images: pytest.fail("drew codes"), np.random.default_rng(0), **{option: 1})
+
+
+def test_beta_vae_votes_that_all_fix_one_factor_do_not_score_one():
+    """A few training votes can all fix one factor: the classifier then answers that factor for every vote, right
+    on the votes that fixed it only (it used to score 1, as when one factor is scored)."""
+    features = np.zeros((4, 2))
+    scores = _compute_beta_vae(features[:2], np.array([1, 1]), features, np.array([1, 0, 2, 1]), num_factors=3)
+    assert scores == {"train_accuracy": 1.0, "eval_accuracy": 0.5}
+    one = _compute_beta_vae(features[:2], np.array([0, 0]), features, np.array([0, 0, 0, 0]), num_factors=1)
+    assert one == {"train_accuracy": 1.0, "eval_accuracy": 1.0}
 
 
 def test_sampled_codes_read_the_guides_draws():

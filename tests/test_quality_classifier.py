@@ -352,3 +352,13 @@ def test_a_classifier_needs_labels():
         train_classifier(unlabelled, progress=False)
     with pytest.raises(ValueError, match=r"images \(C, H, W\) or vectors \(D,\)"):
         FeatureClassifier((4, 4), 3)
+
+
+def test_a_classifier_cached_before_vectors_still_loads(tmp_path, trained):
+    path = tmp_path / "old.pt"
+    classifier_module._save(trained, path, {"k": 1})
+    state = torch.load(path, weights_only=True)
+    del state["log1p_input"]  # as the version before the vector classifier wrote it
+    torch.save(state, path)
+    old = classifier_module._read(path, {"k": 1})
+    assert not old.log1p_input and torch.equal(old.head.weight, trained.head.weight)

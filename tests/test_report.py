@@ -14,7 +14,7 @@ from pvae import study
 from pvae.cli import main
 from pvae.files import save_figure, write_json
 from pvae.report import MAX_PLOTS, REPORT, ReportConfig, format_number, plots, write_report
-from pvae.runs import RunError
+from pvae.runs import Run, RunError
 from pvae.sweep import error_record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -128,7 +128,8 @@ def test_trained_run_page_in_browser(tmp_path):
     args = ["--data", "digits", "--epochs", "2", "--hidden", "16", "--z-dim", "2", "--samples", "5"]
     assert main(["train", *args, "--no-progress", "--out", str(run)]) == 0
     diagnostics = run / "diagnostics"  # as `pvae diagnose` writes it, with made-up numbers
-    write_json(diagnostics / "diagnostics.json", {"not_applicable": {"nuts": "skipped <here>"}})
+    model_id = Run(run).current_model_id()
+    write_json(diagnostics / "diagnostics.json", {"not_applicable": {"nuts": "skipped <here>"}, "model_id": model_id})
     _figure(diagnostics / "figures" / "khat.png", "k")
     assert main(["report", str(run)]) == 0
     assert (run / REPORT).is_file()
@@ -402,3 +403,21 @@ def test_folder_page_reduces_figures_run_page_keeps_them(tmp_path):
     assert images == 2 + 2 + 1 + 1 and folder.count("base64,") == images  # each figure's bytes once
     own = _embedded(write_report(runs[0]).read_text())
     assert own["big.png"] == full and own["samples.png"] == small
+
+
+def test_results_of_an_earlier_model_of_the_run_are_named_and_not_shown(tmp_path):
+    run = tmp_path / "run"
+    args = ["--data", "digits", "--hidden", "16", "--z-dim", "2", "--samples", "5", "--no-progress", "--out", str(run)]
+    assert main(["train", *args, "--epochs", "1"]) == 0
+    first = Run(run).current_model_id()
+    assert json.loads((run / "summary.json").read_text())["test"]["model_id"] == first
+    write_json(run / "diagnostics" / "diagnostics.json", {"model_id": first, "importance": {"k_hat_mean": 0.123456}})
+    _figure(run / "diagnostics" / "figures" / "khat.png", "k")
+    assert main(["report", str(run)]) == 0
+    assert "0.123456" in (run / REPORT).read_text()
+    assert main(["train", *args, "--epochs", "2", "--resume"]) == 0  # trained further: another model
+    assert Run(run).current_model_id() != first
+    assert main(["report", str(run)]) == 0
+    page = (run / REPORT).read_text()
+    assert "0.123456" not in page and "khat.png" not in page
+    assert "diagnostics/: measured an earlier model of this run (it was trained since), so not shown" in page

@@ -76,26 +76,62 @@ def test_checkpoints_from_before_encoders_were_wrapped_still_load():
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), guide.state_dict().values(), strict=True))
 
 
-def test_overwrite_deletes_pvaes_files_only(tmp_path):
+def test_overwrite_deletes_the_files_pvae_recorded_and_nothing_else(tmp_path):
+    from pvae.files import atomic_write, write_json
+
     run = Run.create(tmp_path / "run", {"a": 1})
     run.save_checkpoint({"model": {}, "guide": {}})
     run.update_summary(test={"elbo": -1.0})
-    (run.figures / "curves.png").write_bytes(b"png")
-    (run.path / "diagnostics" / "figures").mkdir(parents=True)
-    (run.path / "diagnostics" / "figures" / "k_hat.png").write_bytes(b"png")
-    (run.path / "report.html").write_text("<html>an old page, of the numbers about to be replaced</html>")
+    atomic_write(run.figures / "curves.png", lambda handle: handle.write(b"png"))
+    write_json(run.path / "quality" / "quality.json", {"fd": 1.0})  # a result of the model about to be replaced
+    atomic_write(run.path / "diagnostics" / "figures" / "k_hat.png", lambda handle: handle.write(b"png"))
+    # the user's own, beside pvae's, with pvae's suffixes and in pvae's folders
+    (run.figures / "my_plot.png").write_bytes(b"mine")
+    (run.figures / "mine").mkdir()
+    (run.figures / "mine" / "keep.png").write_bytes(b"mine")
+    (run.path / "quality" / "notes.json").write_text("{}")
     (run.path / "notes.txt").write_text("mine")
-    (run.figures / "sketch.pdf").write_text("mine too")
     (run.path / "scripts").mkdir()
     (run.path / "scripts" / "plot.py").write_text("print(1)")
-    assert sorted(p.name for p in run.own_files()) == [
-        "checkpoint.pt", "config.json", "curves.png", "k_hat.png", "report.html", "summary.json"
+    assert sorted(str(p.relative_to(run.path)) for p in run.own_files()) == [
+        ".pvae-files", "checkpoint.pt", "config.json", "diagnostics/figures/k_hat.png", "figures/curves.png",
+        "quality/quality.json", "summary.json",
     ]  # fmt: skip
-    Run.create(tmp_path / "run", {"a": 2}, overwrite=True)
+    again = Run.create(tmp_path / "run", {"a": 2}, overwrite=True)
     left = sorted(str(p.relative_to(run.path)) for p in run.path.rglob("*") if p.is_file())
-    assert left == ["config.json", "figures/sketch.pdf", "notes.txt", "scripts/plot.py"]
+    assert left == [
+        ".pvae-files", "config.json", "figures/mine/keep.png", "figures/my_plot.png", "notes.txt", "quality/notes.json",
+        "scripts/plot.py",
+    ]  # fmt: skip
     assert not (run.path / "diagnostics").exists()  # emptied of pvae's files, so removed
     assert (run.path / "notes.txt").read_text() == "mine" and Run.open(run.path).config == {"a": 2}
+    assert again.left == [] and [p.name for p in again.own_files()] == ["config.json", ".pvae-files"]
+
+
+def test_overwrite_of_a_run_without_a_manifest_deletes_only_the_files_every_run_has(tmp_path):
+    run = Run.create(tmp_path / "run", {"a": 1})
+    run.save_checkpoint({"model": {}, "guide": {}})
+    (run.path / ".pvae-files").unlink()  # as a run written before runs kept one
+    (run.figures / "curves.png").write_bytes(b"png")
+    (run.figures / "my_plot.png").write_bytes(b"mine")
+    again = Run.create(tmp_path / "run", {"a": 2}, overwrite=True)
+    assert [str(p.relative_to(run.path)) for p in again.left] == ["figures/curves.png", "figures/my_plot.png"]
+    assert (run.figures / "my_plot.png").read_bytes() == b"mine" and not (run.path / "checkpoint.pt").exists()
+
+
+def test_each_checkpoint_names_its_model_and_a_result_of_another_is_stale(tmp_path):
+    from pvae.runs import is_stale, measured
+
+    run = Run.create(tmp_path / "run", {})
+    first = run.save_checkpoint({"model": {}, "guide": {}})
+    reader = Run.open(run.path)
+    reader.load_checkpoint()
+    result = measured(reader)
+    assert result == {"model_id": first} and reader.current_model_id() == first and not is_stale(result, first)
+    second = run.save_checkpoint({"model": {}, "guide": {}})  # trained further (--resume)
+    assert second != first and Run.open(run.path).current_model_id() == second
+    assert is_stale(result, second) and is_stale({}, second)  # a result made before checkpoints had ids
+    assert not is_stale({}, None)  # a checkpoint of an older pvae: nothing to compare with
 
 
 def test_a_run_that_failed_before_its_first_checkpoint_is_reused_without_overwrite(tmp_path):
@@ -187,7 +223,7 @@ def test_a_folder_that_is_not_a_run_is_never_cleaned(tmp_path):
     lookalike.unlink()
     (tmp_path / ".config.json.x1y2z3w4.tmp").write_text("{")  # the first write of config.json, interrupted
     assert Run.create(tmp_path, {"a": 1}).config == {"a": 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".pvae-files", "config.json"]
 
 
 def test_the_temporary_names_cleaned_are_those_atomic_path_makes(tmp_path):
@@ -295,3 +331,30 @@ def test_an_old_checkpoint_is_converted_once_explicitly_and_then_gives_the_same_
     assert cli.main(["evaluate", str(run), "--samples", "5", "--device", "cpu"]) == 0
     after = json.loads((run / "summary.json").read_text())["test"]
     assert {k: v for k, v in after.items() if k != "seconds"} == {k: v for k, v in before.items() if k != "seconds"}
+
+
+def test_an_earlier_result_of_the_same_model_with_other_settings_is_moved_aside_never_replaced(tmp_path):
+    from pvae.files import write_json, written
+    from pvae.runs import keep_earlier_results
+
+    run = Run.create(tmp_path / "run", {})
+    model = run.save_checkpoint({"model": {}, "guide": {}})
+    folder = run.path / "quality"
+    defaults = {"samples": 10000, "seed": 0}
+    write_json(folder / "quality.json", {"model_id": model, "command_settings": {"samples": 10000, "seed": 3}})
+    # the same settings again, or nothing there: replaced in place
+    assert keep_earlier_results(folder, {"samples": 10000, "seed": 3}, defaults, model) is None
+    assert keep_earlier_results(run.path / "elbos", {"seed": 1}, defaults, model) is None
+    kept = keep_earlier_results(folder, {"samples": 500, "seed": 0}, defaults, model)
+    assert kept == run.path / "quality-seed3" and not folder.exists()
+    assert json.loads((kept / "quality.json").read_text())["command_settings"]["seed"] == 3
+    assert kept / "quality.json" in written(run.path)  # still pvae's, deleted with the run on --overwrite
+    # a second earlier result of the same settings goes beside the first
+    write_json(folder / "quality.json", {"model_id": model, "command_settings": {"samples": 10000, "seed": 3}})
+    assert keep_earlier_results(folder, {"samples": 1, "seed": 0}, defaults, model) == run.path / "quality-seed3-2"
+    # a result of another model of the run (trained since) is stale: replaced, not kept
+    write_json(folder / "quality.json", {"model_id": "an earlier one", "command_settings": {"seed": 5}})
+    assert keep_earlier_results(folder, {"samples": 1, "seed": 0}, defaults, model) is None
+    # one made before results recorded their settings, of a checkpoint without an id
+    write_json(folder / "quality.json", {"fd": 1.0})
+    assert keep_earlier_results(folder, {"seed": 0}, defaults, None) == run.path / "quality-earlier"

@@ -160,6 +160,32 @@ def test_failed_and_unreadable_runs_are_rows_and_the_rest_go_on(study):
     assert read_run(root / "beta=1" / "seed=2", root).state == "unreadable"
 
 
+def test_a_number_that_is_not_finite_is_shown_as_such_and_kept_out_of_the_means(study, capsys):
+    """A run whose test ELBO is NaN: its row shows nan (not the dash of a missing number) and says why its state
+    is not "finished"; its group's mean is over the runs whose numbers are finite; the CSV holds nan."""
+    root, truth = study
+    run = Run(root / "beta=1" / "seed=2")
+    test = run.summary()["test"]
+    test.update(elbo=float("nan"), log_px=float("-inf"))
+    run.update_summary(test=test)
+    record = read_run(run.path, root)
+    assert record.state == "not finite" and record.error == "evaluated, but ELBO = nan, log p(x) = -inf"
+    assert np.isnan(record.numbers["elbo"]) and record.numbers["log_px"] == float("-inf")
+    result = table(collect(root))
+    (odd,) = [row for row in result.rows if row.state == "not finite"]
+    (group,) = [row for row in result.rows if row.state == "finished" and row.settings["train.beta"] == 1]
+    assert odd.runs == ("beta=1/seed=2",) and len(group.runs) == 2
+    finite = [truth[root / "beta=1" / f"seed={s}"]["elbo"] for s in (0, 1)]
+    assert group.numbers["elbo"].mean == pytest.approx(statistics.mean(finite), rel=1e-12)
+    text = to_markdown(result)
+    (line,) = [line for line in text.splitlines() if "beta=1/seed=2" in line]
+    assert "| nan |" in line and "| -inf |" in line and "—" not in line.split("|")[3]
+    assert line.endswith("| not finite: beta=1/seed=2: evaluated, but ELBO = nan, log p(x) = -inf |")
+    (parsed,) = [r for r in csv.DictReader(io.StringIO(to_csv(result))) if r["runs"] == "beta=1/seed=2"]
+    assert parsed["state"] == "not finite" and parsed["elbo_mean"] == "nan" and parsed["log_px_mean"] == "-inf"
+    assert main(["runs", str(root)]) == 0 and capsys.readouterr().out == text
+
+
 def test_plot_error_bars_are_the_table(study):
     root, _ = study
     result = table(collect(root))
@@ -210,3 +236,25 @@ def test_a_folder_without_runs_says_how_to_make_some(tmp_path, capsys):
     assert "holds no run" in err and "pvae train --out" in err and "pvae sweep" in err
     assert main(["runs", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_results_of_an_earlier_model_of_a_run_are_left_out_of_the_table_and_named(tmp_path):
+    from pvae.cli import main
+    from pvae.files import write_json
+    from pvae.runs import Run
+    from pvae.study import read_run
+
+    run = tmp_path / "run"
+    args = ["--hidden", "16", "--z-dim", "2", "--samples", "5", "--no-progress", "--out", str(run)]
+    assert main(["train", *args, "--epochs", "1"]) == 0
+    first = Run(run).current_model_id()
+    write_json(run / "quality" / "quality.json", {"model_id": first, "sets": {"prior": {"fd": 12.5}}})
+    record = read_run(run)
+    assert record.state == "finished" and record.numbers["fd"] == 12.5 and record.error is None
+    # trained further, but interrupted before its evaluation: the test numbers and the quality are the old model's
+    Run(run).save_checkpoint(Run(run).load_checkpoint())
+    record = read_run(run)
+    assert "fd" not in record.numbers and "elbo" not in record.numbers and record.state == "partial"
+    assert record.error == (
+        "not shown, of an earlier model of the run (trained since): summary.json's test, quality/; measure it again"
+    )

@@ -316,6 +316,36 @@ def test_a_worker_that_was_interrupted_is_not_recorded_as_failed(tmp_path, capsy
     assert cell_status(out)[1]["error"] == "the process killed by SIGKILL"
 
 
+def test_grid_and_cells_given_again_add_up(tmp_path, capsys):
+    """``--grid beta=0.5,1,2 --grid seed=0,1`` is six cells, as ``--grid beta=0.5,1,2 seed=0,1`` (a second --grid
+    does not replace the first); a second --cells adds its cells. --list writes nothing."""
+    args = cli.build_parser(only="sweep").parse_args(
+        ["sweep", str(tmp_path / "s"), "--grid", "beta=0.5,1,2", "--grid", "seed=0,1", "--cells", "lr=0.01", "--cells",
+         "lr=0.001"]
+    )  # fmt: skip
+    config = cli.from_args(SweepConfig, args)
+    assert config.grid == ("beta=0.5,1,2", "seed=0,1") and config.cells == ("lr=0.01", "lr=0.001")
+    sweep = _sweep(tmp_path / "s", config.grid, train=["--epochs", "1"])
+    assert [c.name for c in sweep.cells] == [f"beta={b},seed={s}" for b in ("0.5", "1", "2") for s in (0, 1)]
+    assert len(_sweep(tmp_path / "s", config.grid, config.cells).cells) == 12
+    assert main(["sweep", str(tmp_path / "s"), "--grid", "beta=0.5,1,2", "--grid", "seed=0,1", "--list"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 6 and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    "grid, words",
+    [
+        (("beta=1,2", "beta=3"), "--grid names beta twice (beta=1,2 and beta=3): every cell would take the last value"),
+        (("z-dim=2", "--z_dim=3"), "--grid names z_dim twice (z-dim=2 and --z_dim=3)"),
+        (("beta=1,2", "seed=0", "beta=2,4"), "give its values once, e.g. --grid beta=1,2,4"),
+    ],
+)
+def test_an_option_the_grid_names_twice_is_refused_by_the_config_too(grid, words):
+    with pytest.raises(ValueError) as refused:
+        SweepConfig(grid=grid)
+    assert words in str(refused.value)
+
+
 def test_checking_a_sweep_leaves_the_callers_parser_as_it_was(tmp_path):
     parser = next(a for a in cli.build_parser(only="train")._actions if a.dest == "command").choices["train"]
     sweep = Sweep(tmp_path / "s", SweepConfig(grid=("seed=0,1",)), [], parser, train_config)

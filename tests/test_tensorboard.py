@@ -155,14 +155,21 @@ def test_a_resumed_run_continues_the_steps_and_hides_what_an_interrupted_session
 
 
 def test_overwrite_deletes_the_old_event_files(board, tmp_path):
+    from pvae.files import written
+
+    events = sorted((board / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and set(events) <= set(written(board))  # training recorded the files it wrote
     run = Run.create(tmp_path / "run", {"a": 1})
+    run.save_checkpoint({"model": {}, "guide": {}})
     folder = run.path / "tensorboard"
     folder.mkdir()
-    (folder / "events.out.tfevents.1700000000.host.1.0").write_bytes(b"old")
+    log = TensorBoardLog(folder, None, TensorBoardConfig(tensorboard=True))
+    log.writer().add_scalar("x", 1.0, 1)
+    log.close()
     (folder / "notes.txt").write_text("mine")
-    run.save_checkpoint({"model": {}, "guide": {}})
+    (folder / "events.out.tfevents.1700000000.theirs.1.0").write_bytes(b"a colleague's, copied in")
     Run.create(run.path, {"a": 2}, overwrite=True)
-    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["events.out.tfevents.1700000000.theirs.1.0", "notes.txt"]
 
 
 class Recorder:

@@ -9,6 +9,12 @@ al. 2019); each docstring states the math and cites the paper.
 
 from collections.abc import Callable
 
+from pvae.disentangle import beta_vae as _beta_vae
+from pvae.disentangle import dci as _dci
+from pvae.disentangle import factor_vae as _factor_vae
+from pvae.disentangle import mig as _mig
+from pvae.disentangle import modularity as _modularity
+from pvae.disentangle import sap as _sap
 from pvae.disentangle.beta_vae import compute_beta_vae
 from pvae.disentangle.dci import compute_dci
 from pvae.disentangle.factor_vae import compute_factor_vae
@@ -27,6 +33,15 @@ METRICS: dict[str, Callable[..., dict]] = {
     "sap": compute_sap,
     "modularity": compute_modularity,
 }
+#: metric name → the least of each of its sizes that leaves it something to measure: option → (least, why)
+MINIMUMS: dict[str, dict[str, tuple[int, str]]] = {
+    "beta_vae": _beta_vae.MINIMUM,
+    "factor_vae": _factor_vae.MINIMUM,
+    "mig": _mig.MINIMUM,
+    "dci": _dci.MINIMUM,
+    "sap": _sap.MINIMUM,
+    "modularity": _modularity.MINIMUM,
+}
 
 
 def get_metric(name: str) -> Callable[..., dict]:
@@ -43,6 +58,7 @@ def get_metric(name: str) -> Callable[..., dict]:
 
 __all__ = [
     "METRICS",
+    "MINIMUMS",
     "GroundTruth",
     "Grid",
     "compute_beta_vae",

@@ -18,6 +18,20 @@ Represent = Callable[[torch.Tensor], np.ndarray]
 CHUNK = 4096
 
 
+def check_sizes(metric: str, minimum: dict[str, tuple[int, str]], **sizes: int) -> None:
+    """Refuse a size below the least that leaves ``metric`` something to measure.
+
+    :param metric: the metric's name, as :data:`pvae.disentangle.METRICS` knows it.
+    :param minimum: its option → ``(least value, why)`` (the metric module's ``MINIMUM``).
+    :param sizes: the options given, by name.
+    :raises ValueError: naming the option, the least value and why.
+    """
+    for option, value in sizes.items():
+        least, why = minimum.get(option, (1, ""))
+        if value < least:
+            raise ValueError(f"{metric} needs {option} ≥ {least} ({why}), not {value}")
+
+
 def scored_factors(ground_truth: GroundTruth, factors: Sequence[int | str] | None) -> tuple[int, ...]:
     """The indices of the factors a metric scores (all when ``None``), given by index or by name."""
     names = tuple(ground_truth.factor_names)

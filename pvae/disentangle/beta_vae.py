@@ -16,6 +16,7 @@ import numpy as np
 from pvae.disentangle._common import (
     CHUNK,
     Represent,
+    check_sizes,
     encode,
     logistic_regression,
     quiet_convergence,
@@ -24,6 +25,12 @@ from pvae.disentangle._common import (
     sklearn_seed,
 )
 from pvae.disentangle.ground_truth import GroundTruth
+
+#: The least of each size that leaves the score something to measure: option → (least, why).
+MINIMUM = {
+    "num_train": (2, "its classifier learns from two votes or more"),
+    "num_eval": (2, "an accuracy over one vote is 0 or 1"),
+}
 
 
 def compute_beta_vae(
@@ -47,10 +54,11 @@ def compute_beta_vae(
     :param num_eval: votes it is scored on.
     :returns: ``train_accuracy``, ``eval_accuracy`` and ``settings``.
     """
+    check_sizes("beta_vae", MINIMUM, batch_size=batch_size, num_train=num_train, num_eval=num_eval)
     chosen = scored_factors(ground_truth, factors)
     train_x, train_y = _votes(ground_truth, represent, rng, chosen, batch_size, num_train)
     eval_x, eval_y = _votes(ground_truth, represent, rng, chosen, batch_size, num_eval)
-    scores = _compute_beta_vae(train_x, train_y, eval_x, eval_y, sklearn_seed(rng))
+    scores = _compute_beta_vae(train_x, train_y, eval_x, eval_y, sklearn_seed(rng), num_factors=len(chosen))
     scores["settings"] = settings(ground_truth, chosen, batch_size=batch_size, num_train=num_train, num_eval=num_eval)
     return scores
 
@@ -81,12 +89,21 @@ def _votes(
 
 
 def _compute_beta_vae(
-    train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray, eval_y: np.ndarray, seed: int = 0
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    eval_x: np.ndarray,
+    eval_y: np.ndarray,
+    seed: int = 0,
+    num_factors: int | None = None,
 ) -> dict:
-    """Train and evaluation accuracy of a logistic regression from vote features ``(n, d)`` to fixed factors."""
-    if len(np.unique(train_y)) < 2:
+    """Train and evaluation accuracy of a logistic regression from vote features ``(n, d)`` to fixed factors
+    (``num_factors`` of them scored; default: those ``train_y`` holds)."""
+    if num_factors == 1 or (num_factors is None and len(np.unique(train_y)) < 2):
         # one factor scored: the fixed factor is known without looking
         return {"train_accuracy": 1.0, "eval_accuracy": 1.0}
+    if len(np.unique(train_y)) < 2:
+        # the training votes all fixed one factor (few votes): the classifier can only answer that one
+        return {"train_accuracy": 1.0, "eval_accuracy": float(np.mean(eval_y == train_y[0]))}
     with quiet_convergence():
         model = logistic_regression(seed).fit(train_x, train_y)
     return {

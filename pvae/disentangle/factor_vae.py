@@ -14,8 +14,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pvae.disentangle._common import CHUNK, Represent, encode, sample_codes, scored_factors, settings
+from pvae.disentangle._common import CHUNK, Represent, check_sizes, encode, sample_codes, scored_factors, settings
 from pvae.disentangle.ground_truth import GroundTruth
+
+#: The least of each size that leaves the score something to measure: option → (least, why).
+MINIMUM = {
+    "batch_size": (2, "a vote compares the variances within a batch: one point has none"),
+    "num_train": (2, "its majority vote learns from two votes or more"),
+    "num_eval": (2, "an accuracy over one vote is 0 or 1"),
+    "num_variance_estimate": (2, "a variance needs two points"),
+}
 
 
 def compute_factor_vae(
@@ -43,6 +51,8 @@ def compute_factor_vae(
     :param prune_threshold: dimensions whose global standard deviation is below it are ignored.
     :returns: ``train_accuracy``, ``eval_accuracy``, ``num_active_dims`` and ``settings``.
     """
+    sizes = dict(batch_size=batch_size, num_train=num_train, num_eval=num_eval)
+    check_sizes("factor_vae", MINIMUM, **sizes, num_variance_estimate=num_variance_estimate)
     chosen = scored_factors(ground_truth, factors)
     codes, _ = sample_codes(ground_truth, represent, num_variance_estimate, rng)
     global_variances = np.var(codes, axis=0, ddof=1)

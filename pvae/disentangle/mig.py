@@ -17,9 +17,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pvae.disentangle._common import Represent, sample_codes, scored_factors, settings
+from pvae.disentangle._common import Represent, check_sizes, sample_codes, scored_factors, settings
 from pvae.disentangle.ground_truth import GroundTruth
 from pvae.disentangle.mutual_information import factor_entropies, mutual_information_matrix
+
+#: The least of each size that leaves the score something to measure: option → (least, why).
+MINIMUM = {
+    "num_train": (2, "a mutual information over one point is 0"),
+    "bins": (2, "one bin holds no information"),
+}
 
 
 def compute_mig(
@@ -41,6 +47,7 @@ def compute_mig(
     :param bins: histogram bins per code dimension.
     :returns: ``discrete_mig``, ``mig_<factor>`` for each factor scored, and ``settings``.
     """
+    check_sizes("mig", MINIMUM, num_train=num_train, bins=bins)
     chosen = scored_factors(ground_truth, factors)
     codes, indices = sample_codes(ground_truth, represent, num_train, rng)
     gaps = _compute_mig(codes, indices[:, list(chosen)], bins)

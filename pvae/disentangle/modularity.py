@@ -24,6 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from pvae.disentangle._common import (
     Represent,
+    check_sizes,
     logistic_regression,
     quiet_convergence,
     sample_codes,
@@ -33,6 +34,13 @@ from pvae.disentangle._common import (
 )
 from pvae.disentangle.ground_truth import GroundTruth
 from pvae.disentangle.mutual_information import mutual_information_matrix
+
+#: The least of each size that leaves the score something to measure: option → (least, why).
+MINIMUM = {
+    "num_train": (2, "a mutual information over one point is 0"),
+    "num_test": (2, "a ROC AUC over one point is 0.5 whatever the codes"),
+    "bins": (2, "one bin holds no information"),
+}
 
 
 def compute_modularity(
@@ -56,6 +64,7 @@ def compute_modularity(
     :param bins: histogram bins per code dimension for the mutual information.
     :returns: ``modularity``, ``explicitness_train``, ``explicitness_test`` and ``settings``.
     """
+    check_sizes("modularity", MINIMUM, num_train=num_train, num_test=num_test, bins=bins)
     chosen = scored_factors(ground_truth, factors)
     train_codes, train_factors = sample_codes(ground_truth, represent, num_train, rng)
     test_codes, test_factors = sample_codes(ground_truth, represent, num_test, rng)

@@ -19,8 +19,22 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.svm import LinearSVC
 
-from pvae.disentangle._common import Represent, quiet_convergence, sample_codes, scored_factors, settings, sklearn_seed
+from pvae.disentangle._common import (
+    Represent,
+    check_sizes,
+    quiet_convergence,
+    sample_codes,
+    scored_factors,
+    settings,
+    sklearn_seed,
+)
 from pvae.disentangle.ground_truth import GroundTruth
+
+#: The least of each size that leaves the score something to measure: option → (least, why).
+MINIMUM = {
+    "num_train": (2, "a factor seen at one point does not vary: nothing is learnt of it"),
+    "num_test": (2, "an accuracy over one point is 0 or 1"),
+}
 
 
 def compute_sap(
@@ -44,6 +58,7 @@ def compute_sap(
     :param C: the SVMs' inverse regularization strength.
     :returns: ``sap`` and ``settings``.
     """
+    check_sizes("sap", MINIMUM, num_train=num_train, num_test=num_test)
     chosen = scored_factors(ground_truth, factors)
     train_codes, train_factors = sample_codes(ground_truth, represent, num_train, rng)
     test_codes, test_factors = sample_codes(ground_truth, represent, num_test, rng)

@@ -24,7 +24,7 @@ from pyro import poutine
 
 from pvae import options
 from pvae.device import module_device, to_device
-from pvae.disentangle import METRICS, factor_entropies, mutual_information_matrix
+from pvae.disentangle import METRICS, MINIMUMS, factor_entropies, mutual_information_matrix
 from pvae.disentangle.ground_truth import GroundTruth
 from pvae.evaluate import posterior_mean
 from pvae.pair import traits
@@ -50,16 +50,17 @@ _EVAL_OPTION = {
 class DisentangleConfig:
     """Settings of :func:`score` and of ``pvae disentangle``, whose defaults they are.
 
-    :param metrics: the metrics computed, names from :data:`pvae.disentangle.METRICS` (all when unset).
+    :param metrics: the metrics computed, names from :data:`pvae.disentangle.METRICS`, each once (all when unset).
     :param representation: the codes the metrics read: ``mean`` (E_q[z | x], disentanglement_lib's
         choice) or ``sample`` (one draw z ~ q(z | x) per image, drawn afresh each time a point is drawn).
     :param num_train: points (votes, for the beta-VAE and FactorVAE scores) each metric fits or
-        estimates on (disentanglement_lib's defaults: 10,000).
-    :param num_eval: points (votes) each metric scores on (disentanglement_lib's defaults: 5,000).
-    :param metric_options: options of one metric, ``metric.option=value`` (comma-separated), which take
-        precedence over ``--num-train`` and ``--num-eval``, e.g. ``dci.n_estimators=20``: DCI's boosting
-        grows one tree per class of every factor and stage, about 6 minutes on dSprites on two CPU cores
-        at its defaults, 9 seconds with ``dci.num_train=2000,dci.num_test=1000,dci.n_estimators=20``.
+        estimates on (disentanglement_lib's defaults: 10,000; at least 2).
+    :param num_eval: points (votes) each metric scores on (disentanglement_lib's defaults: 5,000; at least 2).
+    :param metric_options: options of one metric, ``metric.option=value`` (comma-separated; each option once, of
+        a metric computed), which take precedence over ``--num-train`` and ``--num-eval``, e.g.
+        ``dci.n_estimators=20``: DCI's boosting grows one tree per class of every factor and stage, about 6 minutes
+        on dSprites on two CPU cores at its defaults, 9 seconds with
+        ``dci.num_train=2000,dci.num_test=1000,dci.n_estimators=20``.
     :param mi_points: grid points of the mutual-information matrix of the figure.
     :param batch_size: images encoded at once (128 encodes dSprites about three times as fast on a CPU
         as 1000, whose activations overflow the caches).
@@ -67,11 +68,13 @@ class DisentangleConfig:
     :param out: folder of the results.
     """
 
-    metrics: tuple[str, ...] | None = field(default=None, metadata=options.choices(lambda: tuple(METRICS)))
+    metrics: tuple[str, ...] | None = field(
+        default=None, metadata=options.repeatable(**options.choices(lambda: tuple(METRICS)))
+    )
     representation: str = field(default="mean", metadata=options.choices(REPRESENTATIONS))
     num_train: int | None = None
     num_eval: int | None = None
-    metric_options: tuple[str, ...] = ()
+    metric_options: tuple[str, ...] = field(default=(), metadata=options.repeatable())
     mi_points: int = 10_000
     batch_size: int = 128
     seed: int = 0
@@ -82,15 +85,38 @@ class DisentangleConfig:
         options.check_choices(self)
         options.positive(self, "num_train", "num_eval", "mi_points", "batch_size")
         options.require(self, "metrics", self.metrics is None or len(self.metrics) > 0, "at least one name")
-        self.parsed_options()  # refuses a name, an option or a value that does not exist
+        options.require(self, "mi_points", self.mi_points >= 2, "at least 2 (a mutual information over one point is 0)")
+        self.parsed_options()  # refuses a name, an option or a value that does not exist, or one given twice
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        """Refuse a size a metric computed would take below its least (:data:`pvae.disentangle.MINIMUMS`),
+        naming where it came from: ``--num-train``, ``--num-eval`` or ``--metric-options``."""
+        parsed = self.parsed_options()
+        for name in self.metrics or METRICS:
+            for option, value in self.settings_of(name).items():
+                least, why = MINIMUMS[name].get(option, (1, ""))
+                if value >= least:
+                    continue
+                if option in parsed.get(name, {}):
+                    raise ValueError(
+                        f"--metric-options {name}.{option}={value}: {name} needs {option} ≥ {least} ({why}); give "
+                        f"{name}.{option}={least} or more"
+                    )
+                given = "--num-train" if option == "num_train" else "--num-eval"
+                raise ValueError(
+                    f"{given} {value}: {name} needs {option} ≥ {least} ({why}); give {given} {least} or more"
+                )
 
     def parsed_options(self) -> dict[str, dict[str, int | float]]:
         """``metric_options`` as metric → {option: value}.
 
         :raises ValueError: for a pair not of the form ``metric.option=value``, a metric or option that
-            does not exist (listing those that do), or a value that is not a positive number.
+            does not exist (listing those that do), a metric not among ``metrics``, an option given twice, or a
+            value that is not a positive number.
         """
         parsed: dict[str, dict[str, int | float]] = {}
+        given: dict[str, str] = {}
         for item in self.metric_options:
             key, sep, text = item.partition("=")
             name, dot, option = key.partition(".")
@@ -98,6 +124,14 @@ class DisentangleConfig:
                 raise ValueError(f"--metric-options {item!r} is not metric.option=value, e.g. dci.n_estimators=20")
             if name not in METRICS:
                 raise ValueError(f"--metric-options {item!r}: no metric {name!r}; the metrics are {', '.join(METRICS)}")
+            if self.metrics is not None and name not in self.metrics:
+                raise ValueError(
+                    f"--metric-options {item!r}: {name} is not among --metrics ({','.join(self.metrics)}), so the "
+                    f"option would do nothing; add {name} to --metrics or drop the option"
+                )
+            if key in given:
+                raise ValueError(f"--metric-options sets {key} twice ({given[key]}, {item}): give it once")
+            given[key] = item
             known = [p for p in inspect.signature(METRICS[name]).parameters.values() if p.kind == p.KEYWORD_ONLY]
             types = {p.name: type(p.default) for p in known if p.name != "factors"}
             if option not in types:

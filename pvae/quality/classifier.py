@@ -327,7 +327,11 @@ def _read(path: Path, fields: dict) -> FeatureClassifier:
     try:
         info = json.loads(state["info"])
         net = FeatureClassifier(
-            state["x_shape"], state["num_classes"], state["feature_dim"], info=info, log1p_input=state["log1p_input"]
+            state["x_shape"],
+            state["num_classes"],
+            state["feature_dim"],
+            info=info,
+            log1p_input=state.get("log1p_input", False),
         )
         net.load_state_dict(state["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
