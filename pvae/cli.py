@@ -312,12 +312,15 @@ def _resumed_settings(args, out: Path) -> None:
     """``train --resume``: the settings of the run in ``out`` for every option the command line does not
     name, so that ``pvae train --resume --out RUN`` goes on with the run as it was started (options that are
     named must still agree with it, but --epochs and --jit)."""
+    from pvae.config import read_config
     from pvae.runs import Run
 
     given = getattr(args, "given", None)
     if given is None or not (out / "config.json").is_file():
         return  # a parsed namespace of unknown origin, or no run there (Run.open says so below)
-    saved = Run.open(out).config
+    run = Run.open(out)
+    read_config(run)  # a config.json this pvae cannot read is refused here, naming the field
+    saved = run.config
     for section in ("data", "pair", "train"):
         for name, value in (saved.get(section) or {}).items():
             if name not in given and hasattr(args, name):
@@ -413,6 +416,14 @@ def _train(args) -> Path:
     model, guide = model.to(device), guide.to(device)
     check_compatible(traits(model, guide), dataset, config.train)
     check_estimator(model, guide, dataset, config.train)
+    if rank0:  # the test log p(x) training ends with costs what it costs an untrained pair of the same shape
+        from pvae.data import evaluation_split
+        from pvae.evaluate import estimate_seconds
+
+        test = evaluation_split(dataset, config.data, "test")
+        seconds = estimate_seconds(model.eval(), guide.eval(), test.datapoints(), test.y, evaluation.samples)
+        model.train(), guide.train()
+        _say_estimate("after training, the test log p(x)", seconds, len(test), evaluation.samples, lower="--samples")
     if options.resume:
         run = Run.open(out, writing=True)
         run.load_checkpoint()  # a broken checkpoint or metrics.jsonl is refused before config.json changes
@@ -530,11 +541,33 @@ def _evaluation_suffix(config, own: dict | None) -> str:
     return "".join(f"_{p}" for p in parts)
 
 
+#: Seconds of work past which a command says up front how long it will take.
+SAY_ABOVE_SECONDS = 30.0
+
+
+def _say_estimate(
+    what: str, seconds: float | None, points: int, samples: int, rank0: bool = True, lower: str = "--samples, --points"
+) -> None:
+    """Say how long an importance-sampling pass will take, before it starts, when that is long."""
+    from pvae import distributed
+    from pvae.memory import format_seconds
+
+    if seconds is None or seconds < SAY_ABOVE_SECONDS or not rank0:
+        return
+    ranks = distributed.world_size()
+    shared = f", shared by {ranks} processes" if ranks > 1 else ""
+    print(
+        f"{what}: about {format_seconds(seconds / ranks)} for {points} datapoints × K = {samples} samples of z "
+        f"(timed on the first batch{shared}); {lower} make it shorter",
+        file=sys.stderr,
+    )
+
+
 def _evaluate_run(path, config, device="cpu", say: str | None = None, dataset=None) -> dict:
     from pvae import distributed
     from pvae.config import restore
     from pvae.data import evaluation_split
-    from pvae.evaluate import check_finite, describe, evaluate_shared
+    from pvae.evaluate import check_finite, describe, estimate_seconds, evaluate_shared
     from pvae.runs import check_writable
 
     run, run_config, dataset, model, guide = restore(path, device, dataset)
@@ -544,6 +577,7 @@ def _evaluate_run(path, config, device="cpu", say: str | None = None, dataset=No
     check_writable(run.path, "the run directory")  # summary.json is written after the work
     part = evaluation_split(dataset, run_config.data, config.split)
     x, y = part.datapoints(config.points), part.y[: config.points]  # read a batch at a time where lazy
+    _say_estimate("evaluate", estimate_seconds(model, guide, x, y, config.samples), len(x), config.samples, rank0)
     tic = time.perf_counter()
     # under torchrun the ranks share the datapoints and rank 0 gathers them; otherwise one process, as always
     result = evaluate_shared(
@@ -580,12 +614,15 @@ def _differences(a: dict, b: dict, ignore: set[str], prefix: str = "") -> list[s
 
 
 def _sample_run(path, config, device="cpu", say: str | None = None) -> Path:
+    import math
+
     import numpy as np
     import torch
 
     from pvae.config import restore
     from pvae.evaluate import sample_prior
     from pvae.files import atomic_write, save_figure
+    from pvae.memory import check_allocation
     from pvae.plots.run import FeatureView, grey_map, plot_feature_rows, plot_images
     from pvae.runs import check_writable
 
@@ -593,6 +630,11 @@ def _sample_run(path, config, device="cpu", say: str | None = None) -> Path:
         check_writable(config.out, "--out", file=True)
     run, _, dataset, model, _ = restore(path, device)
     _say_device(say, device)
+    prior = model.prior((1,))
+    z_numel = prior.batch_shape.numel() * prior.event_shape.numel()
+    numbers = config.n * (math.prod(dataset.x_shape) + z_numel)  # z and the decoder's means, then the figure's
+    what = f"-n {config.n} draws of {'×'.join(map(str, dataset.x_shape))} datapoints"
+    check_allocation(3 * 4 * numbers, what, "lower -n", device)
     label = _class_index(config.label, dataset)
     if not config.out:
         check_writable(run.path / "figures", "the run directory")
@@ -653,6 +695,7 @@ def _compare_run(args) -> Path:
     from pvae.compare import CompareConfig, compare_estimators, write_comparison
     from pvae.config import build_pair, restore
     from pvae.data import evaluation_split
+    from pvae.memory import check_step_memory
     from pvae.pair import applicable_estimators, traits
 
     # checked before the run is read: the names, once the pair is known, are those it can use
@@ -661,6 +704,18 @@ def _compare_run(args) -> Path:
     run, config, dataset, model, guide = restore(args.run, device)
     _say_device(args.device, device)
     out, record = _results_folder(settings.out, run, "elbos", settings)
+    batch = max(settings.points, settings.grad_points, settings.cost_batch)  # the largest batch a step holds
+    sizes = {settings.points: "--points", settings.grad_points: "--grad-points", settings.cost_batch: "--cost-batch"}
+    check_step_memory(
+        config.pair,
+        dataset.x_shape,
+        dataset.num_classes,
+        batch,
+        max(settings.particles),
+        device,
+        settings.samples if settings.train_epochs else None,
+        batch_option=sizes[batch],
+    )
     reasons = applicable_estimators(traits(model, guide), dataset, config.train)
     names = args.estimators or tuple(n for n, why in reasons.items() if why is True)
     for name in names:
@@ -694,7 +749,7 @@ def _diagnose_run(args) -> Path:
     from pvae.data import evaluation_split
     from pvae.device import module_device
     from pvae.diagnostics import DiagnoseConfig, describe_diagnostics, diagnose
-    from pvae.evaluate import reconstruct
+    from pvae.evaluate import estimate_seconds, reconstruct
     from pvae.files import save_figure, write_json
     from pvae.plots.diagnostics import diagnostic_figures
     from pvae.plots.run import grey_map
@@ -706,6 +761,11 @@ def _diagnose_run(args) -> Path:
     part = evaluation_split(dataset, run_config.data, config.split)
     tic = time.perf_counter()
     head = slice(max(config.points, config.nuts_points, config.latent_points))  # diagnose reads no further
+    x = part.images(slice(config.points))
+    passes = (("Pareto k̂", config.khat_samples, "--khat-samples"), ("the gaps' log p(x)", config.samples, "--samples"))
+    for what, k, option in passes:
+        seconds = estimate_seconds(model, guide, x, part.y[: len(x)], k)
+        _say_estimate(f"diagnose: {what}", seconds, len(x), k, rank0, f"{option}, --points")
     # under torchrun the ranks share the NUTS chains, rank 0 runs the rest and writes (no-op otherwise)
     distributed.setup(module_device(model))
     results, idata = diagnose(
@@ -751,6 +811,7 @@ def _disentangle_run(args) -> Path:
     from pvae.diagnostics import latent_usage
     from pvae.disentangle.score import DisentangleConfig, describe, score
     from pvae.files import save_figure, write_json
+    from pvae.memory import check_allocation
     from pvae.plots.disentangle import plot_mutual_information
     from pvae.plots.run import traversal_figure
 
@@ -768,6 +829,11 @@ def _disentangle_run(args) -> Path:
             "--net burgess --hidden 256 --z-dim 10"
         )
     out, record = _results_folder(config.out, run, "disentanglement", config)
+    points, ground_truth = config.largest_draw(), dataset.ground_truth
+    prior = model.prior((1,))
+    width = prior.batch_shape.numel() * prior.event_shape.numel() + len(ground_truth.factor_sizes)
+    what = f"the scores' {points} grid points at once (their factors and codes)"
+    check_allocation(2 * 8 * points * width, what, "lower --num-train, --num-eval, --mi-points")  # on the host
     pyro.set_rng_seed(config.seed)  # sampled codes
     tic = time.perf_counter()
     results = score(
@@ -983,7 +1049,7 @@ def _encode_command(args) -> Path:
 
     config = from_args(EncodeConfig, args)  # refuses bad settings before the run is read
     if config.out:
-        check_writable(config.out, "--out", file=True)
+        check_writable(config.out, "--out", file=True, example="encoded.npz")
     run, run_config, dataset, model, guide = _open_run(args)
     target = Path(config.out) if config.out else run.path / "encoded.npz"
     if not config.out:
@@ -1066,6 +1132,10 @@ def main(argv: list[str] | None = None) -> int:
     rest = None
     if command == "sweep" and "--" in argv:  # the options of every cell's `pvae train`
         argv, rest = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    if command == "sweep":  # `--grid --beta=1,2`: a grid item spelt as a flag, read as the grid spells it
+        from pvae.sweep import item_words
+
+        argv = item_words(argv)
     try:
         args = build_parser(only=command).parse_args(argv)
         args.train_options = rest or []

@@ -36,7 +36,7 @@ from pvae.estimators import ESTIMATORS, is_traceable, make_elbo
 from pvae.evaluate import evaluate, pair_args
 from pvae.objectives import TracedLoss, backward, loss_module
 from pvae.pair import traits
-from pvae.train import check_alpha, fit, step
+from pvae.train import fit, step
 
 
 @dataclass(frozen=True)
@@ -531,7 +531,11 @@ class CompareConfig:
         options.positive(self, "points", "repeats", "grad_points", "grad_repeats", "cost_batch", "cost_steps")
         options.positive(self, "train_particles", "test_points", "samples")
         options.positive(self, "train_epochs", "train_seconds", zero=True)
-        check_alpha(self)
+        options.positive(self, "alpha", zero=True)
+        # the Rényi bound of order 1 is the ELBO, which this command compares under its own name
+        options.require(
+            self, "alpha", self.alpha != 1, "other than 1 (alpha=1 is the ELBO: compare it with --estimators trace)"
+        )
 
 
 def compare_estimators(

@@ -1,7 +1,10 @@
 """Frozen configurations, one per concern, and how a run's model and guide are built from them."""
 
 import inspect
+import json
 import os
+import re
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
@@ -63,6 +66,9 @@ class PairConfig:
 
 #: Keys of ``config.json`` that runs written by earlier versions spell differently: section → old → new.
 RENAMED = {"data": {"name": "data", "seed": "data_seed"}, "train": {"num_particles": "particles"}}
+#: Values of ``config.json`` that runs written by earlier versions hold in another type than today's, which the
+#: configuration converts itself: ``section.key`` → that type (``train.jit``: true or false, now on or off).
+EARLIER_TYPES = {"train.jit": bool}
 
 
 @dataclass(frozen=True)
@@ -80,10 +86,18 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
         """The inverse of :meth:`to_dict`; unknown keys are refused, the names of older runs'
-        keys (:data:`RENAMED`) are read as today's."""
+        keys (:data:`RENAMED`) are read as today's.
+
+        :raises ValueError: for a section that is not an object, an unknown key, or a value of another type
+            than its field's (naming the field, the value and the type: ``pair.z_dim is "two", not an integer``),
+            before the configuration's own checks.
+        """
         parts = {}
         for f in fields(cls):
-            sub = dict(d.get(f.name, {}))
+            sub = d.get(f.name, {})
+            if not isinstance(sub, dict):
+                raise ValueError(f"config section {f.name!r} is {_json(sub)}, not an object of settings")
+            sub = dict(sub)
             for old, new in RENAMED.get(f.name, {}).items():
                 if old in sub and new not in sub:
                     sub[new] = sub.pop(old)
@@ -92,11 +106,67 @@ class RunConfig:
             unknown = set(sub) - known
             if unknown:
                 raise ValueError(f"config section {f.name!r} has unknown keys {sorted(unknown)}")
+            hints = typing.get_type_hints(kind)
             for key, value in sub.items():
-                if isinstance(value, list):
-                    sub[key] = tuple(value)
+                sub[key] = _typed(f"{f.name}.{key}", value, hints[key])
             parts[f.name] = kind(**sub)
         return cls(**parts)
+
+
+def _json(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+#: What a value of each type is, in a message.
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "text", bool: "true or false"}
+_LIST_WORDS = {int: "integers", float: "numbers", str: "strings", bool: "true or false values"}
+
+
+def _typed(name: str, value, hint):
+    """``value`` of the field ``name`` (``section.key``) as its type ``hint`` takes it (a list as a tuple, a
+    whole number as an int), refused unless it is of that type.
+
+    :raises ValueError: ``pair.z_dim is "two", not an integer``.
+    """
+    if name in EARLIER_TYPES and _fits(value, EARLIER_TYPES[name]):
+        return value
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] if _is_optional(hint) else [hint]
+    if value is None and len(kinds) < len(typing.get_args(hint) or [hint]):
+        return None
+    for kind in kinds:
+        if typing.get_origin(kind) is tuple:
+            item = typing.get_args(kind)[0]
+            if isinstance(value, list | tuple) and all(_fits(v, item) for v in value):
+                return tuple(int(v) if item is int else v for v in value)
+        elif _fits(value, kind):
+            return int(value) if kind is int else value
+    words = " or ".join(_words(k) for k in kinds) + (" (or null)" if _is_optional(hint) else "")
+    raise ValueError(f"{name} is {_json(value)}, not {words}")
+
+
+def _is_optional(hint) -> bool:
+    return type(None) in typing.get_args(hint) and typing.get_origin(hint) is not tuple
+
+
+def _fits(value, kind) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind is int:
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if kind is float:
+        return isinstance(value, int | float)
+    if kind is str:
+        return isinstance(value, str)
+    return True  # a type this reader does not know: the configuration's own checks decide
+
+
+def _words(kind) -> str:
+    if typing.get_origin(kind) is tuple:
+        return "a list of " + _LIST_WORDS.get(typing.get_args(kind)[0], "values")
+    return _TYPE_WORDS.get(kind, getattr(kind, "__name__", str(kind)))
 
 
 #: Options :func:`build_pair` offers each constructor; a class takes those its signature names.
@@ -243,10 +313,7 @@ def restore(path: str | os.PathLike, device: str | torch.device = "cpu", dataset
         finite, or its checkpoint does not fit the pair.
     """
     run = Run.open(path)
-    try:
-        config = RunConfig.from_dict(run.config)
-    except (AttributeError, TypeError, ValueError) as error:
-        raise RunError(f"{run.path / CONFIG} is not a configuration this pvae reads ({error}): {CORRUPT_FIX}") from None
+    config = read_config(run)
     dataset = data.load(config.data) if dataset is None else dataset
     model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes, dataset=dataset)
     state = run.load_checkpoint()
@@ -261,15 +328,47 @@ def restore(path: str | os.PathLike, device: str | torch.device = "cpu", dataset
             f"{run.path / CHECKPOINT} holds NaN or infinite weights ({', '.join(broken[:3])}"
             f"{', ...' if len(broken) > 3 else ''}): its training diverged; train again with a lower --lr"
         )
-    try:
-        model.load_state_dict(state["model"])
-        guide.load_state_dict(state["guide"])
-    except RuntimeError as error:
-        raise RunError(
-            f"the checkpoint in {run.path} does not fit the pair its config.json builds "
-            f"({config.pair.model}/{config.pair.guide}): {str(error).splitlines()[0]}"
-        ) from error
+    for part, module in (("model", model), ("guide", guide)):
+        try:
+            module.load_state_dict(state[part])
+        except RuntimeError as error:
+            raise RunError(
+                f"the checkpoint in {run.path} does not fit the pair its {CONFIG} builds "
+                f"({config.pair.model}/{config.pair.guide}): in the {part}, {_mismatch(error)}; {CONFIG} was changed "
+                "since the run was trained, or the checkpoint is another run's: restore the file from a copy, or train "
+                "again with --overwrite"
+            ) from error
     return run, config, dataset, model.to(device).eval(), guide.to(device).eval()
+
+
+def read_config(run: Run) -> RunConfig:
+    """The :class:`RunConfig` of ``run``'s ``config.json``.
+
+    :raises RunError: naming the file, and what of it this pvae cannot read (an unknown key, a value of another
+        type than its field's: ``pair.z_dim is "two", not an integer``, a value the configuration refuses).
+    """
+    try:
+        return RunConfig.from_dict(run.config)
+    except (AttributeError, TypeError, ValueError) as error:
+        raise RunError(f"{run.path / CONFIG} is not a configuration this pvae reads ({error}): {CORRUPT_FIX}") from None
+
+
+def _mismatch(error: RuntimeError) -> str:
+    """What of a state dict did not fit, from ``load_state_dict``'s message (its first line says only that
+    something did not): the first difference, shapes as ``(16, 4)``, and how many more there are."""
+    lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+    if not lines:
+        return str(error).strip()
+    first = re.sub(r"torch\.Size\(\[(.*?)\]\)", r"(\1)", lines[0])
+    first = re.sub(
+        r"^size mismatch for (\S+): copying a param with shape (.+?) from checkpoint, the shape in current model is "
+        r"(.+?)\.?$",
+        r"\1 is \2 in the checkpoint, \3 in the pair",
+        first,
+    )
+    more = len(lines) - 1
+    first = first[:1].lower() + first[1:]  # "Unexpected key(s) in state_dict: ..." within a sentence
+    return first.rstrip(". ") + (f" (and {more} more difference{'s' if more > 1 else ''})" if more else "")
 
 
 def _construct(cls: type, config: PairConfig, names: tuple[str, ...], x_shape, num_classes: int):

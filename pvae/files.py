@@ -6,10 +6,12 @@ manifest (:data:`MANIFEST`: a run directory) is recorded in it, so that pvae lat
 nothing else. This module imports nothing from pvae.
 """
 
+import glob
 import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,6 +117,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def remove_orphans(path: str | os.PathLike, older_than: float) -> list[Path]:
+    """Delete the temporary files that interrupted atomic writes of ``path`` left beside it (its own
+    ``.NAME.XXXXXXXX.tmp`` names only, :data:`TEMPORARY`; a kill -9 during the write leaves one for ever).
+
+    :param path: the file whose writes left them.
+    :param older_than: keep those modified less than this many seconds ago: another process may be writing
+        ``path`` now.
+    :returns: the files deleted.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    now, removed = time.time(), []
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if (
+                TEMPORARY.match(candidate.name)
+                and len(candidate.name) == len(path.name) + len("..XXXXXXXX.tmp")  # this file's, not a longer name's
+                and candidate.is_file()
+                and not candidate.is_symlink()
+                and now - candidate.stat().st_mtime >= older_than
+            ):
+                candidate.unlink()
+                removed.append(candidate)
+        except OSError:  # gone meanwhile, or a read-only folder: the write itself says so
+            pass
+    return removed
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:

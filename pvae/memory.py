@@ -1,4 +1,5 @@
-"""How much memory a training step needs, estimated before anything is allocated.
+"""What a command will cost, estimated before it is spent: the memory of a training step (and of any
+other allocation whose size an option sets), and the time of long passes.
 
 A width of ``--hidden 100000000`` asks the constructor for 34 GB of weights, ``--particles 100000``
 asks each step for tens of GB of activations, and ``--z-dim 100000`` asks the final log p(x)
@@ -132,6 +133,7 @@ def check_step_memory(
     device: str | torch.device = "cpu",
     samples: int | None = None,
     available: int | None = None,
+    batch_option: str = "--batch-size",
 ) -> StepMemory | None:
     """Refuse a training step that needs more memory than ``device`` has available.
 
@@ -143,6 +145,7 @@ def check_step_memory(
     :param device: where the step will run.
     :param samples: K of the log p(x) computed after training; ``None``: none.
     :param available: bytes available (default: :func:`available_memory` of ``device``).
+    :param batch_option: the option that sets ``batch_size``, for the message.
     :returns: the estimate (``None`` when it could not be made).
     :raises ValueError: naming the need, what is available and which options lower it.
     """
@@ -161,7 +164,7 @@ def check_step_memory(
             f"{EVALUATION_BATCH} datapoints × {samples} samples of z at once)"
         )
     else:
-        fix = "lower --particles or --batch-size" + (" (or --hidden)" if particles * batch_size <= 256 else "")
+        fix = f"lower --particles or {batch_option}" + (" (or --hidden)" if particles * batch_size <= 256 else "")
         what = (
             f"a training step needs about {format_bytes(need.total)} ({format_bytes(need.parameters)} of parameters "
             f"and optimizer state, {format_bytes(need.activations)} of activations for {batch_size} datapoints × "
@@ -177,3 +180,33 @@ def format_bytes(n: int) -> str:
     :param n: the bytes.
     """
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def check_allocation(need: int, what: str, fix: str, device: str | torch.device = "cpu", available: int | None = None):
+    """Refuse an allocation an option sized beyond what ``device`` has available, before it is made.
+
+    :param need: bytes the command would hold at once.
+    :param what: what they are, in words naming the option (``-n 1000000000 draws of 1×8×8 images``).
+    :param fix: the option to lower (``lower -n``).
+    :param device: where they would be held.
+    :param available: bytes available (default: :func:`available_memory` of ``device``).
+    :raises ValueError: ``WHAT need about N GB, this machine has M GB available: FIX``.
+    """
+    available = available_memory(device) if available is None else available
+    if available is not None and need > available:
+        where = "this machine" if torch.device(device).type == "cpu" else str(device)
+        raise ValueError(
+            f"{what} need about {format_bytes(need)}, {where} has {format_bytes(available)} available: {fix}"
+        )
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration in words a person reads at a glance: ``45 s``, ``12 min``, ``3.5 h``, ``41 days``, ``9 years``.
+
+    :param seconds: the duration.
+    """
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size if unit in ("years", "days") else seconds >= size:
+            value = seconds / size
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:,.0f} {unit}"
+    return f"{seconds:.0f} s"

@@ -26,14 +26,30 @@ import io
 import json
 import math
 import os
+import re
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pvae import study
-from pvae.files import atomic_write
-from pvae.runs import CONFIG, METRICS, REPORT, SUMMARY, Run, RunError, check_writable, is_stale, stale_entries
+from pvae.files import atomic_write, remove_orphans
+from pvae.runs import (
+    CONFIG,
+    METRICS,
+    REPORT,
+    STALE_SECONDS,
+    SUMMARY,
+    Run,
+    RunError,
+    check_writable,
+    is_stale,
+    stale_entries,
+)
 
+#: The suffixes of the file ``--out`` names (any case).
+HTML = (".html", ".htm")
 #: Keys of an evaluation shown first, in this order; the others follow alphabetically.
 HEADLINE = ("elbo", "log_px", "reconstruction", "kl", "log_py", "accuracy", "iwae_samples", "n")
 #: Names of the numbers of an evaluation, as the page shows them.
@@ -59,8 +75,13 @@ class ReportConfig:
     out: str | None = None
 
     def __post_init__(self):
-        if self.out is not None and not self.out.endswith((".html", ".htm")):
-            raise ValueError(f"--out {self.out}: give the name of an HTML file, e.g. {self.out}.html")
+        if self.out is None or Path(self.out).suffix.lower() in HTML:  # a folder so named: check_writable says so
+            return
+        if self.out.endswith(("/", os.sep)) or Path(self.out).is_dir():  # a folder: the page goes in it
+            example = str(Path(self.out) / REPORT)
+        else:
+            example = f"{self.out}.html"
+        raise ValueError(f"--out {self.out}: give the name of an HTML file to write, e.g. {example}")
 
 
 def write_report(path: str | os.PathLike, config: ReportConfig = ReportConfig()) -> Path:
@@ -79,7 +100,8 @@ def write_report(path: str | os.PathLike, config: ReportConfig = ReportConfig())
             "(`pvae train --out` wrote it) or a folder of runs"
         )
     out = Path(config.out) if config.out else path / REPORT
-    check_writable(out, "--out" if config.out else "the folder", file=True)
+    check_writable(out, "--out" if config.out else "the folder", file=True, example=REPORT)
+    remove_orphans(out, STALE_SECONDS)  # what a kill -9 during an earlier write of this page left
     page = run_page(Run(path)) if runs == [path] else folder_page(path, runs)
     atomic_write(out, lambda handle: handle.write(page.encode()))
     return out
@@ -173,17 +195,16 @@ def _study_figures(result: study.Table, path: Path) -> str:
     drawn, left = plots(result)
     if not drawn:
         return ""
-    figures = []
+    figures, warned = [], []
     for metric, setting in drawn:
         name = f"{metric}-vs-{setting}.png"  # the name `pvae runs --plot` gives the same figure
-        try:
-            figures.append((name, _png_of(plot_against(result, metric, setting)), None))
-        except ValueError as error:
-            figures.append((name, None, str(error)))
-    note = ""
+        png, why, said = _drawn(lambda metric=metric, setting=setting: plot_against(result, metric, setting))
+        figures.append((name, png, why))
+        warned += [f"{name}: {line}" for line in said]
+    note = _warned(warned)
     if left:
         pairs = ", ".join(f"{m} against {s}" for m, s in left)
-        note = (
+        note += (
             f'<p class="status">Not drawn here (at most {MAX_PLOTS} figures): {_e(pairs)}; draw one with '
             f"<code>pvae runs {_e(path)} --plot METRIC --against SETTING</code>.</p>"
         )
@@ -251,10 +272,11 @@ def _run_sections(run: Run, prefix: str, bound: int | None, failed: str | None) 
         config = run.config
     except RunError as error:
         config, problems = {}, [str(error)]
+    found = "file" if (run.path / SUMMARY).is_file() else "missing"
     try:
         summary = run.summary()
     except RunError as error:
-        summary = {}
+        summary, found = {}, "unreadable"
         problems.append(str(error))
     try:
         metrics = run.metrics()
@@ -263,14 +285,16 @@ def _run_sections(run: Run, prefix: str, bound: int | None, failed: str | None) 
         problems.append(str(error))
     if failed is not None:
         problems.insert(0, f"failed: {failed}")
-    parts.append(f'<p class="status">{_e(_status(summary, metrics, failed is not None))}</p>')
+    parts.append(f'<p class="status">{_e(_status(summary, metrics, failed is not None, found))}</p>')
     parts += [f'<p class="problem">{_e(p)}</p>' for p in problems]
     parts.append("<h2>Numbers</h2>")
-    if not summary and failed is None:
+    if found == "missing" and failed is None:
         parts.append(
             f"<p>No {SUMMARY} yet: the run is still training, or stopped before its end "
             f"({len(metrics)} epoch{'s' if len(metrics) != 1 else ''} in {METRICS}).</p>"
         )
+    elif found == "file" and not summary:
+        parts.append(f"<p>{_e(_EMPTY.format(run=run.path))}</p>")
     current = run.current_model_id()
     stale = stale_entries(summary, current)
     tables = [
@@ -282,14 +306,15 @@ def _run_sections(run: Run, prefix: str, bound: int | None, failed: str | None) 
     if stale:
         parts.append(f'<p class="problem">{_e(_STALE.format(what=", ".join(stale), command="pvae evaluate"))}</p>')
     if metrics:
-        parts.append("<h2>Training curves</h2>")
-        try:
-            from pvae.plots.run import plot_curves
+        from pvae.plots.run import plot_curves
 
-            curves = [("curves (from metrics.jsonl)", _png_of(plot_curves(metrics)), None)]
-            parts.append(_figures_grid(curves, bound))
-        except (KeyError, TypeError, ValueError) as error:
-            parts.append(f'<p class="problem">{_e(METRICS)} cannot be drawn: {_e(error)}</p>')
+        parts.append("<h2>Training curves</h2>")
+        png, why, warned = _drawn(lambda: plot_curves(metrics))
+        if png is not None:
+            parts.append(_figures_grid([("curves (from metrics.jsonl)", png, None)], bound))
+        else:
+            parts.append(f'<p class="problem">{_e(METRICS)} cannot be drawn: {_e(why)}</p>')
+        parts.append(_warned(warned))
     groups = [
         f"<div><h3>{_e(k)}</h3>{_settings_table(study.flatten(v), f'{prefix}config.{k}.')}</div>"
         for k, v in config.items()
@@ -307,10 +332,22 @@ def _run_sections(run: Run, prefix: str, bound: int | None, failed: str | None) 
     return "".join(parts)
 
 
-def _status(summary: dict, metrics: list, failed: bool = False) -> str:
+#: What a page says of a ``summary.json`` that holds no entry (``{}``): pvae never writes one.
+_EMPTY = SUMMARY + " is empty ({{}}): it records no numbers; `pvae evaluate {run}` writes the test numbers"
+
+
+def _status(summary: dict, metrics: list, failed: bool = False, found: str = "file") -> str:
+    """The run's state in one line.
+
+    :param found: ``summary.json`` is a ``file`` (read as ``summary``), ``missing`` or ``unreadable``.
+    """
     epochs = f"{len(metrics)} epoch{'s' if len(metrics) != 1 else ''}"
     if failed:  # its last attempt failed (the error follows); a rerun of its sweep tries it again
         return f"failed after {epochs}, not evaluated"
+    if found == "unreadable":
+        return f"{epochs} done; its {SUMMARY} is unreadable (below)"
+    if found == "file" and not summary:
+        return f"{epochs} done; its {SUMMARY} is empty ({{}}): no numbers recorded"
     if not summary:
         return f"training or interrupted: {epochs} done, no {SUMMARY} yet"
     if "test" not in summary:
@@ -389,18 +426,51 @@ def _figures_in(folder: Path, skip: set[str] = frozenset()) -> list[tuple[str, b
     return [_read_png(p) for p in sorted(folder.glob("*.png")) if p.name not in skip and not p.name.startswith(".")]
 
 
+#: The most pixels a figure shown on a page may have (Pillow's own limit, where it sets none): a larger one is
+#: said to be too large to show, not decoded (a 20000×20000 PNG is 1.6 GB of pixels).
+MAX_PIXELS = 89_478_485
+
+
 def _read_png(path: Path) -> tuple[str, bytes | None, str | None]:
     from PIL import Image, UnidentifiedImageError
 
+    limit = Image.MAX_IMAGE_PIXELS or MAX_PIXELS
     try:
         data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()  # decodes every pixel: a truncated file fails here, not in the reader's browser
-            if image.format != "PNG":
-                return path.name, None, f"a {image.format} file, not a PNG"
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-        return path.name, None, str(error) or type(error).__name__
+        size = _png_size(data)
+        if size is not None and size[0] * size[1] > limit:
+            return (
+                path.name,
+                None,
+                _too_large(f"{size[0]}×{size[1]} px, {size[0] * size[1] / 1e6:.0f} million pixels", limit),
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # said on the page, not on the terminal
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()  # decodes every pixel: a truncated file fails here, not in the reader's browser
+                if image.format != "PNG":
+                    return path.name, None, f"a {image.format} file, not a PNG"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        return path.name, None, _too_large(str(error).partition(",")[0], limit)
+    except UnidentifiedImageError:
+        return path.name, None, "not an image: no format Pillow reads"
+    except (OSError, SyntaxError, ValueError) as error:
+        text = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", path.name, str(error))  # Pillow names its buffer
+        return path.name, None, text or type(error).__name__
     return path.name, data, None
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """A PNG's width and height from its header (its first chunk, IHDR), without decoding it; None for
+    data that are not a PNG."""
+    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _too_large(what: str, limit: int) -> str:
+    millions = f"{limit / 1e6:.0f} million pixels"
+    return f"too large to show ({what}; a page shows figures of at most {millions}): open the file itself"
 
 
 def reduce_png(data: bytes, bound: int) -> tuple[bytes, tuple[int, int] | None]:
@@ -449,6 +519,27 @@ def _figures_grid(figures: list[tuple[str, bytes | None, str | None]], bound: in
                 f"<figcaption>{_e(caption)}{note}</figcaption></figure>"
             )
     return f'<div class="grid">{"".join(cells)}</div>'
+
+
+def _drawn(draw: Callable[[], Any]) -> tuple[bytes | None, str | None, list[str]]:
+    """The PNG of the figure ``draw()`` returns, or why it cannot be drawn, and the warnings drawing it gave
+    (matplotlib's, NumPy's): said on the page, not printed on the terminal with a line of their source.
+
+    :returns: ``(png, None, warnings)`` or ``(None, why, warnings)``.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            png, why = _png_of(draw()), None
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
+            png, why = None, str(error) or type(error).__name__
+    return png, why, list(dict.fromkeys(str(w.message) for w in caught))
+
+
+def _warned(lines: list[str]) -> str:
+    if not lines:
+        return ""
+    return f'<p class="status">Drawing warned: {_e("; ".join(lines))}</p>'
 
 
 def _png_of(fig) -> bytes:

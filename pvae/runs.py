@@ -339,6 +339,16 @@ class Run:
         """
         path = self.path / CHECKPOINT
         if not path.is_file():
+            try:
+                epochs = len(self.metrics())
+            except RunError:  # a broken metrics.jsonl records nothing to go by
+                epochs = 0
+            if epochs:  # epochs were done, and each wrote the checkpoint: it was deleted or moved since
+                raise RunError(
+                    f"{self.path} has no {CHECKPOINT}, though its {METRICS} records {epochs} epoch"
+                    f"{'s' if epochs != 1 else ''}: the checkpoint was deleted or moved since; put it back (or "
+                    f"restore it from a copy), or train the run again with --overwrite"
+                )
             raise RunError(
                 f"{self.path} has no {CHECKPOINT}: its training did not finish an epoch; train it again (the same "
                 "command, without --resume)"
@@ -370,7 +380,10 @@ class Run:
         atomic_write(self.path / METRICS, lambda handle: handle.write(text.encode()))
 
     def metrics(self) -> list[dict[str, Any]]:
-        """The rows of ``metrics.jsonl`` (empty before the first epoch ends)."""
+        """The rows of ``metrics.jsonl`` (empty before the first epoch ends).
+
+        :raises RunError: for a line that is not JSON, or not an epoch's row (:data:`METRICS_FIELDS`).
+        """
         path = self.path / METRICS
         if not path.is_file():
             return []
@@ -378,17 +391,27 @@ class Run:
         for number, line in enumerate(_read_text(path).splitlines(), 1):
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
+                    rows.append((number, json.loads(line)))
                 except json.JSONDecodeError as error:
                     raise RunError(f"{path}, line {number}, is not JSON ({error.msg}): {CORRUPT_FIX}") from None
-        return rows
+        return [_metrics_row(row, path, number) for number, row in rows]  # a file cut short is said first
 
     def summary(self) -> dict[str, Any]:
-        """``summary.json`` as a dict (empty before anything was summarised)."""
+        """``summary.json`` as a dict (empty before anything was summarised).
+
+        :raises RunError: if it is not JSON, not an object, or an entry of it is not an object (every entry is a
+            stage's numbers: ``test``, ``training`` ...).
+        """
         path = self.path / SUMMARY
         summary = _read_json(path, "summary") if path.is_file() else {}
         if not isinstance(summary, dict):
             raise RunError(f"{path} is not a summary (a JSON object): {CORRUPT_FIX}")
+        for key, value in summary.items():
+            if not isinstance(value, dict):
+                raise RunError(
+                    f"{path} is not a summary pvae wrote: its entry {key!r} is {_shown(value)}, not a JSON object of "
+                    f"numbers: {CORRUPT_FIX}"
+                )
         return summary
 
     def update_summary(self, **entries: Any) -> dict[str, Any]:
@@ -400,6 +423,30 @@ class Run:
 
 
 CORRUPT_FIX = "train again with --overwrite, or restore the file from a copy"
+#: The fields every row of ``metrics.jsonl`` holds, and what each is.
+METRICS_FIELDS = {"epoch": "an epoch's number", "train_loss": "a number"}
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as a message shows it: itself in JSON, cut to 40 characters."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _metrics_row(row: Any, path: Path, number: int) -> dict[str, Any]:
+    """A row of ``metrics.jsonl`` (line ``number`` of ``path``), refused unless it is an object that holds
+    :data:`METRICS_FIELDS` as numbers (the other fields, validation's, may be missing: an epoch without one)."""
+    if not isinstance(row, dict):
+        raise RunError(f"{path}, line {number}, is {_shown(row)}, not an epoch's row (a JSON object): {CORRUPT_FIX}")
+    for key, what in METRICS_FIELDS.items():
+        value = row.get(key)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if key == "epoch":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        if not ok:
+            held = "has no " + key if key not in row else f"has {key} {_shown(value)}"
+            raise RunError(f"{path}, line {number}, {held}, not {what}: {CORRUPT_FIX}")
+    return row
 
 
 def measured(run: Run) -> dict[str, Any]:
@@ -540,7 +587,14 @@ def _remove_empty_folders(folder: Path) -> None:
                 Path(root).rmdir()
 
 
-def check_writable(path: str | os.PathLike, option: str = "--out", file: bool = False) -> None:
+#: The file a message suggests where an option that names a file to write names a folder (with ``file``,
+#: :func:`check_writable`): one the option takes.
+EXAMPLE_FILES = {"--csv": "runs.csv", "--markdown": "runs.md"}
+
+
+def check_writable(
+    path: str | os.PathLike, option: str = "--out", file: bool = False, example: str | None = None
+) -> None:
     """Refuse, before any work, a place that cannot be written: a file where a folder is meant (or a
     folder where a file is), a path under a file, a read-only folder (or one under a read-only
     folder, if it does not exist yet).
@@ -550,11 +604,14 @@ def check_writable(path: str | os.PathLike, option: str = "--out", file: bool = 
     :param path: the folder (or with ``file``, the file) a command will write (it may not exist yet).
     :param option: the option that named it, for the message.
     :param file: ``path`` is a file to write, not a folder.
+    :param example: with ``file``, the name of a file the option takes, which the message suggests in the
+        folder given (default: by the option, :data:`EXAMPLE_FILES`, else ``out.png``).
     :raises RunError: naming the path, the reason and the fix.
     """
     path = Path(path)
     if file and path.is_dir():
-        raise RunError(f"{option} {path} is a folder: give the name of a file to write, e.g. {path / 'out.png'}")
+        name = example or EXAMPLE_FILES.get(option, "out.png")
+        raise RunError(f"{option} {path} is a folder: give the name of a file to write, e.g. {path / name}")
     if not file and path.exists() and not path.is_dir():
         raise RunError(f"{option} {path} is a file, not a folder: choose a folder (it is created if missing)")
     existing = path.parent if file else path

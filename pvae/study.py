@@ -281,28 +281,25 @@ def _numbers(path: Path) -> tuple[dict[str, float], list[str]]:
         where: fresh(where) for where in ("diagnostics/diagnostics.json", "disentanglement/disentanglement.json")
     }
     for result in results.values():
-        latent = (result or {}).get("latent") or {}
-        if isinstance(latent.get("active"), list):
-            numbers["active_units"] = float(len(latent["active"]))
+        if isinstance(_entry(result, "latent", "active"), list):
+            numbers["active_units"] = float(len(_entry(result, "latent", "active")))
             break
     if results["disentanglement/disentanglement.json"] is not None:
         from pvae.disentangle.score import HEADLINES
 
-        metrics = results["disentanglement/disentanglement.json"].get("metrics") or {}
         scores = [(metric, key, metric) for metric, key in HEADLINES.items()] + [
             ("dci", "completeness", "dci_completeness")
         ]
         for metric, key, name in scores:
             for label, suffix in (("all factors", ""), ("without shape", "_no_shape")):
-                value = metrics.get(metric, {}).get(label, {}).get(key)
+                value = _entry(results["disentanglement/disentanglement.json"], "metrics", metric, label, key)
                 if _is_value(value) and name + suffix in NUMBERS:
                     numbers[name + suffix] = float(value)
     quality = fresh("quality/quality.json")
-    if quality is not None:
-        prior = (quality.get("sets") or {}).get("prior") or {}
-        for key in QUALITY:  # samples from the prior: the set the quality of a generative model is
-            if _is_value(prior.get(key)):
-                numbers[key] = float(prior[key])
+    for key in QUALITY:  # samples from the prior: the set the quality of a generative model is
+        value = _entry(quality, "sets", "prior", key)
+        if _is_value(value):
+            numbers[key] = float(value)
     rows = run.metrics()
     training = summary.get("training") or {}
     if _is_number(training.get("seconds_per_epoch")):
@@ -311,6 +308,16 @@ def _numbers(path: Path) -> tuple[dict[str, float], list[str]]:
         numbers["seconds_per_epoch"] = sum(r["seconds"] for r in rows) / len(rows)
     numbers["epochs"] = float(len(rows))
     return numbers, stale
+
+
+def _entry(result: Any, *keys: str) -> Any:
+    """``result[k1][k2]...``, or None where a level is missing or not an object (a file another version, or a
+    hand, wrote): a number it lacks, not the end of the table."""
+    for key in keys:
+        if not isinstance(result, dict):
+            return None
+        result = result.get(key)
+    return result
 
 
 def _is_number(value) -> bool:
@@ -512,6 +519,13 @@ class RunsConfig:
 
     def __post_init__(self):
         options.check_outputs(self)  # --csv and --markdown: one file each
+        for name, example in (("csv", "runs.csv"), ("markdown", "runs.md")):
+            value = getattr(self, name)
+            if value and (value.endswith(("/", os.sep)) or Path(value).is_dir()):
+                raise ValueError(
+                    f"{options.flag(name)} {value} is a folder: give the name of a file to write, e.g. "
+                    f"{Path(value) / example}"
+                )
         if (self.plot is None) != (self.against is None):
             given, missing = ("--plot", "--against") if self.plot is not None else ("--against", "--plot")
             raise ValueError(f"{given} needs {missing}: e.g. --plot elbo --against train.beta")

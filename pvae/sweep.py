@@ -15,7 +15,10 @@ The error and the log stay beside the run directories, not in them: a run direct
 holds the test numbers, *partial* when it has a checkpoint (it is resumed with ``--resume``), *failed* when
 its last attempt left an error (it is tried again), *running* while another process holds its lock (it is
 skipped), *pending* otherwise; running the same command again finishes the study, whatever stopped it (Ctrl-C,
-SIGTERM, kill -9), with no epoch trained twice and no cell trained by two processes at once.
+SIGTERM, kill -9), with no epoch trained twice and no cell trained by two processes at once. What this machine
+cannot run (a device it lacks, data not here with downloads off) is refused before ``sweep.json`` is written, and a
+sweep none of whose cells ever ran is replaced by the next command given in OUT: a corrected command is not
+refused as "another sweep".
 
 Where the cells run is the caller's choice: one after the other in this process, ``--workers N`` local
 processes, or ``--cell I`` (one cell, in this process) from a scheduler's array job, under torchrun too.
@@ -37,7 +40,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from pvae import options
@@ -163,6 +166,8 @@ class Sweep:
     ):
         self.out, self.config, self.train_options = Path(out), config, tuple(train_options)
         self.parser, self.device = parser, device
+        #: The record of the sweep in OUT that this one replaces (none of its cells ran): see :meth:`check_out`.
+        self.replaces: dict | None = None
         self.actions = {a.dest: a for a in parser._actions if a.option_strings}
         given = self._given(self.train_options)
         grid = [self._grid_item(text) for text in config.grid]
@@ -320,12 +325,15 @@ class Sweep:
         return [*argv, "--", *self.train_options]
 
     def check_out(self) -> bool:
-        """Refuse an OUT that holds another sweep, or files that are not a sweep's.
+        """Refuse an OUT that holds another sweep some cell of which ran, or files that are not a sweep's. A sweep
+        none of whose cells ever ran (each failed before its run directory was made: a device this machine lacks,
+        data not here) is to be replaced by this one (:attr:`replaces`; :meth:`replace_unrun` does it).
 
         :returns: whether OUT holds this sweep's ``sweep.json`` already.
         :raises RunError: naming the fix.
         """
-        check_writable(self.out)
+        check_writable(self.out, "OUT")
+        self.replaces = None
         path = self.out / SWEEP
         if path.is_file():
             try:
@@ -334,16 +342,98 @@ class Sweep:
                 raise RunError(f"{path} is not a readable sweep record; delete it and run the same command") from None
             mine = self.record()
             keys = ("grid", "explicit", "train_options", "device", "cells")
-            if {k: saved.get(k) for k in keys} != {k: mine[k] for k in keys}:
+            if not isinstance(saved, dict) or {k: saved.get(k) for k in keys} != {k: mine[k] for k in keys}:
+                command = (
+                    saved.get("command", "see its sweep.json") if isinstance(saved, dict) else "see its sweep.json"
+                )
+                if self._never_ran(saved):
+                    self.replaces = saved
+                    return False
                 raise RunError(
-                    f"{self.out} holds another sweep ({saved.get('command', 'see its sweep.json')}); choose another "
-                    "OUT for this one, or run that sweep's own command to go on with it"
+                    f"{self.out} holds another sweep ({command}), some of whose cells ran; choose another OUT for this "
+                    "one, or run that sweep's own command to go on with it"
                 )
             return True
         # an array job's tasks start together: another task's sweep.json may be a temporary file still
         if self.out.is_dir() and any(p.name != PRIVATE and not TEMPORARY.match(p.name) for p in self.out.iterdir()):
             raise RunError(f"{self.out} is not empty and holds no sweep ({SWEEP}); choose another OUT")
         return False
+
+    def _never_ran(self, saved) -> bool:
+        """Whether the sweep recorded as ``saved`` (another than this one) never ran a cell: its record reads, no
+        cell of it has a run directory, none is running, and OUT holds nothing else but its own folder."""
+        try:
+            names = [str(c["name"]) for c in saved["cells"]]
+        except (KeyError, TypeError):
+            return False
+        if any((self.out / name).exists() or _running_elsewhere(self.out, name) for name in names):
+            return False
+        return all(p.name in (SWEEP, PRIVATE) or TEMPORARY.match(p.name) for p in self.out.iterdir())
+
+    def replace_unrun(self) -> None:
+        """Delete what the sweep this one replaces (:attr:`replaces`) wrote for its cells — their error records
+        and logs in OUT/.sweep, pvae's own files — and say so; nothing where it replaces none. (Their lock files
+        stay: empty, and another process may hold one of a cell of the same name.)"""
+        if self.replaces is None:
+            return
+        for cell in self.replaces["cells"]:
+            name = str(cell["name"])
+            for path in (_error_path(self.out, name), log_path(self.out, name)):
+                path.unlink(missing_ok=True)
+        command = self.replaces.get("command", "")
+        _say(f"{self.out} held a sweep none of whose cells ran ({command}): replaced by this one")
+        self.replaces = None
+
+    def check_here(self, cells: Sequence[Cell]) -> None:
+        """Refuse, before anything is written, what ``pvae train`` would refuse of ``cells`` on this machine alone:
+        a ``--device`` it lacks, or a built-in dataset that is not here with downloads off (``--no-download``) or
+        a ``--data-dir`` that does not exist. (The cells' settings themselves are checked when the sweep is made;
+        what fails later, before a cell's run directory is made, leaves a sweep the corrected command replaces.)
+
+        :raises ValueError: the message ``pvae train`` would give, naming the first cell it concerns unless it
+            concerns them all.
+        """
+        from pvae.device import resolve_device
+        from pvae.idx import IDX_DATASETS, check_data_dir, locate_idx
+
+        problems: dict[str, list[str]] = {}
+        for cell in cells:
+            args = self.parse(cell.argv)
+            try:
+                resolve_device(args.device)
+                if args.data in IDX_DATASETS and not args.download:
+                    locate_idx(args.data, args.data_dir, allow_download=False)
+                elif args.data in IDX_DATASETS and args.data_dir is not None:
+                    check_data_dir(Path(args.data_dir), args.data)
+            except (ValueError, RunError) as error:
+                problems.setdefault(str(error), []).append(cell.name)
+        if problems:
+            message, names = next(iter(problems.items()))
+            raise ValueError(message if len(names) == len(cells) else f"cell {names[0]}: {message}")
+
+
+def item_words(argv: Sequence[str]) -> list[str]:
+    """``pvae sweep``'s own arguments (those before ``--``) with a ``--grid`` or ``--cells`` item spelt as a flag,
+    ``--grid --beta=1,2``, written as the grid spells it, ``beta=1,2`` (:func:`option_name` reads both alike):
+    argparse would take ``--beta=1,2`` for an option of the sweep and refuse it. An option of the sweep itself
+    (``--workers``, ``--device`` ...) ends the items, as it does for argparse.
+
+    :param argv: the arguments, the command's name included or not.
+    """
+    from pvae.device import DeviceConfig
+
+    own = {options.flag(f.name) for config in (SweepConfig, DeviceConfig) for f in fields(config)} | {"-h", "--help"}
+    words, inside = [], False
+    for word in argv:
+        name = word.split("=", 1)[0]
+        if name in ("--grid", "--cells"):
+            inside = "=" not in word  # --grid=beta=1,2 is one item; the words after it are not items
+        elif word.startswith("-") and name in own:
+            inside = False
+        elif inside and word.startswith("--") and "=" in word and len(name) > 2:
+            word = word[2:]
+        words.append(word)
+    return words
 
 
 def option_name(text: str) -> str:
@@ -777,7 +867,12 @@ def _run_sweep(sweep: Sweep, train: Callable[[list[str]], None], writes: bool) -
     config, out, cells = sweep.config, sweep.out, sweep.cells
     if config.cell is not None and config.cell >= len(cells):
         raise ValueError(f"--cell {config.cell}: the sweep has {len(cells)} cells, 0 to {len(cells) - 1}")
-    if not sweep.check_out() and writes:
+    held = sweep.check_out()
+    # what this machine cannot run, refused before sweep.json is written: a corrected command is not refused then
+    here = [cells[config.cell]] if config.cell is not None else cells
+    sweep.check_here([cell for cell in here if _run_state(out / cell.name)[0] != "done"])
+    if not held and writes:
+        sweep.replace_unrun()
         write_json(out / SWEEP, sweep.record())
     if config.cell is not None:
         cell = cells[config.cell]

@@ -396,3 +396,14 @@ def test_a_diverging_run_stops_with_one_line_and_a_plain_rerun_works(tmp_path, c
     )
     assert main([*small, "--out", out]) == 0
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_long_evaluation_says_how_long_before_it_starts(trained, monkeypatch, capsys):
+    import pvae.evaluate
+
+    monkeypatch.setattr(pvae.evaluate, "estimate_seconds", lambda model, guide, x, y, k: 7200.0 * k / 1000)
+    assert main(["evaluate", str(trained), "--samples", "1000", "--points", "20"]) == 0
+    err = capsys.readouterr().err
+    assert "evaluate: about 2.0 h for 20 datapoints × K = 1000 samples of z (timed on the first batch); " in err
+    assert main(["evaluate", str(trained), "--samples", "4", "--points", "20"]) == 0  # 29 s: not said
+    assert "about" not in capsys.readouterr().err

@@ -281,3 +281,33 @@ def test_the_help_of_the_pair_options_names_every_registered_choice():
     ):
         listed = {w.strip(",.()") for w in helps[option].split()}
         assert set(names) <= listed, (option, set(names) - listed)
+
+
+@pytest.mark.parametrize(
+    "section, values, words",
+    [
+        ("pair", {"z_dim": "two"}, 'pair.z_dim is "two", not an integer (or null)'),
+        ("pair", {"hidden": [16, "wide"]}, 'pair.hidden is [16, "wide"], not a list of integers (or null)'),
+        ("train", {"beta": "4"}, 'train.beta is "4", not a number'),
+        ("train", {"vectorize": "yes"}, 'train.vectorize is "yes", not true or false'),
+        ("train", {"epochs": True}, "train.epochs is true, not an integer"),
+        ("data", {"data": 3}, "data.data is 3, not text"),
+        ("data", {"factor_columns": "a,b"}, 'data.factor_columns is "a,b", not a list of strings'),
+    ],
+)
+def test_a_config_json_value_of_another_type_names_the_field_the_value_and_the_type(section, values, words):
+    """config.json edited by hand (``"z_dim": "two"``): the field, the value and the type it should be, not
+    Python's "must be real number, not str"; whole numbers written as floats still read as integers."""
+    config = RunConfig().to_dict()
+    config[section].update(values)
+    with pytest.raises(ValueError) as refused:
+        RunConfig.from_dict(config)
+    assert str(refused.value) == words
+    config = RunConfig().to_dict()
+    config["pair"].update(z_dim=4.0, hidden=[16.0])
+    config["train"].update(beta=1)
+    read = RunConfig.from_dict(config)
+    assert (read.pair.z_dim, read.pair.hidden, read.train.beta) == (4, (16,), 1)
+    assert type(read.pair.z_dim) is int and read.pair.hidden == (16,)
+    with pytest.raises(ValueError, match="config section 'train' is \\[1\\], not an object of settings"):
+        RunConfig.from_dict({**RunConfig().to_dict(), "train": [1]})

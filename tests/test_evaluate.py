@@ -6,6 +6,7 @@ import pyro
 import pytest
 import torch
 
+from pvae.config import PairConfig, build_pair
 from pvae.evaluate import bounds, evaluate, log_weights, project_2d, traversal_order, traverse
 from pvae.guides.gaussian import GaussianGuide
 from pvae.models.linear import LinearGaussian
@@ -216,3 +217,22 @@ def test_traversal_order_takes_the_active_dimensions_by_kl_or_else_by_activity()
     assert traversal_order(usage) == ([2, 0, 3], [2.0, 0.5, pytest.approx(0.3)], "activity")
     # a collapsed posterior: no dimension is active, the largest is shown alone
     assert traversal_order({**usage, "active": []})[0] == [2]
+
+
+def test_the_time_of_an_evaluation_is_estimated_from_its_first_chunk_and_leaves_the_draws(monkeypatch):
+    from pvae import evaluate as module
+
+    model, guide = build_pair(PairConfig(z_dim=2, hidden=(8,)), (1, 8, 8))
+    x = torch.rand(300, 1, 8, 8).bernoulli()
+    assert module.estimate_seconds(model, guide, x, None, 1000) is None  # 300 × 1000: a few seconds, not estimated
+    calls = []
+    clock = iter(range(100))
+    monkeypatch.setattr(module.time, "perf_counter", lambda: float(next(clock)))  # each timed pass: 1 second
+    monkeypatch.setattr(module, "bounds", lambda m, g, xb, yb, k: calls.append((len(xb), k)))
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    seconds = module.estimate_seconds(model, guide, x, None, 100_000)
+    # a batch of 100 datapoints; K = 100,000 in chunks of 2**24 / (100 × 64) = 2621: one chunk timed
+    assert calls == [(100, 8), (100, 2621)]
+    assert seconds == pytest.approx(1.0 * (100_000 / 2621) * (300 / 100))
+    assert torch.equal(torch.random.get_rng_state(), state)

@@ -421,3 +421,100 @@ def test_results_of_an_earlier_model_of_the_run_are_named_and_not_shown(tmp_path
     page = (run / REPORT).read_text()
     assert "0.123456" not in page and "khat.png" not in page
     assert "diagnostics/: measured an earlier model of this run (it was trained since), so not shown" in page
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` × ``height`` pixels and holds none: what a 20000×20000 figure looks like to
+    a reader of its header, in 57 bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_what_a_page_meets_in_a_run_is_said_on_it_not_a_traceback(tmp_path, capsys):
+    """A summary entry that is not an object: the run is an unreadable row naming the file, in `pvae runs` and on
+    the page, and the other run is shown. A figure too large to decode, one that is no image: said as such (not
+    Pillow's name of its buffer). An empty summary.json: said so, not "no summary.json yet". Curves matplotlib
+    cannot draw: said on the page, with its warnings, which never reach the terminal."""
+    import warnings
+
+    folder = tmp_path / "runs"
+    fake_run(folder / "good", {"test": {"elbo": -40.0}})
+    bad = fake_run(folder / "bad", None, beta=2.0)
+    (bad / "summary.json").write_text('{"test": "oops"}')
+    (bad / "figures" / "huge.png").write_bytes(_png_header(20000, 20000))
+    (bad / "figures" / "text.png").write_text("not an image at all")
+
+    assert main(["runs", str(folder)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "unreadable" in line)
+    assert "unreadable: bad: " in row and "bad/summary.json" in row and "'test' is \"oops\"" in row
+    assert any("| -40 |" in line and "finished" in line for line in out.splitlines())  # the other run, shown
+
+    with warnings.catch_warnings(record=True) as printed:
+        warnings.simplefilter("always")
+        assert main(["report", str(folder)]) == 0
+    assert not printed and "Warning" not in capsys.readouterr().err
+    html = (folder / REPORT).read_text()
+    page = _parsed(html)
+    assert (["bad"], "unreadable") in page.rows and (["good"], "finished") in page.rows
+    assert "summary.json is not a summary pvae wrote: its entry &#x27;test&#x27; is &quot;oops&quot;" in html
+    assert sorted(page.unreadable) == ["huge.png", "text.png"]
+    assert "huge.png: unreadable (too large to show (20000×20000 px, 400 million pixels" in html
+    assert "text.png: unreadable (not an image: no format Pillow reads)" in html and "BytesIO" not in html
+
+    empty = fake_run(tmp_path / "empty", {})
+    html = write_report(empty).read_text()
+    assert "its summary.json is empty ({}): no numbers recorded" in html and "No summary.json yet" not in html
+
+    # numbers matplotlib cannot scale: the curves are said not to draw, with matplotlib's warnings, on the page
+    wild = fake_run(tmp_path / "wild", {"test": {"elbo": -1.0}})
+    rows = [{"epoch": 1, "train_loss": 1e308}, {"epoch": 2, "train_loss": -1e308}]
+    (wild / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with warnings.catch_warnings(record=True) as printed:
+        warnings.simplefilter("always")
+        html = write_report(wild).read_text()
+    assert not printed
+    assert "metrics.jsonl cannot be drawn" in html and "Drawing warned: overflow" in html
+
+
+def test_a_temporary_a_killed_report_left_is_removed_by_the_next(tmp_path):
+    """kill -9 while the page was written leaves ``.report.html.XXXXXXXX.tmp``: the next report deletes it once it
+    is old enough not to be another report's write in progress, and no other file (another name's temporary, a
+    fresh one, the user's)."""
+    import os
+    import time
+
+    run = fake_run(tmp_path / "run", {"test": {"elbo": -1.0}})
+    old = time.time() - 3600
+    names = [".report.html.a1b2c3d4.tmp", ".report.html.fresh123.tmp", ".notes.html.a1b2c3d4.tmp",
+             ".report.html.bak.a1b2c3d4.tmp", "report.html.a1b2c3d4.tmp"]  # fmt: skip
+    for name in names:
+        (run / name).write_text("half a page")
+        if "fresh" not in name:
+            os.utime(run / name, (old, old))
+    write_report(run)
+    assert sorted(p.name for p in run.glob("*.tmp")) == sorted(names[1:])
+    out = tmp_path / "pages" / "mine.html"
+    out.parent.mkdir()
+    (out.parent / ".mine.html.zz99yy88.tmp").write_text("half")
+    os.utime(out.parent / ".mine.html.zz99yy88.tmp", (old, old))
+    write_report(run, ReportConfig(out=str(out)))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["mine.html"]
+
+
+def test_out_names_an_html_file_and_a_folder_gets_one_in_it(tmp_path):
+    for given, example in [
+        (f"{tmp_path}/", f"{tmp_path}/report.html"),
+        (str(tmp_path), f"{tmp_path}/report.html"),
+        ("page.png", "page.png.html"),
+    ]:
+        with pytest.raises(ValueError) as refused:
+            ReportConfig(out=given)
+        assert str(refused.value).endswith(f"give the name of an HTML file to write, e.g. {example}")
+    assert ReportConfig(out="Page.HTML").out == "Page.HTML"  # the suffix in any case

@@ -74,3 +74,18 @@ def test_traversal_rows_are_the_active_dimensions_by_the_kl_the_guide_was_set_to
     assert [t.get_text() for t in ax.get_yticklabels()] == [f"z{j}: KL {float(kl[j]):.2f} nats" for j in (2, 3, 0)]
     assert ax.get_title() == "latent traversals of datapoint 0: active dimensions by KL"
     assert "prior standard deviations" in ax.get_xlabel()
+
+
+def test_curves_draw_each_validation_number_over_the_epochs_that_have_it():
+    from pvae.plots.run import plot_curves
+
+    rows = [
+        {"epoch": 1, "train_loss": 30.0, "val_elbo": -29.0, "val_objective": -29.0},
+        {"epoch": 2, "train_loss": 25.0, "val_objective": -26.0},  # a row without val_elbo (a point-mass guide)
+        {"epoch": 3, "train_loss": 24.0, "val_elbo": -24.5, "val_objective": -24.5},
+    ]
+    lines = {line.get_label(): line for line in plot_curves(rows).axes[0].get_lines()}
+    assert list(lines["validation ELBO"].get_xdata()) == [1, 3]
+    assert list(lines["validation ELBO"].get_ydata()) == [-29.0, -24.5]
+    assert list(lines["validation objective"].get_ydata()) == [-29.0, -26.0, -24.5]
+    assert list(lines["train objective (−loss)"].get_ydata()) == [-30.0, -25.0, -24.0]

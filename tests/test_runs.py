@@ -61,8 +61,9 @@ def test_summary_updates_keep_other_keys(tmp_path):
     run.update_summary(train={"epochs": 3})
     run.update_summary(test={"elbo": -25.0})
     assert run.summary() == {"train": {"epochs": 3}, "test": {"elbo": -25.0}}
-    run.write_metrics([{"epoch": 1}, {"epoch": 2}])
-    assert run.metrics() == [{"epoch": 1}, {"epoch": 2}]
+    rows = [{"epoch": 1, "train_loss": 30.0}, {"epoch": 2, "train_loss": 29.5, "val_elbo": -29.0}]
+    run.write_metrics(rows)
+    assert run.metrics() == rows
 
 
 def test_checkpoints_from_before_encoders_were_wrapped_still_load():
@@ -165,6 +166,16 @@ def test_orphaned_temporary_files_are_removed_and_live_ones_kept(tmp_path):
         ("config.json", b"3", "config.json is not a run configuration"),
         ("metrics.jsonl", b'{"epoch": 1}\n{"epo', "metrics.jsonl, line 2, is not JSON"),
         ("summary.json", b"[]", "summary.json is not a summary"),
+        # an entry that is not a stage's numbers (h): named, with the value found
+        ("summary.json", b'{"test": "oops"}', "summary.json is not a summary pvae wrote: its entry 'test' is \"oops\""),
+        # an epoch's row without its fields (j): the line, the field and what it should be
+        (
+            "metrics.jsonl",
+            b'{"epoch": 1, "train_loss": 3.0}\n{"epoch": 2}\n',
+            "metrics.jsonl, line 2, has no train_loss",
+        ),
+        ("metrics.jsonl", b'{"epoch": "one", "train_loss": 3.0}\n', 'line 1, has epoch "one", not an epoch\'s number'),
+        ("metrics.jsonl", b"[1, 2]\n", "metrics.jsonl, line 1, is [1, 2], not an epoch's row"),
     ],
 )
 def test_a_broken_file_of_a_run_is_named_with_the_fix(tmp_path, name, content, words):
@@ -189,6 +200,13 @@ def test_a_place_that_cannot_be_written_is_refused(tmp_path, monkeypatch):
         check_writable(tmp_path / "file" / "run")
     with pytest.raises(RunError, match="is a folder: give the name of a file"):
         check_writable(tmp_path, file=True)
+    # the file suggested is one the option takes (e): runs' tables, a report page
+    with pytest.raises(RunError, match=r"--csv .* is a folder: give the name of a file to write, e.g. .*/runs\.csv$"):
+        check_writable(tmp_path, "--csv", file=True)
+    with pytest.raises(RunError, match=r"e\.g\. .*/runs\.md$"):
+        check_writable(tmp_path, "--markdown", file=True)
+    with pytest.raises(RunError, match=r"e\.g\. .*/report\.html$"):
+        check_writable(tmp_path, "--out", file=True, example="report.html")
     check_writable(tmp_path / "new" / "deeper")  # created later: its nearest existing parent is writable
     # Permission bits do not bind the superuser; os.access is what the check asks.
     monkeypatch.setattr(os, "access", lambda path, mode: str(path) != str(tmp_path))
@@ -358,3 +376,18 @@ def test_an_earlier_result_of_the_same_model_with_other_settings_is_moved_aside_
     # one made before results recorded their settings, of a checkpoint without an id
     write_json(folder / "quality.json", {"fd": 1.0})
     assert keep_earlier_results(folder, {"seed": 0}, defaults, None) == run.path / "quality-earlier"
+
+
+def test_a_missing_checkpoint_says_whether_no_epoch_finished_or_it_was_deleted(tmp_path):
+    """No checkpoint.pt: before the first epoch ended (train again), or after epochs that metrics.jsonl records
+    (the file was deleted or moved: put it back, or train again with --overwrite)."""
+    run = Run.create(tmp_path / "run", {})
+    with pytest.raises(RunError, match="has no checkpoint.pt: its training did not finish an epoch; train it again"):
+        run.load_checkpoint()
+    run.write_metrics([{"epoch": 1, "train_loss": 30.0}, {"epoch": 2, "train_loss": 29.0}])
+    with pytest.raises(RunError) as caught:
+        run.load_checkpoint()
+    message = str(caught.value)
+    assert "has no checkpoint.pt, though its metrics.jsonl records 2 epochs" in message
+    assert "deleted or moved since; put it back" in message and "--overwrite" in message
+    assert "did not finish an epoch" not in message

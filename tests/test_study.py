@@ -158,6 +158,19 @@ def test_failed_and_unreadable_runs_are_rows_and_the_rest_go_on(study):
     # JSON that is not an object is damaged too, not a crash
     (root / "beta=1" / "seed=2" / "summary.json").write_text("[1, 2]")
     assert read_run(root / "beta=1" / "seed=2", root).state == "unreadable"
+    # and so is a summary entry that is not an object: the file and the entry named
+    (root / "beta=1" / "seed=2" / "summary.json").write_text('{"test": "oops"}')
+    record = read_run(root / "beta=1" / "seed=2", root)
+    assert record.state == "unreadable" and "summary.json is not a summary pvae wrote: its entry 'test'" in record.error
+    # a result file whose parts are not objects leaves its numbers out, not the run
+    cell = root / "beta=4" / "seed=1"
+    model = {"model_id": Run(cell).current_model_id()}  # results of the model the run holds: read, not stale
+    write_json(cell / "diagnostics" / "diagnostics.json", {**model, "latent": "oops"})
+    write_json(cell / "quality" / "quality.json", {**model, "sets": ["prior"]})
+    write_json(cell / "disentanglement" / "disentanglement.json", {**model, "metrics": {"mig": 3}})
+    record = read_run(cell, root)
+    assert record.state == "finished" and record.error is None and "elbo" in record.numbers
+    assert not {"mig", "active_units", "fd"} & set(record.numbers)
 
 
 def test_a_number_that_is_not_finite_is_shown_as_such_and_kept_out_of_the_means(study, capsys):
@@ -258,3 +271,13 @@ def test_results_of_an_earlier_model_of_a_run_are_left_out_of_the_table_and_name
     assert record.error == (
         "not shown, of an earlier model of the run (trained since): summary.json's test, quality/; measure it again"
     )
+
+
+def test_csv_or_markdown_naming_a_folder_suggests_a_file_in_it(tmp_path):
+    from pvae.study import RunsConfig
+
+    with pytest.raises(ValueError, match=f"^--csv {tmp_path} is a folder: give the name of a file to write, e.g. "):
+        RunsConfig(csv=str(tmp_path))
+    with pytest.raises(ValueError, match=r"--markdown new/ is a folder: .* e\.g\. new/runs\.md$"):
+        RunsConfig(markdown="new/")
+    assert RunsConfig(csv=str(tmp_path / "table.csv")).csv.endswith("table.csv")

@@ -15,6 +15,7 @@ import pytest
 import pvae.sweep
 from pvae import cli
 from pvae.cli import train_config
+from pvae.runs import RunError
 from pvae.sweep import Sweep, SweepConfig, _running_elsewhere, cell_name, cell_status
 from tests.conftest import derived_seed, with_test_device
 
@@ -383,3 +384,93 @@ def test_sigterm_to_the_sweep_stops_its_workers_and_leaves_their_cells_to_be_res
         with contextlib.suppress(ProcessLookupError):  # whatever of this sweep's session is left
             os.killpg(sweep.pid, signal.SIGKILL)
         sweep.communicate()
+
+
+def test_a_sweep_none_of_whose_cells_ran_is_replaced_by_the_corrected_command(tmp_path, capsys, monkeypatch):
+    """Every cell fails before its run directory exists (here: MNIST cannot be downloaded, which no check before
+    the cells start can tell): the corrected command replaces that sweep — its record, error records and logs —
+    instead of refusing it as "another sweep"; a sweep one of whose cells made its run directory is still refused,
+    and so is one beside a file of the user's."""
+    import pvae.idx
+    from pvae.idx import DataError
+
+    def offline(*args, **kwargs):
+        raise DataError("no mirror served train-images-idx3-ubyte.gz: <urlopen error no network>")
+
+    monkeypatch.setenv("PVAE_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(pvae.idx, "_download_any", offline)
+    out = tmp_path / "s"
+    assert main(["sweep", str(out), "--grid", "seed=0,1", "--", "--data", "mnist", "--epochs", "1", *SMALL]) == 2
+    assert "2 of 2 cells failed" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / ".sweep").glob("*.error.json")) == ["seed=0.error.json", "seed=1.error.json"]
+
+    fixed = ["sweep", str(out), "--grid", "seed=0,1", "--", "--epochs", "1", *SMALL]
+    assert main(fixed) == 0
+    err = capsys.readouterr().err
+    assert f"{out} held a sweep none of whose cells ran (pvae sweep {out} --grid seed=0,1 -- --data mnist" in err
+    assert "replaced by this one" in err
+    assert [row["state"] for row in cell_status(out)] == ["done", "done"]
+    assert json.loads((out / "sweep.json").read_text())["train_options"][0] == "--epochs"
+    assert not list((out / ".sweep").glob("*.error.json"))
+    assert all("--data mnist" not in p.read_text() for p in (out / ".sweep" / "logs").glob("*.log"))
+
+    # a sweep some cell of which ran is another sweep: refused, nothing of it touched
+    before = (out / "sweep.json").read_text()
+    assert main(["sweep", str(out), "--grid", "seed=2,3", "--", "--epochs", "1", *SMALL]) == 2
+    assert "some of whose cells ran; choose another OUT" in capsys.readouterr().err
+    assert (out / "sweep.json").read_text() == before
+
+
+def test_a_sweep_that_never_ran_is_kept_beside_a_file_of_the_users(tmp_path):
+    out = tmp_path / "s"
+    old = _sweep(out, ["seed=0,1"], train=["--data", "mnist"])
+    out.mkdir()
+    (out / "sweep.json").write_text(json.dumps(old.record()))
+    new = _sweep(out, ["seed=0,1"], train=["--epochs", "1"])
+    assert new.check_out() is False and new.replaces is not None  # never ran: to be replaced
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="holds another sweep .* some of whose cells ran"):
+        new.check_out()
+
+
+def test_what_this_machine_lacks_is_refused_before_sweep_json_is_written(tmp_path, capsys, monkeypatch):
+    """A --device the machine lacks (every cell) or a --data-dir missing for one cell: refused with pvae train's
+    message before anything is written, so the corrected command runs."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "s"
+    assert cli.main(["sweep", str(out), "--grid", "seed=0,1", "--device", "cuda", "--", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pvae sweep: error: --device cuda: no CUDA device here") and "cell" not in err
+    assert not out.exists()
+    sweep = _sweep(out, [], [f"data-dir={tmp_path / 'nowhere'}", f"data-dir={tmp_path}"], ["--data", "kmnist"])
+    with pytest.raises(ValueError, match=r"^cell data_dir=.*: --data-dir .*nowhere does not exist"):
+        sweep.check_here(sweep.cells)
+    sweep.check_here(sweep.cells[1:])  # the folder exists: kmnist is downloaded into it
+
+
+def test_the_sweeps_folder_is_called_out_as_its_usage_calls_it(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["sweep", str(tmp_path / "file"), "--grid", "seed=0,1", "--", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"OUT {tmp_path / 'file'} is a file, not a folder" in err and "--out" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, grid, cells",
+    [
+        (["--grid", "--beta=1,2", "seed=0,1"], ["beta=1,2", "seed=0,1"], []),
+        (["--grid", "--z-dim=2,3", "--workers", "2"], ["z-dim=2,3"], []),
+        (["--cells", "--elbo=iwae", "--grid", "--beta=1,2", "--list"], ["beta=1,2"], ["elbo=iwae"]),
+        (["--grid", "beta=1,2", "--device=cpu"], ["beta=1,2"], []),  # the sweep's own option stays its own
+    ],
+)
+def test_a_grid_item_spelt_as_a_flag_is_read_as_the_grid_spells_it(tmp_path, argv, grid, cells):
+    """``--grid --beta=1,2``: argparse would take ``--beta=1,2`` for an option of the sweep; :func:`item_words`
+    (for `pvae sweep` to parse) writes it ``beta=1,2``, which the sweep reads as it reads ``--beta=1,2`` quoted."""
+    words = pvae.sweep.item_words(["sweep", str(tmp_path / "s"), *argv])
+    args = cli.build_parser(only="sweep").parse_args(words)
+    assert list(args.grid) == grid and list(args.cells or ()) == cells
+    assert args.device == ("cpu" if "--device=cpu" in argv else "auto")
+    assert _sweep(tmp_path / "s", ["--beta=1,2"]).cells[1].settings == (("beta", "2"),)  # the sweep takes both

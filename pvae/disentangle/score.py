@@ -147,6 +147,20 @@ class DisentangleConfig:
             parsed.setdefault(name, {})[option] = value
         return parsed
 
+    def largest_draw(self) -> int:
+        """The most grid points one metric (or the mutual-information matrix) draws at once, with the
+        metrics' own defaults where this config leaves a size to them: what sizes the memory of the scores."""
+        sizes = [self.mi_points]
+        for name in self.metrics or METRICS:
+            defaults = {
+                p.name: p.default
+                for p in inspect.signature(METRICS[name]).parameters.values()
+                if p.default is not inspect.Parameter.empty
+            }
+            chosen = defaults | self.settings_of(name)
+            sizes += [v for k, v in chosen.items() if k.startswith("num_") and isinstance(v, int)]
+        return max(sizes)
+
     def settings_of(self, name: str) -> dict:
         """The keyword arguments of metric ``name`` that this config sets (its sizes)."""
         chosen = {}

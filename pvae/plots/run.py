@@ -126,10 +126,10 @@ def plot_curves(metrics: list[dict]) -> Figure:
     dots = {"marker": "o", "markersize": 4} if len(epochs) <= _FEW_EPOCHS else {}
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [-m["train_loss"] for m in metrics], label="train objective (−loss)", **dots)
-    if all(m.get("val_objective") is not None for m in metrics):
-        ax.plot(epochs, [m["val_objective"] for m in metrics], label="validation objective", **dots)
-    if all(m.get("val_elbo") is not None for m in metrics):
-        ax.plot(epochs, [m["val_elbo"] for m in metrics], "--", label="validation ELBO", **dots)
+    for key, style, label in (("val_objective", "-", "validation objective"), ("val_elbo", "--", "validation ELBO")):
+        points = [(m["epoch"], m[key]) for m in metrics if m.get(key) is not None]  # the epochs that have it
+        if points:
+            ax.plot(*zip(*points, strict=True), style, label=label, **dots)
     ax.set_title("learning curves")
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per datapoint")
