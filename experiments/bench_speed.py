@@ -6,8 +6,16 @@ variant in turn), so drifts of the machine hit every variant alike; each round g
 the reference, and the table reports the median ratio and its interquartile range. A second
 copy of the reference is timed as a control: its ratio shows the noise of the measurement.
 
+With ``--eval-rounds N`` it also times the importance-sampled evaluation: pvae's
+:func:`pvae.evaluate.bounds` (ELBO and log p(x) with K = ``--eval-samples`` per datapoint, as
+``pvae evaluate`` runs it, Pyro's validation on) against the hand-written vectorized estimator
+``ReferenceVAE.bounds`` at the same weights, one batch of ``--eval-batch-size`` datapoints per pass,
+in N interleaved rounds. Each pass starts from the same seed, so both draw the same z: the table
+also gives the largest difference of their per-datapoint log p(x), which is float rounding only.
+
     python experiments/bench_speed.py                 # batch sizes 32, 128, 512
     python experiments/bench_speed.py --rounds 5 --steps 5 --batch-sizes 32   # a quick look
+    python experiments/bench_speed.py --eval-rounds 15  # and the evaluation, K = 1000, 100 datapoints a pass
     python experiments/bench_speed.py --net burgess --z-dim 10 --hidden 256 --batch-sizes 64 \
         --variants "pvae meanfield (default)"     # the Locatello et al. conv VAE on 64×64 images
 """
@@ -25,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_vae import ReferenceVAE  # noqa: E402
 
 from pvae.config import PairConfig, build_pair  # noqa: E402
+from pvae.evaluate import bounds  # noqa: E402
 from pvae.files import write_json  # noqa: E402
 from pvae.train import TrainConfig, make_loss, step  # noqa: E402
 
@@ -97,6 +106,56 @@ def measure(
     return rows
 
 
+def _ratio_row(ms: list[float], reference: list[float]) -> dict:
+    """Median milliseconds, and the median and quartiles of the per-round ratios to ``reference``."""
+    ratios = sorted(a / b for a, b in zip(ms, reference, strict=True))
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return {"ms": statistics.median(ms), "ratio": statistics.median(ratios), "q25": q[0], "q75": q[2]}
+
+
+def measure_evaluation(
+    batch_size: int, samples: int, rounds: int, warmup: int, z_dim=20, hidden=(400,), net="mlp"
+) -> dict:
+    """Milliseconds per batch of K-sample bounds, per-round ratios to the hand-written estimator, and the
+    largest difference of the per-datapoint log p(x) between the two at the same draws of z."""
+    shape, density = IMAGES[net]
+    torch.manual_seed(0)
+    batch = torch.bernoulli(torch.full((batch_size, *shape), density))
+    model, guide = build_pair(PairConfig(z_dim=z_dim, hidden=hidden, net=net), shape)
+    model.eval()
+    guide.eval()
+    passes = {}
+    for name in ("reference", "reference (control copy)"):
+        ref = ReferenceVAE.like(model, guide)
+        passes[name] = lambda ref=ref: ref.bounds(batch, samples)[1]  # log p(x), (batch,)
+    passes["pvae bounds"] = lambda: bounds(model, guide, batch, num_samples=samples)["log_px"]
+    times = {name: [] for name in passes}
+    log_px = {}
+    with pyro.validation_enabled(True):  # as `pvae evaluate` runs it (Pyro's default)
+        for _ in range(warmup):
+            for fn in passes.values():
+                fn()
+        for _ in range(rounds):
+            for name, fn in passes.items():
+                torch.manual_seed(1)  # the same draws of z for every pass
+                tic = time.perf_counter()
+                log_px[name] = fn()
+                times[name].append((time.perf_counter() - tic) * 1e3)
+    rows = {name: _ratio_row(ms, times["reference"]) for name, ms in times.items()}
+    for name, row in rows.items():
+        row["max_abs_diff_log_px"] = float((log_px[name] - log_px["reference"]).abs().max())
+    return rows
+
+
+def evaluation_markdown(rows: dict) -> str:
+    """The evaluation timings as a Markdown table, one row per estimator."""
+    lines = ["| estimator | ms/batch | ratio [IQR] | max abs diff of log p(x) |", "|---|---:|---:|---:|"]
+    for name, r in rows.items():
+        ratio = f"{r['ratio']:.2f} [{r['q25']:.2f}, {r['q75']:.2f}]"
+        lines.append(f"| {name} | {r['ms']:.0f} | {ratio} | {r['max_abs_diff_log_px']:.1e} |")
+    return "\n".join(lines) + "\n"
+
+
 def to_markdown(results: dict) -> str:
     """The results as a Markdown table, one row per variant, one column pair per batch size."""
     sizes = list(results)
@@ -113,7 +172,9 @@ def to_markdown(results: dict) -> str:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512])
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="*", default=[32, 128, 512], help="training batches (none: evaluation only)"
+    )
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=30)
@@ -121,6 +182,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--net", default="mlp", choices=list(IMAGES), help="network family of both pairs")
     parser.add_argument("--z-dim", type=int, default=20)
     parser.add_argument("--hidden", type=int, nargs="*", default=[400], help="dense widths (burgess: 256)")
+    parser.add_argument("--eval-rounds", type=int, default=0, help="rounds of the evaluation's timing (0: none)")
+    parser.add_argument("--eval-samples", type=int, default=1000, help="K, importance samples per datapoint")
+    parser.add_argument("--eval-batch-size", type=int, default=100, help="datapoints per evaluation pass")
+    parser.add_argument("--eval-warmup", type=int, default=1, help="untimed evaluation passes of each estimator")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default=f"runs/bench_speed-{time.strftime('%Y%m%d-%H%M%S')}")
     args = parser.parse_args(argv)
@@ -132,11 +197,28 @@ def main(argv=None) -> dict:
             b, args.rounds, args.steps, args.warmup, args.variants, args.z_dim, tuple(args.hidden), args.net
         )
         print(f"batch {b}: " + ", ".join(f"{n} {r['ratio']:.2f}" for n, r in results[b].items()), flush=True)
-    table = to_markdown(results)
+    table = to_markdown(results) if results else ""
     print(
         f"\n--net {args.net}, z = {args.z_dim}, hidden {args.hidden}; {torch.get_num_threads()} torch threads, "
         f"{args.rounds} rounds of {args.steps} steps\n\n{table}"
+        if results
+        else f"\n--net {args.net}, z = {args.z_dim}, hidden {args.hidden}; {torch.get_num_threads()} torch threads\n"
     )
+    evaluation = None
+    if args.eval_rounds > 0:
+        evaluation = measure_evaluation(
+            args.eval_batch_size,
+            args.eval_samples,
+            args.eval_rounds,
+            args.eval_warmup,
+            args.z_dim,
+            tuple(args.hidden),
+            args.net,
+        )
+        print(
+            f"evaluation: K = {args.eval_samples}, {args.eval_batch_size} datapoints a pass, "
+            f"{args.eval_rounds} rounds, Pyro's validation on\n\n{evaluation_markdown(evaluation)}"
+        )
     out = Path(args.out)
     meta = {
         "net": args.net,
@@ -148,7 +230,13 @@ def main(argv=None) -> dict:
         "torch": torch.__version__,
         "pyro": pyro.__version__,
     }
-    write_json(out / "results.json", {"settings": meta, "results": {str(b): r for b, r in results.items()}})
+    saved = {"settings": meta, "results": {str(b): r for b, r in results.items()}}
+    if evaluation is not None:
+        meta.update(eval_samples=args.eval_samples, eval_batch_size=args.eval_batch_size, eval_rounds=args.eval_rounds)
+        saved["evaluation"] = evaluation
+        table += ("\n" if table else "") + evaluation_markdown(evaluation)
+        results["evaluation"] = evaluation
+    write_json(out / "results.json", saved)
     (out / "results.md").write_text(table)
     print(f"results in {out}")
     return results

@@ -58,6 +58,23 @@ PROTOCOLS = {
     },
     "paper": {"betas": (1.0, 2.0, 4.0, 6.0, 8.0, 16.0), "train": ["--epochs", "27", "--lr", "1e-4"], "disentangle": []},
 }
+
+
+def merged_metric_options(argv: list[str]) -> list[str]:
+    """``pvae disentangle`` options with every ``--metric-options`` merged into one, a later value of an option
+    replacing the protocol's (``pvae disentangle`` refuses an option set twice)."""
+    rest, chosen = [], {}
+    items = iter(argv)
+    for word in items:
+        if word == "--metric-options":
+            for item in next(items, "").split(","):
+                if item:
+                    chosen[item.partition("=")[0]] = item
+        else:
+            rest.append(word)
+    return rest + (["--metric-options", ",".join(chosen.values())] if chosen else [])
+
+
 #: Marker of each estimator in the trade-off figure (colour is beta).
 MARKERS = {"meanfield": "o", "tcvae": "^"}
 #: Settings every cell shares: the architecture and likelihood of Locatello et al. (2019).
@@ -237,7 +254,7 @@ def main(argv=None) -> list[dict]:
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     protocol = dict(PROTOCOLS[args.protocol])
     protocol["train"] = protocol["train"] + shlex.split(args.train_options)
-    protocol["disentangle"] = protocol["disentangle"] + shlex.split(args.disentangle_options)
+    protocol["disentangle"] = merged_metric_options(protocol["disentangle"] + shlex.split(args.disentangle_options))
     betas = args.betas or protocol["betas"]
     # every beta of a seed before the next seed, every estimator of a seed before the next seed
     cells = [(e, b, s) for s in args.seeds for e in args.elbos for b in betas]

@@ -235,6 +235,14 @@ def _open_run(args):
     return restored
 
 
+def _check_out(out: str | None) -> None:
+    """Refuse an ``--out`` that cannot be written before the run is read (a large dataset takes a while)."""
+    from pvae.runs import check_writable
+
+    if out:
+        check_writable(out, "--out")
+
+
 def _results_folder(out: str | None, run, name: str, *configs) -> tuple[Path, dict]:
     """Where a command that reads a run writes: ``--out``, else ``RUN/name``, refused before any work when
     it cannot be written; an earlier result there of the same model with other settings is kept, moved
@@ -686,6 +694,8 @@ def _plot_run(path, device="cpu", say: str | None = None, dataset=None) -> list[
         save_figure(fig, target)
         written.append(target)
     print(f"figures: {', '.join(p.name for p in written)} in {run.figures}")
+    if not run.metrics():
+        print(f"no curves.png: {run.path / 'metrics.jsonl'} records no epoch")
     return written
 
 
@@ -701,6 +711,7 @@ def _compare_run(args) -> Path:
     # checked before the run is read: the names, once the pair is known, are those it can use
     settings = from_args(CompareConfig, args, estimators=args.estimators or CompareConfig().estimators)
     device = _device(args)
+    _check_out(settings.out)
     run, config, dataset, model, guide = restore(args.run, device)
     _say_device(args.device, device)
     out, record = _results_folder(settings.out, run, "elbos", settings)
@@ -755,6 +766,7 @@ def _diagnose_run(args) -> Path:
     from pvae.plots.run import grey_map
 
     config = from_args(DiagnoseConfig, args)  # refuses bad settings before the run is read
+    _check_out(config.out)
     run, run_config, dataset, model, guide = _open_run(args)
     rank0 = distributed.rank_from_environment() == 0
     out, record = _results_folder(config.out, run, "diagnostics", config)
@@ -816,6 +828,7 @@ def _disentangle_run(args) -> Path:
     from pvae.plots.run import traversal_figure
 
     config = from_args(DisentangleConfig, args)  # refuses bad settings before the run is read
+    _check_out(config.out)
     run, run_config, dataset, model, guide = _open_run(args)
     if dataset.ground_truth is None and run_config.data.is_user_data:
         raise DataError(
@@ -876,6 +889,7 @@ def _quality_run(args) -> Path:
 
     config = from_args(QualityConfig, args)  # refuses bad settings before the run is read
     ppc = from_args(PPCConfig, args, rows=config.samples, seed=config.seed)
+    _check_out(config.out)
     run, run_config, dataset, model, guide = _open_run(args)
     own = replace(ppc, rows=PPCConfig.rows, seed=PPCConfig.seed)  # those two follow --samples and --seed
     out, record = _results_folder(config.out, run, "quality", config, *([] if dataset.is_image else [own]))
@@ -918,12 +932,16 @@ def _feature_classifier(run_config, dataset, config):
     """The run's data as the classifier reads them (grey levels, every label) and its feature classifier,
     loaded from the cache or trained (``config.train_classifier``)."""
     from pvae import data
-    from pvae.quality.classifier import load_classifier
+    from pvae.quality.classifier import classifier_path, load_classifier
     from pvae.quality.score import check_sizes
+    from pvae.runs import check_writable
 
     grey_config = replace(run_config.data, binarize="none", labels=None, train_size=None)
     grey = dataset if grey_config == run_config.data else data.load(grey_config)
     check_sizes(config, len(grey.test))  # before a classifier is trained for nothing
+    cache = classifier_path(grey_config)
+    if config.train_classifier and not cache.is_file():  # one trained is kept there: check before training it
+        check_writable(cache.parent, "the classifier cache (in --data-dir, or $PVAE_DATA)")
     try:
         classifier = load_classifier(grey_config, train=config.train_classifier, progress=config.progress)
     except ValueError as error:
@@ -1178,6 +1196,15 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if not distributed.under_torchrun():
             raise
+        if distributed.lost_a_rank(error):  # another rank died (killed, out of memory): not this rank's fault
+            what = "stopped after its last checkpoint" if args.command == "train" else "stopped"
+            resume = "; the same torchrun command with --resume goes on from it" if args.command == "train" else ""
+            print(
+                f"{who}: error: another process of this torchrun ended without a word (killed, or out of memory; "
+                f"its own log says which), so this one {what}{resume}",
+                file=sys.stderr,
+            )
+            return distributed.leave(2)
         import traceback
 
         traceback.print_exc()

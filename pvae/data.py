@@ -137,6 +137,12 @@ class DataConfig:
                     )
             else:
                 options.require(self, "data", bool(self.data.strip()), "a built-in name or the path of your data")
+            if self.data_dir is not None:
+                options.require(self, "data_dir", bool(str(self.data_dir).strip()), "a folder")
+                where = Path(self.data_dir).expanduser()
+                options.require(self, "data_dir", not where.exists() or where.is_dir(), "a folder, not a file")
+                # recorded absolute: the run reads the same folder from wherever it is opened
+                object.__setattr__(self, "data_dir", str(where.absolute()))
         except ValueError as error:
             raise DataError(str(error)) from None
 

@@ -189,6 +189,22 @@ def average_gradients(parameters: Iterable[torch.nn.Parameter], *extra: float) -
     return bucket[offset:].tolist()
 
 
+#: What the process group says when a peer process is gone (gloo's TCP pairs, NCCL's watchdog, a store).
+_LOST_PEER = ("connection closed by peer", "connection reset by peer", "broken pipe", "socket timeout", "nccl error")
+
+
+def lost_a_rank(error: BaseException) -> bool:
+    """Whether ``error`` is the process group's report that another rank is gone, rather than this rank's own
+    failure: a ``DistBackendError`` or ``DistNetworkError``, or gloo's message of a closed connection.
+
+    :param error: what a collective raised.
+    """
+    kinds = tuple(getattr(dist, name) for name in ("DistBackendError", "DistNetworkError") if hasattr(dist, name))
+    if kinds and isinstance(error, kinds):
+        return True
+    return isinstance(error, RuntimeError) and any(phrase in str(error).lower() for phrase in _LOST_PEER)
+
+
 def rank_seed(*parts: int) -> int:
     """A 63-bit seed from integers (run seed, rank, epoch), independent for every distinct tuple."""
     import numpy as np

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
@@ -128,8 +129,53 @@ def pair_args(
     return (x, y) if y is not None and pair.takes_labels(training) else (x,)
 
 
+def _bernoulli_log_prob(bernoulli: dist.Bernoulli, value: torch.Tensor, event_dims: int) -> torch.Tensor | None:
+    """``Bernoulli(logits=l).to_event(event_dims).log_prob(x)``, as the sum over the event of
+
+        log p(x | l) = x·l − softplus(l)   (= −BCE-with-logits(l, x) = x log σ(l) + (1 − x) log σ(−l)),
+
+    written into the one buffer softplus fills: torch's ``log_prob`` broadcasts x to the logits'
+    shape, K copies of the data, and makes three such buffers (1 − x, log σ(l), the negation) before
+    the sum. None where the value does not fit in the logits' buffer (another dtype, or a shape the
+    logits broadcast to): the caller falls back to ``log_prob``.
+    """
+    logits = bernoulli.logits  # (particles, batch, *x_shape); torch's log_prob reads them, also when made from probs
+    try:
+        fits = value.dtype == logits.dtype and torch.broadcast_shapes(logits.shape, value.shape) == logits.shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        return None
+    if bernoulli._validate_args:  # the checks log_prob makes: shape and support of the value
+        bernoulli._validate_sample(value)
+    nll = torch.nn.functional.softplus(logits).addcmul_(logits, value, value=-1)  # softplus(l) − x·l, per pixel
+    return nll.sum(tuple(range(-event_dims, 0))).neg_()
+
+
+#: Distribution type → ``f(distribution, value, event_dims)``: its ``to_event(event_dims).log_prob(value)``
+#: without the temporaries of torch's, or None where it cannot (then ``log_prob`` runs). Exact types: a
+#: subclass may define its own ``log_prob``.
+_LOG_PROBS: dict[type, Callable[[torch.distributions.Distribution, torch.Tensor, int], torch.Tensor | None]] = {
+    dist.Bernoulli: _bernoulli_log_prob,
+    torch.distributions.Bernoulli: _bernoulli_log_prob,
+}
+#: Wrappers that sum the rightmost batch dimensions of their base (``.to_event(n)``).
+_INDEPENDENT = (dist.Independent, torch.distributions.Independent)
+
+
+def _log_prob(fn: torch.distributions.Distribution, value: torch.Tensor) -> torch.Tensor:
+    """``fn.log_prob(value)``, by :data:`_LOG_PROBS` where ``fn`` is one of its types made an event."""
+    base, event_dims = fn, 0
+    while type(base) in _INDEPENDENT:
+        event_dims += base.reinterpreted_batch_ndims
+        base = base.base_dist
+    fast = _LOG_PROBS.get(type(base)) if event_dims else None
+    log_prob = None if fast is None else fast(base, value, event_dims)
+    return fn.log_prob(value) if log_prob is None else log_prob
+
+
 def _per_datapoint(site: dict, shape: torch.Size) -> torch.Tensor:
-    log_prob = site["fn"].log_prob(site["value"])
+    log_prob = _log_prob(site["fn"], site["value"])
     if log_prob.shape != shape:
         raise ValueError(
             f"site {site['name']!r} has log-density of shape {tuple(log_prob.shape)}, expected "

@@ -210,6 +210,11 @@ class Run:
                 raise RunError(f"{run.path} is not empty and holds no run; choose another --out")
             started = any((run.path / name).exists() for name in (CHECKPOINT, METRICS, SUMMARY))
             if started and not overwrite:
+                if not (run.path / SUMMARY).exists():  # stopped before its end (Ctrl-C, a kill, a crash)
+                    raise RunError(
+                        f"{run.path} holds a run that stopped before its end: --resume continues it (the same "
+                        "command with --resume), --overwrite replaces it, or choose another --out"
+                    )
                 raise RunError(
                     f"{run.path} already holds a run; pass --overwrite to replace it, or choose another --out"
                 )
@@ -643,3 +648,5 @@ class RunOptions:
     def __post_init__(self):
         if self.overwrite and self.resume:
             raise ValueError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+        if self.out is not None and not str(self.out).strip():
+            raise ValueError("--out '' names no folder: give one, or leave --out out (runs/DATE-DATA-MODEL)")

@@ -166,6 +166,7 @@ class Sweep:
     ):
         self.out, self.config, self.train_options = Path(out), config, tuple(train_options)
         self.parser, self.device = parser, device
+        self.errors_said: dict[str, Cell] = {}  # each failure's message, by the first cell that said it
         #: The record of the sweep in OUT that this one replaces (none of its cells ran): see :meth:`check_out`.
         self.replaces: dict | None = None
         self.actions = {a.dest: a for a in parser._actions if a.option_strings}
@@ -576,6 +577,15 @@ def _write_error(out: Path, cell: Cell, error: str, **extra) -> None:
     write_json(_error_path(out, cell.name), {"index": cell.index, "name": cell.name, "error": error, **extra})
 
 
+def _said_once(sweep: "Sweep", cell: Cell, error: str) -> str:
+    """``error`` the first time a cell of this sweep fails with it; after, a pointer to that cell (a long
+    message repeated for every cell of a grid hides the one line that differs)."""
+    first = sweep.errors_said.setdefault(error, cell)
+    if first is cell or len(error) < 80:
+        return error
+    return f"the same error as cell {first.index} {first.name} ({error[:60]}…)"
+
+
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or "(no message)"
     return f"{type(error).__name__}: {text}"
@@ -715,7 +725,8 @@ def _run_cell(sweep: Sweep, cell: Cell, train: Callable[[list[str]], None], log:
             tail = _tail(log) if log else trace
             _write_error(out, cell, _one_line(error), log=str(log) if log else None, log_tail=tail)
             seconds = time.perf_counter() - tic
-            _say(f"cell {cell.index}/{total} {cell.name}: failed in {seconds:.1f} s: {_one_line(error)}")
+            said = _said_once(sweep, cell, _one_line(error))
+            _say(f"cell {cell.index}/{total} {cell.name}: failed in {seconds:.1f} s: {said}")
         if log is None:
             raise
         return False
@@ -760,7 +771,9 @@ def _run_workers(sweep: Sweep, cells: Sequence[Cell]) -> None:
                 handle = open(log, "a")  # closed when its process ends
                 command = [sys.executable, "-m", "pvae", *sweep.sweep_argv(cell.index)]
                 try:
-                    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+                    process = subprocess.Popen(
+                        command, stdout=handle, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with(os.getpid())
+                    )
                 except BaseException:
                     handle.close()
                     raise
@@ -777,6 +790,26 @@ def _run_workers(sweep: Sweep, cells: Sequence[Cell]) -> None:
         raise
     finally:
         _stop(running, patience)
+
+
+def _die_with(parent: int):
+    """What a worker runs before its program (Linux): the kernel sends it SIGTERM when the sweep's process ends
+    (``PR_SET_PDEATHSIG``), even by SIGKILL, which no handler of the sweep sees, so no worker outlives its sweep
+    as an orphan; a worker whose sweep already ended stops at once. Elsewhere, nothing (``None``)."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def die_with_parent() -> None:
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the sweep ended before the line above: nobody to die with
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return die_with_parent
 
 
 def _stop(running: dict, patience: float) -> None:
@@ -819,7 +852,9 @@ def _finished(sweep: Sweep, cell: Cell, status: int, seconds: float) -> None:
         record = {"index": cell.index, "name": cell.name, "error": f"the process {why}"}
     record.update(log=str(log), log_tail=_tail(log))
     write_json(path, record)
-    _say(f"cell {cell.index}/{total} {cell.name}: failed in {seconds:.1f} s: {record['error']}")
+    _say(
+        f"cell {cell.index}/{total} {cell.name}: failed in {seconds:.1f} s: {_said_once(sweep, cell, record['error'])}"
+    )
 
 
 def run_sweep(sweep: Sweep, train: Callable[[list[str]], None], writes: bool = True) -> list[dict]:

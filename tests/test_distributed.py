@@ -324,3 +324,26 @@ def _assert_close(got, want, where: str = "") -> None:
         assert math.isnan(got), where
     else:
         assert got == want, where
+
+
+def test_a_rank_that_lost_another_says_so_and_how_to_go_on(monkeypatch, capsys):
+    import torch.distributed as dist
+
+    from pvae import cli, distributed
+
+    assert distributed.lost_a_rank(RuntimeError("[gloo/transport/tcp/pair.cc:598] Connection closed by peer [::1]"))
+    assert distributed.lost_a_rank(dist.DistBackendError("NCCL communicator was aborted"))
+    assert not distributed.lost_a_rank(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not distributed.lost_a_rank(ValueError("connection closed by peer"))  # not a collective's error
+
+    def lost(args):
+        raise RuntimeError("[gloo/transport/tcp/pair.cc:598] Connection closed by peer [127.0.0.1]:29500")
+
+    left = []
+    monkeypatch.setattr(distributed, "under_torchrun", lambda: True)
+    monkeypatch.setattr(distributed, "leave", lambda status: left.append(status) or status)
+    monkeypatch.setattr(cli, "_HANDLERS", {**cli._HANDLERS, "train": lost})
+    assert cli.main(["train", "--epochs", "1"]) == 2 and left == [2]
+    err = capsys.readouterr().err
+    assert "another process of this torchrun ended without a word" in err and "Traceback" not in err
+    assert "the same torchrun command with --resume goes on from it" in err

@@ -227,3 +227,13 @@ def test_quality_of_an_unlabelled_table_says_why_it_has_no_classifier(count_tabl
     assert "no classifier scores: the data have no labels" in capsys.readouterr().out
     assert main(["quality", str(run), "--inception", "auto"]) == 2
     assert "--inception scores images" in capsys.readouterr().err
+
+
+def test_a_classifier_that_could_not_be_kept_is_not_trained(count_table_runs, tmp_path, monkeypatch, capsys):
+    (tmp_path / "afile").write_text("not a folder")
+    monkeypatch.setenv("PVAE_DATA", str(tmp_path / "afile"))
+    run = count_table_runs["labelled"]
+    assert main(["quality", str(run), "--replicates", "20", "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err
+    assert "the classifier cache (in --data-dir, or $PVAE_DATA)" in err and "which is a file" in err
+    assert "quality: features of a classifier" not in err  # refused before any training

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -386,6 +387,33 @@ def test_sigterm_to_the_sweep_stops_its_workers_and_leaves_their_cells_to_be_res
         sweep.communicate()
 
 
+def test_workers_die_with_a_sweep_killed_by_sigkill(tmp_path):
+    """SIGKILL to the sweep process alone (no handler sees it): the kernel ends its workers with SIGTERM
+    (PR_SET_PDEATHSIG), so none trains on as an orphan; their cells stay partial, to be resumed."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    out = tmp_path / "s"
+    seeds = [str(derived_seed(i)) for i in (10, 11)]
+    argv = [sys.executable, "-m", "pvae", "sweep", str(out), "--workers", "2", "--grid", "seed=" + ",".join(seeds)]
+    argv += ["--", "--epochs", "30", "--jit", "off", *with_test_device(SMALL)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    sweep = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def both_running() -> bool:
+        assert sweep.poll() is None, sweep.communicate()
+        return sum(_running_elsewhere(out, f"seed={s}") for s in seeds) == 2
+
+    try:
+        _wait_for(both_running, 120)
+        sweep.kill()  # the sweep's own process only: its workers are not signalled by anyone else
+        sweep.communicate(timeout=60)
+        _wait_for(lambda: not any(_running_elsewhere(out, f"seed={s}") for s in seeds), 60)
+        assert {row["state"] for row in cell_status(out)} <= {"partial", "pending"}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(sweep.pid, signal.SIGKILL)
+
+
 def test_a_sweep_none_of_whose_cells_ran_is_replaced_by_the_corrected_command(tmp_path, capsys, monkeypatch):
     """Every cell fails before its run directory exists (here: MNIST cannot be downloaded, which no check before
     the cells start can tell): the corrected command replaces that sweep — its record, error records and logs —
@@ -474,3 +502,14 @@ def test_a_grid_item_spelt_as_a_flag_is_read_as_the_grid_spells_it(tmp_path, arg
     assert list(args.grid) == grid and list(args.cells or ()) == cells
     assert args.device == ("cpu" if "--device=cpu" in argv else "auto")
     assert _sweep(tmp_path / "s", ["--beta=1,2"]).cells[1].settings == (("beta", "2"),)  # the sweep takes both
+
+
+def test_a_long_error_shared_by_cells_is_said_once(tmp_path):
+    from pvae.sweep import Cell, _said_once
+
+    sweep = types.SimpleNamespace(errors_said={})
+    cells = [Cell(i, f"seed={i}", (("seed", str(i)),), ()) for i in range(3)]
+    long = "DataError: " + "the file has changed since the run was trained " * 3
+    assert _said_once(sweep, cells[0], long) == long
+    assert _said_once(sweep, cells[1], long) == f"the same error as cell 0 seed=0 ({long[:60]}…)"
+    assert _said_once(sweep, cells[2], "ValueError: short") == "ValueError: short"  # a short one is said again
