@@ -329,9 +329,10 @@ def _resumed_settings(args, out: Path) -> None:
     run = Run.open(out)
     read_config(run)  # a config.json this pvae cannot read is refused here, naming the field
     saved = run.config
+    derived = {"checksum", "kind"} if "data" in given else set()  # what pvae found of the run's own file
     for section in ("data", "pair", "train"):
         for name, value in (saved.get(section) or {}).items():
-            if name not in given and hasattr(args, name):
+            if name not in given and name not in derived and hasattr(args, name):
                 setattr(args, name, tuple(value) if isinstance(value, list) else value)
 
 
@@ -436,13 +437,25 @@ def _train(args) -> Path:
         run = Run.open(out, writing=True)
         run.load_checkpoint()  # a broken checkpoint or metrics.jsonl is refused before config.json changes
         done = len(run.metrics())
+        if epochs < done:
+            raise ValueError(
+                f"--epochs {epochs} is fewer than the {done} epochs the run in {out} has trained: give --epochs "
+                f"{done + 1} or more to train it further, or leave --epochs out to finish the run as it was set"
+            )
         saved = RunConfig.from_dict(run.config)
+        other_file = saved.data.data != config.data.data  # then its checksum and kind differ too: not said twice
         # --jit changes how the loss runs, not what it is: a run goes on with today's setting
         if replace(saved, train=replace(saved.train, epochs=epochs, jit=config.train.jit)) != config:
             raise ValueError(
                 f"--resume continues the run in {out} with its own settings (only --epochs and --jit may change): "
                 "leave out the options that differ, or give the run's values; these differ: "
-                + ", ".join(_differences(saved.to_dict(), config.to_dict(), {"epochs", "jit"}))
+                + ", ".join(
+                    _differences(
+                        saved.to_dict(),
+                        config.to_dict(),
+                        {"epochs", "jit", *(("checksum", "kind") if other_file else ())},
+                    )
+                )
             )
         if epochs != saved.train.epochs and saved.train.beta_schedule == "cyclical":
             raise ValueError(
@@ -457,8 +470,8 @@ def _train(args) -> Path:
         if run.left:
             shown = ", ".join(str(p.relative_to(out)) for p in run.left[:5]) + (" ..." if len(run.left) > 5 else "")
             print(
-                f"note: {out} was written before runs recorded their files: {len(run.left)} file(s) pvae cannot tell "
-                f"from yours were left in place ({shown}); delete those that are old results",
+                f"note: {len(run.left)} file(s) of {out} were left in place ({shown}): {run.left_why}; delete those "
+                "that are old results",
                 file=sys.stderr,
             )
     else:  # only rank 0 writes the run directory
@@ -967,7 +980,9 @@ def _posterior_predictive(run, run_config, dataset, model, guide, config, ppc, o
     tic = time.perf_counter()
     results: dict = {"posterior_predictive": posterior_predictive_check(model, guide, dataset, ppc)}
     if not dataset.has_labels:
-        results["classifier_skipped"] = "the data have no labels (--label-column NAME gives them)"
+        results["classifier_skipped"] = (
+            "the data have no labels (a table's --label-column, an .npz's y, an image folder's class folders give them)"
+        )
     elif len(dataset.test) <= config.neighbours:
         results["classifier_skipped"] = (
             f"the test split holds {len(dataset.test)} rows, not more than --neighbours {config.neighbours}"

@@ -712,7 +712,7 @@ def load_user_data(config: DataConfig) -> Dataset:
             "NEW_FOLDER)"
         )
     arrays = userdata.read(path, config)
-    return from_arrays(
+    dataset = from_arrays(
         arrays.x,
         arrays.y,
         arrays.factors,
@@ -732,6 +732,7 @@ def load_user_data(config: DataConfig) -> Dataset:
         source={"path": str(path.resolve()), "bytes": _size(path), "sha256": digest},
         factor_names=arrays.factor_names,
     )
+    return replace(dataset, notes=(*dataset.notes, *arrays.notes))  # what the reader noticed, said too
 
 
 def _modified(path: Path) -> str:

@@ -44,42 +44,65 @@ def manifest_root(path: str | os.PathLike) -> Path | None:
     return None
 
 
-def written(folder: str | os.PathLike) -> list[Path] | None:
-    """The files pvae recorded writing under ``folder`` that are still there (regular files, not links,
-    inside the folder), or None where the folder keeps no manifest.
-
-    :param folder: the folder (a run directory).
-    """
-    folder = Path(folder)
+def _records(folder: Path) -> dict[str, tuple[int, int] | None] | None:
+    """The manifest's last record of each path: ``(size, mtime_ns)`` when written, None when it was not
+    (a file another library keeps appending to); None for a folder without a manifest."""
     try:
         lines = (folder / MANIFEST).read_text().splitlines()
     except (FileNotFoundError, NotADirectoryError):
         return None
+    records: dict[str, tuple[int, int] | None] = {}
+    for line in lines:
+        name, *stat = line.split("\t")
+        if name:
+            records[name] = (int(stat[0]), int(stat[1])) if len(stat) == 2 and all(p.isdigit() for p in stat) else None
+    return records
+
+
+def written(folder: str | os.PathLike, changed: bool | None = None) -> list[Path] | None:
+    """The files pvae recorded writing under ``folder`` that are still there (regular files, not links,
+    inside the folder), or None where the folder keeps no manifest.
+
+    :param folder: the folder (a run directory).
+    :param changed: only those changed since pvae wrote them (their size or modification time differs from its
+        record: someone edited them), ``False`` only the others; ``None``: all.
+    """
+    folder = Path(folder)
+    records = _records(folder)
+    if records is None:
+        return None
     root, files = folder.resolve(), []
-    for name in dict.fromkeys(line for line in lines if line):  # once each, in the order first written
+    for name, stat in records.items():  # in the order first written
         path = folder / name
-        if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(root):
+        if not (path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(root)):
+            continue
+        now = path.stat()
+        edited = stat is not None and stat != (now.st_size, now.st_mtime_ns)
+        if changed is None or changed == edited:
             files.append(path)
     return files
 
 
-def record_written(path: str | os.PathLike) -> None:
-    """Add ``path`` to the manifest of the folder that keeps one above it (nothing where none does).
+def record_written(path: str | os.PathLike, stat: bool = True) -> None:
+    """Add ``path`` to the manifest of the folder that keeps one above it (nothing where none does), with its
+    size and modification time, so that a file edited since is told from what pvae wrote.
 
     Appends one line (an append of a line is atomic between processes: two writers of one run never mix
-    their lines; a path recorded twice is read once).
+    their lines; the last line of a path is its record).
 
     :param path: a file pvae has just written.
+    :param stat: record its size and time (``False`` for a file another library goes on appending to).
     """
     path = Path(path).absolute()
     root = manifest_root(path)
     if root is None or path.name == MANIFEST:
         return
-    line = path.relative_to(root).as_posix()
-    manifest = root / MANIFEST
-    if line in manifest.read_text().splitlines():
+    name = path.relative_to(root).as_posix()
+    record = (path.stat().st_size, path.stat().st_mtime_ns) if stat else None
+    if _records(root).get(name, ()) == record:
         return
-    with open(manifest, "a") as handle:
+    line = name if record is None else f"{name}\t{record[0]}\t{record[1]}"
+    with open(root / MANIFEST, "a") as handle:
         handle.write(line + "\n")
 
 

@@ -185,6 +185,8 @@ class Run:
         self.model_id: str | None = None
         #: Files of an old run that ``create(..., overwrite=True)`` left because pvae cannot tell them as its own.
         self.left: list[Path] = []
+        #: Why they were left, in words.
+        self.left_why = ""
 
     @classmethod
     def create(cls, path: str | os.PathLike, config: dict, overwrite: bool = False) -> "Run":
@@ -201,13 +203,12 @@ class Run:
         """
         run = cls(path)
         check_writable(run.path)
-        if run.path.is_dir() and (
-            (run.path / CONFIG).exists() or all(TEMPORARY.match(p.name) for p in run.path.iterdir())
-        ):
+        if run.path.is_dir() and (run.holds_run() or all(TEMPORARY.match(p.name) for p in run.path.iterdir())):
             run.remove_temporary()  # only in a run (or what an interrupted first write left), never elsewhere
         if run.path.is_dir() and any(run.path.iterdir()):
-            if not (run.path / CONFIG).exists():  # never touch a folder that is not a run
-                raise RunError(f"{run.path} is not empty and holds no run; choose another --out")
+            if not run.holds_run():  # never touch a folder that is not a run (a config.json of the user's too)
+                what = "a config.json that is not a pvae run's" if (run.path / CONFIG).exists() else "no run"
+                raise RunError(f"{run.path} is not empty and holds {what}; choose another --out")
             started = any((run.path / name).exists() for name in (CHECKPOINT, METRICS, SUMMARY))
             if started and not overwrite:
                 if not (run.path / SUMMARY).exists():  # stopped before its end (Ctrl-C, a kill, a crash)
@@ -219,6 +220,7 @@ class Run:
                     f"{run.path} already holds a run; pass --overwrite to replace it, or choose another --out"
                 )
             legacy = written(run.path) is None
+            edited = [] if legacy else written(run.path, changed=True)  # pvae wrote them, someone edited them since
             own = run.own_files()
             folders = {p.parent for p in own if p.parent != run.path}
             for path in own:
@@ -229,6 +231,10 @@ class Run:
                     folder = folder.parent
             if legacy:
                 run.left = sorted(p for p in run.path.rglob("*") if p.is_file() and not TEMPORARY.match(p.name))
+                run.left_why = "the run was written before runs recorded their files: pvae cannot tell them from yours"
+            else:
+                run.left = edited
+                run.left_why = "pvae wrote them, but they were edited since: they are yours now"
         try:
             run.path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -239,13 +245,22 @@ class Run:
         run.write_config(config)
         return run
 
+    def holds_run(self) -> bool:
+        """Whether the folder holds a pvae run: its manifest (:data:`pvae.files.MANIFEST`), or (a run written
+        before runs kept one) a ``config.json`` with pvae's sections ``data``, ``pair`` and ``train``."""
+        if (self.path / MANIFEST).is_file():
+            return True
+        config = _json_object(self.path / CONFIG)
+        return {"data", "pair", "train"} <= set(config)
+
     def own_files(self) -> list[Path]:
         """The files of this run that pvae wrote, as its manifest records them (:data:`pvae.files.MANIFEST`:
-        every file written through :mod:`pvae.files`, and TensorBoard's event files), and the manifest itself.
+        every file written through :mod:`pvae.files`, and TensorBoard's event files), and the manifest itself;
+        not one edited since pvae wrote it (its size or time differs from the record: someone's now).
         For a run written before runs kept a manifest, only the files it always wrote
         (:data:`FIXED_FILES`). What :meth:`create` deletes on ``overwrite``; every other file is the user's.
         """
-        recorded = written(self.path)
+        recorded = written(self.path, changed=False)
         if recorded is None:
             files = [self.path / name for name in FIXED_FILES]
             return [p for p in files if p.is_file() and not p.is_symlink()]

@@ -187,7 +187,7 @@ class TensorBoardLog:
     def _record(self) -> None:
         """Record the event files in the run's manifest: pvae wrote them (``--overwrite`` may delete them)."""
         for path in self.path.rglob("events.out.tfevents.*"):
-            record_written(path)
+            record_written(path, stat=False)  # the writer appends to it after this
 
     def step(self, step: int, loss: torch.Tensor) -> None:
         """After gradient step ``step`` (1 for the run's first): the batch's loss, every

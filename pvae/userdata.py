@@ -476,6 +476,13 @@ def arrays_from_frame(frame, options: ReadOptions, where: str = "the table") -> 
     """
     columns = [str(c) for c in frame.columns]
     frame = frame.set_axis(columns, axis=1)
+    separators = (";", "\t", ",", "|")
+    if len(columns) == 1 and any(sep in columns[0] for sep in separators):  # before any column is looked up
+        separator = next(sep for sep in separators if sep in columns[0])
+        raise DataError(
+            f"{where} reads as one column named {columns[0][:60]!r}: its values seem separated by {separator!r}, "
+            f"not by the {'tab' if where.endswith('.tsv') else 'comma'} its suffix says; save it with that separator"
+        )
     named = [options.label_column, *options.factor_columns, options.split_column, *options.drop_columns]
     for option, name in [
         ("--label-column", options.label_column),
@@ -513,12 +520,20 @@ def arrays_from_frame(frame, options: ReadOptions, where: str = "the table") -> 
     values = frame[features].to_numpy()
     if values.dtype == object or values.dtype.kind == "b":
         values = values.astype(np.float64)
-    missing = np.argwhere(~np.isfinite(values.astype(np.float64)))
+    numbers = values.astype(np.float64)
+    missing = np.argwhere(~np.isfinite(numbers))
     if len(missing):
         row, col = missing[0]
         raise DataError(
             f"{where}: row {row + 1} (counting data rows from 1), column {features[col]!r} is "
             f"{values[row, col]} ({len(missing)} such value(s)); fill or drop them first"
+        )
+    huge = np.argwhere(np.abs(numbers) > FLOAT32_MAX)
+    if len(huge):
+        row, col = huge[0]
+        raise DataError(
+            f"{where}: row {row + 1} (counting data rows from 1), column {features[col]!r} is {values[row, col]}, "
+            f"beyond what a float32 holds (±{FLOAT32_MAX:.1e}); rescale the column (a unit of 1e6, a log)"
         )
     y = classes = None
     if options.label_column is not None:
@@ -536,9 +551,42 @@ def arrays_from_frame(frame, options: ReadOptions, where: str = "the table") -> 
     split = None
     if options.split_column is not None:
         split = _splits(where, frame[options.split_column].to_numpy(), f"--split-column {options.split_column}")
+    notes = [] if options.label_column is not None else _label_like(frame, features)
     return Arrays(
-        smallest_exact(values), y, classes, factors, tuple(options.factor_columns) or None, split, tuple(features)
+        smallest_exact(values),
+        y,
+        classes,
+        factors,
+        tuple(options.factor_columns) or None,
+        split,
+        tuple(features),
+        notes=notes,
     )
+
+
+#: Column names that usually hold labels, not features (compared in lower case).
+LABEL_NAMES = ("target", "label", "labels", "class", "classes", "y", "species", "cell_type", "celltype", "diagnosis")
+
+
+def _label_like(frame, features: list[str]) -> list[str]:
+    """Notes on feature columns that look like a label (a label's name, few whole values) or an identifier
+    (a different whole number in every row): a table's easiest mistakes, said rather than refused."""
+    notes = []
+    for name in features:
+        column = frame[name].to_numpy()
+        if column.dtype.kind not in "iu" and not (column.dtype.kind == "f" and np.all(np.mod(column, 1) == 0)):
+            continue
+        distinct = len(np.unique(column))
+        if name.lower() in LABEL_NAMES and distinct <= MANY_CLASSES:
+            notes.append(
+                f"column {name!r} ({distinct} values) looks like a label, here a feature: --label-column {name}"
+            )
+        elif distinct == len(column) >= 20:
+            notes.append(
+                f"column {name!r} holds a different whole number in every row, like an identifier, here a "
+                f"feature: --drop-columns {name} if it is one"
+            )
+    return notes
 
 
 def _factor_codes(column, where: str, name: str) -> np.ndarray:
@@ -745,6 +793,10 @@ def row_chunks(x, chunk: int = CHUNK_ROWS):
         yield start, part.reshape(len(part), -1)
 
 
+#: The largest magnitude a float32 holds: pvae computes in float32, so a larger value would be infinite.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def find_kind(x, where: str = "the data", levels: int | None = None) -> str:
     """The narrowest of :data:`KINDS` that holds every value of ``x``, read a chunk of rows at a time.
 
@@ -762,8 +814,15 @@ def find_kind(x, where: str = "the data", levels: int | None = None) -> str:
             if len(bad):
                 row, col = bad[0]
                 raise DataError(
-                    f"{where}: row {start + row + 1}, feature {col + 1} is {part[row, col]}; fill or drop "
-                    "non-finite values first"
+                    f"{where}: x[{start + row}, {col}] (row {start + row}, feature {col}, counting from 0) is "
+                    f"{part[row, col]}; fill or drop non-finite values first"
+                )
+            huge = np.argwhere(np.abs(part) > FLOAT32_MAX)
+            if len(huge):
+                row, col = huge[0]
+                raise DataError(
+                    f"{where}: x[{start + row}, {col}] (row {start + row}, feature {col}, counting from 0) is "
+                    f"{part[row, col]}, beyond what a float32 holds (±{FLOAT32_MAX:.1e}); rescale it"
                 )
         if part.size == 0:
             continue

@@ -110,12 +110,12 @@ def test_overwrite_deletes_the_files_pvae_recorded_and_nothing_else(tmp_path):
 
 
 def test_overwrite_of_a_run_without_a_manifest_deletes_only_the_files_every_run_has(tmp_path):
-    run = Run.create(tmp_path / "run", {"a": 1})
+    run = Run.create(tmp_path / "run", {"data": {}, "pair": {}, "train": {}})
     run.save_checkpoint({"model": {}, "guide": {}})
     (run.path / ".pvae-files").unlink()  # as a run written before runs kept one
     (run.figures / "curves.png").write_bytes(b"png")
     (run.figures / "my_plot.png").write_bytes(b"mine")
-    again = Run.create(tmp_path / "run", {"a": 2}, overwrite=True)
+    again = Run.create(tmp_path / "run", {"data": {}, "pair": {}, "train": {}}, overwrite=True)
     assert [str(p.relative_to(run.path)) for p in again.left] == ["figures/curves.png", "figures/my_plot.png"]
     assert (run.figures / "my_plot.png").read_bytes() == b"mine" and not (run.path / "checkpoint.pt").exists()
 
@@ -391,3 +391,31 @@ def test_a_missing_checkpoint_says_whether_no_epoch_finished_or_it_was_deleted(t
     assert "has no checkpoint.pt, though its metrics.jsonl records 2 epochs" in message
     assert "deleted or moved since; put it back" in message and "--overwrite" in message
     assert "did not finish an epoch" not in message
+
+
+def test_a_folder_with_a_config_json_of_the_users_is_not_a_run(tmp_path):
+    (tmp_path / "p" / "figures").mkdir(parents=True)
+    (tmp_path / "p" / "config.json").write_text('{"my": 1}')
+    (tmp_path / "p" / "figures" / "curves.png").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(RunError, match="holds a config.json that is not a pvae run's; choose another --out"):
+            Run.create(tmp_path / "p", {"a": 1}, overwrite=overwrite)
+    assert (tmp_path / "p" / "config.json").read_text() == '{"my": 1}'
+    assert (tmp_path / "p" / "figures" / "curves.png").read_text() == "mine"
+
+
+def test_a_file_pvae_wrote_and_someone_edited_since_is_kept_on_overwrite(tmp_path):
+    from pvae.files import write_json, written
+
+    run = Run.create(tmp_path / "run", {"a": 1})
+    run.save_checkpoint({"model": {}, "guide": {}})
+    write_json(run.path / "codes.json", {"z": [0.1]})
+    write_json(run.path / "quality" / "quality.json", {"fd": 1.0})
+    with open(run.path / "codes.json", "a") as handle:  # annotated by hand
+        handle.write("// checked by hand\n")
+    assert written(run.path, changed=True) == [run.path / "codes.json"]
+    assert run.path / "codes.json" not in run.own_files()
+    again = Run.create(tmp_path / "run", {"a": 2}, overwrite=True)
+    assert again.left == [run.path / "codes.json"] and "edited since" in again.left_why
+    assert (run.path / "codes.json").read_text().endswith("// checked by hand\n")
+    assert not (run.path / "quality").exists() and not (run.path / "checkpoint.pt").exists()

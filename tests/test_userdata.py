@@ -576,12 +576,16 @@ BAD = [
     ("one.csv", "a,b\n1,2\n", {}, "holds 1 datapoint"),
     ("nan.csv", "a,b\n1,2\n3,\n5,6\n", {}, r"row 2 \(counting data rows from 1\), column 'b' is nan"),
     ("text.csv", "a,name\n1,x\n2,y\n3,z\n", {}, "the columns name are not numbers; .* --drop-columns name"),
+    ("huge.csv", "a,b\n1,2\n3,1e300\n5,6\n", {}, r"row 2 \(counting data rows from 1\), column 'b' is 1e\+300, beyond"),
+    ("nan.npy", lambda p: np.save(p, np.where(np.eye(6, 3) > 0, np.nan, 1.0)[::-1].copy()), {}, r"x\[3, 2\] \(row 3"),
+    ("huge.npy", lambda p: np.save(p, np.full((6, 2), 1e300)), {}, r"x\[0, 0\] .* beyond what a float32 holds"),
     ("ragged.csv", "a,b\n1,2\n3,4,5\n6,7\n", {}, "not a readable table: .*line 3"),
     ("nolabel.csv", "a,b\n1,2\n3,4\n5,6\n", {"label_column": "kind"}, "--label-column kind: .* no such column"),
     ("oneclass.csv", "a,k\n" + "".join(f"{i},x\n" for i in range(8)), {"label_column": "k"}, "every label is 'x'"),
     ("fraction.csv", "a,k\n" + "".join(f"{i},{i / 3}\n" for i in range(8)), {"label_column": "k"}, "holds fractions"),
     ("index.csv", ",a,b\n" + "".join(f"{i},{i},{2 * i}\n" for i in range(8)), {}, "pandas' saved index"),
     ("semicolon.csv", "a;b\n" + "".join(f"{i};{i}\n" for i in range(8)), {}, "seem separated by ';'"),
+    ("semicolon-label.csv", "a;k\n" + "".join(f"{i};{i % 2}\n" for i in range(8)), {"label_column": "k"}, "by ';'"),
     (
         "twice.csv",
         "a,k\n" + "".join(f"{i},{i % 2}\n" for i in range(8)),
@@ -693,3 +697,15 @@ def test_training_reads_and_hashes_the_users_file_once(tmp_path, monkeypatch):
     argv = ["train", "--data", str(tmp_path / "wine.csv"), "--epochs", "1", "--samples", "5", "--no-progress"]
     assert cli.main([*argv, "--out", str(tmp_path / "run")]) == 0
     assert calls == {"checksum": 1, "read": 1}
+
+
+def test_a_label_or_an_identifier_left_among_the_features_is_said(tmp_path):
+    table = _wine()
+    table.insert(0, "sample_id", np.random.default_rng(0).permutation(len(table)) + 1000)
+    table.to_csv(tmp_path / "wine.csv", index=False)
+    notes = data.load(DataConfig(data=str(tmp_path / "wine.csv"))).notes
+    assert "column 'target' (3 values) looks like a label, here a feature: --label-column target" in notes
+    assert any(n.startswith("column 'sample_id' holds a different whole number in every row") for n in notes)
+    assert not any("proline" in n for n in notes)  # whole numbers, some repeated: a measurement
+    labelled = data.load(DataConfig(data=str(tmp_path / "wine.csv"), label_column="target")).notes
+    assert not any("target" in n for n in labelled)
