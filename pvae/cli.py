@@ -246,22 +246,40 @@ def _check_out(out: str | None) -> None:
 def _results_folder(out: str | None, run, name: str, *configs) -> tuple[Path, dict]:
     """Where a command that reads a run writes: ``--out``, else ``RUN/name``, refused before any work when
     it cannot be written; an earlier result there of the same model with other settings is kept, moved
-    beside it (:func:`pvae.runs.keep_earlier_results`), and said.
+    beside it (:func:`pvae.runs.keep_earlier_results`) when the new one is written (:func:`_write_results`, so
+    that a command stopped before its end leaves it where it was), and said.
 
     :returns: the folder, and what the result records of what it measured and how (``model_id``,
         ``command_settings``).
     """
     from pvae import options
-    from pvae.runs import check_writable, keep_earlier_results
+    from pvae.runs import check_writable
 
     folder = Path(out) if out else run.path / name
     check_writable(folder, "--out" if out else "the results folder")
     settings, defaults = options.what_settings(*configs)
-    if not out:
-        kept = keep_earlier_results(folder, settings, defaults, run.model_id)
-        if kept is not None:
-            print(f"note: the earlier results in {folder} (other settings) are kept in {kept}", file=sys.stderr)
-    return folder, {"model_id": run.model_id, "command_settings": settings}
+    record = _Record(model_id=run.model_id, command_settings=settings)
+    record.defaults = None if out else defaults  # --out: a folder of the user's choice, nothing moved there
+    return folder, record
+
+
+class _Record(dict):
+    """What a result records of the model it measured and how; :attr:`defaults`: the commands' defaults, for
+    naming an earlier result moved aside (None: nothing is moved)."""
+
+    defaults: dict | None = None
+
+
+def _write_results(folder: Path, record: "_Record") -> None:
+    """Before a command writes its results into ``folder``: move an earlier result of other settings aside
+    (see :func:`_results_folder`), and say where it went."""
+    from pvae.runs import keep_earlier_results
+
+    if record.defaults is None:
+        return
+    kept = keep_earlier_results(folder, record["command_settings"], record.defaults, record["model_id"])
+    if kept is not None:
+        print(f"note: the earlier results in {folder} (other settings) are kept in {kept}", file=sys.stderr)
 
 
 def user_data_defaults(data_config, pair, epochs: int | None, batch_size: int, loaded: dict | None = None):
@@ -334,6 +352,10 @@ def _resumed_settings(args, out: Path) -> None:
         for name, value in (saved.get(section) or {}).items():
             if name not in given and name not in derived and hasattr(args, name):
                 setattr(args, name, tuple(value) if isinstance(value, list) else value)
+    own = run.summary().get("evaluation") or {}  # the test log p(x)'s own settings, recorded at its end
+    for name in ("samples", "seed"):
+        if name not in given and isinstance(own.get(name), int):
+            setattr(args, name, own[name])
 
 
 def train_config(args, loaded: dict | None = None) -> "RunConfig":
@@ -388,13 +410,13 @@ def _train(args) -> Path:
 
     # every option is checked before anything is read or written
     options = from_args(RunOptions, args)
+    if options.resume and options.out:  # the options left out are the run's own
+        _resumed_settings(args, Path(options.out))
     board = from_args(TensorBoardConfig, args)
     if board.tensorboard:
         check_available()
     evaluation = EvaluateConfig(samples=args.samples, seed=args.seed)
     device = distributed.device_for_rank(args.device, _device(args))  # said in the banner
-    if options.resume and options.out:
-        _resumed_settings(args, Path(options.out))
     loaded: dict = {}
     config = train_config(args, loaded)
     model_name, guide_name = config.pair.model, config.pair.guide
@@ -763,6 +785,7 @@ def _compare_run(args) -> Path:
     )
     results.update(run=str(run.path), **record)
     pair = f"{short_name(config.pair.model)}/{short_name(config.pair.guide)}"
+    _write_results(out, record)
     write_comparison(results, out, f"ELBO estimators: {pair} on {config.data.data}")
     print(f"results in {out}: results.json, results.md, figures/")
     return out
@@ -812,6 +835,7 @@ def _diagnose_run(args) -> Path:
         binarization=run_config.data.binarization_of(config.split),
         seconds=time.perf_counter() - tic,
     )
+    _write_results(out, record)
     write_json(out / "diagnostics.json", results)
     if idata is not None:
         az.save_netcdf(idata, out / "posterior.nc")
@@ -878,6 +902,7 @@ def _disentangle_run(args) -> Path:
         pair=f"{run_config.pair.model}/{run_config.pair.guide}",
         seconds_total=time.perf_counter() - tic,
     )
+    _write_results(out, record)
     write_json(out / "disentanglement.json", results)
     information = results["mutual_information"]
     figures = {
@@ -925,6 +950,7 @@ def _quality_run(args) -> Path:
         pair=f"{run_config.pair.model}/{run_config.pair.guide}",
         seconds_total=time.perf_counter() - tic,
     )
+    _write_results(out, record)
     write_json(out / "quality.json", results)
     figures = {
         "spectra": plot_spectra(spectra(results), config.cutoff),
@@ -1000,6 +1026,7 @@ def _posterior_predictive(run, run_config, dataset, model, guide, config, ppc, o
         pair=f"{run_config.pair.model}/{run_config.pair.guide}",
         seconds_total=time.perf_counter() - tic,
     )
+    _write_results(out, record)
     write_json(out / "quality.json", results)
     save_figure(plot_ppc(results["posterior_predictive"]), out / "figures" / "ppc.png")
     print(describe(results))

@@ -7,6 +7,7 @@ nothing else. This module imports nothing from pvae.
 """
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -44,8 +45,21 @@ def manifest_root(path: str | os.PathLike) -> Path | None:
     return None
 
 
-def _records(folder: Path) -> dict[str, tuple[int, int] | None] | None:
-    """The manifest's last record of each path: ``(size, mtime_ns)`` when written, None when it was not
+#: Files up to this size are recorded with their SHA-256, larger ones (checkpoints of large models) by size.
+HASHED_BYTES = 16 << 20
+
+
+def _fingerprint(path: Path) -> tuple[int, str]:
+    """``(size, SHA-256 or "-")``: what tells a file pvae wrote from one edited since, and survives a copy of
+    the run (a modification time would not)."""
+    size = path.stat().st_size
+    if size > HASHED_BYTES:
+        return size, "-"
+    return size, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _records(folder: Path) -> dict[str, tuple[int, str] | None] | None:
+    """The manifest's last record of each path: ``(size, digest)`` when written, None when it was not
     (a file another library keeps appending to); None for a folder without a manifest."""
     try:
         lines = (folder / MANIFEST).read_text().splitlines()
@@ -55,7 +69,7 @@ def _records(folder: Path) -> dict[str, tuple[int, int] | None] | None:
     for line in lines:
         name, *stat = line.split("\t")
         if name:
-            records[name] = (int(stat[0]), int(stat[1])) if len(stat) == 2 and all(p.isdigit() for p in stat) else None
+            records[name] = (int(stat[0]), stat[1]) if len(stat) == 2 and stat[0].isdigit() else None
     return records
 
 
@@ -64,8 +78,8 @@ def written(folder: str | os.PathLike, changed: bool | None = None) -> list[Path
     inside the folder), or None where the folder keeps no manifest.
 
     :param folder: the folder (a run directory).
-    :param changed: only those changed since pvae wrote them (their size or modification time differs from its
-        record: someone edited them), ``False`` only the others; ``None``: all.
+    :param changed: only those changed since pvae wrote them (their size or content differs from its record:
+        someone edited them), ``False`` only the others; ``None``: all.
     """
     folder = Path(folder)
     records = _records(folder)
@@ -76,29 +90,63 @@ def written(folder: str | os.PathLike, changed: bool | None = None) -> list[Path
         path = folder / name
         if not (path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(root)):
             continue
-        now = path.stat()
-        edited = stat is not None and stat != (now.st_size, now.st_mtime_ns)
+        edited = stat is not None and _edited(stat, path)
         if changed is None or changed == edited:
             files.append(path)
     return files
 
 
+class NotWritten(ValueError):
+    """A file in a folder that keeps a manifest that pvae did not write, or that was edited since it did:
+    pvae does not write over it."""
+
+
+def check_ours(path: str | os.PathLike) -> None:
+    """Refuse to write over a file of a run (a folder that keeps a manifest) that pvae did not write, or that
+    someone edited since it did (its size or content differs from the record); nothing to check elsewhere.
+
+    :raises NotWritten: naming the file and the fix.
+    """
+    path = Path(path).absolute()
+    root = manifest_root(path)
+    if root is None or not path.is_file() or path.name == MANIFEST:
+        return
+    name = path.relative_to(root).as_posix()
+    records = _records(root)
+    if name not in records:
+        raise NotWritten(
+            f"{path} is a file of yours, not one pvae wrote: it is not written over; move it, or give another name"
+        )
+    stat = records[name]
+    if stat is not None and _edited(stat, path):
+        raise NotWritten(
+            f"{path} was edited since pvae wrote it: it is not written over; move it (or delete it), then run again"
+        )
+
+
+def _edited(record: tuple[int, str], path: Path) -> bool:
+    size, digest = record
+    if path.stat().st_size != size:
+        return True
+    return digest != "-" and _fingerprint(path)[1] != digest
+
+
 def record_written(path: str | os.PathLike, stat: bool = True) -> None:
     """Add ``path`` to the manifest of the folder that keeps one above it (nothing where none does), with its
-    size and modification time, so that a file edited since is told from what pvae wrote.
+    size and SHA-256 (:data:`HASHED_BYTES`), so that a file edited since is told from what pvae wrote.
 
     Appends one line (an append of a line is atomic between processes: two writers of one run never mix
     their lines; the last line of a path is its record).
 
     :param path: a file pvae has just written.
-    :param stat: record its size and time (``False`` for a file another library goes on appending to).
+    :param stat: record its size and digest (``False`` for a file another library goes on appending to).
     """
     path = Path(path).absolute()
     root = manifest_root(path)
     if root is None or path.name == MANIFEST:
         return
     name = path.relative_to(root).as_posix()
-    record = (path.stat().st_size, path.stat().st_mtime_ns) if stat else None
+    record = _fingerprint(path) if stat else None
     if _records(root).get(name, ()) == record:
         return
     line = name if record is None else f"{name}\t{record[0]}\t{record[1]}"
@@ -128,6 +176,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     :param path: the file to write; its folder is created if missing.
     """
     path = Path(path)
+    check_ours(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # a TEMPORARY name
     os.close(fd)

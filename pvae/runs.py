@@ -169,6 +169,7 @@ def upgrade_checkpoint(path: str | os.PathLike) -> bool:
         raise RunError(f"{path} is not a pvae checkpoint (no model and guide state): {CORRUPT_FIX}")
     if "rng" in state:
         state = {**state, "rng": _legacy_rng_state(state["rng"])}
+    record_written(path)  # a checkpoint of an older pvae, read as one: pvae's to replace
     atomic_write(path, lambda handle: torch.save(state, handle))
     return True
 
@@ -221,6 +222,14 @@ class Run:
                 )
             legacy = written(run.path) is None
             edited = [] if legacy else written(run.path, changed=True)  # pvae wrote them, someone edited them since
+            if edited:  # pvae would write most of them again: checked before anything is deleted
+                shown = ", ".join(str(p.relative_to(run.path)) for p in edited[:5]) + (
+                    " ..." if len(edited) > 5 else ""
+                )
+                raise RunError(
+                    f"{run.path}: {len(edited)} file(s) pvae wrote were edited since ({shown}): --overwrite would "
+                    "replace them; move them out of the run (or delete them), then run again"
+                )
             own = run.own_files()
             folders = {p.parent for p in own if p.parent != run.path}
             for path in own:
@@ -256,7 +265,7 @@ class Run:
     def own_files(self) -> list[Path]:
         """The files of this run that pvae wrote, as its manifest records them (:data:`pvae.files.MANIFEST`:
         every file written through :mod:`pvae.files`, and TensorBoard's event files), and the manifest itself;
-        not one edited since pvae wrote it (its size or time differs from the record: someone's now).
+        not one edited since pvae wrote it (its size or content differs from the record: someone's now).
         For a run written before runs kept a manifest, only the files it always wrote
         (:data:`FIXED_FILES`). What :meth:`create` deletes on ``overwrite``; every other file is the user's.
         """
@@ -337,6 +346,8 @@ class Run:
         :returns: the model id.
         """
         model_id = uuid.uuid4().hex  # from the OS, not from the RNGs the checkpoint restores
+        if (self.path / CHECKPOINT).is_file():  # read as a pvae checkpoint to resume from (or another machine's)
+            record_written(self.path / CHECKPOINT)
         atomic_write(self.path / CHECKPOINT, lambda handle: torch.save({**state, "model_id": model_id}, handle))
         self.model_id = model_id
         return model_id

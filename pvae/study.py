@@ -173,10 +173,22 @@ def find_runs(folder: str | os.PathLike) -> list[Path]:
     found = []
     for here, folders, files in os.walk(root):
         folders[:] = sorted(f for f in folders if f not in RESULT_FOLDERS and not f.startswith("."))
-        if CONFIG in files or failure(here) is not None:
+        if (CONFIG in files and not _foreign(Path(here))) or failure(here) is not None:
             found.append(Path(here))
         found += [cell for cell in failed_cells(here) if not cell.is_dir()]  # failed before its directory existed
     return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+
+def _foreign(path: Path) -> bool:
+    """Whether ``path``'s ``config.json`` is a readable JSON object of someone else's (not a pvae run's: no
+    manifest, none of the sections ``data``, ``pair``, ``train``); a damaged one is a run to show as unreadable."""
+    if Run(path).holds_run():
+        return False
+    try:
+        config = json.loads((path / CONFIG).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(config, dict) and not {"data", "pair", "train"} & set(config)
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, Any]:

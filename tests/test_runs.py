@@ -404,8 +404,8 @@ def test_a_folder_with_a_config_json_of_the_users_is_not_a_run(tmp_path):
     assert (tmp_path / "p" / "figures" / "curves.png").read_text() == "mine"
 
 
-def test_a_file_pvae_wrote_and_someone_edited_since_is_kept_on_overwrite(tmp_path):
-    from pvae.files import write_json, written
+def test_a_file_pvae_wrote_and_someone_edited_since_is_never_written_over(tmp_path):
+    from pvae.files import NotWritten, atomic_write, write_json, written
 
     run = Run.create(tmp_path / "run", {"a": 1})
     run.save_checkpoint({"model": {}, "guide": {}})
@@ -415,7 +415,15 @@ def test_a_file_pvae_wrote_and_someone_edited_since_is_kept_on_overwrite(tmp_pat
         handle.write("// checked by hand\n")
     assert written(run.path, changed=True) == [run.path / "codes.json"]
     assert run.path / "codes.json" not in run.own_files()
-    again = Run.create(tmp_path / "run", {"a": 2}, overwrite=True)
-    assert again.left == [run.path / "codes.json"] and "edited since" in again.left_why
-    assert (run.path / "codes.json").read_text().endswith("// checked by hand\n")
-    assert not (run.path / "quality").exists() and not (run.path / "checkpoint.pt").exists()
+    with pytest.raises(RunError, match=r"1 file\(s\) pvae wrote were edited since \(codes.json\): --overwrite would"):
+        Run.create(tmp_path / "run", {"a": 2}, overwrite=True)
+    assert (run.path / "checkpoint.pt").exists() and (run.path / "quality" / "quality.json").exists()  # nothing gone
+    with pytest.raises(NotWritten, match="codes.json was edited since pvae wrote it: it is not written over"):
+        write_json(run.path / "codes.json", {"z": [0.2]})
+    (run.path / "mine.png").write_bytes(b"mine")
+    with pytest.raises(NotWritten, match="mine.png is a file of yours, not one pvae wrote"):
+        atomic_write(run.path / "mine.png", lambda handle: handle.write(b"pvae's"))
+    assert (run.path / "mine.png").read_bytes() == b"mine"
+    (run.path / "codes.json").rename(tmp_path / "codes.json")  # moved out, as the message says
+    Run.create(tmp_path / "run", {"a": 2}, overwrite=True)
+    assert not (run.path / "quality").exists() and (run.path / "mine.png").read_bytes() == b"mine"
