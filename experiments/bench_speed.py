@@ -16,6 +16,7 @@ also gives the largest difference of their per-datapoint log p(x), which is floa
     python experiments/bench_speed.py                 # batch sizes 32, 128, 512
     python experiments/bench_speed.py --rounds 5 --steps 5 --batch-sizes 32   # a quick look
     python experiments/bench_speed.py --eval-rounds 15  # and the evaluation, K = 1000, 100 datapoints a pass
+    python experiments/bench_speed.py --batch-sizes --eval-rounds 15 --image-shape 1 8 8   # evaluation only, digits
     python experiments/bench_speed.py --net burgess --z-dim 10 --hidden 256 --batch-sizes 64 \
         --variants "pvae meanfield (default)"     # the Locatello et al. conv VAE on 64×64 images
 """
@@ -76,10 +77,20 @@ def _steppers(
 
 
 def measure(
-    batch_size: int, rounds: int, steps: int, warmup: int, variants: list[str], z_dim=20, hidden=(400,), net="mlp"
+    batch_size: int,
+    rounds: int,
+    steps: int,
+    warmup: int,
+    variants: list[str],
+    z_dim=20,
+    hidden=(400,),
+    net="mlp",
+    shape: tuple[int, ...] | None = None,
 ) -> dict:
-    """Milliseconds per step and per-round ratios to the reference for one batch size."""
-    shape, density = IMAGES[net]
+    """Milliseconds per step and per-round ratios to the reference for one batch size.
+
+    :param shape: one image's shape (None: the net family's, :data:`IMAGES`)."""
+    shape, density = shape or IMAGES[net][0], IMAGES[net][1]
     batch = torch.bernoulli(torch.full((batch_size, *shape), density))
     steppers = _steppers(batch, z_dim, hidden, 1e-3, variants, net)
     times = {name: [] for name in steppers}
@@ -93,32 +104,32 @@ def measure(
                 for _ in range(steps):
                     fn()
                 times[name].append((time.perf_counter() - tic) / steps * 1e3)
-    rows = {}
-    for name, ms in times.items():
-        ratios = sorted(a / b for a, b in zip(ms, times["reference"], strict=True))
-        q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-        rows[name] = {
-            "ms_per_step": statistics.median(ms),
-            "ratio": statistics.median(ratios),
-            "q25": q[0],
-            "q75": q[2],
-        }
-    return rows
+    reference = times["reference"]
+    return {name: {"ms_per_step": statistics.median(ms), **_ratios(ms, reference)} for name, ms in times.items()}
 
 
-def _ratio_row(ms: list[float], reference: list[float]) -> dict:
-    """Median milliseconds, and the median and quartiles of the per-round ratios to ``reference``."""
+def _ratios(ms: list[float], reference: list[float]) -> dict:
+    """The median and quartiles of the per-round ratios of ``ms`` to ``reference``."""
     ratios = sorted(a / b for a, b in zip(ms, reference, strict=True))
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    return {"ms": statistics.median(ms), "ratio": statistics.median(ratios), "q25": q[0], "q75": q[2]}
+    return {"ratio": statistics.median(ratios), "q25": q[0], "q75": q[2]}
 
 
 def measure_evaluation(
-    batch_size: int, samples: int, rounds: int, warmup: int, z_dim=20, hidden=(400,), net="mlp"
+    batch_size: int,
+    samples: int,
+    rounds: int,
+    warmup: int,
+    z_dim=20,
+    hidden=(400,),
+    net="mlp",
+    shape: tuple[int, ...] | None = None,
 ) -> dict:
     """Milliseconds per batch of K-sample bounds, per-round ratios to the hand-written estimator, and the
-    largest difference of the per-datapoint log p(x) between the two at the same draws of z."""
-    shape, density = IMAGES[net]
+    largest difference of the per-datapoint log p(x) between the two at the same draws of z.
+
+    :param shape: one image's shape (None: the net family's, :data:`IMAGES`)."""
+    shape, density = shape or IMAGES[net][0], IMAGES[net][1]
     torch.manual_seed(0)
     batch = torch.bernoulli(torch.full((batch_size, *shape), density))
     model, guide = build_pair(PairConfig(z_dim=z_dim, hidden=hidden, net=net), shape)
@@ -141,10 +152,14 @@ def measure_evaluation(
                 tic = time.perf_counter()
                 log_px[name] = fn()
                 times[name].append((time.perf_counter() - tic) * 1e3)
-    rows = {name: _ratio_row(ms, times["reference"]) for name, ms in times.items()}
-    for name, row in rows.items():
-        row["max_abs_diff_log_px"] = float((log_px[name] - log_px["reference"]).abs().max())
-    return rows
+    return {
+        name: {
+            "ms_per_batch": statistics.median(ms),
+            **_ratios(ms, times["reference"]),
+            "max_abs_diff_log_px": float((log_px[name] - log_px["reference"]).abs().max()),
+        }
+        for name, ms in times.items()
+    }
 
 
 def evaluation_markdown(rows: dict) -> str:
@@ -152,7 +167,7 @@ def evaluation_markdown(rows: dict) -> str:
     lines = ["| estimator | ms/batch | ratio [IQR] | max abs diff of log p(x) |", "|---|---:|---:|---:|"]
     for name, r in rows.items():
         ratio = f"{r['ratio']:.2f} [{r['q25']:.2f}, {r['q75']:.2f}]"
-        lines.append(f"| {name} | {r['ms']:.0f} | {ratio} | {r['max_abs_diff_log_px']:.1e} |")
+        lines.append(f"| {name} | {r['ms_per_batch']:.0f} | {ratio} | {r['max_abs_diff_log_px']:.1e} |")
     return "\n".join(lines) + "\n"
 
 
@@ -180,6 +195,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--net", default="mlp", choices=list(IMAGES), help="network family of both pairs")
+    parser.add_argument(
+        "--image-shape", type=int, nargs=3, metavar=("C", "H", "W"), help="one image (default: the net family's)"
+    )
     parser.add_argument("--z-dim", type=int, default=20)
     parser.add_argument("--hidden", type=int, nargs="*", default=[400], help="dense widths (burgess: 256)")
     parser.add_argument("--eval-rounds", type=int, default=0, help="rounds of the evaluation's timing (0: none)")
@@ -191,19 +209,17 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    shape = tuple(args.image_shape) if args.image_shape else IMAGES[args.net][0]
     results = {}
     for b in args.batch_sizes:
         results[b] = measure(
-            b, args.rounds, args.steps, args.warmup, args.variants, args.z_dim, tuple(args.hidden), args.net
+            b, args.rounds, args.steps, args.warmup, args.variants, args.z_dim, tuple(args.hidden), args.net, shape
         )
         print(f"batch {b}: " + ", ".join(f"{n} {r['ratio']:.2f}" for n, r in results[b].items()), flush=True)
     table = to_markdown(results) if results else ""
-    print(
-        f"\n--net {args.net}, z = {args.z_dim}, hidden {args.hidden}; {torch.get_num_threads()} torch threads, "
-        f"{args.rounds} rounds of {args.steps} steps\n\n{table}"
-        if results
-        else f"\n--net {args.net}, z = {args.z_dim}, hidden {args.hidden}; {torch.get_num_threads()} torch threads\n"
-    )
+    setting = f"--net {args.net}, {'×'.join(map(str, shape))} images, z = {args.z_dim}, hidden {args.hidden}"
+    steps = f", {args.rounds} rounds of {args.steps} steps\n\n{table}" if results else "\n"
+    print(f"\n{setting}; {torch.get_num_threads()} torch threads{steps}")
     evaluation = None
     if args.eval_rounds > 0:
         evaluation = measure_evaluation(
@@ -214,14 +230,17 @@ def main(argv=None) -> dict:
             args.z_dim,
             tuple(args.hidden),
             args.net,
+            shape,
         )
-        print(
+        eval_setting = (
             f"evaluation: K = {args.eval_samples}, {args.eval_batch_size} datapoints a pass, "
-            f"{args.eval_rounds} rounds, Pyro's validation on\n\n{evaluation_markdown(evaluation)}"
+            f"{args.eval_rounds} rounds, Pyro's validation on"
         )
+        print(f"{eval_setting}\n\n{evaluation_markdown(evaluation)}")
     out = Path(args.out)
     meta = {
         "net": args.net,
+        "image_shape": list(shape),
         "z_dim": args.z_dim,
         "hidden": args.hidden,
         "threads": torch.get_num_threads(),
@@ -234,7 +253,7 @@ def main(argv=None) -> dict:
     if evaluation is not None:
         meta.update(eval_samples=args.eval_samples, eval_batch_size=args.eval_batch_size, eval_rounds=args.eval_rounds)
         saved["evaluation"] = evaluation
-        table += ("\n" if table else "") + evaluation_markdown(evaluation)
+        table += ("\n" if table else "") + f"{eval_setting}\n\n{evaluation_markdown(evaluation)}"
         results["evaluation"] = evaluation
     write_json(out / "results.json", saved)
     (out / "results.md").write_text(table)

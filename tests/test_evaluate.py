@@ -5,10 +5,12 @@ import math
 import pyro
 import pytest
 import torch
+from pyro import poutine
 
 from pvae.config import PairConfig, build_pair
 from pvae.evaluate import bounds, evaluate, log_weights, project_2d, traversal_order, traverse
 from pvae.guides.gaussian import GaussianGuide
+from pvae.likelihoods import LIKELIHOODS, get_likelihood
 from pvae.models.linear import LinearGaussian
 from pvae.train import TrainConfig, fit
 from tests.conftest import derived_seed, device_of_tests, make_dataset, on_test_device
@@ -236,3 +238,116 @@ def test_the_time_of_an_evaluation_is_estimated_from_its_first_chunk_and_leaves_
     assert calls == [(100, 8), (100, 2621)]
     assert seconds == pytest.approx(1.0 * (100_000 / 2621) * (300 / 100))
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def _data_for(likelihood, shape):
+    """Data of a kind the likelihood holds: binary where it can, grey levels (the continuous Bernoulli's) else."""
+    if "binary" in likelihood.support:
+        return torch.bernoulli(torch.full(shape, 0.3))
+    return torch.rand(shape) * 0.98 + 0.01
+
+
+@pytest.mark.parametrize("name", sorted(LIKELIHOODS))
+def test_every_likelihood_is_scored_as_its_distribution_scores_it(name, monkeypatch):
+    """evaluate's log-density of the observation equals ``log_prob`` of the likelihood's distribution, value and
+    gradient, at 7 draws of 3 datapoints with logits out to ±40: the Bernoulli's by its own formula (torch's
+    ``log_prob`` never runs), every other likelihood by its ``log_prob``, bit for bit."""
+    import pvae.evaluate as ev
+
+    device = device_of_tests()
+    x_shape = (1, 4, 5)
+    likelihood = get_likelihood(name)(x_shape).to(device)
+    out = torch.randn(7, 3, 20 * likelihood.params_per_pixel, device=device) * 3
+    out[..., :4] = torch.tensor([40.0, -40.0, 17.0, -17.0])  # saturated pixels, where rounding would show
+    out.requires_grad_()
+    x = _data_for(likelihood, (3, *x_shape)).to(device)
+    expected = likelihood(out).log_prob(x)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), out)
+    fn = likelihood(out)  # afresh: the first one's graph is spent
+
+    base = fn.base_dist if isinstance(fn, pyro.distributions.Independent) else fn
+    covered = type(base) in ev._LOG_PROBS
+    assert covered == (name == "bernoulli")  # the fast path covers the Bernoulli, and only it
+    calls = []
+    original = type(base).log_prob
+    monkeypatch.setattr(type(base), "log_prob", lambda self, value: calls.append(1) or original(self, value))
+    fast = ev._log_prob(fn, x)
+    (fast_grad,) = torch.autograd.grad(fast.sum(), out)
+    assert fast.shape == expected.shape == (7, 3)
+    if covered:
+        assert not calls
+        torch.testing.assert_close(fast, expected, rtol=1e-6, atol=1e-5)
+        torch.testing.assert_close(fast_grad, expected_grad, rtol=1e-6, atol=1e-6)
+    else:
+        assert calls
+        torch.testing.assert_close(fast, expected, rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(fast_grad, expected_grad, rtol=0, atol=0, equal_nan=True)
+
+
+def test_the_bernoulli_formula_covers_torch_and_probs_and_falls_back_where_it_cannot():
+    """torch's own Bernoulli, one made from probabilities, and two events nested are scored by the formula;
+    data of another dtype, or with more dimensions than the logits, by ``log_prob``; under validation,
+    grey levels are refused as ``log_prob`` refuses them."""
+    import pvae.evaluate as ev
+
+    logits = torch.randn(5, 3, 2, 4) * 4
+    x = torch.bernoulli(torch.full((3, 2, 4), 0.4))
+    cases = [
+        torch.distributions.Independent(torch.distributions.Bernoulli(logits=logits), 2),
+        pyro.distributions.Bernoulli(probs=torch.sigmoid(logits)).to_event(2),
+        pyro.distributions.Bernoulli(logits=logits).to_event(1).to_event(1),
+    ]
+    for fn in cases:
+        torch.testing.assert_close(ev._log_prob(fn, x), fn.log_prob(x), rtol=1e-6, atol=1e-5)
+    fn = pyro.distributions.Bernoulli(logits=logits[0]).to_event(2)  # (3,) datapoints, x with 5 draws more
+    assert ev._bernoulli_log_prob(fn.base_dist, x.expand(5, 3, 2, 4), 2) is None
+    assert torch.equal(ev._log_prob(fn, x.expand(5, 3, 2, 4)), fn.log_prob(x.expand(5, 3, 2, 4)))
+    assert ev._bernoulli_log_prob(fn.base_dist, x.double(), 2) is None
+    with pytest.raises(ValueError, match="support"):
+        ev._log_prob(pyro.distributions.Bernoulli(logits=logits).to_event(2), torch.full((3, 2, 4), 0.5))
+
+
+def _log_weights_by_pyro(model, guide, x, num_samples):
+    """log p(x, z) − log q(z|x) as Pyro's traces score them (``compute_log_prob``): the definition."""
+    with pyro.plate("particles", num_samples, dim=-2):
+        guide_trace = poutine.trace(guide).get_trace(x)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    model_trace.compute_log_prob()
+    guide_trace.compute_log_prob()
+    sites = [(s, sign) for t, sign in ((model_trace, 1), (guide_trace, -1)) for s in t.nodes.values()]
+    return sum(sign * s["log_prob"] for s, sign in sites if s["type"] == "sample")
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "continuous-bernoulli"])
+def test_log_weights_are_pyros_log_weights_for_models_the_formula_covers_and_those_it_does_not(likelihood):
+    model, guide = on_test_device(*build_pair(PairConfig(z_dim=3, hidden=(16,), likelihood=likelihood), (1, 6, 6)))
+    x = _data_for(model.likelihood, (10, 1, 6, 6)).to(device_of_tests())
+    pyro.set_rng_seed(derived_seed(5))
+    ours = log_weights(model, guide, x, num_samples=40)["log_w"]
+    pyro.set_rng_seed(derived_seed(5))
+    theirs = _log_weights_by_pyro(model, guide, x, 40)
+    assert ours.shape == theirs.shape == (40, 10)
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-4)
+
+
+def test_smaller_chunks_on_the_host_draw_the_same_z_and_give_the_same_bounds(monkeypatch):
+    """On the CPU, bounds cuts K into chunks of at most HOST_CHUNK_ROWS draws × datapoints: 20 datapoints of
+    64 pixels take 409 draws at a time, not all 1000 at once, and every number is the same (each chunk draws
+    20 × 4 × 409 normal numbers, whole blocks of torch's 16)."""
+    import pvae.evaluate as ev
+
+    model, guide = build_pair(PairConfig(z_dim=4, hidden=(32,)), (1, 8, 8))
+    x = torch.bernoulli(torch.full((20, 1, 8, 8), 0.3))
+    sizes = []
+    original = ev.log_weights
+    monkeypatch.setattr(ev, "log_weights", lambda *a: sizes.append(a[-1]) or original(*a))
+    pyro.set_rng_seed(derived_seed(6))
+    host = bounds(model, guide, x, num_samples=1000)
+    assert sizes == [409, 409, 182]
+    monkeypatch.setattr(ev, "HOST_CHUNK_ELEMENTS", 1 << 62)
+    monkeypatch.setattr(ev, "HOST_CHUNK_ROWS", 1 << 62)
+    pyro.set_rng_seed(derived_seed(6))
+    whole = bounds(model, guide, x, num_samples=1000)
+    assert sizes[3:] == [1000]  # as on a GPU: max_elements alone
+    for key in whole:
+        torch.testing.assert_close(host[key], whole[key], rtol=1e-6, atol=1e-4)

@@ -26,6 +26,18 @@ def test_bench_speed_smoke(tmp_path):
     assert "| pvae trace |" in (tmp_path / "results.md").read_text()
 
 
+def test_bench_speed_times_the_evaluation_against_the_reference_with_the_same_draws(tmp_path):
+    import bench_speed
+
+    argv = ["--batch-sizes", "--eval-rounds", "1", "--eval-samples", "10", "--eval-batch-size", "4"]
+    results = bench_speed.main([*argv, "--out", str(tmp_path)])
+    rows = results["evaluation"]
+    assert set(rows) == {"reference", "reference (control copy)", "pvae bounds"}
+    assert all(r["ms_per_batch"] > 0 for r in rows.values()) and rows["reference"]["ratio"] == 1.0
+    assert rows["pvae bounds"]["max_abs_diff_log_px"] < 1e-3  # the same draws of z: the same log p(x)
+    assert "| pvae bounds |" in (tmp_path / "results.md").read_text()
+
+
 def test_bench_speed_times_the_burgess_nets_against_a_reference_with_the_same_nets(tmp_path):
     import bench_speed
 
