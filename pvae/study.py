@@ -383,7 +383,7 @@ def table(
         shown = tuple(n for n in names if n not in seeds)
         groups: dict[str, list[RunRecord]] = {}
         for record in records:
-            if record.state == "finished":
+            if record.state == "finished" and record.error is None:  # a stale result's note keeps its own row
                 groups.setdefault(json.dumps([record.settings.get(n) for n in shown]), []).append(record)
         for members in groups.values():
             stats = {n: _stat([m.numbers[n] for m in members if n in m.numbers]) for n in numbers}
@@ -395,7 +395,7 @@ def table(
                     "finished",
                 )
             )
-        others = [r for r in records if r.state != "finished"]
+        others = [r for r in records if r.state != "finished" or r.error is not None]
     else:
         shown, others = names, records
     for record in others:
@@ -463,7 +463,7 @@ def to_markdown(result: Table) -> str:
     """The table as Markdown: the settings, then (grouped) ``n``, the runs in the row, then each number as
     mean ± sd (with its own n where fewer runs have it); runs that did not finish say their state and error."""
     head = [*result.settings, *(["n"] if result.grouped else ["run"]), *(NUMBERS[n] for n in result.numbers)]
-    failed = any(row.state != "finished" for row in result.rows)
+    failed = any(row.state != "finished" or row.error for row in result.rows)
     head += ["state"] if failed else []
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for row in result.rows:

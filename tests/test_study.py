@@ -281,3 +281,18 @@ def test_csv_or_markdown_naming_a_folder_suggests_a_file_in_it(tmp_path):
     with pytest.raises(ValueError, match=r"--markdown new/ is a folder: .* e\.g\. new/runs\.md$"):
         RunsConfig(markdown="new/")
     assert RunsConfig(csv=str(tmp_path / "table.csv")).csv.endswith("table.csv")
+
+
+def test_the_table_of_one_run_names_its_stale_results(tmp_path, capsys):
+    from pvae.cli import main
+    from pvae.files import write_json
+    from pvae.runs import Run
+
+    run = tmp_path / "run"
+    args = ["--hidden", "16", "--z-dim", "2", "--samples", "5", "--no-progress", "--out", str(run)]
+    assert main(["train", *args, "--epochs", "1"]) == 0
+    write_json(run / "quality" / "quality.json", {"model_id": Run(run).current_model_id(), "sets": {}})
+    assert main(["train", *args, "--epochs", "2", "--resume"]) == 0
+    capsys.readouterr()
+    assert main(["runs", str(run)]) == 0
+    assert "| finished: not shown, of an earlier model of the run (trained since): quality/;" in capsys.readouterr().out
