@@ -347,6 +347,16 @@ def _resumed_settings(args, out: Path) -> None:
     run = Run.open(out)
     read_config(run)  # a config.json this pvae cannot read is refused here, naming the field
     saved = run.config
+    if "data" in given:  # said before any data are read (or downloaded)
+        from pvae.data import DATASETS
+
+        old = (saved.get("data") or {}).get("data")
+        new = args.data if args.data in DATASETS else str(Path(args.data).expanduser().absolute())
+        if old is not None and new != old:
+            raise ValueError(
+                f"--resume continues the run in {out}, trained on {old}: --data {args.data} is other data; leave "
+                "--data out, or train a new run on it (another --out)"
+            )
     derived = {"checksum", "kind"} if "data" in given else set()  # what pvae found of the run's own file
     for section in ("data", "pair", "train"):
         for name, value in (saved.get(section) or {}).items():

@@ -333,6 +333,8 @@ CASES += [
          ("holds a run that stopped before its end: --resume continues it", "--overwrite replaces it"),
          prepare=lambda root: (root / "run" / "summary.json").unlink()),
     Case("train-out-empty", TRAIN + ["--out", ""], ("--out '' names no folder",)),
+    Case("resume-with-other-data", TRAIN + ["--out", "{run}", "--resume", "--data", "mnist", "--no-download"],
+         ("--resume continues the run in", "trained on digits: --data mnist is other data")),
     Case("digits-data-dir-a-file", TRAIN + ["--data-dir", "{user}/notes.txt", "--out", "{user}/r"],
          ("--data-dir must be a folder, not a file",)),
     Case("quality-out-a-file-before-reading", ["quality", "{run}", "--out", "{user}/notes.txt"],
