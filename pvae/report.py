@@ -45,6 +45,7 @@ from pvae.runs import (
     RunError,
     check_writable,
     is_stale,
+    json_object,
     stale_entries,
 )
 
@@ -379,7 +380,7 @@ def _results_section(folder: Path, bound: int | None = None, current: str | None
         if not (folder / name).is_file():
             continue
         heading = f'<h2>{_e(title)} <span class="where">{_e(folder.name)}/</span></h2>'
-        recorded = _json_or_empty(folder / (name if name.endswith(".json") else "results.json"))
+        recorded = json_object(folder / (name if name.endswith(".json") else "results.json"))
         if is_stale(recorded, current):
             command = title.partition("(")[2].rstrip(")") or "the command"
             return heading + f'<p class="problem">{_e(_STALE.format(what=f"{folder.name}/", command=command))}</p>'
@@ -391,15 +392,6 @@ def _results_section(folder: Path, bound: int | None = None, current: str | None
     if figures:
         return f"<h2>Figures in <code>{_e(folder.name)}/</code></h2>{_figures_grid(figures, bound)}"
     return ""
-
-
-def _json_or_empty(path: Path) -> dict:
-    """A results JSON as a dict, or {} where it is missing or unreadable (said elsewhere)."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _described(path: Path, describer: str) -> str:

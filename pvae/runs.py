@@ -259,7 +259,7 @@ class Run:
         before runs kept one) a ``config.json`` with pvae's sections ``data``, ``pair`` and ``train``."""
         if (self.path / MANIFEST).is_file():
             return True
-        config = _json_object(self.path / CONFIG)
+        config = json_object(self.path / CONFIG)
         return {"data", "pair", "train"} <= set(config)
 
     def own_files(self) -> list[Path]:
@@ -501,7 +501,7 @@ def keep_earlier_results(folder: Path, settings: dict, defaults: dict, model_id:
     :param model_id: the model the new result measures.
     :returns: where the earlier result went, or None where it stays to be replaced.
     """
-    recorded = next((_json_object(folder / name) for name in RESULT_FILES if (folder / name).is_file()), None)
+    recorded = next((json_object(folder / name) for name in RESULT_FILES if (folder / name).is_file()), None)
     if recorded is None or is_stale(recorded, model_id):
         return None
     earlier = recorded.get("command_settings")
@@ -536,7 +536,8 @@ def _short(value) -> str:
     return re.sub(r"[^\w.,=+-]+", "_", text)
 
 
-def _json_object(path: Path) -> dict:
+def json_object(path: Path) -> dict:
+    """A JSON file as a dict, or {} where it is missing, unreadable or not an object (said elsewhere)."""
     try:
         value = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
