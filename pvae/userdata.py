@@ -520,21 +520,13 @@ def arrays_from_frame(frame, options: ReadOptions, where: str = "the table") -> 
     values = frame[features].to_numpy()
     if values.dtype == object or values.dtype.kind == "b":
         values = values.astype(np.float64)
-    numbers = values.astype(np.float64)
-    missing = np.argwhere(~np.isfinite(numbers))
-    if len(missing):
-        row, col = missing[0]
-        raise DataError(
-            f"{where}: row {row + 1} (counting data rows from 1), column {features[col]!r} is "
-            f"{values[row, col]} ({len(missing)} such value(s)); fill or drop them first"
-        )
-    huge = np.argwhere(np.abs(numbers) > FLOAT32_MAX)
-    if len(huge):
-        row, col = huge[0]
-        raise DataError(
-            f"{where}: row {row + 1} (counting data rows from 1), column {features[col]!r} is {values[row, col]}, "
-            f"beyond what a float32 holds (±{FLOAT32_MAX:.1e}); rescale the column (a unit of 1e6, a log)"
-        )
+    unusable = _unusable(values.astype(np.float64))
+    if unusable is not None:
+        (row, col), count, huge = unusable
+        at = f"{where}: row {row + 1} (counting data rows from 1), column {features[col]!r} is {values[row, col]}"
+        if huge:
+            raise DataError(f"{at}, {_BEYOND_FLOAT32}; rescale the column (a unit of 1e6, a log)")
+        raise DataError(f"{at} ({count} such value(s)); fill or drop them first")
     y = classes = None
     if options.label_column is not None:
         labels = frame[options.label_column]
@@ -797,6 +789,19 @@ def row_chunks(x, chunk: int = CHUNK_ROWS):
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+_BEYOND_FLOAT32 = f"beyond what a float32 holds (±{FLOAT32_MAX:.1e})"
+
+
+def _unusable(values: np.ndarray) -> tuple[tuple[int, int], int, bool] | None:
+    """The first value of ``values`` ``(n, d)`` pvae cannot compute with — NaN or infinite first, else one beyond
+    :data:`FLOAT32_MAX` — as ``((row, column), how many such values, whether it is the latter)``; None for none."""
+    for mask, huge in ((~np.isfinite(values), False), (np.abs(values) > FLOAT32_MAX, True)):
+        found = np.argwhere(mask)
+        if len(found):
+            return (int(found[0][0]), int(found[0][1])), len(found), huge
+    return None
+
+
 def find_kind(x, where: str = "the data", levels: int | None = None) -> str:
     """The narrowest of :data:`KINDS` that holds every value of ``x``, read a chunk of rows at a time.
 
@@ -809,21 +814,14 @@ def find_kind(x, where: str = "the data", levels: int | None = None) -> str:
     binary, integers, unit = True, True, True
     minimum = math.inf
     for start, part in row_chunks(x):
-        if part.dtype.kind == "f":
-            bad = np.argwhere(~np.isfinite(part))
-            if len(bad):
-                row, col = bad[0]
-                raise DataError(
-                    f"{where}: x[{start + row}, {col}] (row {start + row}, feature {col}, counting from 0) is "
-                    f"{part[row, col]}; fill or drop non-finite values first"
-                )
-            huge = np.argwhere(np.abs(part) > FLOAT32_MAX)
-            if len(huge):
-                row, col = huge[0]
-                raise DataError(
-                    f"{where}: x[{start + row}, {col}] (row {start + row}, feature {col}, counting from 0) is "
-                    f"{part[row, col]}, beyond what a float32 holds (±{FLOAT32_MAX:.1e}); rescale it"
-                )
+        unusable = _unusable(part) if part.dtype.kind == "f" else None
+        if unusable is not None:
+            (row, col), _, huge = unusable
+            at = f"{where}: x[{start + row}, {col}] (row {start + row}, feature {col}, counting from 0)"
+            at += f" is {part[row, col]}"
+            raise DataError(
+                f"{at}, {_BEYOND_FLOAT32}; rescale it" if huge else f"{at}; fill or drop non-finite values first"
+            )
         if part.size == 0:
             continue
         minimum = min(minimum, float(part.min()))
