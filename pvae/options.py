@@ -330,6 +330,61 @@ def add_options(
         parser.add_argument(flag(f.name), help=text, **kwargs)
 
 
+def combine(name: str, doc: str, *parts: tuple[type, dict]) -> type:
+    """One frozen dataclass whose fields are those of several config classes: every setting of a command in
+    one flat record, so that a variant of it is ``dataclasses.replace(base, beta=4.0)`` and its options come
+    from one class. Each field keeps the type, default, help and metadata its own class declares (the option
+    is still declared once, there); :func:`from_args` builds each class back from the record.
+
+    :param name: the new class's name.
+    :param doc: the class docstring's opening text; the ``:param:`` lines of the fields follow it.
+    :param parts: ``(cls, {"only": names, "defaults": {name: words}})`` per config class: ``only`` the fields to
+        take (default: all), ``defaults`` the fields whose default is ``None`` here, worked out later from other
+        settings, with ``words`` that say how (the help shows them).
+    :returns: the frozen dataclass.
+    :raises TypeError: for a field two classes declare.
+    """
+    spec, lines, owner = [], [], {}
+    for cls, how in parts:
+        helps, hints = docstring_params(cls), typing.get_type_hints(cls)
+        wanted = how.get("only")
+        derived = how.get("defaults", {})
+        for f in dataclasses.fields(cls):
+            if wanted is not None and f.name not in wanted:
+                continue
+            if f.name in owner:
+                raise TypeError(f"{name}: {owner[f.name]} and {cls.__name__} both declare {f.name}")
+            owner[f.name] = cls.__name__
+            kind, metadata = hints[f.name], dict(f.metadata)
+            if f.name in derived:
+                kind, default = (
+                    kind | None,
+                    dataclasses.field(default=None, metadata={**metadata, DEFAULT_IS: derived[f.name]}),
+                )
+            elif f.default_factory is not dataclasses.MISSING:
+                default = dataclasses.field(default_factory=f.default_factory, metadata=metadata)
+            else:
+                default = dataclasses.field(default=f.default, metadata=metadata)
+            spec.append((f.name, kind, default))
+            lines.append(f":param {f.name}: {helps.get(f.name, '')}")
+    combined = dataclasses.make_dataclass(name, spec, frozen=True)
+    combined.__doc__ = doc.strip() + "\n\n" + "\n".join(lines)
+    caller = inspect.currentframe().f_back  # the module that declares the record names it
+    combined.__module__ = caller.f_globals.get("__name__", __name__) if caller else __name__
+    return combined
+
+
+def given_fields(config) -> set[str]:
+    """The fields of the dataclass instance ``config`` whose value differs from their default: the settings
+    a caller of the Python API chose (the command line knows which options were typed; see the CLI)."""
+    chosen = set()
+    for f in dataclasses.fields(config):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if getattr(config, f.name) != default:
+            chosen.add(f.name)
+    return chosen
+
+
 def from_args(cls: type, args: argparse.Namespace, **values):
     """An instance of ``cls`` from the parsed ``args``: every field found in ``args`` (others
     keep their default), then ``values``, which win; the list of a :func:`words` option becomes a tuple."""

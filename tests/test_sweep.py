@@ -15,7 +15,7 @@ import pytest
 
 import pvae.sweep
 from pvae import cli
-from pvae.cli import train_config
+from pvae.app.train import run_config as train_config
 from pvae.runs import RunError
 from pvae.sweep import Sweep, SweepConfig, _running_elsewhere, cell_name, cell_status
 from tests.conftest import derived_seed, with_test_device
