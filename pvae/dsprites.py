@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pvae.data import Split, unpack_bits
 from pvae.files import atomic_write
 from pvae.idx import DataError, check_data_dir, default_data_dir, search_dirs
+from pvae.split import Split, unpack_bits
 
 #: The factors, in the grid's order.
 FACTOR_NAMES = ("shape", "scale", "orientation", "x", "y")
@@ -300,7 +300,7 @@ def splits(data_dir: str | os.PathLike | None, seed: int, val_size: int):
     :param data_dir: ``--data-dir`` (see :func:`locate`).
     :param seed: the split's seed.
     :param val_size: validation datapoints.
-    :returns: ``(train, val, test, ground_truth)``: three :class:`pvae.data.Split` and a :class:`DSprites`.
+    :returns: ``(train, val, test, ground_truth)``: three :class:`pvae.split.Split` and a :class:`DSprites`.
     :raises DataError: when ``val_size`` leaves no training datapoint, or the data cannot be read.
     """
     n = math.prod(FACTOR_SIZES)

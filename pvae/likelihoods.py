@@ -21,14 +21,8 @@ from pyro.distributions.torch_distribution import TorchDistribution
 from torch import nn
 
 from pvae.registry import lookup
+from pvae.userdata import KIND_VALUES as KINDS  # data kind → what its values are; a ``support`` names them
 
-#: Data kind → what its values are. A likelihood's ``support`` is a tuple of these names.
-KINDS: dict[str, str] = {
-    "binary": "0 or 1",
-    "levels": "values in [0, 1]",
-    "counts": "non-negative integers",
-    "real": "any real numbers",
-}
 #: Kind → the data it names, for messages ("holds binary data or counts").
 _NOUNS = {"binary": "binary data", "levels": "levels in [0, 1]", "counts": "counts", "real": "real numbers"}
 

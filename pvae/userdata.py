@@ -35,10 +35,17 @@ import numpy as np
 import torch
 
 from pvae.idx import DataError
-from pvae.likelihoods import KINDS as LIKELIHOOD_KINDS
 
-#: The kinds of data (declared with the likelihoods, which say which kinds they hold).
-KINDS = tuple(LIKELIHOOD_KINDS)
+#: Data kind → what its values are. A likelihood's ``support`` is a tuple of these names
+#: (:mod:`pvae.likelihoods`).
+KIND_VALUES: dict[str, str] = {
+    "binary": "0 or 1",
+    "levels": "values in [0, 1]",
+    "counts": "non-negative integers",
+    "real": "any real numbers",
+}
+#: The kinds of data.
+KINDS = tuple(KIND_VALUES)
 #: What each kind is, in words (said when data are loaded).
 KIND_WORDS = {
     "binary": "binary (0 or 1)",

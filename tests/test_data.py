@@ -195,3 +195,48 @@ def test_train_size_keeps_a_fixed_subset_of_the_training_split():
 def test_train_size_of_the_whole_split_or_more_is_refused_with_the_size(size):
     with pytest.raises(DataError, match=r"--train-size must be between 1 and 1256: the training split has 1257"):
         data.load(DataConfig("digits", train_size=size))
+
+
+def test_each_built_in_dataset_declares_its_defaults():
+    epochs = {name: data.default_epochs(DataConfig(name)) for name in data.DATASETS}
+    assert epochs == {"digits": 100, "mnist": 10, "fashion-mnist": 10, "kmnist": 10, "dsprites": 10}
+    assert {name: declared.val_size for name, declared in data.BUILT_IN.items()} == {
+        "digits": 180,
+        "mnist": 5000,
+        "fashion-mnist": 5000,
+        "kmnist": 5000,
+        "dsprites": 5000,
+    }
+    assert data.WITH_FACTORS == ("dsprites",)
+    assert data.default_in_words("epochs") == "100 for digits, 10 otherwise"
+    assert data.default_in_words("val_size") == "180 for digits, 5000 otherwise"
+    digits = data.load(DataConfig("digits"))
+    assert len(digits.val) == data.BUILT_IN["digits"].val_size
+    assert data.default_epochs(digits) == 100  # a loaded built-in dataset reads the same declaration
+
+
+@pytest.mark.parametrize(("batch_size", "epochs"), [(128, 286), (1, 10), (810, 500), (100, 223)])
+def test_your_own_data_train_about_2000_steps_by_default(batch_size, epochs):
+    """810 training rows of 1000 (10% test, then 10% validation): ceil(2000 / steps a pass), 10 to 500."""
+    rows = data.from_arrays(np.random.default_rng(0).normal(size=(1000, 3)))
+    assert len(rows.train) == 810
+    assert data.default_epochs(rows, batch_size) == epochs
+
+
+def test_default_epochs_of_your_own_data_need_the_data_loaded_and_a_batch_size(tmp_path):
+    path = tmp_path / "table.csv"
+    with pytest.raises(ValueError, match="follow from their size and the batch size"):
+        data.default_epochs(DataConfig(str(path)))
+    with pytest.raises(ValueError, match="pass the loaded dataset"):
+        data.default_epochs(data.from_arrays(np.zeros((30, 2))))
+
+
+def test_a_split_and_its_bits_are_the_same_objects_from_pvae_data():
+    from pvae import split
+
+    assert (data.Split, data.unpack_bits, data.LazyImages, data.MISSING) == (
+        split.Split,
+        split.unpack_bits,
+        split.LazyImages,
+        split.MISSING,
+    )
