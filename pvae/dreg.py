@@ -5,14 +5,15 @@ import math
 
 import torch
 from pyro import poutine
-from pyro.infer import ELBO
 from pyro.infer.util import get_dependent_plate_dims, is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 from torch.func import functional_call
 
+from pvae.surrogate import SurrogateELBO
 
-class DReG_ELBO(ELBO):
+
+class DReG_ELBO(SurrogateELBO):
     r"""The IWAE bound of Burda et al. (2015), with the doubly-reparameterized gradient estimator
     of Tucker et al. (2018) for the guide.
 
@@ -145,11 +146,6 @@ class DReG_ELBO(ELBO):
             return log_w[0], [passes[0][2]], dim
         return torch.stack(log_w), [p[2] for p in passes], 0
 
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        """An estimate of the negative IWAE bound, summed over the batch (no gradients)."""
-        with torch.no_grad():
-            return float(self.differentiable_loss(model, guide, *args, **kwargs))
-
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """The negative IWAE bound, summed over the batch, whose backward pass gives the DReG
         gradient (model: IWAE's; guide: doubly reparameterized)."""
@@ -167,12 +163,6 @@ class DReG_ELBO(ELBO):
         loss = -(bound.sum() + (surrogate - surrogate.detach()))
         warn_if_nan(loss, "loss")
         return loss
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """Backward on :meth:`differentiable_loss`; returns the loss as a float."""
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward(retain_graph=self.retain_graph)
-        return float(loss)
 
 
 def _scale_by(weights: torch.Tensor):

@@ -13,9 +13,10 @@ from pyro.util import warn_if_nan
 from torch.distributions import Independent, Normal
 
 from pvae.sites import DATA, Z
+from pvae.surrogate import SurrogateELBO
 
 
-class TCVAE_ELBO(Trace_ELBO):
+class TCVAE_ELBO(SurrogateELBO, Trace_ELBO):
     r"""The ELBO with its KL term split in three (Chen et al., 2018, eq. 2), and a weight on the
     total correlation alone.
 
@@ -92,11 +93,6 @@ class TCVAE_ELBO(Trace_ELBO):
         )
         self.dataset_size = dataset_size
 
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        """An estimate of the negative beta-TCVAE objective, summed over the batch (no gradients)."""
-        with torch.no_grad():
-            return float(self.differentiable_loss(model, guide, *args, **kwargs))
-
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """The negative beta-TCVAE objective, summed over the batch and averaged over particles;
         differentiable through the reparameterized draws of z."""
@@ -105,12 +101,6 @@ class TCVAE_ELBO(Trace_ELBO):
             loss = loss + self._differentiable_loss_particle(model_trace, guide_trace) / self.num_particles
         warn_if_nan(loss, "loss")
         return loss
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """Backward on :meth:`differentiable_loss`; returns the loss as a float."""
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward(retain_graph=self.retain_graph)
-        return float(loss)
 
     def check_pair(self, model, guide, *args, **kwargs) -> None:
         """Refuse, before any training, a guide this estimator cannot score (see
