@@ -5,11 +5,8 @@ torchrun starts N copies of the command and tells each, through the environment 
 process group (gloo on the CPU, NCCL on CUDA GPUs); without torchrun every function here is a no-op
 and a run is the single process it always was, bit for bit.
 
-pvae does not wrap its loss in ``DistributedDataParallel``: DDP averages the gradients of its own
-``forward`` only, and the estimators that train through Pyro's ``loss_and_grads`` (``graph``,
-``renyi``, ``iwae``) call ``backward`` themselves, outside any forward of a wrapper. The trainer
-averages every gradient explicitly after each backward instead (:func:`average_gradients`), which
-holds for every estimator alike.
+What training and evaluation do differently under torchrun (which part of a batch a rank takes, how its
+gradients are averaged, who writes) is :mod:`pvae.ranks`, built on the collectives here.
 """
 
 import os

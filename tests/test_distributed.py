@@ -19,12 +19,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from pvae import data, distributed
+from pvae import data, distributed, ranks
 from pvae.config import PairConfig, build_pair
-from pvae.evaluate import evaluate, evaluate_shared, summarize
+from pvae.evaluate import evaluate, summarize
 from pvae.objectives import backward
 from pvae.runs import Run
-from pvae.train import TrainConfig, make_loss, shared_step
+from pvae.train import TrainConfig, make_loss, step
 from tests.conftest import derived_seed
 
 #: Estimators whose gradient the two ranks must average: differentiable losses (meanfield, trace)
@@ -67,31 +67,39 @@ def _free_port() -> int:
 
 
 def _gradient_worker(rank: int, world: int, port: int, out: str) -> None:
-    """One rank: join the group as torchrun would have it, take one shared step per estimator on
-    its shard (the contiguous half ``tensor_split`` gives it) with its own noise, save the result."""
+    """One rank: join the group as torchrun would have it, take one step of the ranks per estimator on
+    its shard (the contiguous part ``tensor_split`` gives it) with its own noise, save the result."""
     os.environ.update(
         RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
     distributed.setup(torch.device("cpu"))
-    shard = _batch().tensor_split(world)[rank]
+    together = ranks.current()
+    assert isinstance(together, ranks.Torchrun) and (together.rank, together.world) == (rank, world)
+    (shard,) = together.share(_batch())
+    assert torch.equal(shard, _batch().tensor_split(world)[rank])
     results = {}
     for estimator in ESTIMATORS:
         loss_fn = _loss(estimator)
         torch.manual_seed(_noise_seed(rank))
         params = list(loss_fn.parameters())
-        loss, stop = shared_step(loss_fn, torch.optim.SGD(params, lr=0.0), shard, batch_size=BATCH, stop=rank == 1)
+        optimizer = torch.optim.SGD(params, lr=0.0)
+        loss, stop = together.step(step, loss_fn, optimizer, (shard,), BATCH, lambda: rank == 1)
         results[estimator] = {"loss": float(loss), "stop": stop, "grads": [p.grad.clone() for p in params]}
     model, guide = _pair()
     x = _batch()
-    results["evaluation"] = evaluate_shared(model, guide, x, torch.arange(BATCH), num_samples=4, seed=EVAL_SEED)
+    results["evaluation"] = evaluate(
+        model, guide, x, torch.arange(BATCH), num_samples=4, ranks=together, seed=EVAL_SEED
+    )
+    # fewer datapoints than ranks: rank 0 scores them alone, with the draws of one process
+    results["alone"] = evaluate(model, guide, x[:1], num_samples=4, ranks=together, seed=EVAL_SEED)
     torch.save(results, Path(out) / f"rank{rank}.pt")
     distributed.shutdown()
 
 
 def test_two_ranks_average_to_the_gradient_of_the_union_of_their_shards_and_share_an_evaluation(tmp_path):
     mp.spawn(_gradient_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    done = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     x = _batch()
     for estimator in ESTIMATORS:
         # one process on the union of the shards, each shard's z drawn from the rank's stream:
@@ -104,7 +112,7 @@ def test_two_ranks_average_to_the_gradient_of_the_union_of_their_shards_and_shar
             if rank == 0:
                 alone = [p.grad.clone() for p in loss_fn.parameters()]
         union = [p.grad for p in loss_fn.parameters()]
-        for result in (r[estimator] for r in ranks):  # both ranks hold the same averaged gradient, the union's
+        for result in (r[estimator] for r in done):  # both ranks hold the same averaged gradient, the union's
             assert result["loss"] == pytest.approx(total / BATCH, rel=1e-5), estimator
             assert result["stop"] is True  # rank 1 asked to stop: both hear it
             for got, want in zip(result["grads"], union, strict=True):
@@ -115,7 +123,7 @@ def test_two_ranks_average_to_the_gradient_of_the_union_of_their_shards_and_shar
 
     # the same ranks shared an evaluation of the batch: rank 0's summary is that of the two shares
     # scored in one process with the ranks' seeds, to the last float; rank 1 returned nothing
-    assert ranks[1]["evaluation"] is None
+    assert done[1]["evaluation"] is None and done[1]["alone"] is None
     model, guide = _pair()
     shares = []
     for rank, index in enumerate(torch.arange(BATCH).tensor_split(2)):
@@ -123,8 +131,11 @@ def test_two_ranks_average_to_the_gradient_of_the_union_of_their_shards_and_shar
         shares.append(evaluate(model, guide, x[index], index, num_samples=4, per_datapoint=True)["per_datapoint"])
     values = {key: torch.cat([share[key] for share in shares]) for key in shares[0]}
     want = summarize(values, model, guide, x, torch.arange(BATCH), num_samples=4)
-    assert ranks[0]["evaluation"] == want
+    assert done[0]["evaluation"] == want
     assert want["n"] == BATCH and math.isfinite(want["log_px"])
+    pyro.set_rng_seed(EVAL_SEED)
+    alone = evaluate(model, guide, x[:1], num_samples=4)  # one datapoint: its standard errors are NaN
+    assert done[0]["alone"] == pytest.approx(alone, rel=0, abs=0, nan_ok=True)
 
 
 def test_a_batch_smaller_than_the_ranks_is_refused_with_the_fix():
@@ -142,6 +153,31 @@ def test_without_torchrun_everything_is_a_single_process():
     assert distributed.average_gradients([p], 3.5, 1.0) == [3.5, 1.0]
     assert p.grad is grad  # untouched
     assert distributed.leave(2) == 2
+    assert ranks.current() is ranks.ONE and ranks.ONE.writes
+    x = torch.arange(5.0)
+    assert ranks.ONE.share(x, None) == (x, None) and ranks.ONE.part(5) == slice(0, 5)
+    assert ranks.ONE.epoch(3, 1) == (None, None)
+    assert ranks.ONE.from_first(lambda: 7) == 7
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+@pytest.mark.parametrize("n", [1, 4, 9, 10, 11])
+def test_each_rank_takes_the_part_tensor_split_gives_it_and_the_parts_cover_the_items_once(n, world):
+    x, y = torch.arange(n) * 10.0, torch.arange(n)
+    covered = []
+    for rank in range(world):
+        together = ranks.Torchrun(rank, world)
+        part = together.part(n)
+        assert torch.equal(x[part], x.tensor_split(world)[rank])
+        shared_x, shared_y = together.share(x, y)
+        assert torch.equal(shared_x, x.tensor_split(world)[rank]) and torch.equal(shared_y, y[part])
+        assert together.share(x, None)[1] is None
+        covered += y[part].tolist()
+        assert together.writes == (rank == 0)
+        # fewer items than ranks: rank 0 scores them all, the others none
+        scoring = together.scoring(n)
+        assert scoring.part(n) == (part if n >= world else slice(0, n if rank == 0 else 0))
+    assert covered == list(range(n))
 
 
 @pytest.mark.parametrize(
@@ -188,12 +224,12 @@ def _one_process(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess
 LAUNCH = """
     import os, sys
     import torch
-    from pvae import cli, train
+    from pvae import cli, ranks
 
     torch.set_num_threads(1)
     fail_after = int(os.environ.get("FAIL_AFTER", "0"))
     if fail_after and os.environ["RANK"] == "1":
-        real, taken = train.shared_step, []
+        real, taken = ranks.Torchrun.step, []
 
         def failing(*args, **kwargs):
             taken.append(1)
@@ -201,7 +237,7 @@ LAUNCH = """
                 raise RuntimeError("rank 1 broke on purpose")
             return real(*args, **kwargs)
 
-        train.shared_step = failing
+        ranks.Torchrun.step = failing
     sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -342,7 +378,7 @@ def test_a_rank_that_lost_another_says_so_and_how_to_go_on(monkeypatch, capsys):
     left = []
     monkeypatch.setattr(distributed, "under_torchrun", lambda: True)
     monkeypatch.setattr(distributed, "leave", lambda status: left.append(status) or status)
-    monkeypatch.setattr(cli, "_HANDLERS", {**cli._HANDLERS, "train": lost})
+    monkeypatch.setattr(cli, "_dispatch", lost)  # the command itself fails as a lost rank makes it fail
     assert cli.main(["train", "--epochs", "1"]) == 2 and left == [2]
     err = capsys.readouterr().err
     assert "another process of this torchrun ended without a word" in err and "Traceback" not in err

@@ -88,7 +88,7 @@ def test_elbo_gap_is_the_kl_to_the_posterior_and_log_px_tightens_with_k():
 
 
 def test_chunking_bounds_memory_without_changing_the_answer(monkeypatch):
-    import pvae.evaluate as ev
+    import pvae.bounds as ev
 
     model = _orthogonal_ppca()
     guide = _guide_at(model, scale_factor=1.3)
@@ -252,7 +252,7 @@ def test_every_likelihood_is_scored_as_its_distribution_scores_it(name, monkeypa
     """evaluate's log-density of the observation equals ``log_prob`` of the likelihood's distribution, value and
     gradient, at 7 draws of 3 datapoints with logits out to ±40: the Bernoulli's by its own formula (torch's
     ``log_prob`` never runs), every other likelihood by its ``log_prob``, bit for bit."""
-    import pvae.evaluate as ev
+    import pvae.bounds as ev
 
     device = device_of_tests()
     x_shape = (1, 4, 5)
@@ -288,7 +288,7 @@ def test_the_bernoulli_formula_covers_torch_and_probs_and_falls_back_where_it_ca
     """torch's own Bernoulli, one made from probabilities, and two events nested are scored by the formula;
     data of another dtype, or with more dimensions than the logits, by ``log_prob``; under validation,
     grey levels are refused as ``log_prob`` refuses them."""
-    import pvae.evaluate as ev
+    import pvae.bounds as ev
 
     logits = torch.randn(5, 3, 2, 4) * 4
     x = torch.bernoulli(torch.full((3, 2, 4), 0.4))
@@ -334,7 +334,7 @@ def test_smaller_chunks_on_the_host_draw_the_same_z_and_give_the_same_bounds(mon
     """On the CPU, bounds cuts K into chunks of at most HOST_CHUNK_ROWS draws × datapoints: 20 datapoints of
     64 pixels take 409 draws at a time, not all 1000 at once, and every number is the same (each chunk draws
     20 × 4 × 409 normal numbers, whole blocks of torch's 16)."""
-    import pvae.evaluate as ev
+    import pvae.bounds as ev
 
     model, guide = build_pair(PairConfig(z_dim=4, hidden=(32,)), (1, 8, 8))
     x = torch.bernoulli(torch.full((20, 1, 8, 8), 0.3))
@@ -351,3 +351,24 @@ def test_smaller_chunks_on_the_host_draw_the_same_z_and_give_the_same_bounds(mon
     assert sizes[3:] == [1000]  # as on a GPU: max_elements alone
     for key in whole:
         torch.testing.assert_close(host[key], whole[key], rtol=1e-6, atol=1e-4)
+
+
+def test_one_process_evaluates_its_datapoints_whole_seeded_or_not():
+    """Without torchrun, ``evaluate`` with a seed is ``evaluate`` after seeding, to the last float; without one
+    the draws go on from the current stream; the names found in :mod:`pvae.evaluate` are :mod:`pvae.bounds`'s."""
+    import pvae.bounds
+    import pvae.evaluate
+    from pvae.ranks import ONE
+
+    model = _orthogonal_ppca()
+    guide = _guide_at(model, scale_factor=1.5)
+    x = torch.randn(7, 5)
+    seed = derived_seed(4)
+    seeded = evaluate(model, guide, x, num_samples=3, batch_size=3, ranks=ONE, seed=seed)
+    pyro.set_rng_seed(seed)
+    assert seeded == evaluate(model, guide, x, num_samples=3, batch_size=3)
+    assert seeded["n"] == 7 and seeded["elbo"] < seeded["log_px"]  # Jensen: log mean exp ≥ mean, draw by draw
+    going_on = evaluate(model, guide, x, num_samples=3, batch_size=3)  # the next draws: other numbers
+    assert going_on["elbo"] != seeded["elbo"]
+    for name in ("evaluate", "bounds", "log_weights", "pair_args", "sample_chunks", "summarize", "accuracy"):
+        assert getattr(pvae.evaluate, name) is getattr(pvae.bounds, name)

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from pvae import data
+from pvae.compatibility import check_compatible
 from pvae.config import PairConfig, RunConfig, build_pair
 from pvae.guides.gaussian import GaussianGuide
 from pvae.models.vae import VAE
-from pvae.pair import check_compatible, traits
+from pvae.pair import traits
 from pvae.runs import Run
 from pvae.train import TrainConfig, fit
 from tests.conftest import derived_seed, on_test_device
@@ -284,3 +285,42 @@ def test_fit_tells_its_log_every_step_and_which_epoch_was_the_last(digits):
     model, guide = _pair(digits)
     fit(model, guide, digits, TrainConfig(epochs=3, max_seconds=0.0, seed=derived_seed(7)), progress=False, log=log)
     assert [e[1:] for e in log.epochs] == [(1, True)]
+
+
+def test_the_trainer_imports_no_measure_and_its_settings_live_below_it():
+    """The trainer validates with :mod:`pvae.bounds`, beside it in the engine, not with the measures above it (at
+    module level or inside a function); its settings are :mod:`pvae.trainconfig`'s, which the trainer re-exports."""
+    import ast
+    from pathlib import Path
+
+    import pvae.train
+    import pvae.trainconfig
+
+    tree = ast.parse(Path(pvae.train.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    measures = {"pvae.evaluate", "pvae.diagnostics", "pvae.compare", "pvae.memory", "pvae.encode", "pvae.quality"}
+    assert not imported & measures
+    assert pvae.train.TrainConfig is pvae.trainconfig.TrainConfig
+    assert pvae.train.check_alpha is pvae.trainconfig.check_alpha
+    with pytest.raises(ValueError, match="alpha"):
+        TrainConfig(elbo="renyi", alpha=1.0)
+
+
+def test_every_step_of_one_process_is_the_public_step(digits, monkeypatch):
+    """One process trains through :func:`pvae.train.step`, once per batch, with the loss, the optimizer and the
+    batch as ``step`` takes them; what it returns is the step's loss."""
+    import pvae.train
+
+    real, calls = pvae.train.step, []
+
+    def step(loss_fn, optimizer, *args):
+        calls.append(args[0].shape[0])
+        return real(loss_fn, optimizer, *args)
+
+    monkeypatch.setattr(pvae.train, "step", step)
+    model, guide = _pair(digits)
+    history = fit(model, guide, digits, TrainConfig(epochs=1, batch_size=500, seed=derived_seed(3)), progress=False)
+    n = len(digits.train)
+    assert calls == [min(500, n - start) for start in range(0, n, 500)]
+    assert history[0]["steps"] == len(calls) and math.isfinite(history[0]["train_loss"])
