@@ -3,13 +3,10 @@
 A guide is a ``PyroModule`` with the model's signature, ``forward(x, y=None)``, that samples
 ``"z"`` inside the ``"data"`` plate. Its constructor takes ``x_shape`` first, then the keywords
 it wants among ``z_dim``, ``hidden``, ``net``, ``flows``, ``aux_weight`` and ``num_classes``
-(:func:`pvae.config.build_pair` passes those its signature names). Optional traits the engine
-reads (:mod:`pvae.pair` lists them all):
-
-* ``point_estimate = True``: q is a point mass (no ELBO or log p(x) is reported);
-* ``mean_field = False``: one latent depends on another (the ``meanfield`` estimator is refused);
-* ``classify(x)``: logits of q(y | x) (``evaluate`` reports accuracy; M2 needs it);
-* ``auxiliary_loss(x, y)``: a summed loss on labelled batches, added to the negative ELBO.
+(:func:`pvae.config.build_pair` passes those its signature names). It declares its optional traits
+(``point_estimate``, ``mean_field``, ``classify(x)`` ...) as class attributes or methods:
+:data:`pvae.pair.DECLARATIONS` declares them all, and :func:`pvae.pair.trait_table` writes them as a table,
+with the guides of :data:`GUIDES` that declare each.
 """
 
 import torch

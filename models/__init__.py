@@ -7,10 +7,9 @@ observes ``"x"`` inside the ``"data"`` plate, and which offers
 * ``decode(z, y=None)``: the distribution of x given z (its ``mean`` is what pictures show),
 * ``z_dim`` and ``x_shape``,
 
-and declares its optional traits as class attributes (:mod:`pvae.pair` lists them all): ``labels``
-(``"none"``, ``"observed"`` or ``"semi-supervised"``), ``num_classes`` if its decoder reads a label,
-``latent_sites`` (the sites beta scales, default ``("z",)``), ``default_guide``, ``default_elbo`` and
-``defaults`` (the options ``pvae train --model NAME`` uses unless flags say otherwise).
+and declares its optional traits as class attributes or methods (``labels``, ``latent_sites``,
+``default_guide``, ``defaults`` ...): :data:`pvae.pair.DECLARATIONS` declares them all, and
+:func:`pvae.pair.trait_table` writes them as a table, with the models of :data:`MODELS` that declare each.
 
 Its constructor takes ``x_shape`` first, then keywords (``z_dim``, ``hidden``, ``likelihood``,
 ``net``, ``num_classes``): :func:`pvae.config.build_pair` passes those its signature names.

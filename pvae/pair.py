@@ -5,50 +5,26 @@ of :class:`Guide`. Everything else the engine needs to know about a pair — whi
 how the label is used, whether the guide is a point mass ... — is a *trait*: the pair declares it as a
 **class attribute (or method) of the same name**, and leaves it out to take the default. The engine
 reads the traits once, with :func:`traits`, into one frozen :class:`Traits` record, and never looks
-at the pair's attributes itself. Every trait, its default and its reader:
+at the pair's attributes itself. Every trait, its side, its default and its meaning is declared once, in
+:data:`DECLARATIONS`; :func:`trait_table` writes them as the table the README shows, with the built-in
+classes that declare each.
 
-========================  =====  ====================  ==========================================================
-trait                     side   default               meaning
-========================  =====  ====================  ==========================================================
-``latent_sites``          model  ``("z",)``            the latent sites beta scales (in model and guide)
-``labels``                model  ``"none"``            how the label ``y`` is used: ``"none"`` (ignored),
-                                                       ``"observed"`` (every datapoint's label is observed, in
-                                                       training and evaluation), ``"semi-supervised"``
-                                                       (observed where known in training; latent otherwise)
-``num_classes``           model  ``None``              number of labels the decoder reads (``None``: it reads none)
-``default_guide``         model  ``"gaussian"``        the guide ``pvae train --model NAME`` uses without ``--guide``
-``default_elbo``          model  ``"meanfield"``       the estimator it uses without ``--elbo``
-``defaults``              model  ``{}``                default options (``z_dim``, ``hidden``, ``likelihood``,
-                                                       ``net``, ``flows``, ``aux_weight``) where a flag is not given
-``log_marginal(x)``       model  absent                exact log p(x) per datapoint
-``label_prior()``         model  absent                p(y), to draw labels for samples of a label-reading decoder
-``point_estimate``        guide  ``False``             q(z|x) is a point mass: no density, no bound on log p(x)
-``mean_field``            guide  ``True``              no latent depends on another (``meanfield`` applies)
-``classify(x)``           guide  absent                logits of q(y|x): accuracy is reported; M2 needs it
-``auxiliary_loss(x, y)``  guide  absent                a summed loss of a labelled batch, added to the negative ELBO
-``requires_binary``       lik.   ``False``             the model's ``likelihood`` needs pixels of exactly 0 or 1
-``requires_grey``         lik.   ``False``             the model's ``likelihood`` needs grey levels
-``support``               lik.   every kind            the kinds of data it holds (binary, counts, levels, real)
-========================  =====  ====================  ==========================================================
-
-(``lik.``: the model's ``likelihood`` module.) A public attribute whose name is close to a trait's
-(``mean_feild``, ``latent_site``) is refused by name, and so are the retired booleans
-``conditional``/``semi_supervised``: a misspelt trait never falls back to its default in silence.
-
-Beyond declarations, :func:`check_pair` traces model and guide once on a tiny batch and refuses a
-pair whose ``z_dim``\\ s disagree, a model without the latent site ``"z"``, and a guide whose latent
-sites are not the model's; :func:`check_compatible` refuses data and settings the pair cannot train
-on, and :func:`applicable_estimators` says which estimators apply.
+A public attribute whose name is close to a trait's (``mean_feild``, ``latent_site``) is refused by
+name, and so are the retired booleans ``conditional``/``semi_supervised``: a misspelt trait never falls
+back to its default in silence. Beyond declarations, :func:`check_pair` traces model and guide once on
+a tiny batch and refuses a pair whose ``z_dim``\\ s disagree, a model without the latent site ``"z"``,
+and a guide whose latent sites are not the model's. What a pair can train on and with is checked in
+:mod:`pvae.compatibility`; names become classes in :mod:`pvae.resolve`.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+import inspect
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import pyro
 import pyro.distributions as dist
@@ -56,12 +32,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-from pvae.estimators import ESTIMATORS, make_elbo, untraceable_reason
 from pvae.sites import Y, Z
-
-if TYPE_CHECKING:  # only for annotations: pvae.train imports this module
-    from pvae.data import Dataset
-    from pvae.train import TrainConfig
 
 #: How a model uses the label ``y``.
 Labels = Literal["none", "observed", "semi-supervised"]
@@ -69,13 +40,16 @@ Labels = Literal["none", "observed", "semi-supervised"]
 #: Options a pair is built with (:class:`pvae.config.PairConfig`); a model's ``defaults`` names some of them.
 OPTIONS = ("z_dim", "hidden", "likelihood", "net", "flows", "aux_weight")
 
+#: Who declares a trait: the model, the guide, or the model's ``likelihood`` module.
+Side = Literal["model", "guide", "likelihood"]
+
 
 @runtime_checkable
 class Model(Protocol):
     """What the engine calls on a generative model p(x | z) p(z).
 
     Sites ``"z"`` (latent) and ``"x"`` (observed) inside the ``"data"`` plate at ``dim=-1``; a model
-    that uses labels also has ``"y"``. Optional traits: see the module's table.
+    that uses labels also has ``"y"``. Optional traits: :data:`DECLARATIONS`.
     """
 
     #: Dimension of the latent site ``"z"``.
@@ -98,7 +72,7 @@ class Guide(Protocol):
     """What the engine calls on an amortized guide q(z | x): the model's signature, and ``z_dim``.
 
     It samples the model's latent sites (``"z"``, and ``"y"`` where a semi-supervised model leaves
-    the label latent) inside the ``"data"`` plate. Optional traits: see the module's table.
+    the label latent) inside the ``"data"`` plate. Optional traits: :data:`DECLARATIONS`.
     """
 
     #: Dimension of the latent site ``"z"``; must equal the model's.
@@ -106,6 +80,78 @@ class Guide(Protocol):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Any:
         """Sample the latent sites given ``x`` ``(batch, *x_shape)`` (and ``y`` where the model observes it)."""
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One trait as a pair declares it.
+
+    :param name: the attribute, or method, the pair declares.
+    :param side: who declares it (:data:`Side`).
+    :param default: its value where it is not declared (``None`` for a method: absent).
+    :param meaning: what it says, in markdown (a cell of :func:`trait_table`).
+    :param args: the arguments of a method, e.g. ``"x"``; ``None`` for a value.
+    :param by_constructor: the pair sets it in ``__init__`` from a constructor argument of the same name.
+    """
+
+    name: str
+    side: Side
+    default: Any
+    meaning: str
+    args: str | None = None
+    by_constructor: bool = False
+
+
+#: Every trait a pair may declare, in the order :func:`trait_table` shows them.
+DECLARATIONS: tuple[Declaration, ...] = (
+    Declaration("latent_sites", "model", (Z,), "the latent sites beta scales, in model and guide"),
+    Declaration(
+        "labels",
+        "model",
+        "none",
+        'how the label `y` is used: `"none"` (ignored), `"observed"` (every datapoint\'s label, in training and '
+        'evaluation) or `"semi-supervised"` (observed where known in training, latent otherwise)',
+    ),
+    Declaration(
+        "num_classes",
+        "model",
+        None,
+        "number of labels the decoder reads (`None`: it reads none)",
+        by_constructor=True,
+    ),
+    Declaration("default_guide", "model", "gaussian", "the guide `pvae train --model NAME` uses without `--guide`"),
+    Declaration("default_elbo", "model", "meanfield", "the estimator it uses without `--elbo`"),
+    Declaration(
+        "defaults",
+        "model",
+        {},
+        f"options used where no flag is given, among {', '.join(f'`{o}`' for o in OPTIONS)}; an option in "
+        "neither takes the model's constructor default, else the guide's",
+    ),
+    Declaration("log_marginal", "model", None, "exact log p(x) per datapoint", args="x"),
+    Declaration("label_prior", "model", None, "p(y), to draw labels for samples of a label-reading decoder", args=""),
+    Declaration("point_estimate", "guide", False, "q(z|x) is a point mass: no density, no bound on log p(x)"),
+    Declaration("mean_field", "guide", True, "no latent depends on another (else `--elbo meanfield` is refused)"),
+    Declaration(
+        "classify", "guide", None, "logits of q(y|x): accuracy is reported; a semi-supervised model needs it", args="x"
+    ),
+    Declaration(
+        "auxiliary_loss", "guide", None, "a loss summed over a labelled batch, added to the negative ELBO", args="x, y"
+    ),
+    Declaration("requires_binary", "likelihood", False, "the likelihood needs pixels of exactly 0 or 1"),
+    Declaration("requires_grey", "likelihood", False, "the likelihood needs grey levels"),
+    Declaration(
+        "support", "likelihood", ("binary", "counts", "levels", "real"), "the kinds of data the likelihood holds"
+    ),
+)
+
+
+def _values(side: Side) -> dict[str, Any]:
+    return {d.name: d.default for d in DECLARATIONS if d.side == side and d.args is None}
+
+
+def _methods(side: Side) -> tuple[str, ...]:
+    return tuple(d.name for d in DECLARATIONS if d.side == side and d.args is not None)
 
 
 @dataclass(frozen=True)
@@ -177,26 +223,15 @@ class Traits:
 # Reading the declarations.
 
 #: Declarations a model may make, with their defaults.
-MODEL_TRAITS: dict[str, Any] = {
-    "latent_sites": (Z,),
-    "labels": "none",
-    "num_classes": None,
-    "default_guide": "gaussian",
-    "default_elbo": "meanfield",
-    "defaults": {},
-}
+MODEL_TRAITS: dict[str, Any] = _values("model")
 #: Optional methods of a model.
-MODEL_METHODS = ("log_marginal", "label_prior")
+MODEL_METHODS = _methods("model")
 #: Declarations a guide may make, with their defaults.
-GUIDE_TRAITS: dict[str, Any] = {"point_estimate": False, "mean_field": True}
+GUIDE_TRAITS: dict[str, Any] = _values("guide")
 #: Optional methods of a guide.
-GUIDE_METHODS = ("classify", "auxiliary_loss")
+GUIDE_METHODS = _methods("guide")
 #: Declarations a likelihood may make, with their defaults.
-LIKELIHOOD_TRAITS: dict[str, Any] = {
-    "requires_binary": False,
-    "requires_grey": False,
-    "support": ("binary", "counts", "levels", "real"),
-}
+LIKELIHOOD_TRAITS: dict[str, Any] = _values("likelihood")
 #: Names pvae once read, and what to declare instead.
 RETIRED = {"conditional": "labels = 'observed'", "semi_supervised": "labels = 'semi-supervised'"}
 
@@ -349,7 +384,7 @@ def traits(model: torch.nn.Module, guide: torch.nn.Module | None = None) -> Trai
 
 
 # --------------------------------------------------------------------------------------------
-# Checks of a pair, of a pair against data and settings, and which estimators apply.
+# Checking that a model and guide fit each other.
 
 
 def _latent_sites(program: torch.nn.Module, args: tuple) -> list[str]:
@@ -420,172 +455,66 @@ def check_pair(model: torch.nn.Module, guide: torch.nn.Module) -> Traits:
     return pair
 
 
-def check_compatible(pair: Traits, dataset: Dataset, config: TrainConfig | None = None) -> None:
-    """Refuse data or settings a pair cannot train on: grey levels for a likelihood of binary
-    pixels (binary pixels for one of grey levels), the wrong datapoint shape, dropped labels for a
-    model that does not use them all, fewer classes than the data's, a semi-supervised model without
-    a classifying guide or without the enumerating estimator, the mean-field estimator for a guide
-    that is not mean-field, ``tcvae`` for a pair with latent sites other than ``"z"``, an unknown
-    estimator or a bad alpha, ``--jit on`` with an estimator it cannot compile. (``tcvae``'s need for a
-    diagonal Gaussian q(z|x) is checked when its loss first runs: the traits do not say the family.)
-
-    :param pair: the pair's :class:`Traits`.
-    :param dataset: the data it would train on.
-    :param config: the training settings (``None``: check the data alone).
-    :raises ValueError: naming the fix.
-    """
-
-    if pair.requires_binary and not dataset.is_binary and dataset.kind == "levels":
-        raise ValueError(
-            f"the {pair.likelihood} likelihood needs binary pixels but binarize='none' keeps "
-            "grey levels; use --binarize dynamic (or static), or a likelihood for grey levels "
-            "(--likelihood continuous-bernoulli, or --likelihood gaussian)"
-        )
-    if pair.labels != "none" and not dataset.has_labels:
-        raise ValueError(
-            f"{pair.model} uses labels, and these data have none: name the label column (--label-column), or use "
-            "a model without labels (--model vae)"
-        )
-    if pair.x_shape is not None and pair.x_shape != tuple(dataset.x_shape):
-        raise ValueError(f"the model expects datapoints of shape {pair.x_shape}, the data has {dataset.x_shape}")
-    semi = pair.labels == "semi-supervised"
-    if not semi and not dataset.train.fully_labelled:  # only the semi-supervised model takes --labels
-        if pair.labels == "observed":
-            raise ValueError(
-                f"{pair.model} observes the label of every datapoint, but some training labels were "
-                "dropped (--labels); train it on all labels, or use the semi-supervised model (--model m2)"
-            )
-        raise ValueError(
-            f"--labels drops training labels, which only a semi-supervised model uses; {pair.model} "
-            "ignores labels: drop --labels, or use --model m2"
-        )
-    if pair.num_classes is not None and pair.num_classes < dataset.num_classes:
-        raise ValueError(f"the model has {pair.num_classes} classes, the data {dataset.num_classes}")
-    if config is not None and config.elbo == "meanfield" and not pair.mean_field:
-        raise ValueError(
-            f"{pair.guide} makes one latent depend on another, which the mean-field estimator ignores: use --elbo trace"
-        )
-    if semi and pair.guide is not None and not pair.classifies:
-        raise ValueError(
-            f"{pair.model} leaves unknown labels to the guide, but {pair.guide} proposes none "
-            "(it has no classify(x)): use --guide m2"
-        )
-    if pair.requires_grey and dataset.is_binary and dataset.kind in ("binary", "levels"):
-        raise ValueError(
-            f"the {pair.likelihood} likelihood is for grey levels: on binary pixels its density grows "
-            "without bound as the decoder saturates; use --binarize none, or --likelihood bernoulli"
-        )
-    if pair.likelihood is not None and dataset.model_kind not in pair.support:
-        raise ValueError(_support_message(pair, dataset.model_kind))
-    if semi and config is not None and config.elbo != "enum":
-        raise ValueError(
-            f"{pair.model} sums over the unknown labels by enumeration: use --elbo enum, not {config.elbo!r}"
-        )
-    if config is not None and config.elbo == "tcvae" and pair.latent_sites != (Z,):
-        raise ValueError(
-            f"tcvae splits the KL of the one latent site {Z!r}, but {pair.model} has the latent sites "
-            f"{list(pair.latent_sites)}: use --elbo trace (the beta-VAE)"
-        )
-    if config is not None:
-        elbo = make_elbo(config.elbo, alpha=config.alpha)  # refuses an unknown name or a bad alpha
-        why = untraceable_reason(elbo)
-        if config.jit == "on" and why is not None:
-            raise ValueError(
-                f"--jit on compiles the loss with torch.jit.trace, but {why}: use --jit auto (eager where a trace "
-                "cannot hold the loss) or --jit off"
-            )
-
-
-def _support_message(pair: Traits, kind: str) -> str:
-    from pvae.likelihoods import LIKELIHOODS, check_support
-
-    name = next((n for n, cls in LIKELIHOODS.items() if cls.__name__ == pair.likelihood), None)
-    if name is None:  # a likelihood of the user's: its declared support, in words
-        return f"the {pair.likelihood} likelihood holds {' or '.join(pair.support)} data, not {kind} data"
-    try:
-        check_support(LIKELIHOODS[name], kind, name)
-    except ValueError as error:
-        return str(error)
-    return f"the {name} likelihood cannot hold {kind} data"
-
-
-def applicable_estimators(pair: Traits, dataset: Dataset, train: TrainConfig) -> dict[str, bool | str]:
-    """Which estimators a pair can train with.
-
-    :param pair: the pair's :class:`Traits`.
-    :param dataset: the data it trains on.
-    :param train: its :class:`pvae.train.TrainConfig`; each estimator is checked in its place.
-    :returns: estimator name → ``True``, or the reason the pair cannot use it.
-    """
-
-    if pair.point_estimate:
-        return {n: "a point-mass guide has no density, so every bound is −∞" for n in ESTIMATORS}
-    reasons: dict[str, bool | str] = {}
-    for name in ESTIMATORS:
-        try:
-            check_compatible(pair, dataset, replace(train, elbo=name, jit="off", alpha=None))
-            reasons[name] = True
-        except ValueError as error:
-            reasons[name] = str(error)
-    return reasons
-
-
 # --------------------------------------------------------------------------------------------
-# Naming a pair.
+# The table of every trait.
 
 
-def resolve_pair(
-    model: str,
-    guide: str | None = None,
-    elbo: str | None = None,
-    beta: float | None = None,
-    beta_schedule: str = "constant",
-) -> tuple[str, str, str, float]:
-    """``(model, guide, elbo, beta)`` from what was given, the ``--model`` preset and the model's defaults.
+def _literal(value: Any) -> str:
+    """A default as Python spells it, strings in double quotes (``("z",)``, ``{"hidden": ()}``)."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(map(_literal, value)) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
 
-    :param model: a name of ``pvae.models.MODELS``, a preset of ``pvae.models.PRESETS`` (``"ae"``),
-        ``"module:ClassName"`` or ``"path/to/file.py:ClassName"``.
-    :param guide: the guide's name; ``None``: the preset's, else the model's ``default_guide``.
-    :param elbo: the estimator's name; ``None``: the preset's, else the model's ``default_elbo``.
-    :param beta: ``None``: the preset's, else 1.
-    :param beta_schedule: the name of the schedule of beta (a schedule cannot move a beta of 0).
-    :returns: model and guide names (a file path made absolute, so the run restores from anywhere),
-        the estimator and beta.
-    :raises ValueError: for an unknown model, or a setting that contradicts the preset it was given with.
+
+def _comparable(value: Any) -> Any:
+    """A tuple of names as the set it stands for (a likelihood's ``support`` in any order), else the value."""
+    return frozenset(value) if isinstance(value, (tuple, list)) else value
+
+
+def _declared_by(declaration: Declaration, registry: Mapping[str, type]) -> list[str]:
+    """The names of ``registry`` whose class declares ``declaration`` other than its default, with the value
+    where it is more than a yes."""
+    shown = []
+    for name, cls in registry.items():
+        if declaration.args is not None:
+            if callable(getattr(cls, declaration.name, None)):
+                shown.append(f"`{name}`")
+        elif declaration.by_constructor:
+            if declaration.name in inspect.signature(cls).parameters:
+                shown.append(f"`{name}`")
+        else:
+            value = getattr(cls, declaration.name, declaration.default)
+            if _comparable(value) != _comparable(declaration.default):
+                shown.append(f"`{name}`" if isinstance(value, bool) else f"`{name}` (`{_literal(value)}`)")
+    return shown
+
+
+def trait_table(registries: Mapping[str, Mapping[str, type]]) -> str:
+    """Every trait of :data:`DECLARATIONS` as a markdown table: its name, side, default and meaning, and the
+    classes of ``registries`` that declare it (the README's table is this one, for the built-in registries).
+
+    :param registries: side (``"model"``, ``"guide"``, ``"likelihood"``) → a registry, name → class
+        (``pvae.models.MODELS``, ``pvae.guides.GUIDES``, ``pvae.likelihoods.LIKELIHOODS``); a side left out
+        leaves its column cells empty.
+    :returns: the table, one row a line, ending with a newline.
     """
-    from pvae.models import MODELS, PRESETS, get_model
-
-    if model not in MODELS and model not in PRESETS and ":" not in model:
-        raise ValueError(
-            f"unknown model {model!r}; choose one of {sorted(MODELS)}, the preset "
-            f"{' or '.join(sorted(PRESETS))}, or give module:ClassName"
-        )
-    preset = PRESETS.get(model, {"model": model})
-    for key, given in (("guide", guide), ("beta", beta), ("elbo", elbo)):
-        if key in preset and given is not None and given != preset[key]:
-            raise ValueError(
-                f"--model {model} means --{key} {preset[key]}; drop --{key} {given}, or name the model itself"
-            )
-    default_guide, default_elbo, _ = model_defaults(get_model(preset["model"]))
-    guide = guide or preset.get("guide") or default_guide
-    elbo = elbo or preset.get("elbo") or default_elbo
-    beta = beta if beta is not None else preset.get("beta", 1.0)
-    if beta == 0 and beta_schedule != "constant":
-        raise ValueError(f"--beta-schedule {beta_schedule} moves beta from 0 up to --beta, which is 0 here")
-    return absolute(preset["model"]), absolute(guide), elbo, beta
-
-
-def absolute(name: str) -> str:
-    """``path/to/file.py:Class`` with an absolute path, so that a run can be restored from anywhere;
-    any other name unchanged.
-
-    :param name: a registry name, ``"module:ClassName"`` or ``"file.py:ClassName"``.
-    """
-    module, sep, attr = name.rpartition(":")
-    return f"{Path(module).resolve()}{sep}{attr}" if sep and module.endswith(".py") else name
+    rows = [("trait", "on", "default", "meaning", "declared by"), ("---",) * 5]
+    for d in DECLARATIONS:
+        name = d.name if d.args is None else f"{d.name}({d.args})"
+        default = "absent" if d.args is not None else f"`{_literal(d.default)}`"
+        by = ", ".join(_declared_by(d, registries.get(d.side, {})))
+        if d.by_constructor and by:
+            by += " (constructor argument)"
+        rows.append((f"`{name}`", d.side, default, d.meaning, by))
+    return "".join("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |\n" for row in rows)
 
 
 __all__ = [
+    "DECLARATIONS",
     "GUIDE_METHODS",
     "GUIDE_TRAITS",
     "LIKELIHOOD_TRAITS",
@@ -593,15 +522,14 @@ __all__ = [
     "MODEL_TRAITS",
     "OPTIONS",
     "RETIRED",
+    "Declaration",
     "Guide",
     "Labels",
     "Model",
+    "Side",
     "Traits",
-    "absolute",
-    "applicable_estimators",
-    "check_compatible",
     "check_pair",
     "model_defaults",
-    "resolve_pair",
+    "trait_table",
     "traits",
 ]

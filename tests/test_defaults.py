@@ -122,8 +122,9 @@ def test_command_with_its_defaults_runs_or_refuses_in_one_line(zoo, pair, comman
         assert numbers and any(math.isfinite(v) and v != 0 for v in numbers)
     if command == "compare-elbos":
         # every estimator the pair can use was compared: the default list, not a chosen one
+        from pvae.compatibility import applicable_estimators
         from pvae.config import restore
-        from pvae.pair import applicable_estimators, traits
+        from pvae.pair import traits
 
         _, config, dataset, model, guide = restore(zoo / pair)
         reasons = applicable_estimators(traits(model, guide), dataset, config.train)
@@ -153,3 +154,18 @@ def test_command_with_no_option_at_all(zoo, pair, command, capsys):
         assert code == 2 and REFUSALS[(command, pair)] in err, err
     else:
         assert code == 0, err
+
+
+@pytest.mark.parametrize("script", ["zoo", "ae_vs_vae"])
+def test_the_experiments_train_for_the_epochs_the_data_declare(script, capsys):
+    """The scripts' ``--epochs`` default is each dataset's own (:func:`pvae.data.default_epochs`), said in their
+    help as :func:`pvae.data.default_in_words` says it."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    module = importlib.import_module(script)
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    assert "default: 100 for digits, 10 otherwise" in " ".join(capsys.readouterr().out.split())

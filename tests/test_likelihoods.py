@@ -9,6 +9,7 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 from scipy import stats
 
+from pvae.compatibility import check_compatible
 from pvae.config import PairConfig, build_pair
 from pvae.data import DataConfig, load
 from pvae.likelihoods import (
@@ -27,7 +28,7 @@ from pvae.likelihoods import (
     get_likelihood,
 )
 from pvae.models.vae import VAE
-from pvae.pair import check_compatible, traits
+from pvae.pair import traits
 from pvae.train import TrainConfig, fit
 from tests.conftest import derived_seed, make_dataset
 

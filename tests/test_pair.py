@@ -1,9 +1,11 @@
-"""The pair contract: the traits of every zoo pair, refused near-misses, model defaults, and the checks
-that refuse a model and guide that do not fit each other."""
+"""The pair contract: the traits of every zoo pair, refused near-misses, model defaults, the checks
+that refuse a model and guide that do not fit each other, and the one table of the traits."""
 
 import json
 import math
-from dataclasses import replace
+import re
+from dataclasses import fields, replace
+from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -12,26 +14,22 @@ import torch
 from pyro.nn import PyroModule
 
 from pvae import data
+from pvae.compatibility import applicable_estimators, check_compatible
 from pvae.config import PairConfig, build_pair, resolve
 from pvae.estimators import ESTIMATORS
+from pvae.guides import GUIDES
 from pvae.guides.gaussian import GaussianGuide
 from pvae.guides.m2 import M2Guide
+from pvae.likelihoods import LIKELIHOODS
+from pvae.models import MODELS
 from pvae.models.linear import LinearGaussian
 from pvae.models.vae import VAE
-from pvae.pair import (
-    Guide,
-    Model,
-    Traits,
-    absolute,
-    applicable_estimators,
-    check_compatible,
-    check_pair,
-    model_defaults,
-    resolve_pair,
-    traits,
-)
+from pvae.pair import DECLARATIONS, Guide, Model, Traits, check_pair, model_defaults, trait_table, traits
+from pvae.resolve import absolute, resolve_pair
 from pvae.sites import DATA, X
 from pvae.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 X_SHAPE = (1, 8, 8)
 
@@ -371,3 +369,63 @@ def test_resolve_pair_takes_the_preset_then_the_models_defaults(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     assert absolute("my.py:Net") == f"{tmp_path.resolve() / 'my.py'}:Net"
     assert (absolute("vae"), absolute("pkg.mod:Net")) == ("vae", "pkg.mod:Net")
+
+
+def test_a_schedule_of_a_beta_of_0_is_refused_once_by_the_training_config():
+    from pvae.trainconfig import TrainConfig
+
+    assert resolve_pair("ae") == ("vae", "delta", "meanfield", 0.0)  # the names alone: the schedule is not theirs
+    with pytest.raises(ValueError, match="--beta-schedule cyclical moves beta from 0 up to --beta, which is 0 here"):
+        TrainConfig(beta=0.0, beta_schedule="cyclical")
+    assert TrainConfig(beta=0.0).schedule().beta == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# The one table of the traits.
+
+REGISTRIES = {"model": MODELS, "guide": GUIDES, "likelihood": LIKELIHOODS}
+#: The README's table sits between these two lines.
+TABLE_START = "<!-- the trait table: pvae.pair.trait_table -->"
+TABLE_END = "<!-- end of the trait table -->"
+
+
+def test_the_declarations_give_the_records_defaults():
+    defaults = {f.name: f.default for f in fields(Traits)}
+    values = [d for d in DECLARATIONS if d.args is None]
+    assert {d.name: d.default for d in values if d.name != "defaults"} == {
+        d.name: defaults[d.name] for d in values if d.name != "defaults"
+    }
+    assert (defaults["defaults"], Traits("M").options) == ((), {})  # the model's {} as sorted pairs
+    methods = {"log_marginal": "exact_marginal", "label_prior": "label_prior", "classify": "classifies"}
+    assert {methods.get(d.name, d.name) for d in DECLARATIONS if d.args is not None} <= set(defaults)
+
+
+def test_the_trait_table_has_a_row_a_trait_with_the_built_ins_that_declare_it():
+    table = trait_table(REGISTRIES)
+    lines = table.splitlines()
+    assert table.endswith("|\n") and len(lines) == 2 + len(DECLARATIONS) == 17
+    assert lines[0] == "| trait | on | default | meaning | declared by |"
+    rows = {line.split(" | ")[0].removeprefix("| "): line.split(" | ") for line in lines[2:]}
+    assert rows["`latent_sites`"][1:3] == ["model", '`("z",)`']
+    assert rows["`latent_sites`"][4] == '`two-layer` (`("z", "z1")`) |'
+    assert rows["`labels`"][4] == '`cvae` (`"observed"`), `m2` (`"semi-supervised"`) |'
+    assert rows["`num_classes`"][4] == "`cvae`, `m2` (constructor argument) |"
+    assert rows["`log_marginal(x)`"][2:] == ["absent", "exact log p(x) per datapoint", "`linear` |"]
+    assert rows["`auxiliary_loss(x, y)`"][4] == "`m2` |"
+    assert rows["`mean_field`"][2] == "`True`" and rows["`mean_field`"][4] == "`two-layer` |"
+    assert "q(z\\|x) is a point mass" in rows["`point_estimate`"][3]  # a pipe inside a cell is escaped
+    # a likelihood's support in another order is the default; only a narrower one is declared
+    assert "gaussian" not in rows["`support`"][4].replace("continuous-bernoulli", "")
+    assert rows["`support`"][4].startswith('`bernoulli` (`("binary",)`), `continuous-bernoulli` (`("levels",)`)')
+    # without a registry, a side's column is empty
+    assert (
+        trait_table({}).splitlines()[2]
+        == '| `latent_sites` | model | `("z",)` | the latent sites beta scales, in model and guide |  |'
+    )
+
+
+def test_the_readme_shows_the_generated_trait_table():
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(f"^{re.escape(TABLE_START)}\n(.*?)^{re.escape(TABLE_END)}$", readme, re.S | re.M)
+    assert found, f"README.md has no lines {TABLE_START!r} and {TABLE_END!r} around the trait table"
+    assert found.group(1) == trait_table(REGISTRIES), "paste pvae.pair.trait_table(...) between the markers"

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from pvae import cli, data
+from pvae.compatibility import check_compatible
 from pvae.config import PairConfig, build_pair
 from pvae.data import DataConfig, DataError, from_arrays
-from pvae.pair import check_compatible, traits
+from pvae.pair import traits
 from pvae.userdata import NpyRows, checksum, find_kind, smallest_exact
 
 pd = pytest.importorskip("pandas")
