@@ -16,12 +16,19 @@ What a step holds:
   the tensors beside them (activations, samples, log-densities per pixel or dimension, gradients);
 - the importance-sampled log p(x) after training: the same per draw, for the chunk of draws
   :func:`pvae.evaluate.sample_chunks` gives 100 datapoints, without gradients.
+
+What a step did cost, measured: :func:`peak_bytes` (CUDA's own counters on a GPU, :class:`PeakMemory` on
+the CPU), which ``pvae compare-elbos`` reports per estimator.
 """
 
 import math
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from pvae.evaluate import sample_chunks
 
@@ -210,3 +217,57 @@ def format_seconds(seconds: float) -> str:
             value = seconds / size
             return f"{value:.1f} {unit}" if value < 10 else f"{value:,.0f} {unit}"
     return f"{seconds:.0f} s"
+
+
+class PeakMemory(TorchDispatchMode):
+    """Bytes of tensor storage allocated while active: the current total and its peak.
+
+    Counts storages created by operations inside the context (activations, saved tensors,
+    gradients, an optimizer's temporaries), each once, and frees them when they are garbage. An
+    output that shares its storage with an input (an in-place update, a view, ``detach``) is not
+    new memory, so tensors that existed before (parameters, optimizer state) are not counted.
+    On CUDA, ``torch.cuda.max_memory_allocated`` measures the same thing without this bookkeeping.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.current = 0
+        self.peak = 0
+        self._live: set[int] = set()
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self.current -= nbytes
+        self._live.discard(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {
+            t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)
+        }
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                storage = t.untyped_storage()
+                key, nbytes = storage.data_ptr(), storage.nbytes()
+                if nbytes and key not in self._live and key not in inputs:
+                    self._live.add(key)
+                    self.current += nbytes
+                    weakref.finalize(storage, self._free, key, nbytes)
+        self.peak = max(self.peak, self.current)
+        return out
+
+
+def peak_bytes(run: Callable[[], object], device: str | torch.device = "cpu") -> int:
+    """Bytes that ``run()`` allocates at its peak beyond what was allocated before it.
+
+    :param run: the work measured (one training step, say), called once.
+    :param device: where it allocates: on CUDA, the allocator's own peak counter (of the current
+        device); elsewhere, the storages :class:`PeakMemory` sees created on the host.
+    """
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        run()
+        return torch.cuda.max_memory_allocated() - base
+    with PeakMemory() as meter:
+        run()
+    return meter.peak

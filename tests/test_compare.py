@@ -1,4 +1,4 @@
-"""The measurements of the estimator comparison: memory, signal-to-noise, cost, training, tables."""
+"""The measurements of the estimator comparison: signal-to-noise, cost, training, tables."""
 
 import math
 
@@ -8,8 +8,6 @@ import torch
 from pvae import data
 from pvae.compare import (
     Estimator,
-    PeakMemory,
-    _snr_summary,
     bound_values,
     estimator_grid,
     gradient_stats,
@@ -19,6 +17,7 @@ from pvae.compare import (
     step_cost,
     train_each,
 )
+from pvae.compare.measure import _snr_summary
 from pvae.config import PairConfig, build_pair
 from pvae.train import TrainConfig
 from tests.conftest import derived_seed
@@ -32,40 +31,6 @@ def digits():
 def _pair(dataset, seed=0):
     torch.manual_seed(derived_seed(seed))
     return build_pair(PairConfig(z_dim=4, hidden=(64,)), dataset.x_shape)
-
-
-def test_peak_memory_counts_each_storage_once_and_frees_it():
-    with PeakMemory() as meter:
-        a = torch.ones(1000)  # 4,000 bytes
-        view = a[:10]  # a view: no new storage
-        b = torch.ones(2000)  # 8,000 bytes: 12,000 live
-        del a, view
-        c = torch.ones(500)  # a freed (4,000 bytes), c allocated: 10,000 live
-    assert meter.peak == 12_000
-    assert meter.current == 10_000
-    del b, c
-
-
-def test_peak_memory_ignores_tensors_that_existed_before():
-    """An in-place update, a view or a detach of a parameter reuses its storage: an optimizer
-    step allocates only its temporaries."""
-    existing = torch.ones(1000)
-    with PeakMemory() as meter:
-        existing.add_(1.0)
-        existing.detach()
-        existing[:10].mul_(2.0)
-        fresh = existing * 2  # 4,000 new bytes
-    assert meter.peak == 4_000
-    param = torch.nn.Parameter(torch.ones(1000))
-    param.grad = torch.ones(1000)
-    optimizer = torch.optim.Adam([param])
-    optimizer.step()  # its state exists from now on
-    with PeakMemory() as meter:
-        optimizer.step()
-    # Adam's state (exp_avg, exp_avg_sq) and the parameter are updated in place; only temporaries
-    # are new, and fewer than the three 4,000-byte tensors that existed before
-    assert 0 < meter.peak < 3 * 4_000
-    del fresh
 
 
 def test_snr_summary_is_mean_over_std_per_parameter():

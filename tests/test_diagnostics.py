@@ -119,7 +119,7 @@ def test_the_exact_guide_matches_nuts_and_a_narrow_one_does_not(ppca, nuts):
 
 
 def _guide_draws(guide, x, n):
-    from pvae.diagnostics import _guide_draws as draws
+    from pvae.diagnostics.joint import guide_draws as draws
 
     return draws(guide, guide, x, None, n, [Z])[Z].numpy()
 

@@ -1,5 +1,6 @@
 """The memory estimate of a training step: exact for parameters, within a factor of the measured peak
-for activations, and a refusal with the numbers above what the machine has."""
+for activations, and a refusal with the numbers above what the machine has; the measured peak itself
+(:class:`pvae.memory.PeakMemory`, :func:`pvae.memory.peak_bytes`) counts each new storage once."""
 
 import os
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from pvae.config import PairConfig, build_pair
-from pvae.memory import available_memory, check_step_memory, estimate_step_memory
+from pvae.memory import PeakMemory, available_memory, check_step_memory, estimate_step_memory, peak_bytes
 from pvae.train import TrainConfig, make_loss
 
 X_SHAPE = (1, 8, 8)
@@ -122,3 +123,48 @@ def test_available_memory_is_read_where_it_can_be():
     if sys.platform.startswith("linux"):
         assert cpu is not None and cpu > 0
     assert available_memory("meta") is None
+
+
+def test_peak_memory_counts_each_storage_once_and_frees_it():
+    with PeakMemory() as meter:
+        a = torch.ones(1000)  # 4,000 bytes
+        view = a[:10]  # a view: no new storage
+        b = torch.ones(2000)  # 8,000 bytes: 12,000 live
+        del a, view
+        c = torch.ones(500)  # a freed (4,000 bytes), c allocated: 10,000 live
+    assert meter.peak == 12_000
+    assert meter.current == 10_000
+    del b, c
+
+
+def test_peak_memory_ignores_tensors_that_existed_before():
+    """An in-place update, a view or a detach of a parameter reuses its storage: an optimizer
+    step allocates only its temporaries."""
+    existing = torch.ones(1000)
+    with PeakMemory() as meter:
+        existing.add_(1.0)
+        existing.detach()
+        existing[:10].mul_(2.0)
+        fresh = existing * 2  # 4,000 new bytes
+    assert meter.peak == 4_000
+    param = torch.nn.Parameter(torch.ones(1000))
+    param.grad = torch.ones(1000)
+    optimizer = torch.optim.Adam([param])
+    optimizer.step()  # its state exists from now on
+    with PeakMemory() as meter:
+        optimizer.step()
+    # Adam's state (exp_avg, exp_avg_sq) and the parameter are updated in place; only temporaries
+    # are new, and fewer than the three 4,000-byte tensors that existed before
+    assert 0 < meter.peak < 3 * 4_000
+    del fresh
+
+
+def test_peak_bytes_on_the_host_is_what_the_work_allocates_at_once():
+    def work():
+        a = torch.ones(1000)  # 4,000 bytes
+        b = torch.ones(2000)  # 8,000 bytes: 12,000 live
+        del a
+        return b.sum()  # 4 more bytes while a is freed
+
+    assert peak_bytes(work, "cpu") == 12_000
+    assert peak_bytes(lambda: None) == 0

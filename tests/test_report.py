@@ -13,8 +13,8 @@ import pytest
 from pvae import study
 from pvae.cli import main
 from pvae.files import save_figure, write_json
-from pvae.report import MAX_PLOTS, REPORT, ReportConfig, format_number, plots, write_report
-from pvae.runs import Run, RunError
+from pvae.report import MAX_PLOTS, ReportConfig, format_number, plots, write_report
+from pvae.runs import REPORT, Run, RunError
 from pvae.sweep import error_record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -518,3 +518,43 @@ def test_out_names_an_html_file_and_a_folder_gets_one_in_it(tmp_path):
             ReportConfig(out=given)
         assert str(refused.value).endswith(f"give the name of an HTML file to write, e.g. {example}")
     assert ReportConfig(out="Page.HTML").out == "Page.HTML"  # the suffix in any case
+
+
+def test_a_comparison_is_shown_from_its_results_json(tmp_path):
+    """``pvae compare-elbos``'s tables come from its ``results.json`` (``results.md`` is for people and not read):
+    each bound, its ordering and the notes; a ``results.json`` of another kind shows its flat numbers."""
+    from pvae.compare import ordering
+
+    run = fake_run(tmp_path / "run", {"test": {"elbo": -30.0}})
+    estimators = [("trace", 1, -30.123), ("iwae", 5, -29.75)]
+    fields = [
+        {"estimator": n, "particles": k, "alpha": None, "jit": False, "setting": n, "label": f"{n} K={k}"}
+        for n, k, _ in estimators
+    ]
+    means = [m for _, _, m in estimators]
+    values = [{**f, "mean": m, "se": 0.01, "sd": 0.05, "repeats": 4} for f, m in zip(fields, means, strict=True)]
+    snr = {"snr_mean": 0.5, "snr_median": 0.4, "variance": 2e-3, "mean_norm": 1.0, "parameters": 10, "repeats": 3}
+    settings = {"points": 20, "repeats": 4, "grad_points": 8, "grad_repeats": 3, "cost_batch": 16, "cost_steps": 2}
+    results = {
+        "settings": settings,
+        "values": values,
+        "exact_log_px": None,
+        "ordering": ordering(values),
+        "gradients": [{**f, "encoder": snr, "decoder": snr} for f in fields],
+        "cost": [{**f, "seconds": 0.0021, "peak_mib": 1.5} for f in fields],
+        "training": [],
+        "notes": ["graph is left out: it cannot run on this pair (why)"],
+    }
+    write_json(run / "elbos" / "results.json", results)
+    write_json(run / "other" / "results.json", {"rows": [], "score": 0.625})
+    page = write_report(run).read_text()
+    assert '<h2>ELBO estimators (pvae compare-elbos) <span class="where">elbos/</span></h2>' in page
+    assert "<h4>Bounds at fixed parameters (20 test points, 4 estimates each)</h4>" in page
+    assert "<thead><tr><th>estimator</th><th>K=1</th><th>K=5</th></tr></thead>" in page
+    assert "<tr><td>trace</td><td>-30.123 ± 0.010 (sd 0.050)</td><td></td></tr>" in page
+    assert "<tr><td>iwae</td><td></td><td>0.500 / 0.50</td></tr>" in page
+    assert "<td>2.1 ms · 1.5 MiB</td>" in page
+    ordered = "Ordering ELBO ≤ IWAE-K ≤ log p(x) holds: ELBO (trace K=1) -30.123 ≤ IWAE-5 (iwae K=5) -29.750."
+    assert f"<p>{ordered}</p>" in page
+    assert "<p>Note: graph is left out: it cannot run on this pair (why).</p>" in page
+    assert "results.json, its numbers:" in page and 'data-key="score" data-value="0.625"' in page
