@@ -20,8 +20,7 @@ from typing import Any
 
 from pvae import options
 from pvae.quality.score import HEADLINES as QUALITY
-from pvae.runs import CONFIG, Run, RunError, is_stale, stale_entries
-from pvae.sweep import failed_cells, recorded_error
+from pvae.runs import CONFIG, Run, RunError, failed_cells, flatten, is_stale, recorded_error, stale_entries
 
 #: A run's states: ``finished`` (summary.json holds the test numbers), ``not finite`` (evaluated, but a number
 #: of it is NaN or infinite: shown as such, never pooled with the finite runs of its group), ``partial`` (trained
@@ -153,10 +152,17 @@ class Table:
     grouped: bool
     seeds: tuple[str, ...] = ()
 
+    def title(self, number: str) -> str:
+        """The title of ``number`` (a key of :data:`NUMBERS`), as a column or an axis shows it.
+
+        :param number: the number.
+        """
+        return NUMBERS[number]
+
 
 def failure(path: str | os.PathLike) -> str | None:
-    """The error a sweep recorded for the run in ``path`` (its cell's last attempt failed), or ``None``;
-    where sweeps keep them is :mod:`pvae.sweep`'s business (:func:`pvae.sweep.recorded_error`)."""
+    """The error a sweep recorded for the run in ``path`` (its cell's last attempt failed), or ``None``
+    (:func:`pvae.runs.recorded_error`)."""
     return recorded_error(path)
 
 
@@ -189,20 +195,6 @@ def _foreign(path: Path) -> bool:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
     return isinstance(config, dict) and not {"data", "pair", "train"} & set(config)
-
-
-def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
-    """A nested configuration as dotted names: ``{"train": {"beta": 4}}`` → ``{"train.beta": 4}``; lists
-    become comma-separated text (``[512, 256]`` → ``"512,256"``)."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        elif isinstance(value, list | tuple):
-            flat[f"{prefix}{key}"] = ",".join(map(str, value))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def read_run(path: str | os.PathLike, root: str | os.PathLike | None = None) -> RunRecord:

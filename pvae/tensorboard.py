@@ -33,7 +33,7 @@ from pvae.diagnostics import NotApplicable, diagonal_prior, local_family
 from pvae.evaluate import reconstruct, sample_prior
 from pvae.files import record_written
 from pvae.pair import traits
-from pvae.runs import rng_state, set_rng_state
+from pvae.runs import flatten, rng_state, set_rng_state
 
 #: The folder of a run that holds its event files (:meth:`pvae.runs.Run.own_files` counts them as pvae's).
 FOLDER = "tensorboard"
@@ -133,10 +133,8 @@ def scalar_name(key: str) -> str:
 
 def hparam_values(config: dict) -> dict:
     """A run's nested settings (``config.json``) as flat hparams: ``{"train.beta": 4.0, ...}``, as
-    :func:`pvae.study.flatten` names them; unset (``None``) settings are left out, as the HParams view takes
+    :func:`pvae.runs.flatten` names them; unset (``None``) settings are left out, as the HParams view takes
     numbers, text and booleans."""
-    from pvae.study import flatten
-
     return {name: value for name, value in flatten(config).items() if value is not None}
 
 

@@ -6,9 +6,12 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
+from pvae import data
+from pvae import evaluate as ev
+from pvae.diagnostics import latent_usage
 from pvae.guides.gaussian import GaussianGuide
 from pvae.models.vae import VAE
-from pvae.plots.run import plot_curves, plot_traversals, traversal_figure
+from pvae.plots.run import TRAVERSAL_POINTS, plot_curves, plot_traversals, run_figures, traversal_figure
 from tests.conftest import derived_seed
 
 
@@ -70,10 +73,40 @@ def test_traversal_rows_are_the_active_dimensions_by_the_kl_the_guide_was_set_to
         layer.bias[4:] = math.log(0.5)
     second_moment = x.flatten(1).pow(2).mean(0)
     kl = 0.5 * (a**2 * second_moment + 0.25 - 1 - 2 * math.log(0.5))
-    ax = traversal_figure(model, guide, x, steps=5).axes[0]
+    usage = latent_usage(model, guide, x, prior_draws=10)
+    ax = traversal_figure(model, guide, x, steps=5, usage=usage).axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == [f"z{j}: KL {float(kl[j]):.2f} nats" for j in (2, 3, 0)]
     assert ax.get_title() == "latent traversals of datapoint 0: active dimensions by KL"
     assert "prior standard deviations" in ax.get_xlabel()
+
+
+def test_traversals_draw_the_usage_they_are_given():
+    """The figure ranks the dimensions by the usage passed in, not by one of its own: z0 (KL 5) above z2 (KL 1)."""
+    torch.manual_seed(derived_seed(31))
+    x = torch.rand(20, 1, 2, 2)
+    model = VAE((1, 2, 2), z_dim=4, hidden=())
+    guide = GaussianGuide((1, 2, 2), z_dim=4, hidden=())
+    usage = {"activity": torch.zeros(4), "active": [0, 2], "kl_per_dim": torch.tensor([5.0, 0.0, 1.0, 0.0])}
+    ax = traversal_figure(model, guide, x, steps=3, usage=usage).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["z0: KL 5.00 nats", "z2: KL 1.00 nats"]
+
+
+def test_run_figures_draw_traversals_by_the_callers_usage_and_none_without_it():
+    """The traversals rank the dimensions by the usage the caller measured on the first TRAVERSAL_POINTS test
+    datapoints (the figure computes none itself); without a usage there is no traversal figure."""
+    digits = data.load(data.DataConfig("digits"))
+    torch.manual_seed(derived_seed(32))
+    model, guide = VAE((1, 8, 8), z_dim=3, hidden=(16,)), GaussianGuide((1, 8, 8), z_dim=3, hidden=(16,))
+    test = digits.test
+    x, y = test.images(slice(TRAVERSAL_POINTS)), test.y[:TRAVERSAL_POINTS]
+    assert len(x) == 360  # digits' whole test split
+    usage = latent_usage(model, guide, x, y, prior_draws=50)
+    given = run_figures(model, guide, digits, [], n=20, usage=usage)["traversals"].axes[0]
+    dims, scores, _ = ev.traversal_order(usage)
+    assert [t.get_text() for t in given.get_yticklabels()] == [
+        f"z{d}: KL {s:.2f} nats" for d, s in zip(dims, scores, strict=True)
+    ]
+    assert "traversals" not in run_figures(model, guide, digits, [], n=20)
 
 
 def test_curves_draw_each_validation_number_over_the_epochs_that_have_it():

@@ -427,3 +427,34 @@ def test_a_file_pvae_wrote_and_someone_edited_since_is_never_written_over(tmp_pa
     (run.path / "codes.json").rename(tmp_path / "codes.json")  # moved out, as the message says
     Run.create(tmp_path / "run", {"a": 2}, overwrite=True)
     assert not (run.path / "quality").exists() and (run.path / "mine.png").read_bytes() == b"mine"
+
+
+def test_a_config_flattens_to_dotted_names_with_lists_as_text():
+    from pvae.runs import flatten
+
+    config = {"data": {"data": "digits", "val_size": None}, "pair": {"hidden": [512, 256], "z_dim": 2}, "top": 1}
+    assert flatten(config) == {
+        "data.data": "digits",
+        "data.val_size": None,
+        "pair.hidden": "512,256",
+        "pair.z_dim": 2,
+        "top": 1,
+    }
+
+
+@pytest.mark.parametrize("text", ['{"error": "ValueError: --lr must be positive", "index": 3}', '{"err', "[1]"])
+def test_a_failed_cells_error_record_is_read_beside_its_run_directory(tmp_path, text):
+    """A sweep records a failed cell in ``.sweep/NAME.error.json`` beside the cells; a record that does not read
+    still says the cell failed."""
+    from pvae import sweep
+    from pvae.runs import error_record, failed_cells, recorded_error
+
+    run = tmp_path / "beta=4"
+    assert error_record(run) == tmp_path / ".sweep" / "beta=4.error.json" == sweep.error_record(run)
+    assert recorded_error(run) is None and failed_cells(tmp_path) == []
+    error_record(run).parent.mkdir()
+    error_record(run).write_text(text)
+    expected = "ValueError: --lr must be positive" if text.startswith('{"error"') else None
+    unreadable = f"failed (its error record {error_record(run)} is unreadable)"
+    assert recorded_error(run) == (expected or unreadable) == sweep.recorded_error(run)
+    assert failed_cells(tmp_path) == [run] == sweep.failed_cells(tmp_path)  # its directory need not exist

@@ -14,9 +14,8 @@ from matplotlib.container import ErrorbarContainer
 from pvae.cli import main
 from pvae.files import write_json
 from pvae.plots.study import plot_against
-from pvae.runs import Run
+from pvae.runs import Run, error_record
 from pvae.study import collect, read_run, table, to_csv, to_markdown
-from pvae.sweep import error_record
 from tests.conftest import derived_seed
 
 BETAS = (1.0, 4.0)
@@ -210,6 +209,8 @@ def test_plot_error_bars_are_the_table(study):
     np.testing.assert_array_equal(y, [row.numbers["elbo"].mean for row in result.rows])
     half = [abs(seg[1, 1] - seg[0, 1]) / 2 for seg in bars.get_segments()]
     np.testing.assert_allclose(half, [row.numbers["elbo"].sd for row in result.rows], rtol=1e-12)
+    assert fig.axes[0].get_ylabel() == result.title("elbo") == "ELBO"
+    assert fig.axes[0].get_title().startswith("ELBO against train.beta (mean ± sd over seeds")
 
 
 def test_command_prints_writes_and_draws(study, tmp_path, capsys):

@@ -9,16 +9,19 @@ import subprocess
 import sys
 import time
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import pvae.sweep
 from pvae import cli
+from pvae.app.train import TrainSettings
 from pvae.app.train import run_config as train_config
 from pvae.runs import RunError
-from pvae.sweep import Sweep, SweepConfig, _running_elsewhere, cell_name, cell_status
-from tests.conftest import derived_seed, with_test_device
+from pvae.sweep import Sweep, SweepConfig, cell_name, cell_status
+from pvae.sweep.records import running_elsewhere
+from tests.conftest import TEST_DEVICE, derived_seed, with_test_device
 
 #: A cell trains in about a second: 200 digits, a tiny pair.
 SMALL = ["--hidden", "16", "--z-dim", "2", "--samples", "5", "--train-size", "200", "--no-progress"]
@@ -33,8 +36,11 @@ def main(argv: list[str]) -> int:
 
 
 def _sweep(out, grid=(), cells=(), train=(), device="auto") -> Sweep:
-    parser = next(a for a in cli.build_parser(only="train")._actions if a.dest == "command").choices["train"]
-    return Sweep(out, SweepConfig(grid=tuple(grid), cells=tuple(cells)), list(train), parser, train_config, device)
+    """The sweep ``pvae sweep OUT --grid GRID --cells CELLS --device DEVICE -- TRAIN`` makes."""
+    base = cli.from_args(TrainSettings, cli.build_parser(only="train").parse_args(["train", *train]))
+    config = SweepConfig(grid=tuple(grid), cells=tuple(cells))
+    given = cli.given_options(list(train))
+    return Sweep(out, config, base, given, device, check=train_config, train_options=train)
 
 
 def _epochs(run: Path) -> list[int]:
@@ -59,9 +65,9 @@ def test_a_grid_crosses_its_options_in_order_and_names_each_cell_by_its_settings
     assert first.argv == ("--no-progress", "--epochs", "1", "--beta=1", "--z-dim=2", "--no-vectorize")
     assert sweep.cells[1].argv[-1] == "--vectorize"
     # what pvae train makes of a cell's options is what the cell says
-    config = train_config(sweep.parse(first.argv))
+    config = train_config(sweep.settings(first))
     assert (config.train.beta, config.pair.z_dim, config.train.vectorize, config.train.epochs) == (1.0, 2, False, 1)
-    config = train_config(sweep.parse(sweep.cells[-1].argv))
+    config = train_config(sweep.settings(sweep.cells[-1]))
     assert (config.train.beta, config.pair.z_dim, config.train.vectorize) == (2.0, 3, True)
     assert _sweep(tmp_path / "v", ["validate=on,off"]).cells[1].argv == ("--no-progress",)  # a flag's off: no flag
 
@@ -73,7 +79,7 @@ def test_a_grid_crosses_its_options_in_order_and_names_each_cell_by_its_settings
         "hidden=32,16,seed=0",
         "hidden=32,16,seed=1",
     ]
-    assert train_config(sweep.parse(sweep.cells[2].argv)).pair.hidden == (32, 16)
+    assert train_config(sweep.settings(sweep.cells[2])).pair.hidden == (32, 16)
     assert sweep.cells[0].argv[:2] == ("--device", "cpu")
 
     # a value a file name should not hold is made safe, and two such cells stay apart
@@ -219,7 +225,7 @@ def test_workers_killed_with_sigkill_then_the_same_command_finishes_with_nothing
         os.killpg(first.pid, signal.SIGKILL)  # the sweep and its workers, as a scheduler's kill does
         first.communicate()
     # the workers (not this test's children) may still be on their way out, holding their cells' locks
-    _wait_for(lambda: not any(_running_elsewhere(out, f"seed={s}") for s in seeds), 30)
+    _wait_for(lambda: not any(running_elsewhere(out, f"seed={s}") for s in seeds), 30)
     states = {row["name"]: row["state"] for row in cell_status(out)}
     assert "partial" in states.values(), states
     finished = {p: p.stat().st_mtime_ns for name, s in states.items() if s == "done" for p in (out / name).iterdir()}
@@ -273,7 +279,7 @@ def test_a_cell_another_process_runs_is_skipped_not_trained_twice_and_not_failed
         assert capsys.readouterr().out.splitlines()[0].split() == ["0", "running", busy]
         # under torchrun rank 0 cannot skip it (the other ranks would wait for it): it stops, saying why
         with monkeypatch.context() as patch:
-            patch.setattr(pvae.sweep, "under_torchrun", lambda: True)
+            patch.setattr(pvae.sweep.run, "under_torchrun", lambda: True)
             assert main([*command[:4], "--cell", "0", *command[4:]]) == 2
         assert "is running elsewhere (another process holds its lock): under torchrun" in capsys.readouterr().err
     finally:
@@ -285,7 +291,8 @@ def test_a_cell_another_process_runs_is_skipped_not_trained_twice_and_not_failed
 def test_a_corrupt_error_record_reads_as_failed_everywhere(tmp_path, capsys, text):
     """A cut-short, non-object or undecodable error record: cell_status, recorded_error and a worker's end all
     read it as a failure that says its record is unreadable, and none of them stops the sweep."""
-    from pvae.sweep import _finished, recorded_error
+    from pvae.sweep import recorded_error
+    from pvae.sweep.workers import finished
 
     out = tmp_path / "s"
     sweep = _sweep(out, ["seed=0,1"], train=["--epochs", "1", *SMALL])
@@ -297,24 +304,24 @@ def test_a_corrupt_error_record_reads_as_failed_everywhere(tmp_path, capsys, tex
     unreadable = f"failed (its error record {record} is unreadable)"
     assert [(row["state"], row["error"]) for row in cell_status(out)] == [("failed", unreadable), ("pending", None)]
     assert recorded_error(out / "seed=0") == unreadable and recorded_error(out / "seed=1") is None
-    _finished(sweep, sweep.cells[0], 1, 0.5)  # its worker exited 1 after writing this record
+    finished(sweep, sweep.cells[0], 1, 0.5)  # its worker exited 1 after writing this record
     assert f"cell 0/2 seed=0: failed in 0.5 s: {unreadable}" in capsys.readouterr().err
     assert json.loads(record.read_text())["error"] == unreadable
 
 
 @pytest.mark.parametrize("status", [130, -signal.SIGINT])
 def test_a_worker_that_was_interrupted_is_not_recorded_as_failed(tmp_path, capsys, status):
-    from pvae.sweep import _finished
+    from pvae.sweep.workers import finished
 
     out = tmp_path / "s"
     sweep = _sweep(out, ["seed=0,1"], train=["--epochs", "1", *SMALL])
     out.mkdir()
     (out / "sweep.json").write_text(json.dumps(sweep.record()))
-    _finished(sweep, sweep.cells[1], status, 2.0)
+    finished(sweep, sweep.cells[1], status, 2.0)
     assert "cell 1/2 seed=1: interrupted after 2.0 s; it is pending" in capsys.readouterr().err
     assert not (out / ".sweep" / "seed=1.error.json").exists()
     assert [row["state"] for row in cell_status(out)] == ["pending", "pending"]
-    _finished(sweep, sweep.cells[1], -signal.SIGKILL, 2.0)  # killed outright (out of memory): that is a failure
+    finished(sweep, sweep.cells[1], -signal.SIGKILL, 2.0)  # killed outright (out of memory): that is a failure
     assert cell_status(out)[1]["error"] == "the process killed by SIGKILL"
 
 
@@ -348,14 +355,126 @@ def test_an_option_the_grid_names_twice_is_refused_by_the_config_too(grid, words
     assert words in str(refused.value)
 
 
-def test_checking_a_sweep_leaves_the_callers_parser_as_it_was(tmp_path):
-    parser = next(a for a in cli.build_parser(only="train")._actions if a.dest == "command").choices["train"]
-    sweep = Sweep(tmp_path / "s", SweepConfig(grid=("seed=0,1",)), [], parser, train_config)
-    with pytest.raises(ValueError, match="expected a number"):
-        sweep.parse(["--lr", "x"])
-    assert "error" not in vars(parser)
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--lr", "x"])
+def test_a_cell_is_the_base_settings_replaced_and_its_values_are_read_as_pvae_train_reads_them(tmp_path, capsys):
+    """A cell's settings are ``dataclasses.replace(base, **its own)``, its progress bar off unless given and the
+    sweep's device; a value is read with pvae train's types and messages; where no options are typed they are
+    written from ``base``; a setting the sweep sets itself is refused, in ``base`` or after --."""
+    base = TrainSettings(epochs=1, hidden=(32, 16), lr=0.01)
+    config = SweepConfig(grid=("beta=0.5,2", "vectorize=off,on"))
+    sweep = Sweep(tmp_path / "s", config, base, device="cpu", check=train_config)
+    assert sweep.train_options == ("--hidden", "32,16", "--epochs", "1", "--lr", "0.01")
+    last = sweep.cells[-1]
+    assert sweep.settings(last) == replace(base, beta=2.0, vectorize=True, progress=False, device="cpu")
+    assert sweep.settings(last, out="o").out == "o"
+    assert sweep.chosen(last, "out") == {"hidden", "epochs", "lr", "beta", "vectorize", "progress", "device", "out"}
+    assert last.argv == (
+        "--device", "cpu", "--no-progress", "--hidden", "32,16", "--epochs", "1", "--lr", "0.01", "--beta=2",
+        "--vectorize",
+    )  # fmt: skip
+    shown = Sweep(tmp_path / "s", SweepConfig(grid=("seed=0,1",)), base, {"progress"})
+    assert shown.settings(shown.cells[1]) == replace(base, seed=1) and shown.train_options == ("--progress",)
+    with pytest.raises(ValueError, match=r"^cell lr=x: argument --lr: expected a number, not 'x'$"):
+        Sweep(tmp_path / "s", SweepConfig(grid=("lr=1e-3,x",)), TrainSettings(), check=train_config)
+    with pytest.raises(ValueError, match="^the sweep sets --out of every cell itself; leave it out$"):
+        Sweep(tmp_path / "s", SweepConfig(grid=("seed=0,1",)), TrainSettings(out="elsewhere"))
+    # the options after -- are pvae train's, refused as it refuses them, a --help among them too
+    for after, words in [
+        (["--epochs", "x"], "after --: argument --epochs: expected an integer, not 'x'"),
+        (["--bta", "1"], "after --: no option --bta; did you mean --beta?"),
+        (["--help"], "the sweep sets --help of every cell itself; leave it out"),
+        (["-h"], "the sweep sets -h of every cell itself; leave it out"),
+        (["--out=x"], "the sweep sets --out of every cell itself; leave it out"),
+    ]:
+        assert cli.main(["sweep", str(tmp_path / "s"), "--grid", "seed=0,1", "--", *after]) == 2
+        captured = capsys.readouterr()
+        assert captured.err == f"pvae sweep: error: {words}\n" and not captured.out
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_python_api_runs_the_cells_the_command_line_runs(tmp_path, monkeypatch):
+    """``sweep(OUT, SweepConfig(grid=...), DeviceConfig(), base=TrainSettings(...))`` is ``pvae sweep OUT --grid ...
+    -- OPTIONS``: the same sweep.json, the same settings in every cell, the same run number for number."""
+    from pvae.app.studies import sweep
+    from pvae.device import DeviceConfig
+
+    seed = derived_seed(12)
+    base = TrainSettings(
+        train_size=200, z_dim=2, hidden=(16,), epochs=1, seed=seed, samples=5, progress=False, device=TEST_DEVICE
+    )
+    argv = ["--train-size", "200", "--z-dim", "2", "--hidden", "16", "--epochs", "1", "--seed", str(seed)]
+    argv += ["--samples", "5", "--no-progress", *(["--device", TEST_DEVICE] if TEST_DEVICE != "auto" else [])]
+    grid = ("beta=1,2", "lr=1e-3,0.01")
+    typed, made = _sweep("out", grid, train=argv), Sweep("out", SweepConfig(grid=grid), base, check=train_config)
+    assert made.record() == typed.record()
+    assert [made.settings(c) for c in made.cells] == [typed.settings(c) for c in typed.cells]
+    assert [made.chosen(c) for c in made.cells] == [typed.chosen(c) - {"no_progress"} for c in typed.cells]
+
+    for folder in ("api", "cli"):
+        (tmp_path / folder).mkdir()
+    monkeypatch.chdir(tmp_path / "api")
+    rows = sweep("out", SweepConfig(grid=grid, cell=3), DeviceConfig(), base=base)
+    assert [row["state"] for row in rows] == ["pending"] * 3 + ["done"]
+    monkeypatch.chdir(tmp_path / "cli")
+    assert cli.main(["sweep", "out", "--grid", *grid, "--cell", "3", "--", *argv]) == 0
+    api, typed_out = tmp_path / "api" / "out", tmp_path / "cli" / "out"
+    assert (api / "sweep.json").read_text() == (typed_out / "sweep.json").read_text()
+    cell = api / "beta=2,lr=0.01"
+    configs = [json.loads((run / "config.json").read_text()) for run in (cell, typed_out / cell.name)]
+    assert configs[0] == configs[1] and (configs[0]["train"]["beta"], configs[0]["train"]["lr"]) == (2.0, 0.01)
+    assert _metrics(cell) == _metrics(typed_out / cell.name)
+    tests = [json.loads((run / "summary.json").read_text())["test"] for run in (cell, typed_out / cell.name)]
+    assert tests[0]["elbo"] == tests[1]["elbo"] and tests[0]["log_px"] == tests[1]["log_px"]
+
+
+#: A sweep.json as pvae wrote it before a cell's settings were a record: ``pvae sweep OUT --grid --vectorize=off,on
+#: --cells 'hidden=32,16 beta=2' --device cpu -- --epochs=1 --z-dim 2 --train-size 200 --samples 5 --progress``.
+# fmt: off
+EARLIER_SWEEP_JSON = {
+    "grid": [{"option": "vectorize", "values": ["off", "on"]}],
+    "explicit": [[["hidden", "32,16"], ["beta", "2"]]],
+    "train_options": ["--epochs=1", "--z-dim", "2", "--train-size", "200", "--samples", "5", "--progress"],
+    "device": "cpu",
+    "command": "pvae sweep OUT --grid --vectorize=off,on --cells 'hidden=32,16 beta=2' --device cpu -- --epochs=1 "
+    "--z-dim 2 --train-size 200 --samples 5 --progress",
+    "cells": [
+        {
+            "index": 0,
+            "name": "hidden=32,16,beta=2,vectorize=off",
+            "settings": [["hidden", "32,16"], ["beta", "2"], ["vectorize", "off"]],
+            "argv": [
+                "--device", "cpu", "--no-progress", "--epochs=1", "--z-dim", "2", "--train-size", "200", "--samples",
+                "5", "--progress", "--hidden=32,16", "--beta=2", "--no-vectorize",
+            ],
+        },
+        {
+            "index": 1,
+            "name": "hidden=32,16,beta=2,vectorize=on",
+            "settings": [["hidden", "32,16"], ["beta", "2"], ["vectorize", "on"]],
+            "argv": [
+                "--device", "cpu", "--no-progress", "--epochs=1", "--z-dim", "2", "--train-size", "200", "--samples",
+                "5", "--progress", "--hidden=32,16", "--beta=2", "--vectorize",
+            ],
+        },
+    ],
+}
+# fmt: on
+
+
+def test_a_sweep_an_earlier_pvae_began_goes_on(tmp_path, capsys):
+    """The same command in a folder whose sweep.json an earlier pvae wrote: it is this sweep's (not "another
+    sweep"), left as it is, and its cells run with their settings."""
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "sweep.json").write_text(json.dumps(EARLIER_SWEEP_JSON))
+    before = (out / "sweep.json").read_text()
+    command = ["sweep", str(out), "--grid", "--vectorize=off,on", "--cells", "hidden=32,16 beta=2", "--device", "cpu"]
+    assert cli.main([*command, "--cell", "1", "--", *EARLIER_SWEEP_JSON["train_options"]]) == 0
+    assert "cell 1/2 hidden=32,16,beta=2,vectorize=on: done in" in capsys.readouterr().err
+    assert (out / "sweep.json").read_text() == before
+    assert [row["state"] for row in cell_status(out)] == ["pending", "done"]
+    config = json.loads((out / "hidden=32,16,beta=2,vectorize=on" / "config.json").read_text())
+    assert (config["pair"]["hidden"], config["pair"]["z_dim"], config["train"]["beta"]) == ([32, 16], 2, 2.0)
+    assert (config["train"]["vectorize"], config["train"]["epochs"], config["data"]["train_size"]) == (True, 1, 200)
 
 
 def test_sigterm_to_the_sweep_stops_its_workers_and_leaves_their_cells_to_be_resumed(tmp_path):
@@ -370,7 +489,7 @@ def test_sigterm_to_the_sweep_stops_its_workers_and_leaves_their_cells_to_be_res
 
     def both_running() -> bool:
         assert sweep.poll() is None, sweep.communicate()
-        return sum(_running_elsewhere(out, f"seed={s}") for s in seeds) == 2
+        return sum(running_elsewhere(out, f"seed={s}") for s in seeds) == 2
 
     try:
         _wait_for(both_running, 120)
@@ -378,7 +497,7 @@ def test_sigterm_to_the_sweep_stops_its_workers_and_leaves_their_cells_to_be_res
         _, err = sweep.communicate(timeout=60)
         assert sweep.returncode == 130, err
         assert b"the same command goes on where it stopped: pvae sweep" in err and b"--workers 2" in err
-        assert not any(_running_elsewhere(out, f"seed={s}") for s in seeds)  # its workers are gone
+        assert not any(running_elsewhere(out, f"seed={s}") for s in seeds)  # its workers are gone
         assert {row["state"] for row in cell_status(out)} <= {"partial", "pending"}
         assert not list((out / ".sweep").glob("*.error.json"))
     finally:
@@ -401,13 +520,13 @@ def test_workers_die_with_a_sweep_killed_by_sigkill(tmp_path):
 
     def both_running() -> bool:
         assert sweep.poll() is None, sweep.communicate()
-        return sum(_running_elsewhere(out, f"seed={s}") for s in seeds) == 2
+        return sum(running_elsewhere(out, f"seed={s}") for s in seeds) == 2
 
     try:
         _wait_for(both_running, 120)
         sweep.kill()  # the sweep's own process only: its workers are not signalled by anyone else
         sweep.communicate(timeout=60)
-        _wait_for(lambda: not any(_running_elsewhere(out, f"seed={s}") for s in seeds), 60)
+        _wait_for(lambda: not any(running_elsewhere(out, f"seed={s}") for s in seeds), 60)
         assert {row["state"] for row in cell_status(out)} <= {"partial", "pending"}
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -504,12 +623,13 @@ def test_a_grid_item_spelt_as_a_flag_is_read_as_the_grid_spells_it(tmp_path, arg
     assert _sweep(tmp_path / "s", ["--beta=1,2"]).cells[1].settings == (("beta", "2"),)  # the sweep takes both
 
 
-def test_a_long_error_shared_by_cells_is_said_once(tmp_path):
-    from pvae.sweep import Cell, _said_once
+def test_a_long_error_shared_by_cells_issaid_once(tmp_path):
+    from pvae.sweep import Cell
+    from pvae.sweep.records import said_once
 
     sweep = types.SimpleNamespace(errors_said={})
     cells = [Cell(i, f"seed={i}", (("seed", str(i)),), ()) for i in range(3)]
     long = "DataError: " + "the file has changed since the run was trained " * 3
-    assert _said_once(sweep, cells[0], long) == long
-    assert _said_once(sweep, cells[1], long) == f"the same error as cell 0 seed=0 ({long[:60]}…)"
-    assert _said_once(sweep, cells[2], "ValueError: short") == "ValueError: short"  # a short one is said again
+    assert said_once(sweep, cells[0], long) == long
+    assert said_once(sweep, cells[1], long) == f"the same error as cell 0 seed=0 ({long[:60]}…)"
+    assert said_once(sweep, cells[2], "ValueError: short") == "ValueError: short"  # a short one is said again

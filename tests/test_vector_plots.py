@@ -14,6 +14,7 @@ from pvae.config import PairConfig, build_pair
 from pvae.data import from_arrays
 from pvae.diagnostics import latent_usage
 from pvae.plots.run import (
+    TRAVERSAL_POINTS,
     FeatureView,
     feature_interpolation_figure,
     feature_reconstruction_figure,
@@ -202,7 +203,9 @@ def test_traversals_of_vectors_are_feature_profiles_of_the_active_dimensions_in_
 def test_count_traversals_share_one_log1p_colour_scale(counts):
     model, guide = pair_for(counts, "negative-binomial", 10)
     x = counts.test.images(slice(200))
-    fig = traversal_figure(model, guide, x, steps=4, dataset=counts)
+    fig = traversal_figure(
+        model, guide, x, steps=4, usage=latent_usage(model, guide, x, prior_draws=10), dataset=counts
+    )
     images = [image for ax in fig.axes for image in ax.get_images()]
     assert images and all(image.get_array().shape == (4, 64) for image in images)
     norms = {id(image.norm) for image in images}
@@ -227,7 +230,8 @@ def test_run_figures_draw_every_figure_of_vector_data(request, name, likelihood)
     dataset = request.getfixturevalue(name)
     model, guide = pair_for(dataset, likelihood, 11)
     metrics = [{"epoch": 1, "train_loss": 10.0, "val_objective": -9.0, "val_elbo": -9.5}]
-    figures = run_figures(model, guide, dataset, metrics)
+    x = dataset.test.images(slice(TRAVERSAL_POINTS))
+    figures = run_figures(model, guide, dataset, metrics, usage=latent_usage(model, guide, x, prior_draws=10))
     assert list(figures) == ["curves", "reconstructions", "samples", "interpolation", "latent", "traversals"]
     assert heat_map(figures["samples"].axes[0]).shape == (30, dataset.x_shape[0])
     # the same test rows as the reconstructions figure draws on its own
@@ -291,7 +295,9 @@ def test_feature_view_of_a_dataset_reads_its_names_kind_and_standardization(wine
 
 def _grey_maps(model, guide, dataset) -> dict[str, str]:
     """The colour map of the grey grid of each figure of images :func:`run_figures` draws (closed after)."""
-    figures = run_figures(model, guide, dataset, [], n=20)
+    test = dataset.test
+    usage = latent_usage(model, guide, test.images(slice(TRAVERSAL_POINTS)), test.y[:TRAVERSAL_POINTS], prior_draws=10)
+    figures = run_figures(model, guide, dataset, [], n=20, usage=usage)
     maps = {name: fig.axes[0].get_images()[0].get_cmap().name for name, fig in figures.items() if name != "latent"}
     plt.close("all")
     return maps

@@ -22,7 +22,7 @@ from matplotlib.ticker import FixedLocator, MaxNLocator
 
 from pvae import evaluate as ev
 from pvae.data import Dataset
-from pvae.diagnostics import NotApplicable, diagonal_prior, latent_usage
+from pvae.diagnostics import NotApplicable, diagonal_prior
 from pvae.pair import traits
 
 #: Image channels drawn in colour: RGB and RGBA; any other number is averaged to grey.
@@ -611,7 +611,8 @@ def traversal_figure(
     seed_index: int = 0,
     steps: int = 9,
     span: float = 3.0,
-    usage: dict | None = None,
+    *,
+    usage: dict,
     dataset: Dataset | None = None,
 ) -> Figure:
     """Latent traversals of one datapoint of ``x``: its posterior mean, with each active dimension in
@@ -630,7 +631,8 @@ def traversal_figure(
     :param seed_index: which datapoint's code the traversal starts from.
     :param steps: values per dimension.
     :param span: the sweep runs from −span to +span standard deviations.
-    :param usage: :func:`pvae.diagnostics.latent_usage` of the pair on ``x``, where the caller has it.
+    :param usage: :func:`pvae.diagnostics.latent_usage` of the pair on ``x`` (``prior_draws=1000`` suffices:
+        the prior's draws measure holes, which the figure does not show).
     :param dataset: the data ``x`` is from: for vectors, it gives the features' names, kind and units (None:
         the values as the model sees them, features numbered); for grey images, their colour map
         (:func:`grey_map`; None: the built-in datasets' ink on paper).
@@ -639,8 +641,6 @@ def traversal_figure(
     of how many when some are left out.
     """
     pair = traits(model, guide)
-    if usage is None:
-        usage = latent_usage(model, guide, x, y, prior_draws=1000)  # the prior draws only measure holes
     dims, scores, score_name = ev.traversal_order(usage)
     ranked = len(dims)
     dims, scores = dims[:TRAVERSAL_DIMS], scores[:TRAVERSAL_DIMS]  # the most active: a figure of readable size
@@ -671,7 +671,13 @@ def traversal_figure(
     return plot_traversals(means, dims, scores, span, score_name, unit, title, grey_map(dataset))
 
 
-def run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int = 100, seed: int = 0) -> dict[str, Figure]:
+#: The first test datapoints whose latent usage orders the dimensions of :func:`run_figures`' traversals.
+TRAVERSAL_POINTS = 1000
+
+
+def run_figures(
+    model, guide, dataset: Dataset, metrics: list[dict], n: int = 100, seed: int = 0, usage: dict | None = None
+) -> dict[str, Figure]:
     """The standard figures of a trained pair on ``dataset``'s test split, by file stem.
 
     ``curves`` (when there are metrics), ``reconstructions``, ``samples`` (decoder means at
@@ -679,8 +685,8 @@ def run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int = 10
     (between the first test datapoints of two classes; unconditional models), ``latent``
     (posterior means coloured by label, named by ``dataset.classes``; one colour for unlabelled data; PCA
     when z has more than two dimensions) and ``traversals`` (:func:`traversal_figure` of the first test
-    datapoint; activity and KL measured on the first 1000; left out where the test split holds a single
-    datapoint). Images are drawn as images (in colour for RGB); vectors feature by feature in the data's units
+    datapoint, its dimensions ordered by ``usage``; left out without it).
+    Images are drawn as images (in colour for RGB); vectors feature by feature in the data's units
     (:func:`feature_reconstruction_figure`, :func:`feature_samples_figure`, :func:`feature_interpolation_figure`).
 
     :param model: the model.
@@ -689,10 +695,13 @@ def run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int = 10
     :param metrics: the rows of ``metrics.jsonl`` (none: no ``curves``).
     :param n: test images shown and prior draws of images (vectors: up to 30 draws).
     :param seed: seed of every draw; the caller's random streams are left as they were.
+    :param usage: :func:`pvae.diagnostics.latent_usage` of the pair on the first :data:`TRAVERSAL_POINTS` test
+        datapoints and their labels; ``None``: no traversals (as for a test split of one datapoint, whose activity
+        and KL, variances over datapoints, are not defined).
     """
     with torch.random.fork_rng():  # the caller's random stream is left as it was
         torch.manual_seed(seed)
-        return _run_figures(model, guide, dataset, metrics, n)
+        return _run_figures(model, guide, dataset, metrics, n, usage)
 
 
 def _two_rows(y: torch.Tensor) -> tuple[int, int]:
@@ -736,7 +745,7 @@ def _vector_figures(model, guide, dataset: Dataset, n: int) -> dict[str, Figure]
     return figures
 
 
-def _run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int) -> dict[str, Figure]:
+def _run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int, usage: dict | None) -> dict[str, Figure]:
     test = dataset.test
     figures = {}
     if metrics:
@@ -749,6 +758,7 @@ def _run_figures(model, guide, dataset: Dataset, metrics: list[dict], n: int) ->
     what = "test images" if dataset.is_image else "test rows"
     labels = test.y[:2000] if dataset.has_labels else None
     figures["latent"] = plot_latent(points, labels, f"{how}, {len(points)} {what}", dataset.classes)
-    if len(test) >= 2:  # activity and KL are variances over datapoints
-        figures["traversals"] = traversal_figure(model, guide, test.images(slice(1000)), test.y[:1000], dataset=dataset)
+    if usage is not None:
+        x, y = test.images(slice(TRAVERSAL_POINTS)), test.y[:TRAVERSAL_POINTS]
+        figures["traversals"] = traversal_figure(model, guide, x, y, usage=usage, dataset=dataset)
     return figures

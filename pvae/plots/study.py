@@ -1,14 +1,16 @@
 """Figures of a study (:mod:`pvae.study`, ``pvae runs --plot``): one number against one setting over many runs."""
 
 import textwrap
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from pvae.study import NUMBERS, Table
+if TYPE_CHECKING:  # only for annotations: figures take the table's data, and studies draw them
+    from pvae.study import Table
 
 
-def plot_against(result: Table, metric: str, setting: str) -> Figure:
+def plot_against(result: "Table", metric: str, setting: str) -> Figure:
     """``metric`` against ``setting``: each row's mean with ± sd error bars (none for a single run), one line
     per combination of the table's other settings. Only finished rows are drawn.
 
@@ -49,10 +51,10 @@ def plot_against(result: Table, metric: str, setting: str) -> Figure:
         if len(values) > 4:
             ax.tick_params(axis="x", labelrotation=30)
     ax.set_xlabel(setting)
-    ax.set_ylabel(NUMBERS[metric])
+    ax.set_ylabel(result.title(metric))
     counts = sorted({len(r.runs) for r in rows})
     n = f"n = {counts[0]}" if len(counts) == 1 else f"n = {counts[0]}–{counts[-1]}"
-    ax.set_title("\n".join(textwrap.wrap(f"{NUMBERS[metric]} against {setting} (mean ± sd over seeds, {n})", 60)))
+    ax.set_title("\n".join(textwrap.wrap(f"{result.title(metric)} against {setting} (mean ± sd over seeds, {n})", 60)))
     ax.grid(alpha=0.3)
     if len(lines) > 1:
         fig.legend(fontsize="small", loc="outside lower center")

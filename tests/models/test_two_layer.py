@@ -12,13 +12,14 @@ from pyro.infer import Trace_ELBO
 
 from pvae import data
 from pvae.config import PairConfig, build_pair
+from pvae.diagnostics import latent_usage
 from pvae.estimators import make_elbo
 from pvae.evaluate import bounds, evaluate, log_weights, site_log_probs
 from pvae.guides.two_layer import TwoLayerGuide
 from pvae.models.two_layer import TwoLayerVAE
 from pvae.nets import stage_sizes
 from pvae.objectives import loss_module
-from pvae.plots.run import run_figures
+from pvae.plots.run import TRAVERSAL_POINTS, run_figures
 from pvae.sites import PARTICLES, Z1, X, Z
 from pvae.train import TrainConfig, fit
 from tests.conftest import derived_seed
@@ -209,7 +210,8 @@ def test_training_on_digits_improves_the_elbo_and_draws_the_figures(digits, one_
     assert result["elbo"] <= result["log_px"], result
     # Pixels as fair coins cost 64 log 2 = 44.4 nats per digit.
     assert result["log_px"] > -64 * math.log(2) + 15, result
-    figures = run_figures(model, guide, digits, history)
+    x, y = digits.test.images(slice(TRAVERSAL_POINTS)), digits.test.y[:TRAVERSAL_POINTS]
+    figures = run_figures(model, guide, digits, history, usage=latent_usage(model, guide, x, y, prior_draws=10))
     try:
         assert set(figures) == {"curves", "reconstructions", "samples", "interpolation", "latent", "traversals"}
     finally:
