@@ -209,8 +209,20 @@ def _dispatch(args) -> None:
     positionals = [getattr(args, name) for name, _ in POSITIONALS.get(args.command, [("run", {})])]
     configs = [from_args(cls, args) for cls, _ in command_options(args.command)]
     keywords = {"given": args.given} if args.command == "train" else {}
-    if args.command == "sweep":
-        keywords = {"train_options": args.train_options}
+    if args.command == "sweep":  # the options after --, every cell's, read as pvae train reads them
+        from pvae.app.train import TrainSettings
+        from pvae.sweep import refuse_reserved
+
+        def refuse(message):
+            raise ValueError(f"after --: {message}")
+
+        refuse_reserved(args.train_options)  # before a --help there prints pvae train's help
+        train = Parser(prog="pvae train", add_help=False)
+        for cls, kwargs in command_options("train"):
+            add_options(train, cls, **kwargs)
+        train.error = refuse
+        base = from_args(TrainSettings, train.parse_args(args.train_options))
+        keywords = {"base": base, "given": given_options(args.train_options), "train_options": args.train_options}
     _function(args.command)(*positionals, *configs, **keywords)
 
 

@@ -253,10 +253,13 @@ def _shown(value) -> str:
 
 
 class _Extend(argparse.Action):
-    """``action="extend"`` for an option whose default is a tuple (or ``None``): each use adds its items."""
+    """``action="extend"`` for an option whose default is a tuple (or ``None``): its first use replaces the
+    default, each later use adds its items."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, (*(getattr(namespace, self.dest, None) or ()), *values))
+        given = getattr(namespace, self.dest, None)
+        earlier = () if given is self.default else given or ()  # the default itself: not given yet
+        setattr(namespace, self.dest, (*earlier, *values))
 
 
 def add_options(
@@ -418,3 +421,88 @@ def what_settings(*configs) -> tuple[dict, dict]:
             elif f.default_factory is not dataclasses.MISSING:
                 defaults[f.name] = _plain(f.default_factory())
     return settings, defaults
+
+
+#: The words a text may say on and off with (:func:`parse_value`).
+TRUE, FALSE = ("true", "on", "yes", "1"), ("false", "off", "no", "0")
+
+
+class _Refusing(argparse.ArgumentParser):
+    """A parser whose error is a :class:`ValueError` with argparse's message, not an exit."""
+
+    def error(self, message: str):
+        """Raise ``message``.
+
+        :raises ValueError: always.
+        """
+        raise ValueError(message)
+
+
+def _field(cls: type, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _default_of(f: dataclasses.Field):
+    return f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+
+
+def is_switch(cls: type, name: str) -> bool:
+    """Whether the field ``name`` of the dataclass ``cls`` is on or off (a ``bool``: its option takes no value)."""
+    return _strip_none(typing.get_type_hints(cls)[name])[0] is bool
+
+
+def parse_value(cls: type, name: str, text: str):
+    """The value the text ``text`` gives the field ``name`` of the dataclass ``cls``, read as the command line
+    reads ``--name=TEXT`` (the same types, choices and messages); an on/off field takes true, on, yes or 1, and
+    false, off, no or 0.
+
+    :param cls: a dataclass whose fields :func:`add_options` makes options of.
+    :param name: the field.
+    :param text: the value as a user wrote it (``"512,256"`` for a list of integers).
+    :raises ValueError: with the command line's message (``argument --lr: expected a number, not 'x'``).
+    """
+    if is_switch(cls, name):
+        if text.lower() not in TRUE + FALSE:
+            raise ValueError(f"{name} is on or off: give true or false, not {text!r}")
+        return text.lower() in TRUE
+    parser = _Refusing(add_help=False, allow_abbrev=False)
+    add_options(parser, cls, only=(name,))
+    value = getattr(parser.parse_args([f"{flag(name)}={text}"]), name)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def switch_words(cls: type, name: str, on: bool) -> list[str]:
+    """The words that set the on/off field ``name`` of the dataclass ``cls`` on the command line: ``--name`` for
+    on; for off, ``--no-name`` where the option is on by default, else none (off is its default)."""
+    if on:
+        return [flag(name)]
+    return [f"--no-{flag(name)[2:]}"] if _default_of(_field(cls, name)) and len(name) > 1 else []
+
+
+def to_argv(config, names: Iterable[str] | None = None) -> list[str]:
+    """The command-line words that give the dataclass instance ``config`` its values of the fields ``names``, in
+    the order of its fields, as :func:`add_options` reads them back: ``--epochs 1 --hidden 32,16 --no-vectorize``
+    (``--beta=-1``: a value that starts with a dash, or an empty one, is joined to its flag).
+
+    :param config: a dataclass instance.
+    :param names: the fields to give (other names are passed over); default: those that differ from their
+        default (:func:`given_fields`).
+    :raises ValueError: for a field to give that holds ``None`` where its default is not: no option says it.
+    """
+    chosen = given_fields(config) if names is None else set(names)
+    words: list[str] = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name not in chosen or (value is None and _default_of(f) is None):
+            continue
+        if value is None:
+            raise ValueError(f"{flag(f.name)}: no option gives None; leave it out to have its default")
+        if isinstance(value, bool):
+            words += switch_words(type(config), f.name, value)
+            continue
+        if isinstance(value, tuple) and f.metadata.get(WORDS):
+            words += [flag(f.name), *map(str, value)]
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        words += [f"{flag(f.name)}={text}"] if not text or text.startswith("-") else [flag(f.name), text]
+    return words

@@ -199,7 +199,7 @@ def test_help_choices_and_types_come_from_the_dataclass():
 
 def test_outputs_that_name_one_file_and_options_that_add_up(tmp_path):
     """:func:`options.output` fields may not name one file (links followed); :func:`options.words` and
-    :func:`options.repeatable` options add up when given again; :func:`options.default_is` shows the default a
+    :func:`options.repeatable` options add up when given again (the first replaces the default); :func:`options.default_is` shows the default a
     ``None`` stands for."""
 
     @dataclass(frozen=True)
@@ -215,7 +215,7 @@ def test_outputs_that_name_one_file_and_options_that_add_up(tmp_path):
 
         table: str | None = field(default=None, metadata=options.output())
         page: str | None = field(default=None, metadata=options.output())
-        names: tuple[str, ...] = field(default=(), metadata=options.words("NAME"))
+        names: tuple[str, ...] = field(default=("d",), metadata=options.words("NAME"))
         items: tuple[str, ...] | None = field(default=None, metadata=options.repeatable())
         every: int | None = field(default=None, metadata=options.default_is("50"))
 
@@ -232,6 +232,7 @@ def test_outputs_that_name_one_file_and_options_that_add_up(tmp_path):
     args = parser.parse_args(["--names", "a", "b", "--names", "c", "--items", "x,y", "--items", "z"])
     assert options.from_args(Example, args) == Example(names=("a", "b", "c"), items=("x", "y", "z"))
     assert options.from_args(Example, parser.parse_args([])) == Example()
+    assert parser.parse_args(["--names", "e"]).names == ("e",)  # the first use replaces the default
     assert {a.dest: a.help for a in parser._actions}["every"] == "how often (default: 50)"
 
 

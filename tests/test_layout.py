@@ -1,6 +1,8 @@
-"""The package's shape: no import cycle among pvae's modules, and the engine never imports the scripts."""
+"""The package's shape: its layers, imports only downward (inside functions too), no import cycle, and the engine never
+imports the scripts."""
 
 import ast
+import fnmatch
 import importlib.util
 import pkgutil
 from pathlib import Path
@@ -28,12 +30,12 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
-def _imported(tree: ast.AST, module: str, top_level: bool) -> set[str]:
-    """The absolute names ``tree`` imports (module-level statements only when ``top_level``)."""
+def _imported(tree: ast.AST, module: str, type_checking: bool = False) -> set[str]:
+    """The absolute names ``tree`` imports, at module level and inside functions alike (under
+    ``if TYPE_CHECKING:``, which only type checkers run, only with ``type_checking``)."""
     package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
-    nodes = _top_level(tree.body) if top_level else ast.walk(tree)
     names = set()
-    for node in nodes:
+    for node in ast.walk(tree) if type_checking else _run_time(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -47,28 +49,31 @@ def _imported(tree: ast.AST, module: str, top_level: bool) -> set[str]:
     return names
 
 
-def _top_level(body: list[ast.stmt]):
-    """Statements run when the module is imported: the body, and the branches of its ``if``/``try``
-    (not ``if TYPE_CHECKING:``, which only type checkers run)."""
-    for node in body:
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            yield from _top_level(node.orelse)
+def _is_type_checking(test: ast.expr) -> bool:
+    """``TYPE_CHECKING`` or ``typing.TYPE_CHECKING``."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _run_time(node: ast.AST):
+    """Every node under ``node`` that can run: all of them but the body of an ``if TYPE_CHECKING:``."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and _is_type_checking(child.test):
+            for other in child.orelse:
+                yield other
+                yield from _run_time(other)
             continue
-        yield node
-        if isinstance(node, ast.If):
-            yield from _top_level(node.body + node.orelse)
-        elif isinstance(node, ast.Try):
-            yield from _top_level(node.body + node.orelse + node.finalbody)
-            for handler in node.handlers:
-                yield from _top_level(handler.body)
+        yield child
+        yield from _run_time(child)
 
 
 def import_graph() -> dict[str, set[str]]:
-    """pvae module → the pvae modules its module-level statements import."""
+    """pvae module → the pvae modules it imports, when it is imported or when one of its functions runs."""
     graph = {}
     for name, path in MODULES.items():
         tree = ast.parse(path.read_text(), filename=str(path))
-        graph[name] = {target for target in _imported(tree, name, top_level=True) if target in MODULES} - {name}
+        graph[name] = {target for target in _imported(tree, name) if target in MODULES} - {name}
     return graph
 
 
@@ -95,6 +100,126 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+# --------------------------------------------------------------------------------------------
+# The layers.
+
+#: pvae's layers, bottom to top, each a tuple of groups of modules in order: a module imports its own group,
+#: the groups before it in its layer, and the layers below. A group is a module's name without ``pvae.``, or a
+#: pattern: ``models.*`` is the package and every module in it, ``diagnostics*`` every name that starts so.
+#: Every module is in exactly one group. When the layers become folders (``pvae/base/`` ...), a group ``x``
+#: of the layer ``L`` becomes ``L.x`` (see :func:`group_of`).
+LAYERS: dict[str, tuple[str, ...]] = {
+    "base": ("", "options", "files", "registry", "sites", "device", "distributed", "runs", "az"),
+    "data": ("split", "idx", "userdata", "dsprites", "data"),
+    "engine": (
+        "nets",
+        "likelihoods",
+        "surrogate",
+        "dreg",
+        "tcvae",
+        "estimators",
+        "pair",
+        "objectives",
+        "ranks",
+        "bounds",
+        "trainconfig",
+        "models.*",
+        "guides.*",
+        "compatibility",
+        "resolve",
+        "train",
+        "config",
+    ),
+    "measures": ("evaluate", "memory", "diagnostics*", "disentangle.*", "quality.*", "compare*", "encode"),
+    "plots": ("plots.*",),
+    "studies": ("sweep*", "study", "report*", "tensorboard"),
+    "app": ("app.*",),
+    "cli": ("cli", "__main__"),
+}
+
+
+def _matches(name: str, group: str) -> bool:
+    """Whether the module ``name`` (without ``pvae.``) is in ``group``."""
+    if group.endswith(".*") and name == group[:-2]:
+        return True
+    return fnmatch.fnmatchcase(name, group)
+
+
+def group_of(module: str) -> tuple[int, int]:
+    """``(layer, group)`` of a module of :data:`MODULES`, as indices of :data:`LAYERS` (and of the layer's groups).
+
+    :raises LookupError: for a module in no group, or in several.
+    """
+    name = module.removeprefix("pvae").removeprefix(".")
+    places = [
+        (i, j)
+        for i, groups in enumerate(LAYERS.values())
+        for j, group in enumerate(groups)
+        if _matches(name, group) and (group or not name)
+    ]
+    if len(places) != 1:
+        raise LookupError(f"{module} is in {len(places)} groups of LAYERS: place it in one layer")
+    return places[0]
+
+
+def _short(module: str) -> str:
+    return module.removeprefix("pvae").removeprefix(".")
+
+
+def violations(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """The imports of ``graph`` that go up a layer, or to a later group of their own layer."""
+    # a module in no group fails test_every_module_is_in_one_layer
+    placed = {module for module in set(graph).union(*graph.values()) if _placed(module)}
+    return {
+        (_short(importer), _short(target))
+        for importer in placed & set(graph)
+        for target in graph[importer] & placed
+        if group_of(target) > group_of(importer)
+    }
+
+
+def _placed(module: str) -> bool:
+    try:
+        group_of(module)
+    except LookupError:
+        return False
+    return True
+
+
+def test_every_module_is_in_one_layer():
+    misplaced = [module for module in MODULES if not _placed(module)]
+    assert not misplaced, f"modules in no group of LAYERS, or in several: place each in one: {misplaced}"
+
+
+def test_every_group_of_the_layers_holds_a_module():
+    names = [_short(m) for m in MODULES]
+    empty = [g for groups in LAYERS.values() for g in groups if not any(_matches(n, g) for n in names if n or not g)]
+    assert not empty, f"groups of LAYERS that hold no module: {empty}"
+
+
+def test_imports_go_down_the_layers():
+    found = sorted(violations(import_graph()))
+    assert not found, "imports up a layer, or up their layer's order: " + ", ".join(f"{a} → {b}" for a, b in found)
+
+
+def test_the_layer_check_sees_imports_inside_functions_and_not_those_for_type_checkers():
+    source = (
+        "from typing import TYPE_CHECKING\nimport pvae.sites\nif TYPE_CHECKING:\n    from pvae.train import A\n"
+        "else:\n    from pvae import files\n\ndef f():\n    from pvae.cli import main\n    if TYPE_CHECKING:\n"
+        "        import pvae.runs\n"
+    )
+    imported = _imported(ast.parse(source), "pvae.pair")
+    assert {"pvae.sites", "pvae", "pvae.files", "pvae.cli", "pvae.cli.main"} == imported - {
+        "typing",
+        "typing.TYPE_CHECKING",
+    }
+    graph = {"pvae.pair": {"pvae.cli", "pvae.sites"}, "pvae.models.vae": {"pvae.pair"}, "pvae.sites": set()}
+    assert violations(graph) == {("pair", "cli")}
+    layer, group = group_of("pvae.models.vae")
+    assert group_of("pvae.models") == (layer, group) and list(LAYERS.items())[layer][1][group] == "models.*"
+    assert group_of("pvae") == (0, 0) and group_of("pvae.diagnostics") < group_of("pvae.compare")
+
+
 def test_find_cycle_finds_a_cycle_and_only_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
@@ -108,6 +233,7 @@ def test_the_walk_sees_the_engine_and_the_zoo():
 
 
 def test_no_import_cycle_among_pvae_modules():
+    """No cycle, imports inside functions included."""
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " → ".join(cycle)
 
@@ -119,7 +245,7 @@ def test_files_is_a_leaf():
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_pvae_never_imports_the_experiments(module):
     tree = ast.parse(MODULES[module].read_text())
-    imported = _imported(tree, module, top_level=False)
+    imported = _imported(tree, module, type_checking=True)
     assert not {name for name in imported if name == "experiments" or name.startswith("experiments.")}
 
 

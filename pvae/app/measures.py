@@ -93,7 +93,9 @@ def evaluate_run(path, config, device="cpu", say: str | None = None, dataset=Non
     from pvae import distributed
     from pvae.config import restore
     from pvae.data import evaluation_split
-    from pvae.evaluate import check_finite, describe, estimate_seconds, evaluate_shared
+    from pvae.evaluate import check_finite, describe, estimate_seconds
+    from pvae.evaluate import evaluate as bounds_of
+    from pvae.ranks import current
     from pvae.runs import check_writable
 
     run, run_config, dataset, model, guide = restore(path, device, dataset)
@@ -106,8 +108,8 @@ def evaluate_run(path, config, device="cpu", say: str | None = None, dataset=Non
     say_estimate("evaluate", estimate_seconds(model, guide, x, y, config.samples), len(x), config.samples, rank0)
     tic = time.perf_counter()
     # under torchrun the ranks share the datapoints and rank 0 gathers them; otherwise one process, as always
-    result = evaluate_shared(
-        model, guide, x, y, num_samples=config.samples, batch_size=config.batch_size, seed=config.seed
+    result = bounds_of(
+        model, guide, x, y, num_samples=config.samples, batch_size=config.batch_size, ranks=current(), seed=config.seed
     )
     if not rank0:
         return {}
@@ -185,16 +187,24 @@ def class_index(label: str | None, dataset) -> int | None:
 
 
 def plot_run(path, device="cpu", say: str | None = None, dataset=None) -> list[Path]:
+    import torch
+
     from pvae.config import restore
+    from pvae.diagnostics import latent_usage
     from pvae.files import save_figure
-    from pvae.plots.run import run_figures
+    from pvae.plots.run import TRAVERSAL_POINTS, run_figures
     from pvae.runs import check_writable
 
     run, _, dataset, model, guide = restore(path, device, dataset)
     say_device(say, device)
     check_writable(run.path / "figures", "the run directory")
+    test, usage = dataset.test, None
+    if len(test) >= 2:  # the traversals follow the dimensions the test points use
+        with torch.random.fork_rng():  # drawing them leaves the caller's random stream as it was
+            x, y = test.images(slice(TRAVERSAL_POINTS)), test.y[:TRAVERSAL_POINTS]
+            usage = latent_usage(model, guide, x, y, prior_draws=1000)
     written = []
-    for name, fig in run_figures(model, guide, dataset, run.metrics()).items():
+    for name, fig in run_figures(model, guide, dataset, run.metrics(), usage=usage).items():
         target = run.figures / f"{name}.png"
         save_figure(fig, target)
         written.append(target)
@@ -216,11 +226,14 @@ def compare(run, config, device=None) -> Path:
     """
     import pyro
 
-    from pvae.compare import CompareConfig, compare_estimators, write_comparison
+    from pvae.compare import CompareConfig, compare_estimators, results_markdown
+    from pvae.compatibility import applicable_estimators
     from pvae.config import build_pair, restore
     from pvae.data import evaluation_split
+    from pvae.files import atomic_write, save_figure, write_json
     from pvae.memory import check_step_memory
-    from pvae.pair import applicable_estimators, traits
+    from pvae.pair import traits
+    from pvae.plots.comparison import comparison_figures
 
     # checked before the run is read: the names, once the pair is known, are those it can use
     named = config.estimators
@@ -267,7 +280,12 @@ def compare(run, config, device=None) -> Path:
     results.update(run=str(run.path), **record)
     pair = f"{short_name(config.pair.model)}/{short_name(config.pair.guide)}"
     write_results(out, record)
-    write_comparison(results, out, f"ELBO estimators: {pair} on {config.data.data}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", results)
+    text = results_markdown(results, f"ELBO estimators: {pair} on {config.data.data}")
+    atomic_write(out / "results.md", lambda handle: handle.write(text.encode()))
+    for name, fig in comparison_figures(results).items():
+        save_figure(fig, out / "figures" / f"{name}.png")
     print(f"results in {out}: results.json, results.md, figures/")
     return out
 

@@ -80,33 +80,39 @@ def upgrade(run) -> bool:
     return False
 
 
-def sweep(out, config, device, train_options=()) -> None:
-    """``pvae sweep``: one training run per cell of a grid over ``pvae train``'s settings.
+def sweep(out, config, device, base=None, given=None, train_options=None) -> list[dict]:
+    """``pvae sweep``: one training run per cell of a grid over :func:`~pvae.app.train.train`'s settings, each
+    cell ``dataclasses.replace(base, **its settings)`` trained by it. In Python,
+    ``sweep("out", SweepConfig(grid=("beta=1,2",)), DeviceConfig(), base=TrainSettings(epochs=1))`` runs the
+    cells of ``pvae sweep out --grid beta=1,2 -- --epochs 1``.
 
     :param out: the sweep's folder.
     :param config: a :class:`pvae.sweep.SweepConfig`.
     :param device: a :class:`pvae.device.DeviceConfig`, every cell's.
-    :param train_options: ``pvae train``'s options every cell shares.
+    :param base: the :class:`~pvae.app.train.TrainSettings` every cell shares (default: the defaults).
+    :param given: the settings chosen in ``base`` (the options typed); default: those that differ from their
+        default.
+    :param train_options: ``base`` as typed after ``--`` on the command line, recorded in ``sweep.json`` and in
+        the command that goes on; default: written from ``base``'s ``given`` settings.
+    :returns: :func:`pvae.sweep.cell_status` of its cells at the end.
+    :raises ValueError: for a grid or a cell that cannot work, before anything is written.
+    :raises Interrupted: on Ctrl-C or SIGTERM, with the command that goes on.
     """
-    from pvae import distributed, options
-    from pvae.cli import build_parser, given_options
+    from pvae import distributed
     from pvae.sweep import Sweep, run_sweep
 
     from .common import Interrupted
     from .train import TrainSettings, run_config, train
 
-    def parse(args):
-        return options.from_args(TrainSettings, args)
-
-    def train_cell(argv: list[str]) -> None:
+    def train_cell(settings, chosen) -> None:
         try:
-            train(parse(build_parser(only="train").parse_args(["train", *argv])), given=given_options(argv))
+            train(settings, given=chosen)
         except Interrupted as stop:  # the sweep stops as a whole on Ctrl-C
             raise KeyboardInterrupt(str(stop)) from None
 
-    parser = next(a for a in build_parser(only="train")._actions if a.dest == "command").choices["train"]
-    study = Sweep(out, config, train_options, parser, lambda args: run_config(parse(args)), device.device)
+    base = TrainSettings() if base is None else base
+    study = Sweep(out, config, base, given, device.device, check=run_config, train_options=train_options)
     try:
-        run_sweep(study, train_cell, writes=distributed.rank_from_environment() == 0)
+        return run_sweep(study, train_cell, writes=distributed.rank_from_environment() == 0)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; the same command goes on where it stopped: {study.command()}") from None

@@ -12,14 +12,14 @@ from collections.abc import Collection
 from dataclasses import fields, replace
 from pathlib import Path
 
-from pvae import options
+from pvae import data, options
 from pvae.config import PairConfig, RunConfig
 from pvae.data import DataConfig
 from pvae.device import DeviceConfig
 from pvae.evaluate import EvaluateConfig
 from pvae.runs import RunOptions
 from pvae.tensorboard import TensorBoardConfig
-from pvae.train import TrainConfig
+from pvae.trainconfig import TrainConfig
 
 from .common import Interrupted, rank_device, say_estimate, short_name
 from .measures import evaluate_run, plot_run
@@ -33,7 +33,7 @@ TrainSettings = options.combine(
         DataConfig,
         {
             "defaults": {
-                "val_size": "180 for digits, 5000 for the 28×28 sets",
+                "val_size": data.default_in_words("val_size"),
                 "labels": "every label",
                 "data_dir": "$PVAE_DATA, ~/.cache/pvae, then the system copies",
             }
@@ -59,7 +59,7 @@ TrainSettings = options.combine(
             "defaults": {
                 "elbo": "the model's, else meanfield",
                 "beta": "1, or the --model preset's",
-                "epochs": "100 for digits, 10 otherwise",
+                "epochs": data.default_in_words("epochs"),
                 "alpha": "0.5",
                 "max_seconds": "no limit",
             }
@@ -81,7 +81,6 @@ def user_data_defaults(data_config, pair, epochs: int | None, batch_size: int, l
         file (and hash it) again.
     :returns: ``(data_config, pair_config, epochs)``.
     """
-    from pvae import data
     from pvae.config import resolve
     from pvae.userdata import DEFAULT_LIKELIHOOD
 
@@ -100,8 +99,7 @@ def user_data_defaults(data_config, pair, epochs: int | None, batch_size: int, l
         if own is not None and not _holds(own, dataset.model_kind):
             pair = replace(pair, likelihood=DEFAULT_LIKELIHOOD[dataset.model_kind])
     if epochs is None:
-        steps = max(1, -(-len(dataset.train) // batch_size))
-        epochs = min(500, max(10, -(-2000 // steps)))
+        epochs = data.default_epochs(dataset, batch_size)
     return data_config, pair, epochs
 
 
@@ -164,20 +162,18 @@ def run_config(settings, loaded: dict | None = None) -> RunConfig:
     :raises ValueError: what ``pvae train`` refuses.
     """
     from pvae.config import resolve
-    from pvae.pair import resolve_pair
+    from pvae.resolve import resolve_pair
 
     from_args = options.from_args
     from_args(RunOptions, settings), from_args(DeviceConfig, settings), from_args(TensorBoardConfig, settings)
     EvaluateConfig(samples=settings.samples, seed=settings.seed)
-    model, guide, elbo, beta = resolve_pair(
-        settings.model, settings.guide, settings.elbo, settings.beta, settings.beta_schedule
-    )
+    model, guide, elbo, beta = resolve_pair(settings.model, settings.guide, settings.elbo, settings.beta)
     data_config = from_args(DataConfig, settings)
     pair = from_args(PairConfig, settings, model=model, guide=guide)
     if data_config.is_user_data:  # the file is read now: its kind picks the likelihood, its size the epochs
         data_config, pair, epochs = user_data_defaults(data_config, pair, settings.epochs, settings.batch_size, loaded)
     else:
-        epochs = settings.epochs if settings.epochs is not None else (100 if settings.data == "digits" else 10)
+        epochs = settings.epochs if settings.epochs is not None else data.default_epochs(data_config)
     config = RunConfig(
         data=data_config,
         pair=resolve(pair),
@@ -223,11 +219,12 @@ def train(settings, given: Collection[str] | None = None) -> Path:
 def _train(settings, given: set[str]) -> Path:
     import pyro
 
-    from pvae import data, distributed
+    from pvae import distributed
+    from pvae.compatibility import check_compatible
     from pvae.config import build_pair
     from pvae.device import describe_device
     from pvae.memory import check_step_memory
-    from pvae.pair import check_compatible, traits
+    from pvae.pair import traits
     from pvae.runs import FIGURES, Run, check_writable
     from pvae.tensorboard import FOLDER, TensorBoardLog, check_available
     from pvae.train import check_estimator, fit
