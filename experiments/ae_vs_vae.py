@@ -26,13 +26,12 @@ epochs). Compare every number with the floor printed under the table.
     python experiments/ae_vs_vae.py --data fashion-mnist --epochs 10 --out runs/ae-vs-vae-fashion
 """
 
-import argparse
 import functools
 import json
 import math
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import matplotlib
@@ -43,7 +42,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 
-from pvae import data  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import command_line  # noqa: E402
+
+from pvae import data, options  # noqa: E402
 from pvae.config import PairConfig, RunConfig, build_pair  # noqa: E402
 from pvae.diagnostics import latent_usage  # noqa: E402
 from pvae.evaluate import project_2d  # noqa: E402
@@ -61,6 +63,15 @@ PAIRS = {
     "vae": ({}, {}),
     "beta 0.5": ({}, {"beta": 0.5}),
     "beta 2": ({}, {"beta": 2.0}),
+}
+#: Training seeds of every pair by default.
+SEEDS = (0, 1, 2)
+#: The comparison's own defaults of pvae's settings: option → (default, as the help shows it); the epochs unset are
+#: the dataset's own (:func:`pvae.data.default_epochs`).
+DEFAULTS = {
+    "epochs": (None, data.default_in_words("epochs")),
+    "z_dim": (20, "20"),
+    "hidden": ((400,), "400"),
 }
 #: Interpolation steps from one endpoint to the other (the middle one is scored).
 STEPS = 11
@@ -81,6 +92,32 @@ COLUMNS = {
     "prior_hf": ("HF power, samples", ".2%"),
     "reconstruction_hf": ("HF power, recon.", ".2%"),
 }
+
+
+@dataclass(frozen=True)
+class AeVsVae:
+    """Which pairs are compared, and with which training seeds.
+
+    :param seeds: training seeds of every pair.
+    :param pairs: the pairs compared.
+    """
+
+    seeds: tuple[int, ...] | None = field(
+        default=None, metadata={**options.words("SEED"), **options.default_is(" ".join(map(str, SEEDS)))}
+    )
+    pairs: tuple[str, ...] | None = field(
+        default=None, metadata={**options.words("PAIR"), **options.choices(tuple(PAIRS)), **options.default_is("all")}
+    )
+
+    def __post_init__(self):
+        if self.seeds is None:
+            object.__setattr__(self, "seeds", SEEDS)
+        if self.pairs is None:
+            object.__setattr__(self, "pairs", tuple(PAIRS))
+        options.check_choices(self)
+        options.require(
+            self, "seeds", all(0 <= s <= options.MAX_SEED for s in self.seeds), f"integers from 0 to {options.MAX_SEED}"
+        )
 
 
 @torch.no_grad()
@@ -128,16 +165,20 @@ def knn_accuracy(guide, train: data.Split, test: data.Split, batch_size: int, n_
     return float(knn.score(test_codes, test.y.numpy()))
 
 
-def run_cell(name: str, seed: int, args, base: RunConfig, dataset, grey, classifier, reference) -> dict:
+def run_cell(
+    name: str, seed: int, out: Path, scoring: QualityConfig, base: RunConfig, dataset, grey, classifier, reference
+) -> dict:
     """Train (or reuse) one pair at one seed and measure it; the row is kept in the run's summary.
 
+    :param out: the results folder; the run is ``OUT/<name>-seed<seed>``.
+    :param scoring: how the samples are scored (its seed is the cell's).
     :param reference: gives the real test images embedded once for every cell (:class:`Reference`).
     """
     pair_settings, train_settings = PAIRS[name]
     config = replace(
         base, pair=replace(base.pair, **pair_settings), train=replace(base.train, seed=seed, **train_settings)
     )
-    path = Path(args.out) / f"{name.replace(' ', '')}-seed{seed}"
+    path = out / f"{name.replace(' ', '')}-seed{seed}"
     summary = path / "summary.json"
     if summary.exists() and "ae_vs_vae" in json.loads(summary.read_text()):
         print(f"{path.name}: done", flush=True)
@@ -149,7 +190,7 @@ def run_cell(name: str, seed: int, args, base: RunConfig, dataset, grey, classif
     fit(model, guide, dataset, config.train, run=run, progress=False)
     seconds = time.perf_counter() - tic
     model.eval(), guide.eval()
-    q = quality(model, guide, grey, classifier, QualityConfig(samples=args.samples, seed=seed), reference=reference())
+    q = quality(model, guide, grey, classifier, replace(scoring, seed=seed), reference=reference())
     inter = interpolation(model, guide, reference(), 500, torch.Generator().manual_seed(seed))
     row = {"pair": name, "seed": seed, "train_seconds": seconds}
     for set_name, prefix in (("prior", "prior"), ("fitted prior", "fitted"), ("reconstructions", "reconstruction")):
@@ -263,47 +304,74 @@ def side_by_side(out: Path, grey, seed: int) -> dict[str, plt.Figure]:
     return {"latent_maps": fig, "prior_samples": grid}
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="digits", choices=data.DATASETS)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--epochs", type=int, help="default: 100 for digits, 10 otherwise")
-    parser.add_argument("--z-dim", type=int, default=20)
-    parser.add_argument("--hidden", type=int, default=400)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--pairs", nargs="+", choices=list(PAIRS), default=list(PAIRS))
-    parser.add_argument(
-        "--samples", type=int, default=10_000, help="images of each set scored (at most the test split)"
-    )
-    parser.add_argument("--train-size", type=int, help="train on a subset (quick runs)")
-    parser.add_argument("--out", default="runs/ae-vs-vae")
+def settings(argv=None) -> tuple[RunConfig, AeVsVae, QualityConfig, Path, dict]:
+    """The comparison's settings from its command line ``argv``, refused as a wrong option is.
+
+    :returns: ``(base, compared, scoring, out, recorded)``: the VAE's run settings, which each pair's replace (its
+        seed the cell's); the pairs and seeds; how the samples are scored; the results folder; and the options as
+        results.json records them (``args``: the epochs as given, one hidden width as a number).
+    """
+    parser = command_line.parser(__doc__)
+    options.add_options(parser, data.DataConfig, only=("data", "data_dir", "train_size"))
+    options.add_options(parser, TrainConfig, only=("epochs",), defaults=DEFAULTS)
+    options.add_options(parser, PairConfig, only=("z_dim", "hidden"), defaults=DEFAULTS)
+    options.add_options(parser, AeVsVae)
+    options.add_options(parser, QualityConfig, only=("samples",))
+    options.add_options(parser, command_line.Results, defaults={"out": ("runs/ae-vs-vae", "runs/ae-vs-vae")})
     args = parser.parse_args(argv)
-    epochs = args.epochs or (100 if args.data == "digits" else 10)
-    data_config = data.DataConfig(args.data, args.data_dir, train_size=args.train_size)
-    base = RunConfig(
-        data=data_config,
-        pair=PairConfig(z_dim=args.z_dim, hidden=(args.hidden,)),
-        train=TrainConfig(epochs=epochs),
+    data_config, pair, compared, results_folder = command_line.configs(
+        parser, args, data.DataConfig, PairConfig, AeVsVae, command_line.Results
     )
-    dataset = data.load(data_config)
-    grey_config = replace(data_config, binarize="none", train_size=None)
+    with command_line.refusals(parser):
+        if data_config.is_user_data:  # the scores need the feature classifier and the classes of a built-in dataset
+            raise ValueError(
+                f"--data {data_config.data!r}: the comparison runs on a built-in dataset, one of "
+                f"{', '.join(data.DATASETS)}"
+            )
+        epochs = args.epochs if args.epochs is not None else data.default_epochs(data_config)
+        scoring = QualityConfig(samples=args.samples)
+    (train,) = command_line.configs(parser, args, TrainConfig, epochs=epochs)
+    recorded = {
+        "data": data_config.data,
+        "data_dir": data_config.data_dir,
+        "epochs": args.epochs,
+        "z_dim": pair.z_dim,
+        "hidden": pair.hidden[0] if len(pair.hidden) == 1 else list(pair.hidden),  # one width: as a number
+        "seeds": list(compared.seeds),
+        "pairs": list(compared.pairs),
+        "samples": scoring.samples,
+        "train_size": data_config.train_size,
+        "out": results_folder.out,
+    }
+    base = RunConfig(data=data_config, pair=pair, train=train)
+    return base, compared, scoring, Path(results_folder.out), recorded
+
+
+def main(argv=None) -> dict:
+    """Train and measure every pair at every seed the command line ``argv`` asks for (finished cells are read
+    back); write OUT/results.json, OUT/results.md and the figures.
+
+    :returns: per pair, per numeric column: (mean, sd over seeds, count) (:func:`aggregate`).
+    """
+    base, compared, scoring, out, recorded = settings(argv)
+    dataset = data.load(base.data)
+    grey_config = replace(base.data, binarize="none", train_size=None)
     grey = data.load(grey_config)
     classifier = load_classifier(grey_config)
     print(f"classifier features: test accuracy {classifier.info.get('test_accuracy', float('nan')):.3f}", flush=True)
-    n = min(args.samples, len(grey.test))
+    n = min(scoring.samples, len(grey.test))
     # the real side of every score, embedded once, and only when a cell is measured
     reference = functools.cache(lambda: Reference(classifier, grey.test.images(slice(n)), grey.test.y[:n]))
-    out = Path(args.out)
     rows = [
-        run_cell(name, seed, args, base, dataset, grey, classifier, reference)
-        for name in args.pairs
-        for seed in args.seeds
+        run_cell(name, seed, out, scoring, base, dataset, grey, classifier, reference)
+        for name in compared.pairs
+        for seed in compared.seeds
     ]
     summary = aggregate(rows)
     header = (
-        f"{args.data}, {epochs} epochs, z={args.z_dim}, hidden {args.hidden}, seeds {args.seeds}; "
-        f"{min(args.samples, len(grey.test))} images a set; "
-        + ("mean ± sd over seeds" if len(args.seeds) > 1 else "one seed")
+        f"{base.data.data}, {base.train.epochs} epochs, z={base.pair.z_dim}, hidden {recorded['hidden']}, "
+        f"seeds {recorded['seeds']}; {n} images a set; "
+        + ("mean ± sd over seeds" if len(compared.seeds) > 1 else "one seed")
     )
     text = table(summary, header)
     floor = [r["reference_fd"] for r in rows]
@@ -312,9 +380,9 @@ def main(argv=None) -> dict:
         f"HF power of the test images: {rows[0]['data_hf']:.2%}. Features: a classifier with test accuracy "
         f"{classifier.info.get('test_accuracy', float('nan')):.1%}."
     )
-    write_json(out / "results.json", {"args": vars(args), "rows": rows, "summary": summary})
+    write_json(out / "results.json", {"args": recorded, "rows": rows, "summary": summary})
     atomic_write(out / "results.md", lambda handle: handle.write((text + "\n").encode()))
-    for name, fig in side_by_side(out, grey, args.seeds[0]).items():
+    for name, fig in side_by_side(out, grey, compared.seeds[0]).items():
         save_figure(fig, out / "figures" / f"{name}.png")
     print(text, flush=True)
     return summary

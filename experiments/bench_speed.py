@@ -21,18 +21,20 @@ also gives the largest difference of their per-datapoint log p(x), which is floa
         --variants "pvae meanfield (default)"     # the Locatello et al. conv VAE on 64×64 images
 """
 
-import argparse
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import command_line  # noqa: E402
 from reference_vae import ReferenceVAE  # noqa: E402
 
+from pvae import options  # noqa: E402
 from pvae.config import PairConfig, build_pair  # noqa: E402
 from pvae.evaluate import bounds  # noqa: E402
 from pvae.files import write_json  # noqa: E402
@@ -51,6 +53,58 @@ VARIANTS = {
 #: Net family → (shape of one image, ink density of the random binary batch): MNIST's 28×28 with its
 #: density for the MLP and the 3×3 conv net, dSprites' 64×64 (about 4% of its pixels are on) for burgess.
 IMAGES = {"mlp": ((1, 28, 28), 0.13), "conv": ((1, 28, 28), 0.13), "burgess": ((1, 64, 64), 0.04)}
+#: The benchmark's own defaults of pvae's settings: option → (default, as the help shows it).
+DEFAULTS = {"net": ("mlp", "mlp"), "z_dim": (20, "20"), "hidden": ((400,), "400 (burgess: give 256)")}
+#: Training batch sizes timed by default.
+BATCH_SIZES = (32, 128, 512)
+
+
+@dataclass(frozen=True)
+class BenchSpeed:
+    """What is timed, and how often.
+
+    :param batch_sizes: training batches timed (the option alone, without a size: the evaluation only).
+    :param rounds: interleaved rounds of the training steps' timing.
+    :param steps: steps of each variant per round.
+    :param warmup: untimed steps of each variant.
+    :param variants: the pvae steps timed against the reference.
+    :param image_shape: one image, C H W (none: the net family's).
+    :param eval_rounds: rounds of the evaluation's timing (0: none).
+    :param eval_samples: K, importance samples per datapoint.
+    :param eval_batch_size: datapoints per evaluation pass.
+    :param eval_warmup: untimed evaluation passes of each estimator.
+    """
+
+    batch_sizes: tuple[int, ...] | None = field(
+        default=None, metadata={**options.words("N"), **options.default_is(" ".join(map(str, BATCH_SIZES)))}
+    )
+    rounds: int = 40
+    steps: int = 20
+    warmup: int = 30
+    variants: tuple[str, ...] = field(
+        default=(), metadata={**options.words("NAME"), **options.choices(VARIANTS), **options.default_is("all")}
+    )
+    image_shape: tuple[int, ...] | None = field(default=None, metadata=options.words("N"))
+    eval_rounds: int = 0
+    eval_samples: int = 1000
+    eval_batch_size: int = 100
+    eval_warmup: int = 1
+
+    def __post_init__(self):
+        if self.batch_sizes is None:
+            object.__setattr__(self, "batch_sizes", BATCH_SIZES)
+        if not self.variants:
+            object.__setattr__(self, "variants", tuple(VARIANTS))
+        options.check_choices(self)
+        options.require(self, "batch_sizes", all(b > 0 for b in self.batch_sizes), "positive sizes")
+        options.positive(self, "rounds", "steps", "eval_samples", "eval_batch_size")
+        options.positive(self, "warmup", "eval_rounds", "eval_warmup", zero=True)
+        options.require(
+            self,
+            "image_shape",
+            self.image_shape is None or (len(self.image_shape) == 3 and min(self.image_shape) > 0),
+            "three positive sizes, C H W",
+        )
 
 
 def _steppers(
@@ -186,72 +240,77 @@ def to_markdown(results: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--batch-sizes", type=int, nargs="*", default=[32, 128, 512], help="training batches (none: evaluation only)"
+    parser = command_line.parser(__doc__)
+    options.add_options(parser, BenchSpeed)
+    options.add_options(parser, PairConfig, only=("net", "z_dim", "hidden"), defaults=DEFAULTS)
+    options.add_options(parser, command_line.Threads, defaults={"threads": (None, "torch's choice")})
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    options.add_options(
+        parser, command_line.Results, defaults={"out": (f"runs/bench_speed-{stamp}", "runs/bench_speed-DATE")}
     )
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=30)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--net", default="mlp", choices=list(IMAGES), help="network family of both pairs")
-    parser.add_argument(
-        "--image-shape", type=int, nargs=3, metavar=("C", "H", "W"), help="one image (default: the net family's)"
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `--batch-sizes` followed by no size: time the evaluation only (an option of words takes one at least)
+    alone = [i for i, word in enumerate(argv) if word == "--batch-sizes" and not _a_size(argv[i + 1 : i + 2])]
+    args = parser.parse_args([word for i, word in enumerate(argv) if i not in alone])
+    bench, pair, threads, results_folder = command_line.configs(
+        parser,
+        args,
+        BenchSpeed,
+        PairConfig,
+        command_line.Threads,
+        command_line.Results,
+        **({"batch_sizes": ()} if alone else {}),
     )
-    parser.add_argument("--z-dim", type=int, default=20)
-    parser.add_argument("--hidden", type=int, nargs="*", default=[400], help="dense widths (burgess: 256)")
-    parser.add_argument("--eval-rounds", type=int, default=0, help="rounds of the evaluation's timing (0: none)")
-    parser.add_argument("--eval-samples", type=int, default=1000, help="K, importance samples per datapoint")
-    parser.add_argument("--eval-batch-size", type=int, default=100, help="datapoints per evaluation pass")
-    parser.add_argument("--eval-warmup", type=int, default=1, help="untimed evaluation passes of each estimator")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    parser.add_argument("--out", default=f"runs/bench_speed-{time.strftime('%Y%m%d-%H%M%S')}")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    shape = tuple(args.image_shape) if args.image_shape else IMAGES[args.net][0]
+    if pair.net not in IMAGES:
+        parser.error(f"--net {pair.net}: this benchmark times {', '.join(IMAGES)}")
+    if threads.threads:
+        torch.set_num_threads(threads.threads)
+    shape = bench.image_shape or IMAGES[pair.net][0]
+    hidden = list(pair.hidden)
     results = {}
-    for b in args.batch_sizes:
+    for b in bench.batch_sizes:
         results[b] = measure(
-            b, args.rounds, args.steps, args.warmup, args.variants, args.z_dim, tuple(args.hidden), args.net, shape
+            b, bench.rounds, bench.steps, bench.warmup, list(bench.variants), pair.z_dim, pair.hidden, pair.net, shape
         )
         print(f"batch {b}: " + ", ".join(f"{n} {r['ratio']:.2f}" for n, r in results[b].items()), flush=True)
     table = to_markdown(results) if results else ""
-    setting = f"--net {args.net}, {'×'.join(map(str, shape))} images, z = {args.z_dim}, hidden {args.hidden}"
-    steps = f", {args.rounds} rounds of {args.steps} steps\n\n{table}" if results else "\n"
+    setting = f"--net {pair.net}, {'×'.join(map(str, shape))} images, z = {pair.z_dim}, hidden {hidden}"
+    steps = f", {bench.rounds} rounds of {bench.steps} steps\n\n{table}" if results else "\n"
     print(f"\n{setting}; {torch.get_num_threads()} torch threads{steps}")
     evaluation = None
-    if args.eval_rounds > 0:
+    if bench.eval_rounds > 0:
         evaluation = measure_evaluation(
-            args.eval_batch_size,
-            args.eval_samples,
-            args.eval_rounds,
-            args.eval_warmup,
-            args.z_dim,
-            tuple(args.hidden),
-            args.net,
+            bench.eval_batch_size,
+            bench.eval_samples,
+            bench.eval_rounds,
+            bench.eval_warmup,
+            pair.z_dim,
+            pair.hidden,
+            pair.net,
             shape,
         )
         eval_setting = (
-            f"evaluation: K = {args.eval_samples}, {args.eval_batch_size} datapoints a pass, "
-            f"{args.eval_rounds} rounds, Pyro's validation on"
+            f"evaluation: K = {bench.eval_samples}, {bench.eval_batch_size} datapoints a pass, "
+            f"{bench.eval_rounds} rounds, Pyro's validation on"
         )
         print(f"{eval_setting}\n\n{evaluation_markdown(evaluation)}")
-    out = Path(args.out)
+    out = Path(results_folder.out)
     meta = {
-        "net": args.net,
+        "net": pair.net,
         "image_shape": list(shape),
-        "z_dim": args.z_dim,
-        "hidden": args.hidden,
+        "z_dim": pair.z_dim,
+        "hidden": hidden,
         "threads": torch.get_num_threads(),
-        "rounds": args.rounds,
-        "steps": args.steps,
+        "rounds": bench.rounds,
+        "steps": bench.steps,
         "torch": torch.__version__,
         "pyro": pyro.__version__,
     }
     saved = {"settings": meta, "results": {str(b): r for b, r in results.items()}}
     if evaluation is not None:
-        meta.update(eval_samples=args.eval_samples, eval_batch_size=args.eval_batch_size, eval_rounds=args.eval_rounds)
+        meta.update(
+            eval_samples=bench.eval_samples, eval_batch_size=bench.eval_batch_size, eval_rounds=bench.eval_rounds
+        )
         saved["evaluation"] = evaluation
         table += ("\n" if table else "") + f"{eval_setting}\n\n{evaluation_markdown(evaluation)}"
         results["evaluation"] = evaluation
@@ -259,6 +318,11 @@ def main(argv=None) -> dict:
     (out / "results.md").write_text(table)
     print(f"results in {out}")
     return results
+
+
+def _a_size(words: list[str]) -> bool:
+    """Whether the first of ``words`` is a batch size (not another option, nor the end of the line)."""
+    return bool(words) and not words[0].startswith("-")
 
 
 if __name__ == "__main__":

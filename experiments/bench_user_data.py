@@ -29,7 +29,6 @@ memory, and how fast tables load (and where the time goes).
    the kind, the checksum, and the rest: the split and the standardization statistics).
 """
 
-import argparse
 import json
 import math
 import re
@@ -39,12 +38,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import command_line  # noqa: E402
+
+from pvae import options  # noqa: E402
+from pvae.train import TrainConfig  # noqa: E402
+
 #: The child: pvae train, then its own peak resident memory (VmHWM, KiB) on the last line. Not ru_maxrss:
-#: Linux keeps that across exec, so a child would report its parent's peak.
+#: Linux keeps that across exec, so a child would report its parent's peak. A child process, not
+#: :func:`pvae.app.train.train` in this one: the peak measured is that of one training alone, from its start.
 _CHILD = (
     "import sys; from pvae import cli; code = cli.main(sys.argv[1:]); "
     "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:'))); sys.exit(code)"
@@ -52,7 +59,7 @@ _CHILD = (
 #: Training images of the small file (its held-out rows come on top).
 SMALL_TRAIN_ROWS = 2_000
 #: Datapoints per training step (pvae train's default, said here for the steps per epoch).
-BATCH_SIZE = 128
+BATCH_SIZE = TrainConfig.batch_size
 #: Bytes of one image in the file (1 × 28 × 28 uint8).
 ROW_BYTES = 28 * 28
 
@@ -129,24 +136,38 @@ def table_timing(folder: Path, rows: int, repeats: int = 5) -> dict:
     return {"rows": rows, "seconds": total, "rows_per_second": rows / total, "shares": shares, "kind": dataset.kind}
 
 
+@dataclass(frozen=True)
+class BenchUserData:
+    """How large the files are, and how long the runs train.
+
+    :param rows: images in the big .npy (784 bytes each).
+    :param table_rows: rows of the CSV.
+    :param held_out: validation rows, and as many test rows (0: pvae's own split).
+    :param train_seconds: seconds of training steps at most (0: a whole epoch).
+    :param dir: where the temporary files go (none: the system's).
+    """
+
+    rows: int = 5_000_000
+    table_rows: int = 200_000
+    held_out: int = 1_000
+    train_seconds: float = 120
+    dir: str | None = None
+
+    def __post_init__(self):
+        options.positive(self, "rows", "table_rows")
+        options.positive(self, "held_out", "train_seconds", zero=True)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run both measurements and print them; returns the numbers."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=5_000_000, help="images in the big .npy (784 bytes each)")
-    parser.add_argument("--table-rows", type=int, default=200_000, help="rows of the CSV")
-    parser.add_argument(
-        "--held-out", type=int, default=1_000, help="validation rows, and as many test rows (0: pvae's own split)"
-    )
-    parser.add_argument(
-        "--train-seconds", type=float, default=120, help="seconds of training steps at most (0: a whole epoch)"
-    )
-    parser.add_argument("--dir", default=None, help="where the temporary files go (default: the system's)")
-    args = parser.parse_args(argv)
-    held_out = min(args.held_out, args.rows // 10)
+    parser = command_line.parser(__doc__.splitlines()[0])
+    options.add_options(parser, BenchUserData)
+    (bench,) = command_line.configs(parser, parser.parse_args(argv), BenchUserData)
+    held_out = min(bench.held_out, bench.rows // 10)
     small_rows = SMALL_TRAIN_ROWS + 2 * held_out if held_out else SMALL_TRAIN_ROWS
-    with tempfile.TemporaryDirectory(prefix="bench-user-data-", dir=args.dir) as folder:
+    with tempfile.TemporaryDirectory(prefix="bench-user-data-", dir=bench.dir) as folder:
         folder = Path(folder)
-        needed = (args.rows + small_rows) * ROW_BYTES
+        needed = (bench.rows + small_rows) * ROW_BYTES
         free = shutil.disk_usage(folder).free
         if free < needed + 2**30:  # and a GiB to spare for the runs and the table
             raise SystemExit(
@@ -155,10 +176,10 @@ def main(argv: list[str] | None = None) -> dict:
             )
         small, big = folder / "small.npy", folder / "big.npy"
         write_images(small, small_rows)
-        write_images(big, args.rows)
+        write_images(big, bench.rows)
         size = big.stat().st_size / 2**20
-        small_run = peak_rss_of_training(small, folder / "run-small", held_out, args.train_seconds)
-        big_run = peak_rss_of_training(big, folder / "run-big", held_out, args.train_seconds)
+        small_run = peak_rss_of_training(small, folder / "run-small", held_out, bench.train_seconds)
+        big_run = peak_rss_of_training(big, folder / "run-big", held_out, bench.train_seconds)
         big.unlink()  # the disk back before the tables
         small_rss, big_rss = small_run["peak_mib"], big_run["peak_mib"]
         held = f"{held_out:,} validation and {held_out:,} test rows held out" if held_out else "pvae's own split"
@@ -166,17 +187,19 @@ def main(argv: list[str] | None = None) -> dict:
         if not big_run["complete"]:
             share = big_run["steps"] * BATCH_SIZE / big_run["train_rows"] if big_run["train_rows"] else None
             trained = f"{big_run['steps']:,} steps of {BATCH_SIZE} rows drawn from all of them"
-            trained += f" (--max-seconds {args.train_seconds:g}{'' if share is None else f', {share:.0%} of an epoch'})"
-        extra, grew = args.rows - small_rows, big_rss - small_rss
+            trained += (
+                f" (--max-seconds {bench.train_seconds:g}{'' if share is None else f', {share:.0%} of an epoch'})"
+            )
+        extra, grew = bench.rows - small_rows, big_rss - small_rss
         per_row = f" ({grew * 2**20 / extra:,.0f} bytes a row; a row is {ROW_BYTES} on disk)" if extra > 0 else ""
         big_s, small_s = f"{big_run['seconds']:.0f} s", f"{small_run['seconds']:.0f} s"
-        print(f"memory: a {size:,.0f} MiB .npy of {args.rows:,} binary 28×28 images ({held})")
+        print(f"memory: a {size:,.0f} MiB .npy of {bench.rows:,} binary 28×28 images ({held})")
         print(f"  trains {trained},")
         print(f"  then validates, tests and draws its figures, with a peak resident memory of {big_rss:,.0f} MiB")
         print(f"  ({big_s}); a {small_rows:,}-image file of the same images trains one epoch with a peak of")
         print(f"  {small_rss:,.0f} MiB ({small_s}): the file is {size / big_rss:.1f}× the peak, and the peak grew by")
         print(f"  {grew:,.0f} MiB for {extra:,} more rows{per_row}")
-        timing = table_timing(folder, args.table_rows)
+        timing = table_timing(folder, bench.table_rows)
         print(
             f"tables: {timing['rows']:,} rows × 20 real columns load in {timing['seconds']:.2f} s "
             f"({timing['rows_per_second']:,.0f} rows/s, median of 5); shares of the time:"

@@ -38,6 +38,7 @@ import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -45,10 +46,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pvae import study  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import command_line  # noqa: E402
+
+from pvae import options, study  # noqa: E402
+from pvae.config import PairConfig  # noqa: E402
+from pvae.data import DataConfig  # noqa: E402
 from pvae.disentangle.score import HEADLINES  # noqa: E402
 from pvae.files import atomic_write, save_figure, write_json  # noqa: E402
-from pvae.sweep import error_record  # noqa: E402
+from pvae.sweep import SweepConfig, error_record  # noqa: E402
 
 PROTOCOLS = {
     "cpu": {
@@ -77,6 +83,54 @@ def merged_metric_options(argv: list[str]) -> list[str]:
 
 #: Marker of each estimator in the trade-off figure (colour is beta).
 MARKERS = {"meanfield": "o", "tcvae": "^"}
+#: The estimators a sweep may train with: the beta-VAE's two and beta-TCVAE.
+ESTIMATORS_SWEPT = ("meanfield", "trace", "tcvae")
+#: Training seeds of a sweep by default.
+SEEDS = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class BetaSweep:
+    """What the sweep trains and scores.
+
+    :param protocol: cpu: 3,000 steps; paper: 300k.
+    :param betas: the values of beta.
+    :param elbos: estimators swept (meanfield: the beta-VAE; tcvae puts beta on the total correlation alone).
+    :param seeds: training seeds.
+    :param metric_seed: seed of the metrics' draws.
+    :param train_options: more `pvae train` options, e.g. '--train-size 500'.
+    :param disentangle_options: more `pvae disentangle` options.
+    :param report: write the tables and figures of the cells finished so far and train nothing (a sweep still
+        running, or one stopped early); the others are listed as not finished.
+    """
+
+    protocol: str = field(default="cpu", metadata=options.choices(sorted(PROTOCOLS)))
+    betas: tuple[float, ...] | None = field(
+        default=None, metadata={**options.words("BETA"), **options.default_is("the protocol's (cpu 1 2 4 8 16)")}
+    )
+    elbos: tuple[str, ...] | None = field(
+        default=None,
+        metadata={**options.words("ELBO"), **options.choices(ESTIMATORS_SWEPT), **options.default_is("meanfield")},
+    )
+    seeds: tuple[int, ...] | None = field(
+        default=None, metadata={**options.words("SEED"), **options.default_is(" ".join(map(str, SEEDS)))}
+    )
+    metric_seed: int = 0
+    train_options: str = field(default="", metadata=options.default_is("none"))
+    disentangle_options: str = field(default="", metadata=options.default_is("none"))
+    report: bool = False
+
+    def __post_init__(self):
+        if self.elbos is None:
+            object.__setattr__(self, "elbos", ("meanfield",))
+        if self.seeds is None:
+            object.__setattr__(self, "seeds", SEEDS)
+        options.check_choices(self)
+        options.seed(self, "metric_seed")
+        options.require(self, "seeds", all(0 <= s <= options.MAX_SEED for s in self.seeds), "seeds of pvae train")
+        options.require(self, "betas", self.betas is None or min(self.betas) >= 0, "non-negative numbers")
+
+
 #: Settings every cell shares: the architecture and likelihood of Locatello et al. (2019).
 COMMON = ["--data", "dsprites", "--net", "burgess", "--hidden", "256", "--batch-size", "64", "--no-progress"]
 #: The numbers of the two tables (:func:`pvae.study.table`): the bound's terms and every score over all the
@@ -216,48 +270,44 @@ def traversals_figure(out: Path, rows: list[dict]):
 
 
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
+    parser = command_line.parser(
+        __doc__,
         epilog="protocols: " + "; ".join(f"{k}: train {' '.join(v['train'])}" for k, v in PROTOCOLS.items()),
     )
-    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu", help="cpu: 3,000 steps; paper: 300k")
-    parser.add_argument("--betas", type=float, nargs="+", help="default: the protocol's (cpu 1 2 4 8 16)")
-    parser.add_argument(
-        "--elbos",
-        nargs="+",
-        default=["meanfield"],
-        choices=["meanfield", "trace", "tcvae"],
-        help="estimators swept (default: meanfield, the beta-VAE); tcvae puts beta on the total correlation alone",
+    options.add_options(parser, BetaSweep)
+    options.add_options(parser, PairConfig, only=("z_dim",), defaults={"z_dim": (10, "10")})
+    options.add_options(parser, SweepConfig, only=("workers",))
+    options.add_options(parser, command_line.Threads, defaults={"threads": (None, "cores / workers")})
+    options.add_options(parser, DataConfig, only=("data_dir",), defaults={"data_dir": (None, "pvae's data directory")})
+    options.add_options(parser, command_line.Results, defaults={"out": ("runs/beta-sweep", "runs/beta-sweep")})
+    parsed = parser.parse_args(argv)
+    sweep, pair, threads, _, results_folder = command_line.configs(
+        parser, parsed, BetaSweep, PairConfig, command_line.Threads, DataConfig, command_line.Results, data="dsprites"
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
-    parser.add_argument("--z-dim", type=int, default=10, help="latent dimensions (default: 10)")
-    parser.add_argument("--metric-seed", type=int, default=0, help="seed of the metrics' draws (default: 0)")
-    parser.add_argument(
-        "--workers", type=int, default=1, help="cells run at once, each in its own process (default: 1)"
+    betas = sweep.betas or PROTOCOLS[sweep.protocol]["betas"]
+    # every beta of a seed before the next seed, every estimator of a seed before the next seed
+    cells = [(e, b, s) for s in sweep.seeds for e in sweep.elbos for b in betas]
+    (workers,) = command_line.configs(
+        parser, parsed, SweepConfig, cells=tuple(f"elbo={e} beta={b:g} seed={s}" for e, b, s in cells)
     )
-    parser.add_argument("--threads", type=int, help="torch threads per cell (default: cores / workers)")
-    parser.add_argument("--data-dir", help="where dSprites is cached (default: pvae's data directory)")
-    parser.add_argument("--train-options", default="", help="more `pvae train` options, e.g. '--train-size 500'")
-    parser.add_argument("--disentangle-options", default="", help="more `pvae disentangle` options")
-    parser.add_argument(
-        "--out", default="runs/beta-sweep", help="folder of the cells and the tables (default: runs/beta-sweep)"
+    args = argparse.Namespace(  # the settings of every cell, as results.json records them
+        protocol=sweep.protocol,
+        betas=None if sweep.betas is None else list(sweep.betas),
+        elbos=list(sweep.elbos),
+        seeds=list(sweep.seeds),
+        z_dim=pair.z_dim,
+        metric_seed=sweep.metric_seed,
+        workers=workers.workers,
+        threads=threads.threads or max(1, (os.cpu_count() or 1) // workers.workers),
+        data_dir=parsed.data_dir,  # as given (DataConfig has checked it)
+        train_options=sweep.train_options,
+        disentangle_options=sweep.disentangle_options,
+        out=results_folder.out,
+        report=sweep.report,
     )
-    parser.add_argument(
-        "--report",
-        action="store_true",
-        help="write the tables and figures of the cells finished so far and train nothing (a sweep still running, "
-        "or one stopped early); the others are listed as not finished",
-    )
-    args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error(f"--workers must be at least 1, not {args.workers}")
-    args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     protocol = dict(PROTOCOLS[args.protocol])
     protocol["train"] = protocol["train"] + shlex.split(args.train_options)
     protocol["disentangle"] = merged_metric_options(protocol["disentangle"] + shlex.split(args.disentangle_options))
-    betas = args.betas or protocol["betas"]
-    # every beta of a seed before the next seed, every estimator of a seed before the next seed
-    cells = [(e, b, s) for s in args.seeds for e in args.elbos for b in betas]
     print(f"{len(cells)} cells, {args.workers} at a time, {args.threads} threads each → {args.out}", flush=True)
     with ThreadPoolExecutor(args.workers) as pool:
         rows = list(pool.map(lambda c: run_cell(*c, args, protocol), cells))

@@ -9,27 +9,55 @@ each, with their ratio. Writes ``OUT/results.json`` and ``OUT/results.md``.
     python experiments/compiled_zoo.py --only vae "conv vae"   # some rows
 """
 
-import argparse
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import command_line  # noqa: E402
 from zoo import ENTRIES  # noqa: E402
 
-from pvae import data  # noqa: E402
+from pvae import data, options  # noqa: E402
 from pvae.config import PairConfig, build_pair  # noqa: E402
 from pvae.files import atomic_write, write_json  # noqa: E402
 from pvae.train import TrainConfig, fit  # noqa: E402
 
+#: The experiment's own defaults of pvae's settings: option → (default, as the help shows it).
+DEFAULTS = {
+    "epochs": (3, "3"),
+    "z_dim": (20, "20"),
+    "hidden": ((400,), "400"),
+    "threads": (1, "1"),
+}
 
-def measure(entry, epochs: int, z_dim: int, hidden: int, seed: int) -> dict:
+
+@dataclass(frozen=True)
+class CompiledZoo:
+    """Which rows of the zoo are measured.
+
+    :param only: names of the zoo's rows to run.
+    """
+
+    only: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            **options.words("ROW"),
+            **options.choices(lambda: [e.name for e in ENTRIES]),
+            **options.default_is("all"),
+        },
+    )
+
+    def __post_init__(self):
+        options.check_choices(self)
+
+
+def measure(entry, epochs: int, z_dim: int, hidden: tuple[int, ...], seed: int) -> dict:
     """The loss's line and the faster epoch's seconds of one zoo row, under the default and ``--jit off``."""
     dataset = data.load(data.DataConfig("digits", **entry.data))
-    pair = replace(PairConfig(z_dim=z_dim, hidden=(hidden,)), **entry.pair)
+    pair = replace(PairConfig(z_dim=z_dim, hidden=hidden), **entry.pair)
     row = {"pair": entry.name}
     for jit in ("auto", "off"):
         torch.manual_seed(seed)
@@ -57,26 +85,36 @@ def to_markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="*", help="names of the zoo's rows to run (default: all)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs of each fit; the faster one is kept")
-    parser.add_argument("--z-dim", type=int, default=20)
-    parser.add_argument("--hidden", type=int, default=400)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=f"runs/compiled_zoo-{time.strftime('%Y%m%d-%H%M%S')}")
+    parser = command_line.parser(__doc__)
+    options.add_options(parser, CompiledZoo)
+    options.add_options(parser, TrainConfig, only=("epochs", "seed"), defaults=DEFAULTS)
+    options.add_options(parser, PairConfig, only=("z_dim", "hidden"), defaults=DEFAULTS)
+    options.add_options(parser, command_line.Threads, defaults=DEFAULTS)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    options.add_options(
+        parser, command_line.Results, defaults={"out": (f"runs/compiled_zoo-{stamp}", "runs/compiled_zoo-DATE")}
+    )
     args = parser.parse_args(argv)
-    unknown = set(args.only or ()) - {e.name for e in ENTRIES}
-    if unknown:
-        parser.error(f"unknown rows {sorted(unknown)}; the rows are {[e.name for e in ENTRIES]}")
-    torch.set_num_threads(args.threads)
+    zoo, train, pair, threads, results_folder = command_line.configs(
+        parser, args, CompiledZoo, TrainConfig, PairConfig, command_line.Threads, command_line.Results
+    )
+    torch.set_num_threads(threads.threads)
     rows = []
     for entry in ENTRIES:
-        if not args.only or entry.name in args.only:
-            rows.append(measure(entry, args.epochs, args.z_dim, args.hidden, args.seed))
+        if not zoo.only or entry.name in zoo.only:
+            rows.append(measure(entry, train.epochs, pair.z_dim, pair.hidden, train.seed))
             print(to_markdown(rows[-1:]).splitlines()[-1], flush=True)
-    out = Path(args.out)
-    write_json(out / "results.json", {"args": vars(args), "rows": rows})
+    out = Path(results_folder.out)
+    recorded = {
+        "only": list(zoo.only) or None,
+        "epochs": train.epochs,
+        "z_dim": pair.z_dim,
+        "hidden": pair.hidden[0] if len(pair.hidden) == 1 else list(pair.hidden),  # one width: as a number
+        "threads": threads.threads,
+        "seed": train.seed,
+        "out": results_folder.out,
+    }
+    write_json(out / "results.json", {"args": recorded, "rows": rows})
     table = to_markdown(rows)
     atomic_write(out / "results.md", lambda handle: handle.write(table.encode()))
     return rows

@@ -4,7 +4,8 @@ Trains a base pair (``OUT/base``, reused if it is already there), then runs
 ``pvae compare-elbos`` on it: every estimator of the registry at K = 1, 5, 10, 50, and, with
 ``--train-epochs``, a fresh pair trained with each estimator for the same epochs and for the
 same wall-clock time. Writes ``OUT/results.json``, ``OUT/results.md`` and ``OUT/figures/``.
-Flags this script does not know go to ``pvae compare-elbos`` (see ``pvae compare-elbos --help``).
+The options of ``pvae compare-elbos`` are this script's too (see ``--help``); ``--seed`` and ``--device`` are
+the base pair's as well.
 
     python experiments/elbo_estimators.py --data digits --out runs/elbos-digits --train-epochs 100
     python experiments/elbo_estimators.py --data fashion-mnist --out runs/elbos-fmnist --base-epochs 10 \\
@@ -12,43 +13,69 @@ Flags this script does not know go to ``pvae compare-elbos`` (see ``pvae compare
     python experiments/elbo_estimators.py --data digits --model linear --out runs/elbos-ppca   # exact log p(x)
 """
 
-import argparse
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pvae.cli import main as pvae
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import command_line  # noqa: E402
 
-#: ``--model`` → the ``pvae train`` flags of its base pair.
+from pvae import options  # noqa: E402
+from pvae.app.measures import compare  # noqa: E402
+from pvae.app.train import TrainSettings, train  # noqa: E402
+from pvae.cli import command_options  # noqa: E402
+from pvae.config import PairConfig  # noqa: E402
+from pvae.data import DataConfig  # noqa: E402
+
+#: ``--model`` → the ``pvae train`` settings of its base pair.
 BASES = {
-    "vae": ["--model", "vae", "--elbo", "meanfield"],
+    "vae": {"model": "vae", "elbo": "meanfield"},
     # probabilistic PCA on grey levels: its exact log p(x) sits beside the bounds
-    "linear": ["--model", "linear", "--binarize", "none", "--z-dim", "10"],  # it brings hidden=() and gaussian
+    "linear": {"model": "linear", "binarize": "none", "z_dim": 10},  # it brings hidden=() and gaussian
 }
 
 
+@dataclass(frozen=True)
+class ElboEstimators:
+    """The base pair's training.
+
+    :param base_epochs: epochs of the base pair.
+    """
+
+    base_epochs: int | None = None
+
+    def __post_init__(self):
+        options.positive(self, "base_epochs")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="digits", help="dataset (default: digits)")
-    parser.add_argument("--data-dir", help="folder of the IDX files")
-    parser.add_argument("--model", default="vae", choices=sorted(BASES), help="base pair (default: vae)")
-    parser.add_argument("--base-epochs", type=int, help="epochs of the base pair (default: pvae train's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, help="results folder; the base run goes to OUT/base")
-    args, compare_flags = parser.parse_known_args(argv)
-    out = Path(args.out)
+    parser = command_line.parser(__doc__.splitlines()[0])
+    options.add_options(parser, DataConfig, only=("data", "data_dir"))
+    options.add_options(parser, PairConfig, only=("model",))
+    options.add_options(parser, ElboEstimators, defaults={"base_epochs": (None, "pvae train's")})
+    for cls, how in command_options("compare-elbos"):  # pvae compare-elbos's own options, with its defaults
+        options.add_options(parser, cls, **how)
+    args = parser.parse_args(argv)
+    data, pair, own = command_line.configs(parser, args, DataConfig, PairConfig, ElboEstimators)
+    settings, device = command_line.configs(parser, args, *(cls for cls, _ in command_options("compare-elbos")))
+    if pair.model not in BASES:
+        parser.error(f"--model {pair.model}: the base pairs are {', '.join(BASES)}")
+    if settings.out is None:
+        parser.error("--out is required: the results folder (the base run goes to OUT/base)")
+    out = Path(settings.out)
     base = out / "base"
-    if not (base / "checkpoint.pt").exists():
-        train = ["train", "--data", args.data, "--out", str(base), "--seed", str(args.seed), "--no-progress"]
-        train += BASES[args.model]
-        if args.data_dir:
-            train += ["--data-dir", args.data_dir]
-        if args.base_epochs:
-            train += ["--epochs", str(args.base_epochs)]
-        if base.exists():
-            train.append("--overwrite")  # a base run without a checkpoint never finished
-        if pvae(train):
-            return 1
-    return pvae(["compare-elbos", str(base), "--out", str(out), "--seed", str(args.seed), *compare_flags])
+    with command_line.refusals(parser):
+        if not (base / "checkpoint.pt").exists():
+            trained = TrainSettings(
+                data=data.data, data_dir=data.data_dir, out=str(base), seed=settings.seed, device=device.device
+            )
+            trained = replace(trained, progress=False, **BASES[pair.model])
+            if own.base_epochs:
+                trained = replace(trained, epochs=own.base_epochs)
+            # a base run without a checkpoint never finished
+            train(replace(trained, overwrite=base.exists()))
+        compare(base, settings, device)
+    return 0
 
 
 if __name__ == "__main__":

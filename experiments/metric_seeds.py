@@ -6,22 +6,49 @@ and prints, per score, the mean, the standard deviation and the range over the s
 difference between two models must exceed before it means anything.
 
     python experiments/metric_seeds.py runs/beta-sweep/beta4-seed0 --seeds 0 1 2 3 4
+
+The run, and the options of ``pvae disentangle`` (given here, or as one word in ``--options``), are read by
+``pvae disentangle``'s own parser.
 """
 
-import argparse
 import shlex
 import statistics
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pvae.cli import build_parser
-from pvae.config import restore
-from pvae.data import DataError
-from pvae.disentangle.score import DisentangleConfig, EncodedGrid, representation, score
-from pvae.files import atomic_write, write_json
-from pvae.options import from_args
-from pvae.runs import RunError
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import command_line  # noqa: E402
+
+from pvae import options  # noqa: E402
+from pvae.cli import build_parser  # noqa: E402
+from pvae.config import restore  # noqa: E402
+from pvae.disentangle.score import DisentangleConfig, EncodedGrid, representation, score  # noqa: E402
+from pvae.files import atomic_write, write_json  # noqa: E402
+
+#: The metric seeds scored by default.
+SEEDS = (0, 1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class MetricSeeds:
+    """The metric seeds, and the other settings of the scores.
+
+    :param seeds: metric seeds, two or more.
+    :param options: `pvae disentangle` options as one word, e.g. '--num-train 2000'.
+    """
+
+    seeds: tuple[int, ...] | None = field(
+        default=None, metadata={**options.words("SEED"), **options.default_is(" ".join(map(str, SEEDS)))}
+    )
+    options: str = field(default="", metadata=options.default_is("none"))
+
+    def __post_init__(self):
+        if self.seeds is None:
+            object.__setattr__(self, "seeds", SEEDS)
+        options.require(self, "seeds", len(self.seeds) >= 2, "two seeds or more, to measure a spread")
+        seeds_ok = all(0 <= seed <= options.MAX_SEED for seed in self.seeds)
+        options.require(self, "seeds", seeds_ok, f"integers from 0 to {options.MAX_SEED}")
 
 
 def spreads(results: list[dict]) -> list[dict]:
@@ -49,36 +76,35 @@ def spreads(results: list[dict]) -> list[dict]:
 
 
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", help="a run trained on data with ground-truth factors")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="metric seeds")
-    parser.add_argument("--options", default="", help="`pvae disentangle` options, e.g. '--num-train 2000'")
-    parser.add_argument("--out", help="default: RUN/disentanglement/metric-seeds")
-    args = parser.parse_args(argv)
-    if len(args.seeds) < 2:
-        parser.error("--seeds needs at least two seeds to measure a spread")
-    options = build_parser(only="disentangle").parse_args(["disentangle", args.run, *shlex.split(args.options)])
-    try:
-        config = from_args(DisentangleConfig, options)
-        run, run_config, dataset, model, guide = restore(args.run)
-    except (ValueError, RunError, DataError) as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    parser = command_line.parser(
+        __doc__,
+        usage="%(prog)s RUN [options] [pvae disentangle's options]",
+        epilog="RUN: a run trained on data with ground-truth factors; see pvae disentangle --help for its options",
+    )
+    options.add_options(parser, MetricSeeds)
+    options.add_options(parser, command_line.Results, defaults={"out": (None, "RUN/disentanglement/metric-seeds")})
+    args, disentangle = parser.parse_known_args(argv)
+    seeds, results_folder = command_line.configs(parser, args, MetricSeeds, command_line.Results)
+    parsed = build_parser(only="disentangle").parse_args(["disentangle", *disentangle, *shlex.split(seeds.options)])
+    with command_line.refusals(parser):
+        config = options.from_args(DisentangleConfig, parsed)
+        run, run_config, dataset, model, guide = restore(parsed.run)
     if dataset.ground_truth is None:
         parser.exit(
             2,
-            f"{parser.prog}: error: {args.run} was trained on {run_config.data.data}, which has no ground-truth "
+            f"{parser.prog}: error: {parsed.run} was trained on {run_config.data.data}, which has no ground-truth "
             "factors; give a run trained with --data dsprites\n",
         )
     grid = EncodedGrid(dataset.ground_truth, representation(guide, "mean"), config.batch_size)
     results = []
-    for seed in args.seeds:
+    for seed in seeds.seeds:
         results.append(score(model, guide, grid, replace(config, seed=seed)))
         print(f"metric seed {seed}: done ({grid.encoded} grid points encoded so far)", file=sys.stderr, flush=True)
     rows = spreads(results)
-    out = Path(args.out) if args.out else run.path / "disentanglement" / "metric-seeds"
+    out = Path(results_folder.out) if results_folder.out else run.path / "disentanglement" / "metric-seeds"
     lines = [
-        f"{run.path}: scores under metric seeds {', '.join(map(str, args.seeds))} "
-        f"({args.options or 'the defaults'}); one trained model, so only the metrics' draws vary\n",
+        f"{run.path}: scores under metric seeds {', '.join(map(str, seeds.seeds))} "
+        f"({seeds.options or 'the defaults'}); one trained model, so only the metrics' draws vary\n",
         "| metric | score | factors | mean | sd | range |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
@@ -87,7 +113,9 @@ def main(argv=None) -> list[dict]:
         for r in rows
     ]
     text = "\n".join(lines) + "\n"
-    write_json(out / "results.json", {"run": str(run.path), "seeds": args.seeds, "options": args.options, "rows": rows})
+    write_json(
+        out / "results.json", {"run": str(run.path), "seeds": list(seeds.seeds), "options": seeds.options, "rows": rows}
+    )
     atomic_write(out / "results.md", lambda handle: handle.write(text.encode()))
     print(text)
     print(f"results in {out}: results.json, results.md")

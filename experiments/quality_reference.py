@@ -10,7 +10,6 @@ against arithmetic that shares none of it.
     python experiments/quality_reference.py --data digits --epochs 20 --z-dim 20
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -18,13 +17,24 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import command_line  # noqa: E402
 from reference_vae import ReferenceVAE  # noqa: E402
 
 from pvae import data  # noqa: E402
+from pvae.compare import CompareConfig  # noqa: E402
 from pvae.config import PairConfig, build_pair  # noqa: E402
 from pvae.evaluate import evaluate  # noqa: E402
 from pvae.files import write_json  # noqa: E402
+from pvae.options import add_options  # noqa: E402
 from pvae.train import TrainConfig, fit, step  # noqa: E402
+
+#: The comparison's own defaults of pvae's settings: option → (default, as the help shows it).
+DEFAULTS = {
+    "data": ("fashion-mnist", "fashion-mnist"),
+    "epochs": (10, "10"),
+    "z_dim": (50, "50"),
+    "hidden": ((400,), "400"),
+}
 
 
 def train_reference(ref: ReferenceVAE, dataset: data.Dataset, config: TrainConfig) -> float:
@@ -44,44 +54,56 @@ def _score(elbo: torch.Tensor, log_px: torch.Tensor) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="fashion-mnist", choices=data.DATASETS)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--z-dim", type=int, default=50)
-    parser.add_argument("--hidden", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--test-points", type=int, default=1000, help="score the first N test images")
-    parser.add_argument("--samples", type=int, default=1000, help="K, importance samples per datapoint of log p(x)")
-    parser.add_argument("--jit", default="auto", choices=["auto", "on", "off"], help="how pvae runs its loss")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=f"runs/quality_reference-{time.strftime('%Y%m%d-%H%M%S')}")
-    args = parser.parse_args(argv)
-
-    dataset = data.load(data.DataConfig(args.data, args.data_dir, "dynamic", data_seed=args.seed))
-    config = TrainConfig(
-        "meanfield", 1.0, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, jit=args.jit
+    parser = command_line.parser(__doc__)
+    add_options(parser, data.DataConfig, only=("data", "data_dir"), defaults=DEFAULTS)
+    add_options(parser, TrainConfig, only=("epochs", "batch_size", "lr", "jit", "seed"), defaults=DEFAULTS)
+    add_options(parser, PairConfig, only=("z_dim", "hidden"), defaults=DEFAULTS)
+    add_options(parser, CompareConfig, only=("test_points", "samples"))  # how the trained pairs are scored
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    add_options(
+        parser,
+        command_line.Results,
+        defaults={"out": (f"runs/quality_reference-{stamp}", "runs/quality_reference-DATE")},
     )
-    torch.manual_seed(args.seed)
-    model, guide = build_pair(PairConfig(z_dim=args.z_dim, hidden=(args.hidden,)), dataset.x_shape)
+    args = parser.parse_args(argv)
+    config, pair, results_folder = command_line.configs(
+        parser, args, TrainConfig, PairConfig, command_line.Results, elbo="meanfield", beta=1.0
+    )
+    (data_config,) = command_line.configs(parser, args, data.DataConfig, binarize="dynamic", data_seed=config.seed)
+    with command_line.refusals(parser):
+        scoring = CompareConfig(test_points=args.test_points, samples=args.samples)
+
+    dataset = data.load(data_config)
+    torch.manual_seed(config.seed)
+    model, guide = build_pair(pair, dataset.x_shape)
     ref = ReferenceVAE.like(model, guide)  # the same initial weights
 
     history = fit(model, guide, dataset, config, progress=False)
     pvae_seconds = sum(h["seconds"] for h in history) / len(history)
     ref_seconds = train_reference(ref, dataset, config)
 
-    x = dataset.test.images(slice(args.test_points))
-    torch.manual_seed(args.seed + 10)
-    pvae_eval = evaluate(model, guide, x, num_samples=args.samples)
-    torch.manual_seed(args.seed + 10)
-    pvae_by_hand = _score(*ReferenceVAE.like(model, guide).bounds(x, args.samples))
-    torch.manual_seed(args.seed + 10)
-    ref_by_hand = _score(*ref.bounds(x, args.samples))
+    x = dataset.test.images(slice(scoring.test_points))
+    torch.manual_seed(config.seed + 10)
+    pvae_eval = evaluate(model, guide, x, num_samples=scoring.samples)
+    torch.manual_seed(config.seed + 10)
+    pvae_by_hand = _score(*ReferenceVAE.like(model, guide).bounds(x, scoring.samples))
+    torch.manual_seed(config.seed + 10)
+    ref_by_hand = _score(*ref.bounds(x, scoring.samples))
     results = {
         "settings": {
-            **vars(args),
-            "test_images": f"first {len(x)} of the test split, binarized once with seed {args.seed + 2}",
+            "data": data_config.data,
+            "data_dir": data_config.data_dir,
+            "epochs": config.epochs,
+            "z_dim": pair.z_dim,
+            "hidden": pair.hidden[0] if len(pair.hidden) == 1 else list(pair.hidden),  # one width: as a number
+            "batch_size": config.batch_size,
+            "lr": config.lr,
+            "test_points": scoring.test_points,
+            "samples": scoring.samples,
+            "jit": config.jit,
+            "seed": config.seed,
+            "out": results_folder.out,
+            "test_images": f"first {len(x)} of the test split, binarized once with seed {config.seed + 2}",
             "train_size": len(dataset.train),
         },
         "pvae (pvae evaluate)": {
@@ -102,7 +124,7 @@ def main(argv=None) -> dict:
             )
     table = "\n".join(lines) + "\n"
     print(table)
-    out = Path(args.out)
+    out = Path(results_folder.out)
     write_json(out / "results.json", results)
     (out / "results.md").write_text(table)
     print(f"results in {out}")

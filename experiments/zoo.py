@@ -14,7 +14,6 @@ with the same budget: ``--epochs``, ``--z-dim``, ``--hidden``, batch 128, Adam 1
     python experiments/zoo.py --data digits --out runs/zoo-digits --only cvae   # rerun a row, keep the rest
 """
 
-import argparse
 import json
 import sys
 import time
@@ -24,16 +23,20 @@ from pathlib import Path
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from pvae import data
-from pvae.config import PairConfig, RunConfig, build_pair
-from pvae.evaluate import evaluate, sample_prior
-from pvae.files import atomic_write, write_json
-from pvae.pair import traits
-from pvae.quality.classifier import load_classifier
-from pvae.quality.score import QualityConfig, quality
-from pvae.quality.sharpness import sharpness
-from pvae.runs import Run
-from pvae.train import TrainConfig, fit
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import command_line  # noqa: E402
+
+from pvae import data, options  # noqa: E402
+from pvae.compare import CompareConfig  # noqa: E402
+from pvae.config import PairConfig, RunConfig, build_pair  # noqa: E402
+from pvae.evaluate import evaluate, sample_prior  # noqa: E402
+from pvae.files import atomic_write, write_json  # noqa: E402
+from pvae.pair import traits  # noqa: E402
+from pvae.quality.classifier import load_classifier  # noqa: E402
+from pvae.quality.score import QualityConfig, quality  # noqa: E402
+from pvae.quality.sharpness import sharpness  # noqa: E402
+from pvae.runs import Run  # noqa: E402
+from pvae.train import TrainConfig, fit  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,39 @@ ENTRIES = [
 ]
 
 
+#: The zoo's own defaults of pvae's settings: option → (default, as the help shows it); the epochs unset are the
+#: dataset's own (:func:`pvae.data.default_epochs`).
+DEFAULTS = {
+    "epochs": (None, data.default_in_words("epochs")),
+    "z_dim": (20, "20"),
+    "hidden": ((400,), "400"),
+    "test_points": (10_000, "10000"),
+}
+
+
+@dataclass(frozen=True)
+class Zoo:
+    """Which rows of the zoo are run, and how many samples score their quality.
+
+    :param only: names of the rows to run; the other rows of a results.json of the same settings in OUT are kept.
+    :param quality_samples: prior samples scored against as many test images.
+    """
+
+    only: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            **options.words("ROW"),
+            **options.choices(lambda: [e.name for e in ENTRIES]),
+            **options.default_is("all"),
+        },
+    )
+    quality_samples: int = QualityConfig.samples  # as many as ``pvae quality`` scores
+
+    def __post_init__(self):
+        options.check_choices(self)
+        options.positive(self, "quality_samples")
+
+
 def _flat(x: torch.Tensor):
     return x.reshape(len(x), -1).numpy()
 
@@ -102,7 +138,17 @@ def labelled_only_accuracy(dataset: data.Dataset, config: data.DataConfig) -> fl
     return float(baseline.score(_flat(dataset.test.images()), dataset.test.y.numpy()))
 
 
-def run_entry(entry: Entry, args, base: RunConfig, classifier, features) -> dict:
+def run_entry(
+    entry: Entry, base: RunConfig, scoring: CompareConfig, quality_samples: int, out: Path, classifier, features
+) -> dict:
+    """Train the pair of ``entry`` into ``OUT/<its name>`` and score it: one row of the table.
+
+    :param base: the VAE's settings, which the entry's replace.
+    :param scoring: the test points and the importance samples of its bounds.
+    :param quality_samples: prior samples scored against as many test images.
+    :param classifier: the logistic regression of real images that judges a conditional pair's samples.
+    :param features: ``(grey levels of the data, the dataset's feature classifier)`` for the sample quality.
+    """
     config = RunConfig(
         data=replace(base.data, **entry.data),
         pair=replace(base.pair, **entry.pair),
@@ -112,12 +158,12 @@ def run_entry(entry: Entry, args, base: RunConfig, classifier, features) -> dict
     torch.manual_seed(config.train.seed)
     model, guide = build_pair(config.pair, dataset.x_shape, dataset.num_classes)
     slug = "".join(c if c.isalnum() else "-" for c in entry.name).strip("-")
-    run = Run.create(Path(args.out) / slug, config.to_dict(), overwrite=True)
+    run = Run.create(out / slug, config.to_dict(), overwrite=True)
     history = fit(model, guide, dataset, config.train, run=run, progress=False)
     test = dataset.test
-    n = min(args.test_points, len(test))
+    n = min(scoring.test_points, len(test))
     torch.manual_seed(0)
-    scores = evaluate(model, guide, test.images(slice(n)), test.y[:n], num_samples=args.samples)
+    scores = evaluate(model, guide, test.images(slice(n)), test.y[:n], num_samples=scoring.samples)
     row = {
         "pair": entry.name,
         "elbo": scores["elbo"],
@@ -130,7 +176,7 @@ def run_entry(entry: Entry, args, base: RunConfig, classifier, features) -> dict
         "note": entry.note,
     }
     grey, feature_classifier = features
-    scored = quality(model, guide, grey, feature_classifier, QualityConfig(samples=args.quality_samples))
+    scored = quality(model, guide, grey, feature_classifier, QualityConfig(samples=quality_samples))
     prior = scored["sets"]["prior"]
     row.update(
         sample_fd=prior["fd"],
@@ -170,60 +216,89 @@ def _line(row: dict) -> str:
     )
 
 
-def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="digits", choices=data.DATASETS)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--epochs", type=int, help="default: 100 for digits, 10 otherwise")
-    parser.add_argument("--z-dim", type=int, default=20)
-    parser.add_argument("--hidden", type=int, default=400)
-    parser.add_argument("--test-points", type=int, default=10_000, help="score the first N test images")
-    parser.add_argument("--samples", type=int, default=1000, help="K, importance samples per datapoint of log p(x)")
-    parser.add_argument(
-        "--quality-samples", type=int, default=10_000, help="prior samples scored against as many test images"
-    )
-    parser.add_argument("--only", nargs="*", help="names of the rows to run (default: all)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=f"runs/zoo-{time.strftime('%Y%m%d-%H%M%S')}")
+def settings(argv=None) -> tuple[RunConfig, CompareConfig, Zoo, Path, dict]:
+    """The zoo's settings from its command line ``argv``, refused as a wrong option is.
+
+    :returns: ``(base, scoring, zoo, out, recorded)``: the VAE's run settings, which each entry's replace; the
+        test points and importance samples of the bounds; the rows and quality samples; the results folder; and the
+        options as results.json records them (``args``: the epochs as given, one hidden width as a number).
+    """
+    parser = command_line.parser(__doc__)
+    options.add_options(parser, data.DataConfig, only=("data", "data_dir"))
+    options.add_options(parser, TrainConfig, only=("epochs", "seed"), defaults=DEFAULTS)
+    options.add_options(parser, PairConfig, only=("z_dim", "hidden"), defaults=DEFAULTS)
+    options.add_options(parser, CompareConfig, only=("test_points", "samples"), defaults=DEFAULTS)
+    options.add_options(parser, Zoo)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    options.add_options(parser, command_line.Results, defaults={"out": (f"runs/zoo-{stamp}", "runs/zoo-DATE")})
     args = parser.parse_args(argv)
-    epochs = args.epochs or (100 if args.data == "digits" else 10)
-    unknown = set(args.only or ()) - {e.name for e in ENTRIES}
-    if unknown:
-        parser.error(f"unknown rows {sorted(unknown)}; the rows are {[e.name for e in ENTRIES]}")
-    base = RunConfig(
-        data=data.DataConfig(args.data, args.data_dir),
-        pair=PairConfig(z_dim=args.z_dim, hidden=(args.hidden,)),
-        train=TrainConfig(epochs=epochs, seed=args.seed),
+    data_config, pair, zoo, results_folder = command_line.configs(
+        parser, args, data.DataConfig, PairConfig, Zoo, command_line.Results
     )
-    real = data.load(data.DataConfig(args.data, args.data_dir, binarize="none"))
+    with command_line.refusals(parser):
+        if data_config.is_user_data:  # the rows need the classes and the feature classifier of a built-in dataset
+            raise ValueError(
+                f"--data {data_config.data!r}: the zoo runs on a built-in dataset, one of {', '.join(data.DATASETS)}"
+            )
+        epochs = args.epochs if args.epochs is not None else data.default_epochs(data_config)
+        scoring = CompareConfig(test_points=args.test_points, samples=args.samples)
+    (train,) = command_line.configs(parser, args, TrainConfig, epochs=epochs)
+    recorded = {
+        "data": data_config.data,
+        "data_dir": data_config.data_dir,
+        "epochs": args.epochs,
+        "z_dim": pair.z_dim,
+        "hidden": pair.hidden[0] if len(pair.hidden) == 1 else list(pair.hidden),  # one width: as a number
+        "test_points": scoring.test_points,
+        "samples": scoring.samples,
+        "quality_samples": zoo.quality_samples,
+        "only": list(zoo.only) or None,
+        "seed": train.seed,
+        "out": results_folder.out,
+    }
+    base = RunConfig(data=data_config, pair=pair, train=train)
+    return base, scoring, zoo, Path(results_folder.out), recorded
+
+
+def main(argv=None) -> list[dict]:
+    """Train and score the rows the command line ``argv`` asks for; write OUT/results.json and OUT/results.md.
+
+    :returns: the rows of the table, those of an earlier run of the same settings kept where ``--only`` reran some.
+    """
+    base, scoring, zoo, out, recorded = settings(argv)
+    grey_config = replace(base.data, binarize="none")
+    real = data.load(grey_config)
     subset = slice(0, 10_000)  # enough for a linear classifier of real images
     classifier = LogisticRegression(max_iter=300).fit(_flat(real.train.images(subset)), real.train.y[subset].numpy())
     classifier_accuracy = classifier.score(_flat(real.test.images()), real.test.y.numpy())
     print(f"classifier of real images: {classifier_accuracy:.1%} on the test split", flush=True)
     header = (
-        f"{args.data}, {epochs} epochs, z={args.z_dim}, hidden {args.hidden}; "
-        f"{min(args.test_points, len(real.test))} test images, "
-        f"K={args.samples}; nats per datapoint\n\n"
+        f"{base.data.data}, {base.train.epochs} epochs, z={base.pair.z_dim}, hidden {recorded['hidden']}; "
+        f"{min(scoring.test_points, len(real.test))} test images, "
+        f"K={scoring.samples}; nats per datapoint\n\n"
         "| pair | ELBO | log p(x) | reconstruction | sample FD | precision | recall | HF power | s/epoch | accuracy "
         "| note |\n"
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     )
-    grey_config = data.DataConfig(args.data, args.data_dir, binarize="none")
     feature_classifier = load_classifier(grey_config)
     features = (real, feature_classifier)
     print(header, flush=True)
-    rows = [run_entry(e, args, base, classifier, features) for e in ENTRIES if not args.only or e.name in args.only]
-    results_path = Path(args.out) / "results.json"
-    if args.only and results_path.exists():  # rerunning some rows: keep the others of the same setting
+    rows = [
+        run_entry(e, base, scoring, zoo.quality_samples, out, classifier, features)
+        for e in ENTRIES
+        if not zoo.only or e.name in zoo.only
+    ]
+    results_path = out / "results.json"
+    if zoo.only and results_path.exists():  # rerunning some rows: keep the others of the same setting
         previous = json.loads(results_path.read_text())
         same = {k: v for k, v in previous["args"].items() if k not in ("only", "out")}
-        if same != {k: v for k, v in vars(args).items() if k not in ("only", "out")}:
+        if same != {k: v for k, v in recorded.items() if k not in ("only", "out")}:
             raise SystemExit(f"{results_path} holds rows of other settings; use another --out")
         fresh = {r["pair"]: r for r in rows}
         kept = {r["pair"]: r for r in previous["rows"] if r["pair"] not in fresh}
         rows = [{**kept, **fresh}[e.name] for e in ENTRIES if e.name in kept or e.name in fresh]
-    write_json(results_path, {"args": vars(args), "classifier_accuracy": classifier_accuracy, "rows": rows})
-    data_hf = sharpness(real.test.images(slice(args.quality_samples)))["high_frequency_fraction"]
+    write_json(results_path, {"args": recorded, "classifier_accuracy": classifier_accuracy, "rows": rows})
+    data_hf = sharpness(real.test.images(slice(zoo.quality_samples)))["high_frequency_fraction"]
     reference = next((r["sample_reference"] for r in rows if r.get("sample_reference")), None)
     floor = (
         ""
@@ -237,7 +312,7 @@ def main(argv=None) -> list[dict]:
         f"{data_hf:.2%}{floor}\n"
     )
     table = "\n".join([header, *map(_line, rows)]) + footer
-    atomic_write(Path(args.out) / "results.md", lambda handle: handle.write(table.encode()))
+    atomic_write(out / "results.md", lambda handle: handle.write(table.encode()))
     return rows
 
 

@@ -1,6 +1,7 @@
 """Every experiment script runs with tiny settings and writes its results table."""
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -138,6 +139,84 @@ def test_zoo_smoke_and_rerunning_a_row_keeps_the_others(tmp_path, quality_data):
     assert "| cvae |" in (tmp_path / "results.md").read_text()
     with pytest.raises(SystemExit):
         zoo.main([*common, "--only", "vea"])
+
+
+def _documented(script: str) -> list[list[str]]:
+    """The command lines of ``experiments/SCRIPT.py`` that README.md shows, as argv."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    prefix = f"python experiments/{script}.py"
+    return [shlex.split(line.removeprefix(prefix)) for line in readme.splitlines() if line.startswith(prefix)]
+
+
+def test_the_zoo_reads_its_documented_command_lines_as_before():
+    """The options come from pvae's declarations; the settings and what results.json records stay those the
+    hand-written parser gave (one hidden width as a number, the epochs as given)."""
+    import zoo
+
+    from pvae.compare import CompareConfig
+    from pvae.config import PairConfig, RunConfig
+    from pvae.data import DataConfig
+    from pvae.train import TrainConfig
+
+    digits, fashion = _documented("zoo")
+    assert fashion == [
+        *"--data fashion-mnist --epochs 10 --z-dim 50 --test-points 1000".split(),
+        "--out",
+        "runs/zoo-fmnist",
+    ]
+    base, scoring, chosen, out, recorded = zoo.settings(digits)
+    assert base == RunConfig(DataConfig("digits"), PairConfig(z_dim=20, hidden=(400,)), TrainConfig(epochs=100))
+    assert scoring == CompareConfig(test_points=10_000, samples=1000) and chosen == zoo.Zoo((), 10_000)
+    assert out == Path("runs/zoo-digits")
+    assert recorded == {
+        "data": "digits",
+        "data_dir": None,
+        "epochs": None,
+        "z_dim": 20,
+        "hidden": 400,
+        "test_points": 10_000,
+        "samples": 1000,
+        "quality_samples": 10_000,
+        "only": None,
+        "seed": 0,
+        "out": "runs/zoo-digits",
+    }
+    base, scoring, chosen, out, recorded = zoo.settings([*fashion, "--only", "cvae", "vae"])
+    assert base == RunConfig(DataConfig("fashion-mnist"), PairConfig(z_dim=50, hidden=(400,)), TrainConfig(epochs=10))
+    assert scoring.test_points == 1000 and chosen.only == ("cvae", "vae")
+    assert (recorded["epochs"], recorded["only"], recorded["test_points"]) == (10, ["cvae", "vae"], 1000)
+    assert zoo.settings(["--data", "kmnist"])[0].train.epochs == 10  # the dataset's own default
+
+
+def test_ae_vs_vae_reads_its_documented_command_lines_as_before():
+    import ae_vs_vae
+
+    from pvae.config import PairConfig, RunConfig
+    from pvae.data import DataConfig
+    from pvae.quality.score import QualityConfig
+    from pvae.train import TrainConfig
+
+    digits, fashion = _documented("ae_vs_vae")
+    assert fashion == ["--data", "fashion-mnist", "--epochs", "10", "--out", "runs/ae-vs-vae-fashion"]
+    base, compared, scoring, out, recorded = ae_vs_vae.settings(digits)
+    assert base == RunConfig(DataConfig("digits"), PairConfig(z_dim=20, hidden=(400,)), TrainConfig(epochs=100))
+    assert compared == ae_vs_vae.AeVsVae((0, 1, 2), ("ae", "vae", "beta 0.5", "beta 2"))
+    assert scoring == QualityConfig(samples=10_000) and out == Path("runs/ae-vs-vae-digits")
+    assert recorded == {
+        "data": "digits",
+        "data_dir": None,
+        "epochs": None,
+        "z_dim": 20,
+        "hidden": 400,
+        "seeds": [0, 1, 2],
+        "pairs": ["ae", "vae", "beta 0.5", "beta 2"],
+        "samples": 10_000,
+        "train_size": None,
+        "out": "runs/ae-vs-vae-digits",
+    }
+    base, compared, *_ = ae_vs_vae.settings([*fashion, "--seeds", "4", "--pairs", "vae", "--train-size", "500"])
+    assert base.data == DataConfig("fashion-mnist", train_size=500) and base.train == TrainConfig(epochs=10)
+    assert (compared.seeds, compared.pairs) == ((4,), ("vae",))  # given, the seeds replace the default's
 
 
 def test_elbo_estimators_smoke(tmp_path):
@@ -279,3 +358,29 @@ def test_bench_user_data_smoke(capsys):
     assert results["peak_mib"] > 0 and results["table"]["rows_per_second"] > 0
     assert results["table"]["kind"] == "real" and sum(results["table"]["shares"].values()) == pytest.approx(1)
     assert "trains one epoch with a peak" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "script, argv, said",
+    [
+        ("compiled_zoo", ["--only", "vea"], "--only 'vea' is not one of vae,"),
+        ("zoo", ["--only", "vea"], "--only 'vea' is not one of vae,"),
+        ("zoo", ["--data", "README.md"], "--data 'README.md': the zoo runs on a built-in dataset, one of digits,"),
+        ("ae_vs_vae", ["--pairs", "ea"], "--pairs 'ea' is not one of ae, vae, beta 0.5, beta 2"),
+        ("ae_vs_vae", ["--seeds", "0", "-1"], "--seeds must be integers from 0 to 4294967295, not 0,-1"),
+        ("beta_sweep", ["--workers", "0"], "--workers must be a positive integer, not 0"),
+        ("beta_sweep", ["--elbos", "iwae"], "--elbos 'iwae' is not one of meanfield, trace, tcvae"),
+        ("metric_seeds", ["run", "--seeds", "1"], "--seeds must be two seeds or more, to measure a spread, not 1"),
+        ("bench_speed", ["--image-shape", "1", "8"], "--image-shape must be three positive sizes, C H W, not 1,8"),
+        ("quality_reference", ["--jit", "yes"], "invalid choice: 'yes'"),
+        ("elbo_estimators", ["--model", "cvae", "--out", "x"], "--model cvae: the base pairs are vae, linear"),
+        ("bench_user_data", ["--rows", "0"], "--rows must be a positive number, not 0"),
+    ],
+)
+def test_a_script_refuses_what_its_configs_refuse_before_any_work(script, argv, said, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(script).main(argv)
+    assert stop.value.code == 2
+    assert said in capsys.readouterr().err
