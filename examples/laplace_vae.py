@@ -5,8 +5,8 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from pvae.likelihoods import Bernoulli
-from pvae.nets import decoder, encoder
+from pvae.engine.likelihoods import Bernoulli
+from pvae.engine.nets import decoder, encoder
 
 
 class LaplaceVAE(PyroModule):

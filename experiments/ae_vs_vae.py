@@ -3,7 +3,7 @@
 Four pairs with the same networks (MLP encoder and decoder, one hidden layer) and latent size, trained
 with the same budget and seeds: a plain autoencoder (Delta guide, beta 0), the VAE (beta 1), and the
 beta-VAE at beta 0.5 and 2. For each run, in the features of the dataset's classifier
-(:mod:`pvae.quality`), against as many real test images:
+(:mod:`pvae.measures.quality`), against as many real test images:
 
 * **prior samples**: Fréchet distance, precision and recall of decoder means at z ~ N(0, I), and — for
   every pair, the fair baseline for the autoencoder — at z from a Gaussian fitted to its training codes;
@@ -45,17 +45,18 @@ from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import command_line  # noqa: E402
 
-from pvae import data, options  # noqa: E402
-from pvae.config import PairConfig, RunConfig, build_pair  # noqa: E402
-from pvae.diagnostics import latent_usage  # noqa: E402
-from pvae.evaluate import project_2d  # noqa: E402
-from pvae.files import atomic_write, save_figure, write_json  # noqa: E402
-from pvae.pair import traits  # noqa: E402
+from pvae import data
+from pvae.base import options  # noqa: E402
+from pvae.base.files import atomic_write, save_figure, write_json  # noqa: E402
+from pvae.base.runs import Run  # noqa: E402
+from pvae.engine.config import PairConfig, RunConfig, build_pair  # noqa: E402
+from pvae.engine.pair import traits  # noqa: E402
+from pvae.engine.train import TrainConfig, fit  # noqa: E402
+from pvae.measures.diagnostics import latent_usage  # noqa: E402
+from pvae.measures.evaluate import project_2d  # noqa: E402
+from pvae.measures.quality.classifier import load_classifier  # noqa: E402
+from pvae.measures.quality.score import QualityConfig, Reference, codes_of, decode, fitted_gaussian, quality  # noqa: E402
 from pvae.plots.run import plot_images  # noqa: E402
-from pvae.quality.classifier import load_classifier  # noqa: E402
-from pvae.quality.score import QualityConfig, Reference, codes_of, decode, fitted_gaussian, quality  # noqa: E402
-from pvae.runs import Run  # noqa: E402
-from pvae.train import TrainConfig, fit  # noqa: E402
 
 #: The pairs compared: name → (pair settings, training settings) that differ from the VAE's.
 PAIRS = {
@@ -271,7 +272,7 @@ def table(summary: dict, header: str) -> str:
 @torch.no_grad()
 def side_by_side(out: Path, grey, seed: int) -> dict[str, plt.Figure]:
     """The AE's and the VAE's latent maps (test codes, PCA, coloured by class) and prior samples, side by side."""
-    from pvae.config import restore
+    from pvae.engine.config import restore
 
     maps, axes_titles, samples = [], [], []
     for name in ("ae", "vae"):

@@ -7,7 +7,7 @@ the reference, and the table reports the median ratio and its interquartile rang
 copy of the reference is timed as a control: its ratio shows the noise of the measurement.
 
 With ``--eval-rounds N`` it also times the importance-sampled evaluation: pvae's
-:func:`pvae.evaluate.bounds` (ELBO and log p(x) with K = ``--eval-samples`` per datapoint, as
+:func:`pvae.measures.evaluate.bounds` (ELBO and log p(x) with K = ``--eval-samples`` per datapoint, as
 ``pvae evaluate`` runs it, Pyro's validation on) against the hand-written vectorized estimator
 ``ReferenceVAE.bounds`` at the same weights, one batch of ``--eval-batch-size`` datapoints per pass,
 in N interleaved rounds. Each pass starts from the same seed, so both draw the same z: the table
@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import command_line  # noqa: E402
 from reference_vae import ReferenceVAE  # noqa: E402
 
-from pvae import options  # noqa: E402
-from pvae.config import PairConfig, build_pair  # noqa: E402
-from pvae.evaluate import bounds  # noqa: E402
-from pvae.files import write_json  # noqa: E402
-from pvae.train import TrainConfig, make_loss, step  # noqa: E402
+from pvae.base import options  # noqa: E402
+from pvae.base.files import write_json  # noqa: E402
+from pvae.engine.config import PairConfig, build_pair  # noqa: E402
+from pvae.engine.train import TrainConfig, make_loss, step  # noqa: E402
+from pvae.measures.evaluate import bounds  # noqa: E402
 
 #: Variant name → TrainConfig overrides for the pvae step. The default (``--jit auto``) compiles the
 #: loss after checking it against the eager one; ``--jit off`` is the eager loss.

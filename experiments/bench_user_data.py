@@ -21,7 +21,7 @@ memory, and how fast tables load (and where the time goes).
 
    ``--held-out 0`` keeps pvae's own split (10% of the rows for test, 10% of the rest for validation).
    Evaluating those grows the resident memory today by some 2–4 MiB per 1,000 rows
-   (:func:`pvae.evaluate.evaluate` keeps each batch's small results, which pin the glibc heap that the
+   (:func:`pvae.measures.evaluate.evaluate` keeps each batch's small results, which pin the glibc heap that the
    batch's large buffers grew), so the peak then grows with the file; a fixed number of held-out rows
    measures the reading of the training rows alone.
 2. **Tables.** A CSV of ``--table-rows`` rows × 20 real columns is loaded by :func:`pvae.data.load` five
@@ -46,8 +46,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import command_line  # noqa: E402
 
-from pvae import options  # noqa: E402
-from pvae.train import TrainConfig  # noqa: E402
+from pvae.base import options  # noqa: E402
+from pvae.engine.train import TrainConfig  # noqa: E402
 
 #: The child: pvae train, then its own peak resident memory (VmHWM, KiB) on the last line. Not ru_maxrss:
 #: Linux keeps that across exec, so a child would report its parent's peak. A child process, not
@@ -109,8 +109,8 @@ def table_timing(folder: Path, rows: int, repeats: int = 5) -> dict:
     """Median rows/s of :func:`pvae.data.load` on a CSV of ``rows`` × 20 real columns, and each stage's share."""
     import pandas as pd
 
-    from pvae import data, userdata
-    from pvae.data import DataConfig
+    from pvae import data
+    from pvae.data import DataConfig, userdata
 
     rng = np.random.default_rng(1)
     path = folder / "table.csv"

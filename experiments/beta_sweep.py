@@ -5,7 +5,8 @@ convolutional VAE of Burgess et al. (2018) as Locatello et al. (2019, Table 1) t
 (``--net burgess --hidden 256``, z = 10, Bernoulli likelihood, diagonal Gaussian guide, Adam, batch 64),
 then ``pvae disentangle`` scores it. Every cell is an ordinary run directory ``OUT/beta<B>-seed<S>``;
 the script writes ``OUT/results.json``, ``OUT/results.md`` (mean ± sd over seeds per beta: the tables of
-``pvae runs``, :func:`pvae.study.table`, over the bound's terms and every score, then the scores without shape) and
+``pvae runs``, :func:`pvae.studies.study.table`, over the bound's terms and every score, then the scores without shape)
+and
 ``OUT/figures/`` (reconstruction against each disentanglement score, one point per run coloured by
 beta; the traversals at beta = 1 beside those at the beta of the best mean MIG).
 
@@ -49,12 +50,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import command_line  # noqa: E402
 
-from pvae import options, study  # noqa: E402
-from pvae.config import PairConfig  # noqa: E402
+from pvae.base import options
+from pvae.base.files import atomic_write, save_figure, write_json  # noqa: E402
 from pvae.data import DataConfig  # noqa: E402
-from pvae.disentangle.score import HEADLINES  # noqa: E402
-from pvae.files import atomic_write, save_figure, write_json  # noqa: E402
-from pvae.sweep import SweepConfig, error_record  # noqa: E402
+from pvae.engine.config import PairConfig  # noqa: E402
+from pvae.measures.disentangle.score import HEADLINES  # noqa: E402
+from pvae.studies import study  # noqa: E402
+from pvae.studies.sweep import SweepConfig, error_record  # noqa: E402
 
 PROTOCOLS = {
     "cpu": {
@@ -133,7 +135,7 @@ class BetaSweep:
 
 #: Settings every cell shares: the architecture and likelihood of Locatello et al. (2019).
 COMMON = ["--data", "dsprites", "--net", "burgess", "--hidden", "256", "--batch-size", "64", "--no-progress"]
-#: The numbers of the two tables (:func:`pvae.study.table`): the bound's terms and every score over all the
+#: The numbers of the two tables (:func:`pvae.studies.study.table`): the bound's terms and every score over all the
 #: factors, then every score without the shape factor.
 MAIN = ("elbo", "reconstruction", "kl", "active_units", "beta_vae", "factor_vae", "mig", "dci", "dci_completeness")
 MAIN += ("sap", "modularity")
@@ -204,7 +206,7 @@ def row(elbo: str, beta: float, seed: int, cell: Path) -> dict:
 
 
 def table(out: Path, rows: list[dict]) -> str:
-    """Markdown, built by :func:`pvae.study.table` from the cells' run directories: one row per estimator and
+    """Markdown, built by :func:`pvae.studies.study.table` from the cells' run directories: one row per estimator and
     beta, mean ± sd over its seeds; the bound's terms and the scores over every factor, then the scores without
     shape; failed cells as rows with their error, cells not finished listed below."""
     cells = [out / cell_name(r["beta"], r["seed"], r["estimator"]) for r in rows]

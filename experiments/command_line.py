@@ -1,4 +1,4 @@
-"""The command lines of the experiment scripts, generated as pvae's own are (:mod:`pvae.options`).
+"""The command lines of the experiment scripts, generated as pvae's own are (:mod:`pvae.base.options`).
 
 A script's option that is a pvae setting comes from the config class that declares it (``add_options(parser,
 TrainConfig, only=("epochs",), defaults={"epochs": (3, "3")})`` where the script has a default of its own); an
@@ -10,9 +10,9 @@ import argparse
 import contextlib
 from dataclasses import dataclass
 
-from pvae import options
+from pvae.base import options
+from pvae.base.runs import RunError
 from pvae.data import DataError
-from pvae.runs import RunError
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def parser(doc: str, **kwargs) -> argparse.ArgumentParser:
 @contextlib.contextmanager
 def refusals(parser: argparse.ArgumentParser):
     """What a config or a run refuses (a :class:`ValueError`, :class:`pvae.data.DataError` or
-    :class:`pvae.runs.RunError`, whose message names the option and the fix) ends the script as a wrong
+    :class:`pvae.base.runs.RunError`, whose message names the option and the fix) ends the script as a wrong
     option does: one line ``PROG: error: ...``, exit status 2."""
     try:
         yield
@@ -61,7 +61,7 @@ def refusals(parser: argparse.ArgumentParser):
 
 
 def configs(parser: argparse.ArgumentParser, args: argparse.Namespace, *classes: type, **values) -> list:
-    """One instance of each of ``classes`` from the parsed ``args`` (:func:`pvae.options.from_args`), its
+    """One instance of each of ``classes`` from the parsed ``args`` (:func:`pvae.base.options.from_args`), its
     ``__post_init__``'s refusal said as a wrong option is (:func:`refusals`).
 
     :param values: field → value, given to each class that has the field (they win over ``args``).

@@ -20,10 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import command_line  # noqa: E402
 from zoo import ENTRIES  # noqa: E402
 
-from pvae import data, options  # noqa: E402
-from pvae.config import PairConfig, build_pair  # noqa: E402
-from pvae.files import atomic_write, write_json  # noqa: E402
-from pvae.train import TrainConfig, fit  # noqa: E402
+from pvae import data
+from pvae.base import options  # noqa: E402
+from pvae.base.files import atomic_write, write_json  # noqa: E402
+from pvae.engine.config import PairConfig, build_pair  # noqa: E402
+from pvae.engine.train import TrainConfig, fit  # noqa: E402
 
 #: The experiment's own defaults of pvae's settings: option → (default, as the help shows it).
 DEFAULTS = {

@@ -20,12 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import command_line  # noqa: E402
 
-from pvae import options  # noqa: E402
 from pvae.app.measures import compare  # noqa: E402
 from pvae.app.train import TrainSettings, train  # noqa: E402
+from pvae.base import options  # noqa: E402
 from pvae.cli import command_options  # noqa: E402
-from pvae.config import PairConfig  # noqa: E402
 from pvae.data import DataConfig  # noqa: E402
+from pvae.engine.config import PairConfig  # noqa: E402
 
 #: ``--model`` → the ``pvae train`` settings of its base pair.
 BASES = {

@@ -1,7 +1,7 @@
 """How far a trained model's disentanglement scores move with the metrics' own seed alone.
 
 The metrics draw their points, votes and classifiers' seeds from one generator; this script scores
-one run under several metric seeds (the grid encoded once, :class:`pvae.disentangle.score.EncodedGrid`)
+one run under several metric seeds (the grid encoded once, :class:`pvae.measures.disentangle.score.EncodedGrid`)
 and prints, per score, the mean, the standard deviation and the range over the seeds: the spread a
 difference between two models must exceed before it means anything.
 
@@ -20,11 +20,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import command_line  # noqa: E402
 
-from pvae import options  # noqa: E402
+from pvae.base import options  # noqa: E402
+from pvae.base.files import atomic_write, write_json  # noqa: E402
 from pvae.cli import build_parser  # noqa: E402
-from pvae.config import restore  # noqa: E402
-from pvae.disentangle.score import DisentangleConfig, EncodedGrid, representation, score  # noqa: E402
-from pvae.files import atomic_write, write_json  # noqa: E402
+from pvae.engine.config import restore  # noqa: E402
+from pvae.measures.disentangle.score import DisentangleConfig, EncodedGrid, representation, score  # noqa: E402
 
 #: The metric seeds scored by default.
 SEEDS = (0, 1, 2, 3, 4)

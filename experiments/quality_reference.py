@@ -21,12 +21,12 @@ import command_line  # noqa: E402
 from reference_vae import ReferenceVAE  # noqa: E402
 
 from pvae import data  # noqa: E402
-from pvae.compare import CompareConfig  # noqa: E402
-from pvae.config import PairConfig, build_pair  # noqa: E402
-from pvae.evaluate import evaluate  # noqa: E402
-from pvae.files import write_json  # noqa: E402
-from pvae.options import add_options  # noqa: E402
-from pvae.train import TrainConfig, fit, step  # noqa: E402
+from pvae.base.files import write_json  # noqa: E402
+from pvae.base.options import add_options  # noqa: E402
+from pvae.engine.config import PairConfig, build_pair  # noqa: E402
+from pvae.engine.train import TrainConfig, fit, step  # noqa: E402
+from pvae.measures.compare import CompareConfig  # noqa: E402
+from pvae.measures.evaluate import evaluate  # noqa: E402
 
 #: The comparison's own defaults of pvae's settings: option → (default, as the help shows it).
 DEFAULTS = {

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pvae.nets import MLP, MLPEncoder
+from pvae.engine.nets import MLP, MLPEncoder
 
 
 class ReferenceVAE(nn.Module):

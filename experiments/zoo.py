@@ -26,17 +26,18 @@ from sklearn.linear_model import LogisticRegression
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import command_line  # noqa: E402
 
-from pvae import data, options  # noqa: E402
-from pvae.compare import CompareConfig  # noqa: E402
-from pvae.config import PairConfig, RunConfig, build_pair  # noqa: E402
-from pvae.evaluate import evaluate, sample_prior  # noqa: E402
-from pvae.files import atomic_write, write_json  # noqa: E402
-from pvae.pair import traits  # noqa: E402
-from pvae.quality.classifier import load_classifier  # noqa: E402
-from pvae.quality.score import QualityConfig, quality  # noqa: E402
-from pvae.quality.sharpness import sharpness  # noqa: E402
-from pvae.runs import Run  # noqa: E402
-from pvae.train import TrainConfig, fit  # noqa: E402
+from pvae import data
+from pvae.base import options  # noqa: E402
+from pvae.base.files import atomic_write, write_json  # noqa: E402
+from pvae.base.runs import Run  # noqa: E402
+from pvae.engine.config import PairConfig, RunConfig, build_pair  # noqa: E402
+from pvae.engine.pair import traits  # noqa: E402
+from pvae.engine.train import TrainConfig, fit  # noqa: E402
+from pvae.measures.compare import CompareConfig  # noqa: E402
+from pvae.measures.evaluate import evaluate, sample_prior  # noqa: E402
+from pvae.measures.quality.classifier import load_classifier  # noqa: E402
+from pvae.measures.quality.score import QualityConfig, quality  # noqa: E402
+from pvae.measures.quality.sharpness import sharpness  # noqa: E402
 
 
 @dataclass(frozen=True)

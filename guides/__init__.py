@@ -3,14 +3,16 @@
 A guide is a ``PyroModule`` with the model's signature, ``forward(x, y=None)``, that samples
 ``"z"`` inside the ``"data"`` plate. Its constructor takes ``x_shape`` first, then the keywords
 it wants among ``z_dim``, ``hidden``, ``net``, ``flows``, ``aux_weight`` and ``num_classes``
-(:func:`pvae.config.build_pair` passes those its signature names). It declares its optional traits
+(:func:`pvae.engine.config.build_pair` passes those its signature names). It declares its optional traits
 (``point_estimate``, ``mean_field``, ``classify(x)`` ...) as class attributes or methods:
-:data:`pvae.pair.DECLARATIONS` declares them all, and :func:`pvae.pair.trait_table` writes them as a table,
+:data:`pvae.engine.pair.DECLARATIONS` declares them all, and :func:`pvae.engine.pair.trait_table` writes them as a
+table,
 with the guides of :data:`GUIDES` that declare each.
 """
 
 import torch
 
+from pvae.base.registry import lookup
 from pvae.guides.conditional_gaussian import ConditionalGaussianGuide
 from pvae.guides.delta import DeltaGuide
 from pvae.guides.fullrank import FullRankGuide
@@ -18,7 +20,6 @@ from pvae.guides.gaussian import GaussianGuide
 from pvae.guides.iaf import IAFGuide
 from pvae.guides.m2 import M2Guide
 from pvae.guides.two_layer import TwoLayerGuide
-from pvae.registry import lookup
 
 #: Name → guide class; ``--guide`` chooses from these (or ``module:ClassName``).
 GUIDES = {

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 from torch import nn
 
-from pvae.nets import encoder
-from pvae.sites import DATA, Z
+from pvae.base.sites import DATA, Z
+from pvae.engine.nets import encoder
 
 
 class ConditionalGaussianGuide(PyroModule):
@@ -24,7 +24,7 @@ class ConditionalGaussianGuide(PyroModule):
     :param x_shape: shape of one datapoint.
     :param z_dim: latent dimension.
     :param hidden: hidden widths of the encoder; ``()`` adds the label's embedding to an affine map.
-    :param net: encoder family, a name from :data:`pvae.nets.NETS`.
+    :param net: encoder family, a name from :data:`pvae.engine.nets.NETS`.
     :param num_classes: number of labels.
     """
 

@@ -7,8 +7,8 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from pvae.nets import encoder
-from pvae.sites import DATA, Z
+from pvae.base.sites import DATA, Z
+from pvae.engine.nets import encoder
 
 
 class DeltaGuide(PyroModule):
@@ -18,12 +18,12 @@ class DeltaGuide(PyroModule):
     loss is −log p(x | z = f(x)): the autoencoder's reconstruction error (for a Bernoulli
     likelihood, the binary cross-entropy). With beta > 0 it is MAP-style regularisation by log p(z),
     not a VAE: a point mass has no entropy, its KL to the prior is infinite, and
-    :func:`pvae.evaluate.evaluate` reports no ELBO or log p(x) for it (``point_estimate``).
+    :func:`pvae.measures.evaluate.evaluate` reports no ELBO or log p(x) for it (``point_estimate``).
 
     :param x_shape: shape of one datapoint.
     :param z_dim: latent dimension.
     :param hidden: hidden widths of the encoder.
-    :param net: encoder family, a name from :data:`pvae.nets.NETS`.
+    :param net: encoder family, a name from :data:`pvae.engine.nets.NETS`.
     """
 
     #: q(z|x) has no density: bounds on log p(x) do not apply.

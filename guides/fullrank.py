@@ -8,8 +8,8 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
-from pvae.nets import encoder
-from pvae.sites import DATA, Z
+from pvae.base.sites import DATA, Z
+from pvae.engine.nets import encoder
 
 
 class FullRankGuide(PyroModule):
@@ -27,13 +27,13 @@ class FullRankGuide(PyroModule):
     Titsias & Lázaro-Gredilla, 2014, amortized as in Kingma & Welling, 2014.
 
     Pyro 1.9.2 registers no analytic KL between a ``MultivariateNormal`` and the models'
-    ``Normal(...).to_event(1)`` prior; :func:`pvae.estimators.kl_mvn_diagonal` does, so
+    ``Normal(...).to_event(1)`` prior; :func:`pvae.engine.estimators.kl_mvn_diagonal` does, so
     ``TraceMeanField_ELBO`` computes that term in closed form (``Trace_ELBO`` samples it).
 
     :param x_shape: shape of one datapoint.
     :param z_dim: latent dimension.
     :param hidden: hidden widths of the encoder; ``()`` makes an MLP encoder affine.
-    :param net: encoder family, a name from :data:`pvae.nets.NETS`.
+    :param net: encoder family, a name from :data:`pvae.engine.nets.NETS`.
     """
 
     def __init__(self, x_shape: Sequence[int], z_dim: int = 20, hidden: Sequence[int] = (400,), net: str = "mlp"):

@@ -7,8 +7,8 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from pvae.nets import encoder
-from pvae.sites import DATA, Z
+from pvae.base.sites import DATA, Z
+from pvae.engine.nets import encoder
 
 
 class GaussianGuide(PyroModule):
@@ -17,7 +17,7 @@ class GaussianGuide(PyroModule):
     :param x_shape: shape of one datapoint.
     :param z_dim: latent dimension.
     :param hidden: hidden widths of the encoder; ``()`` makes an MLP encoder affine.
-    :param net: encoder family, a name from :data:`pvae.nets.NETS`.
+    :param net: encoder family, a name from :data:`pvae.engine.nets.NETS`.
     """
 
     def __init__(self, x_shape: Sequence[int], z_dim: int = 20, hidden: Sequence[int] = (400,), net: str = "mlp"):

@@ -9,8 +9,8 @@ from pyro.distributions.transforms import ConditionalAffineAutoregressive, Permu
 from pyro.nn import ConditionalAutoRegressiveNN, PyroModule
 from torch import nn
 
-from pvae.nets import encoder
-from pvae.sites import DATA, Z
+from pvae.base.sites import DATA, Z
+from pvae.engine.nets import encoder
 
 
 class IAFGuide(PyroModule):
@@ -44,12 +44,12 @@ class IAFGuide(PyroModule):
     (with its analytic KL under ``TraceMeanField_ELBO``), and the encoder emits no context.
     With flows, q(z|x) is a ``TransformedDistribution``: Pyro 1.9.2 has no analytic KL for it,
     so ``TraceMeanField_ELBO`` samples log q(z|x) − log p(z) as ``Trace_ELBO`` does; it has no
-    closed-form ``mean`` either (:func:`pvae.evaluate.posterior_mean` averages draws).
+    closed-form ``mean`` either (:func:`pvae.measures.evaluate.posterior_mean` averages draws).
 
     :param x_shape: shape of one datapoint.
     :param z_dim: latent dimension.
     :param hidden: hidden widths of the encoder; ``()`` makes an MLP encoder affine.
-    :param net: encoder family, a name from :data:`pvae.nets.NETS`.
+    :param net: encoder family, a name from :data:`pvae.engine.nets.NETS`.
     :param flows: number of IAF steps T, at least 0.
     :param context_dim: width of the context h(x); ``None`` takes ``z_dim``.
     :param flow_hidden: hidden widths of each step's masked autoencoder, each at least ``z_dim``;

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule
 
+from pvae.base.sites import DATA, Y, Z
+from pvae.engine.nets import encoder
 from pvae.guides.conditional_gaussian import ConditionalGaussianGuide
-from pvae.nets import encoder
-from pvae.sites import DATA, Y, Z
 
 
 class M2Guide(PyroModule):
@@ -23,12 +23,12 @@ class M2Guide(PyroModule):
 
     and where it is known the classifier would get no signal from the ELBO at all; hence Kingma et
     al.'s auxiliary term, ``aux_weight · Σ −log q(y|x)`` over labelled datapoints
-    (:meth:`auxiliary_loss`, which :class:`pvae.objectives.Loss` adds).
+    (:meth:`auxiliary_loss`, which :class:`pvae.engine.objectives.Loss` adds).
 
     :param x_shape: shape of one datapoint.
     :param z_dim: latent dimension.
     :param hidden: hidden widths of the classifier and of the encoder of z.
-    :param net: encoder family, a name from :data:`pvae.nets.NETS`.
+    :param net: encoder family, a name from :data:`pvae.engine.nets.NETS`.
     :param num_classes: number of labels.
     :param aux_weight: weight of the classification loss, per labelled datapoint (the ELBO is
         summed over a batch as well). Kingma et al. set it to 0.1·N; it should be comparable

@@ -7,15 +7,15 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from pvae.nets import MLP, diagonal_normal, encoder, stage_sizes
-from pvae.sites import DATA, Z1, Z
+from pvae.base.sites import DATA, Z1, Z
+from pvae.engine.nets import MLP, diagonal_normal, encoder, stage_sizes
 
 
 class TwoLayerGuide(PyroModule):
     """q(z1 | x) = N(mu(x), diag sigma(x)^2), then q(z2 | z1) = N(mu(z1), diag sigma(z1)^2).
 
-    Sites: the lower latent ``"z1"`` (:data:`pvae.sites.Z1`) and the top latent z2 as ``"z"``,
-    matching :class:`pvae.models.two_layer.TwoLayerVAE`; sizes mirror it (:func:`pvae.nets.stage_sizes`).
+    Sites: the lower latent ``"z1"`` (:data:`pvae.base.sites.Z1`) and the top latent z2 as ``"z"``,
+    matching :class:`pvae.models.two_layer.TwoLayerVAE`; sizes mirror it (:func:`pvae.engine.nets.stage_sizes`).
     z2 depends on z1, so the guide is not mean-field: train it with an estimator that scores samples
     (``trace``), not ``meanfield``, whose analytic KL of z1 would ignore that dependence (Pyro warns
     under validation that it cannot verify the mean-field restriction).
@@ -24,7 +24,7 @@ class TwoLayerGuide(PyroModule):
     :param z_dim: dimension of the top latent z2.
     :param hidden: hidden widths of the encoder of q(z1 | x); the network of q(z2 | z1) takes half
         of each width.
-    :param net: family of the encoder of q(z1 | x), a name from :data:`pvae.nets.NETS`; q(z2 | z1)
+    :param net: family of the encoder of q(z1 | x), a name from :data:`pvae.engine.nets.NETS`; q(z2 | z1)
         is always an MLP.
     :param z1_dim: dimension of z1; ``None`` takes ``2 * z_dim``, as the model does.
     """

@@ -8,21 +8,21 @@ observes ``"x"`` inside the ``"data"`` plate, and which offers
 * ``z_dim`` and ``x_shape``,
 
 and declares its optional traits as class attributes or methods (``labels``, ``latent_sites``,
-``default_guide``, ``defaults`` ...): :data:`pvae.pair.DECLARATIONS` declares them all, and
-:func:`pvae.pair.trait_table` writes them as a table, with the models of :data:`MODELS` that declare each.
+``default_guide``, ``defaults`` ...): :data:`pvae.engine.pair.DECLARATIONS` declares them all, and
+:func:`pvae.engine.pair.trait_table` writes them as a table, with the models of :data:`MODELS` that declare each.
 
 Its constructor takes ``x_shape`` first, then keywords (``z_dim``, ``hidden``, ``likelihood``,
-``net``, ``num_classes``): :func:`pvae.config.build_pair` passes those its signature names.
+``net``, ``num_classes``): :func:`pvae.engine.config.build_pair` passes those its signature names.
 """
 
 import torch
 
+from pvae.base.registry import lookup
 from pvae.models.cvae import CVAE
 from pvae.models.linear import LinearGaussian
 from pvae.models.m2 import M2
 from pvae.models.two_layer import TwoLayerVAE
 from pvae.models.vae import VAE
-from pvae.registry import lookup
 
 #: Name → model class; ``--model`` chooses from these (or ``module:ClassName``).
 MODELS = {"vae": VAE, "linear": LinearGaussian, "cvae": CVAE, "m2": M2, "two-layer": TwoLayerVAE}

@@ -7,22 +7,22 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 
+from pvae.base.sites import Y
 from pvae.models.vae import VAE
-from pvae.sites import Y
 
 
 class CVAE(VAE):
     """The VAE whose decoder also reads the label: x | z, y ~ likelihood(decoder([z, onehot(y)])).
 
     The model observes ``"y"`` (``obs=y``) under a uniform p(y), so its sites are ``"y"``,
-    ``"z"`` and ``"x"``, and the log-likelihood :func:`pvae.evaluate.evaluate` reports is the
+    ``"z"`` and ``"x"``, and the log-likelihood :func:`pvae.measures.evaluate.evaluate` reports is the
     joint log p(x, y) = log p(x | y) − log(num_classes). Sampling with a chosen y draws that class.
 
     :param x_shape: shape of one datapoint.
     :param z_dim: latent dimension.
     :param hidden: hidden widths of the decoder.
-    :param likelihood: a name from :data:`pvae.likelihoods.LIKELIHOODS`.
-    :param net: decoder family, a name from :data:`pvae.nets.NETS`.
+    :param likelihood: a name from :data:`pvae.engine.likelihoods.LIKELIHOODS`.
+    :param net: decoder family, a name from :data:`pvae.engine.nets.NETS`.
     :param num_classes: number of labels.
     """
 

@@ -3,8 +3,8 @@
 import pyro
 import torch
 
+from pvae.base.sites import Y
 from pvae.models.cvae import CVAE
-from pvae.sites import Y
 
 
 class M2(CVAE):
@@ -13,7 +13,7 @@ class M2(CVAE):
     The CVAE's generative model, with the label *latent* where it is unknown: ``forward(x)``
     samples ``"y"`` (the guide's q(y|x) proposes it; ``TraceEnum_ELBO`` sums it out exactly),
     ``forward(x, y)`` observes it. Trained with ``pvae.guides.m2.M2Guide`` and ``--elbo enum``; the
-    log-likelihood :func:`pvae.evaluate.evaluate` reports is log p(x), the label summed out by
+    log-likelihood :func:`pvae.measures.evaluate.evaluate` reports is log p(x), the label summed out by
     importance sampling from q(y|x).
 
     Its constructor is the CVAE's.

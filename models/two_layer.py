@@ -1,7 +1,7 @@
 """Two stochastic layers, z2 → z1 → x: the 2-layer model of Burda, Grosse & Salakhutdinov (2015),
 "Importance Weighted Autoencoders".
 
-    z2 ~ N(0, I)                              site ``"z"``  (:data:`pvae.sites.Z`)
+    z2 ~ N(0, I)                              site ``"z"``  (:data:`pvae.base.sites.Z`)
     z1 | z2 ~ N(mu(z2), diag sigma(z2)^2)     site ``"z1"`` (:data:`Z1`)
     x | z1 ~ likelihood(decoder(z1))          site ``"x"``
 
@@ -14,7 +14,7 @@ Sizes follow Burda et al., who used z1 of 100 and z2 of 50 dimensions, two deter
 networks between x and z1, the networks between z1 and z2 take half of each width, and z1 has twice
 the dimensions of z2 unless ``z1_dim`` says otherwise (see :func:`stage_sizes`). Burda's numbers are
 ``TwoLayerVAE(x_shape, z_dim=50, hidden=(200, 200))``; the hidden layers here are pvae's ReLU
-:class:`~pvae.nets.MLP`, where Burda used tanh.
+:class:`~pvae.engine.nets.MLP`, where Burda used tanh.
 """
 
 from collections.abc import Sequence
@@ -23,9 +23,9 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from pvae.base.sites import DATA, Z1, X, Z
+from pvae.engine.nets import MLP, diagonal_normal, stage_sizes
 from pvae.models.vae import VAE
-from pvae.nets import MLP, diagonal_normal, stage_sizes
-from pvae.sites import DATA, Z1, X, Z
 
 
 class TwoLayerVAE(VAE):
@@ -39,8 +39,8 @@ class TwoLayerVAE(VAE):
     :param z_dim: dimension of the top latent z2.
     :param hidden: hidden widths of the decoder p(x | z1); the network of p(z1 | z2) takes half of
         each width (see :func:`stage_sizes`).
-    :param likelihood: a name from :data:`pvae.likelihoods.LIKELIHOODS`.
-    :param net: family of the decoder p(x | z1), a name from :data:`pvae.nets.NETS`; p(z1 | z2)
+    :param likelihood: a name from :data:`pvae.engine.likelihoods.LIKELIHOODS`.
+    :param net: family of the decoder p(x | z1), a name from :data:`pvae.engine.nets.NETS`; p(z1 | z2)
         maps vectors to vectors and is always an MLP.
     :param z1_dim: dimension of z1; ``None`` takes ``2 * z_dim``.
     """

@@ -7,9 +7,9 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from pvae.likelihoods import get_likelihood
-from pvae.nets import decoder
-from pvae.sites import DATA, X, Z
+from pvae.base.sites import DATA, X, Z
+from pvae.engine.likelihoods import get_likelihood
+from pvae.engine.nets import decoder
 
 
 class VAE(PyroModule):
@@ -22,13 +22,13 @@ class VAE(PyroModule):
     :param x_shape: shape of one datapoint, e.g. ``(1, 28, 28)``.
     :param z_dim: latent dimension.
     :param hidden: hidden widths of the decoder; ``()`` makes an MLP decoder affine.
-    :param likelihood: a name from :data:`pvae.likelihoods.LIKELIHOODS`.
-    :param net: decoder family, a name from :data:`pvae.nets.NETS`.
+    :param likelihood: a name from :data:`pvae.engine.likelihoods.LIKELIHOODS`.
+    :param net: decoder family, a name from :data:`pvae.engine.nets.NETS`.
     :param library: ``"observed"``: counts conditioned on each row's total, the library size (the decoder
-        gives proportions; see :meth:`pvae.likelihoods.Likelihood.use_library`); ``"none"``: not.
+        gives proportions; see :meth:`pvae.engine.likelihoods.Likelihood.use_library`); ``"none"``: not.
     """
 
-    #: Latent sites beta scales (see :func:`pvae.objectives.loss_module`).
+    #: Latent sites beta scales (see :func:`pvae.engine.objectives.loss_module`).
     latent_sites: tuple[str, ...] = (Z,)
 
     def __init__(

@@ -1,7 +1,7 @@
 """The ``pvae`` command: the one place where strings become configs.
 
 Every option is a field of a frozen config dataclass (its name, type, default and help declared
-once, there); :mod:`pvae.options` generates each subcommand's flags from the classes in
+once, there); :mod:`pvae.base.options` generates each subcommand's flags from the classes in
 :func:`command_options`, and the dataclasses' ``__post_init__`` refuses what cannot work, here as in
 the Python API. Failures the user can fix end as one line ``pvae CMD: error: ...`` and exit status 2;
 Ctrl-C as one line and exit status 130 (128 + SIGINT, the shell's convention).
@@ -13,7 +13,7 @@ import importlib
 import sys
 
 from pvae import __version__
-from pvae.options import add_options, from_args
+from pvae.base.options import add_options, from_args
 
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT), distinct from 2, a bad input.
 INTERRUPTED = 130
@@ -33,59 +33,62 @@ QUALITY_DEFAULTS = {
 }
 
 #: Where a command computes: the last config of every command that computes (train's settings hold it).
-DEVICE = ("pvae.device:DeviceConfig", {})
+DEVICE = ("pvae.base.device:DeviceConfig", {})
 
 #: Subcommand → its one-line help, and the config classes whose fields are its options, each with
-#: the keyword arguments of :func:`pvae.options.add_options` (which fields, which defaults come
+#: the keyword arguments of :func:`pvae.base.options.add_options` (which fields, which defaults come
 #: from elsewhere). Classes are named, not imported, so that a command imports only what it runs.
 COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
     "train": ("train a model/guide pair, then evaluate and plot it", [("pvae.app.train:TrainSettings", {})]),
     "evaluate": (
         "ELBO, its terms and importance-sampled log p(x) of a run",
-        [("pvae.evaluate:EvaluateConfig", {}), DEVICE],
+        [("pvae.measures.evaluate:EvaluateConfig", {}), DEVICE],
     ),
     "plot": ("write the figures of a run into RUN/figures", [DEVICE]),
     "sample": (
         "draw images from a trained model, of one class if it has labels",
-        [("pvae.evaluate:SampleConfig", {}), DEVICE],
+        [("pvae.measures.evaluate:SampleConfig", {}), DEVICE],
     ),
     "compare-elbos": (
         "compare ELBO estimators on a trained pair: bounds, gradient signal-to-noise, cost, result of training",
-        [("pvae.compare:CompareConfig", {"defaults": {"estimators": (None, "all the pair can use")}}), DEVICE],
+        [("pvae.measures.compare:CompareConfig", {"defaults": {"estimators": (None, "all the pair can use")}}), DEVICE],
     ),
     "diagnose": (
         "how good is q(z|x): PSIS k̂, NUTS, the gaps, posterior collapse",
-        [("pvae.diagnostics:DiagnoseConfig", {}), DEVICE],
+        [("pvae.measures.diagnostics:DiagnoseConfig", {}), DEVICE],
     ),
     "disentangle": (
         "score the codes against the data's ground-truth factors: beta-VAE, FactorVAE, MIG, DCI, SAP, modularity",
-        [("pvae.disentangle.score:DisentangleConfig", {"defaults": DISENTANGLE_DEFAULTS}), DEVICE],
+        [("pvae.measures.disentangle.score:DisentangleConfig", {"defaults": DISENTANGLE_DEFAULTS}), DEVICE],
     ),
     "quality": (
         "score samples against the test images in a classifier's features: Fréchet distance, precision, recall, "
         "sharpness",
         [
-            ("pvae.quality.score:QualityConfig", {"defaults": QUALITY_DEFAULTS}),
-            ("pvae.quality.ppc:PPCConfig", {"only": ("replicates", "coverage", "pairs")}),  # data that are not images
+            ("pvae.measures.quality.score:QualityConfig", {"defaults": QUALITY_DEFAULTS}),
+            (
+                "pvae.measures.quality.ppc:PPCConfig",
+                {"only": ("replicates", "coverage", "pairs")},
+            ),  # data that are not images
             DEVICE,
         ],
     ),
     "runs": (
         "one table of every run under a folder: the settings that differ, the test numbers, mean ± sd over seeds",
-        [("pvae.study:RunsConfig", {"defaults": {"out": (None, "the folder of the runs")}})],
+        [("pvae.studies.study:RunsConfig", {"defaults": {"out": (None, "the folder of the runs")}})],
     ),
     "report": (
         "write one self-contained HTML page of a run, or of the runs under a folder",
-        [("pvae.report:ReportConfig", {"defaults": {"out": (None, "RUN/report.html")}})],
+        [("pvae.studies.report:ReportConfig", {"defaults": {"out": (None, "RUN/report.html")}})],
     ),
     "sweep": (
         "train one run per cell of a grid over pvae train's options (given after --), each its own run directory; "
         "resumable, one cell at a time (--cell I) or N at once (--workers N)",
-        [("pvae.sweep:SweepConfig", {}), DEVICE],
+        [("pvae.studies.sweep:SweepConfig", {}), DEVICE],
     ),
     "encode": (
         "write q(z|x)'s mean and sd (or draws) of every row of the run's data, or of a new file with its columns",
-        [("pvae.encode:EncodeConfig", {"defaults": {"out": (None, "RUN/encoded.npz")}}), DEVICE],
+        [("pvae.measures.encode:EncodeConfig", {"defaults": {"out": (None, "RUN/encoded.npz")}}), DEVICE],
     ),
     "upgrade": (
         "rewrite a checkpoint an older pvae wrote in the form pvae reads without running code (admits only "
@@ -127,7 +130,7 @@ READERS = ("runs", "report", "upgrade")
 
 def command_options(command: str) -> list[tuple[type, dict]]:
     """The config classes of ``command`` (see :data:`COMMANDS`), imported, with their keyword arguments of
-    :func:`pvae.options.add_options`.
+    :func:`pvae.base.options.add_options`.
 
     :param command: a key of :data:`COMMANDS`.
     """
@@ -211,7 +214,7 @@ def _dispatch(args) -> None:
     keywords = {"given": args.given} if args.command == "train" else {}
     if args.command == "sweep":  # the options after --, every cell's, read as pvae train reads them
         from pvae.app.train import TrainSettings
-        from pvae.sweep import refuse_reserved
+        from pvae.studies.sweep import refuse_reserved
 
         def refuse(message):
             raise ValueError(f"after --: {message}")
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "sweep" and "--" in argv:  # the options of every cell's `pvae train`
         argv, rest = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     if command == "sweep":  # `--grid --beta=1,2`: a grid item spelt as a flag, read as the grid spells it
-        from pvae.sweep import item_words
+        from pvae.studies.sweep import item_words
 
         argv = item_words(argv)
     try:
@@ -250,10 +253,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED
-    from pvae import distributed
     from pvae.app.common import Interrupted
+    from pvae.base import distributed
+    from pvae.base.runs import RunError
     from pvae.data import DataError
-    from pvae.runs import RunError
 
     # under torchrun, a rank's messages say which rank it is, and a failing rank leaves at once
     # (os._exit, never waiting for the others): torchrun sees its status and stops the rest

@@ -16,8 +16,8 @@ import pyro
 import pytest
 import torch
 
+from pvae.base.device import resolve_device
 from pvae.data import Dataset, Split
-from pvae.device import resolve_device
 
 SEED = int(os.environ.get("PVAE_TEST_SEED", "0"))
 #: ``--device`` of the tests, from ``PVAE_TEST_DEVICE``.
@@ -112,6 +112,6 @@ def _shared_data_dir(tmp_path_factory):
 @pytest.fixture
 def quality_data(_shared_data_dir, monkeypatch):
     """``$PVAE_DATA`` set to one folder for the whole session: the digits feature classifier of
-    :mod:`pvae.quality` is trained there once, never in the user's cache."""
+    :mod:`pvae.measures.quality` is trained there once, never in the user's cache."""
     monkeypatch.setenv("PVAE_DATA", str(_shared_data_dir))
     return _shared_data_dir

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pvae import az
+from pvae.base import az
 from tests.conftest import derived_seed
 
 K = 4000

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from pvae.cli import main
-from pvae.dsprites import ORIGINAL
+from pvae.data.dsprites import ORIGINAL
 
 AVAILABLE = 16 * 10**9  # bytes of memory the tests pretend the machine has
 
@@ -192,7 +192,7 @@ def _gpu_rng_states(root: Path) -> None:
 
 
 def _interrupt_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pvae.runs import Run
+    from pvae.base.runs import Run
 
     save = Run.save_checkpoint
 
@@ -661,9 +661,9 @@ def test_bad_input(case: Case, workspace: Path, request, monkeypatch, capsys):
         (workspace / "run" / "notes.txt").write_text("my notes on this run\n")
     if case.prepare is not None:
         case.prepare(workspace)
-    import pvae.memory
+    import pvae.measures.memory
 
-    monkeypatch.setattr(pvae.memory, "available_memory", lambda device="cpu": AVAILABLE)
+    monkeypatch.setattr(pvae.measures.memory, "available_memory", lambda device="cpu": AVAILABLE)
     if case.patch is not None:
         case.patch(monkeypatch)
     argv = [a.format(run=workspace / "run", user=workspace / "user") for a in case.argv]

@@ -182,8 +182,8 @@ def test_m2_preset_uses_enumeration_and_reports_accuracy(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert (config["pair"]["guide"], config["train"]["elbo"], config["data"]["labels"]) == ("m2", "enum", 50)
     summary = json.loads((out / "summary.json").read_text())
-    from pvae.config import restore
-    from pvae.evaluate import accuracy
+    from pvae.engine.config import restore
+    from pvae.measures.evaluate import accuracy
 
     _, _, dataset, _, guide = restore(out)
     assert summary["test"]["accuracy"] == accuracy(guide, dataset.test.images(), dataset.test.y)
@@ -299,7 +299,7 @@ def test_diagnose_writes_its_report_and_refuses_bad_settings(trained, tmp_path, 
         gaps["approximation_gap"], gaps["amortization_gap"], gaps["log_px"], gaps["amortized_elbo"], strict=True
     ):
         assert a + b == pytest.approx(px - elbo)
-    from pvae import az
+    from pvae.base import az
 
     idata = az.load_netcdf(out / "posterior.nc")
     assert idata.posterior["z"].shape == (2, 30, 2, 2) and idata.guide["z"].shape == (1, 60, 2, 2)
@@ -314,11 +314,11 @@ def test_diagnose_writes_its_report_and_refuses_bad_settings(trained, tmp_path, 
 def test_ctrl_c_during_training_says_how_to_go_on_and_resume_continues(tmp_path, monkeypatch, capsys):
     """Ctrl-C in the second epoch: one line naming the last epoch kept, exit status 130 (128 + SIGINT),
     no traceback; the same command with --resume then finishes the run."""
-    import pvae.train
+    import pvae.engine.train
 
     out = tmp_path / "run"
     common = ["train", "--z-dim", "2", "--hidden", "16", "--epochs", "2", "--samples", "5", "--out", str(out)]
-    real_step, steps = pvae.train.step, []
+    real_step, steps = pvae.engine.train.step, []
 
     def step(*args):
         steps.append(1)
@@ -326,17 +326,17 @@ def test_ctrl_c_during_training_says_how_to_go_on_and_resume_continues(tmp_path,
             raise KeyboardInterrupt
         return real_step(*args)
 
-    monkeypatch.setattr(pvae.train, "step", step)
+    monkeypatch.setattr(pvae.engine.train, "step", step)
     assert main([*common, "--no-progress"]) == 130
     err = capsys.readouterr().err.splitlines()
     assert err[-1] == f"pvae train: interrupted after epoch 1 of 2; the same command with --resume continues from {out}"
     assert not any("Traceback" in line for line in err)
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1]
-    monkeypatch.setattr(pvae.train, "step", real_step)
+    monkeypatch.setattr(pvae.engine.train, "step", real_step)
     assert main([*common, "--no-progress", "--resume"]) == 0
     assert json.loads((out / "summary.json").read_text())["training"]["epochs"] == 2
     steps.clear()
-    monkeypatch.setattr(pvae.train, "step", step)
+    monkeypatch.setattr(pvae.engine.train, "step", step)
     first = ["train", "--z-dim", "2", "--hidden", "16", "--epochs", "1", "--out", str(tmp_path / "early")]
     assert main([*first, "--batch-size", "64"]) == 130  # the 15th of 20 steps: still in epoch 1
     assert capsys.readouterr().err.splitlines()[-1].endswith("interrupted in the first epoch, before any checkpoint")
@@ -350,7 +350,7 @@ def test_evaluate_refuses_bounds_that_are_not_finite(trained, tmp_path, capsys):
 
     import torch
 
-    from pvae.runs import Run
+    from pvae.base.runs import Run
 
     broken = tmp_path / "broken"
     shutil.copytree(trained, broken)
@@ -369,14 +369,14 @@ def test_evaluate_refuses_bounds_that_are_not_finite(trained, tmp_path, capsys):
 
 
 def test_evaluate_refuses_a_bound_that_comes_out_infinite(trained, monkeypatch, capsys):
-    import pvae.evaluate
+    import pvae.measures.evaluate
 
-    real = pvae.evaluate.evaluate
+    real = pvae.measures.evaluate.evaluate
 
     def evaluate(*args, **kwargs):
         return {**real(*args, **kwargs), "log_px": float("-inf")}
 
-    monkeypatch.setattr(pvae.evaluate, "evaluate", evaluate)
+    monkeypatch.setattr(pvae.measures.evaluate, "evaluate", evaluate)
     before = (trained / "summary.json").read_text()
     assert main(["evaluate", str(trained), "--samples", "5", "--points", "10"]) == 2
     assert "error: the test split scores log_px -inf: " in capsys.readouterr().err
@@ -399,9 +399,9 @@ def test_a_diverging_run_stops_with_one_line_and_a_plain_rerun_works(tmp_path, c
 
 
 def test_a_long_evaluation_says_how_long_before_it_starts(trained, monkeypatch, capsys):
-    import pvae.evaluate
+    import pvae.measures.evaluate
 
-    monkeypatch.setattr(pvae.evaluate, "estimate_seconds", lambda model, guide, x, y, k: 7200.0 * k / 1000)
+    monkeypatch.setattr(pvae.measures.evaluate, "estimate_seconds", lambda model, guide, x, y, k: 7200.0 * k / 1000)
     assert main(["evaluate", str(trained), "--samples", "1000", "--points", "20"]) == 0
     err = capsys.readouterr().err
     assert "evaluate: about 2.0 h for 20 datapoints × K = 1000 samples of z (timed on the first batch); " in err

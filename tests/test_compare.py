@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from pvae import data
-from pvae.compare import (
+from pvae.engine.config import PairConfig, build_pair
+from pvae.engine.train import TrainConfig
+from pvae.measures.compare import (
     Estimator,
     bound_values,
     estimator_grid,
@@ -17,9 +19,7 @@ from pvae.compare import (
     step_cost,
     train_each,
 )
-from pvae.compare.measure import _snr_summary
-from pvae.config import PairConfig, build_pair
-from pvae.train import TrainConfig
+from pvae.measures.compare.measure import _snr_summary
 from tests.conftest import derived_seed
 
 

@@ -17,7 +17,7 @@ KS = [1, 5, 50]
 
 
 def fields(name: str, k: int, alpha: float | None = None) -> dict:
-    """What :meth:`pvae.compare.Estimator.as_dict` gives."""
+    """What :meth:`pvae.measures.compare.Estimator.as_dict` gives."""
     setting = f"{name}{f' α={alpha:g}' if alpha is not None else ''}"
     return {"estimator": name, "particles": k, "alpha": alpha, "setting": setting, "label": f"{setting} K={k}"}
 

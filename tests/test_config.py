@@ -7,18 +7,18 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pvae import options
+from pvae.base import options
+from pvae.base.runs import RunOptions
 from pvae.cli import COMMANDS, build_parser, command_options, main
-from pvae.compare import CompareConfig
-from pvae.config import PairConfig, RunConfig
 from pvae.data import DataConfig
-from pvae.diagnostics import DiagnoseConfig
-from pvae.disentangle.score import DisentangleConfig
-from pvae.evaluate import EvaluateConfig, SampleConfig
-from pvae.runs import RunOptions
-from pvae.study import RunsConfig
-from pvae.tensorboard import TensorBoardConfig
-from pvae.train import TrainConfig
+from pvae.engine.config import PairConfig, RunConfig
+from pvae.engine.train import TrainConfig
+from pvae.measures.compare import CompareConfig
+from pvae.measures.diagnostics import DiagnoseConfig
+from pvae.measures.disentangle.score import DisentangleConfig
+from pvae.measures.evaluate import EvaluateConfig, SampleConfig
+from pvae.studies.study import RunsConfig
+from pvae.studies.tensorboard import TensorBoardConfig
 
 NAN, INF = float("nan"), float("inf")
 
@@ -199,7 +199,8 @@ def test_help_choices_and_types_come_from_the_dataclass():
 
 def test_outputs_that_name_one_file_and_options_that_add_up(tmp_path):
     """:func:`options.output` fields may not name one file (links followed); :func:`options.words` and
-    :func:`options.repeatable` options add up when given again (the first replaces the default); :func:`options.default_is` shows the default a
+    :func:`options.repeatable` options add up when given again (the first replaces the default);
+    :func:`options.default_is` shows the default a
     ``None`` stands for."""
 
     @dataclass(frozen=True)
@@ -266,12 +267,12 @@ def test_defaults_are_valid():
 def test_the_help_of_the_pair_options_names_every_registered_choice():
     """``pvae train --help`` lists the models, guides, likelihoods and nets by name: the docstring it
     comes from keeps up with the registries."""
-    from pvae.config import PairConfig
+    from pvae.base.options import docstring_params
+    from pvae.engine.config import PairConfig
+    from pvae.engine.likelihoods import LIKELIHOODS
+    from pvae.engine.nets import NETS
     from pvae.guides import GUIDES
-    from pvae.likelihoods import LIKELIHOODS
     from pvae.models import MODELS, PRESETS
-    from pvae.nets import NETS
-    from pvae.options import docstring_params
 
     helps = docstring_params(PairConfig)
     for option, names in (

@@ -4,7 +4,7 @@ import torch
 
 from pvae import data
 from pvae.data import DataConfig, DataError
-from pvae.idx import write_idx
+from pvae.data.idx import write_idx
 from tests.conftest import derived_seed
 from tests.test_idx import write_mnist_like
 
@@ -232,7 +232,7 @@ def test_default_epochs_of_your_own_data_need_the_data_loaded_and_a_batch_size(t
 
 
 def test_a_split_and_its_bits_are_the_same_objects_from_pvae_data():
-    from pvae import split
+    from pvae.data import split
 
     assert (data.Split, data.unpack_bits, data.LazyImages, data.MISSING) == (
         split.Split,

@@ -122,9 +122,9 @@ def test_command_with_its_defaults_runs_or_refuses_in_one_line(zoo, pair, comman
         assert numbers and any(math.isfinite(v) and v != 0 for v in numbers)
     if command == "compare-elbos":
         # every estimator the pair can use was compared: the default list, not a chosen one
-        from pvae.compatibility import applicable_estimators
-        from pvae.config import restore
-        from pvae.pair import traits
+        from pvae.engine.compatibility import applicable_estimators
+        from pvae.engine.config import restore
+        from pvae.engine.pair import traits
 
         _, config, dataset, model, guide = restore(zoo / pair)
         reasons = applicable_estimators(traits(model, guide), dataset, config.train)

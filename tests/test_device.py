@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from pvae import cli
-from pvae.config import restore
-from pvae.device import DeviceConfig, available_devices, describe_device, module_device, resolve_device, to_device
-from pvae.runs import Run, rng_state, set_rng_state
+from pvae.base.device import DeviceConfig, available_devices, describe_device, module_device, resolve_device, to_device
+from pvae.base.runs import Run, rng_state, set_rng_state
+from pvae.engine.config import restore
 
 TRAIN = ["train", "--epochs", "2", "--hidden", "16", "--z-dim", "3", "--samples", "20", "--no-progress"]
 
@@ -175,8 +175,8 @@ def test_a_checkpoint_with_the_rng_states_of_a_gpu_resumes_on_the_cpu(tmp_path, 
 
 
 def test_the_memory_check_still_builds_on_the_meta_device():
-    from pvae.config import PairConfig
-    from pvae.memory import estimate_step_memory
+    from pvae.engine.config import PairConfig
+    from pvae.measures.memory import estimate_step_memory
 
     estimate = estimate_step_memory(PairConfig(z_dim=4, hidden=(16,)), (1, 8, 8), 10, 32, 1)
     # 8·8 inputs, 16 hidden, 2·4 encoder outputs: (64·16 + 16 + 16·8 + 8) + (4·16 + 16 + 16·64 + 64) weights
@@ -205,8 +205,8 @@ def test_every_pair_traces_on_another_device_without_a_tensor_left_on_the_cpu(mo
     from pyro import poutine
     from pyro.poutine.util import site_is_subsample
 
-    from pvae.config import PairConfig, build_pair
-    from pvae.evaluate import pair_args
+    from pvae.engine.config import PairConfig, build_pair
+    from pvae.measures.evaluate import pair_args
 
     shape = (5,) if model_name == "linear" else (1, 8, 8)
     model, guide = build_pair(PairConfig(model=model_name, guide=guide_name), shape, 10)
@@ -225,8 +225,8 @@ def test_every_pair_traces_on_another_device_without_a_tensor_left_on_the_cpu(mo
 
 
 def test_the_linear_models_closed_forms_and_the_losses_beta_follow_the_device():
-    from pvae.config import PairConfig, build_pair
-    from pvae.train import TrainConfig, make_loss
+    from pvae.engine.config import PairConfig, build_pair
+    from pvae.engine.train import TrainConfig, make_loss
 
     model, _ = build_pair(PairConfig(model="linear"), (5,), 10)
     model = model.to("meta")
@@ -246,21 +246,21 @@ def test_fit_keeps_the_data_on_the_host_and_moves_each_batch(monkeypatch):
     """Each training batch goes through ``to_device`` once, from the host; the stored splits stay compact."""
     import math
 
-    import pvae.train
+    import pvae.engine.train
     from pvae import data
-    from pvae.config import PairConfig, build_pair
-    from pvae.train import TrainConfig, fit
+    from pvae.engine.config import PairConfig, build_pair
+    from pvae.engine.train import TrainConfig, fit
 
     digits = data.load(data.DataConfig("digits"))
     moved = []
-    original = pvae.train.to_device
+    original = pvae.engine.train.to_device
 
     def recording(x, device):
         if x is not None and x.is_floating_point():
             moved.append((x.device.type, x.shape[0]))
         return original(x, device)
 
-    monkeypatch.setattr(pvae.train, "to_device", recording)
+    monkeypatch.setattr(pvae.engine.train, "to_device", recording)
     model, guide = build_pair(PairConfig(z_dim=2, hidden=(16,)), digits.x_shape)
     fit(model, guide, digits, TrainConfig(epochs=1, batch_size=500), progress=False)
     steps = math.ceil(len(digits.train) / 500)

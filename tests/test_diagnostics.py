@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from pvae.diagnostics import (
+from pvae.base.sites import Z
+from pvae.guides.fullrank import FullRankGuide
+from pvae.guides.gaussian import GaussianGuide
+from pvae.measures.diagnostics import (
     DiagnoseConfig,
     NotApplicable,
     compare_to_reference,
@@ -21,9 +24,6 @@ from pvae.diagnostics import (
     nuts_reference,
     reference_check,
 )
-from pvae.guides.fullrank import FullRankGuide
-from pvae.guides.gaussian import GaussianGuide
-from pvae.sites import Z
 from tests.conftest import derived_seed
 from tests.guides.test_fullrank import _correlated_ppca, _min_diagonal_gap, _one_thread, _set_to_posterior
 
@@ -119,7 +119,7 @@ def test_the_exact_guide_matches_nuts_and_a_narrow_one_does_not(ppca, nuts):
 
 
 def _guide_draws(guide, x, n):
-    from pvae.diagnostics.joint import guide_draws as draws
+    from pvae.measures.diagnostics.joint import guide_draws as draws
 
     return draws(guide, guide, x, None, n, [Z])[Z].numpy()
 

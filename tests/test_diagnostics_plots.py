@@ -9,7 +9,7 @@ import pytest
 import torch
 from matplotlib.colors import to_rgba
 
-from pvae import az
+from pvae.base import az
 from pvae.plots.diagnostics import (
     diagnostic_figures,
     plot_gaps,
@@ -35,7 +35,7 @@ def close_figures():
 
 
 def results(parts=("importance", "nuts", "gaps", "latent")) -> dict:
-    """A fake but consistent :func:`pvae.diagnostics.diagnose` result."""
+    """A fake but consistent :func:`pvae.measures.diagnostics.diagnose` result."""
     out: dict = {"settings": {"active_threshold": 0.01}, "not_applicable": {}}
     if "importance" in parts:
         k = [-math.inf if v is None else v for v in K_HAT]

@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from pvae.disentangle import Grid, GroundTruth, factor_entropies, histogram_discretize, mutual_information_matrix
-from pvae.disentangle.dci import _compute_dci
-from pvae.disentangle.factor_vae import _compute_factor_vae
-from pvae.disentangle.modularity import _modularity
+from pvae.measures.disentangle import (
+    Grid,
+    GroundTruth,
+    factor_entropies,
+    histogram_discretize,
+    mutual_information_matrix,
+)
+from pvae.measures.disentangle.dci import _compute_dci
+from pvae.measures.disentangle.factor_vae import _compute_factor_vae
+from pvae.measures.disentangle.modularity import _modularity
 from tests.conftest import derived_seed
 
 

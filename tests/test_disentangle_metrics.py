@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from pvae.disentangle import METRICS, Grid, get_metric
-from pvae.disentangle.score import HEADLINES
+from pvae.measures.disentangle import METRICS, Grid, get_metric
+from pvae.measures.disentangle.score import HEADLINES
 from tests.conftest import derived_seed
 
 # factor 0 plays dSprites' shape (3 values); factors 1 and 2 have equal sizes so that a rotation mixes them evenly

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from pvae.cli import main
-from pvae.config import PairConfig, build_pair
-from pvae.disentangle import METRICS, MINIMUMS, Grid
-from pvae.disentangle.beta_vae import _compute_beta_vae
-from pvae.disentangle.score import DisentangleConfig, EncodedGrid, describe, factor_sets, score
+from pvae.engine.config import PairConfig, build_pair
 from pvae.guides.gaussian import GaussianGuide
+from pvae.measures.disentangle import METRICS, MINIMUMS, Grid
+from pvae.measures.disentangle.beta_vae import _compute_beta_vae
+from pvae.measures.disentangle.score import DisentangleConfig, EncodedGrid, describe, factor_sets, score
 from pvae.models.vae import VAE
 from tests.conftest import derived_seed
 
@@ -221,8 +221,8 @@ def test_a_trained_dsprites_models_scores_move_little_with_the_metric_seed(tmp_p
     :data:`SEED_SPREAD`. ``experiments/metric_seeds.py`` measured the ranges over five seeds on the
     beta sweep's models (README, Disentanglement); the bounds are about three times the largest range
     measured, so that three draws of another seed and another machine's training stay inside."""
-    from pvae.config import restore
-    from pvae.disentangle.score import HEADLINES, representation
+    from pvae.engine.config import restore
+    from pvae.measures.disentangle.score import HEADLINES, representation
 
     (tmp_path / "data").mkdir()
     argv = ["train", "--data", "dsprites", "--data-dir", str(tmp_path / "data"), "--train-size", "32000"]

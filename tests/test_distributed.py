@@ -19,12 +19,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from pvae import data, distributed, ranks
-from pvae.config import PairConfig, build_pair
-from pvae.evaluate import evaluate, summarize
-from pvae.objectives import backward
-from pvae.runs import Run
-from pvae.train import TrainConfig, make_loss, step
+from pvae import data
+from pvae.base import distributed
+from pvae.base.runs import Run
+from pvae.engine import ranks
+from pvae.engine.config import PairConfig, build_pair
+from pvae.engine.objectives import backward
+from pvae.engine.train import TrainConfig, make_loss, step
+from pvae.measures.evaluate import evaluate, summarize
 from tests.conftest import derived_seed
 
 #: Estimators whose gradient the two ranks must average: differentiable losses (meanfield, trace)
@@ -224,7 +226,8 @@ def _one_process(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess
 LAUNCH = """
     import os, sys
     import torch
-    from pvae import cli, ranks
+    from pvae import cli
+    from pvae.engine import ranks
 
     torch.set_num_threads(1)
     fail_after = int(os.environ.get("FAIL_AFTER", "0"))
@@ -258,7 +261,7 @@ def test_a_rank_that_raises_stops_the_other_with_its_message(tmp_path, monkeypat
     # the first epoch's validation was shared: each rank scored its half of the validation split with
     # draws seeded from (the epoch's seed, rank), and rank 0 summarized both halves; one process with
     # the checkpoint's weights and the same seeds gives the same numbers
-    from pvae.config import restore
+    from pvae.engine.config import restore
 
     _, config, dataset, model, guide = restore(tmp_path / "run")
     val, shares = dataset.val, []
@@ -333,7 +336,7 @@ def test_diagnose_under_torchrun_shares_the_nuts_chains_and_writes_what_one_proc
     assert want["nuts"]["comparison"] is not None  # q's draws against NUTS's: what a diagnosis reports
     _assert_close(got, want)
     # and the draws themselves, of NUTS and of q, in posterior.nc
-    from pvae import az
+    from pvae.base import az
 
     one, two = (az.load_netcdf(tmp_path / folder / "posterior.nc") for folder in ("one", "two"))
     for group in ("posterior", az.GUIDE_GROUP):
@@ -365,7 +368,8 @@ def _assert_close(got, want, where: str = "") -> None:
 def test_a_rank_that_lost_another_says_so_and_how_to_go_on(monkeypatch, capsys):
     import torch.distributed as dist
 
-    from pvae import cli, distributed
+    from pvae import cli
+    from pvae.base import distributed
 
     assert distributed.lost_a_rank(RuntimeError("[gloo/transport/tcp/pair.cc:598] Connection closed by peer [::1]"))
     assert distributed.lost_a_rank(dist.DistBackendError("NCCL communicator was aborted"))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pvae import data, dsprites
-from pvae.data import DataConfig, DataError, unpack_bits
-from pvae.files import TEMPORARY
+from pvae import data
+from pvae.base.files import TEMPORARY
+from pvae.data import DataConfig, DataError, dsprites, unpack_bits
 from tests.conftest import derived_seed
 
 N = math.prod(dsprites.FACTOR_SIZES)

@@ -1,4 +1,4 @@
-"""``pvae encode``'s outputs (:mod:`pvae.encode`): the names of its table columns, and its refusal of codes
+"""``pvae encode``'s outputs (:mod:`pvae.measures.encode`): the names of its table columns, and its refusal of codes
 that cannot fit in memory, made before any is computed."""
 
 import numpy as np
@@ -6,11 +6,11 @@ import pytest
 import torch
 from sklearn.datasets import load_wine
 
-import pvae.memory
-from pvae import encode as enc
-from pvae.config import PairConfig, build_pair
+import pvae.measures.memory
 from pvae.data import from_arrays
-from pvae.encode import Rows, check_encode_memory, column_names, encode, write_codes
+from pvae.engine.config import PairConfig, build_pair
+from pvae.measures import encode as enc
+from pvae.measures.encode import Rows, check_encode_memory, column_names, encode, write_codes
 from tests.conftest import derived_seed
 
 pd = pytest.importorskip("pandas")
@@ -80,7 +80,7 @@ def test_encode_refuses_before_it_draws_anything(wine, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("the guide ran before the memory was checked")
 
-    monkeypatch.setattr(pvae.memory, "available_memory", lambda device="cpu": 10**6)  # 1 MB
+    monkeypatch.setattr(pvae.measures.memory, "available_memory", lambda device="cpu": 10**6)  # 1 MB
     monkeypatch.setattr(enc, "_codes", never)
     with pytest.raises(ValueError, match=r"--draws 10000 asks for 18 rows × 10000 draws × 2 dimensions of z: 1.4 MB"):
         encode(model, guide, x, draws=10_000)

@@ -16,13 +16,13 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from pvae.compare import Estimator, bound_values, ordering
-from pvae.estimators import make_elbo
-from pvae.guides.gaussian import GaussianGuide
-from pvae.models.linear import LinearGaussian
+from pvae.engine.estimators import make_elbo
 
 # ------------------------------------------------------------------------------------------
-from pvae.objectives import TracedLoss, backward, loss_module
+from pvae.engine.objectives import TracedLoss, backward, loss_module
+from pvae.guides.gaussian import GaussianGuide
+from pvae.measures.compare import Estimator, bound_values, ordering
+from pvae.models.linear import LinearGaussian
 from tests.conftest import derived_seed
 
 # Exact objectives
@@ -389,7 +389,7 @@ def test_dreg_scores_every_continuous_guide_as_iwae_does(pair, vectorize):
     """DReG's value is the IWAE bound: with the same draws the two agree, for guides with
     several latents (a site replayed over the particles must be broadcast like a sampled one),
     flows and full covariances; and its gradient reaches every parameter."""
-    from pvae.config import PairConfig, build_pair
+    from pvae.engine.config import PairConfig, build_pair
 
     model, guide = build_pair(PairConfig(z_dim=3, hidden=(16,), **pair), (1, 4, 4))
     x = torch.bernoulli(torch.rand(5, 1, 4, 4))

@@ -7,12 +7,12 @@ import pytest
 import torch
 from pyro import poutine
 
-from pvae.config import PairConfig, build_pair
-from pvae.evaluate import bounds, evaluate, log_weights, project_2d, traversal_order, traverse
+from pvae.engine.config import PairConfig, build_pair
+from pvae.engine.likelihoods import LIKELIHOODS, get_likelihood
+from pvae.engine.train import TrainConfig, fit
 from pvae.guides.gaussian import GaussianGuide
-from pvae.likelihoods import LIKELIHOODS, get_likelihood
+from pvae.measures.evaluate import bounds, evaluate, log_weights, project_2d, traversal_order, traverse
 from pvae.models.linear import LinearGaussian
-from pvae.train import TrainConfig, fit
 from tests.conftest import derived_seed, device_of_tests, make_dataset, on_test_device
 
 
@@ -88,7 +88,7 @@ def test_elbo_gap_is_the_kl_to_the_posterior_and_log_px_tightens_with_k():
 
 
 def test_chunking_bounds_memory_without_changing_the_answer(monkeypatch):
-    import pvae.bounds as ev
+    import pvae.engine.bounds as ev
 
     model = _orthogonal_ppca()
     guide = _guide_at(model, scale_factor=1.3)
@@ -222,7 +222,7 @@ def test_traversal_order_takes_the_active_dimensions_by_kl_or_else_by_activity()
 
 
 def test_the_time_of_an_evaluation_is_estimated_from_its_first_chunk_and_leaves_the_draws(monkeypatch):
-    from pvae import evaluate as module
+    from pvae.measures import evaluate as module
 
     model, guide = build_pair(PairConfig(z_dim=2, hidden=(8,)), (1, 8, 8))
     x = torch.rand(300, 1, 8, 8).bernoulli()
@@ -252,7 +252,7 @@ def test_every_likelihood_is_scored_as_its_distribution_scores_it(name, monkeypa
     """evaluate's log-density of the observation equals ``log_prob`` of the likelihood's distribution, value and
     gradient, at 7 draws of 3 datapoints with logits out to ±40: the Bernoulli's by its own formula (torch's
     ``log_prob`` never runs), every other likelihood by its ``log_prob``, bit for bit."""
-    import pvae.bounds as ev
+    import pvae.engine.bounds as ev
 
     device = device_of_tests()
     x_shape = (1, 4, 5)
@@ -288,7 +288,7 @@ def test_the_bernoulli_formula_covers_torch_and_probs_and_falls_back_where_it_ca
     """torch's own Bernoulli, one made from probabilities, and two events nested are scored by the formula;
     data of another dtype, or with more dimensions than the logits, by ``log_prob``; under validation,
     grey levels are refused as ``log_prob`` refuses them."""
-    import pvae.bounds as ev
+    import pvae.engine.bounds as ev
 
     logits = torch.randn(5, 3, 2, 4) * 4
     x = torch.bernoulli(torch.full((3, 2, 4), 0.4))
@@ -334,7 +334,7 @@ def test_smaller_chunks_on_the_host_draw_the_same_z_and_give_the_same_bounds(mon
     """On the CPU, bounds cuts K into chunks of at most HOST_CHUNK_ROWS draws × datapoints: 20 datapoints of
     64 pixels take 409 draws at a time, not all 1000 at once, and every number is the same (each chunk draws
     20 × 4 × 409 normal numbers, whole blocks of torch's 16)."""
-    import pvae.bounds as ev
+    import pvae.engine.bounds as ev
 
     model, guide = build_pair(PairConfig(z_dim=4, hidden=(32,)), (1, 8, 8))
     x = torch.bernoulli(torch.full((20, 1, 8, 8), 0.3))
@@ -355,10 +355,11 @@ def test_smaller_chunks_on_the_host_draw_the_same_z_and_give_the_same_bounds(mon
 
 def test_one_process_evaluates_its_datapoints_whole_seeded_or_not():
     """Without torchrun, ``evaluate`` with a seed is ``evaluate`` after seeding, to the last float; without one
-    the draws go on from the current stream; the names found in :mod:`pvae.evaluate` are :mod:`pvae.bounds`'s."""
-    import pvae.bounds
-    import pvae.evaluate
-    from pvae.ranks import ONE
+    the draws go on from the current stream; the names found in :mod:`pvae.measures.evaluate` are
+    :mod:`pvae.engine.bounds`'s."""
+    import pvae.engine.bounds
+    import pvae.measures.evaluate
+    from pvae.engine.ranks import ONE
 
     model = _orthogonal_ppca()
     guide = _guide_at(model, scale_factor=1.5)
@@ -371,4 +372,4 @@ def test_one_process_evaluates_its_datapoints_whole_seeded_or_not():
     going_on = evaluate(model, guide, x, num_samples=3, batch_size=3)  # the next draws: other numbers
     assert going_on["elbo"] != seeded["elbo"]
     for name in ("evaluate", "bounds", "log_weights", "pair_args", "sample_chunks", "summarize", "accuracy"):
-        assert getattr(pvae.evaluate, name) is getattr(pvae.bounds, name)
+        assert getattr(pvae.measures.evaluate, name) is getattr(pvae.engine.bounds, name)

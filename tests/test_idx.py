@@ -1,4 +1,4 @@
-"""The IDX reader and the search for a dataset's files (:mod:`pvae.idx`)."""
+"""The IDX reader and the search for a dataset's files (:mod:`pvae.data.idx`)."""
 
 import gzip
 import hashlib
@@ -6,9 +6,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from pvae import data, idx
-from pvae.data import DataConfig
-from pvae.idx import DataError, read_idx, write_idx
+from pvae import data
+from pvae.data import DataConfig, idx
+from pvae.data.idx import DataError, read_idx, write_idx
 
 
 def write_mnist_like(folder, n_train=30, n_test=10, gz=True, seed=0):

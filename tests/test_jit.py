@@ -8,12 +8,12 @@ import torch
 from pyro.infer import TraceMeanField_ELBO
 
 from pvae import data
-from pvae.config import PairConfig, RunConfig, build_pair
-from pvae.estimators import make_elbo
+from pvae.engine.config import PairConfig, RunConfig, build_pair
+from pvae.engine.estimators import make_elbo
+from pvae.engine.objectives import Loss, TracedLoss, TraceMismatch, describe_execution, loss_module
+from pvae.engine.train import TrainConfig, fit, make_loss
 from pvae.guides.gaussian import GaussianGuide
 from pvae.models.vae import VAE
-from pvae.objectives import Loss, TracedLoss, TraceMismatch, describe_execution, loss_module
-from pvae.train import TrainConfig, fit, make_loss
 from tests.conftest import derived_seed, on_test_device
 
 

@@ -1,5 +1,5 @@
 """Latent usage (active units, I(x; z), the aggregate posterior) against linear-Gaussian models whose
-answers are closed forms, and what :func:`pvae.diagnostics.diagnose` says does not apply to a pair.
+answers are closed forms, and what :func:`pvae.measures.diagnostics.diagnose` says does not apply to a pair.
 
 For probabilistic PCA, z ~ N(0, I), x | z ~ N(W z + b, σ² I), the posterior is
 p(z | x) = N(M⁻¹ Wᵀ (x − b), σ² M⁻¹) with M = Wᵀ W + σ² I, the same covariance for every x.
@@ -10,13 +10,13 @@ import math
 import pytest
 import torch
 
-from pvae.diagnostics import DiagnoseConfig, diagnose, latent_usage
 from pvae.guides.conditional_gaussian import ConditionalGaussianGuide
 from pvae.guides.delta import DeltaGuide
 from pvae.guides.fullrank import FullRankGuide
 from pvae.guides.gaussian import GaussianGuide
 from pvae.guides.iaf import IAFGuide
 from pvae.guides.m2 import M2Guide
+from pvae.measures.diagnostics import DiagnoseConfig, diagnose, latent_usage
 from pvae.models.cvae import CVAE
 from pvae.models.linear import LinearGaussian
 from pvae.models.m2 import M2

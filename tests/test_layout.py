@@ -105,35 +105,57 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 #: pvae's layers, bottom to top, each a tuple of groups of modules in order: a module imports its own group,
 #: the groups before it in its layer, and the layers below. A group is a module's name without ``pvae.``, or a
-#: pattern: ``models.*`` is the package and every module in it, ``diagnostics*`` every name that starts so.
-#: Every module is in exactly one group. When the layers become folders (``pvae/base/`` ...), a group ``x``
-#: of the layer ``L`` becomes ``L.x`` (see :func:`group_of`).
+#: pattern: ``models.*`` is the package and every module in it, ``measures.diagnostics*`` every name that starts
+#: so. Every module is in exactly one group, and a layer is a folder of the package
+#: (:func:`test_the_folders_are_the_layers`): ``pvae.models`` and ``pvae.guides`` (the repository's top-level
+#: ``models/`` and ``guides/``) belong to the engine, ``pvae`` itself to the base, ``cli`` to its own layer.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "base": ("", "options", "files", "registry", "sites", "device", "distributed", "runs", "az"),
-    "data": ("split", "idx", "userdata", "dsprites", "data"),
+    "base": (
+        "",
+        "base",
+        "base.options",
+        "base.files",
+        "base.registry",
+        "base.sites",
+        "base.device",
+        "base.distributed",
+        "base.runs",
+        "base.az",
+    ),
+    "data": ("data.split", "data.idx", "data.userdata", "data.dsprites", "data"),
     "engine": (
-        "nets",
-        "likelihoods",
-        "surrogate",
-        "dreg",
-        "tcvae",
-        "estimators",
-        "pair",
-        "objectives",
-        "ranks",
-        "bounds",
-        "trainconfig",
+        "engine",
+        "engine.nets",
+        "engine.likelihoods",
+        "engine.surrogate",
+        "engine.dreg",
+        "engine.tcvae",
+        "engine.estimators",
+        "engine.pair",
+        "engine.objectives",
+        "engine.ranks",
+        "engine.bounds",
+        "engine.trainconfig",
         "models.*",
         "guides.*",
-        "compatibility",
-        "resolve",
-        "train",
-        "config",
+        "engine.compatibility",
+        "engine.resolve",
+        "engine.train",
+        "engine.config",
     ),
-    "measures": ("evaluate", "memory", "diagnostics*", "disentangle.*", "quality.*", "compare*", "encode"),
-    "plots": ("plots.*",),
-    "studies": ("sweep*", "study", "report*", "tensorboard"),
-    "app": ("app.*",),
+    "measures": (
+        "measures",
+        "measures.evaluate",
+        "measures.memory",
+        "measures.diagnostics*",
+        "measures.disentangle*",
+        "measures.quality*",
+        "measures.compare*",
+        "measures.encode",
+    ),
+    "plots": ("plots*",),
+    "studies": ("studies", "studies.sweep*", "studies.study", "studies.report*", "studies.tensorboard"),
+    "app": ("app*",),
     "cli": ("cli", "__main__"),
 }
 
@@ -191,6 +213,23 @@ def test_every_module_is_in_one_layer():
     assert not misplaced, f"modules in no group of LAYERS, or in several: place each in one: {misplaced}"
 
 
+#: Modules outside the layer folders, and the layer each belongs to.
+OUTSIDE_FOLDERS = {"": "base", "models": "engine", "guides": "engine", "cli": "cli", "__main__": "cli"}
+
+
+def test_the_folders_are_the_layers():
+    """Every module of the folder ``pvae/L/`` is in the layer ``L``, so that ``ls pvae/`` reads as the layers."""
+    names = list(LAYERS)
+    wrong = []
+    for module in MODULES:
+        name = _short(module)
+        folder = name.split(".")[0]
+        layer = OUTSIDE_FOLDERS.get(folder, folder)
+        if layer not in names or names[group_of(module)[0]] != layer:
+            wrong.append(f"{module} (in {folder or 'pvae'}/, placed in {names[group_of(module)[0]]})")
+    assert not wrong, f"modules whose folder is not their layer: {wrong}"
+
+
 def test_every_group_of_the_layers_holds_a_module():
     names = [_short(m) for m in MODULES]
     empty = [g for groups in LAYERS.values() for g in groups if not any(_matches(n, g) for n in names if n or not g)]
@@ -204,20 +243,25 @@ def test_imports_go_down_the_layers():
 
 def test_the_layer_check_sees_imports_inside_functions_and_not_those_for_type_checkers():
     source = (
-        "from typing import TYPE_CHECKING\nimport pvae.sites\nif TYPE_CHECKING:\n    from pvae.train import A\n"
-        "else:\n    from pvae import files\n\ndef f():\n    from pvae.cli import main\n    if TYPE_CHECKING:\n"
-        "        import pvae.runs\n"
+        "from typing import TYPE_CHECKING\nimport pvae.base.sites\nif TYPE_CHECKING:\n"
+        "    from pvae.engine.train import A\nelse:\n    from pvae.base import files\n\ndef f():\n"
+        "    from pvae.cli import main\n    if TYPE_CHECKING:\n"
+        "        import pvae.base.runs\n"
     )
-    imported = _imported(ast.parse(source), "pvae.pair")
-    assert {"pvae.sites", "pvae", "pvae.files", "pvae.cli", "pvae.cli.main"} == imported - {
+    imported = _imported(ast.parse(source), "pvae.engine.pair")
+    assert {"pvae.base.sites", "pvae.base", "pvae.base.files", "pvae.cli", "pvae.cli.main"} == imported - {
         "typing",
         "typing.TYPE_CHECKING",
     }
-    graph = {"pvae.pair": {"pvae.cli", "pvae.sites"}, "pvae.models.vae": {"pvae.pair"}, "pvae.sites": set()}
-    assert violations(graph) == {("pair", "cli")}
+    graph = {
+        "pvae.engine.pair": {"pvae.cli", "pvae.base.sites"},
+        "pvae.models.vae": {"pvae.engine.pair"},
+        "pvae.base.sites": set(),
+    }
+    assert violations(graph) == {("engine.pair", "cli")}
     layer, group = group_of("pvae.models.vae")
     assert group_of("pvae.models") == (layer, group) and list(LAYERS.items())[layer][1][group] == "models.*"
-    assert group_of("pvae") == (0, 0) and group_of("pvae.diagnostics") < group_of("pvae.compare")
+    assert group_of("pvae") == (0, 0) and group_of("pvae.measures.diagnostics") < group_of("pvae.measures.compare")
 
 
 def test_find_cycle_finds_a_cycle_and_only_a_cycle():
@@ -227,9 +271,15 @@ def test_find_cycle_finds_a_cycle_and_only_a_cycle():
 
 def test_the_walk_sees_the_engine_and_the_zoo():
     graph = import_graph()
-    assert {"pvae.files", "pvae.runs", "pvae.config", "pvae.models.vae", "pvae.guides.gaussian"} <= set(graph)
-    assert "pvae.files" in graph["pvae.runs"]
-    assert "pvae.config" not in graph["pvae.runs"]
+    assert {
+        "pvae.base.files",
+        "pvae.base.runs",
+        "pvae.engine.config",
+        "pvae.models.vae",
+        "pvae.guides.gaussian",
+    } <= set(graph)
+    assert "pvae.base.files" in graph["pvae.base.runs"]
+    assert "pvae.engine.config" not in graph["pvae.base.runs"]
 
 
 def test_no_import_cycle_among_pvae_modules():
@@ -239,7 +289,7 @@ def test_no_import_cycle_among_pvae_modules():
 
 
 def test_files_is_a_leaf():
-    assert import_graph()["pvae.files"] == set()
+    assert import_graph()["pvae.base.files"] == set()
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

@@ -9,10 +9,10 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 from scipy import stats
 
-from pvae.compatibility import check_compatible
-from pvae.config import PairConfig, build_pair
 from pvae.data import DataConfig, load
-from pvae.likelihoods import (
+from pvae.engine.compatibility import check_compatible
+from pvae.engine.config import PairConfig, build_pair
+from pvae.engine.likelihoods import (
     KINDS,
     LIKELIHOODS,
     Bernoulli,
@@ -27,9 +27,9 @@ from pvae.likelihoods import (
     check_support,
     get_likelihood,
 )
+from pvae.engine.pair import traits
+from pvae.engine.train import TrainConfig, fit
 from pvae.models.vae import VAE
-from pvae.pair import traits
-from pvae.train import TrainConfig, fit
 from tests.conftest import derived_seed, make_dataset
 
 #: λ near 0 and 1, inside torch's Taylor window (0.499, 0.501) around 1/2, at 1/2, just outside it, and in between.
@@ -447,7 +447,7 @@ def test_an_observed_library_size_makes_the_mean_proportions_times_the_row_total
     import numpy as np
     from scipy import stats
 
-    from pvae.likelihoods import NegativeBinomial
+    from pvae.engine.likelihoods import NegativeBinomial
 
     lik = NegativeBinomial((4,))
     lik.use_library()
@@ -467,7 +467,7 @@ def test_an_observed_library_size_makes_the_mean_proportions_times_the_row_total
     lik.mean_library = torch.tensor(10.0)
     assert torch.allclose(lik(out.float()).mean.sum(-1), torch.full((2,), 10.0))
     with pytest.raises(ValueError, match="has no mean to scale by a library size"):
-        from pvae.likelihoods import Binomial
+        from pvae.engine.likelihoods import Binomial
 
         Binomial((4,)).use_library()
 
@@ -476,7 +476,7 @@ def test_the_vae_with_an_observed_library_scores_each_row_given_its_total():
     import pyro
     from pyro import poutine
 
-    from pvae.config import PairConfig, build_pair
+    from pvae.engine.config import PairConfig, build_pair
 
     model, guide = build_pair(PairConfig(z_dim=2, hidden=(8,), likelihood="poisson", library="observed"), (6,))
     x = torch.tensor([[1.0, 0.0, 3.0, 2.0, 0.0, 4.0], [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]])

@@ -1,6 +1,6 @@
 """The memory estimate of a training step: exact for parameters, within a factor of the measured peak
 for activations, and a refusal with the numbers above what the machine has; the measured peak itself
-(:class:`pvae.memory.PeakMemory`, :func:`pvae.memory.peak_bytes`) counts each new storage once."""
+(:class:`pvae.measures.memory.PeakMemory`, :func:`pvae.measures.memory.peak_bytes`) counts each new storage once."""
 
 import os
 import subprocess
@@ -10,9 +10,9 @@ import textwrap
 import pytest
 import torch
 
-from pvae.config import PairConfig, build_pair
-from pvae.memory import PeakMemory, available_memory, check_step_memory, estimate_step_memory, peak_bytes
-from pvae.train import TrainConfig, make_loss
+from pvae.engine.config import PairConfig, build_pair
+from pvae.engine.train import TrainConfig, make_loss
+from pvae.measures.memory import PeakMemory, available_memory, check_step_memory, estimate_step_memory, peak_bytes
 
 X_SHAPE = (1, 8, 8)
 
@@ -42,9 +42,9 @@ def test_parameters_are_counted_exactly_against_a_trained_step():
 _MEASURE = textwrap.dedent(
     """
     import sys, torch, pyro
-    from pvae.config import PairConfig, build_pair
-    from pvae.evaluate import bounds
-    from pvae.train import TrainConfig, make_loss
+    from pvae.engine.config import PairConfig, build_pair
+    from pvae.measures.evaluate import bounds
+    from pvae.engine.train import TrainConfig, make_loss
     def status(key):
         with open("/proc/self/status") as handle:
             return next(int(line.split()[1]) * 1024 for line in handle if line.startswith(key))

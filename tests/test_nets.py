@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from pvae.config import PairConfig, build_pair
 from pvae.data import DataConfig, load
-from pvae.evaluate import evaluate
-from pvae.nets import ConvDecoder, decoder, encoder
-from pvae.train import TrainConfig, fit, make_loss, step
+from pvae.engine.config import PairConfig, build_pair
+from pvae.engine.nets import ConvDecoder, decoder, encoder
+from pvae.engine.train import TrainConfig, fit, make_loss, step
+from pvae.measures.evaluate import evaluate
 from tests.conftest import derived_seed
 
 

@@ -3,10 +3,10 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from pvae.estimators import ESTIMATORS, make_elbo
+from pvae.engine.estimators import ESTIMATORS, make_elbo
+from pvae.engine.objectives import BetaScale, log_mean_exp, loss_module
 from pvae.guides.gaussian import GaussianGuide
 from pvae.models.vae import VAE
-from pvae.objectives import BetaScale, log_mean_exp, loss_module
 from tests.conftest import derived_seed
 
 
@@ -68,7 +68,7 @@ def test_log_mean_exp_is_stable_and_exact():
 
 
 def test_beta_schedules_take_the_values_they_promise():
-    from pvae.objectives import BetaSchedule
+    from pvae.engine.objectives import BetaSchedule
 
     warm = BetaSchedule("linear-warmup", beta=2.0, epochs=20, warmup=4)
     assert [warm(e) for e in (0, 1, 2, 4, 10)] == [0.0, 0.5, 1.0, 2.0, 2.0]
@@ -83,7 +83,7 @@ def test_beta_schedules_take_the_values_they_promise():
 
 @pytest.mark.parametrize("jit", [False, True])
 def test_set_beta_moves_the_loss_eager_and_traced(jit):
-    from pvae.objectives import TracedLoss
+    from pvae.engine.objectives import TracedLoss
 
     x = torch.bernoulli(torch.rand(16, 1, 8, 8))
     model, guide = VAE((1, 8, 8), z_dim=3, hidden=(32,)), GaussianGuide((1, 8, 8), z_dim=3, hidden=(32,))
@@ -102,7 +102,7 @@ def test_set_beta_moves_the_loss_eager_and_traced(jit):
 
 
 def test_full_rank_kl_to_a_diagonal_prior_is_the_closed_form():
-    from pvae.estimators import kl_mvn_diagonal  # noqa: F401  (registers it)
+    from pvae.engine.estimators import kl_mvn_diagonal  # noqa: F401  (registers it)
 
     torch.manual_seed(derived_seed(0))
     a = torch.randn(4, 3, 3)

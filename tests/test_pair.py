@@ -14,20 +14,20 @@ import torch
 from pyro.nn import PyroModule
 
 from pvae import data
-from pvae.compatibility import applicable_estimators, check_compatible
-from pvae.config import PairConfig, build_pair, resolve
-from pvae.estimators import ESTIMATORS
+from pvae.base.sites import DATA, X
+from pvae.engine.compatibility import applicable_estimators, check_compatible
+from pvae.engine.config import PairConfig, build_pair, resolve
+from pvae.engine.estimators import ESTIMATORS
+from pvae.engine.likelihoods import LIKELIHOODS
+from pvae.engine.pair import DECLARATIONS, Guide, Model, Traits, check_pair, model_defaults, trait_table, traits
+from pvae.engine.resolve import absolute, resolve_pair
+from pvae.engine.train import TrainConfig
 from pvae.guides import GUIDES
 from pvae.guides.gaussian import GaussianGuide
 from pvae.guides.m2 import M2Guide
-from pvae.likelihoods import LIKELIHOODS
 from pvae.models import MODELS
 from pvae.models.linear import LinearGaussian
 from pvae.models.vae import VAE
-from pvae.pair import DECLARATIONS, Guide, Model, Traits, check_pair, model_defaults, trait_table, traits
-from pvae.resolve import absolute, resolve_pair
-from pvae.sites import DATA, X
-from pvae.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,7 +211,7 @@ def test_names_close_to_a_trait_that_are_not_misspellings_pass():
     "labels,evaluation,training", [("none", False, False), ("observed", True, True), ("semi-supervised", False, True)]
 )
 def test_the_label_policy_decides_when_the_pair_gets_labels(labels, evaluation, training):
-    from pvae.evaluate import pair_args
+    from pvae.measures.evaluate import pair_args
 
     pair = replace(VAE_TRAITS, labels=labels)
     assert (pair.takes_labels(), pair.takes_labels(training=True)) == (evaluation, training)
@@ -372,7 +372,7 @@ def test_resolve_pair_takes_the_preset_then_the_models_defaults(tmp_path, monkey
 
 
 def test_a_schedule_of_a_beta_of_0_is_refused_once_by_the_training_config():
-    from pvae.trainconfig import TrainConfig
+    from pvae.engine.trainconfig import TrainConfig
 
     assert resolve_pair("ae") == ("vae", "delta", "meanfield", 0.0)  # the names alone: the schedule is not theirs
     with pytest.raises(ValueError, match="--beta-schedule cyclical moves beta from 0 up to --beta, which is 0 here"):
@@ -385,7 +385,7 @@ def test_a_schedule_of_a_beta_of_0_is_refused_once_by_the_training_config():
 
 REGISTRIES = {"model": MODELS, "guide": GUIDES, "likelihood": LIKELIHOODS}
 #: The README's table sits between these two lines.
-TABLE_START = "<!-- the trait table: pvae.pair.trait_table -->"
+TABLE_START = "<!-- the trait table: pvae.engine.pair.trait_table -->"
 TABLE_END = "<!-- end of the trait table -->"
 
 
@@ -428,4 +428,4 @@ def test_the_readme_shows_the_generated_trait_table():
     readme = (ROOT / "README.md").read_text()
     found = re.search(f"^{re.escape(TABLE_START)}\n(.*?)^{re.escape(TABLE_END)}$", readme, re.S | re.M)
     assert found, f"README.md has no lines {TABLE_START!r} and {TABLE_END!r} around the trait table"
-    assert found.group(1) == trait_table(REGISTRIES), "paste pvae.pair.trait_table(...) between the markers"
+    assert found.group(1) == trait_table(REGISTRIES), "paste pvae.engine.pair.trait_table(...) between the markers"

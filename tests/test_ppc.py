@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from pvae.config import PairConfig, build_pair
 from pvae.data import from_arrays
-from pvae.quality.ppc import PPCConfig, posterior_predictive_check, statistics
+from pvae.engine.config import PairConfig, build_pair
+from pvae.measures.quality.ppc import PPCConfig, posterior_predictive_check, statistics
 from tests.conftest import derived_seed
 
 MU, THETA, D = 5.0, 0.5, 20
@@ -60,8 +60,8 @@ def test_statistics_are_those_of_the_rows():
 
 
 def test_replicates_beyond_memory_are_refused_before_any_is_drawn(monkeypatch):
-    from pvae import memory
-    from pvae.quality import ppc
+    from pvae.measures import memory
+    from pvae.measures.quality import ppc
 
     need = ppc.check_ppc_memory(100, 2000, 13, available=10**12)
     assert need == 100 * 2000 * 13 * ppc.BYTES_PER_NUMBER

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from sklearn.neighbors import KNeighborsClassifier
 
 from pvae import data
-from pvae.quality import classifier as classifier_module
-from pvae.quality.classifier import (
+from pvae.measures.quality import classifier as classifier_module
+from pvae.measures.quality.classifier import (
     FeatureClassifier,
     classifier_path,
     embed,
@@ -26,7 +26,7 @@ from pvae.quality.classifier import (
     predict,
     train_classifier,
 )
-from pvae.quality.inception import (
+from pvae.measures.quality.inception import (
     INCEPTION_DIM,
     INCEPTION_ENV,
     INCEPTION_FILE,

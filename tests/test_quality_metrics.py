@@ -16,7 +16,7 @@ import scipy.linalg
 import torch
 from sklearn.datasets import load_digits
 
-from pvae.quality import (
+from pvae.measures.quality import (
     compute_frechet,
     frechet_distance,
     gaussian_moments,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pvae.cli import main
-from pvae.quality.score import QualityConfig, class_scores, fitted_gaussian, prior_holes
+from pvae.measures.quality.score import QualityConfig, class_scores, fitted_gaussian, prior_holes
 from tests.conftest import derived_seed
 
 
@@ -142,9 +142,9 @@ def test_a_conditional_model_without_a_label_prior_draws_the_test_labels_and_say
     from dataclasses import replace
 
     from pvae import data
-    from pvae.config import restore
-    from pvae.quality.classifier import load_classifier
-    from pvae.quality.score import quality
+    from pvae.engine.config import restore
+    from pvae.measures.quality.classifier import load_classifier
+    from pvae.measures.quality.score import quality
 
     _, runs = digits_runs
     _, config, _, model, guide = restore(runs["cvae"])
@@ -161,9 +161,9 @@ def test_a_reference_embedded_once_scores_as_the_one_quality_builds_and_a_mismat
     from dataclasses import replace
 
     from pvae import data
-    from pvae.config import restore
-    from pvae.quality.classifier import load_classifier
-    from pvae.quality.score import Reference, quality
+    from pvae.engine.config import restore
+    from pvae.measures.quality.classifier import load_classifier
+    from pvae.measures.quality.score import Reference, quality
 
     _, runs = digits_runs
     _, config, _, model, guide = restore(runs["vae"])

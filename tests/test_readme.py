@@ -46,8 +46,8 @@ def test_example_pair_trains_from_the_command_line(tmp_path):
     from pyro import poutine
 
     from pvae.cli import main
-    from pvae.config import restore
-    from pvae.evaluate import log_weights
+    from pvae.engine.config import restore
+    from pvae.measures.evaluate import log_weights
 
     path = ROOT / "examples" / "laplace_vae.py"
     out = tmp_path / "laplace"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pvae.registry import lookup
+from pvae.base.registry import lookup
 
 
 def test_a_users_file_is_loaded_and_checked_only_where_a_kind_is_asked(tmp_path):

@@ -10,12 +10,12 @@ from html.parser import HTMLParser
 import matplotlib.pyplot as plt
 import pytest
 
-from pvae import study
+from pvae.base.files import save_figure, write_json
+from pvae.base.runs import REPORT, Run, RunError
 from pvae.cli import main
-from pvae.files import save_figure, write_json
-from pvae.report import MAX_PLOTS, ReportConfig, format_number, plots, write_report
-from pvae.runs import REPORT, Run, RunError
-from pvae.sweep import error_record
+from pvae.studies import study
+from pvae.studies.report import MAX_PLOTS, ReportConfig, format_number, plots, write_report
+from pvae.studies.sweep import error_record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_browser = pytest.mark.skipif(
@@ -178,7 +178,7 @@ def test_folder_page_and_broken_inputs(tmp_path):
 @needs_browser
 def test_folder_page_table_is_the_study_table(tmp_path):
     """A 2-beta × 2-seed study with a failed cell and a cell still training: the page's table, read from
-    Chromium, is :func:`pvae.study.table`'s (rows, runs, state, each number's mean, sd and n, and these
+    Chromium, is :func:`pvae.studies.study.table`'s (rows, runs, state, each number's mean, sd and n, and these
     equal the seeds' mean and sd computed here); the failed cell is a row with its error; the figures of
     ELBO, log p(x) and KL against beta decode."""
     sweep = tmp_path / "sweep"
@@ -302,7 +302,8 @@ def test_section_ids_are_unique(tmp_path):
 
 def test_folder_figures_are_chosen_and_bounded():
     """Numeric settings that differ, most values first, share the figures; the numbers come in
-    :data:`pvae.report.PLOTTED`'s order (the first disentanglement score the runs have); the rest are left out."""
+    :data:`pvae.studies.report.PLOTTED`'s order (the first disentanglement score the runs have); the rest are left
+    out."""
     numbers = ("elbo", "log_px", "kl", "mig", "dci")
     rows = tuple(
         study.Row(
@@ -377,11 +378,11 @@ def _embedded(html: str) -> dict:
 
 
 def test_folder_page_reduces_figures_run_page_keeps_them(tmp_path):
-    """A folder's page embeds each run's figures at most :data:`pvae.report.REDUCED` px on their long side
+    """A folder's page embeds each run's figures at most :data:`pvae.studies.report.REDUCED` px on their long side
     (keeping their shape), says so, and embeds each only once; a run's own page embeds them at full size."""
     from PIL import Image
 
-    from pvae.report import REDUCED
+    from pvae.studies.report import REDUCED
 
     runs = [fake_run(tmp_path / "sweep" / f"beta{b}", {"test": {"elbo": -40.0 - b}}, beta=b) for b in (1, 2)]
     big = runs[0] / "disentanglement" / "figures" / "big.png"
@@ -523,7 +524,7 @@ def test_out_names_an_html_file_and_a_folder_gets_one_in_it(tmp_path):
 def test_a_comparison_is_shown_from_its_results_json(tmp_path):
     """``pvae compare-elbos``'s tables come from its ``results.json`` (``results.md`` is for people and not read):
     each bound, its ordering and the notes; a ``results.json`` of another kind shows its flat numbers."""
-    from pvae.compare import ordering
+    from pvae.measures.compare import ordering
 
     run = fake_run(tmp_path / "run", {"test": {"elbo": -30.0}})
     estimators = [("trace", 1, -30.123), ("iwae", 5, -29.75)]

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from pvae import data
-from pvae import evaluate as ev
-from pvae.diagnostics import latent_usage
 from pvae.guides.gaussian import GaussianGuide
+from pvae.measures import evaluate as ev
+from pvae.measures.diagnostics import latent_usage
 from pvae.models.vae import VAE
 from pvae.plots.run import TRAVERSAL_POINTS, plot_curves, plot_traversals, run_figures, traversal_figure
 from tests.conftest import derived_seed

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from matplotlib.container import ErrorbarContainer
 
+from pvae.base.files import write_json
+from pvae.base.runs import Run, error_record
 from pvae.cli import main
-from pvae.files import write_json
 from pvae.plots.study import plot_against
-from pvae.runs import Run, error_record
-from pvae.study import collect, read_run, table, to_csv, to_markdown
+from pvae.studies.study import collect, read_run, table, to_csv, to_markdown
 from tests.conftest import derived_seed
 
 BETAS = (1.0, 4.0)
@@ -253,10 +253,10 @@ def test_a_folder_without_runs_says_how_to_make_some(tmp_path, capsys):
 
 
 def test_results_of_an_earlier_model_of_a_run_are_left_out_of_the_table_and_named(tmp_path):
+    from pvae.base.files import write_json
+    from pvae.base.runs import Run
     from pvae.cli import main
-    from pvae.files import write_json
-    from pvae.runs import Run
-    from pvae.study import read_run
+    from pvae.studies.study import read_run
 
     run = tmp_path / "run"
     args = ["--hidden", "16", "--z-dim", "2", "--samples", "5", "--no-progress", "--out", str(run)]
@@ -275,7 +275,7 @@ def test_results_of_an_earlier_model_of_a_run_are_left_out_of_the_table_and_name
 
 
 def test_csv_or_markdown_naming_a_folder_suggests_a_file_in_it(tmp_path):
-    from pvae.study import RunsConfig
+    from pvae.studies.study import RunsConfig
 
     with pytest.raises(ValueError, match=f"^--csv {tmp_path} is a folder: give the name of a file to write, e.g. "):
         RunsConfig(csv=str(tmp_path))
@@ -285,9 +285,9 @@ def test_csv_or_markdown_naming_a_folder_suggests_a_file_in_it(tmp_path):
 
 
 def test_the_table_of_one_run_names_its_stale_results(tmp_path, capsys):
+    from pvae.base.files import write_json
+    from pvae.base.runs import Run
     from pvae.cli import main
-    from pvae.files import write_json
-    from pvae.runs import Run
 
     run = tmp_path / "run"
     args = ["--hidden", "16", "--z-dim", "2", "--samples", "5", "--no-progress", "--out", str(run)]

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-import pvae.sweep
+import pvae.studies.sweep
 from pvae import cli
 from pvae.app.train import TrainSettings
 from pvae.app.train import run_config as train_config
-from pvae.runs import RunError
-from pvae.sweep import Sweep, SweepConfig, cell_name, cell_status
-from pvae.sweep.records import running_elsewhere
+from pvae.base.runs import RunError
+from pvae.studies.sweep import Sweep, SweepConfig, cell_name, cell_status
+from pvae.studies.sweep.records import running_elsewhere
 from tests.conftest import TEST_DEVICE, derived_seed, with_test_device
 
 #: A cell trains in about a second: 200 digits, a tiny pair.
@@ -165,11 +165,11 @@ def test_a_sweep_runs_every_cell_records_a_failure_and_the_same_command_finishes
 def test_cell_runs_that_cell_alone_and_ctrl_c_leaves_it_to_be_resumed(tmp_path, monkeypatch, capsys):
     """--cell I trains cell I and no other; Ctrl-C in its second epoch leaves it partial; the same command
     resumes it from its checkpoint, and it ends as the uninterrupted run would have."""
-    import pvae.train
+    import pvae.engine.train
 
     out, seed = tmp_path / "s", str(derived_seed(1))
     command = ["sweep", str(out), "--grid", "seed=" + seed + ",7", "--cell", "1", "--", "--epochs", "2", *SMALL]
-    real_step, steps = pvae.train.step, []
+    real_step, steps = pvae.engine.train.step, []
 
     def step(*args):
         steps.append(1)
@@ -177,7 +177,7 @@ def test_cell_runs_that_cell_alone_and_ctrl_c_leaves_it_to_be_resumed(tmp_path, 
             raise KeyboardInterrupt
         return real_step(*args)
 
-    monkeypatch.setattr(pvae.train, "step", step)
+    monkeypatch.setattr(pvae.engine.train, "step", step)
     assert main(command) == 130
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith("pvae sweep: interrupted; the same command goes on where it stopped: ")
@@ -185,7 +185,7 @@ def test_cell_runs_that_cell_alone_and_ctrl_c_leaves_it_to_be_resumed(tmp_path, 
     assert _epochs(out / "seed=7") == [1] and not (out / f"seed={seed}").exists()
     assert not (out / ".sweep" / "seed=7.error.json").exists()  # stopped, not failed
 
-    monkeypatch.setattr(pvae.train, "step", real_step)
+    monkeypatch.setattr(pvae.engine.train, "step", real_step)
     assert main(command) == 0
     assert "cell 1/2 seed=7: resuming after epoch 1" in capsys.readouterr().err
     assert _epochs(out / "seed=7") == [1, 2] and not (out / f"seed={seed}").exists()
@@ -250,7 +250,7 @@ def _hold_lock(out: Path, name: str) -> int:
     """Take the cell's lock as another sweep process would; closing the descriptor lets it go."""
     import fcntl
 
-    from pvae.sweep import lock_path
+    from pvae.studies.sweep import lock_path
 
     lock_path(out, name).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path(out, name), os.O_RDWR | os.O_CREAT)
@@ -279,7 +279,7 @@ def test_a_cell_another_process_runs_is_skipped_not_trained_twice_and_not_failed
         assert capsys.readouterr().out.splitlines()[0].split() == ["0", "running", busy]
         # under torchrun rank 0 cannot skip it (the other ranks would wait for it): it stops, saying why
         with monkeypatch.context() as patch:
-            patch.setattr(pvae.sweep.run, "under_torchrun", lambda: True)
+            patch.setattr(pvae.studies.sweep.run, "under_torchrun", lambda: True)
             assert main([*command[:4], "--cell", "0", *command[4:]]) == 2
         assert "is running elsewhere (another process holds its lock): under torchrun" in capsys.readouterr().err
     finally:
@@ -291,8 +291,8 @@ def test_a_cell_another_process_runs_is_skipped_not_trained_twice_and_not_failed
 def test_a_corrupt_error_record_reads_as_failed_everywhere(tmp_path, capsys, text):
     """A cut-short, non-object or undecodable error record: cell_status, recorded_error and a worker's end all
     read it as a failure that says its record is unreadable, and none of them stops the sweep."""
-    from pvae.sweep import recorded_error
-    from pvae.sweep.workers import finished
+    from pvae.studies.sweep import recorded_error
+    from pvae.studies.sweep.workers import finished
 
     out = tmp_path / "s"
     sweep = _sweep(out, ["seed=0,1"], train=["--epochs", "1", *SMALL])
@@ -311,7 +311,7 @@ def test_a_corrupt_error_record_reads_as_failed_everywhere(tmp_path, capsys, tex
 
 @pytest.mark.parametrize("status", [130, -signal.SIGINT])
 def test_a_worker_that_was_interrupted_is_not_recorded_as_failed(tmp_path, capsys, status):
-    from pvae.sweep.workers import finished
+    from pvae.studies.sweep.workers import finished
 
     out = tmp_path / "s"
     sweep = _sweep(out, ["seed=0,1"], train=["--epochs", "1", *SMALL])
@@ -395,7 +395,7 @@ def test_the_python_api_runs_the_cells_the_command_line_runs(tmp_path, monkeypat
     """``sweep(OUT, SweepConfig(grid=...), DeviceConfig(), base=TrainSettings(...))`` is ``pvae sweep OUT --grid ...
     -- OPTIONS``: the same sweep.json, the same settings in every cell, the same run number for number."""
     from pvae.app.studies import sweep
-    from pvae.device import DeviceConfig
+    from pvae.base.device import DeviceConfig
 
     seed = derived_seed(12)
     base = TrainSettings(
@@ -538,14 +538,14 @@ def test_a_sweep_none_of_whose_cells_ran_is_replaced_by_the_corrected_command(tm
     the cells start can tell): the corrected command replaces that sweep — its record, error records and logs —
     instead of refusing it as "another sweep"; a sweep one of whose cells made its run directory is still refused,
     and so is one beside a file of the user's."""
-    import pvae.idx
-    from pvae.idx import DataError
+    import pvae.data.idx
+    from pvae.data.idx import DataError
 
     def offline(*args, **kwargs):
         raise DataError("no mirror served train-images-idx3-ubyte.gz: <urlopen error no network>")
 
     monkeypatch.setenv("PVAE_DATA", str(tmp_path / "data"))
-    monkeypatch.setattr(pvae.idx, "_download_any", offline)
+    monkeypatch.setattr(pvae.data.idx, "_download_any", offline)
     out = tmp_path / "s"
     assert main(["sweep", str(out), "--grid", "seed=0,1", "--", "--data", "mnist", "--epochs", "1", *SMALL]) == 2
     assert "2 of 2 cells failed" in capsys.readouterr().err
@@ -616,7 +616,7 @@ def test_the_sweeps_folder_is_called_out_as_its_usage_calls_it(tmp_path, capsys)
 def test_a_grid_item_spelt_as_a_flag_is_read_as_the_grid_spells_it(tmp_path, argv, grid, cells):
     """``--grid --beta=1,2``: argparse would take ``--beta=1,2`` for an option of the sweep; :func:`item_words`
     (for `pvae sweep` to parse) writes it ``beta=1,2``, which the sweep reads as it reads ``--beta=1,2`` quoted."""
-    words = pvae.sweep.item_words(["sweep", str(tmp_path / "s"), *argv])
+    words = pvae.studies.sweep.item_words(["sweep", str(tmp_path / "s"), *argv])
     args = cli.build_parser(only="sweep").parse_args(words)
     assert list(args.grid) == grid and list(args.cells or ()) == cells
     assert args.device == ("cpu" if "--device=cpu" in argv else "auto")
@@ -624,8 +624,8 @@ def test_a_grid_item_spelt_as_a_flag_is_read_as_the_grid_spells_it(tmp_path, arg
 
 
 def test_a_long_error_shared_by_cells_issaid_once(tmp_path):
-    from pvae.sweep import Cell
-    from pvae.sweep.records import said_once
+    from pvae.studies.sweep import Cell
+    from pvae.studies.sweep.records import said_once
 
     sweep = types.SimpleNamespace(errors_said={})
     cells = [Cell(i, f"seed={i}", (("seed", str(i)),), ()) for i in range(3)]

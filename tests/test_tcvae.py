@@ -10,12 +10,12 @@ import torch
 from pyro import poutine
 
 from pvae.cli import main
-from pvae.estimators import ESTIMATORS, make_elbo
+from pvae.engine.estimators import ESTIMATORS, make_elbo
+from pvae.engine.objectives import loss_module
+from pvae.engine.tcvae import TCVAE_ELBO, mws_log_densities
 from pvae.guides.fullrank import FullRankGuide
 from pvae.guides.gaussian import GaussianGuide
 from pvae.models.vae import VAE
-from pvae.objectives import loss_module
-from pvae.tcvae import TCVAE_ELBO, mws_log_densities
 from tests.conftest import derived_seed
 
 N = 1000  # the dataset size the estimates of q(z) average over
@@ -162,7 +162,7 @@ def test_pvae_train_runs_beta_tcvae(tmp_path):
 def test_jit_trace_gives_the_eager_values_and_follows_beta(pair):
     """tcvae returns its loss itself (no float frozen into the trace), so a traced loss gives the eager
     values on draws other than the tracing one, and a new beta reaches the trace through its tensor."""
-    from pvae.objectives import TracedLoss
+    from pvae.engine.objectives import TracedLoss
 
     model, guide, x = pair
     eager = loss_module(model, guide, make_elbo("tcvae", dataset_size=N), beta=4.0)

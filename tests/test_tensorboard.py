@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from pvae import cli, data
-from pvae.config import PairConfig, build_pair, restore
-from pvae.diagnostics import latent_usage
-from pvae.evaluate import evaluate, reconstruct, sample_prior
-from pvae.runs import Run
-from pvae.tensorboard import TensorBoardConfig, TensorBoardLog, image_grid, reconstruction_grid
-from pvae.train import TrainConfig, fit
+from pvae.base.runs import Run
+from pvae.engine.config import PairConfig, build_pair, restore
+from pvae.engine.train import TrainConfig, fit
+from pvae.measures.diagnostics import latent_usage
+from pvae.measures.evaluate import evaluate, reconstruct, sample_prior
+from pvae.studies.tensorboard import TensorBoardConfig, TensorBoardLog, image_grid, reconstruction_grid
 from tests.conftest import derived_seed, on_test_device, with_test_device
 
 pytest.importorskip("tensorboard")
@@ -155,7 +155,7 @@ def test_a_resumed_run_continues_the_steps_and_hides_what_an_interrupted_session
 
 
 def test_overwrite_deletes_the_old_event_files(board, tmp_path):
-    from pvae.files import written
+    from pvae.base.files import written
 
     events = sorted((board / "tensorboard").glob("events.out.tfevents.*"))
     assert events and set(events) <= set(written(board))  # training recorded the files it wrote

@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from pvae import data
-from pvae.compatibility import check_compatible
-from pvae.config import PairConfig, RunConfig, build_pair
+from pvae.base.runs import Run
+from pvae.engine.compatibility import check_compatible
+from pvae.engine.config import PairConfig, RunConfig, build_pair
+from pvae.engine.pair import traits
+from pvae.engine.train import TrainConfig, fit
 from pvae.guides.gaussian import GaussianGuide
 from pvae.models.vae import VAE
-from pvae.pair import traits
-from pvae.runs import Run
-from pvae.train import TrainConfig, fit
 from tests.conftest import derived_seed, on_test_device
 
 
@@ -91,8 +91,8 @@ def test_unknown_model_and_guide_names_list_the_choices():
 
 
 def test_traced_loss_compiles_once_per_shape_and_estimates_the_same_loss(digits):
-    from pvae.estimators import make_elbo
-    from pvae.objectives import TracedLoss, loss_module
+    from pvae.engine.estimators import make_elbo
+    from pvae.engine.objectives import TracedLoss, loss_module
 
     model, guide = _pair(digits)
     eager = loss_module(model, guide, make_elbo("trace"), beta=2.0)
@@ -147,8 +147,8 @@ def test_a_diverging_loss_stops_training_before_anything_is_saved(digits, tmp_pa
 
 @pytest.mark.statistical
 def test_vectorized_particles_average_the_same_elbo_with_less_variance(digits):
-    from pvae.estimators import make_elbo
-    from pvae.objectives import loss_module
+    from pvae.engine.estimators import make_elbo
+    from pvae.engine.objectives import loss_module
 
     model, guide = _pair(digits)
     x = digits.test.images(slice(32))
@@ -182,8 +182,8 @@ _K = {"iwae": 3, "renyi": 3, "dreg": 3}
 @pytest.mark.parametrize("estimator", ["trace", "meanfield", "graph", "iwae", "renyi", "dreg", "enum", "tcvae"])
 @pytest.mark.statistical
 def test_every_registry_entry_trains_through_fit_and_improves_its_objective(digits, estimator):
-    from pvae.estimators import ESTIMATORS, make_elbo
-    from pvae.objectives import loss_module
+    from pvae.engine.estimators import ESTIMATORS, make_elbo
+    from pvae.engine.objectives import loss_module
 
     assert estimator in ESTIMATORS
     k = _K.get(estimator, 1)
@@ -211,8 +211,8 @@ def test_every_registry_entry_trains_through_fit_and_improves_its_objective(digi
 def test_estimators_without_a_differentiable_loss_get_the_same_gradient_as_those_with_one(digits):
     """graph trains through loss_and_grads; for a reparameterized guide it is trace's estimator,
     so with the same draws the gradients agree, scaled by 1/batch and added to what .grad held."""
-    from pvae.estimators import make_elbo
-    from pvae.objectives import backward, loss_module
+    from pvae.engine.estimators import make_elbo
+    from pvae.engine.objectives import backward, loss_module
 
     model, guide = _pair(digits)
     x = digits.training_batch(digits.train.images(slice(32)))
@@ -288,37 +288,45 @@ def test_fit_tells_its_log_every_step_and_which_epoch_was_the_last(digits):
 
 
 def test_the_trainer_imports_no_measure_and_its_settings_live_below_it():
-    """The trainer validates with :mod:`pvae.bounds`, beside it in the engine, not with the measures above it (at
-    module level or inside a function); its settings are :mod:`pvae.trainconfig`'s, which the trainer re-exports."""
+    """The trainer validates with :mod:`pvae.engine.bounds`, beside it in the engine, not with the measures above it (at
+    module level or inside a function); its settings are :mod:`pvae.engine.trainconfig`'s, which the trainer
+    re-exports."""
     import ast
     from pathlib import Path
 
-    import pvae.train
-    import pvae.trainconfig
+    import pvae.engine.train
+    import pvae.engine.trainconfig
 
-    tree = ast.parse(Path(pvae.train.__file__).read_text())
+    tree = ast.parse(Path(pvae.engine.train.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    measures = {"pvae.evaluate", "pvae.diagnostics", "pvae.compare", "pvae.memory", "pvae.encode", "pvae.quality"}
+    measures = {
+        "pvae.measures.evaluate",
+        "pvae.measures.diagnostics",
+        "pvae.measures.compare",
+        "pvae.measures.memory",
+        "pvae.measures.encode",
+        "pvae.measures.quality",
+    }
     assert not imported & measures
-    assert pvae.train.TrainConfig is pvae.trainconfig.TrainConfig
-    assert pvae.train.check_alpha is pvae.trainconfig.check_alpha
+    assert pvae.engine.train.TrainConfig is pvae.engine.trainconfig.TrainConfig
+    assert pvae.engine.train.check_alpha is pvae.engine.trainconfig.check_alpha
     with pytest.raises(ValueError, match="alpha"):
         TrainConfig(elbo="renyi", alpha=1.0)
 
 
 def test_every_step_of_one_process_is_the_public_step(digits, monkeypatch):
-    """One process trains through :func:`pvae.train.step`, once per batch, with the loss, the optimizer and the
+    """One process trains through :func:`pvae.engine.train.step`, once per batch, with the loss, the optimizer and the
     batch as ``step`` takes them; what it returns is the step's loss."""
-    import pvae.train
+    import pvae.engine.train
 
-    real, calls = pvae.train.step, []
+    real, calls = pvae.engine.train.step, []
 
     def step(loss_fn, optimizer, *args):
         calls.append(args[0].shape[0])
         return real(loss_fn, optimizer, *args)
 
-    monkeypatch.setattr(pvae.train, "step", step)
+    monkeypatch.setattr(pvae.engine.train, "step", step)
     model, guide = _pair(digits)
     history = fit(model, guide, digits, TrainConfig(epochs=1, batch_size=500, seed=derived_seed(3)), progress=False)
     n = len(digits.train)

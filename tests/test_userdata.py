@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from pvae import cli, data
-from pvae.compatibility import check_compatible
-from pvae.config import PairConfig, build_pair
 from pvae.data import DataConfig, DataError, from_arrays
-from pvae.pair import traits
-from pvae.userdata import NpyRows, checksum, find_kind, smallest_exact
+from pvae.data.userdata import NpyRows, checksum, find_kind, smallest_exact
+from pvae.engine.compatibility import check_compatible
+from pvae.engine.config import PairConfig, build_pair
+from pvae.engine.pair import traits
 
 pd = pytest.importorskip("pandas")
 
@@ -132,8 +132,8 @@ def test_a_npy_file_is_read_a_batch_of_rows_at_a_time_never_whole(tmp_path):
 
 
 def test_training_and_evaluation_read_a_npy_a_batch_at_a_time(tmp_path, monkeypatch):
-    from pvae.evaluate import evaluate
-    from pvae.train import TrainConfig, fit
+    from pvae.engine.train import TrainConfig, fit
+    from pvae.measures.evaluate import evaluate
 
     x = (np.random.default_rng(0).random((3000, 1, 4, 4)) < 0.3).astype(np.uint8)
     np.save(tmp_path / "x.npy", x)
@@ -233,7 +233,7 @@ def test_images_beside_class_folders_are_refused_not_left_out(tmp_path):
 def test_image_bytes_are_scanned_once_with_the_same_results(pixels, monkeypatch):
     """from_arrays finds the kind of uint8 images and whether they are levels out of 255 in one pass over
     them, with what the separate passes found: levels out of 255, 0/255 bits, or 0/1 bytes (bits, no levels)."""
-    from pvae import userdata
+    from pvae.data import userdata
 
     rng = np.random.default_rng(2)
     x = rng.integers(0, 256, size=(40, 1, 5, 6), dtype=np.uint8)
@@ -268,7 +268,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (apt-get install)")
 def test_fashion_mnist_written_as_a_png_folder_reads_as_the_idx_files(tmp_path):
-    from pvae.idx import locate_idx, read_idx
+    from pvae.data.idx import locate_idx, read_idx
 
     paths = locate_idx("fashion-mnist", str(FASHION), allow_download=False)
     images, labels = read_idx(paths["test_images"])[:300], read_idx(paths["test_labels"])[:300]
@@ -333,8 +333,8 @@ def test_the_likelihood_must_hold_the_kind_found():
 def test_counts_in_the_thousands_start_at_their_mean_and_train():
     """Encoders read counts on a log1p scale and the decoder starts at the data's mean, with the negative
     binomial's θ from the moments: Poisson(1000) counts train where a decoder starting at mean 1 overflowed."""
-    from pvae.evaluate import decode_mean
-    from pvae.train import TrainConfig, fit
+    from pvae.engine.train import TrainConfig, fit
+    from pvae.measures.evaluate import decode_mean
 
     counts = np.random.default_rng(0).poisson(1000, size=(300, 6))
     ds = from_arrays(counts)
@@ -346,7 +346,7 @@ def test_counts_in_the_thousands_start_at_their_mean_and_train():
     assert float(nb.likelihood.log_theta.detach().exp().min()) > 100  # Poisson-like data: θ far above the mean's 1
     assert all(m.log1p_input for m in guide.modules() if hasattr(m, "log1p_input"))
     fit(nb, guide, ds, TrainConfig(epochs=30, batch_size=64, jit="off"), progress=False)
-    from pvae.evaluate import evaluate
+    from pvae.measures.evaluate import evaluate
 
     scores = evaluate(nb, guide, ds.test.images(), None, num_samples=20)
     entropy = 6 * 0.5 * np.log(2 * np.pi * np.e * 1000)  # a Poisson(1000)'s entropy, 4.87 nats a count
@@ -403,8 +403,8 @@ def test_a_run_on_a_table_records_the_file_and_its_kind(wine_run, tmp_path):
     assert json.loads((wine_run / "config.json").read_text())["pair"]["likelihood"] == "gaussian-per-pixel"
     # every number in nats of the table as given: the same pair scored on the standardized rows without
     # the Jacobian is higher by exactly Σ log sd (the same draws: the same seed)
-    from pvae.config import restore
-    from pvae.evaluate import evaluate
+    from pvae.engine.config import restore
+    from pvae.measures.evaluate import evaluate
 
     _, _, dataset, model, guide = restore(wine_run)
     x, y = dataset.test.images(), dataset.test.y
@@ -464,8 +464,8 @@ def test_a_changed_data_file_is_refused_with_the_fix(wine_run, tmp_path, capsys)
 
 
 def test_encode_writes_the_codes_of_every_row_in_file_order_with_its_split(wine_run, tmp_path, capsys):
-    from pvae.config import restore
-    from pvae.evaluate import decode_mean
+    from pvae.engine.config import restore
+    from pvae.measures.evaluate import decode_mean
 
     assert cli.main(["encode", str(wine_run), "--reconstruct", "--device", "cpu"]) == 0
     codes = np.load(wine_run / "encoded.npz")
@@ -680,7 +680,7 @@ def test_sample_draws_a_class_by_its_name(tmp_path, capsys):
 
 
 def test_training_reads_and_hashes_the_users_file_once(tmp_path, monkeypatch):
-    from pvae import userdata
+    from pvae.data import userdata
 
     _wine().to_csv(tmp_path / "wine.csv", index=False)
     calls = {"checksum": 0, "read": 0}

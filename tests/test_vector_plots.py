@@ -9,10 +9,10 @@ import pytest
 import torch
 from sklearn.datasets import load_digits, load_wine
 
-from pvae import evaluate as ev
-from pvae.config import PairConfig, build_pair
 from pvae.data import from_arrays
-from pvae.diagnostics import latent_usage
+from pvae.engine.config import PairConfig, build_pair
+from pvae.measures import evaluate as ev
+from pvae.measures.diagnostics import latent_usage
 from pvae.plots.run import (
     TRAVERSAL_POINTS,
     FeatureView,

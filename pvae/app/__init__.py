@@ -25,6 +25,6 @@ command              function
 ===================  ==================================================================
 
 Failures a user can fix are raised as :class:`ValueError` (or :class:`pvae.data.DataError`,
-:class:`pvae.runs.RunError`) with a message that names the problem and the fix; Ctrl-C as
+:class:`pvae.base.runs.RunError`) with a message that names the problem and the fix; Ctrl-C as
 :class:`~pvae.app.common.Interrupted`, saying what was kept and how to go on.
 """

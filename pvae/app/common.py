@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from pvae import distributed, options
-from pvae.device import DeviceConfig, describe_device, resolve_device
-from pvae.memory import format_seconds
-from pvae.runs import check_writable, keep_earlier_results
+from pvae.base import distributed, options
+from pvae.base.device import DeviceConfig, describe_device, resolve_device
+from pvae.base.runs import check_writable, keep_earlier_results
+from pvae.measures.memory import format_seconds
 
 #: Seconds of work past which a command says up front how long it will take.
 SAY_ABOVE_SECONDS = 30.0
@@ -48,9 +48,9 @@ def open_run(run: str | os.PathLike, device: DeviceConfig):
     """The run in ``run``, restored onto ``device`` (refused before the run is read where this machine lacks
     it; under torchrun, this rank's device), with one line (rank 0's) saying where the command computes.
 
-    :returns: ``(run, config, dataset, model, guide)``, as :func:`pvae.config.restore`.
+    :returns: ``(run, config, dataset, model, guide)``, as :func:`pvae.engine.config.restore`.
     """
-    from pvae.config import restore
+    from pvae.engine.config import restore
 
     where = rank_device(device)
     restored = restore(run, where)
@@ -75,7 +75,7 @@ class Record(dict):
 def results_folder(out: str | None, run, name: str, *configs) -> tuple[Path, Record]:
     """Where a command that reads a run writes: ``out``, else ``RUN/name``, refused before any work when it
     cannot be written; an earlier result there of the same model with other settings is kept, moved beside it
-    (:func:`pvae.runs.keep_earlier_results`) when the new one is written (:func:`write_results`, so that a
+    (:func:`pvae.base.runs.keep_earlier_results`) when the new one is written (:func:`write_results`, so that a
     command stopped before its end leaves it where it was), and said.
 
     :returns: the folder, and what the result records of what it measured and how.

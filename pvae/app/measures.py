@@ -1,7 +1,7 @@
 """The commands that read a trained run and measure or draw it: ``evaluate``, ``plot``, ``sample``,
 ``compare-elbos``, ``diagnose``, ``disentangle``, ``quality`` and ``encode``.
 
-Each takes the run directory, its command's frozen config and a :class:`pvae.device.DeviceConfig`, checks
+Each takes the run directory, its command's frozen config and a :class:`pvae.base.device.DeviceConfig`, checks
 everything it can before the run is read, says where it computes and what a long pass will cost, and writes its
 results into ``RUN/NAME`` (or the config's ``out``) with the ``model_id`` of the model measured, so that a
 result never outlives its model. A command imports the measures it runs when it runs.
@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from pvae.device import DeviceConfig
+from pvae.base.device import DeviceConfig
 
 from .common import (
     check_out,
@@ -33,12 +33,12 @@ def evaluate(run, config=None, device=None) -> dict:
     ``summary.json``; under torchrun the ranks share the datapoints.
 
     :param run: a run directory.
-    :param config: a :class:`pvae.evaluate.EvaluateConfig` (default: its defaults).
-    :param device: a :class:`pvae.device.DeviceConfig`.
+    :param config: a :class:`pvae.measures.evaluate.EvaluateConfig` (default: its defaults).
+    :param device: a :class:`pvae.base.device.DeviceConfig`.
     :returns: the numbers (rank 0; ``{}`` on the other ranks).
     """
-    from pvae import distributed
-    from pvae.evaluate import EvaluateConfig
+    from pvae.base import distributed
+    from pvae.measures.evaluate import EvaluateConfig
 
     config, device = config or EvaluateConfig(), device or DeviceConfig()
     where = rank_device(device)
@@ -52,7 +52,7 @@ def plot(run, device=None) -> list[Path]:
     """``pvae plot``: the figures of a run, written into ``RUN/figures``.
 
     :param run: a run directory.
-    :param device: a :class:`pvae.device.DeviceConfig`.
+    :param device: a :class:`pvae.base.device.DeviceConfig`.
     :returns: the figures written.
     """
     device = device or DeviceConfig()
@@ -63,11 +63,11 @@ def sample(run, config=None, device=None) -> Path:
     """``pvae sample``: images (or rows) drawn from a trained model's prior, of one class if it has labels.
 
     :param run: a run directory.
-    :param config: a :class:`pvae.evaluate.SampleConfig`.
-    :param device: a :class:`pvae.device.DeviceConfig`.
+    :param config: a :class:`pvae.measures.evaluate.SampleConfig`.
+    :param device: a :class:`pvae.base.device.DeviceConfig`.
     :returns: the figure written.
     """
-    from pvae.evaluate import SampleConfig
+    from pvae.measures.evaluate import SampleConfig
 
     config, device = config or SampleConfig(), device or DeviceConfig()
     return sample_run(run, config, device_of(device), say=device.device)
@@ -77,7 +77,7 @@ def evaluation_suffix(config, own: dict | None) -> str:
     """'' for an evaluation with the settings of the run's own (training's, ``own``: its ``samples`` and
     ``seed``; the defaults for a run that did not record them), else ``_K100_seed3`` ...: an evaluation with
     other settings is kept beside the run's, never over it."""
-    from pvae.evaluate import EvaluateConfig
+    from pvae.measures.evaluate import EvaluateConfig
 
     default = EvaluateConfig()
     own = own or {"samples": default.samples, "seed": default.seed}
@@ -90,13 +90,13 @@ def evaluation_suffix(config, own: dict | None) -> str:
 
 
 def evaluate_run(path, config, device="cpu", say: str | None = None, dataset=None) -> dict:
-    from pvae import distributed
-    from pvae.config import restore
+    from pvae.base import distributed
+    from pvae.base.runs import check_writable
     from pvae.data import evaluation_split
-    from pvae.evaluate import check_finite, describe, estimate_seconds
-    from pvae.evaluate import evaluate as bounds_of
-    from pvae.ranks import current
-    from pvae.runs import check_writable
+    from pvae.engine.config import restore
+    from pvae.engine.ranks import current
+    from pvae.measures.evaluate import check_finite, describe, estimate_seconds
+    from pvae.measures.evaluate import evaluate as bounds_of
 
     run, run_config, dataset, model, guide = restore(path, device, dataset)
     rank0 = distributed.is_main()
@@ -134,12 +134,12 @@ def sample_run(path, config, device="cpu", say: str | None = None) -> Path:
     import numpy as np
     import torch
 
-    from pvae.config import restore
-    from pvae.evaluate import sample_prior
-    from pvae.files import atomic_write, save_figure
-    from pvae.memory import check_allocation
+    from pvae.base.files import atomic_write, save_figure
+    from pvae.base.runs import check_writable
+    from pvae.engine.config import restore
+    from pvae.measures.evaluate import sample_prior
+    from pvae.measures.memory import check_allocation
     from pvae.plots.run import FeatureView, grey_map, plot_feature_rows, plot_images
-    from pvae.runs import check_writable
 
     if config.out:
         check_writable(config.out, "--out", file=True)
@@ -189,11 +189,11 @@ def class_index(label: str | None, dataset) -> int | None:
 def plot_run(path, device="cpu", say: str | None = None, dataset=None) -> list[Path]:
     import torch
 
-    from pvae.config import restore
-    from pvae.diagnostics import latent_usage
-    from pvae.files import save_figure
+    from pvae.base.files import save_figure
+    from pvae.base.runs import check_writable
+    from pvae.engine.config import restore
+    from pvae.measures.diagnostics import latent_usage
     from pvae.plots.run import TRAVERSAL_POINTS, run_figures
-    from pvae.runs import check_writable
 
     run, _, dataset, model, guide = restore(path, device, dataset)
     say_device(say, device)
@@ -220,19 +220,20 @@ def compare(run, config, device=None) -> Path:
     ``config.out`` or ``RUN/elbos``.
 
     :param run: a run directory.
-    :param config: a :class:`pvae.compare.CompareConfig`; its ``estimators`` ``None``: every one the pair can use.
-    :param device: a :class:`pvae.device.DeviceConfig`.
+    :param config: a :class:`pvae.measures.compare.CompareConfig`; its ``estimators`` ``None``: every one the pair can
+        use.
+    :param device: a :class:`pvae.base.device.DeviceConfig`.
     :returns: the results folder.
     """
     import pyro
 
-    from pvae.compare import CompareConfig, compare_estimators, results_markdown
-    from pvae.compatibility import applicable_estimators
-    from pvae.config import build_pair, restore
+    from pvae.base.files import atomic_write, save_figure, write_json
     from pvae.data import evaluation_split
-    from pvae.files import atomic_write, save_figure, write_json
-    from pvae.memory import check_step_memory
-    from pvae.pair import traits
+    from pvae.engine.compatibility import applicable_estimators
+    from pvae.engine.config import build_pair, restore
+    from pvae.engine.pair import traits
+    from pvae.measures.compare import CompareConfig, compare_estimators, results_markdown
+    from pvae.measures.memory import check_step_memory
     from pvae.plots.comparison import comparison_figures
 
     # checked before the run is read: the names, once the pair is known, are those it can use
@@ -295,17 +296,17 @@ def diagnose(run, config, device=None) -> Path:
     written to ``config.out`` or ``RUN/diagnostics``; under torchrun the ranks share the NUTS chains.
 
     :param run: a run directory.
-    :param config: a :class:`pvae.diagnostics.DiagnoseConfig`.
-    :param device: a :class:`pvae.device.DeviceConfig`.
+    :param config: a :class:`pvae.measures.diagnostics.DiagnoseConfig`.
+    :param device: a :class:`pvae.base.device.DeviceConfig`.
     :returns: the results folder.
     """
-    from pvae import az, distributed
+    from pvae.base import az, distributed
+    from pvae.base.device import module_device
+    from pvae.base.files import save_figure, write_json
     from pvae.data import evaluation_split
-    from pvae.device import module_device
-    from pvae.diagnostics import describe_diagnostics
-    from pvae.diagnostics import diagnose as diagnose_pair
-    from pvae.evaluate import estimate_seconds, reconstruct
-    from pvae.files import save_figure, write_json
+    from pvae.measures.diagnostics import describe_diagnostics
+    from pvae.measures.diagnostics import diagnose as diagnose_pair
+    from pvae.measures.evaluate import estimate_seconds, reconstruct
     from pvae.plots.diagnostics import diagnostic_figures
     from pvae.plots.run import grey_map
 
@@ -365,18 +366,18 @@ def disentangle(run, config, device=None) -> Path:
     ``config.out`` or ``RUN/disentanglement``.
 
     :param run: a run directory of data with factors.
-    :param config: a :class:`pvae.disentangle.score.DisentangleConfig`.
-    :param device: a :class:`pvae.device.DeviceConfig`.
+    :param config: a :class:`pvae.measures.disentangle.score.DisentangleConfig`.
+    :param device: a :class:`pvae.base.device.DeviceConfig`.
     :returns: the results folder.
     """
     import numpy as np
     import pyro
 
+    from pvae.base.files import save_figure, write_json
     from pvae.data import WITH_FACTORS, DataError
-    from pvae.diagnostics import latent_usage
-    from pvae.disentangle.score import describe, score
-    from pvae.files import save_figure, write_json
-    from pvae.memory import check_allocation
+    from pvae.measures.diagnostics import latent_usage
+    from pvae.measures.disentangle.score import describe, score
+    from pvae.measures.memory import check_allocation
     from pvae.plots.disentangle import plot_mutual_information
     from pvae.plots.run import traversal_figure
 
@@ -437,18 +438,18 @@ def quality(run, config, ppc=None, device=None) -> Path:
     posterior predictive checks (other data), written to ``config.out`` or ``RUN/quality``.
 
     :param run: a run directory.
-    :param config: a :class:`pvae.quality.score.QualityConfig`.
-    :param ppc: a :class:`pvae.quality.ppc.PPCConfig` (data that are not images); its ``rows`` and ``seed``
+    :param config: a :class:`pvae.measures.quality.score.QualityConfig`.
+    :param ppc: a :class:`pvae.measures.quality.ppc.PPCConfig` (data that are not images); its ``rows`` and ``seed``
         follow ``config``'s ``samples`` and ``seed``.
-    :param device: a :class:`pvae.device.DeviceConfig`.
+    :param device: a :class:`pvae.base.device.DeviceConfig`.
     :returns: the results folder.
     """
-    from pvae.files import save_figure, write_json
+    from pvae.base.files import save_figure, write_json
+    from pvae.measures.quality.ppc import PPCConfig
+    from pvae.measures.quality.score import describe, spectra
+    from pvae.measures.quality.score import quality as score_quality
     from pvae.plots.quality import plot_likelihood_draws, plot_spectra
     from pvae.plots.run import grey_map
-    from pvae.quality.ppc import PPCConfig
-    from pvae.quality.score import describe, spectra
-    from pvae.quality.score import quality as score_quality
 
     device = device or DeviceConfig()
     ppc = replace(ppc or PPCConfig(), rows=config.samples, seed=config.seed)
@@ -460,7 +461,7 @@ def quality(run, config, ppc=None, device=None) -> Path:
         return posterior_predictive(run, run_config, dataset, model, guide, config, ppc, out, record)
     inception = None
     if config.inception is not None:
-        from pvae.quality.inception import load_inception
+        from pvae.measures.quality.inception import load_inception
 
         inception = load_inception(None if config.inception == "auto" else config.inception)  # fails before work
     grey, classifier = feature_classifier(run_config, dataset, config)
@@ -494,9 +495,9 @@ def feature_classifier(run_config, dataset, config):
     """The run's data as the classifier reads them (grey levels, every label) and its feature classifier,
     loaded from the cache or trained (``config.train_classifier``)."""
     from pvae import data
-    from pvae.quality.classifier import classifier_path, load_classifier
-    from pvae.quality.score import check_sizes
-    from pvae.runs import check_writable
+    from pvae.base.runs import check_writable
+    from pvae.measures.quality.classifier import classifier_path, load_classifier
+    from pvae.measures.quality.score import check_sizes
 
     grey_config = replace(run_config.data, binarize="none", labels=None, train_size=None)
     grey = dataset if grey_config == run_config.data else data.load(grey_config)
@@ -519,11 +520,11 @@ def feature_classifier(run_config, dataset, config):
 def posterior_predictive(run, run_config, dataset, model, guide, config, ppc, out: Path, record: dict) -> Path:
     """``pvae quality`` on data that are not images: posterior predictive checks, and where the data have
     labels the classifier's scores of the model's rows."""
-    from pvae.files import save_figure, write_json
+    from pvae.base.files import save_figure, write_json
+    from pvae.measures.quality.ppc import posterior_predictive_check
+    from pvae.measures.quality.score import describe
+    from pvae.measures.quality.score import quality as score_quality
     from pvae.plots.quality import plot_ppc
-    from pvae.quality.ppc import posterior_predictive_check
-    from pvae.quality.score import describe
-    from pvae.quality.score import quality as score_quality
 
     if config.inception is not None:
         raise ValueError("--inception scores images; this run's data are vectors: drop --inception")
@@ -563,15 +564,15 @@ def encode(run, config, device=None) -> Path:
     columns, written to ``config.out`` or ``RUN/encoded.npz``.
 
     :param run: a run directory.
-    :param config: a :class:`pvae.encode.EncodeConfig`.
-    :param device: a :class:`pvae.device.DeviceConfig`.
+    :param config: a :class:`pvae.measures.encode.EncodeConfig`.
+    :param device: a :class:`pvae.base.device.DeviceConfig`.
     :returns: the file written.
     """
     import pyro
 
-    from pvae.encode import encode as encode_rows
-    from pvae.encode import file_rows, reconstruct, run_rows, write_codes
-    from pvae.runs import check_writable
+    from pvae.base.runs import check_writable
+    from pvae.measures.encode import encode as encode_rows
+    from pvae.measures.encode import file_rows, reconstruct, run_rows, write_codes
 
     device = device or DeviceConfig()
     if config.out:

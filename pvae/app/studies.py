@@ -5,8 +5,8 @@ checkpoint rewritten in the form pvae reads without running code)."""
 import sys
 from pathlib import Path
 
-from pvae.files import atomic_write, save_figure
-from pvae.runs import check_writable
+from pvae.base.files import atomic_write, save_figure
+from pvae.base.runs import check_writable
 
 
 def runs(folder, config=None) -> str:
@@ -14,10 +14,10 @@ def runs(folder, config=None) -> str:
     mean ± sd over seeds — printed as markdown, and written as CSV, markdown or a plot where ``config`` asks.
 
     :param folder: a folder holding run directories (searched recursively).
-    :param config: a :class:`pvae.study.RunsConfig`.
+    :param config: a :class:`pvae.studies.study.RunsConfig`.
     :returns: the table as markdown.
     """
-    from pvae.study import RunsConfig, check_plot, collect, table, to_csv, to_markdown
+    from pvae.studies.study import RunsConfig, check_plot, collect, table, to_csv, to_markdown
 
     config = config or RunsConfig()
     for option, target in (("--csv", config.csv), ("--markdown", config.markdown)):
@@ -50,10 +50,10 @@ def report(run, config=None) -> Path:
     """``pvae report``: one self-contained HTML page of a run, or of the runs under a folder.
 
     :param run: a run directory, or a folder holding run directories.
-    :param config: a :class:`pvae.report.ReportConfig`.
+    :param config: a :class:`pvae.studies.report.ReportConfig`.
     :returns: the page written.
     """
-    from pvae.report import ReportConfig, write_report
+    from pvae.studies.report import ReportConfig, write_report
 
     out = write_report(run, config or ReportConfig())
     print(f"report in {out}")
@@ -66,9 +66,9 @@ def upgrade(run) -> bool:
 
     :param run: a run directory.
     :returns: whether the checkpoint was rewritten (``False``: it was already in the current form).
-    :raises pvae.runs.RunError: for a folder without a checkpoint, or one that names anything else.
+    :raises pvae.base.runs.RunError: for a folder without a checkpoint, or one that names anything else.
     """
-    from pvae.runs import CHECKPOINT, Run, RunError, upgrade_checkpoint
+    from pvae.base.runs import CHECKPOINT, Run, RunError, upgrade_checkpoint
 
     path = Run.open(run).path / CHECKPOINT
     if not path.is_file():
@@ -87,19 +87,19 @@ def sweep(out, config, device, base=None, given=None, train_options=None) -> lis
     cells of ``pvae sweep out --grid beta=1,2 -- --epochs 1``.
 
     :param out: the sweep's folder.
-    :param config: a :class:`pvae.sweep.SweepConfig`.
-    :param device: a :class:`pvae.device.DeviceConfig`, every cell's.
+    :param config: a :class:`pvae.studies.sweep.SweepConfig`.
+    :param device: a :class:`pvae.base.device.DeviceConfig`, every cell's.
     :param base: the :class:`~pvae.app.train.TrainSettings` every cell shares (default: the defaults).
     :param given: the settings chosen in ``base`` (the options typed); default: those that differ from their
         default.
     :param train_options: ``base`` as typed after ``--`` on the command line, recorded in ``sweep.json`` and in
         the command that goes on; default: written from ``base``'s ``given`` settings.
-    :returns: :func:`pvae.sweep.cell_status` of its cells at the end.
+    :returns: :func:`pvae.studies.sweep.cell_status` of its cells at the end.
     :raises ValueError: for a grid or a cell that cannot work, before anything is written.
     :raises Interrupted: on Ctrl-C or SIGTERM, with the command that goes on.
     """
-    from pvae import distributed
-    from pvae.sweep import Sweep, run_sweep
+    from pvae.base import distributed
+    from pvae.studies.sweep import Sweep, run_sweep
 
     from .common import Interrupted
     from .train import TrainSettings, run_config, train

@@ -12,14 +12,15 @@ from collections.abc import Collection
 from dataclasses import fields, replace
 from pathlib import Path
 
-from pvae import data, options
-from pvae.config import PairConfig, RunConfig
+from pvae import data
+from pvae.base import options
+from pvae.base.device import DeviceConfig
+from pvae.base.runs import RunOptions
 from pvae.data import DataConfig
-from pvae.device import DeviceConfig
-from pvae.evaluate import EvaluateConfig
-from pvae.runs import RunOptions
-from pvae.tensorboard import TensorBoardConfig
-from pvae.trainconfig import TrainConfig
+from pvae.engine.config import PairConfig, RunConfig
+from pvae.engine.trainconfig import TrainConfig
+from pvae.measures.evaluate import EvaluateConfig
+from pvae.studies.tensorboard import TensorBoardConfig
 
 from .common import Interrupted, rank_device, say_estimate, short_name
 from .measures import evaluate_run, plot_run
@@ -81,8 +82,8 @@ def user_data_defaults(data_config, pair, epochs: int | None, batch_size: int, l
         file (and hash it) again.
     :returns: ``(data_config, pair_config, epochs)``.
     """
-    from pvae.config import resolve
-    from pvae.userdata import DEFAULT_LIKELIHOOD
+    from pvae.data.userdata import DEFAULT_LIKELIHOOD
+    from pvae.engine.config import resolve
 
     dataset = data.load(data_config)
     if pair.library == "observed" and dataset.model_kind != "counts":
@@ -104,7 +105,7 @@ def user_data_defaults(data_config, pair, epochs: int | None, batch_size: int, l
 
 
 def _holds(likelihood: str, kind: str) -> bool:
-    from pvae.likelihoods import get_likelihood
+    from pvae.engine.likelihoods import get_likelihood
 
     return kind in getattr(get_likelihood(likelihood), "support", (kind,))
 
@@ -118,9 +119,9 @@ def resumed_settings(settings, given: Collection[str]):
     :param given: the settings the caller chose (the command line: the options typed).
     :returns: ``settings`` with the run's own values where none was given.
     """
-    from pvae.config import read_config
+    from pvae.base.runs import Run
     from pvae.data import DATASETS
-    from pvae.runs import Run
+    from pvae.engine.config import read_config
 
     out = Path(settings.out)
     if not (out / "config.json").is_file():
@@ -158,11 +159,11 @@ def run_config(settings, loaded: dict | None = None) -> RunConfig:
 
     :param settings: a :class:`TrainSettings`.
     :param loaded: where to leave the user's dataset when it is read to find its kind (:func:`user_data_defaults`).
-    :returns: the :class:`pvae.config.RunConfig` of the run.
+    :returns: the :class:`pvae.engine.config.RunConfig` of the run.
     :raises ValueError: what ``pvae train`` refuses.
     """
-    from pvae.config import resolve
-    from pvae.resolve import resolve_pair
+    from pvae.engine.config import resolve
+    from pvae.engine.resolve import resolve_pair
 
     from_args = options.from_args
     from_args(RunOptions, settings), from_args(DeviceConfig, settings), from_args(TensorBoardConfig, settings)
@@ -208,7 +209,7 @@ def train(settings, given: Collection[str] | None = None) -> Path:
     :raises Interrupted: on Ctrl-C, saying what was kept and how to go on.
     """
     out = _train(settings, options.given_fields(settings) if given is None else set(given))
-    from pvae import distributed
+    from pvae.base import distributed
 
     if distributed.rank_from_environment() == 0:
         board = f", tensorboard/ (tensorboard --logdir {out})" if settings.tensorboard else ""
@@ -219,15 +220,15 @@ def train(settings, given: Collection[str] | None = None) -> Path:
 def _train(settings, given: set[str]) -> Path:
     import pyro
 
-    from pvae import distributed
-    from pvae.compatibility import check_compatible
-    from pvae.config import build_pair
-    from pvae.device import describe_device
-    from pvae.memory import check_step_memory
-    from pvae.pair import traits
-    from pvae.runs import FIGURES, Run, check_writable
-    from pvae.tensorboard import FOLDER, TensorBoardLog, check_available
-    from pvae.train import check_estimator, fit
+    from pvae.base import distributed
+    from pvae.base.device import describe_device
+    from pvae.base.runs import FIGURES, Run, check_writable
+    from pvae.engine.compatibility import check_compatible
+    from pvae.engine.config import build_pair
+    from pvae.engine.pair import traits
+    from pvae.engine.train import check_estimator, fit
+    from pvae.measures.memory import check_step_memory
+    from pvae.studies.tensorboard import FOLDER, TensorBoardLog, check_available
 
     # every setting is checked before anything is read or written
     run_options = options.from_args(RunOptions, settings)
@@ -270,7 +271,7 @@ def _train(settings, given: set[str]) -> Path:
     check_estimator(model, guide, dataset, config.train)
     if rank0:  # the test log p(x) training ends with costs what it costs an untrained pair of the same shape
         from pvae.data import evaluation_split
-        from pvae.evaluate import estimate_seconds
+        from pvae.measures.evaluate import estimate_seconds
 
         test = evaluation_split(dataset, config.data, "test")
         seconds = estimate_seconds(model.eval(), guide.eval(), test.datapoints(), test.y, evaluation.samples)

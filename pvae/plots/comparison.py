@@ -1,4 +1,4 @@
-"""Figures comparing ELBO estimators (the rows of :mod:`pvae.compare`, ``pvae compare-elbos``): bound
+"""Figures comparing ELBO estimators (the rows of :mod:`pvae.measures.compare`, ``pvae compare-elbos``): bound
 values, gradient signal-to-noise, step cost and the training results; one fixed colour per estimator.
 """
 
@@ -27,7 +27,7 @@ def estimator_color(name: str) -> tuple:
 
 
 def _series(rows: list[dict]) -> list[tuple[str, str, list[dict]]]:
-    """Rows grouped by their ``setting`` (:attr:`pvae.compare.Estimator.setting`: the estimator,
+    """Rows grouped by their ``setting`` (:attr:`pvae.measures.compare.Estimator.setting`: the estimator,
     renyi's alpha, ``--jit``) in order of first appearance, each group sorted by K:
     ``[(estimator, legend label, rows), ...]``."""
     groups: dict[str, list[dict]] = {}
@@ -63,7 +63,7 @@ def _legend(ax, **kwargs) -> None:
 def plot_bound_values(rows: list[dict], exact_log_px: float | None = None) -> Figure:
     """Each estimator's bound at fixed parameters against K, with error bars of 2 standard errors.
 
-    :param rows: the rows of :func:`pvae.compare.bound_values` (``estimator``, ``particles``,
+    :param rows: the rows of :func:`pvae.measures.compare.bound_values` (``estimator``, ``particles``,
         ``alpha``, ``mean``, ``se``).
     :param exact_log_px: the exact log p(x) in nats per datapoint, drawn as a dashed line
         (None: not drawn).
@@ -96,7 +96,7 @@ def plot_gradient_snr(rows: list[dict]) -> Figure:
 
     :param rows: gradient rows (``estimator``, ``particles``, ``alpha`` and ``encoder`` and
         ``decoder``, each a dict with ``snr_mean`` and ``variance``), as from
-        :func:`pvae.compare.gradient_stats` joined with the estimator's fields.
+        :func:`pvae.measures.compare.gradient_stats` joined with the estimator's fields.
     :returns: the figure; one line per estimator (and alpha), one colour per estimator in all panels.
     """
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), squeeze=False)
@@ -126,7 +126,7 @@ def plot_step_cost(rows: list[dict]) -> Figure:
     """Cost of one training step against K: median seconds (error bars: interquartile range)
     and peak memory.
 
-    :param rows: the rows of :func:`pvae.compare.step_cost` joined with the estimator's fields
+    :param rows: the rows of :func:`pvae.measures.compare.step_cost` joined with the estimator's fields
         (``estimator``, ``particles``, ``alpha``, ``seconds``, ``seconds_iqr``, ``peak_mib``).
     :returns: the figure; one line per estimator (and alpha) in each of the two panels.
     """
@@ -162,13 +162,13 @@ def plot_training_results(rows: list[dict]) -> Figure:
     epochs, same wall-clock time), one horizontal bar per estimator setting, each annotated with
     the epochs it trained.
 
-    Rows with ``log_px_diff`` (from :func:`pvae.compare.train_each`) are drawn as differences
+    Rows with ``log_px_diff`` (from :func:`pvae.measures.compare.train_each`) are drawn as differences
     from the first row of their budget, with ±2 paired standard errors: the spread of log p(x)
     over test points, which the paired differences cancel, would hide them. Otherwise the x axis
     spans the data, not 0, so that differences of a few nats show; each bar starts at the axis'
     left limit and ends at its ``log_px`` (longer is better), with error bars of ``log_px_se``.
 
-    :param rows: the rows of :func:`pvae.compare.train_each` (``estimator``, ``label``,
+    :param rows: the rows of :func:`pvae.measures.compare.train_each` (``estimator``, ``label``,
         ``budget``, ``epochs``, ``train_seconds``, ``log_px``, ``log_px_se``).
     :returns: the figure.
     """
@@ -253,7 +253,7 @@ def _paired_bars(ax, group: list[dict]) -> None:
 
 
 def comparison_figures(results: dict) -> dict[str, Figure]:
-    """The figures of an estimator comparison (:func:`pvae.compare.compare_estimators`), by file stem."""
+    """The figures of an estimator comparison (:func:`pvae.measures.compare.compare_estimators`), by file stem."""
     figures = {
         "bounds": plot_bound_values(results["values"], results.get("exact_log_px")),
         "gradient-snr": plot_gradient_snr(results["gradients"]),

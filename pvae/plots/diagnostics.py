@@ -1,4 +1,4 @@
-"""Figures of a posterior diagnosis (the parts of :func:`pvae.diagnostics.diagnose`, ``pvae diagnose``):
+"""Figures of a posterior diagnosis (the parts of :func:`pvae.measures.diagnostics.diagnose`, ``pvae diagnose``):
 Pareto k̂, the worst datapoints, NUTS marginals against the guide, the gaps and the KL per dimension.
 """
 
@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from pvae import az  # ArviZ only through pvae.az
+from pvae.base import az  # ArviZ only through pvae.base.az
 from pvae.plots.run import INK
 
 _KHAT_GOOD, _KHAT_BAD = 0.5, 0.7
@@ -97,7 +97,7 @@ def plot_marginals(idata, site: str = "z", points: int = 3, dims: int = 4, uncon
     Rows are the first ``points`` datapoints; columns the ``dims`` latent dimensions with the
     highest NUTS posterior variance averaged over those datapoints, in decreasing order.
 
-    :param idata: from :func:`pvae.az.inference_data`: groups ``posterior`` (NUTS,
+    :param idata: from :func:`pvae.base.az.inference_data`: groups ``posterior`` (NUTS,
         ``(chain, draw, datapoint, dim)``) and ``guide`` (``(1, draw, datapoint, dim)``).
     :param site: the latent site.
     :param points: how many datapoints (at most the number there are).
@@ -221,7 +221,7 @@ def plot_kl_per_dim(latent: dict, threshold: float = 0.01) -> Figure:
 
 
 def diagnostic_figures(results: dict, idata=None, worst: tuple | None = None, cmap: str = INK) -> dict[str, Figure]:
-    """The figures of a diagnosis (:func:`pvae.diagnostics.diagnose`) that apply, by file stem.
+    """The figures of a diagnosis (:func:`pvae.measures.diagnostics.diagnose`) that apply, by file stem.
 
     :param results: the results dict: ``khat`` when it has ``importance``, ``gaps`` when it has
         ``gaps``, ``kl-per-dim`` when it has ``latent``.

@@ -23,7 +23,7 @@ def plot_mutual_information(
     the factor; MIG, Chen et al. 2018, is the gap between a row's two largest such fractions).
 
     :param matrix: ``(F, d)`` mutual information in nats, e.g. from
-        ``pvae.disentangle.mutual_information_matrix``.
+        ``pvae.measures.disentangle.mutual_information_matrix``.
     :param factor_names: the ``F`` factors' names, in the rows' order.
     :param entropies: ``(F,)`` entropy of each factor in nats, all positive; None draws the MI in nats.
     :param dims: the ``d`` latent dimensions the columns are, for their labels (None: 0 … d−1), e.g. a

@@ -25,7 +25,7 @@ def plot_spectra(spectra: dict[str, tuple[np.ndarray, np.ndarray]], cutoff: floa
     below the data at high frequencies.
 
     :param spectra: set name → ``(frequencies in cycles per pixel, power)``, e.g. from
-        :func:`pvae.quality.score.spectra`.
+        :func:`pvae.measures.quality.score.spectra`.
     :param cutoff: the frequency above which power counts as high, drawn as a line.
     :raises ValueError: for a set whose frequencies and power differ in length.
     """
@@ -73,11 +73,11 @@ def plot_likelihood_draws(
 
 
 def plot_ppc(results: dict) -> Figure:
-    """Posterior predictive checks (:func:`pvae.quality.ppc.posterior_predictive_check`): for each statistic,
+    """Posterior predictive checks (:func:`pvae.measures.quality.ppc.posterior_predictive_check`): for each statistic,
     the replicates' central interval per feature (grey bars) and the data's value (a dot, red where it falls
     outside), features sorted by the replicates' mean; a log scale where the values span decades.
 
-    :param results: what :func:`pvae.quality.ppc.posterior_predictive_check` returned.
+    :param results: what :func:`pvae.measures.quality.ppc.posterior_predictive_check` returned.
     """
     stats = results["statistics"]
     fig, axes = plt.subplots(len(stats), 1, figsize=(7.0, 2.2 * len(stats)), layout="constrained", squeeze=False)

@@ -20,10 +20,10 @@ from matplotlib.colors import FuncNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator
 
-from pvae import evaluate as ev
 from pvae.data import Dataset
-from pvae.diagnostics import NotApplicable, diagonal_prior
-from pvae.pair import traits
+from pvae.engine.pair import traits
+from pvae.measures import evaluate as ev
+from pvae.measures.diagnostics import NotApplicable, diagonal_prior
 
 #: Image channels drawn in colour: RGB and RGBA; any other number is averaged to grey.
 _COLOUR_CHANNELS = (3, 4)
@@ -118,7 +118,7 @@ def plot_curves(metrics: list[dict]) -> Figure:
     validation (reconstruction − beta·KL) and, where the guide has a density, the validation ELBO;
     each epoch marked with a dot when there are few (a single epoch is a dot, not an empty plot).
 
-    :param metrics: the rows of ``metrics.jsonl`` (:func:`pvae.train.fit`).
+    :param metrics: the rows of ``metrics.jsonl`` (:func:`pvae.engine.train.fit`).
     :returns: the figure, titled "learning curves".
     """
     epochs = [m["epoch"] for m in metrics]
@@ -151,7 +151,7 @@ def plot_latent(
 ) -> Figure:
     """2-D latent points, coloured by class label with a legend of the classes, or all in one colour.
 
-    :param points: ``(N, 2)``, e.g. :func:`pvae.evaluate.project_2d` of posterior means.
+    :param points: ``(N, 2)``, e.g. :func:`pvae.measures.evaluate.project_2d` of posterior means.
     :param labels: integer labels ``(N,)`` (negative: the label was dropped, drawn grey), or None for
         unlabelled data: one colour, no legend.
     :param title: the figure's title.
@@ -238,7 +238,7 @@ def plot_traversals(
     title: str = "latent traversals",
     cmap: str = INK,
 ) -> Figure:
-    """Latent traversals (:func:`pvae.evaluate.traverse`): one row per latent dimension, labelled with
+    """Latent traversals (:func:`pvae.measures.evaluate.traverse`): one row per latent dimension, labelled with
     its score (its KL in nats, or its activity), one column per value, from −``span`` to +``span``; the
     first :data:`TRAVERSAL_DIMS` dimensions at most (the title says so when there are more), in a figure of
     at most 16 inches a side.
@@ -324,7 +324,7 @@ class FeatureView:
     levels are drawn on [0, 1].
 
     :param names: the features' names, or None: their numbers.
-    :param kind: the data's kind (:data:`pvae.userdata.KINDS`): ``binary``, ``counts``, ``levels`` or ``real``.
+    :param kind: the data's kind (:data:`pvae.data.userdata.KINDS`): ``binary``, ``counts``, ``levels`` or ``real``.
     :param centre: each feature's training mean ``(D,)`` (real-valued data, standardized), or None.
     :param spread: each feature's training sd ``(D,)``, or None.
     """
@@ -489,7 +489,7 @@ def plot_feature_traversals(
     unit: str = "prior standard deviations from the prior mean",
     title: str = "latent traversals",
 ) -> Figure:
-    """Latent traversals of vector data (:func:`pvae.evaluate.traverse`): one heat map per latent dimension,
+    """Latent traversals of vector data (:func:`pvae.measures.evaluate.traverse`): one heat map per latent dimension,
     labelled with its score, whose rows are the dimension's values from −``span`` to +``span`` and whose
     columns are the features' decoder means there, in the data's units, on one colour scale for all
     (:meth:`FeatureView.colours`: counts on log1p).
@@ -548,7 +548,7 @@ def _row_title(split, index: int, dataset: Dataset, name: str) -> str:
 
 def feature_reconstruction_figure(model, guide, dataset: Dataset, split: str = "test", rows: int = 6) -> Figure:
     """The first ``rows`` datapoints of a split of vector data beside their reconstructions
-    (:func:`pvae.evaluate.reconstruct`), both in the data's units (:func:`plot_feature_reconstructions`).
+    (:func:`pvae.measures.evaluate.reconstruct`), both in the data's units (:func:`plot_feature_reconstructions`).
 
     :param model: the model.
     :param guide: the guide.
@@ -565,7 +565,7 @@ def feature_reconstruction_figure(model, guide, dataset: Dataset, split: str = "
 
 
 def feature_samples_figure(model, dataset: Dataset, n: int = _HEAT_ROWS, y: torch.Tensor | None = None) -> Figure:
-    """Decoder means at ``n`` prior draws of z (:func:`pvae.evaluate.sample_prior`) for vector data, as a heat
+    """Decoder means at ``n`` prior draws of z (:func:`pvae.measures.evaluate.sample_prior`) for vector data, as a heat
     map in the data's units (:func:`plot_feature_rows`); draws from the caller's random stream.
 
     :param model: the model.
@@ -583,7 +583,7 @@ def feature_samples_figure(model, dataset: Dataset, n: int = _HEAT_ROWS, y: torc
 
 def feature_interpolation_figure(model, guide, dataset: Dataset, first: int, second: int, steps: int = 10) -> Figure:
     """Two test datapoints of vector data (first and last rows) and the decoder means along the straight line
-    between their posterior means (:func:`pvae.evaluate.interpolate`), a heat map in the data's units.
+    between their posterior means (:func:`pvae.measures.evaluate.interpolate`), a heat map in the data's units.
 
     :param model: the model (unconditional).
     :param guide: the guide.
@@ -617,8 +617,8 @@ def traversal_figure(
 ) -> Figure:
     """Latent traversals of one datapoint of ``x``: its posterior mean, with each active dimension in
     turn set from −``span`` to +``span`` prior standard deviations around the prior's mean, the
-    dimensions ordered by their KL (:func:`pvae.evaluate.traversal_order`, from
-    :func:`pvae.diagnostics.latent_usage` on ``x``). Images are drawn as a grid (:func:`plot_traversals`),
+    dimensions ordered by their KL (:func:`pvae.measures.evaluate.traversal_order`, from
+    :func:`pvae.measures.diagnostics.latent_usage` on ``x``). Images are drawn as a grid (:func:`plot_traversals`),
     vectors as feature profiles in the data's units (:func:`plot_feature_traversals`).
 
     Where the prior standard deviation means nothing for the codes (a point-mass guide, such as the
@@ -631,7 +631,7 @@ def traversal_figure(
     :param seed_index: which datapoint's code the traversal starts from.
     :param steps: values per dimension.
     :param span: the sweep runs from −span to +span standard deviations.
-    :param usage: :func:`pvae.diagnostics.latent_usage` of the pair on ``x`` (``prior_draws=1000`` suffices:
+    :param usage: :func:`pvae.measures.diagnostics.latent_usage` of the pair on ``x`` (``prior_draws=1000`` suffices:
         the prior's draws measure holes, which the figure does not show).
     :param dataset: the data ``x`` is from: for vectors, it gives the features' names, kind and units (None:
         the values as the model sees them, features numbered); for grey images, their colour map
@@ -695,7 +695,7 @@ def run_figures(
     :param metrics: the rows of ``metrics.jsonl`` (none: no ``curves``).
     :param n: test images shown and prior draws of images (vectors: up to 30 draws).
     :param seed: seed of every draw; the caller's random streams are left as they were.
-    :param usage: :func:`pvae.diagnostics.latent_usage` of the pair on the first :data:`TRAVERSAL_POINTS` test
+    :param usage: :func:`pvae.measures.diagnostics.latent_usage` of the pair on the first :data:`TRAVERSAL_POINTS` test
         datapoints and their labels; ``None``: no traversals (as for a test split of one datapoint, whose activity
         and KL, variances over datapoints, are not defined).
     """

@@ -1,4 +1,5 @@
-"""Figures of a study (:mod:`pvae.study`, ``pvae runs --plot``): one number against one setting over many runs."""
+"""Figures of a study (:mod:`pvae.studies.study`, ``pvae runs --plot``): one number against one setting over many
+runs."""
 
 import textwrap
 from typing import TYPE_CHECKING
@@ -7,15 +8,15 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:  # only for annotations: figures take the table's data, and studies draw them
-    from pvae.study import Table
+    from pvae.studies.study import Table
 
 
 def plot_against(result: "Table", metric: str, setting: str) -> Figure:
     """``metric`` against ``setting``: each row's mean with ± sd error bars (none for a single run), one line
     per combination of the table's other settings. Only finished rows are drawn.
 
-    :param result: a grouped :func:`pvae.study.table` (an ungrouped one draws each run).
-    :param metric: a number of the table (a key of :data:`pvae.study.NUMBERS`).
+    :param result: a grouped :func:`pvae.studies.study.table` (an ungrouped one draws each run).
+    :param metric: a number of the table (a key of :data:`pvae.studies.study.NUMBERS`).
     :param setting: a setting of the table, the x axis: at its values where they are all numbers, else at
         evenly spaced positions labelled with them.
     :raises ValueError: for a metric or setting the table does not have.

@@ -1,5 +1,5 @@
 """The experiment scripts declare no option by hand and restate none of pvae's constants: their parsers are
-generated from config dataclasses (:mod:`pvae.options`), pvae's settings from pvae's own classes."""
+generated from config dataclasses (:mod:`pvae.base.options`), pvae's settings from pvae's own classes."""
 
 import ast
 from pathlib import Path
@@ -51,7 +51,7 @@ def test_the_scripts_are_found():
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
 def test_a_script_declares_no_option_by_hand(path):
-    """Every option comes from a config dataclass through :func:`pvae.options.add_options`."""
+    """Every option comes from a config dataclass through :func:`pvae.base.options.add_options`."""
     calls = [
         f"{path.name}:{node.lineno}"
         for node in ast.walk(ast.parse(path.read_text()))
@@ -63,7 +63,7 @@ def test_a_script_declares_no_option_by_hand(path):
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
 def test_a_script_restates_no_constant_of_pvae(path):
     """A literal collection equal to one of pvae's constants (``("auto", "on", "off")`` for
-    :data:`pvae.objectives.JIT_MODES`) is a copy that goes stale: import the constant."""
+    :data:`pvae.engine.objectives.JIT_MODES`) is a copy that goes stale: import the constant."""
     copies = [
         f"{path.name}:{node.lineno} copies {CONSTANTS[value]}"
         for node in ast.walk(ast.parse(path.read_text()))
@@ -74,7 +74,7 @@ def test_a_script_restates_no_constant_of_pvae(path):
 
 def test_the_check_sees_a_copied_constant():
     """The check of the constants finds the copy it was written against."""
-    from pvae.objectives import JIT_MODES
+    from pvae.engine.objectives import JIT_MODES
 
     node = ast.parse(f"choices = {list(JIT_MODES)!r}").body[0].value
     assert CONSTANTS[_literal(node)].endswith("JIT_MODES")

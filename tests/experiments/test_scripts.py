@@ -85,9 +85,9 @@ def test_reference_vae_matches_pvae_at_the_same_weights(net, x_shape):
     import torch
     from reference_vae import ReferenceVAE
 
-    from pvae.config import PairConfig, build_pair
-    from pvae.estimators import make_elbo
-    from pvae.objectives import loss_module
+    from pvae.engine.config import PairConfig, build_pair
+    from pvae.engine.estimators import make_elbo
+    from pvae.engine.objectives import loss_module
 
     model, guide = build_pair(PairConfig(z_dim=3, hidden=(16,), net=net), x_shape)
     ref = ReferenceVAE.like(model, guide)
@@ -102,7 +102,7 @@ def test_reference_vae_matches_pvae_at_the_same_weights(net, x_shape):
 @pytest.mark.slow
 def test_pvae_is_at_least_as_good_as_the_hand_written_vae_on_fashion_mnist(tmp_path):
     """The issue's bar, on the real data: 10 epochs, z=50, first 1000 test images, K=1000."""
-    from pvae.idx import DEBIAN_FASHION_MNIST
+    from pvae.data.idx import DEBIAN_FASHION_MNIST
 
     if not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip("needs `apt-get install dataset-fashion-mnist`")
@@ -153,10 +153,10 @@ def test_the_zoo_reads_its_documented_command_lines_as_before():
     hand-written parser gave (one hidden width as a number, the epochs as given)."""
     import zoo
 
-    from pvae.compare import CompareConfig
-    from pvae.config import PairConfig, RunConfig
     from pvae.data import DataConfig
-    from pvae.train import TrainConfig
+    from pvae.engine.config import PairConfig, RunConfig
+    from pvae.engine.train import TrainConfig
+    from pvae.measures.compare import CompareConfig
 
     digits, fashion = _documented("zoo")
     assert fashion == [
@@ -191,10 +191,10 @@ def test_the_zoo_reads_its_documented_command_lines_as_before():
 def test_ae_vs_vae_reads_its_documented_command_lines_as_before():
     import ae_vs_vae
 
-    from pvae.config import PairConfig, RunConfig
     from pvae.data import DataConfig
-    from pvae.quality.score import QualityConfig
-    from pvae.train import TrainConfig
+    from pvae.engine.config import PairConfig, RunConfig
+    from pvae.engine.train import TrainConfig
+    from pvae.measures.quality.score import QualityConfig
 
     digits, fashion = _documented("ae_vs_vae")
     assert fashion == ["--data", "fashion-mnist", "--epochs", "10", "--out", "runs/ae-vs-vae-fashion"]
@@ -276,7 +276,7 @@ def test_beta_sweep_and_metric_seeds_smoke_and_a_rerun_trains_nothing_twice(tmp_
         assert 0 <= r["mig discrete mig"] <= 1 and 0 <= r["mig discrete mig (no shape)"] <= 1
     table = (tmp_path / "sweep" / "results.md").read_text()
     # the tables are pvae runs' tables of the cells (one row per estimator: the one beta does not differ)
-    from pvae import study
+    from pvae.studies import study
 
     records = [
         study.read_run(tmp_path / "sweep" / name, tmp_path / "sweep") for name in ("beta2-seed0", "tcvae-beta2-seed0")
@@ -325,8 +325,8 @@ def test_beta_sweep_records_a_failed_cell_where_pvae_runs_reads_it(tmp_path, mon
 
     import beta_sweep
 
-    from pvae import study
-    from pvae.sweep import recorded_error
+    from pvae.studies import study
+    from pvae.studies.sweep import recorded_error
 
     monkeypatch.setattr(beta_sweep.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 3))
     out = tmp_path / "sweep"

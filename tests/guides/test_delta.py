@@ -5,12 +5,12 @@ import torch
 import torch.nn.functional as F
 
 from pvae import data
-from pvae.estimators import make_elbo
-from pvae.evaluate import evaluate
+from pvae.engine.estimators import make_elbo
+from pvae.engine.objectives import loss_module
+from pvae.engine.train import TrainConfig, fit
 from pvae.guides.delta import DeltaGuide
+from pvae.measures.evaluate import evaluate
 from pvae.models.vae import VAE
-from pvae.objectives import loss_module
-from pvae.train import TrainConfig, fit
 from tests.conftest import derived_seed
 
 

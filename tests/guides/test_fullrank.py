@@ -14,14 +14,14 @@ import torch
 from pyro import poutine
 
 from pvae import data
-from pvae.config import PairConfig, build_pair
-from pvae.estimators import make_elbo
-from pvae.evaluate import bounds
+from pvae.engine.config import PairConfig, build_pair
+from pvae.engine.estimators import make_elbo
+from pvae.engine.objectives import loss_module
+from pvae.engine.train import TrainConfig, fit
 from pvae.guides.fullrank import FullRankGuide
 from pvae.guides.gaussian import GaussianGuide
+from pvae.measures.evaluate import bounds
 from pvae.models.linear import LinearGaussian
-from pvae.objectives import loss_module
-from pvae.train import TrainConfig, fit
 from tests.conftest import derived_seed
 
 #: Cosine of the angle between the two columns of W in :func:`_correlated_ppca`.
@@ -182,7 +182,7 @@ def test_particles_plate_draws_and_scores_each_datapoint():
 
 @pytest.mark.parametrize("estimator", ["trace", "meanfield"])
 def test_meanfield_takes_the_closed_form_kl_and_trace_samples_it(estimator):
-    from pvae.estimators import kl_mvn_diagonal
+    from pvae.engine.estimators import kl_mvn_diagonal
 
     model = _correlated_ppca()
     guide = FullRankGuide((5,), z_dim=2, hidden=(8,))

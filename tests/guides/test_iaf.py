@@ -11,13 +11,13 @@ from pyro import poutine
 from pyro.distributions.transforms import AffineAutoregressive, Permute
 
 from pvae import data
-from pvae.config import PairConfig, build_pair
-from pvae.estimators import make_elbo
-from pvae.evaluate import bounds, posterior_mean
+from pvae.engine.config import PairConfig, build_pair
+from pvae.engine.estimators import make_elbo
+from pvae.engine.objectives import loss_module
+from pvae.engine.train import TrainConfig, fit
 from pvae.guides.gaussian import GaussianGuide
 from pvae.guides.iaf import IAFGuide
-from pvae.objectives import loss_module
-from pvae.train import TrainConfig, fit
+from pvae.measures.evaluate import bounds, posterior_mean
 from tests.conftest import derived_seed
 from tests.guides.test_fullrank import _correlated_ppca, _fit_guide, _min_diagonal_gap, _one_thread, _ppca_draws
 

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
 from pvae import data
-from pvae.config import PairConfig, build_pair
-from pvae.evaluate import log_weights, sample_prior
-from pvae.train import TrainConfig, fit
+from pvae.engine.config import PairConfig, build_pair
+from pvae.engine.train import TrainConfig, fit
+from pvae.measures.evaluate import log_weights, sample_prior
 from tests.conftest import derived_seed
 
 

@@ -7,10 +7,10 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 from sklearn.linear_model import LogisticRegression
 
 from pvae import data
-from pvae.config import PairConfig, build_pair
-from pvae.evaluate import evaluate
-from pvae.objectives import loss_module
-from pvae.train import TrainConfig, fit
+from pvae.engine.config import PairConfig, build_pair
+from pvae.engine.objectives import loss_module
+from pvae.engine.train import TrainConfig, fit
+from pvae.measures.evaluate import evaluate
 from tests.conftest import derived_seed
 
 
@@ -87,8 +87,8 @@ def test_m2_with_50_labels_keeps_up_with_logistic_regression_on_the_same_labels(
 
 
 def test_traced_m2_loss_matches_the_eager_one_on_both_kinds_of_batch():
-    from pvae.estimators import make_elbo
-    from pvae.objectives import TracedLoss
+    from pvae.engine.estimators import make_elbo
+    from pvae.engine.objectives import TracedLoss
 
     model, guide = _pair()
     eager = loss_module(model, guide, make_elbo("enum"))

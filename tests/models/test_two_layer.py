@@ -11,17 +11,17 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 
 from pvae import data
-from pvae.config import PairConfig, build_pair
-from pvae.diagnostics import latent_usage
-from pvae.estimators import make_elbo
-from pvae.evaluate import bounds, evaluate, log_weights, site_log_probs
+from pvae.base.sites import PARTICLES, Z1, X, Z
+from pvae.engine.config import PairConfig, build_pair
+from pvae.engine.estimators import make_elbo
+from pvae.engine.nets import stage_sizes
+from pvae.engine.objectives import loss_module
+from pvae.engine.train import TrainConfig, fit
 from pvae.guides.two_layer import TwoLayerGuide
+from pvae.measures.diagnostics import latent_usage
+from pvae.measures.evaluate import bounds, evaluate, log_weights, site_log_probs
 from pvae.models.two_layer import TwoLayerVAE
-from pvae.nets import stage_sizes
-from pvae.objectives import loss_module
 from pvae.plots.run import TRAVERSAL_POINTS, run_figures
-from pvae.sites import PARTICLES, Z1, X, Z
-from pvae.train import TrainConfig, fit
 from tests.conftest import derived_seed
 
 X_SHAPE = (1, 8, 8)
@@ -234,7 +234,7 @@ def test_longer_training_puts_information_in_the_latents(digits, one_thread):
 
 @pytest.mark.statistical
 def test_posterior_mean_averages_over_the_lower_latent():
-    from pvae.evaluate import posterior_mean
+    from pvae.measures.evaluate import posterior_mean
 
     model, guide = build_pair(PairConfig("two-layer", "two-layer", z_dim=3, hidden=(16,)), (1, 8, 8))
     x = torch.bernoulli(torch.full((4, 1, 8, 8), 0.4))

@@ -1,0 +1,1 @@
+"""The studies: many runs at once — sweeps, run tables, HTML reports, TensorBoard."""
