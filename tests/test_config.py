@@ -292,7 +292,7 @@ def test_the_help_of_the_pair_options_names_every_registered_choice():
         ("pair", {"hidden": [16, "wide"]}, 'pair.hidden is [16, "wide"], not a list of integers (or null)'),
         ("train", {"beta": "4"}, 'train.beta is "4", not a number'),
         ("train", {"vectorize": "yes"}, 'train.vectorize is "yes", not true or false'),
-        ("train", {"epochs": True}, "train.epochs is true, not an integer"),
+        ("train", {"epochs": True}, "train.epochs is true, not an integer (or null)"),
         ("data", {"data": 3}, "data.data is 3, not text"),
         ("data", {"factor_columns": "a,b"}, 'data.factor_columns is "a,b", not a list of strings'),
     ],

@@ -1,5 +1,6 @@
 """The README is the front door: its Python example runs and CI runs its test command."""
 
+import json
 import re
 from pathlib import Path
 
@@ -33,6 +34,19 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
         namespace["model"], namespace["guide"], namespace["digits"].test.images(), num_samples=10
     )
     assert -40 < scores["elbo"] < -20
+
+
+def test_readme_application_example_runs_as_the_commands_it_names(tmp_path, monkeypatch):
+    """The application's functions write the run the commands write: the test split's numbers in summary.json,
+    evaluate's own entry beside training's."""
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "from pvae.app" in b]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    summary = json.loads((tmp_path / "runs" / "python" / "summary.json").read_text())
+    assert summary["training"]["epochs"] == 5 and summary["evaluation"]["samples"] == 1000  # train's own test log p(x)
+    result = namespace["result"]
+    assert summary["test_K200"]["log_px"] == result["log_px"] and result["elbo"] <= result["log_px"] < 0
 
 
 def test_readme_shows_the_example_pair_as_it_is_in_examples():

@@ -332,3 +332,18 @@ def test_every_step_of_one_process_is_the_public_step(digits, monkeypatch):
     n = len(digits.train)
     assert calls == [min(500, n - start) for start in range(0, n, 500)]
     assert history[0]["steps"] == len(calls) and math.isfinite(history[0]["train_loss"])
+
+
+def test_epochs_left_unset_are_the_datas_own_in_python_as_on_the_command_line(digits):
+    """``TrainConfig()`` trains as long as ``pvae train`` does on the same data: the dataset declares its epochs."""
+    from pvae.app.train import TrainSettings, run_config
+    from pvae.data import default_epochs
+
+    assert TrainConfig().epochs is None
+    assert TrainConfig().for_data(digits).epochs == default_epochs(digits) == 100
+    assert run_config(TrainSettings()).train.epochs == 100
+    fashion = data.DataConfig("fashion-mnist")
+    assert run_config(TrainSettings(data="fashion-mnist")).train.epochs == default_epochs(fashion) == 10
+    assert TrainConfig(epochs=3).for_data(digits).epochs == 3
+    with pytest.raises(ValueError, match="cyclical beta schedule spreads its cycles over --epochs"):
+        TrainConfig(beta_schedule="cyclical").schedule()

@@ -156,6 +156,7 @@ def fit(
         with beta > 0), ``beta``, ``val_accuracy`` (for guides that classify) and ``seconds``
         (training only).
     """
+    config = config.for_data(dataset)  # epochs unset: the data's own
     pair = check_pair(model, guide)  # the traits, read once here rather than in every step
     check_compatible(pair, dataset, config)
     pyro.set_rng_seed(config.seed)

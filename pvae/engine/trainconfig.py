@@ -4,7 +4,7 @@
 settings (:mod:`pvae.engine.compatibility`) reads them without knowing the trainer.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pvae.base import options
 from pvae.engine.estimators import ESTIMATORS
@@ -24,7 +24,7 @@ class TrainConfig:
     :param beta_warmup: epochs of the linear warm-up.
     :param beta_cycles: cycles of the cyclical schedule over training.
     :param beta_ramp: fraction of each cycle in which beta rises.
-    :param epochs: passes over the training split.
+    :param epochs: passes over the training split (None: the data's default, :func:`pvae.data.default_epochs`).
     :param batch_size: datapoints per step.
     :param lr: Adam's learning rate.
     :param particles: samples of z per datapoint and step (K of ``iwae``, ``renyi``, ``dreg``).
@@ -44,7 +44,7 @@ class TrainConfig:
 
     elbo: str = field(default="meanfield", metadata=options.choices(lambda: sorted(ESTIMATORS)))
     beta: float = 1.0
-    epochs: int = 100
+    epochs: int | None = None
     batch_size: int = 128
     lr: float = 1e-3
     particles: int = 1
@@ -72,10 +72,27 @@ class TrainConfig:
             raise ValueError(f"--beta-schedule {self.beta_schedule} moves beta from 0 up to --beta, which is 0 here")
 
     def schedule(self) -> BetaSchedule:
-        """beta over training."""
+        """beta over training.
+
+        :raises ValueError: for a cyclical schedule whose epochs are not set yet (:meth:`for_data` sets them).
+        """
+        if self.epochs is None and self.beta_schedule == "cyclical":
+            raise ValueError("a cyclical beta schedule spreads its cycles over --epochs: give --epochs")
         return BetaSchedule(
-            self.beta_schedule, self.beta, self.epochs, self.beta_warmup, self.beta_cycles, self.beta_ramp
+            self.beta_schedule, self.beta, self.epochs or 1, self.beta_warmup, self.beta_cycles, self.beta_ramp
         )
+
+    def for_data(self, dataset) -> "TrainConfig":
+        """This config with its epochs set, where they are not, to the data's default
+        (:func:`pvae.data.default_epochs`: the built-in dataset's own, or about 2000 steps of your own data).
+
+        :param dataset: the :class:`pvae.data.Dataset` trained on.
+        """
+        if self.epochs is not None:
+            return self
+        from pvae.data import default_epochs
+
+        return replace(self, epochs=default_epochs(dataset, self.batch_size))
 
 
 def check_alpha(config) -> None:
