@@ -46,7 +46,7 @@ def parser(doc: str, **kwargs) -> argparse.ArgumentParser:
 
     :param kwargs: more keyword arguments of :class:`argparse.ArgumentParser` (``epilog`` ...).
     """
-    return argparse.ArgumentParser(description=doc.split("\n\n")[0], **kwargs)
+    return options.Parser(description=doc.split("\n\n")[0], **kwargs)
 
 
 @contextlib.contextmanager

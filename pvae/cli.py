@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from pvae import __version__
+from pvae.base import options
 from pvae.base.options import add_options, from_args
 
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT), distinct from 2, a bad input.
@@ -141,17 +142,9 @@ def command_options(command: str) -> list[tuple[type, dict]]:
     return classes
 
 
-class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line, ``PROG: error: ...``, with exit status 2, and
-    that takes no abbreviation of an option (``--epoch`` is not silently ``--epochs``)."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        """Print one line naming the problem (and ``--help``), and exit with status 2."""
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+class Parser(options.Parser):
+    """:class:`pvae.base.options.Parser` (one-line errors, no abbreviations), whose unknown option is an error that
+    suggests the nearest one it has."""
 
     def parse_known_args(self, args=None, namespace=None):
         """As argparse's, but an option this (sub)command does not have is an error that suggests the

@@ -20,6 +20,19 @@ class Interrupted(Exception):
     """Ctrl-C stopped a command; the message says what was kept and how to go on."""
 
 
+def given(value, cls: type, what: str = "config"):
+    """``value`` if it is a ``cls``, ``cls()`` (its defaults) if it is None, else refused: a command's function
+    takes its own config class, as the command line builds it.
+
+    :raises TypeError: naming the class it takes and what it was given.
+    """
+    if value is None:
+        return cls()
+    if not isinstance(value, cls):
+        raise TypeError(f"{what} must be a {cls.__module__}.{cls.__name__} (or None: its defaults), not {value!r}")
+    return value
+
+
 def short_name(name: str) -> str:
     """A pair's name as a banner shows it: ``/abs/path/to/file.py:Class`` → ``file.py:Class``."""
     module, sep, attr = name.rpartition(":")

@@ -17,6 +17,7 @@ from pvae.base.device import DeviceConfig
 from .common import (
     check_out,
     device_of,
+    given,
     open_run,
     progress,
     rank_device,
@@ -40,7 +41,7 @@ def evaluate(run, config=None, device=None) -> dict:
     from pvae.base import distributed
     from pvae.measures.evaluate import EvaluateConfig
 
-    config, device = config or EvaluateConfig(), device or DeviceConfig()
+    config, device = given(config, EvaluateConfig), given(device, DeviceConfig, "device")
     where = rank_device(device)
     distributed.setup(where)  # under torchrun the ranks share the datapoints (no-op otherwise)
     result = evaluate_run(run, config, where, say=device.device)
@@ -55,7 +56,7 @@ def plot(run, device=None) -> list[Path]:
     :param device: a :class:`pvae.base.device.DeviceConfig`.
     :returns: the figures written.
     """
-    device = device or DeviceConfig()
+    device = given(device, DeviceConfig, "device")
     return plot_run(run, device_of(device), say=device.device)
 
 
@@ -69,7 +70,7 @@ def sample(run, config=None, device=None) -> Path:
     """
     from pvae.measures.evaluate import SampleConfig
 
-    config, device = config or SampleConfig(), device or DeviceConfig()
+    config, device = given(config, SampleConfig), given(device, DeviceConfig, "device")
     return sample_run(run, config, device_of(device), say=device.device)
 
 
@@ -214,7 +215,7 @@ def plot_run(path, device="cpu", say: str | None = None, dataset=None) -> list[P
     return written
 
 
-def compare(run, config, device=None) -> Path:
+def compare(run, config=None, device=None) -> Path:
     """``pvae compare-elbos``: the estimators the pair can use compared on its test data (bounds, gradient
     signal-to-noise, cost, and with ``train_epochs`` the result of training with each), written to
     ``config.out`` or ``RUN/elbos``.
@@ -237,10 +238,10 @@ def compare(run, config, device=None) -> Path:
     from pvae.plots.comparison import comparison_figures
 
     # checked before the run is read: the names, once the pair is known, are those it can use
+    config, device = given(config, CompareConfig), given(device, DeviceConfig, "device")
     named = config.estimators
     settings = replace(config, estimators=named or CompareConfig().estimators)
-    name = (device or DeviceConfig()).device
-    device = device_of(device or DeviceConfig())
+    name, device = device.device, device_of(device)
     check_out(settings.out)
     run, config, dataset, model, guide = restore(run, device)
     say_device(name, device)
@@ -291,7 +292,7 @@ def compare(run, config, device=None) -> Path:
     return out
 
 
-def diagnose(run, config, device=None) -> Path:
+def diagnose(run, config=None, device=None) -> Path:
     """``pvae diagnose``: how good q(z|x) is (PSIS k̂, NUTS against the guide, the gaps, posterior collapse),
     written to ``config.out`` or ``RUN/diagnostics``; under torchrun the ranks share the NUTS chains.
 
@@ -304,13 +305,13 @@ def diagnose(run, config, device=None) -> Path:
     from pvae.base.device import module_device
     from pvae.base.files import save_figure, write_json
     from pvae.data import evaluation_split
-    from pvae.measures.diagnostics import describe_diagnostics
+    from pvae.measures.diagnostics import DiagnoseConfig, describe_diagnostics
     from pvae.measures.diagnostics import diagnose as diagnose_pair
     from pvae.measures.evaluate import estimate_seconds, reconstruct
     from pvae.plots.diagnostics import diagnostic_figures
     from pvae.plots.run import grey_map
 
-    device = device or DeviceConfig()
+    config, device = given(config, DiagnoseConfig), given(device, DeviceConfig, "device")
     check_out(config.out)
     run, run_config, dataset, model, guide = open_run(run, device)
     rank0 = distributed.rank_from_environment() == 0
@@ -361,7 +362,7 @@ def diagnose(run, config, device=None) -> Path:
     return out
 
 
-def disentangle(run, config, device=None) -> Path:
+def disentangle(run, config=None, device=None) -> Path:
     """``pvae disentangle``: the codes scored against the data's ground-truth factors, written to
     ``config.out`` or ``RUN/disentanglement``.
 
@@ -376,12 +377,12 @@ def disentangle(run, config, device=None) -> Path:
     from pvae.base.files import save_figure, write_json
     from pvae.data import WITH_FACTORS, DataError
     from pvae.measures.diagnostics import latent_usage
-    from pvae.measures.disentangle.score import describe, score
+    from pvae.measures.disentangle.score import DisentangleConfig, describe, score
     from pvae.measures.memory import check_allocation
     from pvae.plots.disentangle import plot_mutual_information
     from pvae.plots.run import traversal_figure
 
-    device = device or DeviceConfig()
+    config, device = given(config, DisentangleConfig), given(device, DeviceConfig, "device")
     check_out(config.out)
     run, run_config, dataset, model, guide = open_run(run, device)
     if dataset.ground_truth is None and run_config.data.is_user_data:
@@ -433,7 +434,7 @@ def disentangle(run, config, device=None) -> Path:
     return out
 
 
-def quality(run, config, ppc=None, device=None) -> Path:
+def quality(run, config=None, ppc=None, device=None) -> Path:
     """``pvae quality``: samples scored against the test data in a classifier's features (images), or
     posterior predictive checks (other data), written to ``config.out`` or ``RUN/quality``.
 
@@ -446,13 +447,13 @@ def quality(run, config, ppc=None, device=None) -> Path:
     """
     from pvae.base.files import save_figure, write_json
     from pvae.measures.quality.ppc import PPCConfig
-    from pvae.measures.quality.score import describe, spectra
+    from pvae.measures.quality.score import QualityConfig, describe, spectra
     from pvae.measures.quality.score import quality as score_quality
     from pvae.plots.quality import plot_likelihood_draws, plot_spectra
     from pvae.plots.run import grey_map
 
-    device = device or DeviceConfig()
-    ppc = replace(ppc or PPCConfig(), rows=config.samples, seed=config.seed)
+    config, device = given(config, QualityConfig), given(device, DeviceConfig, "device")
+    ppc = replace(given(ppc, PPCConfig, "ppc"), rows=config.samples, seed=config.seed)
     check_out(config.out)
     run, run_config, dataset, model, guide = open_run(run, device)
     own = replace(ppc, rows=PPCConfig.rows, seed=PPCConfig.seed)  # those two follow --samples and --seed
@@ -559,7 +560,7 @@ def posterior_predictive(run, run_config, dataset, model, guide, config, ppc, ou
     return out
 
 
-def encode(run, config, device=None) -> Path:
+def encode(run, config=None, device=None) -> Path:
     """``pvae encode``: q(z|x)'s mean and sd (or draws) of every row of the run's data, or of a new file with its
     columns, written to ``config.out`` or ``RUN/encoded.npz``.
 
@@ -571,10 +572,10 @@ def encode(run, config, device=None) -> Path:
     import pyro
 
     from pvae.base.runs import check_writable
+    from pvae.measures.encode import EncodeConfig, file_rows, reconstruct, run_rows, write_codes
     from pvae.measures.encode import encode as encode_rows
-    from pvae.measures.encode import file_rows, reconstruct, run_rows, write_codes
 
-    device = device or DeviceConfig()
+    config, device = given(config, EncodeConfig), given(device, DeviceConfig, "device")
     if config.out:
         check_writable(config.out, "--out", file=True, example="encoded.npz")
     run, run_config, dataset, model, guide = open_run(run, device)

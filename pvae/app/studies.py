@@ -8,6 +8,8 @@ from pathlib import Path
 from pvae.base.files import atomic_write, save_figure
 from pvae.base.runs import check_writable
 
+from .common import given
+
 
 def runs(folder, config=None) -> str:
     """``pvae runs``: one table of every run under ``folder`` — the settings that differ, the test numbers,
@@ -19,7 +21,7 @@ def runs(folder, config=None) -> str:
     """
     from pvae.studies.study import RunsConfig, check_plot, collect, table, to_csv, to_markdown
 
-    config = config or RunsConfig()
+    config = given(config, RunsConfig)
     for option, target in (("--csv", config.csv), ("--markdown", config.markdown)):
         if target:
             check_writable(target, option, file=True)
@@ -55,7 +57,7 @@ def report(run, config=None) -> Path:
     """
     from pvae.studies.report import ReportConfig, write_report
 
-    out = write_report(run, config or ReportConfig())
+    out = write_report(run, given(config, ReportConfig))
     print(f"report in {out}")
     return out
 

@@ -115,7 +115,8 @@ def check_choices(config) -> None:
             if item not in allowed:
                 near = difflib.get_close_matches(str(item), allowed, n=1, cutoff=0.6)
                 hint = f"; did you mean {near[0]}?" if near else ""
-                raise ValueError(f"{flag(f.name)} {item!r} is not one of {', '.join(allowed)}{hint}")
+                shown = ", ".join(repr(a) if "," in a else a for a in allowed)  # a name with a comma, quoted
+                raise ValueError(f"{flag(f.name)} {item!r} is not one of {shown}{hint}")
         if isinstance(value, tuple) and len(set(value)) < len(value):
             twice = next(item for i, item in enumerate(value) if item in value[:i])
             once = ",".join(map(str, dict.fromkeys(value)))
@@ -141,6 +142,49 @@ def check_outputs(config) -> None:
                 "each its own file"
             )
         seen[key] = f"{flag(f.name)} {value}"
+
+
+_KIND_WORDS = {int: "an integer", float: "a number", str: "text", bool: "true or false"}
+
+
+def _of_kind(value, kind) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is str:
+        return isinstance(value, str | os.PathLike)  # a path given as a Path is a path
+    return True  # a kind this module does not parse: its class checks it
+
+
+def check_types(config) -> None:
+    """Refuse a field of the dataclass instance ``config`` whose value is not of its annotated type (an integer,
+    a number, text, true or false, a tuple of them, any of them or ``None`` where the annotation says so): the
+    Python API's values are checked as the command line's are parsed. A list given for a tuple becomes the tuple.
+
+    :raises ValueError: naming the option, the type it takes and the value given.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        kind, optional = _strip_none(hints[f.name])
+        if value is None and optional:
+            continue
+        if typing.get_origin(kind) is tuple:
+            item = typing.get_args(kind)[0]
+            if isinstance(value, list):  # the frozen record keeps a tuple
+                value = tuple(value)
+                object.__setattr__(config, f.name, value)
+            if isinstance(value, tuple) and all(_of_kind(v, item) for v in value):
+                continue
+            words = _KIND_WORDS.get(item, str(item)).replace("an integer", "integers").replace("a number", "numbers")
+            words = {"text": "strings", "true or false": "true or false values"}.get(words, words)
+            hint = f", e.g. ({value!r},)" if isinstance(value, str) else ""
+            raise ValueError(f"{flag(f.name)} must be a tuple of {words}{hint}, not {value!r}")
+        if not _of_kind(value, kind):
+            raise ValueError(f"{flag(f.name)} must be {_KIND_WORDS[kind]}, not {value!r}")
 
 
 def require(config, name: str, ok: bool, what: str) -> None:
@@ -262,6 +306,19 @@ class _Extend(argparse.Action):
         setattr(namespace, self.dest, (*earlier, *values))
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``PROG: error: ...`` (with a pointer to ``--help``), with
+    exit status 2, and that takes no abbreviation of an option (``--epoch`` is not silently ``--epochs``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        """Print one line naming the problem (and ``--help``), and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def add_options(
     parser: argparse.ArgumentParser,
     cls: type,
@@ -303,7 +360,8 @@ def add_options(
                 text += " (default: off)"
         else:
             if typing.get_origin(kind) is tuple and f.metadata.get(WORDS):
-                kwargs["type"] = typing.get_args(kind)[0]
+                item = typing.get_args(kind)[0]
+                kwargs["type"] = _number(item) if item in (int, float) else item
                 kwargs["nargs"] = "+"
                 kwargs["metavar"] = f.metadata[WORDS]
                 kwargs["action"] = _Extend  # given twice, the words add up (not: the second replaces the first)
@@ -370,7 +428,26 @@ def combine(name: str, doc: str, *parts: tuple[type, dict]) -> type:
                 default = dataclasses.field(default=f.default, metadata=metadata)
             spec.append((f.name, kind, default))
             lines.append(f":param {f.name}: {helps.get(f.name, '')}")
-    combined = dataclasses.make_dataclass(name, spec, frozen=True)
+    classes = [(cls, how.get("only")) for cls, how in parts]
+
+    def __post_init__(self):
+        check_types(self)
+        for cls, wanted in classes:  # each class refuses what it refuses, as the command line's are
+            names = [f.name for f in dataclasses.fields(cls) if wanted is None or f.name in wanted]
+            cls(**{name: getattr(self, name) for name in names})
+
+    combined = dataclasses.make_dataclass(name, spec, frozen=True, namespace={"__post_init__": __post_init__})
+    init = combined.__init__
+
+    def __init__(self, *args, **kwargs):
+        for key in kwargs:
+            if key not in owner:
+                near = difflib.get_close_matches(key, list(owner), n=1, cutoff=0.6)
+                hint = f"; did you mean {near[0]}?" if near else f"; its settings: {', '.join(owner)}"
+                raise TypeError(f"{name} has no setting {key!r}{hint}")
+        init(self, *args, **kwargs)
+
+    combined.__init__ = __init__
     combined.__doc__ = doc.strip() + "\n\n" + "\n".join(lines)
     caller = inspect.currentframe().f_back  # the module that declares the record names it
     combined.__module__ = caller.f_globals.get("__name__", __name__) if caller else __name__
@@ -506,3 +583,62 @@ def to_argv(config, names: Iterable[str] | None = None) -> list[str]:
         text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         words += [f"{flag(f.name)}={text}"] if not text or text.startswith("-") else [flag(f.name), text]
     return words
+
+
+#: What an option takes, in words, by the name of its parser's type.
+_KINDS = {
+    "int": "integer",
+    "float": "number",
+    "str": "text",
+    "list of int": "integers, comma-separated",
+    "list of str": "names, comma-separated",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionHelp:
+    """One option as ``--help`` shows it, as data (for a generated reference).
+
+    :param name: the field the option sets.
+    :param flags: its spellings (``("--progress", "--no-progress")`` for a switch on by default).
+    :param kind: what it takes, in words: ``on/off``, ``integer``, ``number``, ``text``, ``integers,
+        comma-separated``, ``names, comma-separated``, ``one or more WORD`` or ``one of a, b``.
+    :param default: its default as the help says it (``on``, ``off``, ``none``, ``1e-3`` or words).
+    :param help: its help without the default.
+    """
+
+    name: str
+    flags: tuple[str, ...]
+    kind: str
+    default: str
+    help: str
+
+
+def describe_options(cls: type, **kwargs) -> list[OptionHelp]:
+    """The options :func:`add_options` makes of the dataclass ``cls``, read back from the parser it builds, so
+    that each reads as ``--help`` shows it.
+
+    :param cls: a config dataclass.
+    :param kwargs: the keyword arguments of :func:`add_options` (``only``, ``exclude``, ``defaults``).
+    :returns: one :class:`OptionHelp` per option, in the order of the fields.
+    """
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    add_options(parser, cls, **kwargs)
+    formatter = parser._get_formatter()
+    described = []
+    for action in parser._actions:
+        text = formatter._expand_help(action) if action.help else ""  # as --help prints it
+        found = re.search(r" \(default: (.*)\)$", text)
+        default = found.group(1) if found else ""
+        text = text[: found.start()] if found else text
+        if action.nargs == 0 or isinstance(action, argparse.BooleanOptionalAction):
+            kind = "on/off"
+        elif action.choices is not None:
+            kind = "one of " + ", ".join(map(str, action.choices))
+        elif action.nargs == "+":
+            kind = f"one or more {action.metavar}"
+        else:
+            name = getattr(action.type, "__name__", "str")
+            kind = _KINDS.get(name, name)
+        described.append(OptionHelp(action.dest, tuple(action.option_strings), kind, default, text))
+    return described

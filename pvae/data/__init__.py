@@ -69,9 +69,9 @@ class DataConfig:
         ``data_seed``) or ``none`` (grey levels; the default for your own data, which are modelled as
         they are).
     :param val_size: datapoints held out of the training split for validation: a count, or a fraction
-        below 1 (a dataset's own number when unset; 10%% of your own data).
+        below 1 (a dataset's own number when unset; 10% of your own data).
     :param test_size: datapoints of your own data held out for testing, a count or a fraction below 1
-        (default 10%%; the built-in datasets have their own test splits).
+        (default 10%; the built-in datasets have their own test splits).
     :param data_seed: seed of the split, of the fixed binarizations and of the kept labels.
     :param download: whether a missing IDX dataset may be downloaded.
     :param labels: keep N training labels, balanced over the classes, and mark the others
@@ -630,8 +630,8 @@ def from_arrays(
     :param factors: ground-truth factor indices ``(N, F)``, or ``None``.
     :param kind: one of :data:`pvae.data.userdata.KINDS`, to read the data as a wider kind than found.
     :param split: ``train``/``val``/``test`` per row; ``None``: drawn with ``data_seed``.
-    :param val_size: validation rows, a count or a fraction below 1 (default 10%%).
-    :param test_size: test rows, a count or a fraction below 1 (default 10%%; ignored with ``split``).
+    :param val_size: validation rows, a count or a fraction below 1 (default 10%).
+    :param test_size: test rows, a count or a fraction below 1 (default 10%; ignored with ``split``).
     :param data_seed: seed of the split and of any binarization.
     :param binarize: as :attr:`DataConfig.binarize` (``none``: the data as they are).
     :param features: the features' names; ``classes``: the labels' names.

@@ -52,6 +52,7 @@ class EncodeConfig:
     out: str | None = None
 
     def __post_init__(self):
+        options.check_types(self)
         options.positive(self, "draws", zero=True)
         options.positive(self, "batch_size")
         options.seed(self, "seed")

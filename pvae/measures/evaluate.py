@@ -52,6 +52,7 @@ class EvaluateConfig:
     seed: int = 0
 
     def __post_init__(self):
+        options.check_types(self)
         options.seed(self, "seed")
         options.check_choices(self)
         options.positive(self, "samples", "points", "batch_size")
@@ -82,6 +83,7 @@ class SampleConfig:
     out: str | None = None
 
     def __post_init__(self):
+        options.check_types(self)
         options.seed(self, "seed")
         options.positive(self, "n")
         if isinstance(self.label, int) and not isinstance(self.label, bool):  # an index, from Python

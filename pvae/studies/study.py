@@ -522,6 +522,7 @@ class RunsConfig:
     out: str | None = None
 
     def __post_init__(self):
+        options.check_types(self)
         options.check_outputs(self)  # --csv and --markdown: one file each
         for name, example in (("csv", "runs.csv"), ("markdown", "runs.md")):
             value = getattr(self, name)

@@ -43,7 +43,7 @@ class CompareConfig:
     :param out: folder of results.json, results.md and figures/ (None: RUN/elbos).
     """
 
-    estimators: tuple[str, ...] = field(
+    estimators: tuple[str, ...] | None = field(
         default=("trace", "meanfield", "graph", "enum", "iwae", "renyi", "dreg"),
         metadata=options.choices(lambda: ESTIMATORS),
     )
@@ -65,6 +65,7 @@ class CompareConfig:
     out: str | None = None
 
     def __post_init__(self):
+        options.check_types(self)
         options.seed(self, "seed")
         options.check_choices(self)
         options.require(self, "estimators", self.estimators is None or len(self.estimators) > 0, "at least one name")

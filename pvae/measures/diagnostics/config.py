@@ -56,6 +56,7 @@ class DiagnoseConfig:
     out: str | None = None
 
     def __post_init__(self):
+        options.check_types(self)
         options.seed(self, "seed")
         options.check_choices(self)
         positive = ("points", "chains", "nuts_warmup", "nuts_draws", "samples", "local_particles", "local_steps")

@@ -82,6 +82,7 @@ class DisentangleConfig:
     out: str | None = None
 
     def __post_init__(self):
+        options.check_types(self)
         options.seed(self, "seed")
         options.check_choices(self)
         options.positive(self, "num_train", "num_eval", "mi_points", "batch_size")

@@ -49,6 +49,7 @@ class PPCConfig:
     seed: int = 0
 
     def __post_init__(self):
+        options.check_types(self)
         options.positive(self, "replicates", "rows")
         options.positive(self, "pairs", zero=True)
         options.require(self, "coverage", 0 < self.coverage < 1, "a fraction between 0 and 1")

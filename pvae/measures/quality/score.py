@@ -87,6 +87,7 @@ class QualityConfig:
     out: str | None = None
 
     def __post_init__(self):
+        options.check_types(self)
         options.seed(self, "seed")
         options.positive(self, "samples", "neighbours", "batch_size")
         options.finite(self, "cutoff")

@@ -4,6 +4,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pvae.base import options
 from pvae.base.files import atomic_write, remove_orphans
 from pvae.base.runs import CONFIG, REPORT, STALE_SECONDS, Run, RunError, check_writable
 from pvae.studies import study
@@ -24,6 +25,7 @@ class ReportConfig:
     out: str | None = None
 
     def __post_init__(self):
+        options.check_types(self)
         if self.out is None or Path(self.out).suffix.lower() in HTML:  # a folder so named: check_writable says so
             return
         if self.out.endswith(("/", os.sep)) or Path(self.out).is_dir():  # a folder: the page goes in it

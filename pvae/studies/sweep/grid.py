@@ -36,6 +36,7 @@ class SweepConfig:
     list: bool = False
 
     def __post_init__(self):
+        options.check_types(self)
         options.require(self, "workers", self.workers >= 1, "a positive integer")
         options.require(self, "cell", self.cell is None or self.cell >= 0, "a cell's index, 0 or more")
         if not self.grid and not self.cells:
@@ -116,7 +117,7 @@ def field_of(text: str, kind: type, where: str) -> str:
     known = sorted(f.name for f in dataclasses.fields(kind) if f.name not in RESERVED)
     if name not in known:
         near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        hint = f"; did you mean {near[0]}?" if near else ""
+        hint = f"; did you mean {near[0]}?" if near else "."
         raise ValueError(f"{where}: pvae train has no option {text!r}{hint} Its options: {', '.join(known)}")
     return name
 
