@@ -219,7 +219,7 @@ SEED_SPREAD = {"beta_vae": 0.05, "factor_vae": 0.08, "mig": 0.03, "dci": 0.1, "s
 def test_a_trained_dsprites_models_scores_move_little_with_the_metric_seed(tmp_path):
     """One trained model scored under three metric seeds: each headline score's range stays under
     :data:`SEED_SPREAD`. ``experiments/metric_seeds.py`` measured the ranges over five seeds on the
-    beta sweep's models (README, Disentanglement); the bounds are about three times the largest range
+    beta sweep's models (docs/results/beta-sweep.md); the bounds are about three times the largest range
     measured, so that three draws of another seed and another machine's training stay inside."""
     from pvae.engine.config import restore
     from pvae.measures.disentangle.score import HEADLINES, representation

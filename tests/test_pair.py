@@ -3,9 +3,7 @@ that refuse a model and guide that do not fit each other, and the one table of t
 
 import json
 import math
-import re
 from dataclasses import fields, replace
-from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -28,8 +26,6 @@ from pvae.guides.m2 import M2Guide
 from pvae.models import MODELS
 from pvae.models.linear import LinearGaussian
 from pvae.models.vae import VAE
-
-ROOT = Path(__file__).resolve().parents[1]
 
 X_SHAPE = (1, 8, 8)
 
@@ -384,9 +380,6 @@ def test_a_schedule_of_a_beta_of_0_is_refused_once_by_the_training_config():
 # The one table of the traits.
 
 REGISTRIES = {"model": MODELS, "guide": GUIDES, "likelihood": LIKELIHOODS}
-#: The README's table sits between these two lines.
-TABLE_START = "<!-- the trait table: pvae.engine.pair.trait_table -->"
-TABLE_END = "<!-- end of the trait table -->"
 
 
 def test_the_declarations_give_the_records_defaults():
@@ -422,10 +415,3 @@ def test_the_trait_table_has_a_row_a_trait_with_the_built_ins_that_declare_it():
         trait_table({}).splitlines()[2]
         == '| `latent_sites` | model | `("z",)` | the latent sites beta scales, in model and guide |  |'
     )
-
-
-def test_the_readme_shows_the_generated_trait_table():
-    readme = (ROOT / "README.md").read_text()
-    found = re.search(f"^{re.escape(TABLE_START)}\n(.*?)^{re.escape(TABLE_END)}$", readme, re.S | re.M)
-    assert found, f"README.md has no lines {TABLE_START!r} and {TABLE_END!r} around the trait table"
-    assert found.group(1) == trait_table(REGISTRIES), "paste pvae.engine.pair.trait_table(...) between the markers"

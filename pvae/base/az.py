@@ -40,7 +40,7 @@ def pareto_k(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         A row whose K ratios are all equal (the proposal is the target exactly) has no tail to
         fit: its k̂ is −∞ and its weights uniform. Equal means equal up to the rounding of the
         float32 log-densities they come from: a range of at most :data:`CONSTANT_RTOL` times the
-        largest |log ratio| (at least 1).
+        largest ``|log ratio|`` (at least 1).
     """
     log_weights = np.asarray(log_weights, dtype=np.float64)
     if log_weights.ndim != 2 or log_weights.shape[1] < 2:

@@ -6,7 +6,7 @@ how the label is used, whether the guide is a point mass ... — is a *trait*: t
 **class attribute (or method) of the same name**, and leaves it out to take the default. The engine
 reads the traits once, with :func:`traits`, into one frozen :class:`Traits` record, and never looks
 at the pair's attributes itself. Every trait, its side, its default and its meaning is declared once, in
-:data:`DECLARATIONS`; :func:`trait_table` writes them as the table the README shows, with the built-in
+:data:`DECLARATIONS`; :func:`trait_table` writes them as the table of the reference, with the built-in
 classes that declare each.
 
 A public attribute whose name is close to a trait's (``mean_feild``, ``latent_site``) is refused by
@@ -496,7 +496,7 @@ def _declared_by(declaration: Declaration, registry: Mapping[str, type]) -> list
 
 def trait_table(registries: Mapping[str, Mapping[str, type]]) -> str:
     """Every trait of :data:`DECLARATIONS` as a markdown table: its name, side, default and meaning, and the
-    classes of ``registries`` that declare it (the README's table is this one, for the built-in registries).
+    classes of ``registries`` that declare it (the reference's table is this one, for the built-in registries).
 
     :param registries: side (``"model"``, ``"guide"``, ``"likelihood"``) → a registry, name → class
         (``pvae.models.MODELS``, ``pvae.guides.GUIDES``, ``pvae.engine.likelihoods.LIKELIHOODS``); a side left out

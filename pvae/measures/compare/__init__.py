@@ -7,7 +7,7 @@ what ``fit`` trains. Values are in nats per datapoint.
 * :func:`bound_values` — each bound's mean and standard error over repeated estimates on one
   batch (the ordering ELBO ≤ IWAE-K ≤ IWAE-K' ≤ log p(x) is checked by :func:`ordering`);
 * :func:`gradient_stats` — per-parameter mean and variance of the gradient over repeated
-  estimates on one batch, and the signal-to-noise ratio |mean| / std of Rainforth et al. (2018),
+  estimates on one batch, and the signal-to-noise ratio ``|mean| / std`` of Rainforth et al. (2018),
   for the guide's (encoder) and the model's (decoder) parameters separately;
 * :func:`step_cost` — median seconds per training step and peak memory of one step;
 * :func:`train_each` — the test log p(x) after training with each estimator for the same number

@@ -152,8 +152,8 @@ def gradient_stats(
     datapoint) on the fixed batch ``x``, for the guide's and the model's parameters apart.
 
     For parameter j with mean gradient m_j and standard deviation s_j over the repeats, the
-    signal-to-noise ratio is SNR_j = |m_j| / s_j (Rainforth et al., 2018). With R repeats an SNR
-    estimate cannot fall much below 1/√R: |m_j| carries noise of size s_j/√R.
+    signal-to-noise ratio is ``SNR_j = |m_j| / s_j`` (Rainforth et al., 2018). With R repeats an SNR
+    estimate cannot fall much below 1/√R: ``|m_j|`` carries noise of size s_j/√R.
 
     :param y: the batch's labels, for pairs that observe them (as :func:`bound_values`).
 

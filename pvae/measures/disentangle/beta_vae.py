@@ -3,7 +3,7 @@ Variational Framework", Sec. 3 and Appendix A.4).
 
 One vote is a pair of batches of L = 64 grid points that share the value of one factor k, drawn uniformly
 among the factors scored, and differ in every other factor at random. Its feature is the mean absolute
-difference of their codes, z_diff = 1/L Σ_l |z(x_l) − z(x'_l)| ∈ R^d; a factor held fixed leaves the dimensions
+difference of their codes, ``z_diff = 1/L Σ_l |z(x_l) − z(x'_l)|`` ∈ R^d; a factor held fixed leaves the dimensions
 that encode it still. A linear classifier (logistic regression, one-vs-rest, C = 1: the scikit-learn
 defaults disentanglement_lib ran with) learns k from z_diff on 10,000 votes; the score is its accuracy on 5,000
 fresh votes (``eval_accuracy``; ``train_accuracy`` on the training votes). Chance is 1/K for K factors scored.

@@ -9,7 +9,7 @@ absolute score.
 
 - **The radially averaged power spectrum** (van der Schaaf & van Hateren 1996, "Modelling the power spectra of
   natural images"; used for generated images by Durall et al. 2020, "Watch your Up-Convolution"): the power
-  |F(u, v)|² of the 2-D discrete Fourier transform of each mean-removed image (its zero-frequency coefficient set
+  ``|F(u, v)|²`` of the 2-D discrete Fourier transform of each mean-removed image (its zero-frequency coefficient set
   to 0), averaged over images and channels, then over rings of equal radial frequency ρ = √(u² + v²) in cycles
   per pixel. Rings are 1 / max(H, W) wide, each reported at the mean ρ of its frequencies; the ring at 0 (the
   mean) is left out, and the spectrum is normalised to sum 1 to compare shapes. Nyquist is ρ = 0.5 along an axis;
@@ -100,7 +100,7 @@ def _check_cutoff(cutoff) -> float:
 
 
 def _mean_power(images: torch.Tensor) -> torch.Tensor:
-    """|F|² of the mean-removed images averaged over images and channels, ``(H, W)`` float64 (FFT layout)."""
+    """``|F|²`` of the mean-removed images averaged over images and channels, ``(H, W)`` float64 (FFT layout)."""
     n, c, h, w = images.shape
     total = torch.zeros(h, w, dtype=torch.float64)
     for start in range(0, n, _CHUNK):
