@@ -222,6 +222,23 @@ def _dispatch(args) -> None:
     _function(args.command)(*positionals, *configs, **keywords)
 
 
+def _train_options_before_the_separator(argv: list[str]) -> None:
+    """``pvae sweep OUT --grid beta=1,4 --epochs 5``: an option of ``pvae train`` given where the sweep's own go
+    is refused with the fix (the cells' shared options go after ``--``), not as an unknown option."""
+
+    def flags(command: str) -> set[str]:
+        child = next(a for a in build_parser(only=command)._actions if a.dest == "command").choices[command]
+        return set(child._option_string_actions)
+
+    words = [token.split("=", 1)[0] for token in argv if token.startswith("--")]
+    stray = [word for word in words if word not in flags("sweep")]
+    if stray and stray[0] in flags("train"):
+        Parser(prog="pvae sweep").error(
+            f"{stray[0]} is an option of pvae train: give the options every cell shares after --, e.g. pvae sweep "
+            f"OUT --grid beta=1,4 -- {stray[0]} ..."
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pvae`` console script.
 
@@ -237,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
 
         argv = item_words(argv)
     try:
+        if command == "sweep" and rest is None:
+            _train_options_before_the_separator(argv)
         args = build_parser(only=command).parse_args(argv)
         args.train_options = rest or []
         args.given = given_options(argv)

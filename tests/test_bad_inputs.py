@@ -505,6 +505,9 @@ CASES += [
     Case("sweep-grid-option-twice-spelt-two-ways", ["sweep", "{user}/s", "--grid", "z-dim=2", "--grid", "z_dim=3",
                                                     "--", "--epochs", "1"],
          ("--grid names z_dim twice", "z-dim=2 and z_dim=3", "--grid z-dim=2,3")),
+    # sweep: a train option given before -- says where it goes
+    Case("sweep-train-option-before-the-separator", ["sweep", "{user}/s", "--grid", "beta=1,4", "--epochs", "5"],
+         ("--epochs is an option of pvae train", "after --", "-- --epochs"), check=_gone("user/s")),
     # sweep: what this machine cannot run is refused before sweep.json is written (a corrected command then runs);
     # the folder is OUT, as the usage calls it.
     Case("sweep-device-absent", ["sweep", "{user}/s", "--grid", "beta=1,2", "--", "--device", "cuda", "--epochs", "1"],

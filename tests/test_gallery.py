@@ -25,12 +25,12 @@ EXAMPLES = sorted(GALLERY.glob("plot_*.py"))
 def test_the_gallery_has_its_examples_and_a_title():
     names = {p.stem for p in EXAMPLES}
     assert names >= {
-        "plot_first_vae",
-        "plot_custom_pair",
-        "plot_beta",
-        "plot_compare_estimators",
-        "plot_diagnose",
-        "plot_sweep",
+        "plot_01_first_vae",
+        "plot_02_custom_pair",
+        "plot_03_beta",
+        "plot_04_compare_estimators",
+        "plot_05_diagnose",
+        "plot_06_sweep",
     }
     title = (GALLERY / "README.rst").read_text().splitlines()
     assert title[0] and set(title[1]) == {"="} and len(title[1]) >= len(title[0])
@@ -67,7 +67,7 @@ def run_example(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_first_vae(run_example):
-    ns, figures = run_example("plot_first_vae")
+    ns, figures = run_example("plot_01_first_vae")
     scores, history = ns["scores"], ns["history"]
     assert history[-1]["val_elbo"] > history[0]["val_elbo"] + 1  # it learned
     # the ELBO bounds log p(x) from below; on the same datapoints the gap is many of its standard errors
@@ -81,7 +81,7 @@ def test_first_vae(run_example):
 
 @pytest.mark.slow
 def test_custom_pair(run_example, capsys):
-    ns, figures = run_example("plot_custom_pair")
+    ns, figures = run_example("plot_02_custom_pair")
     pair, scores = ns["pair"], ns["scores"]
     assert (pair.model, pair.guide, pair.latent_sites, pair.labels) == ("LaplaceVAE", "LaplaceGuide", ("z",), "none")
     said = capsys.readouterr().out
@@ -92,7 +92,7 @@ def test_custom_pair(run_example, capsys):
 
 @pytest.mark.slow
 def test_beta(run_example):
-    ns, figures = run_example("plot_beta")
+    ns, figures = run_example("plot_03_beta")
     tests, usage = ns["tests"], ns["usage"]
     kl = [tests[b]["kl"] for b in (0.5, 1.0, 4.0)]
     reconstruction = [tests[b]["reconstruction"] for b in (0.5, 1.0, 4.0)]
@@ -105,7 +105,7 @@ def test_beta(run_example):
 
 @pytest.mark.slow
 def test_compare_estimators(run_example):
-    ns, figures = run_example("plot_compare_estimators")
+    ns, figures = run_example("plot_04_compare_estimators")
     results = ns["results"]
     assert results["ordering"]["holds"], results["ordering"]
     mean = {(r["estimator"], r["particles"]): r for r in results["values"]}
@@ -120,7 +120,7 @@ def test_compare_estimators(run_example):
 
 @pytest.mark.slow
 def test_diagnose(run_example):
-    ns, figures = run_example("plot_diagnose")
+    ns, figures = run_example("plot_05_diagnose")
     k_hat, gaps = ns["k_hat"], ns["gaps"]
     assert len(k_hat) == ns["config"].points and all(math.isfinite(k) for k in k_hat)
     assert sorted(k_hat)[len(k_hat) // 2] < 0.7  # the guide is a usable proposal for most datapoints
@@ -132,7 +132,7 @@ def test_diagnose(run_example):
 
 @pytest.mark.slow
 def test_sweep(run_example):
-    ns, figures = run_example("plot_sweep")
+    ns, figures = run_example("plot_06_sweep")
     assert [c["state"] for c in ns["cells"]] == ["done"] * 6
     rows = {r.settings["train.beta"]: r for r in ns["result"].rows}
     assert sorted(rows) == [0.5, 1, 2] and all(r.numbers["kl"].n == 2 for r in rows.values())

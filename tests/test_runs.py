@@ -458,3 +458,23 @@ def test_a_failed_cells_error_record_is_read_beside_its_run_directory(tmp_path, 
     unreadable = f"failed (its error record {error_record(run)} is unreadable)"
     assert recorded_error(run) == (expected or unreadable) == sweep.recorded_error(run)
     assert failed_cells(tmp_path) == [run] == sweep.failed_cells(tmp_path)  # its directory need not exist
+
+
+def test_a_write_killed_between_its_record_and_its_rename_leaves_a_file_pvae_still_owns(tmp_path):
+    """An atomic write records the new content before it renames the file into place: a process killed between
+    the two leaves the previous content, which pvae wrote and may write over; an edit is still refused."""
+    from pvae.base.files import NotWritten, check_ours, record_written, start_manifest, written
+
+    start_manifest(tmp_path)
+    target = tmp_path / "metrics.jsonl"
+    atomic_write(target, lambda handle: handle.write(b'{"epoch": 1}\n'))
+    pending = tmp_path / ".metrics.jsonl.killed.tmp"
+    pending.write_bytes(b'{"epoch": 1}\n{"epoch": 2}\n')
+    record_written(target, content=pending)  # the kill lands here: recorded, never renamed
+    check_ours(target)  # the first epoch's file, pvae's own
+    assert written(tmp_path, changed=True) == []
+    atomic_write(target, lambda handle: handle.write(b'{"epoch": 1}\n{"epoch": 2}\n'))  # the run goes on
+    assert written(tmp_path, changed=False) == [target]
+    target.write_bytes(b"edited by hand\n")
+    with pytest.raises(NotWritten, match="metrics.jsonl was edited since pvae wrote it"):
+        check_ours(target)

@@ -58,19 +58,34 @@ def _fingerprint(path: Path) -> tuple[int, str]:
     return size, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _records(folder: Path) -> dict[str, tuple[int, str] | None] | None:
-    """The manifest's last record of each path: ``(size, digest)`` when written, None when it was not
-    (a file another library keeps appending to); None for a folder without a manifest."""
+def _history(folder: Path) -> dict[str, list[tuple[int, str] | None]] | None:
+    """Every record the manifest holds of each path, oldest first: ``(size, digest)`` when written, None when it
+    was not (a file another library keeps appending to); None for a folder without a manifest."""
     try:
         lines = (folder / MANIFEST).read_text().splitlines()
     except (FileNotFoundError, NotADirectoryError):
         return None
-    records: dict[str, tuple[int, int] | None] = {}
+    history: dict[str, list[tuple[int, str] | None]] = {}
     for line in lines:
         name, *stat = line.split("\t")
         if name:
-            records[name] = (int(stat[0]), stat[1]) if len(stat) == 2 and stat[0].isdigit() else None
-    return records
+            record = (int(stat[0]), stat[1]) if len(stat) == 2 and stat[0].isdigit() else None
+            history.setdefault(name, []).append(record)
+    return history
+
+
+def _records(folder: Path) -> dict[str, tuple[int, str] | None] | None:
+    """The manifest's last record of each path (see :func:`_history`)."""
+    history = _history(folder)
+    return None if history is None else {name: records[-1] for name, records in history.items()}
+
+
+def _edited_since(records: list[tuple[int, str] | None], path: Path) -> bool:
+    """Whether ``path`` holds neither of the last two contents pvae recorded for it: a write is recorded before
+    its rename, so a process killed between the two leaves the previous content, which is still pvae's."""
+    if records[-1] is None:
+        return False
+    return all(record is None or _edited(record, path) for record in records[-2:])
 
 
 def written(folder: str | os.PathLike, changed: bool | None = None) -> list[Path] | None:
@@ -82,15 +97,15 @@ def written(folder: str | os.PathLike, changed: bool | None = None) -> list[Path
         someone edited them), ``False`` only the others; ``None``: all.
     """
     folder = Path(folder)
-    records = _records(folder)
-    if records is None:
+    history = _history(folder)
+    if history is None:
         return None
     root, files = folder.resolve(), []
-    for name, stat in records.items():  # in the order first written
+    for name, records in history.items():  # in the order first written
         path = folder / name
         if not (path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(root)):
             continue
-        edited = stat is not None and _edited(stat, path)
+        edited = _edited_since(records, path)
         if changed is None or changed == edited:
             files.append(path)
     return files
@@ -112,13 +127,12 @@ def check_ours(path: str | os.PathLike) -> None:
     if root is None or not path.is_file() or path.name == MANIFEST:
         return
     name = path.relative_to(root).as_posix()
-    records = _records(root)
-    if name not in records:
+    history = _history(root)
+    if name not in history:
         raise NotWritten(
             f"{path} is a file of yours, not one pvae wrote: it is not written over; move it, or give another name"
         )
-    stat = records[name]
-    if stat is not None and _edited(stat, path):
+    if _edited_since(history[name], path):
         raise NotWritten(
             f"{path} was edited since pvae wrote it: it is not written over; move it (or delete it), then run again"
         )
@@ -131,7 +145,7 @@ def _edited(record: tuple[int, str], path: Path) -> bool:
     return digest != "-" and _fingerprint(path)[1] != digest
 
 
-def record_written(path: str | os.PathLike, stat: bool = True) -> None:
+def record_written(path: str | os.PathLike, stat: bool = True, content: str | os.PathLike | None = None) -> None:
     """Add ``path`` to the manifest of the folder that keeps one above it (nothing where none does), with its
     size and SHA-256 (:data:`HASHED_BYTES`), so that a file edited since is told from what pvae wrote.
 
@@ -140,13 +154,15 @@ def record_written(path: str | os.PathLike, stat: bool = True) -> None:
 
     :param path: a file pvae has just written.
     :param stat: record its size and digest (``False`` for a file another library goes on appending to).
+    :param content: the file that holds what ``path`` is about to hold (an atomic write's temporary file, recorded
+        before its rename); default: ``path`` itself.
     """
     path = Path(path).absolute()
     root = manifest_root(path)
     if root is None or path.name == MANIFEST:
         return
     name = path.relative_to(root).as_posix()
-    record = _fingerprint(path) if stat else None
+    record = _fingerprint(Path(content) if content is not None else path) if stat else None
     if _records(root).get(name, ()) == record:
         return
     line = name if record is None else f"{name}\t{record[0]}\t{record[1]}"
@@ -183,8 +199,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        record_written(path, content=tmp)  # first: a kill before the rename leaves pvae's previous content
         os.replace(tmp, path)
-        record_written(path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
