@@ -1,4 +1,4 @@
-"""pvae: a workbench for variational autoencoders written as Pyro model/guide pairs."""
+"""A workbench for variational autoencoders written as Pyro model/guide pairs."""
 
 import pyro
 
