@@ -111,6 +111,32 @@ def write_results(folder: Path, record: Record) -> None:
         print(f"note: the earlier results in {folder} (other settings) are kept in {kept}", file=sys.stderr)
 
 
+def measured(run, run_config, record: Record) -> dict:
+    """What every result of a command that reads a run records of what it measured: the run, the model's
+    ``model_id`` and the command's settings (``record``: a later training of the run makes the result stale), and
+    the pair.
+
+    :param run: the :class:`pvae.base.runs.Run` measured.
+    :param run_config: its :class:`pvae.engine.config.RunConfig`.
+    :param record: what :func:`results_folder` returned beside the folder.
+    """
+    return {"run": str(run.path), **record, "pair": f"{run_config.pair.model}/{run_config.pair.guide}"}
+
+
+def save_figures(figures: dict, folder: Path) -> list[Path]:
+    """Write each figure of ``figures`` (name → matplotlib figure) as ``folder/NAME.png``, atomically.
+
+    :returns: the files written, in order.
+    """
+    from pvae.base.files import save_figure
+
+    written = []
+    for name, fig in figures.items():
+        save_figure(fig, folder / f"{name}.png")
+        written.append(folder / f"{name}.png")
+    return written
+
+
 def say_estimate(
     what: str, seconds: float | None, points: int, samples: int, rank0: bool = True, lower: str = "--samples, --points"
 ) -> None:

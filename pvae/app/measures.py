@@ -18,10 +18,12 @@ from .common import (
     check_out,
     device_of,
     given,
+    measured,
     open_run,
     progress,
     rank_device,
     results_folder,
+    save_figures,
     say_device,
     say_estimate,
     short_name,
@@ -190,7 +192,6 @@ def class_index(label: str | None, dataset) -> int | None:
 def plot_run(path, device="cpu", say: str | None = None, dataset=None) -> list[Path]:
     import torch
 
-    from pvae.base.files import save_figure
     from pvae.base.runs import check_writable
     from pvae.engine.config import restore
     from pvae.measures.diagnostics import latent_usage
@@ -204,11 +205,7 @@ def plot_run(path, device="cpu", say: str | None = None, dataset=None) -> list[P
         with torch.random.fork_rng():  # drawing them leaves the caller's random stream as it was
             x, y = test.images(slice(TRAVERSAL_POINTS)), test.y[:TRAVERSAL_POINTS]
             usage = latent_usage(model, guide, x, y, prior_draws=1000)
-    written = []
-    for name, fig in run_figures(model, guide, dataset, run.metrics(), usage=usage).items():
-        target = run.figures / f"{name}.png"
-        save_figure(fig, target)
-        written.append(target)
+    written = save_figures(run_figures(model, guide, dataset, run.metrics(), usage=usage), run.figures)
     print(f"figures: {', '.join(p.name for p in written)} in {run.figures}")
     if not run.metrics():
         print(f"no curves.png: {run.path / 'metrics.jsonl'} records no epoch")
@@ -228,7 +225,7 @@ def compare(run, config=None, device=None) -> Path:
     """
     import pyro
 
-    from pvae.base.files import atomic_write, save_figure, write_json
+    from pvae.base.files import atomic_write, write_json
     from pvae.data import evaluation_split
     from pvae.engine.compatibility import applicable_estimators
     from pvae.engine.config import build_pair, restore
@@ -286,8 +283,7 @@ def compare(run, config=None, device=None) -> Path:
     write_json(out / "results.json", results)
     text = results_markdown(results, f"ELBO estimators: {pair} on {config.data.data}")
     atomic_write(out / "results.md", lambda handle: handle.write(text.encode()))
-    for name, fig in comparison_figures(results).items():
-        save_figure(fig, out / "figures" / f"{name}.png")
+    save_figures(comparison_figures(results), out / "figures")
     print(f"results in {out}: results.json, results.md, figures/")
     return out
 
@@ -303,7 +299,7 @@ def diagnose(run, config=None, device=None) -> Path:
     """
     from pvae.base import az, distributed
     from pvae.base.device import module_device
-    from pvae.base.files import save_figure, write_json
+    from pvae.base.files import write_json
     from pvae.data import evaluation_split
     from pvae.measures.diagnostics import DiagnoseConfig, describe_diagnostics
     from pvae.measures.diagnostics import diagnose as diagnose_pair
@@ -338,9 +334,7 @@ def diagnose(run, config=None, device=None) -> Path:
     if not rank0:
         return out
     results.update(
-        run=str(run.path),
-        **record,  # the model measured (a later training of the run makes this result stale), and how
-        pair=f"{run_config.pair.model}/{run_config.pair.guide}",
+        **measured(run, run_config, record),  # a later training of the run makes this result stale
         split=config.split,
         binarization=run_config.data.binarization_of(config.split),
         seconds=time.perf_counter() - tic,
@@ -355,8 +349,7 @@ def diagnose(run, config=None, device=None) -> Path:
         k_hat = results["importance"]["per_datapoint"]["k_hat"]
         x = part.images(order)
         worst = (x, reconstruct(model, guide, x, part.y[order]), [k_hat[i] for i in order])
-    for name, fig in diagnostic_figures(results, idata, worst, grey_map(dataset)).items():
-        save_figure(fig, out / "figures" / f"{name}.png")
+    save_figures(diagnostic_figures(results, idata, worst, grey_map(dataset)), out / "figures")
     print(describe_diagnostics(results))
     print(f"results in {out}: diagnostics.json{', posterior.nc' if idata is not None else ''}, figures/")
     return out
@@ -374,7 +367,7 @@ def disentangle(run, config=None, device=None) -> Path:
     import numpy as np
     import pyro
 
-    from pvae.base.files import save_figure, write_json
+    from pvae.base.files import write_json
     from pvae.data import WITH_FACTORS, DataError
     from pvae.measures.diagnostics import latent_usage
     from pvae.measures.disentangle.score import DisentangleConfig, describe, score
@@ -413,9 +406,7 @@ def disentangle(run, config=None, device=None) -> Path:
         "points": len(test[0]),
     }
     results.update(
-        run=str(run.path),
-        **record,  # the model measured (a later training of the run makes this result stale), and how
-        pair=f"{run_config.pair.model}/{run_config.pair.guide}",
+        **measured(run, run_config, record),  # a later training of the run makes this result stale
         seconds_total=time.perf_counter() - tic,
     )
     write_results(out, record)
@@ -427,8 +418,7 @@ def disentangle(run, config=None, device=None) -> Path:
         ),
         "traversals": traversal_figure(model, guide, *test, usage=usage, dataset=dataset),
     }
-    for name, fig in figures.items():
-        save_figure(fig, out / "figures" / f"{name}.png")
+    save_figures(figures, out / "figures")
     print(describe(results))
     print(f"results in {out}: disentanglement.json, figures/")
     return out
@@ -445,7 +435,7 @@ def quality(run, config=None, ppc=None, device=None) -> Path:
     :param device: a :class:`pvae.base.device.DeviceConfig`.
     :returns: the results folder.
     """
-    from pvae.base.files import save_figure, write_json
+    from pvae.base.files import write_json
     from pvae.measures.quality.ppc import PPCConfig
     from pvae.measures.quality.score import QualityConfig, describe, spectra
     from pvae.measures.quality.score import quality as score_quality
@@ -470,9 +460,7 @@ def quality(run, config=None, ppc=None, device=None) -> Path:
     results = score_quality(model, guide, grey, classifier, config, inception, progress("quality"))
     images = results.pop("images")
     results.update(
-        run=str(run.path),
-        **record,  # the model measured (a later training of the run makes this result stale), and how
-        pair=f"{run_config.pair.model}/{run_config.pair.guide}",
+        **measured(run, run_config, record),  # a later training of the run makes this result stale
         seconds_total=time.perf_counter() - tic,
     )
     write_results(out, record)
@@ -483,8 +471,7 @@ def quality(run, config=None, ppc=None, device=None) -> Path:
             images["data"], images["prior"], images["likelihood draws"], cmap=grey_map(grey)
         ),
     }
-    for name, fig in figures.items():
-        save_figure(fig, out / "figures" / f"{name}.png")
+    save_figures(figures, out / "figures")
     print(describe(results))
     for what, why in results["notes"].items():
         print(f"not applicable: {what}: {why}")
@@ -545,9 +532,7 @@ def posterior_predictive(run, run_config, dataset, model, guide, config, ppc, ou
         scores.pop("images")
         results.update(scores)
     results.update(
-        run=str(run.path),
-        **record,  # the model measured (a later training of the run makes this result stale), and how
-        pair=f"{run_config.pair.model}/{run_config.pair.guide}",
+        **measured(run, run_config, record),  # a later training of the run makes this result stale
         seconds_total=time.perf_counter() - tic,
     )
     write_results(out, record)
