@@ -696,13 +696,6 @@ def _read_json(path: Path, what: str) -> Any:
         raise RunError(f"{path} is not a readable {what} ({kind}): {CORRUPT_FIX}") from None
 
 
-def _remove_empty_folders(folder: Path) -> None:
-    if folder.is_dir() and not folder.is_symlink():
-        for root, _, _ in os.walk(folder, topdown=False):  # deepest first; links are not followed
-            if not any(Path(root).iterdir()):
-                Path(root).rmdir()
-
-
 #: The file a message suggests where an option that names a file to write names a folder (with ``file``,
 #: :func:`check_writable`): one the option takes.
 EXAMPLE_FILES = {"--csv": "runs.csv", "--markdown": "runs.md"}
