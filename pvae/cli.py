@@ -270,8 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     from pvae.base.runs import RunError
     from pvae.data import DataError
 
-    # under torchrun, a rank's messages say which rank it is, and a failing rank leaves at once
-    # (os._exit, never waiting for the others): torchrun sees its status and stops the rest
+    # under torchrun, a rank's messages say which rank it is, and every rank leaves through os._exit
+    # (distributed.leave): a failing one never waits for the others (torchrun sees its status and stops the
+    # rest), a finished one skips the interpreter's teardown, where torch's distributed objects can abort it
     who = f"{distributed.rank_prefix()}pvae {args.command}"
     if (
         distributed.under_torchrun()
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print(f"{who}: {type(error).__name__}: {error}", file=sys.stderr)
         return distributed.leave(1)
-    return 0
+    return distributed.leave(0)  # a rank that is done ends here, past the teardown that can abort it
 
 
 if __name__ == "__main__":

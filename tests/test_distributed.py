@@ -205,10 +205,11 @@ def test_torchrun_refuses_what_it_cannot_do_before_joining_the_other_ranks(tmp_p
 
 
 def _torchrun(tmp_path: Path, script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nproc-per-node 2 SCRIPT ARGS`` in ``tmp_path``, one thread per rank."""
+    """``torchrun --standalone --nproc-per-node 2 SCRIPT ARGS`` in ``tmp_path``, one thread per rank; a rank that
+    dies of a signal prints where it was (Python's fault handler)."""
     path = tmp_path / "launch.py"
     path.write_text(textwrap.dedent(script))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(path)]
     return subprocess.run(
         [*command, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout, check=False
@@ -387,3 +388,33 @@ def test_a_rank_that_lost_another_says_so_and_how_to_go_on(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "another process of this torchrun ended without a word" in err and "Traceback" not in err
     assert "the same torchrun command with --resume goes on from it" in err
+
+
+def test_a_rank_that_is_done_ends_through_os_exit_and_a_single_process_returns(monkeypatch, tmp_path):
+    """A finished rank skips the interpreter's teardown (where torch's process-group objects can abort it after
+    its work, and torchrun would then stop rank 0 mid-plot): the command's end goes through ``leave(0)``, which
+    ends the process under torchrun and returns 0 without it."""
+    from pvae import cli
+    from pvae.base import distributed
+
+    left = []
+    monkeypatch.setattr(distributed, "under_torchrun", lambda: True)
+    monkeypatch.setattr(distributed, "leave", lambda status: left.append(status) or status)
+    monkeypatch.setattr(cli, "_dispatch", lambda args: None)  # the command succeeds
+    assert cli.main(["train", "--epochs", "1"]) == 0 and left == [0]
+    # in a child "under torchrun" that is done, nothing after leave runs: no atexit handler, no teardown
+    script = tmp_path / "done.py"
+    script.write_text(
+        "import atexit, sys\n"
+        "from pvae.base import distributed\n"
+        "atexit.register(lambda: print('teardown ran'))\n"
+        "print('done', flush=False)\n"
+        "distributed.leave(0)\n"
+        "print('after leave')\n"
+    )
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "PYTHONPATH": str(REPO)}
+    child = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert (child.returncode, child.stdout) == (0, "done\n")  # its output flushed, then gone
+    env = {k: v for k, v in env.items() if k not in distributed.TORCHRUN_VARIABLES}
+    child = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert (child.returncode, child.stdout) == (0, "done\nafter leave\nteardown ran\n")  # one process: returns

@@ -222,9 +222,13 @@ def rank_prefix() -> str:
 
 def leave(status: int) -> int:
     """Under torchrun, end this process now with ``status`` (``os._exit``, after flushing its
-    output): a rank that failed must not wait in a collective, nor in the process group's teardown,
-    for ranks that will never answer; torchrun sees the status and stops the other ranks. Without
-    torchrun, return ``status`` for the caller to exit with.
+    output), whether its command failed or succeeded. A rank that failed must not wait in a collective,
+    nor in the process group's teardown, for ranks that will never answer; torchrun sees the status and
+    stops the other ranks. A rank that succeeded has written and closed all it writes, and must not run
+    the interpreter's own teardown: there torch's distributed objects can abort the process (``terminate
+    called without an active exception``, SIGABRT) after its work is done, and torchrun would then stop the
+    ranks still working (rank 0 drawing the figures after rank 1 had finished). Without torchrun, return
+    ``status`` for the caller to exit with.
 
     :param status: the exit status.
     """
