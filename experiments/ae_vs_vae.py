@@ -31,7 +31,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 
 import matplotlib
@@ -95,7 +95,7 @@ COLUMNS = {
 }
 
 
-@dataclass(frozen=True)
+@options.config
 class AeVsVae:
     """Which pairs are compared, and with which training seeds.
 
@@ -115,7 +115,6 @@ class AeVsVae:
             object.__setattr__(self, "seeds", SEEDS)
         if self.pairs is None:
             object.__setattr__(self, "pairs", tuple(PAIRS))
-        options.check_choices(self)
         options.require(
             self, "seeds", all(0 <= s <= options.MAX_SEED for s in self.seeds), f"integers from 0 to {options.MAX_SEED}"
         )

@@ -24,7 +24,7 @@ also gives the largest difference of their per-datapoint log p(x), which is floa
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 import pyro
@@ -59,7 +59,7 @@ DEFAULTS = {"net": ("mlp", "mlp"), "z_dim": (20, "20"), "hidden": ((400,), "400 
 BATCH_SIZES = (32, 128, 512)
 
 
-@dataclass(frozen=True)
+@options.config
 class BenchSpeed:
     """What is timed, and how often.
 
@@ -95,7 +95,6 @@ class BenchSpeed:
             object.__setattr__(self, "batch_sizes", BATCH_SIZES)
         if not self.variants:
             object.__setattr__(self, "variants", tuple(VARIANTS))
-        options.check_choices(self)
         options.require(self, "batch_sizes", all(b > 0 for b in self.batch_sizes), "positive sizes")
         options.positive(self, "rounds", "steps", "eval_samples", "eval_batch_size")
         options.positive(self, "warmup", "eval_rounds", "eval_warmup", zero=True)

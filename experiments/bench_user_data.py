@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +135,7 @@ def table_timing(folder: Path, rows: int, repeats: int = 5) -> dict:
     return {"rows": rows, "seconds": total, "rows_per_second": rows / total, "shares": shares, "kind": dataset.kind}
 
 
-@dataclass(frozen=True)
+@options.config
 class BenchUserData:
     """How large the files are, and how long the runs train.
 

@@ -39,7 +39,7 @@ import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 import matplotlib
@@ -91,7 +91,7 @@ ESTIMATORS_SWEPT = ("meanfield", "trace", "tcvae")
 SEEDS = (0, 1, 2)
 
 
-@dataclass(frozen=True)
+@options.config
 class BetaSweep:
     """What the sweep trains and scores.
 
@@ -127,7 +127,6 @@ class BetaSweep:
             object.__setattr__(self, "elbos", ("meanfield",))
         if self.seeds is None:
             object.__setattr__(self, "seeds", SEEDS)
-        options.check_choices(self)
         options.seed(self, "metric_seed")
         options.require(self, "seeds", all(0 <= s <= options.MAX_SEED for s in self.seeds), "seeds of pvae train")
         options.require(self, "betas", self.betas is None or min(self.betas) >= 0, "non-negative numbers")

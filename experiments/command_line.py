@@ -8,14 +8,13 @@ scripts share and pvae has none of, the results folder and torch's threads, are 
 
 import argparse
 import contextlib
-from dataclasses import dataclass
 
 from pvae.base import options
 from pvae.base.runs import RunError
 from pvae.data import DataError
 
 
-@dataclass(frozen=True)
+@options.config
 class Results:
     """Where a script writes its results.
 
@@ -28,7 +27,7 @@ class Results:
         options.require(self, "out", self.out is None or bool(str(self.out).strip()), "a folder")
 
 
-@dataclass(frozen=True)
+@options.config
 class Threads:
     """How many threads torch computes with.
 

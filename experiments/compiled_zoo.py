@@ -11,7 +11,7 @@ each, with their ratio. Writes ``OUT/results.json`` and ``OUT/results.md``.
 
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 
 import torch
@@ -35,7 +35,7 @@ DEFAULTS = {
 }
 
 
-@dataclass(frozen=True)
+@options.config
 class CompiledZoo:
     """Which rows of the zoo are measured.
 
@@ -50,9 +50,6 @@ class CompiledZoo:
             **options.default_is("all"),
         },
     )
-
-    def __post_init__(self):
-        options.check_choices(self)
 
 
 def measure(entry, epochs: int, z_dim: int, hidden: tuple[int, ...], seed: int) -> dict:

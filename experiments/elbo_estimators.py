@@ -14,7 +14,7 @@ the base pair's as well.
 """
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,7 +35,7 @@ BASES = {
 }
 
 
-@dataclass(frozen=True)
+@options.config
 class ElboEstimators:
     """The base pair's training.
 

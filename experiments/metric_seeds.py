@@ -14,7 +14,7 @@ The run, and the options of ``pvae disentangle`` (given here, or as one word in 
 import shlex
 import statistics
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,7 +30,7 @@ from pvae.measures.disentangle.score import DisentangleConfig, EncodedGrid, repr
 SEEDS = (0, 1, 2, 3, 4)
 
 
-@dataclass(frozen=True)
+@options.config
 class MetricSeeds:
     """The metric seeds, and the other settings of the scores.
 

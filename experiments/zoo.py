@@ -96,7 +96,7 @@ DEFAULTS = {
 }
 
 
-@dataclass(frozen=True)
+@options.config
 class Zoo:
     """Which rows of the zoo are run, and how many samples score their quality.
 
@@ -115,7 +115,6 @@ class Zoo:
     quality_samples: int = QualityConfig.samples  # as many as ``pvae quality`` scores
 
     def __post_init__(self):
-        options.check_choices(self)
         options.positive(self, "quality_samples")
 
 

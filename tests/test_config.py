@@ -141,6 +141,48 @@ def test_every_option_is_a_field_and_every_field_an_option(command):
         assert flags[name].help.startswith(text.rstrip(".").replace("%", "%%")), name
 
 
+def _config_classes() -> list[type]:
+    """Every class that gives a command options, and each part of a record combined from several."""
+    found = []
+    for command in COMMANDS:
+        for cls, _ in command_options(command):
+            for each in (cls, *getattr(cls, "__pvae_parts__", ())):
+                if each not in found:
+                    found.append(each)
+    return found
+
+
+#: A value of another type than each kind an option takes (a number for text, text for a number ...).
+_WRONG = {int: "3", float: "x", str: 3, bool: "yes", tuple: 3}
+#: What a class needs given to be made at all (a sweep needs its cells).
+_NEEDS = {"SweepConfig": {"grid": ("beta=1,2",)}}
+
+
+@pytest.mark.parametrize("cls", _config_classes(), ids=lambda cls: cls.__name__)
+def test_every_config_refuses_a_value_of_another_type_whichever_way_it_is_made(cls):
+    """One rule (:func:`pvae.base.options.config`): every class of options, the engine's ``TrainConfig`` as much as
+    a command's record, refuses a value of the wrong type when it is made, naming the flag and the type, and does
+    so again when a copy is made with :func:`dataclasses.replace`."""
+    import typing
+
+    assert options.is_config(cls)
+    needs = _NEEDS.get(cls.__name__, {})
+    default = cls(**needs)
+    checked = 0
+    for f in dataclasses.fields(cls):
+        kind = [k for k in typing.get_args(typing.get_type_hints(cls)[f.name]) if k is not type(None)]
+        kind = typing.get_type_hints(cls)[f.name] if not kind else kind[0]
+        wrong = _WRONG.get(typing.get_origin(kind) or kind)
+        if wrong is None:  # a kind the options do not parse: the class checks it itself
+            continue
+        with pytest.raises(ValueError, match=rf"^{options.flag(f.name)} must be "):
+            cls(**{**needs, f.name: wrong})
+        with pytest.raises(ValueError, match=rf"^{options.flag(f.name)} must be "):
+            dataclasses.replace(default, **{f.name: wrong})
+        checked += 1
+    assert checked == len(dataclasses.fields(cls))  # every field of a config is of a kind the options parse
+
+
 def test_one_name_per_concept_across_commands():
     """K importance samples is --samples, datapoints --points, wherever they appear."""
 
@@ -157,7 +199,7 @@ def test_one_name_per_concept_across_commands():
 
 
 def test_help_choices_and_types_come_from_the_dataclass():
-    @dataclass(frozen=True)
+    @options.config
     class Example:
         """An example.
 
@@ -187,7 +229,7 @@ def test_help_choices_and_types_come_from_the_dataclass():
     with pytest.raises(SystemExit):
         parser.parse_args(["--mode", "c"])
 
-    @dataclass
+    @options.config
     class Undocumented:
         """No parameters described."""
 
@@ -196,6 +238,19 @@ def test_help_choices_and_types_come_from_the_dataclass():
     with pytest.raises(TypeError, match=r"Undocumented.width has no ':param width:' line"):
         options.add_options(argparse.ArgumentParser(), Undocumented)
 
+    @dataclass(frozen=True)
+    class Plain:
+        """A dataclass that does not check its values.
+
+        :param width: how wide.
+        """
+
+        width: int = 3
+
+    assert Plain(width="x").width == "x"  # what the rule is for
+    with pytest.raises(TypeError, match="Plain gives options: declare it with @options.config"):
+        options.add_options(argparse.ArgumentParser(), Plain)
+
 
 def test_outputs_that_name_one_file_and_options_that_add_up(tmp_path):
     """:func:`options.output` fields may not name one file (links followed); :func:`options.words` and
@@ -203,7 +258,7 @@ def test_outputs_that_name_one_file_and_options_that_add_up(tmp_path):
     :func:`options.default_is` shows the default a
     ``None`` stands for."""
 
-    @dataclass(frozen=True)
+    @options.config
     class Example:
         """An example.
 

@@ -6,7 +6,6 @@ each batch moves there when it is used (:func:`to_device`). Checkpoints are read
 """
 
 import re
-from dataclasses import dataclass
 
 import torch
 
@@ -16,7 +15,7 @@ from pvae.base import options
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
 
 
-@dataclass(frozen=True)
+@options.config
 class DeviceConfig:
     """Where a command computes.
 

@@ -4,8 +4,10 @@ A field becomes the flag ``--field-name`` (a one-letter field ``-n``); its type 
 annotation (``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]`` or ``tuple[str, ...]`` as a
 comma-separated list, any of them ``| None``), its default from the field, its help from the
 ``:param name:`` line of the class docstring, and its choices from the field's metadata
-(:func:`choices`). Validation stays in the dataclass's ``__post_init__``, so that the Python API
-refuses what the command line refuses; :func:`flag` gives its messages the name the user typed.
+(:func:`choices`). A class of options is declared with :func:`config`, which makes it a frozen dataclass whose
+every instance refuses a value of the wrong type or outside its choices before the class's own checks
+(``__post_init__``): the Python API refuses what the command line refuses, and :func:`flag` gives its messages
+the name the user typed.
 
 This module imports no other module of pvae.
 """
@@ -99,6 +101,45 @@ def choices_of(f: dataclasses.Field) -> tuple[str, ...] | None:
     return tuple(values() if callable(values) else values)
 
 
+def config(cls: type | None = None, /, *, error: type[ValueError] = ValueError):
+    """Declare a class of options: ``cls`` becomes a frozen dataclass whose every instance, however it is made
+    (the command line, the Python API, a stored ``config.json``, :func:`dataclasses.replace`), first refuses a
+    field of the wrong type (:func:`check_types`) or outside its choices (:func:`check_choices`), then runs the
+    class's own ``__post_init__``, which checks what only the class knows (ranges, combinations). This is the one
+    rule every config class of pvae follows, so none checks its types by hand.
+
+    :param cls: the class, its fields annotated as a dataclass's are, its options documented by ``:param:``
+        lines of its docstring.
+    :param error: what a refusal raises, for a class whose own refusals are a kind of ``ValueError`` of its own
+        (``@options.config(error=DataError)``).
+    :returns: the frozen dataclass (with ``error`` only: the decorator).
+    """
+    if cls is None:
+        return lambda cls: config(cls, error=error)
+    own = cls.__dict__.get("__post_init__")
+
+    def __post_init__(self):
+        try:
+            check_types(self)
+            check_choices(self)
+        except ValueError as refused:
+            if error is ValueError:
+                raise
+            raise error(str(refused)) from None
+        if own is not None:
+            own(self)
+
+    __post_init__.__doc__ = own.__doc__ if own is not None else None
+    cls.__post_init__ = __post_init__
+    cls.__pvae_config__ = True
+    return dataclasses.dataclass(frozen=True)(cls)
+
+
+def is_config(cls: type) -> bool:
+    """Whether ``cls`` was declared with :func:`config` (the test of the rule reads this)."""
+    return bool(cls.__dict__.get("__pvae_config__")) and dataclasses.is_dataclass(cls)
+
+
 def check_choices(config) -> None:
     """Refuse a value outside its field's :func:`choices`, naming the flag and the allowed values, and a list of
     choices that names one twice (``--metrics mig,mig``: the second would be computed again, or silently not).
@@ -184,7 +225,9 @@ def check_types(config) -> None:
             hint = f", e.g. ({value!r},)" if isinstance(value, str) else ""
             raise ValueError(f"{flag(f.name)} must be a tuple of {words}{hint}, not {value!r}")
         if not _of_kind(value, kind):
-            raise ValueError(f"{flag(f.name)} must be {_KIND_WORDS[kind]}, not {value!r}")
+            allowed = choices_of(f)
+            what = f"one of {', '.join(allowed)}" if allowed is not None else _KIND_WORDS[kind]
+            raise ValueError(f"{flag(f.name)} must be {what}, not {value!r}")
 
 
 def require(config, name: str, ok: bool, what: str) -> None:
@@ -329,14 +372,17 @@ def add_options(
     """Add one option per field of the dataclass ``cls`` to ``parser``.
 
     :param parser: the (sub)command's parser.
-    :param cls: a dataclass whose docstring has a ``:param name:`` line for every field.
+    :param cls: a class declared with :func:`config`, whose docstring has a ``:param name:`` line for every field.
     :param only: the fields to add (default: all but ``exclude``).
     :param exclude: fields the command sets itself.
     :param defaults: field → ``(default, words)`` for the fields whose command-line default is
         worked out later from other options (e.g. the model's own estimator): ``words`` says how,
         in the help.
-    :raises TypeError: for a field without help or of a type this module cannot parse.
+    :raises TypeError: for a class not declared with :func:`config` (its instances would not refuse what the
+        command line refuses), a field without help or of a type this module cannot parse.
     """
+    if not is_config(cls):
+        raise TypeError(f"{cls.__name__} gives options: declare it with @options.config, not a plain dataclass")
     helps = docstring_params(cls)
     hints = typing.get_type_hints(cls)
     defaults = defaults or {}
@@ -428,15 +474,17 @@ def combine(name: str, doc: str, *parts: tuple[type, dict]) -> type:
                 default = dataclasses.field(default=f.default, metadata=metadata)
             spec.append((f.name, kind, default))
             lines.append(f":param {f.name}: {helps.get(f.name, '')}")
-    classes = [(cls, how.get("only")) for cls, how in parts]
+    classes = [(cls, how.get("only"), how.get("defaults", {})) for cls, how in parts]
 
     def __post_init__(self):
-        check_types(self)
-        for cls, wanted in classes:  # each class refuses what it refuses, as the command line's are
+        for cls, wanted, derived in classes:  # each class refuses what it refuses, as the command line's are
             names = [f.name for f in dataclasses.fields(cls) if wanted is None or f.name in wanted]
-            cls(**{name: getattr(self, name) for name in names})
+            # a derived setting left unset is worked out later: the class checks it then
+            given = {name: getattr(self, name) for name in names}
+            cls(**{name: value for name, value in given.items() if not (name in derived and value is None)})
 
-    combined = dataclasses.make_dataclass(name, spec, frozen=True, namespace={"__post_init__": __post_init__})
+    namespace = {"__annotations__": {n: kind for n, kind, _ in spec}, **{n: default for n, _, default in spec}}
+    combined = config(types.new_class(name, (), {}, lambda ns: ns.update(namespace, __post_init__=__post_init__)))
     init = combined.__init__
 
     def __init__(self, *args, **kwargs):
@@ -448,6 +496,7 @@ def combine(name: str, doc: str, *parts: tuple[type, dict]) -> type:
         init(self, *args, **kwargs)
 
     combined.__init__ = __init__
+    combined.__pvae_parts__ = tuple(cls for cls, _ in parts)  # each still a config of its own (the rule's test)
     combined.__doc__ = doc.strip() + "\n\n" + "\n".join(lines)
     caller = inspect.currentframe().f_back  # the module that declares the record names it
     combined.__module__ = caller.f_globals.get("__name__", __name__) if caller else __name__

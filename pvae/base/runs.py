@@ -28,13 +28,13 @@ import random
 import re
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from pvae.base import options
 from pvae.base.files import MANIFEST, TEMPORARY, atomic_write, record_written, start_manifest, write_json, written
 
 CONFIG = "config.json"
@@ -734,7 +734,7 @@ def check_writable(
         )
 
 
-@dataclass(frozen=True)
+@options.config
 class RunOptions:
     """Where ``pvae train`` writes its run, and what it shows meanwhile.
 

@@ -53,7 +53,7 @@ SPLITS = ("train", "val", "test")
 _SEED_OFFSETS = {"val": 1, "test": 2, "train": 3}
 
 
-@dataclass(frozen=True)
+@options.config(error=DataError)
 class DataConfig:
     """Which data, how split and how binarized.
 
@@ -118,7 +118,6 @@ class DataConfig:
                 if isinstance(size, float) and size.is_integer():
                     object.__setattr__(self, name, int(size))
             options.seed(self, "data_seed")
-            options.check_choices(self)
             options.positive(self, "val_size", "labels", "train_size", "test_size")
             if self.data not in DATASETS and not _looks_like_path(self.data):
                 raise ValueError(
@@ -452,7 +451,7 @@ def _binarized(split: Split, seed: int) -> Split:
     return Split.from_bits(bits, split.y, split.factors)
 
 
-def load(config: DataConfig = DataConfig()) -> Dataset:
+def load(config: DataConfig | None = None) -> Dataset:
     """Load, split and binarize a dataset as the config says.
 
     Validation is a fixed-seed random subset of the training split; digits' test split is a
@@ -463,6 +462,7 @@ def load(config: DataConfig = DataConfig()) -> Dataset:
     :raises DataError: for an unknown name or binarization, data that cannot be found, or sizes
         that do not fit the dataset.
     """
+    config = DataConfig() if config is None else config
     if config.binarize not in BINARIZE:
         raise DataError(f"unknown binarization {config.binarize!r}; choose one of {list(BINARIZE)}")
     ground_truth = None

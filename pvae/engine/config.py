@@ -16,7 +16,7 @@ from pvae.data import DataConfig
 from pvae.engine.train import TrainConfig
 
 
-@dataclass(frozen=True)
+@options.config
 class PairConfig:
     """Which model and guide, and their sizes.
 
@@ -54,7 +54,6 @@ class PairConfig:
     library: str | None = field(default=None, metadata=options.choices(("none", "observed")))
 
     def __post_init__(self):
-        options.check_choices(self)
         options.positive(self, "z_dim")
         options.positive(self, "flows", "aux_weight", zero=True)
         options.require(
@@ -67,9 +66,9 @@ class PairConfig:
 
 #: Keys of ``config.json`` that runs written by earlier versions spell differently: section → old → new.
 RENAMED = {"data": {"name": "data", "seed": "data_seed"}, "train": {"num_particles": "particles"}}
-#: Values of ``config.json`` that runs written by earlier versions hold in another type than today's, which the
-#: configuration converts itself: ``section.key`` → that type (``train.jit``: true or false, now on or off).
-EARLIER_TYPES = {"train.jit": bool}
+#: Values of ``config.json`` that runs written by earlier versions hold in another type than today's, read as
+#: today's: ``section.key`` → (that type, its conversion) (``train.jit``: true or false, now on or off).
+EARLIER_TYPES = {"train.jit": (bool, lambda compiled: "on" if compiled else "off")}
 
 
 @dataclass(frozen=True)
@@ -130,8 +129,8 @@ def _typed(name: str, value, hint):
 
     :raises ValueError: ``pair.z_dim is "two", not an integer``.
     """
-    if name in EARLIER_TYPES and _fits(value, EARLIER_TYPES[name]):
-        return value
+    if name in EARLIER_TYPES and _fits(value, EARLIER_TYPES[name][0]):
+        return EARLIER_TYPES[name][1](value)
     kinds = [k for k in typing.get_args(hint) if k is not type(None)] if _is_optional(hint) else [hint]
     if value is None and len(kinds) < len(typing.get_args(hint) or [hint]):
         return None

@@ -4,14 +4,14 @@
 settings (:mod:`pvae.engine.compatibility`) reads them without knowing the trainer.
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from pvae.base import options
 from pvae.engine.estimators import ESTIMATORS
 from pvae.engine.objectives import BETA_SCHEDULES, JIT_MODES, BetaSchedule
 
 
-@dataclass(frozen=True)
+@options.config
 class TrainConfig:
     """How to fit a pair.
 
@@ -60,10 +60,7 @@ class TrainConfig:
     beta_ramp: float = 0.5
 
     def __post_init__(self):
-        if isinstance(self.jit, bool):  # config.json of runs written before --jit had modes
-            object.__setattr__(self, "jit", "on" if self.jit else "off")
         options.seed(self, "seed")
-        options.check_choices(self)
         options.positive(self, "epochs", "batch_size", "lr", "particles", "beta_warmup", "beta_cycles")
         options.positive(self, "beta", "max_seconds", zero=True)
         check_alpha(self)

@@ -32,7 +32,7 @@ MONTE_CARLO_DRAWS = 256
 _NUMBER_BYTES = 4
 
 
-@dataclass(frozen=True)
+@options.config
 class EncodeConfig:
     """What ``pvae encode`` writes.
 
@@ -52,7 +52,6 @@ class EncodeConfig:
     out: str | None = None
 
     def __post_init__(self):
-        options.check_types(self)
         options.positive(self, "draws", zero=True)
         options.positive(self, "batch_size")
         options.seed(self, "seed")

@@ -9,7 +9,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 import pyro
@@ -33,7 +33,7 @@ from pvae.engine.bounds import summarize as summarize
 from pvae.engine.pair import traits
 
 
-@dataclass(frozen=True)
+@options.config
 class EvaluateConfig:
     """What ``pvae evaluate`` scores, and how.
 
@@ -52,9 +52,7 @@ class EvaluateConfig:
     seed: int = 0
 
     def __post_init__(self):
-        options.check_types(self)
         options.seed(self, "seed")
-        options.check_choices(self)
         options.positive(self, "samples", "points", "batch_size")
         options.require(
             self,
@@ -64,7 +62,7 @@ class EvaluateConfig:
         )
 
 
-@dataclass(frozen=True)
+@options.config
 class SampleConfig:
     """What ``pvae sample`` draws, and where it writes them.
 
@@ -83,7 +81,6 @@ class SampleConfig:
     out: str | None = None
 
     def __post_init__(self):
-        options.check_types(self)
         options.seed(self, "seed")
         options.positive(self, "n")
         if isinstance(self.label, int) and not isinstance(self.label, bool):  # an index, from Python

@@ -501,7 +501,7 @@ def _csv_setting(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-@dataclass(frozen=True)
+@options.config
 class RunsConfig:
     """Settings of ``pvae runs``.
 
@@ -522,7 +522,6 @@ class RunsConfig:
     out: str | None = None
 
     def __post_init__(self):
-        options.check_types(self)
         options.check_outputs(self)  # --csv and --markdown: one file each
         for name, example in (("csv", "runs.csv"), ("markdown", "runs.md")):
             value = getattr(self, name)

@@ -21,7 +21,7 @@ without it.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 import torch
@@ -41,7 +41,7 @@ FOLDER = "tensorboard"
 INSTALL = 'pip install "pvae[tensorboard]"'
 
 
-@dataclass(frozen=True)
+@options.config
 class TensorBoardConfig:
     """What ``pvae train`` writes for TensorBoard, in ``RUN/tensorboard/``.
 

@@ -1,7 +1,7 @@
 """Every measurement of an estimator comparison for one trained pair, as one result
 (:func:`compare_estimators`, ``pvae compare-elbos``), and its settings (:class:`CompareConfig`)."""
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 import pyro
 import torch
@@ -17,7 +17,7 @@ from pvae.measures.compare.training import train_each
 from pvae.measures.evaluate import pair_args
 
 
-@dataclass(frozen=True)
+@options.config
 class CompareConfig:
     """What :func:`compare_estimators` measures, on how much data, and where ``pvae compare-elbos``
     writes it.
@@ -65,9 +65,7 @@ class CompareConfig:
     out: str | None = None
 
     def __post_init__(self):
-        options.check_types(self)
         options.seed(self, "seed")
-        options.check_choices(self)
         options.require(self, "estimators", self.estimators is None or len(self.estimators) > 0, "at least one name")
         options.require(
             self, "particles", len(self.particles) > 0 and min(self.particles) >= 1, "positive numbers such as 1,5,10"
@@ -87,7 +85,7 @@ def compare_estimators(
     guide: torch.nn.Module,
     dataset: pdata.Dataset,
     test_x: torch.Tensor,
-    config: CompareConfig = CompareConfig(),
+    config: CompareConfig | None = None,
     build=None,
     train=None,
     progress=print,
@@ -114,6 +112,7 @@ def compare_estimators(
     :returns: ``{"settings", "values", "exact_log_px", "ordering", "gradients", "cost",
         "training"}``; ``exact_log_px`` only for models with an exact ``log_marginal``.
     """
+    config = CompareConfig() if config is None else config
     say = progress or (lambda text: None)
     grid = estimator_grid(config.estimators, config.particles, config.alpha, len(dataset.train))
     model.eval()

@@ -1,12 +1,12 @@
 """The settings of a diagnosis (:func:`pvae.measures.diagnostics.diagnose`, ``pvae diagnose``)."""
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from pvae.base import options
 from pvae.data import SPLITS
 
 
-@dataclass(frozen=True)
+@options.config
 class DiagnoseConfig:
     """Settings of :func:`pvae.measures.diagnostics.diagnose` and of ``pvae diagnose``, whose defaults they are.
 
@@ -56,9 +56,7 @@ class DiagnoseConfig:
     out: str | None = None
 
     def __post_init__(self):
-        options.check_types(self)
         options.seed(self, "seed")
-        options.check_choices(self)
         positive = ("points", "chains", "nuts_warmup", "nuts_draws", "samples", "local_particles", "local_steps")
         options.positive(self, *positive, "elbo_samples", "latent_points", "max_r_hat", "min_ess", "local_tol")
         options.positive(self, "nuts_points", "max_divergences", "active_threshold", zero=True)

@@ -16,7 +16,7 @@ import inspect
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ _EVAL_OPTION = {
 }
 
 
-@dataclass(frozen=True)
+@options.config
 class DisentangleConfig:
     """Settings of :func:`score` and of ``pvae disentangle``, whose defaults they are.
 
@@ -82,9 +82,7 @@ class DisentangleConfig:
     out: str | None = None
 
     def __post_init__(self):
-        options.check_types(self)
         options.seed(self, "seed")
-        options.check_choices(self)
         options.positive(self, "num_train", "num_eval", "mi_points", "batch_size")
         options.require(self, "metrics", self.metrics is None or len(self.metrics) > 0, "at least one name")
         options.require(self, "mi_points", self.mi_points >= 2, "at least 2 (a mutual information over one point is 0)")
@@ -245,7 +243,7 @@ def score(
     model,
     guide,
     ground_truth: GroundTruth,
-    config: DisentangleConfig = DisentangleConfig(),
+    config: DisentangleConfig | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Every metric of ``config`` on the guide's codes of ``ground_truth``, with and without shape.
@@ -261,6 +259,7 @@ def score(
         ``seconds`` per metric and the settings.
     :raises ValueError: for a guide that needs labels, or an encoder whose codes are not finite.
     """
+    config = DisentangleConfig() if config is None else config
     pair = traits(model, guide)
     if pair.takes_labels():
         raise ValueError(

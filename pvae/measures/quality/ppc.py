@@ -17,7 +17,6 @@ misses that statistic (p-values near 0 or 1 say in which direction).
 """
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,7 +30,7 @@ from pvae.measures import memory
 from pvae.measures.evaluate import pair_args
 
 
-@dataclass(frozen=True)
+@options.config
 class PPCConfig:
     """How many replicates, of how many rows.
 
@@ -49,7 +48,6 @@ class PPCConfig:
     seed: int = 0
 
     def __post_init__(self):
-        options.check_types(self)
         options.positive(self, "replicates", "rows")
         options.positive(self, "pairs", zero=True)
         options.require(self, "coverage", 0 < self.coverage < 1, "a fraction between 0 and 1")
@@ -146,12 +144,13 @@ def check_ppc_memory(replicates: int, rows: int, features: int, available: int |
     return need
 
 
-def posterior_predictive_check(model, guide, dataset, config: PPCConfig = PPCConfig()) -> dict:
+def posterior_predictive_check(model, guide, dataset, config: PPCConfig | None = None) -> dict:
     """Replicate the test split and compare its statistics with the data's (see the module's docstring).
 
     :returns: ``{"statistics": {name: {"inside", "p_values", ...}}, "coverage", "replicates", "rows",
         "pairs", "kind"}`` — every number in the units of the data as given.
     """
+    config = PPCConfig() if config is None else config
     n = min(config.rows, len(dataset.test))
     check_ppc_memory(config.replicates, n, math.prod(dataset.x_shape))
     x, y = dataset.test.images(slice(n)), dataset.test.y[:n]

@@ -32,7 +32,6 @@ predictive checks (:mod:`pvae.measures.quality.ppc`) of such data.
 """
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pyro
@@ -55,7 +54,7 @@ from pvae.measures.quality.sharpness import sharpness
 AUTO = "auto"
 
 
-@dataclass(frozen=True)
+@options.config
 class QualityConfig:
     """Settings of :func:`quality` and of ``pvae quality``, whose defaults they are.
 
@@ -87,7 +86,6 @@ class QualityConfig:
     out: str | None = None
 
     def __post_init__(self):
-        options.check_types(self)
         options.seed(self, "seed")
         options.positive(self, "samples", "neighbours", "batch_size")
         options.finite(self, "cutoff")
@@ -246,7 +244,7 @@ def quality(
     guide,
     dataset,
     classifier,
-    config: QualityConfig = QualityConfig(),
+    config: QualityConfig | None = None,
     inception=None,
     progress=None,
     reference: "Reference | None" = None,
@@ -271,6 +269,7 @@ def quality(
         their likelihood draws and real images, as tensors for the figures: not for JSON).
     :raises ValueError: for images whose shape is not the classifier's.
     """
+    config = QualityConfig() if config is None else config
     if tuple(dataset.x_shape) != tuple(classifier.x_shape):
         raise ValueError(
             f"the classifier was trained on images of shape {tuple(classifier.x_shape)}, the run's data are "

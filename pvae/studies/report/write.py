@@ -1,7 +1,6 @@
 """Where ``pvae report`` writes its page (:class:`ReportConfig`), and the writing (:func:`write_report`)."""
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from pvae.base import options
@@ -15,7 +14,7 @@ from pvae.studies.report.run import run_page
 HTML = (".html", ".htm")
 
 
-@dataclass(frozen=True)
+@options.config
 class ReportConfig:
     """Where ``pvae report`` writes its page.
 
@@ -25,7 +24,6 @@ class ReportConfig:
     out: str | None = None
 
     def __post_init__(self):
-        options.check_types(self)
         if self.out is None or Path(self.out).suffix.lower() in HTML:  # a folder so named: check_writable says so
             return
         if self.out.endswith(("/", os.sep)) or Path(self.out).is_dir():  # a folder: the page goes in it
@@ -35,7 +33,7 @@ class ReportConfig:
         raise ValueError(f"--out {self.out}: give the name of an HTML file to write, e.g. {example}")
 
 
-def write_report(path: str | os.PathLike, config: ReportConfig = ReportConfig()) -> Path:
+def write_report(path: str | os.PathLike, config: ReportConfig | None = None) -> Path:
     """Write the page of the run ``path``, or of the runs under the folder ``path``.
 
     :param path: a run directory or a folder of runs.
@@ -43,6 +41,7 @@ def write_report(path: str | os.PathLike, config: ReportConfig = ReportConfig())
     :returns: the file written.
     :raises RunError: if ``path`` is neither a run nor holds one, or the page cannot be written there.
     """
+    config = ReportConfig() if config is None else config
     path = Path(path)
     runs = study.find_runs(path)
     if not runs:

@@ -15,7 +15,7 @@ from pvae.base import options
 RESERVED = ("out", "resume", "overwrite", "help")
 
 
-@dataclass(frozen=True)
+@options.config
 class SweepConfig:
     """What ``pvae sweep`` runs, and where.
 
@@ -36,7 +36,6 @@ class SweepConfig:
     list: bool = False
 
     def __post_init__(self):
-        options.check_types(self)
         options.require(self, "workers", self.workers >= 1, "a positive integer")
         options.require(self, "cell", self.cell is None or self.cell >= 0, "a cell's index, 0 or more")
         if not self.grid and not self.cells:
