@@ -10,7 +10,8 @@ import torch
 
 from pvae import cli
 from pvae.base.device import DeviceConfig, available_devices, describe_device, module_device, resolve_device, to_device
-from pvae.base.runs import Run, rng_state, set_rng_state
+from pvae.base.rng import rng_state, set_rng_state
+from pvae.base.runs import Run
 from pvae.engine.config import restore
 
 TRAIN = ["train", "--epochs", "2", "--hidden", "16", "--z-dim", "3", "--samples", "20", "--no-progress"]

@@ -121,7 +121,7 @@ def test_overwrite_of_a_run_without_a_manifest_deletes_only_the_files_every_run_
 
 
 def test_each_checkpoint_names_its_model_and_a_result_of_another_is_stale(tmp_path):
-    from pvae.base.runs import is_stale, measured
+    from pvae.base.results import is_stale, measured
 
     run = Run.create(tmp_path / "run", {})
     first = run.save_checkpoint({"model": {}, "guide": {}})
@@ -286,7 +286,7 @@ def test_the_rng_state_survives_a_weights_only_round_trip(tmp_path):
 
     import numpy as np
 
-    from pvae.base.runs import rng_state, set_rng_state
+    from pvae.base.rng import rng_state, set_rng_state
 
     np.random.normal(size=3)  # a cached Gaussian in NumPy's state too
     torch.save({"rng": rng_state()}, tmp_path / "state.pt")
@@ -337,7 +337,7 @@ def test_an_old_checkpoint_is_converted_once_explicitly_and_then_gives_the_same_
     converted = torch.load(run / "checkpoint.pt", weights_only=True)  # readable without any allow-list
     for part in ("model", "guide"):
         assert all(torch.equal(converted[part][k], v) for k, v in state[part].items())
-    from pvae.base.runs import set_rng_state
+    from pvae.base.rng import set_rng_state
 
     set_rng_state(converted["rng"])
     draws = (np.random.random(3), random.random())
@@ -353,7 +353,7 @@ def test_an_old_checkpoint_is_converted_once_explicitly_and_then_gives_the_same_
 
 def test_an_earlier_result_of_the_same_model_with_other_settings_is_moved_aside_never_replaced(tmp_path):
     from pvae.base.files import write_json, written
-    from pvae.base.runs import keep_earlier_results
+    from pvae.base.results import keep_earlier_results
 
     run = Run.create(tmp_path / "run", {})
     model = run.save_checkpoint({"model": {}, "guide": {}})
@@ -430,7 +430,7 @@ def test_a_file_pvae_wrote_and_someone_edited_since_is_never_written_over(tmp_pa
 
 
 def test_a_config_flattens_to_dotted_names_with_lists_as_text():
-    from pvae.base.runs import flatten
+    from pvae.base.results import flatten
 
     config = {"data": {"data": "digits", "val_size": None}, "pair": {"hidden": [512, 256], "z_dim": 2}, "top": 1}
     assert flatten(config) == {
@@ -446,7 +446,7 @@ def test_a_config_flattens_to_dotted_names_with_lists_as_text():
 def test_a_failed_cells_error_record_is_read_beside_its_run_directory(tmp_path, text):
     """A sweep records a failed cell in ``.sweep/NAME.error.json`` beside the cells; a record that does not read
     still says the cell failed."""
-    from pvae.base.runs import error_record, failed_cells, recorded_error
+    from pvae.base.failures import error_record, failed_cells, recorded_error
     from pvae.studies import sweep
 
     run = tmp_path / "beta=4"

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from matplotlib.container import ErrorbarContainer
 
+from pvae.base.failures import error_record
 from pvae.base.files import write_json
-from pvae.base.runs import Run, error_record
+from pvae.base.runs import Run
 from pvae.cli import main
 from pvae.plots.study import plot_against
 from pvae.studies.study import collect, read_run, table, to_csv, to_markdown

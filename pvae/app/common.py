@@ -9,7 +9,8 @@ import torch
 
 from pvae.base import distributed, options
 from pvae.base.device import DeviceConfig, describe_device, resolve_device
-from pvae.base.runs import check_writable, keep_earlier_results
+from pvae.base.results import keep_earlier_results
+from pvae.base.runs import check_writable
 from pvae.measures.memory import format_seconds
 
 #: Seconds of work past which a command says up front how long it will take.
@@ -88,7 +89,7 @@ class Record(dict):
 def results_folder(out: str | None, run, name: str, *configs) -> tuple[Path, Record]:
     """Where a command that reads a run writes: ``out``, else ``RUN/name``, refused before any work when it
     cannot be written; an earlier result there of the same model with other settings is kept, moved beside it
-    (:func:`pvae.base.runs.keep_earlier_results`) when the new one is written (:func:`write_results`, so that a
+    (:func:`pvae.base.results.keep_earlier_results`) when the new one is written (:func:`write_results`, so that a
     command stopped before its end leaves it where it was), and said.
 
     :returns: the folder, and what the result records of what it measured and how.

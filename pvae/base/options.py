@@ -185,7 +185,9 @@ def check_outputs(config) -> None:
         seen[key] = f"{flag(f.name)} {value}"
 
 
-_KIND_WORDS = {int: "an integer", float: "a number", str: "text", bool: "true or false"}
+#: What a value of each type an option takes is, in a message: one, and a list of them.
+KIND_WORDS = {int: "an integer", float: "a number", str: "text", bool: "true or false"}
+LIST_WORDS = {int: "integers", float: "numbers", str: "strings", bool: "true or false values"}
 
 
 def _of_kind(value, kind) -> bool:
@@ -220,13 +222,12 @@ def check_types(config) -> None:
                 object.__setattr__(config, f.name, value)
             if isinstance(value, tuple) and all(_of_kind(v, item) for v in value):
                 continue
-            words = _KIND_WORDS.get(item, str(item)).replace("an integer", "integers").replace("a number", "numbers")
-            words = {"text": "strings", "true or false": "true or false values"}.get(words, words)
+            words = LIST_WORDS.get(item, str(item))
             hint = f", e.g. ({value!r},)" if isinstance(value, str) else ""
             raise ValueError(f"{flag(f.name)} must be a tuple of {words}{hint}, not {value!r}")
         if not _of_kind(value, kind):
             allowed = choices_of(f)
-            what = f"one of {', '.join(allowed)}" if allowed is not None else _KIND_WORDS[kind]
+            what = f"one of {', '.join(allowed)}" if allowed is not None else KIND_WORDS[kind]
             raise ValueError(f"{flag(f.name)} must be {what}, not {value!r}")
 
 

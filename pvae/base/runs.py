@@ -13,29 +13,28 @@
 Every file is written atomically (:mod:`pvae.base.files`), so a crash leaves the previous version whole,
 never half a file, and is recorded in the run's manifest: ``train --overwrite`` deletes those files and no
 other. Each checkpoint carries a new ``model_id``; every result measured on a run records the id of the
-model it measured (:func:`measured`), so that a result of an earlier model of the run (before ``--resume``
-trained it further) is recognised as stale (:func:`is_stale`) and never shown as the model's.
+model it measured (:func:`pvae.base.results.measured`), so that a result of an earlier model of the run
+(before ``--resume`` trained it further) is recognised as stale (:func:`pvae.base.results.is_stale`) and never
+shown as the model's.
 :func:`pvae.engine.config.restore` rebuilds a trained run's pair from its directory.
 """
 
 import contextlib
-import hashlib
 import importlib
 import json
 import os
 import pickle
-import random
-import re
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from pvae.base import options
 from pvae.base.files import MANIFEST, TEMPORARY, atomic_write, record_written, start_manifest, write_json, written
+from pvae.base.results import json_object
+from pvae.base.rng import legacy_rng_state
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
@@ -54,67 +53,6 @@ STALE_SECONDS = 600.0
 
 class RunError(RuntimeError):
     """A run directory is missing, incomplete, or would be overwritten."""
-
-
-def rng_state() -> dict[str, Any]:
-    """The state of every random number generator training touches: the CPU's, and each CUDA
-    device's once CUDA has been used (``cuda``, a list of byte tensors).
-
-    Only tensors, numbers, strings, lists and dicts, so that ``torch.load(..., weights_only=True)``
-    reads it back: NumPy's state as its key (a tensor) and fields, Python's as a list.
-    """
-    name, key, pos, has_gauss, cached = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "bit_generator": str(name),
-            "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),  # uint32 words, exact in int64
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "python": {"version": int(version), "internal": [int(word) for word in internal], "gauss_next": gauss_next},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` returned, as far as this machine goes: the CUDA states of a
-    checkpoint written on a GPU are skipped where there is none (a run resumed on the CPU then draws
-    other numbers than it would have on the GPU, as it would anyway), and so are those of GPUs this
-    machine lacks."""
-    torch.set_rng_state(state["torch"].cpu())  # a checkpoint is read with map_location; this stays on the CPU
-    cuda = state.get("cuda")
-    if cuda and torch.cuda.is_available():
-        for index, device_state in enumerate(cuda[: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(device_state.cpu(), index)
-    numpy, python = state["numpy"], state["python"]
-    key = numpy["key"].numpy().astype(np.uint32)
-    np.random.set_state((numpy["bit_generator"], key, numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"]))
-    random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
-
-
-def _legacy_rng_state(state: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's RNG state as :func:`rng_state` writes it, from the form pvae 0.1 wrote (NumPy's
-    state tuple with an array, Python's nested tuples)."""
-    if isinstance(state.get("numpy"), dict):
-        return state
-    name, key, pos, has_gauss, cached = state["numpy"]
-    version, internal, gauss_next = state["python"]
-    return {
-        **state,
-        "numpy": {
-            "bit_generator": str(name),
-            "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "python": {"version": int(version), "internal": [int(word) for word in internal], "gauss_next": gauss_next},
-    }
 
 
 #: What a checkpoint of pvae 0.1 holds besides tensors and containers: NumPy's RNG state. These
@@ -168,7 +106,7 @@ def upgrade_checkpoint(path: str | os.PathLike) -> bool:
     if not isinstance(state, dict) or not {"model", "guide"} <= set(state):
         raise RunError(f"{path} is not a pvae checkpoint (no model and guide state): {CORRUPT_FIX}")
     if "rng" in state:
-        state = {**state, "rng": _legacy_rng_state(state["rng"])}
+        state = {**state, "rng": legacy_rng_state(state["rng"])}
     record_written(path)  # a checkpoint of an older pvae, read as one: pvae's to replace
     atomic_write(path, lambda handle: torch.save(state, handle))
     return True
@@ -478,183 +416,6 @@ def _metrics_row(row: Any, path: Path, number: int) -> dict[str, Any]:
             held = "has no " + key if key not in row else f"has {key} {_shown(value)}"
             raise RunError(f"{path}, line {number}, {held}, not {what}: {CORRUPT_FIX}")
     return row
-
-
-def measured(run: Run) -> dict[str, Any]:
-    """What a result records of the model it measured: ``{"model_id": ...}`` of the checkpoint read."""
-    return {"model_id": run.model_id}
-
-
-#: The files that hold a command's result in its folder (diagnose, disentangle, quality, compare-elbos).
-RESULT_FILES = ("diagnostics.json", "disentanglement.json", "quality.json", "results.json")
-
-
-def keep_earlier_results(folder: Path, settings: dict, defaults: dict, model_id: str | None) -> Path | None:
-    """Move the result in ``folder`` aside when a new one is about to replace it, unless the new one makes it
-    pointless: an earlier result of the same model (``model_id``) made with other settings goes to
-    ``folder-SETTINGS`` (its settings that differ from the defaults: ``quality-seed3``), where the run's pages
-    still find it; a result of the same settings (the same numbers again) or of another model (stale) is
-    replaced.
-
-    :param folder: the results folder of the command (``RUN/quality``).
-    :param settings: the new result's settings; ``defaults``: the commands' defaults.
-    :param model_id: the model the new result measures.
-    :returns: where the earlier result went, or None where it stays to be replaced.
-    """
-    recorded = next((json_object(folder / name) for name in RESULT_FILES if (folder / name).is_file()), None)
-    if recorded is None or is_stale(recorded, model_id):
-        return None
-    earlier = recorded.get("command_settings")
-    if earlier == settings:
-        return None
-    if isinstance(earlier, dict):
-        parts = [f"{k.replace('_', '')}{_short(v)}" for k, v in earlier.items() if defaults.get(k, v) != v]
-        suffix = "-".join(parts) or "defaults"
-        if len(suffix) > 60:
-            suffix = "settings" + hashlib.sha256(suffix.encode()).hexdigest()[:10]
-    else:
-        suffix = "earlier"  # made before results recorded their settings
-    target, count = folder.with_name(f"{folder.name}-{suffix}"), 1
-    while target.exists():
-        count += 1
-        target = folder.with_name(f"{folder.name}-{suffix}-{count}")
-    folder.rename(target)
-    for path in target.rglob("*"):
-        if path.is_file():
-            record_written(path)  # still pvae's: --overwrite deletes it with the run
-    return target
-
-
-def _short(value) -> str:
-    text = (
-        ",".join(map(str, value))
-        if isinstance(value, list)
-        else f"{value:g}"
-        if isinstance(value, float)
-        else str(value)
-    )
-    return re.sub(r"[^\w.,=+-]+", "_", text)
-
-
-def json_object(path: Path) -> dict:
-    """A JSON file as a dict, or {} where it is missing, unreadable or not an object (said elsewhere)."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def stale_entries(summary: dict, current: str | None) -> list[str]:
-    """The entries of a ``summary.json`` that measured another model than the run's checkpoint now holds:
-    those with a ``model_id`` of another model, and (beside a checkpoint with an id) results without one
-    (an evaluation's ``elbo``).
-
-    :param summary: the summary.
-    :param current: the id of the run's checkpoint (:meth:`Run.current_model_id`).
-    """
-    return [
-        key
-        for key, value in summary.items()
-        if isinstance(value, dict) and ("model_id" in value or "elbo" in value) and is_stale(value, current)
-    ]
-
-
-def is_stale(result: dict, current: str | None) -> bool:
-    """Whether ``result`` measured another model than the run's checkpoint now holds (``current``: its
-    :meth:`Run.current_model_id`): the run was trained further or again since. A result without an id
-    beside a checkpoint with one was made before checkpoints had ids, hence of an earlier model.
-
-    :param result: a result's JSON (its ``model_id``, if any).
-    :param current: the id of the run's checkpoint.
-    """
-    if current is None:
-        return False  # a checkpoint without an id (or none): nothing to compare with
-    return result.get("model_id") != current
-
-
-def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
-    """A nested configuration (``config.json``) as dotted names: ``{"train": {"beta": 4}}`` →
-    ``{"train.beta": 4}``; lists become comma-separated text (``[512, 256]`` → ``"512,256"``).
-
-    :param config: the nested settings.
-    :param prefix: put before every name (the names of the enclosing settings).
-    """
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        elif isinstance(value, list | tuple):
-            flat[f"{prefix}{key}"] = ",".join(map(str, value))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-# --------------------------------------------------------------------------------------------
-# A failed run's error record: a sweep writes it beside its cells' run directories (a run directory holds
-# pvae's own files only), every reader of runs reads it.
-
-#: The folder beside a sweep's cells where the sweep keeps its own files: error records, logs and locks.
-SWEEP_PRIVATE = ".sweep"
-
-
-def error_path(folder: str | os.PathLike, name: str) -> Path:
-    """The error record of the run ``name`` of the sweep in ``folder``: ``folder/.sweep/NAME.error.json``.
-
-    :param folder: the sweep's folder, which holds its cells' run directories.
-    :param name: the cell's name, its run directory's.
-    """
-    return Path(folder) / SWEEP_PRIVATE / f"{name}.error.json"
-
-
-def error_record(run: str | os.PathLike) -> Path:
-    """Where a sweep records why the cell whose run directory is ``run`` failed: beside the cells, in
-    ``.sweep/NAME.error.json`` (a run directory holds pvae's own files only).
-
-    :param run: the cell's run directory (made or not).
-    """
-    run = Path(run)
-    return error_path(run.parent, run.name)
-
-
-def read_error(path: Path) -> dict | None:
-    """The error record at ``path`` (its ``error`` a string), ``None`` if there is none; a record that does not
-    read (cut short, not JSON, not an object) is one that says so, since it still means the cell failed.
-
-    :param path: the record (:func:`error_path`).
-    """
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        record = None
-    if not isinstance(record, dict):
-        return {"error": f"failed (its error record {path} is unreadable)"}
-    return {**record, "error": str(record.get("error", "failed"))}
-
-
-def recorded_error(run: str | os.PathLike) -> str | None:
-    """The error a sweep recorded for the cell whose run directory is ``run`` (one line), or ``None``: its
-    last attempt did not fail, or ``run`` is no sweep's cell. (A cell that succeeds again loses its record.)
-
-    :param run: the cell's run directory (made or not).
-    """
-    record = read_error(error_record(run))
-    return None if record is None else record["error"]
-
-
-def failed_cells(folder: str | os.PathLike) -> list[Path]:
-    """The run directories (made or not: a cell can fail before its run directory exists) of the cells a
-    sweep in ``folder`` recorded as failed, in name order.
-
-    :param folder: the sweep's folder.
-    """
-    private = Path(folder) / SWEEP_PRIVATE
-    if not private.is_dir():
-        return []
-    return sorted(Path(folder) / p.name.removesuffix(".error.json") for p in private.glob("*.error.json"))
 
 
 def _first_line(error: BaseException) -> str:

@@ -118,11 +118,6 @@ def _json(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-#: What a value of each type is, in a message.
-_TYPE_WORDS = {int: "an integer", float: "a number", str: "text", bool: "true or false"}
-_LIST_WORDS = {int: "integers", float: "numbers", str: "strings", bool: "true or false values"}
-
-
 def _typed(name: str, value, hint):
     """``value`` of the field ``name`` (``section.key``) as its type ``hint`` takes it (a list as a tuple, a
     whole number as an int), refused unless it is of that type.
@@ -165,8 +160,8 @@ def _fits(value, kind) -> bool:
 
 def _words(kind) -> str:
     if typing.get_origin(kind) is tuple:
-        return "a list of " + _LIST_WORDS.get(typing.get_args(kind)[0], "values")
-    return _TYPE_WORDS.get(kind, getattr(kind, "__name__", str(kind)))
+        return "a list of " + options.LIST_WORDS.get(typing.get_args(kind)[0], "values")
+    return options.KIND_WORDS.get(kind, getattr(kind, "__name__", str(kind)))
 
 
 #: Options :func:`build_pair` offers each constructor; a class takes those its signature names.

@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from pvae import data as pdata
 from pvae.base.device import module_device, to_device
-from pvae.base.runs import Run, rng_state, set_rng_state
+from pvae.base.rng import rng_state, set_rng_state
+from pvae.base.runs import Run
 from pvae.engine.bounds import evaluate, pair_args
 from pvae.engine.compatibility import check_compatible
 from pvae.engine.estimators import make_elbo

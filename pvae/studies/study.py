@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from pvae.base import options
-from pvae.base.runs import CONFIG, Run, RunError, failed_cells, flatten, is_stale, recorded_error, stale_entries
+from pvae.base.failures import failed_cells, recorded_error
+from pvae.base.results import flatten, is_stale, stale_entries
+from pvae.base.runs import CONFIG, Run, RunError
 from pvae.measures.quality.score import HEADLINES as QUALITY
 
 #: A run's states: ``finished`` (summary.json holds the test numbers), ``not finite`` (evaluated, but a number
@@ -162,7 +164,7 @@ class Table:
 
 def failure(path: str | os.PathLike) -> str | None:
     """The error a sweep recorded for the run in ``path`` (its cell's last attempt failed), or ``None``
-    (:func:`pvae.base.runs.recorded_error`)."""
+    (:func:`pvae.base.failures.recorded_error`)."""
     return recorded_error(path)
 
 
@@ -259,7 +261,7 @@ def _json(path: Path) -> dict:
 
 def _numbers(path: Path) -> tuple[dict[str, float], list[str]]:
     """The numbers of a run from the files pvae's commands wrote into it, and the results left out because
-    they measured an earlier model of the run (:func:`pvae.base.runs.is_stale`)."""
+    they measured an earlier model of the run (:func:`pvae.base.results.is_stale`)."""
     numbers: dict[str, float] = {}
     run = Run(path)
     summary = run.summary()  # a RunError for a damaged or non-object summary.json

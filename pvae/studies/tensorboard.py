@@ -29,7 +29,8 @@ import torch
 from pvae.base import options
 from pvae.base.device import module_device, to_device
 from pvae.base.files import record_written
-from pvae.base.runs import flatten, rng_state, set_rng_state
+from pvae.base.results import flatten
+from pvae.base.rng import rng_state, set_rng_state
 from pvae.data import Dataset
 from pvae.engine.pair import traits
 from pvae.measures.diagnostics import NotApplicable, diagonal_prior, local_family
@@ -133,7 +134,7 @@ def scalar_name(key: str) -> str:
 
 def hparam_values(config: dict) -> dict:
     """A run's nested settings (``config.json``) as flat hparams: ``{"train.beta": 4.0, ...}``, as
-    :func:`pvae.base.runs.flatten` names them; unset (``None``) settings are left out, as the HParams view takes
+    :func:`pvae.base.results.flatten` names them; unset (``None``) settings are left out, as the HParams view takes
     numbers, text and booleans."""
     return {name: value for name, value in flatten(config).items() if value is not None}
 

@@ -7,7 +7,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from pvae.base.runs import CONFIG, METRICS, SUMMARY, Run, RunError, is_stale, json_object, stale_entries
+from pvae.base.results import is_stale, json_object, stale_entries
+from pvae.base.runs import CONFIG, METRICS, SUMMARY, Run, RunError
 from pvae.studies import study
 from pvae.studies.report.images import draw_png, figures_grid, figures_in
 from pvae.studies.report.markup import esc, numbers_table, page, settings_table, warning_note

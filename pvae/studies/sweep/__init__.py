@@ -36,7 +36,11 @@ lock), :mod:`pvae.studies.sweep.workers` (worker processes and signals) and :mod
 command runs).
 """
 
-from pvae.base.runs import error_record, failed_cells, recorded_error  # read by pvae runs too, so kept with the runs
+from pvae.base.failures import (
+    error_record,
+    failed_cells,
+    recorded_error,
+)  # read by pvae runs too, so kept with the runs
 from pvae.studies.sweep.cells import Sweep
 from pvae.studies.sweep.grid import RESERVED, Cell, SweepConfig, cell_name, item_words, option_name, refuse_reserved
 from pvae.studies.sweep.locks import LOCK_PATIENCE

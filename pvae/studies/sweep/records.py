@@ -7,18 +7,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pvae.base.failures import SWEEP_PRIVATE as PRIVATE
+from pvae.base.failures import error_path, read_error  # read where runs are read (pvae runs names failed cells)
 from pvae.base.files import write_json
-from pvae.base.runs import (  # a cell's error record is read where runs are read (pvae runs names failed cells)
-    CHECKPOINT,
-    CONFIG,
-    METRICS,
-    SUMMARY,
-    Run,
-    RunError,
-    error_path,
-    read_error,
-)
-from pvae.base.runs import SWEEP_PRIVATE as PRIVATE
+from pvae.base.runs import CHECKPOINT, CONFIG, METRICS, SUMMARY, Run, RunError
 from pvae.studies.sweep.grid import Cell
 from pvae.studies.sweep.locks import held
 
