@@ -11,14 +11,14 @@ each, with their ratio. Writes ``OUT/results.json`` and ``OUT/results.md``.
 
 import sys
 import time
-from dataclasses import field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import command_line  # noqa: E402
-from zoo import ENTRIES  # noqa: E402
+from zoo import ENTRIES, Zoo  # noqa: E402
 
 from pvae import data
 from pvae.base import options  # noqa: E402
@@ -33,23 +33,6 @@ DEFAULTS = {
     "hidden": ((400,), "400"),
     "threads": (1, "1"),
 }
-
-
-@options.config
-class CompiledZoo:
-    """Which rows of the zoo are measured.
-
-    :param only: names of the zoo's rows to run.
-    """
-
-    only: tuple[str, ...] = field(
-        default=(),
-        metadata={
-            **options.words("ROW"),
-            **options.choices(lambda: [e.name for e in ENTRIES]),
-            **options.default_is("all"),
-        },
-    )
 
 
 def measure(entry, epochs: int, z_dim: int, hidden: tuple[int, ...], seed: int) -> dict:
@@ -84,7 +67,7 @@ def to_markdown(rows: list[dict]) -> str:
 
 def main(argv=None) -> list[dict]:
     parser = command_line.parser(__doc__)
-    options.add_options(parser, CompiledZoo)
+    options.add_options(parser, Zoo, only=("only",))  # the zoo's own --only: its rows
     options.add_options(parser, TrainConfig, only=("epochs", "seed"), defaults=DEFAULTS)
     options.add_options(parser, PairConfig, only=("z_dim", "hidden"), defaults=DEFAULTS)
     options.add_options(parser, command_line.Threads, defaults=DEFAULTS)
@@ -94,7 +77,7 @@ def main(argv=None) -> list[dict]:
     )
     args = parser.parse_args(argv)
     zoo, train, pair, threads, results_folder = command_line.configs(
-        parser, args, CompiledZoo, TrainConfig, PairConfig, command_line.Threads, command_line.Results
+        parser, args, Zoo, TrainConfig, PairConfig, command_line.Threads, command_line.Results
     )
     torch.set_num_threads(threads.threads)
     rows = []

@@ -100,7 +100,8 @@ DEFAULTS = {
 class Zoo:
     """Which rows of the zoo are run, and how many samples score their quality.
 
-    :param only: names of the rows to run; the other rows of a results.json of the same settings in OUT are kept.
+    :param only: names of the zoo's rows to run (``zoo.py`` keeps the other rows of a results.json of the same
+        settings in OUT).
     :param quality_samples: prior samples scored against as many test images.
     """
 
