@@ -14,7 +14,7 @@ from pvae.engine.pair import traits
 from pvae.measures.compare.estimator import Estimator, estimator_grid
 from pvae.measures.compare.measure import bound_values, check_estimators, gradient_stats, ordering, step_cost
 from pvae.measures.compare.training import train_each
-from pvae.measures.evaluate import pair_args
+from pvae.measures.evaluate import EvaluateConfig, pair_args
 
 
 @options.config
@@ -38,7 +38,8 @@ class CompareConfig:
     :param train_seconds: wall-clock budget of the equal-time runs; None: what the first
         estimator took for ``train_epochs``; 0: no equal-time runs.
     :param test_points: test datapoints the trained pairs are scored on.
-    :param samples: K, importance samples per datapoint of the trained pairs' test log p(x).
+    :param samples: K, importance samples per datapoint of the trained pairs' test log p(x) (``pvae evaluate``'s
+        default).
     :param seed: seeds every draw.
     :param out: folder of results.json, results.md and figures/ (None: RUN/elbos).
     """
@@ -60,7 +61,7 @@ class CompareConfig:
     train_particles: int = 5
     train_seconds: float | None = None
     test_points: int = 1000
-    samples: int = 1000
+    samples: int = EvaluateConfig.samples  # the trained pairs are scored as `pvae evaluate` scores a run
     seed: int = 0
     out: str | None = None
 
