@@ -532,6 +532,12 @@ CASES += [
     Case("report-out-is-a-folder", ["report", "{run}", "--out", "{user}/"], ("--out", "user/report.html"),
          absent=("/.html",)),
     Case("report-out-is-a-folder-without-slash", ["report", "{run}", "--out", "{user}"], ("user/report.html",)),
+    Case("report-out-is-not-html", ["report", "{run}", "--out", "{user}/page.txt"], ("e.g. ", "user/page.html"),
+         absent=("page.txt.html",)),
+    Case("encode-npy-with-draws", ["encode", "{run}", "--draws", "2", "--out", "{user}/codes.npy"],
+         ("--out", "codes.npy", "holds the means alone", "user/codes.npz", "leave --draws out")),
+    Case("compare-train-seconds-without-training", ["compare-elbos", "{run}", "--train-seconds", "5"],
+         ("--train-seconds 5", "--train-epochs 0", "add --train-epochs N")),
     # quality: sizes, the cutoff, a classifier it may not train, the standard FID's weights.
     Case("quality-samples-zero", ["quality", "{run}", "--samples", "0"], ("--samples", "positive")),
     Case("quality-cutoff-nyquist", ["quality", "{run}", "--cutoff", "0.5"], ("cutoff", "0.5", "nyquist")),

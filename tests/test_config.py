@@ -162,7 +162,7 @@ _NEEDS = {"SweepConfig": {"grid": ("beta=1,2",)}}
 def test_every_config_refuses_a_value_of_another_type_whichever_way_it_is_made(cls):
     """One rule (:func:`pvae.base.options.config`): every class of options, the engine's ``TrainConfig`` as much as
     a command's record, refuses a value of the wrong type when it is made, naming the flag and the type, and does
-    so again when a copy is made with :func:`dataclasses.replace`."""
+    so again when a copy is made with :func:`dataclasses.replace`; a setting it does not have names the nearest."""
     import typing
 
     assert options.is_config(cls)
@@ -181,6 +181,11 @@ def test_every_config_refuses_a_value_of_another_type_whichever_way_it_is_made(c
             dataclasses.replace(default, **{f.name: wrong})
         checked += 1
     assert checked == len(dataclasses.fields(cls))  # every field of a config is of a kind the options parse
+    first = dataclasses.fields(cls)[0].name
+    with pytest.raises(TypeError, match=rf"^{cls.__name__} has no setting '{first}_'; did you mean {first}\?"):
+        cls(**needs, **{f"{first}_": 1})
+    with pytest.raises(TypeError, match=rf"^{cls.__name__} has no setting 'nosuch'; its settings: {first}"):
+        dataclasses.replace(default, nosuch=1)
 
 
 def test_one_name_per_concept_across_commands():

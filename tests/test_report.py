@@ -513,7 +513,8 @@ def test_out_names_an_html_file_and_a_folder_gets_one_in_it(tmp_path):
     for given, example in [
         (f"{tmp_path}/", f"{tmp_path}/report.html"),
         (str(tmp_path), f"{tmp_path}/report.html"),
-        ("page.png", "page.png.html"),
+        ("page.png", "page.html"),
+        ("notes", "notes.html"),
     ]:
         with pytest.raises(ValueError) as refused:
             ReportConfig(out=given)

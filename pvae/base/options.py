@@ -105,8 +105,9 @@ def config(cls: type | None = None, /, *, error: type[ValueError] = ValueError):
     """Declare a class of options: ``cls`` becomes a frozen dataclass whose every instance, however it is made
     (the command line, the Python API, a stored ``config.json``, :func:`dataclasses.replace`), first refuses a
     field of the wrong type (:func:`check_types`) or outside its choices (:func:`check_choices`), then runs the
-    class's own ``__post_init__``, which checks what only the class knows (ranges, combinations). This is the one
-    rule every config class of pvae follows, so none checks its types by hand.
+    class's own ``__post_init__``, which checks what only the class knows (ranges, combinations); a setting it does
+    not have is refused naming the nearest one it has. This is the one rule every config class of pvae follows, so
+    none checks its types by hand.
 
     :param cls: the class, its fields annotated as a dataclass's are, its options documented by ``:param:``
         lines of its docstring.
@@ -132,7 +133,20 @@ def config(cls: type | None = None, /, *, error: type[ValueError] = ValueError):
     __post_init__.__doc__ = own.__doc__ if own is not None else None
     cls.__post_init__ = __post_init__
     cls.__pvae_config__ = True
-    return dataclasses.dataclass(frozen=True)(cls)
+    made = dataclasses.dataclass(frozen=True)(cls)
+    init, names = made.__init__, [f.name for f in dataclasses.fields(made)]
+
+    def __init__(self, *args, **kwargs):  # a misspelt setting names the nearest (dataclasses.replace comes here too)
+        for key in kwargs:
+            if key not in names:
+                near = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+                hint = f"; did you mean {near[0]}?" if near else f"; its settings: {', '.join(names)}"
+                raise TypeError(f"{made.__name__} has no setting {key!r}{hint}")
+        init(self, *args, **kwargs)
+
+    __init__.__signature__ = inspect.signature(init)
+    made.__init__ = __init__
+    return made
 
 
 def is_config(cls: type) -> bool:
@@ -486,17 +500,6 @@ def combine(name: str, doc: str, *parts: tuple[type, dict]) -> type:
 
     namespace = {"__annotations__": {n: kind for n, kind, _ in spec}, **{n: default for n, _, default in spec}}
     combined = config(types.new_class(name, (), {}, lambda ns: ns.update(namespace, __post_init__=__post_init__)))
-    init = combined.__init__
-
-    def __init__(self, *args, **kwargs):
-        for key in kwargs:
-            if key not in owner:
-                near = difflib.get_close_matches(key, list(owner), n=1, cutoff=0.6)
-                hint = f"; did you mean {near[0]}?" if near else f"; its settings: {', '.join(owner)}"
-                raise TypeError(f"{name} has no setting {key!r}{hint}")
-        init(self, *args, **kwargs)
-
-    combined.__init__ = __init__
     combined.__pvae_parts__ = tuple(cls for cls, _ in parts)  # each still a config of its own (the rule's test)
     combined.__doc__ = doc.strip() + "\n\n" + "\n".join(lines)
     caller = inspect.currentframe().f_back  # the module that declares the record names it

@@ -58,7 +58,11 @@ class EncodeConfig:
         if self.out is not None:
             suffix = Path(self.out).suffix.lower()
             options.require(self, "out", suffix in OUT_SUFFIXES, f"a file ending in {', '.join(OUT_SUFFIXES)}")
-            options.require(self, "out", not (suffix == ".npy" and self.draws), "not .npy with --draws (use .npz)")
+            if suffix == ".npy" and self.draws:
+                raise ValueError(
+                    f"--out {self.out}: a .npy file holds the means alone, and --draws {self.draws} adds draws: write "
+                    f"{Path(self.out).with_suffix('.npz')}, or leave --draws out"
+                )
 
 
 @dataclass

@@ -75,6 +75,11 @@ class CompareConfig:
         options.positive(self, "train_particles", "test_points", "samples")
         options.positive(self, "train_epochs", "train_seconds", zero=True)
         options.positive(self, "alpha", zero=True)
+        if self.train_seconds is not None and self.train_epochs == 0:
+            raise ValueError(
+                f"--train-seconds {self.train_seconds:g} budgets the equal-time runs of the training comparison, which "
+                "--train-epochs 0 (the default) skips: add --train-epochs N, or leave --train-seconds out"
+            )
         # the Rényi bound of order 1 is the ELBO, which this command compares under its own name
         options.require(
             self, "alpha", self.alpha != 1, "other than 1 (alpha=1 is the ELBO: compare it with --estimators trace)"

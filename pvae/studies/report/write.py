@@ -28,8 +28,8 @@ class ReportConfig:
             return
         if self.out.endswith(("/", os.sep)) or Path(self.out).is_dir():  # a folder: the page goes in it
             example = str(Path(self.out) / REPORT)
-        else:
-            example = f"{self.out}.html"
+        else:  # report.txt → report.html; a name without a suffix gains one
+            example = str(Path(self.out).with_suffix(".html"))
         raise ValueError(f"--out {self.out}: give the name of an HTML file to write, e.g. {example}")
 
 
