@@ -150,6 +150,11 @@ def test_a_sweep_runs_every_cell_records_a_failure_and_the_same_command_finishes
     assert main([*command[:5], "--list", *command[5:]]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert listed[0].split()[:3] == ["0", "failed", "lr=1e30,beta=1"] and listed[3].split() == ["3", "done", good.name]
+    assert main(["sweep", str(out), "--list"]) == 0  # alone: the sweep in the folder, as its sweep.json lists it
+    assert capsys.readouterr().out.splitlines() == listed
+    assert main(["sweep", str(tmp_path / "none"), "--list"]) == 2
+    assert "holds no sweep (no sweep.json); start one with pvae sweep" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
 
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("lr=1e-3,*/*") if p.is_file()}
     assert main(command) == 2

@@ -101,7 +101,10 @@ def sweep(out, config, device, base=None, given=None, train_options=None) -> lis
     :raises Interrupted: on Ctrl-C or SIGTERM, with the command that goes on.
     """
     from pvae.base import distributed
-    from pvae.studies.sweep import Sweep, run_sweep
+    from pvae.studies.sweep import Sweep, list_cells, run_sweep
+
+    if config.list and not config.grid and not config.cells:  # the sweep already in out, as its sweep.json lists it
+        return list_cells(Path(out))
 
     from .common import Interrupted
     from .train import TrainSettings, run_config, train

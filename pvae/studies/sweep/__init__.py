@@ -54,7 +54,7 @@ from pvae.studies.sweep.records import (
     log_path,
     read_cells,
 )
-from pvae.studies.sweep.run import run_cell, run_sweep
+from pvae.studies.sweep.run import list_cells, run_cell, run_sweep
 from pvae.studies.sweep.workers import GRACE, cores
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "error_record",
     "failed_cells",
     "item_words",
+    "list_cells",
     "lock_path",
     "log_path",
     "option_name",

@@ -26,7 +26,8 @@ class SweepConfig:
         may hold commas, as hidden=512,256), crossed with --grid; --cells given again adds its cells.
     :param cell: run cell N alone, in this process (a scheduler's array job: --cell $SLURM_ARRAY_TASK_ID).
     :param workers: run N cells at a time, each in its own process, with the cores divided among them.
-    :param list: print the cells with their state (done, partial, failed, pending), write nothing, and stop.
+    :param list: print the cells with their state (done, partial, failed, pending), write nothing, and stop
+        (alone, without --grid or --cells: the cells of the sweep already in OUT).
     """
 
     grid: tuple[str, ...] = field(default=(), metadata=options.words("NAME=V1,V2"))
@@ -38,7 +39,7 @@ class SweepConfig:
     def __post_init__(self):
         options.require(self, "workers", self.workers >= 1, "a positive integer")
         options.require(self, "cell", self.cell is None or self.cell >= 0, "a cell's index, 0 or more")
-        if not self.grid and not self.cells:
+        if not self.grid and not self.cells and not self.list:  # --list alone lists the sweep already in OUT
             raise ValueError("give the cells: --grid NAME=V1,V2 ... and/or --cells 'NAME=VALUE ...' ...")
         if self.cell is not None and (self.workers > 1 or self.list):
             raise ValueError("--cell runs one cell in this process: drop --workers and --list")

@@ -26,6 +26,7 @@ from pvae.studies.sweep.records import (
     log_path,
     one_line,
     prepare,
+    read_cells,
     run_state,
     said_once,
     say,
@@ -134,12 +135,24 @@ def run_sweep(sweep: Sweep, train: Train, writes: bool = True) -> list[dict]:
     """
     config, out, cells = sweep.config, sweep.out, sweep.cells
     if config.list:
-        for row in states(out, cells):
-            why = f"  ({row['error']})" if row["error"] else ""
-            print(f"{row['index']:>4}  {row['state']:<8} {row['name']}{why}")
-        return states(out, cells)
+        return list_cells(out, cells)
     with sigterm_interrupts():
         return _run_sweep(sweep, train, writes)
+
+
+def list_cells(out: Path, cells: list | None = None) -> list[dict]:
+    """Print one line per cell of the sweep in ``out``: its index, state and name (and why it failed).
+
+    :param out: the sweep's folder.
+    :param cells: its cells (default: those its ``sweep.json`` records).
+    :returns: :func:`pvae.studies.sweep.cell_status` of the cells.
+    :raises RunError: for a folder that holds no sweep, where ``cells`` is not given.
+    """
+    rows = states(out, read_cells(out) if cells is None else cells)
+    for row in rows:
+        why = f"  ({row['error']})" if row["error"] else ""
+        print(f"{row['index']:>4}  {row['state']:<8} {row['name']}{why}")
+    return rows
 
 
 def _run_sweep(sweep: Sweep, train: Train, writes: bool) -> list[dict]:
