@@ -64,6 +64,15 @@ def nuts(ppca):
         return nuts_reference(model, x[:3], chains=2, warmup=300, draws=500, seed=derived_seed(0))
 
 
+def test_nuts_says_each_chain_as_it_starts(ppca):
+    """A long NUTS run shows it goes on: one line per chain, before it, with its steps."""
+    model, x = ppca
+    said = []
+    draws, stats = nuts_reference(model, x[:2], chains=2, warmup=5, draws=4, seed=derived_seed(1), progress=said.append)
+    assert said == [f"nuts chain {c} of 2 (5 warm-up steps, 4 draws)" for c in (1, 2)]
+    assert draws["z"].shape[:3] == (2, 4, 2) and stats["diverging"].shape == (2, 4)
+
+
 @pytest.mark.statistical
 def test_nuts_recovers_the_exact_posterior(ppca, nuts):
     """Means, standard deviations and correlations of the draws against the exact posterior,

@@ -88,7 +88,7 @@ def _diagnose(model, guide, x, y, config: DiagnoseConfig, say: Callable[[str], N
 
     def reference() -> dict:
         nonlocal idata
-        summary, idata = _reference_summary(model, guide, x, y, config)
+        summary, idata = _reference_summary(model, guide, x, y, config, say)
         return summary
 
     if config.nuts_points:
@@ -129,18 +129,19 @@ def _importance_summary(d: dict) -> dict:
     }
 
 
-def _configured_nuts(model, x, y, config: DiagnoseConfig):
+def _configured_nuts(model, x, y, config: DiagnoseConfig, say: Callable[[str], None] | None = None):
     """:func:`pvae.measures.diagnostics.nuts.nuts_reference` on the first ``config.nuts_points`` datapoints, with the
-    config's chains, warm-up, draws and seed (each chain seeds itself: no generator state leaks in)."""
+    config's chains, warm-up, draws and seed (each chain seeds itself: no generator state leaks in); ``say`` hears
+    each chain start."""
     n = config.nuts_points
     return nuts_reference(
-        model, x[:n], rows_of(y, 0, n), config.chains, config.nuts_warmup, config.nuts_draws, config.seed
+        model, x[:n], rows_of(y, 0, n), config.chains, config.nuts_warmup, config.nuts_draws, config.seed, say
     )
 
 
-def _reference_summary(model, guide, x, y, config: DiagnoseConfig) -> tuple[dict, object]:
+def _reference_summary(model, guide, x, y, config: DiagnoseConfig, say=None) -> tuple[dict, object]:
     xm, ym = x[: config.nuts_points], rows_of(y, 0, config.nuts_points)
-    draws, stats = _configured_nuts(model, x, y, config)
+    draws, stats = _configured_nuts(model, x, y, config, say)
     # seeded apart from the chains (seed + chain each): the same draws of q whichever ranks ran which chains
     pyro.set_rng_seed(config.seed + config.chains)
     q = guide_draws(guide, model, xm, ym, config.chains * config.nuts_draws, draws)

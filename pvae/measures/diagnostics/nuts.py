@@ -6,6 +6,7 @@ by dimension.
 """
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pyro
@@ -25,6 +26,7 @@ def nuts_reference(
     warmup: int = 500,
     draws: int = 500,
     seed: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Draws from p(z | x) by NUTS, the model's parameters held fixed.
 
@@ -34,6 +36,8 @@ def nuts_reference(
     after another, each with seed ``seed + chain``. Under torchrun the ranks share the chains
     (chain c on rank c mod world, with the same seed) and rank 0 gathers them.
 
+    :param progress: called as each chain of this rank starts (``nuts chain 2 of 4``), for a long run to show it
+        goes on.
     :returns: ``(draws, stats)``: site → ``(chains, draws, batch, *event)``, and
         ``{"diverging": (chains, draws) bool, "step_size": (chains,)}``; under torchrun, ``None``
         on every rank but 0.
@@ -50,6 +54,8 @@ def nuts_reference(
     mine = {}
     with frozen(model):  # the decoder is fixed: only z gets gradients
         for chain in range(rank, chains, world):
+            if progress is not None:
+                progress(f"nuts chain {chain + 1} of {chains} ({warmup} warm-up steps, {draws} draws)")
             pyro.set_rng_seed(seed + chain)
             init = {n: site["value"] for n, site in latent_sites(model, x, y).items()}
             kernel = NUTS(potential_fn=potential, adapt_step_size=True, adapt_mass_matrix=True)
