@@ -231,7 +231,10 @@ def test_command_prints_writes_and_draws(study, tmp_path, capsys):
     ("extra", "message"),
     [
         (["--plot", "elbo"], "--plot needs --against"),
-        (["--plot", "elbow", "--against", "train.beta"], "--plot must be a number pvae tables (did you mean elbo?"),
+        (
+            ["--plot", "elbow", "--against", "train.beta"],
+            "--plot elbow is not a number pvae tables; did you mean elbo? It is one of elbo",
+        ),
         (["--plot", "mig_no_shape", "--against", "train.beta"], "no run has it; these runs have elbo, log_px"),
         (["--plot", "elbo", "--against", "beta"], "--against beta is not a setting; the settings that differ: train."),
         (["--plot", "elbo", "--against", "train.lr"], "--against train.lr: every run has the same value"),

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from pvae.base import options
+from pvae.base.failures import SWEEP_PRIVATE
 from pvae.base.files import MANIFEST, TEMPORARY, atomic_write, record_written, start_manifest, write_json, written
 from pvae.base.results import json_object
 from pvae.base.rng import legacy_rng_state
@@ -253,6 +254,16 @@ class Run:
         run = cls(path)
         if run.path.exists() and not run.path.is_dir():
             raise RunError(f"{run.path} is a file, not a run directory; give the folder `pvae train --out` wrote")
+        if not run.path.exists():
+            raise RunError(
+                f"{run.path} does not exist, so it is not a run directory: give a folder `pvae train --out` wrote "
+                "(`pvae runs FOLDER` lists the runs under a folder)"
+            )
+        if not (run.path / CONFIG).is_file() and (run.path / SWEEP_PRIVATE).is_dir():
+            raise RunError(
+                f"{run.path} holds a sweep, not a run directory: give one of its cells' run directories "
+                f"(`pvae runs {run.path}` lists them)"
+            )
         if not (run.path / CONFIG).is_file():
             raise RunError(
                 f"{run.path} is not a run directory (no {CONFIG}); train one with `pvae train --out {run.path}`"

@@ -41,7 +41,7 @@ class EncodeConfig:
     :param reconstruct: also write the decoder's mean at each row's code, in the data's own units.
     :param batch_size: rows encoded at once.
     :param seed: seed of the draws.
-    :param out: .npz, .npy (the means only), .csv, .parquet or .h5ad (None: RUN/encoded.npz).
+    :param out: .npz, .npy (the means only), .csv, .parquet or .h5ad.
     """
 
     data: str | None = None

@@ -537,10 +537,9 @@ class RunsConfig:
             raise ValueError(f"{given} needs {missing}: e.g. --plot elbo --against train.beta")
         if self.plot is not None:
             near = difflib.get_close_matches(self.plot, list(NUMBERS), n=1, cutoff=0.6)
-            hint = f"did you mean {near[0]}? " if near else ""
-            options.require(
-                self, "plot", self.plot in NUMBERS, f"a number pvae tables ({hint}one of {', '.join(NUMBERS)})"
-            )
+            hint = f"did you mean {near[0]}? It is " if near else "it is "
+            if self.plot not in NUMBERS:
+                raise ValueError(f"--plot {self.plot} is not a number pvae tables; {hint}one of {', '.join(NUMBERS)}")
 
 
 def check_plot(result: Table, records: list[RunRecord], metric: str, setting: str) -> None:

@@ -43,6 +43,8 @@ class SweepConfig:
             raise ValueError("give the cells: --grid NAME=V1,V2 ... and/or --cells 'NAME=VALUE ...' ...")
         if self.cell is not None and (self.workers > 1 or self.list):
             raise ValueError("--cell runs one cell in this process: drop --workers and --list")
+        if self.list and self.workers > 1:
+            raise ValueError("--list prints the cells and runs none: drop --workers")
         self._check_grid_names()
 
     def _check_grid_names(self) -> None:
