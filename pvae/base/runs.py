@@ -252,19 +252,19 @@ class Run:
         :raises RunError: if ``path`` has no ``config.json``.
         """
         run = cls(path)
-        if run.path.exists() and not run.path.is_dir():
-            raise RunError(f"{run.path} is a file, not a run directory; give the folder `pvae train --out` wrote")
-        if not run.path.exists():
-            raise RunError(
-                f"{run.path} does not exist, so it is not a run directory: give a folder `pvae train --out` wrote "
-                "(`pvae runs FOLDER` lists the runs under a folder)"
-            )
-        if not (run.path / CONFIG).is_file() and (run.path / SWEEP_PRIVATE).is_dir():
-            raise RunError(
-                f"{run.path} holds a sweep, not a run directory: give one of its cells' run directories "
-                f"(`pvae runs {run.path}` lists them)"
-            )
         if not (run.path / CONFIG).is_file():
+            if not run.path.exists():
+                raise RunError(
+                    f"{run.path} does not exist, so it is not a run directory: give a folder `pvae train --out` "
+                    "wrote (`pvae runs FOLDER` lists the runs under a folder)"
+                )
+            if not run.path.is_dir():
+                raise RunError(f"{run.path} is a file, not a run directory; give the folder `pvae train --out` wrote")
+            if (run.path / SWEEP_PRIVATE).is_dir():
+                raise RunError(
+                    f"{run.path} holds a sweep, not a run directory: give one of its cells' run directories "
+                    f"(`pvae runs {run.path}` lists them)"
+                )
             raise RunError(
                 f"{run.path} is not a run directory (no {CONFIG}); train one with `pvae train --out {run.path}`"
             )

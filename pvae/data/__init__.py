@@ -462,9 +462,7 @@ def load(config: DataConfig | None = None) -> Dataset:
     :raises DataError: for an unknown name or binarization, data that cannot be found, or sizes
         that do not fit the dataset.
     """
-    config = DataConfig() if config is None else config
-    if config.binarize not in BINARIZE:
-        raise DataError(f"unknown binarization {config.binarize!r}; choose one of {list(BINARIZE)}")
+    config = DataConfig() if config is None else config  # a DataConfig has refused an unknown binarization
     ground_truth = None
     if config.is_user_data:
         return load_user_data(config)
